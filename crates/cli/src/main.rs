@@ -1,0 +1,29 @@
+//! `conclave`: run, simulate and check Conclave clusters.
+
+mod sim_command;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Conclave: a consensus engine whose elections pick the newest data, never split
+/// the brain, and give every term exactly one leader.
+#[derive(Debug, Parser)]
+#[command(name = "conclave", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the deterministic cluster simulator over many seeds (or replay one).
+    Sim(sim_command::SimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sim(args) => sim_command::run(args),
+    }
+}

@@ -1,0 +1,137 @@
+//! Node configuration and its validation.
+
+use thiserror::Error;
+
+use crate::election::ElectionMode;
+use crate::types::{ClusterId, NodeId};
+
+/// Everything a node needs to know before it starts. Timings are in
+/// milliseconds of the driver's clock (virtual in the simulator).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's id; must be one of `voters`.
+    pub id: NodeId,
+    /// The cluster this node belongs to; messages from any other are dropped.
+    pub cluster_id: ClusterId,
+    /// Every voting member, this node included.
+    pub voters: Vec<NodeId>,
+    /// Which election protocol runs (DESIGN.md §3).
+    pub election_mode: ElectionMode,
+    /// A leader sends a heartbeat at least this often.
+    pub heartbeat_interval_ms: u64,
+    /// The base election timeout T; the `raft` mode draws each timeout from `[T, 2T)`.
+    pub election_timeout_ms: u64,
+    /// Run a pre-vote round before campaigning (thesis §9.6).
+    pub pre_vote: bool,
+    /// A leader that hears from no majority for an election timeout steps down,
+    /// and a node that heard from a leader within an election timeout ignores
+    /// vote requests (thesis §9.6).
+    pub check_quorum: bool,
+    /// At most this many entries go in one `AppendEntries`.
+    pub max_entries_per_message: usize,
+    /// Largest command `propose` accepts.
+    pub max_command_bytes: usize,
+    /// Test-only: remove one safety rule so tests can prove the checkers fire.
+    #[cfg(feature = "bug-injection")]
+    pub injected_bug: Option<InjectedBug>,
+}
+
+/// A safety rule a test can remove (feature `bug-injection` only).
+#[cfg(feature = "bug-injection")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectedBug {
+    /// Count replicas of entries from earlier terms when advancing the commit
+    /// index (breaks Raft §5.4.2).
+    CommitPreviousTermEntries,
+    /// Grant votes without the "candidate's log is at least as up-to-date" check
+    /// (breaks Raft §5.4.1).
+    SkipUpToDateCheck,
+    /// Grant a vote even after voting for another candidate in the same term
+    /// (breaks Raft §5.2, one vote per term).
+    VoteMoreThanOncePerTerm,
+}
+
+impl Config {
+    /// A configuration with the shipped defaults (DESIGN.md §6) for `id` in a
+    /// cluster of `voters`.
+    pub fn new(id: NodeId, cluster_id: ClusterId, voters: Vec<NodeId>) -> Config {
+        Config {
+            id,
+            cluster_id,
+            voters,
+            election_mode: ElectionMode::Raft,
+            heartbeat_interval_ms: 50,
+            election_timeout_ms: 250,
+            pre_vote: true,
+            check_quorum: true,
+            max_entries_per_message: 64,
+            max_command_bytes: 1 << 20,
+            #[cfg(feature = "bug-injection")]
+            injected_bug: None,
+        }
+    }
+
+    /// Checks every field; the error names the field and says what is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(ConfigError::Invalid { key: "id", reason: "0 is reserved for \"nobody\"".into() });
+        }
+        if self.voters.is_empty() {
+            return Err(ConfigError::Invalid { key: "voters", reason: "must name at least one node".into() });
+        }
+        let mut sorted = self.voters.clone();
+        sorted.sort_unstable();
+        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(ConfigError::Invalid { key: "voters", reason: format!("node {} is listed twice", pair[0]) });
+        }
+        if sorted.contains(&0) {
+            return Err(ConfigError::Invalid { key: "voters", reason: "0 is reserved for \"nobody\"".into() });
+        }
+        if !self.voters.contains(&self.id) {
+            return Err(ConfigError::Invalid {
+                key: "id",
+                reason: format!("node {} is not among the voters {:?}", self.id, self.voters),
+            });
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return Err(ConfigError::Invalid { key: "heartbeat_interval_ms", reason: "must be greater than 0".into() });
+        }
+        if self.election_timeout_ms <= self.heartbeat_interval_ms {
+            return Err(ConfigError::Invalid {
+                key: "election_timeout_ms",
+                reason: format!(
+                    "{} ms must exceed heartbeat_interval_ms ({} ms), or followers time out between heartbeats",
+                    self.election_timeout_ms, self.heartbeat_interval_ms
+                ),
+            });
+        }
+        if self.max_entries_per_message == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_entries_per_message",
+                reason: "must be greater than 0".into(),
+            });
+        }
+        if self.max_command_bytes == 0 {
+            return Err(ConfigError::Invalid { key: "max_command_bytes", reason: "must be greater than 0".into() });
+        }
+        Ok(())
+    }
+
+    /// Number of votes (or acknowledgements) that make a majority.
+    pub fn quorum(&self) -> usize {
+        crate::quorum::majority(self.voters.len())
+    }
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// `key` holds a value that cannot work.
+    #[error("invalid config `{key}`: {reason}")]
+    Invalid {
+        /// The offending key.
+        key: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
+}

@@ -1,0 +1,54 @@
+//! # conclave-core
+//!
+//! Conclave's consensus protocol as a deterministic state machine. It does no
+//! I/O, reads no clock, spawns nothing, and draws randomness only from the
+//! seeded RNG it is given: the simulator, the model checker and the server all
+//! drive this same code.
+//!
+//! A driver feeds three inputs — [`Node::tick`] with the time, [`Node::step`]
+//! with a message, [`Node::propose`] with a command — and acts on the
+//! [`Output`] each returns: persist, then send, then apply (see [`Output`]).
+//!
+//! ```
+//! use conclave_core::{Config, Node, RestoredState};
+//! use rand::SeedableRng;
+//!
+//! // A one-node cluster elects itself at its first election timeout.
+//! let config = Config::new(1, 7, vec![1]);
+//! let rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+//! let mut node = Node::new(config, RestoredState::default(), rng, 0).unwrap();
+//! let mut now_ms = 0;
+//! while node.role() != conclave_core::Role::Leader {
+//!     now_ms = node.next_deadline_ms();
+//!     let output = node.tick(now_ms);
+//!     // A real driver persists output.hard_state and output.log_write here,
+//!     // then sends output.messages, then applies output.committed_entries.
+//!     assert!(output.messages.is_empty(), "nobody else to talk to");
+//! }
+//! let proposal = node.propose(b"set x 1".to_vec()).unwrap();
+//! assert_eq!(proposal.output.committed_entries.last().unwrap().index, proposal.index);
+//! ```
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod election;
+pub mod entry;
+pub mod log;
+pub mod message;
+pub mod node;
+pub mod output;
+pub mod progress;
+pub mod quorum;
+pub mod status;
+pub mod types;
+
+#[cfg(feature = "bug-injection")]
+pub use config::InjectedBug;
+pub use config::{Config, ConfigError};
+pub use election::ElectionMode;
+pub use entry::{Entry, Payload};
+pub use message::{AppendOutcome, Body, Message};
+pub use node::{Node, Proposal, ProposeError, RestoredState, StartError};
+pub use output::{Event, HardState, LogWrite, Output};
+pub use status::{DropCounters, DropReason, FollowerStatus, Role, Status};
+pub use types::{ClusterId, LogIndex, NodeId, Term};

@@ -1,0 +1,123 @@
+//! Every message enters here: identity screening, impossible-field checks, and
+//! the term rules shared by all roles (Raft §5.1) before dispatch by kind.
+
+use super::Node;
+use crate::message::{AppendOutcome, Body, Message};
+use crate::status::DropReason;
+use crate::types::LogIndex;
+
+impl Node {
+    pub(crate) fn handle_message(&mut self, message: Message) {
+        if let Err(reason) = self.screen(&message) {
+            self.dropped.record(reason);
+            return;
+        }
+        if message.term > self.term && !self.adopt_higher_term(&message) {
+            return;
+        }
+        if message.term < self.term {
+            self.answer_stale(&message);
+            return;
+        }
+        match message.body {
+            Body::RequestVote { pre_vote, last_log_term, last_log_index } => {
+                self.on_vote_request(message.from, message.term, pre_vote, last_log_term, last_log_index)
+            }
+            Body::VoteResponse { pre_vote, granted } => {
+                self.on_vote_response(message.from, message.term, pre_vote, granted)
+            }
+            Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
+                self.on_append_entries(message.from, prev_log_index, prev_log_term, entries, leader_commit)
+            }
+            Body::AppendResponse(outcome) => self.on_append_response(message.from, outcome),
+        }
+    }
+
+    /// Drops what no correct member of this cluster can send.
+    fn screen(&self, message: &Message) -> Result<(), DropReason> {
+        if message.cluster_id != self.config.cluster_id {
+            return Err(DropReason::WrongCluster);
+        }
+        if message.to != self.config.id {
+            return Err(DropReason::Misdirected);
+        }
+        if message.from == self.config.id || !self.config.voters.contains(&message.from) {
+            return Err(DropReason::UnknownSender);
+        }
+        if message.term == 0 || !fields_are_possible(message) {
+            return Err(DropReason::ImpossibleFields);
+        }
+        Ok(())
+    }
+
+    /// Raft §5.1 with the PreVote and CheckQuorum exceptions (thesis §9.6).
+    /// Returns false if the message must be ignored.
+    fn adopt_higher_term(&mut self, message: &Message) -> bool {
+        match message.body {
+            // A node that hears from a live leader ignores campaigns: a node
+            // rejoining from a partition cannot depose a working leader.
+            Body::RequestVote { .. } if self.in_leader_lease() => {
+                self.dropped.record(DropReason::LeaderLease);
+                false
+            }
+            // Pre-votes change no term, neither asking nor granting.
+            Body::RequestVote { pre_vote: true, .. } => true,
+            Body::VoteResponse { pre_vote: true, granted: true } => true,
+            Body::AppendEntries { .. } => {
+                self.become_follower(message.term, Some(message.from));
+                true
+            }
+            _ => {
+                self.become_follower(message.term, None);
+                true
+            }
+        }
+    }
+
+    /// Raft §5.1: a request from an older term is refused with the current term,
+    /// so that its sender learns it is stale; stale responses are ignored.
+    fn answer_stale(&mut self, message: &Message) {
+        self.dropped.record(DropReason::StaleTerm);
+        match message.body {
+            Body::AppendEntries { prev_log_index, .. } => self.send(
+                message.from,
+                Body::AppendResponse(AppendOutcome::Rejected {
+                    prev_log_index,
+                    hint_index: prev_log_index.saturating_sub(1),
+                }),
+            ),
+            Body::RequestVote { pre_vote, .. } => {
+                self.send(message.from, Body::VoteResponse { pre_vote, granted: false })
+            }
+            Body::VoteResponse { .. } | Body::AppendResponse(_) => {}
+        }
+    }
+}
+
+/// Checks fields against what a correct sender can produce, without state.
+fn fields_are_possible(message: &Message) -> bool {
+    let term = message.term;
+    match &message.body {
+        Body::RequestVote { last_log_term, last_log_index, .. } => {
+            *last_log_term <= term && (*last_log_index == 0) == (*last_log_term == 0)
+        }
+        Body::VoteResponse { .. } => true,
+        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
+            if *prev_log_term > term || (*prev_log_index == 0) != (*prev_log_term == 0) {
+                return false;
+            }
+            let mut previous_term = *prev_log_term;
+            for (expected_index, entry) in (*prev_log_index + 1..).zip(entries) {
+                if entry.index != expected_index || entry.term < previous_term.max(1) || entry.term > term {
+                    return false;
+                }
+                previous_term = entry.term;
+            }
+            *leader_commit <= *prev_log_index + entries.len() as LogIndex
+        }
+        Body::AppendResponse(AppendOutcome::Accepted { .. }) => true,
+        Body::AppendResponse(AppendOutcome::Rejected { prev_log_index, hint_index }) => {
+            *hint_index <= prev_log_index.saturating_sub(1)
+        }
+    }
+}

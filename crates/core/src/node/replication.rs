@@ -1,0 +1,219 @@
+//! Log replication and the commit rule (Raft §5.3, §5.4.2).
+
+use super::Node;
+use crate::entry::{Entry, Payload};
+use crate::message::{AppendOutcome, Body};
+use crate::progress::ProgressState;
+use crate::quorum;
+use crate::status::{DropReason, Role};
+use crate::types::{LogIndex, NodeId, Term};
+
+/// A streaming leader has at most this many full messages of entries beyond a
+/// follower's match index in flight before it waits for acknowledgements
+/// (etcd/raft's inflight window).
+const MAX_INFLIGHT_MESSAGES: LogIndex = 32;
+
+impl Node {
+    /// Appends a new entry of the current term to the leader's own log and
+    /// starts replicating it. Returns its index.
+    pub(crate) fn append_as_leader(&mut self, payload: Payload) -> LogIndex {
+        assert_eq!(self.role, Role::Leader, "only a leader appends new entries");
+        let index = self.log.last_index() + 1;
+        self.log.append(Entry { term: self.term, index, payload });
+        // A single-node cluster commits on its own; others wait for acknowledgements.
+        self.maybe_commit();
+        for peer in self.peers() {
+            self.send_append(peer);
+        }
+        index
+    }
+
+    /// Sends `to` the entries from its next index, if its progress allows. A
+    /// probing follower gets one message; a streaming follower gets every entry it
+    /// lacks, in as many messages as needed, up to `MAX_INFLIGHT_MESSAGES` full
+    /// messages beyond its match index, so catch-up is not limited to one message
+    /// per round trip.
+    pub(crate) fn send_append(&mut self, to: NodeId) {
+        loop {
+            let Some(progress) = self.progress.get(&to) else { return };
+            if !progress.can_send() {
+                return;
+            }
+            let streaming = progress.state == ProgressState::Replicate;
+            let window = MAX_INFLIGHT_MESSAGES * self.config.max_entries_per_message as LogIndex;
+            if streaming && progress.next_index - progress.match_index > window {
+                return; // Wait for acknowledgements before sending more.
+            }
+            let prev_log_index = progress.next_index - 1;
+            let entries = self.log.entries_from(progress.next_index, self.config.max_entries_per_message).to_vec();
+            if entries.is_empty() && streaming {
+                return; // Nothing new; heartbeats keep the follower informed.
+            }
+            let prev_log_term = self.log.term_at(prev_log_index).expect("next index is at most last index + 1");
+            let last_sent = prev_log_index + entries.len() as LogIndex;
+            let leader_commit = self.log.committed().min(last_sent);
+            self.send(to, Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit });
+            self.progress.get_mut(&to).expect("checked above").on_sent(last_sent);
+            if !streaming || last_sent >= self.log.last_index() {
+                return;
+            }
+        }
+    }
+
+    /// Raft §5.2: the leader's periodic heartbeat, which also retransmits to
+    /// followers that are probing or whose acknowledgements stalled.
+    pub(crate) fn broadcast_heartbeat(&mut self) {
+        self.heartbeat_deadline_ms = self.now_ms + self.config.heartbeat_interval_ms;
+        let last_index = self.log.last_index();
+        for peer in self.peers() {
+            let progress = self.progress.get_mut(&peer).expect("a leader tracks every peer");
+            let stalled = progress.match_index < last_index && progress.match_index == progress.match_at_last_heartbeat;
+            progress.match_at_last_heartbeat = progress.match_index;
+            match progress.state {
+                ProgressState::Probe { .. } => {
+                    progress.state = ProgressState::Probe { in_flight: false };
+                    self.send_append(peer);
+                }
+                ProgressState::Replicate if stalled => {
+                    // Something sent was lost: resend from the last known match.
+                    progress.next_index = progress.match_index + 1;
+                    progress.state = ProgressState::Probe { in_flight: false };
+                    self.send_append(peer);
+                }
+                ProgressState::Replicate => {
+                    let prev_log_index = progress.match_index;
+                    let prev_log_term = self.log.term_at(prev_log_index).expect("match index is in the log");
+                    let leader_commit = self.log.committed().min(prev_log_index);
+                    self.send(
+                        peer,
+                        Body::AppendEntries { prev_log_index, prev_log_term, entries: Vec::new(), leader_commit },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Raft §5.3 at the follower: the consistency check, conflict truncation,
+    /// and commit up to what the leader proved shared.
+    pub(crate) fn on_append_entries(
+        &mut self,
+        from: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+    ) {
+        if self.role == Role::Leader {
+            // Two leaders in one term cannot happen under Raft's voting rules.
+            self.dropped.record(DropReason::ImpossibleFields);
+            return;
+        }
+        // Screen for a contradiction of the committed prefix before anything else:
+        // such a message comes from a broken leader and must be dropped without
+        // effect, so it may not reset the election timer, renew the leader lease,
+        // or make a candidate follow its sender.
+        let committed = self.log.committed();
+        let prev_matches = match self.log.term_at(prev_log_index) {
+            Some(term) if term == prev_log_term => true,
+            Some(_) if prev_log_index <= committed => {
+                self.dropped.record(DropReason::ConflictsWithCommitted);
+                return;
+            }
+            _ => false,
+        };
+        let contradicts_commit = prev_matches
+            && entries
+                .iter()
+                .any(|entry| entry.index <= committed && self.log.term_at(entry.index) != Some(entry.term));
+        if contradicts_commit {
+            self.dropped.record(DropReason::ConflictsWithCommitted);
+            return;
+        }
+
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(self.term, Some(from));
+        }
+        self.last_leader_contact_ms = Some(self.now_ms);
+        self.reset_election_timer();
+
+        if !prev_matches {
+            let hint_index = self.rejection_hint(prev_log_index, prev_log_term);
+            self.send(from, Body::AppendResponse(AppendOutcome::Rejected { prev_log_index, hint_index }));
+            return;
+        }
+        let last_new_index = prev_log_index + entries.len() as LogIndex;
+        self.log.merge(&entries);
+        let commit_to = leader_commit.min(last_new_index);
+        if commit_to > committed {
+            self.log.commit_to(commit_to);
+        }
+        self.send(from, Body::AppendResponse(AppendOutcome::Accepted { match_index: last_new_index }));
+    }
+
+    /// The highest index that may still match after a failed consistency check:
+    /// entries whose term exceeds `prev_log_term` cannot be in the leader's log at
+    /// those positions (terms never decrease along a log), so they are skipped.
+    fn rejection_hint(&self, prev_log_index: LogIndex, prev_log_term: Term) -> LogIndex {
+        let mut hint_index = prev_log_index.saturating_sub(1).min(self.log.last_index());
+        while hint_index > self.log.committed() && self.log.term_at(hint_index).is_some_and(|term| term > prev_log_term)
+        {
+            hint_index -= 1;
+        }
+        hint_index
+    }
+
+    /// The leader's side: record the outcome and keep the follower fed.
+    pub(crate) fn on_append_response(&mut self, from: NodeId, outcome: AppendOutcome) {
+        if self.role != Role::Leader {
+            return; // An answer to a term this node no longer leads.
+        }
+        let last_index = self.log.last_index();
+        let progress = self.progress.get_mut(&from).expect("members are screened");
+        match outcome {
+            AppendOutcome::Accepted { match_index } => {
+                if match_index > last_index {
+                    self.dropped.record(DropReason::ImpossibleFields);
+                    return;
+                }
+                if progress.on_accepted(match_index) {
+                    self.maybe_commit();
+                }
+            }
+            AppendOutcome::Rejected { prev_log_index, hint_index } => {
+                if !progress.on_rejected(prev_log_index, hint_index) {
+                    return;
+                }
+            }
+        }
+        self.send_append(from);
+    }
+
+    /// Raft §5.3/§5.4.2: commit the highest index stored on a majority, but only
+    /// by counting replicas of an entry of the leader's own term.
+    pub(crate) fn maybe_commit(&mut self) {
+        let mut match_indexes: Vec<LogIndex> = self
+            .config
+            .voters
+            .iter()
+            .map(|id| if *id == self.config.id { self.log.last_index() } else { self.progress[id].match_index })
+            .collect();
+        let candidate = quorum::committed_index(&mut match_indexes);
+        if candidate <= self.log.committed() {
+            return;
+        }
+        let own_term = self.log.term_at(candidate) == Some(self.term);
+        if own_term || self.commits_previous_terms() {
+            self.log.commit_to(candidate);
+        }
+    }
+
+    #[cfg(feature = "bug-injection")]
+    fn commits_previous_terms(&self) -> bool {
+        self.config.injected_bug == Some(crate::config::InjectedBug::CommitPreviousTermEntries)
+    }
+
+    #[cfg(not(feature = "bug-injection"))]
+    fn commits_previous_terms(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,99 @@
+//! Role transitions and the timers that go with them.
+
+use super::Node;
+use crate::entry::Payload;
+use crate::output::Event;
+use crate::progress::Progress;
+use crate::quorum::VoteTally;
+use crate::status::Role;
+use crate::types::{NodeId, Term};
+
+impl Node {
+    /// Raft §5.1: a node that sees a higher term adopts it and follows; `leader`
+    /// is the sender when it is known to lead that term.
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        assert!(term >= self.term, "terms never go back ({} -> {term})", self.term);
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+        }
+        self.progress.clear();
+        self.votes = VoteTally::default();
+        self.set_role(Role::Follower);
+        self.set_leader(leader);
+        self.reset_election_timer();
+    }
+
+    /// Raft §5.2: a candidate that wins a majority leads; it appends a no-op so
+    /// that entries of earlier terms can commit (Raft §5.4.2, §8).
+    pub(crate) fn become_leader(&mut self) {
+        assert_eq!(self.role, Role::Candidate, "only a candidate becomes leader");
+        assert_eq!(self.voted_for, Some(self.config.id), "a candidate votes for itself");
+        let last_index = self.log.last_index();
+        self.progress = self.peers().into_iter().map(|peer| (peer, Progress::new(last_index))).collect();
+        self.votes = VoteTally::default();
+        self.set_role(Role::Leader);
+        self.set_leader(Some(self.config.id));
+        self.heartbeat_deadline_ms = self.now_ms + self.config.heartbeat_interval_ms;
+        self.quorum_check_deadline_ms = self.now_ms + self.config.election_timeout_ms;
+        self.append_as_leader(Payload::Noop);
+    }
+
+    /// CheckQuorum (thesis §6.2, §9.6): a leader that has not heard from a
+    /// majority during the last election timeout steps down, so that a leader cut
+    /// off in a minority stops acting as one.
+    pub(crate) fn check_quorum(&mut self) {
+        assert_eq!(self.role, Role::Leader);
+        self.quorum_check_deadline_ms = self.now_ms + self.config.election_timeout_ms;
+        if !self.config.check_quorum {
+            return;
+        }
+        let active = 1 + self.progress.values().filter(|progress| progress.recent_active).count();
+        for progress in self.progress.values_mut() {
+            progress.recent_active = false;
+        }
+        if active < self.config.quorum() {
+            self.emit(Event::QuorumLost { term: self.term });
+            self.become_follower(self.term, None);
+        }
+    }
+
+    pub(crate) fn set_role(&mut self, role: Role) {
+        if role != self.role {
+            let from = self.role;
+            self.role = role;
+            self.emit(Event::RoleChanged { from, to: role, term: self.term });
+        }
+    }
+
+    pub(crate) fn set_leader(&mut self, leader: Option<NodeId>) {
+        if leader != self.leader {
+            self.leader = leader;
+            self.emit(Event::LeaderChanged { leader, term: self.term });
+        }
+        if leader.is_some() && leader != Some(self.config.id) {
+            self.last_leader_contact_ms = Some(self.now_ms);
+        }
+    }
+
+    /// Re-arms the election timer with a fresh randomized timeout.
+    pub(crate) fn reset_election_timer(&mut self) {
+        let timeout_ms = self.draw_election_timeout_ms();
+        self.election_deadline_ms = self.now_ms + timeout_ms;
+    }
+
+    /// Whether a leader is known to be alive, in which case vote requests are
+    /// ignored so that a partitioned node rejoining cannot depose it (thesis §9.6).
+    pub(crate) fn in_leader_lease(&self) -> bool {
+        if !self.config.check_quorum {
+            return false;
+        }
+        match self.role {
+            Role::Leader => true,
+            _ => match (self.leader, self.last_leader_contact_ms) {
+                (Some(_), Some(contact_ms)) => self.now_ms < contact_ms + self.config.election_timeout_ms,
+                _ => false,
+            },
+        }
+    }
+}

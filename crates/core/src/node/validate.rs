@@ -1,0 +1,67 @@
+//! The whole-node invariant check, run after every input in debug builds and by
+//! the simulator after every step in any build.
+
+use super::Node;
+use crate::status::Role;
+
+impl Node {
+    /// Checks every invariant of the node's state; the error says which broke.
+    pub fn validate(&self) -> Result<(), String> {
+        self.log.validate()?;
+        if self.log.last_term() > self.term {
+            return Err(format!("last log term {} beyond current term {}", self.log.last_term(), self.term));
+        }
+        if let Some(voted_for) = self.voted_for {
+            if !self.config.voters.contains(&voted_for) {
+                return Err(format!("voted for non-member {voted_for}"));
+            }
+        }
+        if self.persisted_hard_state.term > self.term {
+            return Err("persisted term ahead of current term".into());
+        }
+        match self.role {
+            Role::Leader => {
+                if self.leader != Some(self.config.id) || self.voted_for != Some(self.config.id) {
+                    return Err(format!("leader with leader {:?} and vote {:?}", self.leader, self.voted_for));
+                }
+                if self.progress.len() != self.config.voters.len() - 1 {
+                    return Err(format!("leader tracks {} followers", self.progress.len()));
+                }
+                let last_index = self.log.last_index();
+                for (id, progress) in &self.progress {
+                    if progress.match_index > last_index {
+                        return Err(format!(
+                            "match index {} of {id} beyond last index {last_index}",
+                            progress.match_index
+                        ));
+                    }
+                    if progress.next_index <= progress.match_index || progress.next_index > last_index + 1 {
+                        return Err(format!(
+                            "next index {} of {id} outside (match {}, last + 1 = {}]",
+                            progress.next_index,
+                            progress.match_index,
+                            last_index + 1
+                        ));
+                    }
+                }
+            }
+            Role::Candidate => {
+                if self.voted_for != Some(self.config.id) {
+                    return Err(format!("candidate voted for {:?}", self.voted_for));
+                }
+                if !self.progress.is_empty() || self.leader.is_some() {
+                    return Err("candidate with leader state".into());
+                }
+            }
+            Role::Follower | Role::PreCandidate => {
+                if !self.progress.is_empty() {
+                    return Err("non-leader with replication progress".into());
+                }
+                if self.leader == Some(self.config.id) {
+                    return Err("non-leader believes it leads".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! What one input produces: the batch a driver must act on.
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::Entry;
+use crate::message::Message;
+use crate::status::Role;
+use crate::types::{LogIndex, NodeId, Term};
+
+/// The state Raft requires on stable storage before a node answers anyone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HardState {
+    /// Latest term the node has seen.
+    pub term: Term,
+    /// Candidate voted for in `term`, if any.
+    pub voted_for: Option<NodeId>,
+    /// Highest index known committed. Persisting it is not required for safety;
+    /// it lets a restarted node re-apply its committed prefix at once.
+    pub commit: LogIndex,
+}
+
+/// A rewrite of the persisted log's tail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogWrite {
+    /// Remove every persisted entry at this index or above, then append `entries`.
+    /// Usually `first_index` is the old last index + 1 (a plain append); a lower
+    /// value is a conflict truncation (Raft §5.3) and must be durable too.
+    pub first_index: LogIndex,
+    /// Entries from `first_index` on, contiguous. Empty for a pure truncation.
+    pub entries: Vec<Entry>,
+}
+
+/// Something observable that happened while handling the input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// The node's role changed.
+    RoleChanged {
+        /// The role it left.
+        from: Role,
+        /// The role it took.
+        to: Role,
+        /// Its term after the change.
+        term: Term,
+    },
+    /// The node learned who leads `term`, or that nobody it knows does (`None`).
+    LeaderChanged {
+        /// The leader, if known.
+        leader: Option<NodeId>,
+        /// The term this applies to.
+        term: Term,
+    },
+    /// The node started a (pre-)election round.
+    ElectionStarted {
+        /// The term campaigned for.
+        term: Term,
+        /// True for a pre-vote round, which changes no term.
+        pre_vote: bool,
+    },
+    /// A leader stepped down because no majority answered for an election timeout.
+    QuorumLost {
+        /// The term it led.
+        term: Term,
+    },
+}
+
+/// One batch of work for the driver, produced by every input.
+///
+/// # Contract: persist before send
+/// The driver handles the fields **in this order**:
+/// 1. `hard_state` and `log_write` are made durable (one write and one sync may
+///    cover several batches: group commit). A crash before that sync must lose
+///    the whole batch, including its messages.
+/// 2. Only then are `messages` sent. A vote or an acknowledgement sent before its
+///    state is durable could be forgotten by a crash, letting a node vote twice
+///    or a leader count an entry that is gone.
+/// 3. Only then are `committed_entries` applied to the state machine, in order.
+///    They are always a prefix of the persisted log.
+/// 4. `events` are informational (logs, metrics, the simulator's checks).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[must_use = "an output batch must be persisted, sent and applied"]
+pub struct Output {
+    /// New hard state to persist, if it changed since the previous batch.
+    pub hard_state: Option<HardState>,
+    /// Log tail to persist, if the log changed since the previous batch.
+    pub log_write: Option<LogWrite>,
+    /// Messages to send once the above is durable. Delivery may be lossy,
+    /// duplicated and reordered: the protocol tolerates all three.
+    pub messages: Vec<Message>,
+    /// Newly committed entries to apply, in index order, after persisting.
+    pub committed_entries: Vec<Entry>,
+    /// What happened, for observers.
+    pub events: Vec<Event>,
+}
+
+impl Output {
+    /// True if the driver has nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none()
+            && self.log_write.is_none()
+            && self.messages.is_empty()
+            && self.committed_entries.is_empty()
+            && self.events.is_empty()
+    }
+
+    /// True if something must be made durable before the messages go out.
+    pub fn needs_persist(&self) -> bool {
+        self.hard_state.is_some() || self.log_write.is_some()
+    }
+}

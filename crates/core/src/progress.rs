@@ -1,0 +1,118 @@
+//! A leader's replication state for one follower (after etcd/raft's tracker).
+
+use crate::types::LogIndex;
+
+/// How the leader currently sends to a follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressState {
+    /// The leader does not know where the follower's log matches: it sends one
+    /// `AppendEntries` and waits for the answer (or the next heartbeat).
+    Probe {
+        /// A probe is in flight; wait before sending another.
+        in_flight: bool,
+    },
+    /// The follower matches: the leader streams entries and advances
+    /// `next_index` optimistically.
+    Replicate,
+}
+
+/// Replication state of one follower.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Highest index known to match. Invariant: `match_index < next_index`.
+    pub match_index: LogIndex,
+    /// Next index to send.
+    pub next_index: LogIndex,
+    /// Probe or stream.
+    pub state: ProgressState,
+    /// Heard from since the last CheckQuorum round.
+    pub recent_active: bool,
+    /// `match_index` at the previous heartbeat: unchanged while entries are
+    /// outstanding means something was lost and must be sent again.
+    pub match_at_last_heartbeat: LogIndex,
+}
+
+impl Progress {
+    /// A fresh follower as seen by a new leader whose last index is `last_index`.
+    pub fn new(last_index: LogIndex) -> Progress {
+        Progress {
+            match_index: 0,
+            next_index: last_index + 1,
+            state: ProgressState::Probe { in_flight: false },
+            recent_active: false,
+            match_at_last_heartbeat: 0,
+        }
+    }
+
+    /// Records an acknowledgement up to `match_index`; returns true if it was news.
+    pub fn on_accepted(&mut self, match_index: LogIndex) -> bool {
+        self.recent_active = true;
+        if match_index <= self.match_index {
+            if let ProgressState::Probe { in_flight } = &mut self.state {
+                *in_flight = false;
+            }
+            return false;
+        }
+        self.match_index = match_index;
+        self.next_index = self.next_index.max(match_index + 1);
+        self.state = ProgressState::Replicate;
+        true
+    }
+
+    /// Records a rejection of the request whose previous index was
+    /// `prev_log_index`; returns true if the leader should send again.
+    pub fn on_rejected(&mut self, prev_log_index: LogIndex, hint_index: LogIndex) -> bool {
+        self.recent_active = true;
+        let stale = match self.state {
+            ProgressState::Replicate => prev_log_index <= self.match_index,
+            ProgressState::Probe { .. } => prev_log_index + 1 != self.next_index,
+        };
+        if stale {
+            return false;
+        }
+        self.next_index = prev_log_index.min(hint_index + 1).max(self.match_index + 1);
+        self.state = ProgressState::Probe { in_flight: false };
+        true
+    }
+
+    /// Whether the leader may send an append now.
+    pub fn can_send(&self) -> bool {
+        !matches!(self.state, ProgressState::Probe { in_flight: true })
+    }
+
+    /// Records that entries up to `last_sent` went out.
+    pub fn on_sent(&mut self, last_sent: LogIndex) {
+        match &mut self.state {
+            ProgressState::Replicate => self.next_index = self.next_index.max(last_sent + 1),
+            ProgressState::Probe { in_flight } => *in_flight = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_waits_for_its_answer_then_streams() {
+        let mut progress = Progress::new(10);
+        assert!(progress.can_send());
+        progress.on_sent(10);
+        assert!(!progress.can_send(), "one probe at a time");
+        assert!(progress.on_accepted(10));
+        assert_eq!(progress.state, ProgressState::Replicate);
+        assert_eq!(progress.next_index, 11);
+        progress.on_sent(14);
+        assert_eq!(progress.next_index, 15, "streaming advances optimistically");
+    }
+
+    #[test]
+    fn a_rejection_moves_next_back_but_never_below_match() {
+        let mut progress = Progress::new(10);
+        assert!(progress.on_accepted(4));
+        progress.on_sent(10);
+        assert!(progress.on_rejected(10, 2));
+        assert_eq!(progress.next_index, 5, "never below match + 1");
+        assert!(!progress.on_rejected(3, 0), "a rejection below the match is stale");
+    }
+}

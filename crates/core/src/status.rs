@@ -1,0 +1,126 @@
+//! A read-only snapshot of a node, for drivers, tests and operators.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{LogIndex, NodeId, Term};
+
+/// What a node currently is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asks whether it could win before disturbing anyone (thesis §9.6).
+    PreCandidate,
+    /// Campaigns in a new term.
+    Candidate,
+    /// Leads its term.
+    Leader,
+}
+
+/// Why an incoming message was dropped without effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DropReason {
+    /// Carried another cluster's id.
+    WrongCluster,
+    /// Sent by an id that is not a member (or by this node itself).
+    UnknownSender,
+    /// Addressed to another node.
+    Misdirected,
+    /// Fields that no correct sender can produce (term 0, entries not contiguous,
+    /// a commit index beyond what the message carries, …).
+    ImpossibleFields,
+    /// From an older term; answered when Raft says so, otherwise ignored.
+    StaleTerm,
+    /// A vote request while a leader is known to be alive (CheckQuorum lease).
+    LeaderLease,
+    /// Entries that contradict this node's committed prefix: only a broken
+    /// leader can send them, so they are refused rather than applied.
+    ConflictsWithCommitted,
+}
+
+impl DropReason {
+    /// Every reason, for reports.
+    pub const ALL: [DropReason; 7] = [
+        DropReason::WrongCluster,
+        DropReason::UnknownSender,
+        DropReason::Misdirected,
+        DropReason::ImpossibleFields,
+        DropReason::StaleTerm,
+        DropReason::LeaderLease,
+        DropReason::ConflictsWithCommitted,
+    ];
+
+    /// The snake_case name used in metrics and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::WrongCluster => "wrong_cluster",
+            DropReason::UnknownSender => "unknown_sender",
+            DropReason::Misdirected => "misdirected",
+            DropReason::ImpossibleFields => "impossible_fields",
+            DropReason::StaleTerm => "stale_term",
+            DropReason::LeaderLease => "leader_lease",
+            DropReason::ConflictsWithCommitted => "conflicts_with_committed",
+        }
+    }
+}
+
+/// Messages dropped, counted per reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropCounters {
+    counts: BTreeMap<DropReason, u64>,
+}
+
+impl DropCounters {
+    /// Counts one dropped message.
+    pub fn record(&mut self, reason: DropReason) {
+        *self.counts.entry(reason).or_insert(0) += 1;
+    }
+
+    /// How many messages were dropped for `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.counts.get(&reason).copied().unwrap_or(0)
+    }
+
+    /// Total over every reason.
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+}
+
+/// A leader's view of one follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowerStatus {
+    /// Highest index known replicated on the follower.
+    pub match_index: LogIndex,
+    /// Next index the leader will send.
+    pub next_index: LogIndex,
+}
+
+/// A snapshot of a node's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The node's id.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its current term (ballot).
+    pub term: Term,
+    /// Whom it voted for in `term`.
+    pub voted_for: Option<NodeId>,
+    /// The leader it knows for `term`.
+    pub leader: Option<NodeId>,
+    /// Commit index.
+    pub commit: LogIndex,
+    /// Applied index.
+    pub applied: LogIndex,
+    /// Index of the last log entry.
+    pub last_index: LogIndex,
+    /// Term of the last log entry.
+    pub last_term: Term,
+    /// Per follower, when leading.
+    pub followers: BTreeMap<NodeId, FollowerStatus>,
+    /// Dropped messages by reason.
+    pub dropped: DropCounters,
+}

@@ -1,0 +1,358 @@
+//! Malformed, misaddressed and hostile input: every `DropReason`, and the start-up
+//! checks of `Node::new`. A dropped message must not panic, must produce an empty
+//! output, must leave the node's state alone, and must be counted exactly once.
+
+mod support;
+
+use conclave_core::{
+    Body, Config, ConfigError, DropReason, Entry, HardState, Message, Node, NodeId, Output, RestoredState, Role,
+    StartError, Status,
+};
+use rand::Rng;
+use support::*;
+
+const VOTERS: [NodeId; 3] = [1, 2, 3];
+
+/// Steps `message` into `node` and checks that it was dropped for `reason` and
+/// nothing else happened.
+fn assert_dropped(node: &mut Node, message: Message, reason: DropReason) {
+    let before = node.status();
+    let log_before = node.log().all().to_vec();
+    let deadline_before = node.next_deadline_ms();
+    let output = node.step(message.clone());
+    assert_eq!(output, Output::default(), "{message:?} produced output");
+    let after = node.status();
+    assert_eq!(
+        after.dropped.get(reason),
+        before.dropped.get(reason) + 1,
+        "{message:?} was not counted as {}",
+        reason.name()
+    );
+    assert_eq!(after.dropped.total(), before.dropped.total() + 1, "{message:?} counted once");
+    assert_eq!(without_drops(after), without_drops(before), "{message:?} changed the node");
+    assert_eq!(node.log().all(), log_before.as_slice(), "{message:?} changed the log");
+    assert_eq!(node.next_deadline_ms(), deadline_before, "{message:?} moved a timer");
+    node.validate().expect("invariants hold");
+}
+
+fn without_drops(status: Status) -> Status {
+    Status { dropped: Default::default(), ..status }
+}
+
+/// Node 1 as a follower at term 2 with a committed prefix [1, 2] and an
+/// uncommitted entry 3, knowing node 2 as its leader.
+fn follower() -> Node {
+    let mut node = restored_node(config(1, &VOTERS), hard_state(2, None, 2), &[1, 2, 2], 1);
+    let output = node.step(msg(2, 1, 2, heartbeat(3, 2, 2)));
+    assert_eq!(output.messages, vec![msg(1, 2, 2, accepted(3))]);
+    assert_eq!((node.role(), node.leader()), (Role::Follower, Some(2)));
+    node
+}
+
+/// Node 1 leading term 1 (elected by injected votes).
+fn leader() -> Node {
+    let mut node = new_node(1, &VOTERS, 1);
+    let _ = elect_alone(&mut node);
+    node
+}
+
+#[test]
+fn wrong_cluster_is_dropped() {
+    let mut node = follower();
+    let message = Message { cluster_id: CLUSTER_ID + 1, ..msg(2, 1, 2, heartbeat(3, 2, 3)) };
+    assert_dropped(&mut node, message, DropReason::WrongCluster);
+    let mut node = leader();
+    let message = Message { cluster_id: CLUSTER_ID + 1, ..msg(2, 1, 9, vote_request(0, 0)) };
+    assert_dropped(&mut node, message, DropReason::WrongCluster);
+}
+
+#[test]
+fn sender_that_is_not_a_member_is_dropped() {
+    let mut node = follower();
+    assert_dropped(&mut node, msg(9, 1, 2, heartbeat(3, 2, 3)), DropReason::UnknownSender);
+    assert_dropped(&mut node, msg(0, 1, 5, vote_request(2, 3)), DropReason::UnknownSender);
+    let mut node = leader();
+    assert_dropped(&mut node, msg(4, 1, 1, accepted(1)), DropReason::UnknownSender);
+}
+
+#[test]
+fn message_from_self_is_dropped() {
+    let mut node = follower();
+    assert_dropped(&mut node, msg(1, 1, 2, heartbeat(3, 2, 3)), DropReason::UnknownSender);
+    let mut node = leader();
+    assert_dropped(&mut node, msg(1, 1, 1, accepted(1)), DropReason::UnknownSender);
+    assert_dropped(&mut node, msg(1, 1, 3, vote_request(1, 1)), DropReason::UnknownSender);
+}
+
+#[test]
+fn misdirected_message_is_dropped() {
+    let mut node = follower();
+    assert_dropped(&mut node, msg(2, 3, 2, heartbeat(3, 2, 3)), DropReason::Misdirected);
+    assert_dropped(&mut node, msg(2, 9, 7, vote_request(2, 3)), DropReason::Misdirected);
+}
+
+#[test]
+fn term_zero_is_impossible() {
+    let mut node = new_node(1, &VOTERS, 1);
+    for body in [heartbeat(0, 0, 0), vote_request(0, 0), pre_vote_request(0, 0), vote(true), accepted(0)] {
+        assert_dropped(&mut node, msg(2, 1, 0, body), DropReason::ImpossibleFields);
+    }
+}
+
+#[test]
+fn non_contiguous_entries_are_impossible() {
+    let mut node = follower();
+    let gap = append(3, 2, vec![entry(2, 4), entry(2, 6)], 3);
+    assert_dropped(&mut node, msg(2, 1, 2, gap), DropReason::ImpossibleFields);
+    let wrong_start = append(3, 2, vec![entry(2, 5)], 3);
+    assert_dropped(&mut node, msg(2, 1, 2, wrong_start), DropReason::ImpossibleFields);
+    // Terms going back along the log are just as impossible.
+    let decreasing = append(3, 2, vec![entry(1, 4)], 3);
+    assert_dropped(&mut node, msg(2, 1, 2, decreasing), DropReason::ImpossibleFields);
+}
+
+#[test]
+fn entry_term_above_message_term_is_impossible() {
+    let mut node = follower();
+    let future = append(3, 2, vec![entry(3, 4)], 3);
+    assert_dropped(&mut node, msg(2, 1, 2, future), DropReason::ImpossibleFields);
+    let future_prev = heartbeat(3, 3, 3);
+    assert_dropped(&mut node, msg(2, 1, 2, future_prev), DropReason::ImpossibleFields);
+    // prev_log_term and prev_log_index are 0 together or not at all.
+    assert_dropped(&mut node, msg(2, 1, 2, heartbeat(0, 1, 0)), DropReason::ImpossibleFields);
+    assert_dropped(&mut node, msg(2, 1, 2, heartbeat(2, 0, 0)), DropReason::ImpossibleFields);
+}
+
+#[test]
+fn leader_commit_beyond_what_the_message_carries_is_impossible() {
+    let mut node = follower();
+    assert_dropped(&mut node, msg(2, 1, 2, heartbeat(2, 2, 3)), DropReason::ImpossibleFields);
+    assert_dropped(&mut node, msg(2, 1, 2, append(3, 2, vec![entry(2, 4)], 5)), DropReason::ImpossibleFields);
+    assert_eq!(node.status().commit, 2, "the bogus commit index was not applied");
+}
+
+#[test]
+fn vote_request_with_last_log_term_above_its_term_is_impossible() {
+    let mut node = follower();
+    assert_dropped(&mut node, msg(3, 1, 3, vote_request(4, 9)), DropReason::ImpossibleFields);
+    assert_dropped(&mut node, msg(3, 1, 3, pre_vote_request(4, 9)), DropReason::ImpossibleFields);
+    // last_log_term and last_log_index are 0 together or not at all.
+    assert_dropped(&mut node, msg(3, 1, 3, vote_request(1, 0)), DropReason::ImpossibleFields);
+    assert_dropped(&mut node, msg(3, 1, 3, vote_request(0, 4)), DropReason::ImpossibleFields);
+}
+
+#[test]
+fn rejection_hint_not_below_prev_index_is_impossible() {
+    let mut node = leader();
+    assert_dropped(&mut node, msg(2, 1, 1, rejected(3, 3)), DropReason::ImpossibleFields);
+    assert_dropped(&mut node, msg(2, 1, 1, rejected(1, 5)), DropReason::ImpossibleFields);
+    assert_dropped(&mut node, msg(2, 1, 1, rejected(0, 1)), DropReason::ImpossibleFields);
+}
+
+#[test]
+fn acknowledgement_beyond_the_leader_log_is_impossible() {
+    let mut node = leader();
+    assert_eq!(node.log().last_index(), 1);
+    assert_dropped(&mut node, msg(2, 1, 1, accepted(5)), DropReason::ImpossibleFields);
+    assert_eq!(node.status().followers[&2].match_index, 0);
+}
+
+#[test]
+fn second_leader_in_the_same_term_is_impossible() {
+    let mut node = leader();
+    assert_dropped(&mut node, msg(2, 1, 1, append(0, 0, vec![entry(1, 1)], 0)), DropReason::ImpossibleFields);
+    assert_eq!(node.role(), Role::Leader);
+}
+
+#[test]
+fn stale_responses_are_dropped_silently() {
+    let mut node = follower();
+    for body in [vote(true), pre_vote(false), accepted(3), rejected(3, 1)] {
+        assert_dropped(&mut node, msg(3, 1, 1, body), DropReason::StaleTerm);
+    }
+}
+
+#[test]
+fn stale_requests_are_counted_once_and_answered_once() {
+    // A stale request changes nothing but earns exactly one refusal at the current
+    // term (Raft §5.1), so that its sender steps down.
+    for (body, answer) in [
+        (heartbeat(3, 1, 0), rejected(3, 2)),
+        (vote_request(1, 3), vote(false)),
+        (pre_vote_request(1, 3), pre_vote(false)),
+    ] {
+        let mut node = follower();
+        let before = node.status();
+        let output = node.step(msg(3, 1, 1, body));
+        assert_eq!(output, only_messages(vec![msg(1, 3, 2, answer)]));
+        let after = node.status();
+        assert_eq!(after.dropped.get(DropReason::StaleTerm), before.dropped.get(DropReason::StaleTerm) + 1);
+        assert_eq!(after.dropped.total(), before.dropped.total() + 1);
+        assert_eq!(without_drops(after), without_drops(before));
+    }
+}
+
+#[test]
+fn vote_request_during_leader_lease_is_dropped() {
+    let mut node = follower();
+    assert_dropped(&mut node, msg(3, 1, 3, vote_request(2, 3)), DropReason::LeaderLease);
+    assert_dropped(&mut node, msg(3, 1, 3, pre_vote_request(2, 3)), DropReason::LeaderLease);
+    let mut node = leader();
+    assert_dropped(&mut node, msg(3, 1, 2, vote_request(1, 1)), DropReason::LeaderLease);
+    assert_dropped(&mut node, msg(3, 1, 2, pre_vote_request(1, 1)), DropReason::LeaderLease);
+}
+
+#[test]
+fn append_contradicting_the_committed_prefix_is_dropped() {
+    // The follower committed [1@1, 2@2]. A "leader" claiming index 2 has term 1,
+    // or sending a different entry at index 2, can only be broken.
+    let mut node = follower();
+    let wrong_prev = append(2, 1, vec![entry(2, 3)], 2);
+    assert_dropped(&mut node, msg(2, 1, 2, wrong_prev), DropReason::ConflictsWithCommitted);
+    let overwrite = append(1, 1, vec![entry(1, 2), entry(2, 3)], 0);
+    assert_dropped(&mut node, msg(2, 1, 2, overwrite), DropReason::ConflictsWithCommitted);
+    // From a node other than the known leader, it does not make the follower
+    // switch leaders either.
+    let wrong_prev = append(2, 1, vec![entry(2, 3)], 2);
+    assert_dropped(&mut node, msg(3, 1, 2, wrong_prev), DropReason::ConflictsWithCommitted);
+    assert_eq!(node.leader(), Some(2));
+    let same_term_other_payload = Entry { payload: conclave_core::Payload::Noop, ..entry(2, 2) };
+    // Same index and term but another payload cannot be told apart by Raft: it
+    // is taken as the entry already present and nothing changes.
+    let output = node.step(msg(2, 1, 2, append(1, 1, vec![same_term_other_payload], 0)));
+    assert_eq!(output, only_messages(vec![msg(1, 2, 2, accepted(2))]));
+    assert_eq!(node.log().all(), log_with_terms(&[1, 2, 2]).as_slice());
+}
+
+#[test]
+fn append_contradicting_the_committed_prefix_does_not_depose_a_candidate() {
+    let mut config = config(1, &VOTERS);
+    config.pre_vote = false;
+    let mut node =
+        node_from(config, RestoredState { hard_state: hard_state(2, None, 2), entries: log_with_terms(&[1, 2, 2]) }, 1);
+    let _ = node.tick(node.next_deadline_ms());
+    assert_eq!((node.role(), node.term()), (Role::Candidate, 3));
+    let wrong_prev = append(2, 1, vec![entry(3, 3)], 2);
+    assert_dropped(&mut node, msg(2, 1, 3, wrong_prev), DropReason::ConflictsWithCommitted);
+    let overwrite = append(1, 1, vec![entry(3, 2)], 0);
+    assert_dropped(&mut node, msg(2, 1, 3, overwrite), DropReason::ConflictsWithCommitted);
+    assert_eq!(node.role(), Role::Candidate);
+}
+
+#[test]
+fn every_drop_reason_is_covered() {
+    // Guards this file: a new DropReason needs a test above.
+    assert_eq!(DropReason::ALL.len(), 7);
+}
+
+// ---------------------------------------------------------------------------
+// Node::new
+// ---------------------------------------------------------------------------
+
+fn start(config: Config, restored: RestoredState) -> Result<Node, StartError> {
+    Node::new(config, restored, rng(1), 0)
+}
+
+fn assert_config_error(config: Config, expected_key: &str, expected_words: &str) {
+    let error = start(config.clone(), RestoredState::default()).expect_err("invalid config refused");
+    let StartError::Config(ConfigError::Invalid { key, reason }) = error.clone() else {
+        panic!("expected a config error, got {error:?}");
+    };
+    assert_eq!(key, expected_key, "{config:?}");
+    assert!(reason.contains(expected_words), "reason {reason:?} lacks {expected_words:?}");
+    assert!(error.to_string().contains(expected_key), "the message names the key: {error}");
+    assert_eq!(config.validate(), Err(ConfigError::Invalid { key, reason }));
+}
+
+#[test]
+fn node_new_refuses_every_invalid_config() {
+    let valid = config(1, &VOTERS);
+    assert!(start(valid.clone(), RestoredState::default()).is_ok());
+
+    assert_config_error(Config { id: 0, ..valid.clone() }, "id", "reserved");
+    assert_config_error(Config { voters: vec![], ..valid.clone() }, "voters", "at least one");
+    assert_config_error(Config { voters: vec![1, 2, 2], ..valid.clone() }, "voters", "listed twice");
+    assert_config_error(Config { voters: vec![0, 1, 2], ..valid.clone() }, "voters", "reserved");
+    assert_config_error(Config { id: 4, ..valid.clone() }, "id", "not among the voters");
+    assert_config_error(
+        Config { heartbeat_interval_ms: 0, ..valid.clone() },
+        "heartbeat_interval_ms",
+        "greater than 0",
+    );
+    assert_config_error(Config { election_timeout_ms: 50, ..valid.clone() }, "election_timeout_ms", "must exceed");
+    assert_config_error(Config { election_timeout_ms: 10, ..valid.clone() }, "election_timeout_ms", "must exceed");
+    assert_config_error(
+        Config { max_entries_per_message: 0, ..valid.clone() },
+        "max_entries_per_message",
+        "greater than 0",
+    );
+    assert_config_error(Config { max_command_bytes: 0, ..valid }, "max_command_bytes", "greater than 0");
+}
+
+fn assert_restore_error(hard_state: HardState, entries: Vec<Entry>, expected_words: &str) {
+    let error = start(config(1, &VOTERS), RestoredState { hard_state, entries }).expect_err("refused");
+    let StartError::Restore(reason) = &error else {
+        panic!("expected a restore error, got {error:?}");
+    };
+    assert!(reason.contains(expected_words), "reason {reason:?} lacks {expected_words:?}");
+    assert!(error.to_string().starts_with("restored state is inconsistent"), "{error}");
+}
+
+#[test]
+fn node_new_refuses_an_inconsistent_restored_state() {
+    let good = RestoredState { hard_state: hard_state(2, Some(2), 2), entries: log_with_terms(&[1, 2]) };
+    let node = start(config(1, &VOTERS), good).expect("consistent state starts");
+    assert_eq!((node.term(), node.status().voted_for, node.status().commit), (2, Some(2), 2));
+
+    // Entries not contiguous from index 1.
+    assert_restore_error(hard_state(2, None, 0), vec![entry(1, 1), entry(1, 3)], "has index 3");
+    assert_restore_error(hard_state(2, None, 0), vec![entry(1, 2)], "has index 2");
+    // Terms going back, or term 0.
+    assert_restore_error(hard_state(2, None, 0), vec![entry(2, 1), entry(1, 2)], "has term 1 after term 2");
+    assert_restore_error(hard_state(2, None, 0), vec![entry(0, 1)], "has term 0");
+    // An entry from a term later than the persisted term.
+    assert_restore_error(hard_state(1, None, 0), log_with_terms(&[1, 2]), "term 2 beyond the persisted term 1");
+    // A commit index beyond the log.
+    assert_restore_error(hard_state(2, None, 3), log_with_terms(&[1, 2]), "committed 3 > last index 2");
+    assert_restore_error(hard_state(2, None, 1), vec![], "committed 1 > last index 0");
+    // A vote for a non-member.
+    assert_restore_error(hard_state(2, Some(9), 0), vec![], "voted for 9, who is not a member");
+}
+
+#[test]
+fn garbage_never_panics() {
+    // A burst of arbitrary field values at every role: the node must survive and
+    // keep its invariants (checked after every input in debug builds).
+    let mut chaos = rng(7);
+    let nodes = [new_node(1, &VOTERS, 1), follower(), leader()];
+    for mut node in nodes {
+        for _ in 0..5_000 {
+            let term = chaos.gen_range(0..6);
+            let prev = chaos.gen_range(0..6);
+            let body = match chaos.gen_range(0..4) {
+                0 => Body::RequestVote {
+                    pre_vote: chaos.gen(),
+                    last_log_term: chaos.gen_range(0..6),
+                    last_log_index: chaos.gen_range(0..6),
+                },
+                1 => Body::VoteResponse { pre_vote: chaos.gen(), granted: chaos.gen() },
+                2 => {
+                    let count = chaos.gen_range(0..3);
+                    let first_term = chaos.gen_range(1..6);
+                    let entries = (0..count).map(|offset| entry(first_term, prev + 1 + offset)).collect();
+                    append(prev, chaos.gen_range(0..6), entries, chaos.gen_range(0..8))
+                }
+                _ if chaos.gen() => accepted(chaos.gen_range(0..6)),
+                _ => rejected(prev, chaos.gen_range(0..6)),
+            };
+            let from = chaos.gen_range(0..5);
+            let to = if chaos.gen_bool(0.9) { 1 } else { 2 };
+            let _ = node.step(msg(from, to, term, body));
+            node.validate().expect("invariants hold");
+            if chaos.gen_bool(0.05) {
+                let now = node.next_deadline_ms();
+                let _ = node.tick(now);
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Which faults a run may inject, and how many of each it did.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One kind of fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// A node stops; its volatile state and unsynced writes are lost.
+    Crash,
+    /// A crashed node starts again from what it had persisted.
+    Restart,
+    /// The cluster splits into two groups that cannot talk.
+    Partition,
+    /// Messages flow one way only between two groups.
+    AsymmetricPartition,
+    /// A single link between two nodes breaks, both ways.
+    LinkBreak,
+    /// One node is cut off from every other.
+    Isolate,
+    /// A message is lost.
+    Loss,
+    /// A message is delivered twice.
+    Duplicate,
+    /// A message is held back long enough to overtake (be overtaken by) others.
+    Reorder,
+}
+
+impl FaultKind {
+    /// Every kind, in report order.
+    pub const ALL: [FaultKind; 9] = [
+        FaultKind::Crash,
+        FaultKind::Restart,
+        FaultKind::Partition,
+        FaultKind::AsymmetricPartition,
+        FaultKind::LinkBreak,
+        FaultKind::Isolate,
+        FaultKind::Loss,
+        FaultKind::Duplicate,
+        FaultKind::Reorder,
+    ];
+
+    /// Name in reports, JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Crash => "crash",
+            FaultKind::Restart => "restart",
+            FaultKind::Partition => "partition",
+            FaultKind::AsymmetricPartition => "asymmetric_partition",
+            FaultKind::LinkBreak => "link_break",
+            FaultKind::Isolate => "isolate",
+            FaultKind::Loss => "loss",
+            FaultKind::Duplicate => "duplicate",
+            FaultKind::Reorder => "reorder",
+        }
+    }
+}
+
+/// The set of faults a run may inject.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultSet {
+    bits: u32,
+}
+
+impl FaultSet {
+    /// No faults at all.
+    pub const NONE: FaultSet = FaultSet { bits: 0 };
+
+    /// Every fault this simulator knows.
+    pub fn all() -> FaultSet {
+        FaultKind::ALL.into_iter().fold(FaultSet::NONE, FaultSet::with)
+    }
+
+    /// This set plus `kind`.
+    pub fn with(self, kind: FaultKind) -> FaultSet {
+        FaultSet { bits: self.bits | 1 << kind as u32 }
+    }
+
+    /// Whether `kind` may be injected.
+    pub fn contains(self, kind: FaultKind) -> bool {
+        self.bits & (1 << kind as u32) != 0
+    }
+
+    /// Parses `all`, `none`, or a comma-separated list of kinds and groups
+    /// (`network` = partitions, links, isolation, loss, duplication, reordering;
+    /// `crash` also enables restarts).
+    pub fn parse(text: &str) -> Result<FaultSet, String> {
+        let mut set = FaultSet::NONE;
+        for word in text.split(',').map(str::trim).filter(|word| !word.is_empty()) {
+            set = match word {
+                "all" => FaultSet::all(),
+                "none" => set,
+                "network" => [
+                    FaultKind::Partition,
+                    FaultKind::AsymmetricPartition,
+                    FaultKind::LinkBreak,
+                    FaultKind::Isolate,
+                    FaultKind::Loss,
+                    FaultKind::Duplicate,
+                    FaultKind::Reorder,
+                ]
+                .into_iter()
+                .fold(set, FaultSet::with),
+                "crash" => set.with(FaultKind::Crash).with(FaultKind::Restart),
+                other => match FaultKind::ALL.into_iter().find(|kind| kind.name() == other) {
+                    Some(kind) => set.with(kind),
+                    None => {
+                        let known: Vec<&str> = FaultKind::ALL.iter().map(|kind| kind.name()).collect();
+                        return Err(format!(
+                            "unknown fault `{other}` (known: all, none, network, {})",
+                            known.join(", ")
+                        ));
+                    }
+                },
+            };
+        }
+        Ok(set)
+    }
+}
+
+impl fmt::Display for FaultSet {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> =
+            FaultKind::ALL.into_iter().filter(|kind| self.contains(*kind)).map(FaultKind::name).collect();
+        if names.is_empty() {
+            formatter.write_str("none")
+        } else {
+            formatter.write_str(&names.join(","))
+        }
+    }
+}
+
+/// How many faults of each kind were injected.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultCounts(pub BTreeMap<String, u64>);
+
+impl FaultCounts {
+    /// Counts one injection of `kind`.
+    pub fn record(&mut self, kind: FaultKind) {
+        *self.0.entry(kind.name().to_string()).or_insert(0) += 1;
+    }
+
+    /// Injections of `kind`.
+    pub fn get(&self, kind: FaultKind) -> u64 {
+        self.0.get(kind.name()).copied().unwrap_or(0)
+    }
+
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &FaultCounts) {
+        for (name, count) in &other.0 {
+            *self.0.entry(name.clone()).or_insert(0) += count;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_accepts_groups_and_kinds_and_names_unknown_ones() {
+        assert_eq!(FaultSet::parse("all").unwrap(), FaultSet::all());
+        assert_eq!(FaultSet::parse("none").unwrap(), FaultSet::NONE);
+        let set = FaultSet::parse("crash,loss").unwrap();
+        assert!(set.contains(FaultKind::Crash) && set.contains(FaultKind::Restart) && set.contains(FaultKind::Loss));
+        assert!(!set.contains(FaultKind::Partition));
+        let error = FaultSet::parse("crash,meteor").unwrap_err();
+        assert!(error.contains("unknown fault `meteor`"), "{error}");
+    }
+}

@@ -1,0 +1,102 @@
+//! What a run is asked to do, and every parameter its seed derives.
+
+use conclave_core::{Config, ElectionMode};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::faults::FaultSet;
+
+/// The cluster id every simulated node uses.
+pub const SIM_CLUSTER_ID: u64 = 0xC0C1A7E;
+
+/// What the caller chooses; everything else comes from the seed.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Election mode of every node.
+    pub mode: ElectionMode,
+    /// Cluster size (the sweep uses 3, 5 and 7).
+    pub nodes: usize,
+    /// Faults that may be injected.
+    pub faults: FaultSet,
+    /// Keep every trace event (for `--trace`), not only the last few.
+    pub keep_full_trace: bool,
+    /// Adjusts each node's config before it starts (tests use it to inject bugs).
+    pub config_hook: Option<fn(&mut Config)>,
+}
+
+impl SimOptions {
+    /// A sweep of `mode` on `nodes` nodes with `faults`.
+    pub fn new(mode: ElectionMode, nodes: usize, faults: FaultSet) -> SimOptions {
+        SimOptions { mode, nodes, faults, keep_full_trace: false, config_hook: None }
+    }
+}
+
+/// The parameters of one run, all drawn from its seed (printed with the run so a
+/// reader sees what the seed chose).
+#[derive(Clone, Debug, Serialize)]
+pub struct RunParams {
+    /// The seed everything derives from.
+    pub seed: u64,
+    /// Length of the safety phase (faults active).
+    pub safety_phase_ms: u64,
+    /// Bound on the liveness phase (faults healed).
+    pub liveness_bound_ms: u64,
+    /// Smallest one-way message latency.
+    pub latency_min_ms: u64,
+    /// Mean of the exponential part of the latency added to the minimum.
+    pub latency_mean_ms: f64,
+    /// Probability a message is lost.
+    pub loss_probability: f64,
+    /// Probability a message is delivered twice.
+    pub duplicate_probability: f64,
+    /// Probability a message is held back (reordered).
+    pub reorder_probability: f64,
+    /// Mean gap between injected faults.
+    pub fault_interval_mean_ms: u64,
+    /// Longest fsync.
+    pub fsync_max_ms: u64,
+    /// Gap between client proposals in the safety phase.
+    pub proposal_interval_ms: u64,
+    /// Proposals the liveness phase requires to commit everywhere.
+    pub liveness_proposals: u64,
+    /// Entries per `AppendEntries`: small values split a new leader's catch-up
+    /// across messages, which exposes commit-rule bugs that big batches mask.
+    pub max_entries_per_message: usize,
+}
+
+impl RunParams {
+    /// Draws the parameters for `seed`, honouring which faults are enabled.
+    pub fn from_seed(seed: u64, faults: FaultSet) -> RunParams {
+        use crate::faults::FaultKind::{Duplicate, Loss, Reorder};
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, "params"));
+        let mut probability = |enabled: bool, max: f64| if enabled { rng.gen_range(0.0..max) } else { 0.0 };
+        let loss_probability = probability(faults.contains(Loss), 0.10);
+        let duplicate_probability = probability(faults.contains(Duplicate), 0.05);
+        let reorder_probability = probability(faults.contains(Reorder), 0.05);
+        RunParams {
+            seed,
+            safety_phase_ms: rng.gen_range(3_000..=10_000),
+            liveness_bound_ms: 10_000,
+            latency_min_ms: rng.gen_range(1..=5),
+            latency_mean_ms: rng.gen_range(0.5..15.0),
+            loss_probability,
+            duplicate_probability,
+            reorder_probability,
+            fault_interval_mean_ms: rng.gen_range(150..=1_000),
+            fsync_max_ms: rng.gen_range(0..=4),
+            proposal_interval_ms: rng.gen_range(5..=60),
+            liveness_proposals: 20,
+            max_entries_per_message: [1, 2, 3, 8, 64][rng.gen_range(0..5)],
+        }
+    }
+}
+
+/// Derives an independent stream's seed from the run's seed and a label, so that
+/// adding draws to one stream does not shift the others.
+pub fn derive_seed(seed: u64, label: &str) -> u64 {
+    let mut hash = crate::trace::Fnv64::new();
+    hash.write_u64(seed);
+    hash.write_bytes(label.as_bytes());
+    hash.finish()
+}

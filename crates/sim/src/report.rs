@@ -1,0 +1,185 @@
+//! What one run measured, and the summary over a sweep of seeds (DESIGN.md §5).
+
+use serde::Serialize;
+
+use crate::faults::FaultCounts;
+
+/// A broken invariant, with where to look.
+#[derive(Clone, Debug, Serialize)]
+pub struct Violation {
+    /// The property (`election_safety`, `log_matching`, …, `liveness`, `node_invariant`, `node_panic`).
+    pub property: String,
+    /// The seed that reproduces it.
+    pub seed: u64,
+    /// Trace step at which it was seen.
+    pub step: u64,
+    /// Virtual time at which it was seen.
+    pub at_ms: u64,
+    /// What exactly was seen.
+    pub detail: String,
+    /// The events leading up to it.
+    pub recent_events: Vec<String>,
+}
+
+/// The result of one seed.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// The first broken invariant, if any.
+    pub violation: Option<Violation>,
+    /// Hash of the whole trace: equal for two runs of one seed.
+    pub trace_hash: u64,
+    /// Trace events.
+    pub steps: u64,
+    /// Virtual time simulated.
+    pub simulated_ms: u64,
+    /// Real elections started (pre-vote rounds excluded).
+    pub elections: u64,
+    /// Nodes that became leader.
+    pub leader_changes: u64,
+    /// From a leader's crash or isolation to the first commit by a newer leader.
+    pub failover_ms: Vec<u64>,
+    /// Entries committed (applied by at least one node).
+    pub committed_entries: u64,
+    /// Elections started while a majority could still reach the leader.
+    pub disruptions: u64,
+    /// Faults injected, by kind.
+    pub faults: FaultCounts,
+    /// Proposals the client made.
+    pub proposals: u64,
+}
+
+/// p50, p99 and max of a set of durations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Largest.
+    pub max: u64,
+    /// How many values.
+    pub count: u64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `values`.
+    pub fn of(values: &[u64]) -> Percentiles {
+        if values.is_empty() {
+            return Percentiles::default();
+        }
+        let mut sorted = values.to_vec();
+        sorted.sort_unstable();
+        let rank =
+            |fraction: f64| sorted[((fraction * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+        Percentiles { p50: rank(0.50), p99: rank(0.99), max: sorted[sorted.len() - 1], count: sorted.len() as u64 }
+    }
+}
+
+/// Everything a sweep measured (the `--json` output of `conclave sim`).
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepReport {
+    /// Election mode.
+    pub mode: String,
+    /// Cluster size.
+    pub nodes: usize,
+    /// Faults enabled.
+    pub fault_set: String,
+    /// First seed of the sweep.
+    pub first_seed: u64,
+    /// Seeds run.
+    pub runs: u64,
+    /// Runs that broke an invariant.
+    pub violations: u64,
+    /// The broken runs (at most the first 20).
+    pub violation_details: Vec<Violation>,
+    /// Real elections started.
+    pub elections: u64,
+    /// Leaders established.
+    pub leader_changes: u64,
+    /// Failover time distribution, in virtual milliseconds.
+    pub failover_ms: Percentiles,
+    /// Entries committed.
+    pub committed_entries: u64,
+    /// Elections started while the leader could still reach a majority.
+    pub disruptions: u64,
+    /// Faults injected, by kind.
+    pub faults: FaultCounts,
+    /// Virtual time simulated, in seconds.
+    pub simulated_seconds: f64,
+    /// Wall-clock time of the sweep, in seconds.
+    pub wall_seconds: f64,
+}
+
+impl SweepReport {
+    /// Folds the runs of a sweep, in seed order.
+    pub fn from_runs(
+        mode: String,
+        nodes: usize,
+        fault_set: String,
+        first_seed: u64,
+        runs: &[RunReport],
+        wall_seconds: f64,
+    ) -> SweepReport {
+        let mut faults = FaultCounts::default();
+        let mut failovers = Vec::new();
+        for run in runs {
+            faults.add(&run.faults);
+            failovers.extend_from_slice(&run.failover_ms);
+        }
+        let broken: Vec<Violation> = runs.iter().filter_map(|run| run.violation.clone()).collect();
+        SweepReport {
+            mode,
+            nodes,
+            fault_set,
+            first_seed,
+            runs: runs.len() as u64,
+            violations: broken.len() as u64,
+            violation_details: broken.into_iter().take(20).collect(),
+            elections: runs.iter().map(|run| run.elections).sum(),
+            leader_changes: runs.iter().map(|run| run.leader_changes).sum(),
+            failover_ms: Percentiles::of(&failovers),
+            committed_entries: runs.iter().map(|run| run.committed_entries).sum(),
+            disruptions: runs.iter().map(|run| run.disruptions).sum(),
+            faults,
+            simulated_seconds: runs.iter().map(|run| run.simulated_ms).sum::<u64>() as f64 / 1000.0,
+            wall_seconds,
+        }
+    }
+
+    /// One line for logs and closing notes.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "mode={} nodes={} runs={} violations={} elections={} leader_changes={} failover_ms p50={} p99={} max={} (n={}) committed={} disruptions={} simulated={:.0}s wall={:.1}s",
+            self.mode,
+            self.nodes,
+            self.runs,
+            self.violations,
+            self.elections,
+            self.leader_changes,
+            self.failover_ms.p50,
+            self.failover_ms.p99,
+            self.failover_ms.max,
+            self.failover_ms.count,
+            self.committed_entries,
+            self.disruptions,
+            self.simulated_seconds,
+            self.wall_seconds
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let values: Vec<u64> = (1..=100).collect();
+        let percentiles = Percentiles::of(&values);
+        assert_eq!((percentiles.p50, percentiles.p99, percentiles.max, percentiles.count), (50, 99, 100, 100));
+        assert_eq!(Percentiles::of(&[7]).p99, 7);
+        assert_eq!(Percentiles::of(&[]), Percentiles::default());
+    }
+}

@@ -1,0 +1,806 @@
+//! One simulated run: N real cores on virtual time, a faulty network and disk,
+//! a client, and the invariant checkers watching every step.
+//!
+//! A run has two phases (as in TigerBeetle's VOPR): a *safety* phase in which
+//! faults are injected at random, then a *liveness* phase in which every fault is
+//! healed and the cluster must elect a leader and commit every new proposal on
+//! every node within a bound.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+
+use conclave_core::{
+    Config, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, Payload, Role, Term,
+};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::disk::SimDisk;
+use crate::faults::{FaultCounts, FaultKind};
+use crate::invariants::{Broken, Invariants};
+use crate::network::{between, one_way, Fate, Network};
+use crate::options::{derive_seed, RunParams, SimOptions, SIM_CLUSTER_ID};
+use crate::report::{RunReport, Violation};
+use crate::trace::{DropCause, Trace, TraceEvent};
+
+/// Hard cap on trace steps per run, so that a livelock cannot hang a sweep.
+const MAX_STEPS: u64 = 20_000_000;
+/// How often the liveness-phase client looks for a leader.
+const LIVENESS_CLIENT_INTERVAL_MS: u64 = 20;
+/// When the liveness-phase client proposes a command again.
+const LIVENESS_RETRY_MS: u64 = 1_000;
+/// At most this many network cuts at once.
+const MAX_ACTIVE_CUTS: usize = 2;
+
+#[derive(Debug)]
+enum SimEvent {
+    Deliver(Message),
+    Durable { node: usize, incarnation: u64 },
+    Tick { node: usize, incarnation: u64 },
+    Propose,
+    InjectFault,
+    Restart { node: usize },
+    HealCut { id: u64 },
+    StartLiveness,
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at_ms: u64,
+    sequence: u64,
+    event: SimEvent,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_ms, self.sequence) == (other.at_ms, other.sequence)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap and the earliest event must come first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at_ms, other.sequence).cmp(&(self.at_ms, self.sequence))
+    }
+}
+
+/// An output batch waiting for its fsync.
+#[derive(Debug)]
+struct PendingBatch {
+    number: u64,
+    durable_at_ms: u64,
+    hard_state: Option<HardState>,
+    log_write: Option<LogWrite>,
+    messages: Vec<Message>,
+    committed_entries: Vec<Entry>,
+}
+
+#[derive(Debug)]
+struct SimNode {
+    id: NodeId,
+    core: Option<Node>,
+    disk: SimDisk,
+    pending: VecDeque<PendingBatch>,
+    incarnation: u64,
+    tick_at_ms: Option<u64>,
+    last_durable_at_ms: u64,
+    batches: u64,
+    known_commit: LogIndex,
+    liveness_applied: BTreeSet<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Safety,
+    Liveness { deadline_ms: u64 },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PendingFailover {
+    started_at_ms: u64,
+    old_term: Term,
+}
+
+/// One run of one seed.
+pub struct Simulation {
+    options: SimOptions,
+    params: RunParams,
+    now_ms: u64,
+    queue: BinaryHeap<Scheduled>,
+    next_sequence: u64,
+    nodes: Vec<SimNode>,
+    network: Network,
+    fault_rng: ChaCha8Rng,
+    disk_rng: ChaCha8Rng,
+    client_rng: ChaCha8Rng,
+    invariants: Invariants,
+    trace: Trace,
+    phase: Phase,
+    failover: Option<PendingFailover>,
+    violation: Option<Violation>,
+    faults: FaultCounts,
+    elections: u64,
+    leader_changes: u64,
+    failover_ms: Vec<u64>,
+    disruptions: u64,
+    proposals: u64,
+    next_command_id: u64,
+    applied_commands: BTreeSet<u64>,
+    liveness_commands: Vec<(u64, Option<u64>)>,
+}
+
+impl Simulation {
+    /// Prepares the run of `seed`.
+    pub fn new(options: SimOptions, seed: u64) -> Simulation {
+        assert!(options.nodes >= 1, "a cluster has at least one node");
+        let params = RunParams::from_seed(seed, options.faults);
+        let stream = |label: &str| ChaCha8Rng::seed_from_u64(derive_seed(seed, label));
+        let nodes = (1..=options.nodes as NodeId)
+            .map(|id| SimNode {
+                id,
+                core: None,
+                disk: SimDisk::default(),
+                pending: VecDeque::new(),
+                incarnation: 0,
+                tick_at_ms: None,
+                last_durable_at_ms: 0,
+                batches: 0,
+                known_commit: 0,
+                liveness_applied: BTreeSet::new(),
+            })
+            .collect();
+        Simulation {
+            network: Network::new(&params, stream("network")),
+            fault_rng: stream("faults"),
+            disk_rng: stream("disk"),
+            client_rng: stream("client"),
+            trace: Trace::new(options.keep_full_trace),
+            options,
+            params,
+            now_ms: 0,
+            queue: BinaryHeap::new(),
+            next_sequence: 0,
+            nodes,
+            invariants: Invariants::default(),
+            phase: Phase::Safety,
+            failover: None,
+            violation: None,
+            faults: FaultCounts::default(),
+            elections: 0,
+            leader_changes: 0,
+            failover_ms: Vec::new(),
+            disruptions: 0,
+            proposals: 0,
+            next_command_id: 1,
+            applied_commands: BTreeSet::new(),
+            liveness_commands: Vec::new(),
+        }
+    }
+
+    /// The parameters the seed chose.
+    pub fn params(&self) -> &RunParams {
+        &self.params
+    }
+
+    /// Runs to the end (or the first violation) and reports.
+    pub fn run(mut self) -> (RunReport, Vec<String>) {
+        for index in 0..self.nodes.len() {
+            self.start_node(index);
+        }
+        self.schedule(self.params.proposal_interval_ms, SimEvent::Propose);
+        let first_fault = self.fault_gap_ms();
+        self.schedule(first_fault, SimEvent::InjectFault);
+        self.schedule(self.params.safety_phase_ms, SimEvent::StartLiveness);
+        self.trace.record(0, TraceEvent::Phase { name: "safety" });
+
+        while self.violation.is_none() {
+            let Some(next) = self.queue.pop() else {
+                self.fail("liveness", "no event left to run".into());
+                break;
+            };
+            debug_assert!(next.at_ms >= self.now_ms, "virtual time never goes back");
+            self.now_ms = next.at_ms;
+            if let Phase::Liveness { deadline_ms } = self.phase {
+                if self.now_ms > deadline_ms {
+                    let detail = self.liveness_failure();
+                    self.fail("liveness", detail);
+                    break;
+                }
+            }
+            self.handle(next.event);
+            if self.trace.steps() > MAX_STEPS {
+                self.fail("liveness", format!("more than {MAX_STEPS} steps"));
+            }
+            if matches!(self.phase, Phase::Liveness { .. }) && self.liveness_reached() {
+                break;
+            }
+        }
+        let full_trace = self.trace.full_lines();
+        let report = RunReport {
+            seed: self.params.seed,
+            violation: self.violation.take(),
+            trace_hash: self.trace.hash(),
+            steps: self.trace.steps(),
+            simulated_ms: self.now_ms,
+            elections: self.elections,
+            leader_changes: self.leader_changes,
+            failover_ms: self.failover_ms.clone(),
+            committed_entries: self.invariants.state_machine_safety.applied_len(),
+            disruptions: self.disruptions,
+            faults: self.faults.clone(),
+            proposals: self.proposals,
+        };
+        (report, full_trace)
+    }
+
+    fn handle(&mut self, event: SimEvent) {
+        match event {
+            SimEvent::Deliver(message) => self.deliver(message),
+            SimEvent::Durable { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation && self.nodes[node].core.is_some() {
+                    let batch = self.nodes[node].pending.pop_front().expect("one durable event per pending batch");
+                    assert!(batch.durable_at_ms <= self.now_ms, "batches become durable in order");
+                    self.release(node, batch);
+                }
+            }
+            SimEvent::Tick { node, incarnation } => self.tick(node, incarnation),
+            SimEvent::Propose => self.propose(),
+            SimEvent::InjectFault => self.inject_fault(),
+            SimEvent::Restart { node } => self.restart(node),
+            SimEvent::HealCut { id } => {
+                if let Some(description) = self.network.heal(id) {
+                    self.trace.record(self.now_ms, TraceEvent::Heal { description });
+                }
+            }
+            SimEvent::StartLiveness => self.start_liveness(),
+        }
+    }
+
+    fn schedule(&mut self, delay_ms: u64, event: SimEvent) {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.queue.push(Scheduled { at_ms: self.now_ms + delay_ms, sequence, event });
+    }
+
+    fn fail(&mut self, property: &str, detail: String) {
+        if self.violation.is_none() {
+            self.violation = Some(Violation {
+                property: property.to_string(),
+                seed: self.params.seed,
+                step: self.trace.steps(),
+                at_ms: self.now_ms,
+                detail,
+                recent_events: self.trace.recent_lines(),
+            });
+        }
+    }
+
+    fn check(&mut self, result: Result<(), Broken>) {
+        if let Err(broken) = result {
+            self.fail(broken.property, broken.detail);
+        }
+    }
+
+    // ----- nodes ---------------------------------------------------------------
+
+    fn node_config(&self, id: NodeId) -> Config {
+        let voters = self.nodes.iter().map(|node| node.id).collect();
+        let mut config = Config::new(id, SIM_CLUSTER_ID, voters);
+        config.election_mode = self.options.mode;
+        config.max_entries_per_message = self.params.max_entries_per_message;
+        if let Some(hook) = self.options.config_hook {
+            hook(&mut config);
+        }
+        config
+    }
+
+    fn start_node(&mut self, index: usize) {
+        let id = self.nodes[index].id;
+        let config = self.node_config(id);
+        let restored = self.nodes[index].disk.restore();
+        let rng_seed = derive_seed(self.params.seed, &format!("node-{id}-{}", self.nodes[index].incarnation));
+        match Node::new(config, restored, ChaCha8Rng::seed_from_u64(rng_seed), self.now_ms) {
+            Ok(core) => {
+                let log = core.log().all().to_vec();
+                self.nodes[index].known_commit = core.log().committed();
+                self.nodes[index].core = Some(core);
+                let result = self.invariants.log_matching.on_restart(id, &log);
+                self.check(result);
+                self.invariants.state_machine_safety.on_restart(id);
+                self.nodes[index].liveness_applied.clear();
+                self.schedule_tick(index);
+            }
+            Err(error) => self.fail("restart", format!("n{id} cannot start from its disk: {error}")),
+        }
+    }
+
+    fn tick(&mut self, index: usize, incarnation: u64) {
+        let node = &mut self.nodes[index];
+        if node.incarnation != incarnation || node.tick_at_ms != Some(self.now_ms) {
+            return; // Superseded by an earlier tick, or the node crashed.
+        }
+        node.tick_at_ms = None;
+        let Some(core) = node.core.as_mut() else { return };
+        if core.next_deadline_ms() > self.now_ms {
+            self.schedule_tick(index);
+            return;
+        }
+        let output = core.tick(self.now_ms);
+        self.trace.record(self.now_ms, TraceEvent::Tick { node: node.id });
+        self.absorb(index, output);
+    }
+
+    /// Ticks `index` at the current time if its clock is behind.
+    fn advance_clock(&mut self, index: usize) {
+        let core = self.nodes[index].core.as_mut().expect("only live nodes get input");
+        let output = core.tick(self.now_ms);
+        if !output.is_empty() {
+            self.trace.record(self.now_ms, TraceEvent::Tick { node: self.nodes[index].id });
+            self.absorb(index, output);
+        }
+    }
+
+    fn schedule_tick(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        let Some(core) = node.core.as_ref() else { return };
+        let deadline_ms = core.next_deadline_ms().max(self.now_ms);
+        if node.tick_at_ms.is_none_or(|at_ms| deadline_ms < at_ms) {
+            node.tick_at_ms = Some(deadline_ms);
+            let incarnation = node.incarnation;
+            self.schedule(deadline_ms - self.now_ms, SimEvent::Tick { node: index, incarnation });
+        }
+    }
+
+    /// Observes one output batch, then queues it behind its fsync.
+    fn absorb(&mut self, index: usize, output: Output) {
+        self.observe(index, &output);
+        let needs_persist = output.needs_persist();
+        let node = &mut self.nodes[index];
+        node.batches += 1;
+        let fsync_ms = self.disk_rng.gen_range(0..=self.params.fsync_max_ms);
+        let batch = PendingBatch {
+            number: node.batches,
+            durable_at_ms: (self.now_ms + fsync_ms).max(node.last_durable_at_ms),
+            hard_state: output.hard_state,
+            log_write: output.log_write,
+            messages: output.messages,
+            committed_entries: output.committed_entries,
+        };
+        if !needs_persist && node.pending.is_empty() {
+            self.release(index, batch);
+        } else {
+            node.last_durable_at_ms = batch.durable_at_ms;
+            let delay_ms = batch.durable_at_ms - self.now_ms;
+            let incarnation = node.incarnation;
+            node.pending.push_back(batch);
+            self.schedule(delay_ms, SimEvent::Durable { node: index, incarnation });
+        }
+        self.schedule_tick(index);
+    }
+
+    /// Feeds the checkers what the node's in-memory state now shows.
+    fn observe(&mut self, index: usize, output: &Output) {
+        let id = self.nodes[index].id;
+        for event in &output.events {
+            match event {
+                Event::RoleChanged { to, term, .. } => {
+                    self.trace.record(self.now_ms, TraceEvent::Role { node: id, role: *to, term: *term });
+                    if *to == Role::Leader {
+                        self.leader_changes += 1;
+                        let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
+                        let log = core.log().all();
+                        let result = self
+                            .invariants
+                            .election_safety
+                            .on_leader(id, *term)
+                            .and_then(|()| self.invariants.leader_completeness.on_leader(id, *term, log));
+                        self.check(result);
+                    }
+                }
+                Event::ElectionStarted { pre_vote: false, .. } => {
+                    self.elections += 1;
+                    if self.leader_reaches_majority() {
+                        self.disruptions += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(write) = &output.log_write {
+            let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
+            let result = self.invariants.log_matching.on_log_changed(id, write.first_index, core.log().all());
+            self.check(result);
+        }
+        let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
+        let commit = core.log().committed();
+        let known_commit = self.nodes[index].known_commit;
+        if commit > known_commit {
+            let (role, term) = (core.role(), core.term());
+            let leaders: Vec<(NodeId, Term, &[Entry])> = self
+                .nodes
+                .iter()
+                .filter_map(|node| node.core.as_ref().map(|core| (node.id, core)))
+                .filter(|(_, core)| core.role() == Role::Leader)
+                .map(|(id, core)| (id, core.term(), core.log().all()))
+                .collect();
+            let result = self.invariants.leader_completeness.on_commit(
+                id,
+                term,
+                known_commit,
+                commit,
+                core.log().all(),
+                &leaders,
+            );
+            self.check(result);
+            self.nodes[index].known_commit = commit;
+            self.trace.record(self.now_ms, TraceEvent::Commit { node: id, index: commit });
+            if role == Role::Leader {
+                self.on_leader_commit(term);
+            }
+        }
+        let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
+        if let Err(problem) = core.validate() {
+            self.fail("node_invariant", format!("n{id}: {problem}"));
+        }
+    }
+
+    /// A batch is durable: write it to the disk, send its messages, apply its entries.
+    fn release(&mut self, index: usize, batch: PendingBatch) {
+        let node = &mut self.nodes[index];
+        node.disk.persist(batch.hard_state, batch.log_write.as_ref());
+        if batch.hard_state.is_some() || batch.log_write.is_some() {
+            self.trace.record(self.now_ms, TraceEvent::Persisted { node: node.id, batch: batch.number });
+        }
+        for message in batch.messages {
+            self.send(message);
+        }
+        if !batch.committed_entries.is_empty() {
+            let id = self.nodes[index].id;
+            let result = self.invariants.state_machine_safety.on_apply(id, &batch.committed_entries);
+            self.check(result);
+            for entry in &batch.committed_entries {
+                if let Payload::Command(bytes) = &entry.payload {
+                    let command = command_id(bytes);
+                    self.applied_commands.insert(command);
+                    self.nodes[index].liveness_applied.insert(command);
+                }
+            }
+        }
+    }
+
+    fn crash(&mut self, index: usize) {
+        let leader_before = self.current_leader();
+        let node = &mut self.nodes[index];
+        if node.core.take().is_none() {
+            return;
+        }
+        // Volatile state and every batch not yet durable are gone.
+        node.pending.clear();
+        node.incarnation += 1;
+        node.tick_at_ms = None;
+        node.last_durable_at_ms = 0;
+        let id = node.id;
+        self.faults.record(FaultKind::Crash);
+        self.trace.record(self.now_ms, TraceEvent::Crash { node: id });
+        if let Some((leader, term)) = leader_before {
+            if leader == index {
+                self.start_failover(term);
+            }
+        }
+    }
+
+    fn restart(&mut self, index: usize) {
+        if self.nodes[index].core.is_some() {
+            return;
+        }
+        self.faults.record(FaultKind::Restart);
+        self.trace.record(self.now_ms, TraceEvent::Restart { node: self.nodes[index].id });
+        self.start_node(index);
+    }
+
+    // ----- network ---------------------------------------------------------------
+
+    fn send(&mut self, message: Message) {
+        match self.network.fate(message.from, message.to, self.now_ms) {
+            Fate::Lost => {
+                self.faults.record(FaultKind::Loss);
+                let event = TraceEvent::Drop {
+                    from: message.from,
+                    to: message.to,
+                    kind: message.body.kind(),
+                    cause: DropCause::Loss,
+                };
+                self.trace.record(self.now_ms, event);
+            }
+            Fate::Delivered { delays_ms, reordered } => {
+                if reordered {
+                    self.faults.record(FaultKind::Reorder);
+                }
+                if delays_ms.len() > 1 {
+                    self.faults.record(FaultKind::Duplicate);
+                }
+                for delay_ms in delays_ms {
+                    self.schedule(delay_ms, SimEvent::Deliver(message.clone()));
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, message: Message) {
+        let (from, to, kind) = (message.from, message.to, message.body.kind());
+        let index = (to - 1) as usize;
+        let cause = if self.nodes[index].core.is_none() {
+            Some(DropCause::Down)
+        } else if !self.network.is_open(from, to) {
+            Some(DropCause::Cut)
+        } else {
+            None
+        };
+        if let Some(cause) = cause {
+            self.trace.record(self.now_ms, TraceEvent::Drop { from, to, kind, cause });
+            return;
+        }
+        self.trace.record(self.now_ms, TraceEvent::Deliver { from, to, term: message.term, kind });
+        // The core's clock is the time of its latest tick: bring it to now first,
+        // as a real driver does, so that timers reset by this message start now.
+        self.advance_clock(index);
+        let core = self.nodes[index].core.as_mut().expect("checked above");
+        let output = core.step(message);
+        self.absorb(index, output);
+    }
+
+    // ----- faults ---------------------------------------------------------------
+
+    fn fault_gap_ms(&mut self) -> u64 {
+        let uniform: f64 = self.fault_rng.gen_range(f64::EPSILON..1.0);
+        ((-uniform.ln() * self.params.fault_interval_mean_ms as f64) as u64).max(1)
+    }
+
+    fn inject_fault(&mut self) {
+        if self.phase != Phase::Safety {
+            return;
+        }
+        let faults = self.options.faults;
+        let cuts_allowed = self.network.active_cuts() < MAX_ACTIVE_CUTS;
+        let kinds: Vec<FaultKind> = [
+            FaultKind::Crash,
+            FaultKind::Partition,
+            FaultKind::AsymmetricPartition,
+            FaultKind::LinkBreak,
+            FaultKind::Isolate,
+        ]
+        .into_iter()
+        .filter(|kind| faults.contains(*kind) && (*kind == FaultKind::Crash || cuts_allowed))
+        .collect();
+        if let Some(kind) = kinds.choose(&mut self.fault_rng).copied() {
+            match kind {
+                FaultKind::Crash => self.inject_crash(),
+                _ => self.inject_cut(kind),
+            }
+        }
+        if !faults.contains(FaultKind::Crash)
+            && ![FaultKind::Partition, FaultKind::AsymmetricPartition, FaultKind::LinkBreak, FaultKind::Isolate]
+                .into_iter()
+                .any(|kind| faults.contains(kind))
+        {
+            return; // Nothing structural to inject; message faults need no schedule.
+        }
+        let gap_ms = self.fault_gap_ms();
+        self.schedule(gap_ms, SimEvent::InjectFault);
+    }
+
+    /// Half of the targeted faults hit the leader: failovers are what we measure.
+    fn pick_target(&mut self) -> Option<usize> {
+        if let Some((leader, _)) = self.current_leader() {
+            if self.fault_rng.gen_bool(0.5) {
+                return Some(leader);
+            }
+        }
+        let up: Vec<usize> = (0..self.nodes.len()).filter(|index| self.nodes[*index].core.is_some()).collect();
+        up.choose(&mut self.fault_rng).copied()
+    }
+
+    fn inject_crash(&mut self) {
+        let Some(target) = self.pick_target() else { return };
+        self.crash(target);
+        if self.options.faults.contains(FaultKind::Restart) {
+            let downtime_ms = self.fault_rng.gen_range(50..=2_000);
+            self.schedule(downtime_ms, SimEvent::Restart { node: target });
+        }
+    }
+
+    fn inject_cut(&mut self, kind: FaultKind) {
+        let ids: Vec<NodeId> = self.nodes.iter().map(|node| node.id).collect();
+        if ids.len() < 2 {
+            return;
+        }
+        let (blocked, description) = match kind {
+            FaultKind::Partition | FaultKind::AsymmetricPartition => {
+                let mut shuffled = ids.clone();
+                shuffled.shuffle(&mut self.fault_rng);
+                let split = self.fault_rng.gen_range(1..shuffled.len());
+                let (left, right) = shuffled.split_at(split);
+                if kind == FaultKind::Partition {
+                    (between(left, right), format!("partition {left:?} | {right:?}"))
+                } else {
+                    (one_way(left, right), format!("one-way {left:?} -> {right:?} blocked"))
+                }
+            }
+            FaultKind::LinkBreak => {
+                let pair: Vec<NodeId> = ids.choose_multiple(&mut self.fault_rng, 2).copied().collect();
+                (between(&pair[..1], &pair[1..]), format!("link n{} <-> n{}", pair[0], pair[1]))
+            }
+            FaultKind::Isolate => {
+                let Some(target) = self.pick_target() else { return };
+                let target_id = self.nodes[target].id;
+                let others: Vec<NodeId> = ids.iter().copied().filter(|id| *id != target_id).collect();
+                (between(&[target_id], &others), format!("isolate n{target_id}"))
+            }
+            _ => unreachable!("only cuts reach here"),
+        };
+        let leader_before = self.current_leader();
+        let id = self.network.add_cut(blocked, description.clone());
+        self.faults.record(kind);
+        self.trace.record(self.now_ms, TraceEvent::Cut { description });
+        if let Some((_, term)) = leader_before {
+            if !self.leader_reaches_majority() {
+                self.start_failover(term);
+            }
+        }
+        let duration_ms = self.fault_rng.gen_range(200..=3_000);
+        self.schedule(duration_ms, SimEvent::HealCut { id });
+    }
+
+    // ----- leadership and failover ---------------------------------------------------
+
+    /// The live leader of the highest term, if any.
+    fn current_leader(&self) -> Option<(usize, Term)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, node)| node.core.as_ref().map(|core| (index, core)))
+            .filter(|(_, core)| core.role() == Role::Leader)
+            .map(|(index, core)| (index, core.term()))
+            .max_by_key(|(_, term)| *term)
+    }
+
+    /// Whether the current leader can exchange messages with a majority (itself included).
+    fn leader_reaches_majority(&self) -> bool {
+        let Some((leader, _)) = self.current_leader() else { return false };
+        let leader_id = self.nodes[leader].id;
+        let reachable = self
+            .nodes
+            .iter()
+            .filter(|node| node.core.is_some())
+            .filter(|node| {
+                node.id == leader_id
+                    || (self.network.is_open(leader_id, node.id) && self.network.is_open(node.id, leader_id))
+            })
+            .count();
+        reachable >= conclave_core::quorum::majority(self.nodes.len())
+    }
+
+    fn start_failover(&mut self, old_term: Term) {
+        if self.failover.is_none() {
+            self.failover = Some(PendingFailover { started_at_ms: self.now_ms, old_term });
+        }
+    }
+
+    fn on_leader_commit(&mut self, term: Term) {
+        let Some(failover) = self.failover else { return };
+        if term > failover.old_term {
+            self.failover_ms.push(self.now_ms - failover.started_at_ms);
+            self.failover = None;
+        } else if term == failover.old_term {
+            // The old leader got through again: no failover happened.
+            self.failover = None;
+        }
+    }
+
+    // ----- client ---------------------------------------------------------------
+
+    fn propose(&mut self) {
+        match self.phase {
+            Phase::Safety => {
+                let command = self.next_command_id;
+                self.next_command_id += 1;
+                self.propose_command(command);
+                let jitter = self.client_rng.gen_range(0..=self.params.proposal_interval_ms);
+                self.schedule(self.params.proposal_interval_ms / 2 + jitter, SimEvent::Propose);
+            }
+            Phase::Liveness { .. } => {
+                for position in 0..self.liveness_commands.len() {
+                    let (command, proposed_at) = self.liveness_commands[position];
+                    let due = proposed_at.is_none_or(|at_ms| self.now_ms >= at_ms + LIVENESS_RETRY_MS);
+                    if due && !self.applied_commands.contains(&command) && self.propose_command(command) {
+                        self.liveness_commands[position].1 = Some(self.now_ms);
+                    }
+                }
+                self.schedule(LIVENESS_CLIENT_INTERVAL_MS, SimEvent::Propose);
+            }
+        }
+    }
+
+    /// Hands `command` to the current leader; true if it was appended.
+    fn propose_command(&mut self, command: u64) -> bool {
+        let Some((leader, _)) = self.current_leader() else { return false };
+        self.advance_clock(leader);
+        let core = self.nodes[leader].core.as_mut().expect("leaders are live");
+        match core.propose(command.to_le_bytes().to_vec()) {
+            Ok(proposal) => {
+                self.proposals += 1;
+                let node = self.nodes[leader].id;
+                self.trace.record(self.now_ms, TraceEvent::Proposed { node, index: proposal.index, id: command });
+                self.absorb(leader, proposal.output);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    // ----- liveness ---------------------------------------------------------------
+
+    fn start_liveness(&mut self) {
+        self.trace.record(self.now_ms, TraceEvent::Phase { name: "liveness" });
+        self.phase = Phase::Liveness { deadline_ms: self.now_ms + self.params.liveness_bound_ms };
+        self.network.faulty = false;
+        for description in self.network.heal_all() {
+            self.trace.record(self.now_ms, TraceEvent::Heal { description });
+        }
+        for index in 0..self.nodes.len() {
+            self.restart(index);
+        }
+        let first = self.next_command_id;
+        self.next_command_id += self.params.liveness_proposals;
+        self.liveness_commands = (first..first + self.params.liveness_proposals).map(|id| (id, None)).collect();
+    }
+
+    /// Every node is up and has applied every liveness-phase command.
+    fn liveness_reached(&self) -> bool {
+        self.nodes.iter().all(|node| {
+            node.core.is_some()
+                && self.liveness_commands.iter().all(|(command, _)| node.liveness_applied.contains(command))
+        })
+    }
+
+    fn liveness_failure(&self) -> String {
+        let leader = self.current_leader().map(|(index, term)| format!("n{} t{term}", self.nodes[index].id));
+        let lagging: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| {
+                let applied = self
+                    .liveness_commands
+                    .iter()
+                    .filter(|(command, _)| node.liveness_applied.contains(command))
+                    .count();
+                let role = node.core.as_ref().map(|core| format!("{:?} t{}", core.role(), core.term()));
+                format!(
+                    "n{} {} applied {applied}/{}",
+                    node.id,
+                    role.unwrap_or("down".into()),
+                    self.liveness_commands.len()
+                )
+            })
+            .collect();
+        format!(
+            "faults healed for {} ms, yet not every node applied every new command (leader: {}; {})",
+            self.params.liveness_bound_ms,
+            leader.unwrap_or_else(|| "none".into()),
+            lagging.join(", ")
+        )
+    }
+}
+
+fn command_id(bytes: &[u8]) -> u64 {
+    let mut id = [0u8; 8];
+    let length = bytes.len().min(8);
+    id[..length].copy_from_slice(&bytes[..length]);
+    u64::from_le_bytes(id)
+}

@@ -1,0 +1,62 @@
+//! The CI sweep: the raft mode under every fault, on 3, 5 and 7 nodes, must
+//! break no invariant, and every fault kind must actually be injected.
+
+use conclave_core::ElectionMode;
+use conclave_sim::{run_sweep, FaultKind, FaultSet, SimOptions, SweepReport};
+
+fn sweep(nodes: usize, seeds: u64, faults: FaultSet) -> SweepReport {
+    let options = SimOptions::new(ElectionMode::Raft, nodes, faults);
+    let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
+    let report = run_sweep(&options, 1_000_000 + nodes as u64, seeds, threads, &|_| {});
+    eprintln!("{}", report.summary_line());
+    for violation in &report.violation_details {
+        eprintln!("{} seed {}: {}", violation.property, violation.seed, violation.detail);
+        for line in &violation.recent_events {
+            eprintln!("  {line}");
+        }
+    }
+    report
+}
+
+fn assert_clean(report: &SweepReport) {
+    assert_eq!(report.violations, 0, "{}", report.summary_line());
+    assert!(report.committed_entries > report.runs * 20, "every run commits its liveness proposals");
+    assert!(report.leader_changes >= report.runs, "every run elects");
+    assert!(report.failover_ms.count > 0, "failovers were measured");
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "a sweep: run with `cargo test --release`")]
+fn raft_mode_on_five_nodes_survives_every_fault_over_300_seeds() {
+    let report = sweep(5, 300, FaultSet::all());
+    assert_clean(&report);
+    for kind in FaultKind::ALL {
+        assert!(report.faults.get(kind) > 0, "no {} was injected", kind.name());
+    }
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "a sweep: run with `cargo test --release`")]
+fn raft_mode_on_three_nodes_survives_every_fault() {
+    assert_clean(&sweep(3, 300, FaultSet::all()));
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "a sweep: run with `cargo test --release`")]
+fn raft_mode_on_seven_nodes_survives_every_fault() {
+    assert_clean(&sweep(7, 150, FaultSet::all()));
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "a sweep: run with `cargo test --release`")]
+fn without_faults_nothing_is_injected_and_no_leader_is_lost() {
+    let report = sweep(5, 30, FaultSet::NONE);
+    assert_clean_without_failovers(&report);
+    assert_eq!(report.faults.0.values().sum::<u64>(), 0, "{:?}", report.faults);
+}
+
+fn assert_clean_without_failovers(report: &SweepReport) {
+    assert_eq!(report.violations, 0, "{}", report.summary_line());
+    assert_eq!(report.leader_changes, report.runs, "one stable leader per run when nothing fails");
+    assert_eq!(report.disruptions, 0);
+}

@@ -1,6 +1,6 @@
 //! `conclave sim`: the simulation sweep and single-seed replay.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -86,9 +86,14 @@ fn replay(options: &SimOptions, seed: u64, json: bool) -> ExitCode {
     if json {
         println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
     } else {
+        let mut stdout = std::io::stdout().lock();
         for line in &trace {
-            println!("{line}");
+            // A reader that stops early (`| head`) is not an error.
+            if writeln!(stdout, "{line}").is_err() {
+                return ExitCode::SUCCESS;
+            }
         }
+        drop(stdout);
         println!(
             "seed {seed}: {} steps, {} ms simulated, {} elections, {} leaders, failovers {:?} ms, {} committed, {} disruptions, trace hash {:016x}",
             report.steps,

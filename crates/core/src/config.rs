@@ -19,8 +19,19 @@ pub struct Config {
     pub election_mode: ElectionMode,
     /// A leader sends a heartbeat at least this often.
     pub heartbeat_interval_ms: u64,
-    /// The base election timeout T; the `raft` mode draws each timeout from `[T, 2T)`.
-    pub election_timeout_ms: u64,
+    /// A follower counts one miss per heartbeat timeout without hearing from its
+    /// leader; at least `heartbeat_interval_ms`.
+    pub heartbeat_timeout_ms: u64,
+    /// Misses after which the leader is down for this node (DESIGN.md §3.2). The
+    /// election timeout is `miss_limit × heartbeat_timeout_ms`; the `raft` mode
+    /// draws each timeout from `[T, 2T)` around it.
+    pub miss_limit: u32,
+    /// `fast` mode: quiet window after a quorum agrees before a vote is final
+    /// (DESIGN.md §3.3).
+    pub finalize_wait_ms: u64,
+    /// `fast` mode: the node that leads the first term of a brand-new cluster
+    /// without an election (DESIGN.md §3.5). Ignored by a node with durable state.
+    pub initial_leader: Option<NodeId>,
     /// Run a pre-vote round before campaigning (thesis §9.6).
     pub pre_vote: bool,
     /// A leader that hears from no majority for an election timeout steps down,
@@ -61,7 +72,10 @@ impl Config {
             voters,
             election_mode: ElectionMode::Raft,
             heartbeat_interval_ms: 50,
-            election_timeout_ms: 250,
+            heartbeat_timeout_ms: 50,
+            miss_limit: 5,
+            finalize_wait_ms: 100,
+            initial_leader: None,
             pre_vote: true,
             check_quorum: true,
             max_entries_per_message: 64,
@@ -96,14 +110,31 @@ impl Config {
         if self.heartbeat_interval_ms == 0 {
             return Err(ConfigError::Invalid { key: "heartbeat_interval_ms", reason: "must be greater than 0".into() });
         }
-        if self.election_timeout_ms <= self.heartbeat_interval_ms {
+        if self.heartbeat_timeout_ms < self.heartbeat_interval_ms {
             return Err(ConfigError::Invalid {
-                key: "election_timeout_ms",
+                key: "heartbeat_timeout_ms",
                 reason: format!(
-                    "{} ms must exceed heartbeat_interval_ms ({} ms), or followers time out between heartbeats",
-                    self.election_timeout_ms, self.heartbeat_interval_ms
+                    "{} ms is below heartbeat_interval_ms ({} ms): followers would count misses between heartbeats",
+                    self.heartbeat_timeout_ms, self.heartbeat_interval_ms
                 ),
             });
+        }
+        if self.miss_limit < 2 {
+            return Err(ConfigError::Invalid {
+                key: "miss_limit",
+                reason: format!("{} is too small: at least 2 missed heartbeats make a leader down", self.miss_limit),
+            });
+        }
+        if self.finalize_wait_ms == 0 {
+            return Err(ConfigError::Invalid { key: "finalize_wait_ms", reason: "must be greater than 0".into() });
+        }
+        if let Some(initial_leader) = self.initial_leader {
+            if !self.voters.contains(&initial_leader) {
+                return Err(ConfigError::Invalid {
+                    key: "initial_leader",
+                    reason: format!("node {initial_leader} is not among the voters {:?}", self.voters),
+                });
+            }
         }
         if self.max_entries_per_message == 0 {
             return Err(ConfigError::Invalid {
@@ -115,6 +146,11 @@ impl Config {
             return Err(ConfigError::Invalid { key: "max_command_bytes", reason: "must be greater than 0".into() });
         }
         Ok(())
+    }
+
+    /// The election timeout: `miss_limit` heartbeat timeouts (DESIGN.md §3.2, §6).
+    pub fn election_timeout_ms(&self) -> u64 {
+        self.heartbeat_timeout_ms * u64::from(self.miss_limit)
     }
 
     /// Number of votes (or acknowledgements) that make a majority.

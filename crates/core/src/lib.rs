@@ -47,7 +47,7 @@ pub use config::InjectedBug;
 pub use config::{Config, ConfigError};
 pub use election::ElectionMode;
 pub use entry::{Entry, Payload};
-pub use message::{AppendOutcome, Body, Message};
+pub use message::{AppendOutcome, Body, Message, PeerState, VoteChoice};
 pub use node::{Node, Proposal, ProposeError, RestoredState, StartError};
 pub use output::{Event, HardState, LogWrite, Output};
 pub use status::{DropCounters, DropReason, FollowerStatus, Role, Status};

@@ -58,6 +58,87 @@ pub enum Body {
     },
     /// The answer to an `AppendEntries`.
     AppendResponse(AppendOutcome),
+    /// `fast` mode (DESIGN.md §3.2): the sender has lost (`down`) or regained
+    /// (`!down`) its link to `leader` of `leader_term`.
+    SubjectiveDown {
+        /// The leader concerned (`None`: the sender knew no leader in that term).
+        leader: Option<NodeId>,
+        /// The term that leader leads.
+        leader_term: Term,
+        /// True when reporting the loss, false when retracting it.
+        down: bool,
+    },
+    /// `fast` mode: a majority holds `leader` of `leader_term` down; receivers
+    /// start the election at once.
+    ObjectiveDown {
+        /// The leader concerned.
+        leader: Option<NodeId>,
+        /// The term it led.
+        leader_term: Term,
+    },
+    /// `fast` mode (DESIGN.md §3.3): the sender's current vote in the round that
+    /// binds `ballot`, or, if it is not looking, the leader it follows.
+    Vote {
+        /// The term the round will bind.
+        ballot: Term,
+        /// The candidate the sender currently backs, with its data version.
+        vote: VoteChoice,
+        /// Whether the sender is looking, following or leading.
+        state: PeerState,
+    },
+    /// `fast` mode (DESIGN.md §3.5): "the leader is `leader` of `leader_term`",
+    /// sent to a node that acts on another belief.
+    Correction {
+        /// The leader the sender follows (or is).
+        leader: NodeId,
+        /// Its term.
+        leader_term: Term,
+    },
+}
+
+/// A candidate and its data version. Votes are ordered by
+/// (last log term, last log index, node id): ids are unique, so there is always
+/// exactly one best vote (DESIGN.md §3.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VoteChoice {
+    /// The candidate.
+    pub candidate: NodeId,
+    /// Term of the candidate's last log entry.
+    pub last_log_term: Term,
+    /// Index of the candidate's last log entry.
+    pub last_log_index: LogIndex,
+}
+
+impl VoteChoice {
+    fn key(&self) -> (Term, LogIndex, NodeId) {
+        (self.last_log_term, self.last_log_index, self.candidate)
+    }
+}
+
+impl PartialOrd for VoteChoice {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for VoteChoice {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+/// Where a `Vote`'s sender stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PeerState {
+    /// Exchanging votes.
+    Looking,
+    /// Following `leader` in the message's term.
+    Following {
+        /// The leader it follows.
+        leader: NodeId,
+    },
+    /// Leading the message's term.
+    Leading,
 }
 
 /// Outcome of an `AppendEntries` at the follower.
@@ -90,6 +171,11 @@ impl Body {
             Body::AppendEntries { entries, .. } if entries.is_empty() => "Heartbeat",
             Body::AppendEntries { .. } => "AppendEntries",
             Body::AppendResponse(_) => "AppendResponse",
+            Body::SubjectiveDown { down: true, .. } => "SubjectiveDown",
+            Body::SubjectiveDown { down: false, .. } => "SubjectiveUp",
+            Body::ObjectiveDown { .. } => "ObjectiveDown",
+            Body::Vote { .. } => "Vote",
+            Body::Correction { .. } => "Correction",
         }
     }
 }

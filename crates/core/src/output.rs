@@ -61,6 +61,47 @@ pub enum Event {
         /// The term it led.
         term: Term,
     },
+    /// `fast` mode: this node lost its link to `leader` (DESIGN.md §3.2).
+    SubjectivelyDown {
+        /// The leader concerned.
+        leader: Option<NodeId>,
+        /// Its term.
+        term: Term,
+    },
+    /// `fast` mode: a majority holds `leader` down; the election starts.
+    ObjectivelyDown {
+        /// The leader concerned.
+        leader: Option<NodeId>,
+        /// Its term.
+        term: Term,
+    },
+    /// `fast` mode: this node's vote in the round for `ballot` changed.
+    VoteChanged {
+        /// The round.
+        ballot: Term,
+        /// The candidate now backed.
+        candidate: NodeId,
+    },
+    /// `fast` mode: this node's vote became final and binding (persisted in this batch).
+    VoteFinalized {
+        /// The term it binds.
+        ballot: Term,
+        /// The candidate voted for.
+        candidate: NodeId,
+    },
+    /// `fast` mode: a node that started from an empty data dir learned the cluster
+    /// is at `term`; it abstains from voting in that term (DESIGN.md §3.5).
+    AbstainedAfterDataLoss {
+        /// The term it joined.
+        term: Term,
+    },
+    /// `fast` mode: enough corrections named `leader` of `term`; this node follows it.
+    Corrected {
+        /// The leader it now follows.
+        leader: NodeId,
+        /// Its term.
+        term: Term,
+    },
 }
 
 /// One batch of work for the driver, produced by every input.

@@ -13,7 +13,10 @@ pub enum Role {
     Follower,
     /// Asks whether it could win before disturbing anyone (thesis §9.6).
     PreCandidate,
-    /// Campaigns in a new term.
+    /// `fast` mode: exchanges votes to find the node with the newest data.
+    Looking,
+    /// Campaigns in a new term (`fast` mode: has finalized a vote for itself and
+    /// waits for a quorum's binding votes).
     Candidate,
     /// Leads its term.
     Leader,
@@ -38,11 +41,13 @@ pub enum DropReason {
     /// Entries that contradict this node's committed prefix: only a broken
     /// leader can send them, so they are refused rather than applied.
     ConflictsWithCommitted,
+    /// A message of another election mode's protocol (a misconfigured peer).
+    WrongElectionMode,
 }
 
 impl DropReason {
     /// Every reason, for reports.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::WrongCluster,
         DropReason::UnknownSender,
         DropReason::Misdirected,
@@ -50,6 +55,7 @@ impl DropReason {
         DropReason::StaleTerm,
         DropReason::LeaderLease,
         DropReason::ConflictsWithCommitted,
+        DropReason::WrongElectionMode,
     ];
 
     /// The snake_case name used in metrics and JSON.
@@ -62,6 +68,7 @@ impl DropReason {
             DropReason::StaleTerm => "stale_term",
             DropReason::LeaderLease => "leader_lease",
             DropReason::ConflictsWithCommitted => "conflicts_with_committed",
+            DropReason::WrongElectionMode => "wrong_election_mode",
         }
     }
 }

@@ -5,8 +5,8 @@
 mod support;
 
 use conclave_core::{
-    Body, Config, ConfigError, DropReason, Entry, HardState, Message, Node, NodeId, Output, RestoredState, Role,
-    StartError, Status,
+    Body, Config, ConfigError, DropReason, Entry, HardState, Message, Node, NodeId, Output, PeerState, RestoredState,
+    Role, StartError, Status, VoteChoice,
 };
 use rand::Rng;
 use support::*;
@@ -240,9 +240,28 @@ fn append_contradicting_the_committed_prefix_does_not_depose_a_candidate() {
 }
 
 #[test]
+fn another_election_mode_s_messages_are_dropped() {
+    // A raft-mode node receiving fast-mode gossip (a misconfigured peer).
+    let mut node = follower();
+    let gossip = [
+        Body::SubjectiveDown { leader: Some(2), leader_term: 2, down: true },
+        Body::ObjectiveDown { leader: Some(2), leader_term: 2 },
+        Body::Vote {
+            ballot: 3,
+            vote: VoteChoice { candidate: 3, last_log_term: 2, last_log_index: 3 },
+            state: PeerState::Looking,
+        },
+        Body::Correction { leader: 2, leader_term: 2 },
+    ];
+    for body in gossip {
+        assert_dropped(&mut node, msg(3, 1, 2, body), DropReason::WrongElectionMode);
+    }
+}
+
+#[test]
 fn every_drop_reason_is_covered() {
     // Guards this file: a new DropReason needs a test above.
-    assert_eq!(DropReason::ALL.len(), 7);
+    assert_eq!(DropReason::ALL.len(), 8);
 }
 
 // ---------------------------------------------------------------------------
@@ -279,8 +298,10 @@ fn node_new_refuses_every_invalid_config() {
         "heartbeat_interval_ms",
         "greater than 0",
     );
-    assert_config_error(Config { election_timeout_ms: 50, ..valid.clone() }, "election_timeout_ms", "must exceed");
-    assert_config_error(Config { election_timeout_ms: 10, ..valid.clone() }, "election_timeout_ms", "must exceed");
+    assert_config_error(Config { heartbeat_timeout_ms: 40, ..valid.clone() }, "heartbeat_timeout_ms", "below");
+    assert_config_error(Config { miss_limit: 1, ..valid.clone() }, "miss_limit", "at least 2");
+    assert_config_error(Config { finalize_wait_ms: 0, ..valid.clone() }, "finalize_wait_ms", "greater than 0");
+    assert_config_error(Config { initial_leader: Some(9), ..valid.clone() }, "initial_leader", "not among the voters");
     assert_config_error(
         Config { max_entries_per_message: 0, ..valid.clone() },
         "max_entries_per_message",

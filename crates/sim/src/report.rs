@@ -28,7 +28,9 @@ pub struct RunReport {
     pub seed: u64,
     /// The first broken invariant, if any.
     pub violation: Option<Violation>,
-    /// Hash of the whole trace: equal for two runs of one seed.
+    /// Hash of the whole trace: equal for two runs of one seed (hex in JSON, as
+    /// 64-bit integers do not survive every JSON reader).
+    #[serde(serialize_with = "as_hex")]
     pub trace_hash: u64,
     /// Trace events.
     pub steps: u64,
@@ -48,6 +50,10 @@ pub struct RunReport {
     pub faults: FaultCounts,
     /// Proposals the client made.
     pub proposals: u64,
+}
+
+fn as_hex<S: serde::Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format!("{value:016x}"))
 }
 
 /// p50, p99 and max of a set of durations.

@@ -4,6 +4,7 @@
 //! election path dispatches on [`ElectionMode`]. DESIGN.md §3 describes the
 //! modes; `fast`, `gapless` and `conclave` plug in here as further variants.
 
+pub(crate) mod fast;
 mod raft;
 
 use std::fmt;
@@ -11,7 +12,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::message::{Body, Message};
 use crate::node::Node;
+use crate::status::DropReason;
 use crate::types::{LogIndex, NodeId, Term};
 
 /// Which election protocol a cluster runs.
@@ -21,16 +24,20 @@ pub enum ElectionMode {
     /// Raft §5 with PreVote and CheckQuorum: the measured baseline (DESIGN.md §3.1).
     #[default]
     Raft,
+    /// Counted misses, subjective/objective down, and a vote exchange that elects
+    /// the node with the newest data (DESIGN.md §3.2, §3.3, §3.5).
+    Fast,
 }
 
 impl ElectionMode {
     /// Every mode this build knows.
-    pub const ALL: [ElectionMode; 1] = [ElectionMode::Raft];
+    pub const ALL: [ElectionMode; 2] = [ElectionMode::Raft, ElectionMode::Fast];
 
     /// The name used in configs and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             ElectionMode::Raft => "raft",
+            ElectionMode::Fast => "fast",
         }
     }
 }
@@ -53,10 +60,65 @@ impl FromStr for ElectionMode {
 }
 
 impl Node {
-    /// The election timer fired on a non-leader.
-    pub(crate) fn on_election_timeout(&mut self) {
+    /// Mode-specific start-up (cold start from `initial_leader` in `fast`).
+    pub(crate) fn on_start(&mut self, restored_empty: bool) {
         match self.config.election_mode {
-            ElectionMode::Raft => raft::on_election_timeout(self),
+            ElectionMode::Raft => {}
+            ElectionMode::Fast => fast::cold_start(self, restored_empty),
+        }
+    }
+
+    /// A non-leader's timers are due.
+    pub(crate) fn on_election_timer(&mut self) {
+        match self.config.election_mode {
+            ElectionMode::Raft => {
+                if self.now_ms >= self.election_deadline_ms {
+                    raft::on_election_timeout(self)
+                }
+            }
+            ElectionMode::Fast => fast::on_tick(self),
+        }
+    }
+
+    /// When a non-leader's next timer is due.
+    pub(crate) fn election_deadline_ms(&self) -> u64 {
+        match self.config.election_mode {
+            ElectionMode::Raft => self.election_deadline_ms,
+            ElectionMode::Fast => fast::deadline(self),
+        }
+    }
+
+    /// Lets the mode take messages before the shared term rules; returns the
+    /// message if the shared path should handle it.
+    pub(crate) fn route_election_message(&mut self, message: Message) -> Option<Message> {
+        match self.config.election_mode {
+            ElectionMode::Raft => match message.body {
+                Body::SubjectiveDown { .. }
+                | Body::ObjectiveDown { .. }
+                | Body::Vote { .. }
+                | Body::Correction { .. } => {
+                    self.dropped.record(DropReason::WrongElectionMode);
+                    None
+                }
+                _ => Some(message),
+            },
+            ElectionMode::Fast => fast::route(self, message),
+        }
+    }
+
+    /// The node accepted an `AppendEntries` from its leader of the current term.
+    pub(crate) fn on_heard_from_leader(&mut self) {
+        match self.config.election_mode {
+            ElectionMode::Raft => {}
+            ElectionMode::Fast => fast::on_heard_from_leader(self),
+        }
+    }
+
+    /// The node became a follower.
+    pub(crate) fn on_follow(&mut self) {
+        match self.config.election_mode {
+            ElectionMode::Raft => {}
+            ElectionMode::Fast => fast::on_follow(self),
         }
     }
 
@@ -71,6 +133,7 @@ impl Node {
     ) {
         match self.config.election_mode {
             ElectionMode::Raft => raft::on_vote_request(self, from, term, pre_vote, last_log_term, last_log_index),
+            ElectionMode::Fast => self.dropped.record(DropReason::WrongElectionMode),
         }
     }
 
@@ -78,6 +141,7 @@ impl Node {
     pub(crate) fn on_vote_response(&mut self, from: NodeId, term: Term, pre_vote: bool, granted: bool) {
         match self.config.election_mode {
             ElectionMode::Raft => raft::on_vote_response(self, from, term, pre_vote, granted),
+            ElectionMode::Fast => self.dropped.record(DropReason::WrongElectionMode),
         }
     }
 
@@ -85,6 +149,8 @@ impl Node {
     pub(crate) fn draw_election_timeout_ms(&mut self) -> u64 {
         match self.config.election_mode {
             ElectionMode::Raft => raft::draw_election_timeout_ms(self),
+            // The fast mode counts misses instead (`fast::detector`).
+            ElectionMode::Fast => self.config.election_timeout_ms(),
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::types::{LogIndex, NodeId, Term};
 
 /// Raft §5.2: timeouts drawn uniformly from `[T, 2T)` make split votes rare.
 pub(super) fn draw_election_timeout_ms(node: &mut Node) -> u64 {
-    let base = node.config.election_timeout_ms;
+    let base = node.config.election_timeout_ms();
     base + node.rng.gen_range(0..base)
 }
 

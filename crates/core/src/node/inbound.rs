@@ -12,6 +12,7 @@ impl Node {
             self.dropped.record(reason);
             return;
         }
+        let Some(message) = self.route_election_message(message) else { return };
         if message.term > self.term && !self.adopt_higher_term(&message) {
             return;
         }
@@ -30,6 +31,9 @@ impl Node {
                 self.on_append_entries(message.from, prev_log_index, prev_log_term, entries, leader_commit)
             }
             Body::AppendResponse(outcome) => self.on_append_response(message.from, outcome),
+            Body::SubjectiveDown { .. } | Body::ObjectiveDown { .. } | Body::Vote { .. } | Body::Correction { .. } => {
+                unreachable!("election messages are routed before the term rules")
+            }
         }
     }
 
@@ -44,7 +48,12 @@ impl Node {
         if message.from == self.config.id || !self.config.voters.contains(&message.from) {
             return Err(DropReason::UnknownSender);
         }
-        if message.term == 0 || !fields_are_possible(message) {
+        // Election gossip carries the sender's own term, which is 0 before any leader.
+        let gossip = matches!(
+            message.body,
+            Body::SubjectiveDown { .. } | Body::ObjectiveDown { .. } | Body::Vote { .. } | Body::Correction { .. }
+        );
+        if (message.term == 0 && !gossip) || !fields_are_possible(message) {
             return Err(DropReason::ImpossibleFields);
         }
         Ok(())
@@ -89,7 +98,7 @@ impl Node {
             Body::RequestVote { pre_vote, .. } => {
                 self.send(message.from, Body::VoteResponse { pre_vote, granted: false })
             }
-            Body::VoteResponse { .. } | Body::AppendResponse(_) => {}
+            _ => {}
         }
     }
 }
@@ -118,6 +127,12 @@ fn fields_are_possible(message: &Message) -> bool {
         Body::AppendResponse(AppendOutcome::Accepted { .. }) => true,
         Body::AppendResponse(AppendOutcome::Rejected { prev_log_index, hint_index }) => {
             *hint_index <= prev_log_index.saturating_sub(1)
+        }
+        Body::SubjectiveDown { .. } | Body::ObjectiveDown { .. } | Body::Correction { .. } => true,
+        Body::Vote { ballot, vote, .. } => {
+            *ballot >= 1
+                && vote.last_log_term < (*ballot).max(term + 1)
+                && (vote.last_log_index == 0) == (vote.last_log_term == 0)
         }
     }
 }

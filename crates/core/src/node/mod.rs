@@ -107,12 +107,15 @@ pub struct Node {
     pub(crate) out: Output,
     /// The hard state last handed out for persisting.
     pub(crate) persisted_hard_state: HardState,
+    /// State of the `fast` election mode (idle in other modes).
+    pub(crate) fast: crate::election::fast::FastState,
 }
 
 impl Node {
     /// Starts a node from `restored` (empty for a brand-new node) at time `now_ms`.
     pub fn new(config: Config, restored: RestoredState, rng: ChaCha8Rng, now_ms: u64) -> Result<Node, StartError> {
         config.validate()?;
+        let restored_empty = restored == RestoredState::default();
         let RestoredState { hard_state, entries } = restored;
         let log = RaftLog::restore(entries, hard_state.commit, 0);
         log.validate_entries().map_err(StartError::Restore)?;
@@ -146,8 +149,10 @@ impl Node {
             dropped: DropCounters::default(),
             out: Output::default(),
             persisted_hard_state: hard_state,
+            fast: Default::default(),
         };
         node.reset_election_timer();
+        node.on_start(restored_empty);
         node.assert_valid();
         Ok(node)
     }
@@ -163,8 +168,8 @@ impl Node {
             if self.role == Role::Leader && self.now_ms >= self.heartbeat_deadline_ms {
                 self.broadcast_heartbeat();
             }
-        } else if self.now_ms >= self.election_deadline_ms {
-            self.on_election_timeout();
+        } else if self.now_ms >= self.election_deadline_ms() {
+            self.on_election_timer();
         }
         self.finish()
     }
@@ -191,7 +196,7 @@ impl Node {
     pub fn next_deadline_ms(&self) -> u64 {
         match self.role {
             Role::Leader => self.heartbeat_deadline_ms.min(self.quorum_check_deadline_ms),
-            _ => self.election_deadline_ms,
+            _ => self.election_deadline_ms(),
         }
     }
 

@@ -135,6 +135,7 @@ impl Node {
         }
         self.last_leader_contact_ms = Some(self.now_ms);
         self.reset_election_timer();
+        self.on_heard_from_leader();
 
         if !prev_matches {
             let hint_index = self.rejection_hint(prev_log_index, prev_log_term);

@@ -22,6 +22,7 @@ impl Node {
         self.set_role(Role::Follower);
         self.set_leader(leader);
         self.reset_election_timer();
+        self.on_follow();
     }
 
     /// Raft §5.2: a candidate that wins a majority leads; it appends a no-op so
@@ -32,10 +33,13 @@ impl Node {
         let last_index = self.log.last_index();
         self.progress = self.peers().into_iter().map(|peer| (peer, Progress::new(last_index))).collect();
         self.votes = VoteTally::default();
+        self.fast.round = None;
+        self.fast.candidate_deadline_ms = None;
+        self.fast.grant_resend_at_ms = None;
         self.set_role(Role::Leader);
         self.set_leader(Some(self.config.id));
         self.heartbeat_deadline_ms = self.now_ms + self.config.heartbeat_interval_ms;
-        self.quorum_check_deadline_ms = self.now_ms + self.config.election_timeout_ms;
+        self.quorum_check_deadline_ms = self.now_ms + self.config.election_timeout_ms();
         self.append_as_leader(Payload::Noop);
     }
 
@@ -44,7 +48,7 @@ impl Node {
     /// off in a minority stops acting as one.
     pub(crate) fn check_quorum(&mut self) {
         assert_eq!(self.role, Role::Leader);
-        self.quorum_check_deadline_ms = self.now_ms + self.config.election_timeout_ms;
+        self.quorum_check_deadline_ms = self.now_ms + self.config.election_timeout_ms();
         if !self.config.check_quorum {
             return;
         }
@@ -91,7 +95,7 @@ impl Node {
         match self.role {
             Role::Leader => true,
             _ => match (self.leader, self.last_leader_contact_ms) {
-                (Some(_), Some(contact_ms)) => self.now_ms < contact_ms + self.config.election_timeout_ms,
+                (Some(_), Some(contact_ms)) => self.now_ms < contact_ms + self.config.election_timeout_ms(),
                 _ => false,
             },
         }

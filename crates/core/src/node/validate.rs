@@ -53,7 +53,7 @@ impl Node {
                     return Err("candidate with leader state".into());
                 }
             }
-            Role::Follower | Role::PreCandidate => {
+            Role::Follower | Role::PreCandidate | Role::Looking => {
                 if !self.progress.is_empty() {
                     return Err("non-leader with replication progress".into());
                 }

@@ -1,0 +1,109 @@
+//! Cold start from `initial_leader`, correction messages, and the node that
+//! started from an empty data dir (DESIGN.md §3.5).
+
+use super::detector;
+use crate::message::{Body, Message};
+use crate::node::Node;
+use crate::output::Event;
+use crate::quorum::VoteTally;
+use crate::status::{DropReason, Role};
+use crate::types::{NodeId, Term};
+
+/// The term the configured initial leader leads without an election.
+pub(super) const INITIAL_TERM: Term = 1;
+
+/// Called once by `Node::new`. A brand-new cluster (every data dir empty) starts
+/// with `initial_leader` leading term 1: every node records a vote for it in
+/// term 1, so no other node can lead that term. Durable state ignores the config.
+pub(crate) fn cold_start(node: &mut Node, restored_empty: bool) {
+    node.fast.started_empty = restored_empty;
+    detector::restart_watch(node);
+    let Some(initial_leader) = node.config.initial_leader else { return };
+    if !restored_empty {
+        return;
+    }
+    node.term = INITIAL_TERM;
+    node.voted_for = Some(initial_leader);
+    if initial_leader == node.config.id {
+        node.set_role(Role::Candidate);
+        node.votes = VoteTally::default();
+        node.votes.record(node.config.id, true);
+        node.become_leader();
+    } else {
+        node.set_leader(Some(initial_leader));
+    }
+}
+
+/// A node that started empty cannot know what it voted before (a replaced disk):
+/// a message from a later term proves the cluster has history. It then joins that
+/// term without a vote of its own, so it can never vote twice in a term it may
+/// have voted in before. The seed's stale-config case comes first: heartbeats from
+/// a node other than the leader it believes in are answered with a correction.
+pub(super) fn screen_started_empty(node: &mut Node, message: Message) -> Option<Message> {
+    if !node.fast.started_empty || message.term <= INITIAL_TERM.max(node.term) {
+        return Some(message);
+    }
+    match &message.body {
+        Body::Correction { .. } => return Some(message),
+        Body::AppendEntries { .. } if node.leader.is_some() && node.leader != Some(message.from) => {
+            let believed = node.leader.expect("checked");
+            node.send(message.from, Body::Correction { leader: believed, leader_term: node.term });
+            return None;
+        }
+        _ => {}
+    }
+    let ballot = match &message.body {
+        Body::Vote { ballot, .. } => *ballot,
+        _ => 0,
+    };
+    abstain_in(node, message.term.max(ballot));
+    Some(message)
+}
+
+/// Joins `term` having "voted" already (for itself, as a marker): no vote in it.
+fn abstain_in(node: &mut Node, term: Term) {
+    assert!(term > node.term, "abstaining moves to a later term");
+    node.fast.started_empty = false;
+    node.term = term;
+    node.voted_for = Some(node.config.id);
+    node.emit(Event::AbstainedAfterDataLoss { term });
+    node.become_follower(term, None);
+}
+
+/// An `AppendEntries` from an older term: tell its sender who leads now.
+pub(super) fn answer_stale_leader(node: &mut Node, message: Message) -> Option<Message> {
+    let leader = if node.role == Role::Leader { Some(node.config.id) } else { node.leader };
+    let Some(leader) = leader else { return Some(message) };
+    node.dropped.record(DropReason::StaleTerm);
+    node.send(message.from, Body::Correction { leader, leader_term: node.term });
+    None
+}
+
+/// A correction naming `leader` of `leader_term`, from `from`.
+pub(super) fn on_correction(node: &mut Node, from: NodeId, leader: NodeId, leader_term: Term) {
+    if leader_term <= node.term {
+        // The sender believes something older (e.g. a restarted follower whose
+        // config still names the initial leader): answer it directly; never step
+        // down for it — such a correction cannot come from a majority.
+        let current = if node.role == Role::Leader { Some(node.config.id) } else { node.leader };
+        if let Some(current) = current {
+            if (current, node.term) != (leader, leader_term) {
+                node.send(from, Body::Correction { leader: current, leader_term: node.term });
+            }
+        }
+        return;
+    }
+    // A later term. The named leader itself is authoritative; otherwise strictly
+    // more than half of the cluster must name the same (leader, term).
+    node.fast.corrections.insert(from, (leader, leader_term));
+    let agreeing = node.fast.corrections.values().filter(|named| **named == (leader, leader_term)).count();
+    if from == leader || agreeing >= node.config.quorum() {
+        if node.fast.started_empty {
+            abstain_in(node, leader_term);
+        } else {
+            node.become_follower(leader_term, None);
+        }
+        node.set_leader(Some(leader));
+        node.emit(Event::Corrected { leader, term: leader_term });
+    }
+}

@@ -1,0 +1,129 @@
+//! Failure detection by counted misses, the subjective fail table and objective
+//! down (DESIGN.md §3.2).
+
+use super::{round, FailReport};
+use crate::message::Body;
+use crate::node::Node;
+use crate::output::Event;
+use crate::status::Role;
+use crate::types::{NodeId, Term};
+
+/// Starts counting misses afresh (a leader was heard or is newly expected).
+pub(super) fn restart_watch(node: &mut Node) {
+    node.fast.misses = 0;
+    node.fast.miss_deadline_ms = node.now_ms + node.config.heartbeat_timeout_ms;
+}
+
+pub(super) fn on_heard_from_leader(node: &mut Node) {
+    restart_watch(node);
+    if node.fast.subjectively_down {
+        // Retract: this node's link works again.
+        node.fast.subjectively_down = false;
+        node.fast.fail_table.remove(&node.config.id);
+        broadcast_report(node, false);
+    }
+}
+
+pub(super) fn on_tick(node: &mut Node) {
+    let timeout_ms = node.config.heartbeat_timeout_ms;
+    if node.now_ms >= node.fast.miss_deadline_ms {
+        // Count every whole heartbeat timeout that passed without the leader.
+        let windows = (node.now_ms - node.fast.miss_deadline_ms) / timeout_ms + 1;
+        node.fast.misses = node.fast.misses.saturating_add(windows.min(u64::from(u32::MAX)) as u32);
+        node.fast.miss_deadline_ms += windows * timeout_ms;
+        if node.fast.misses >= node.config.miss_limit && !node.fast.subjectively_down {
+            declare_subjectively_down(node);
+            return;
+        }
+    }
+    if node.fast.subjectively_down && node.now_ms >= node.fast.report_at_ms {
+        // Repeat the report: messages get lost and reports expire.
+        node.fast.report_at_ms = node.now_ms + timeout_ms;
+        record_own_view(node);
+        broadcast_report(node, true);
+        check_objective_down(node);
+    }
+}
+
+fn declare_subjectively_down(node: &mut Node) {
+    node.fast.subjectively_down = true;
+    node.fast.report_at_ms = node.now_ms + node.config.heartbeat_timeout_ms;
+    node.emit(Event::SubjectivelyDown { leader: node.leader, term: node.term });
+    record_own_view(node);
+    broadcast_report(node, true);
+    check_objective_down(node);
+}
+
+fn record_own_view(node: &mut Node) {
+    let report = FailReport { leader: node.leader, leader_term: node.term, reported_at_ms: node.now_ms };
+    node.fast.fail_table.insert(node.config.id, report);
+}
+
+fn broadcast_report(node: &mut Node, down: bool) {
+    let body = Body::SubjectiveDown { leader: node.leader, leader_term: node.term, down };
+    for peer in node.peers() {
+        node.send(peer, body.clone());
+    }
+}
+
+/// A peer's SDOWN report (or its retraction).
+pub(super) fn on_report(node: &mut Node, from: NodeId, leader: Option<NodeId>, leader_term: Term, down: bool) {
+    if !down {
+        if node.fast.fail_table.get(&from).is_some_and(|report| report.leader_term == leader_term) {
+            node.fast.fail_table.remove(&from);
+        }
+        return;
+    }
+    let concerns_my_leader = node.role == Role::Follower && leader == node.leader && leader_term == node.term;
+    if !concerns_my_leader {
+        return; // About a leader this node does not follow: not evidence about ours.
+    }
+    node.fast.fail_table.insert(from, FailReport { leader, leader_term, reported_at_ms: node.now_ms });
+    // On a report a node also looks at its own link: one heartbeat timeout from
+    // its own SDOWN counts as down, so that nodes that lost the same leader agree
+    // within about one network delay, while a node that hears its leader stays out.
+    if !node.fast.subjectively_down && node.fast.misses + 1 >= node.config.miss_limit {
+        declare_subjectively_down(node);
+    } else {
+        check_objective_down(node);
+    }
+}
+
+/// Counts fresh reports about this node's leader; a majority makes it ODOWN.
+fn check_objective_down(node: &mut Node) {
+    if node.role != Role::Follower {
+        return;
+    }
+    let expiry_ms = node.config.election_timeout_ms();
+    let now_ms = node.now_ms;
+    node.fast.fail_table.retain(|_, report| now_ms < report.reported_at_ms + expiry_ms);
+    let (leader, term) = (node.leader, node.term);
+    let agreeing =
+        node.fast.fail_table.values().filter(|report| report.leader == leader && report.leader_term == term).count();
+    if agreeing >= node.config.quorum() {
+        node.emit(Event::ObjectivelyDown { leader, term });
+        for peer in node.peers() {
+            node.send(peer, Body::ObjectiveDown { leader, leader_term: term });
+        }
+        round::start(node, term + 1, leader);
+    }
+}
+
+/// Another node saw the leader objectively down: join the election at once, even
+/// if this node's own link is fine (a majority has lost that leader).
+pub(super) fn on_objective_down(node: &mut Node, leader: Option<NodeId>, leader_term: Term) {
+    match node.role {
+        Role::Follower if leader_term > node.term || (leader == node.leader && leader_term == node.term) => {
+            node.emit(Event::ObjectivelyDown { leader, term: leader_term });
+            round::start(node, leader_term.max(node.term) + 1, leader);
+        }
+        Role::Looking => {
+            let ballot = node.fast.round.as_ref().map_or(0, |round| round.ballot);
+            if leader_term + 1 > ballot {
+                round::start(node, leader_term + 1, leader);
+            }
+        }
+        // A leader hears it is down for a majority: CheckQuorum retires it if so.
+        _ => {}
+    }
+}

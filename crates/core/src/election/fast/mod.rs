@@ -1,0 +1,178 @@
+//! The `fast` election mode (DESIGN.md §3.2, §3.3, §3.5; seed 000).
+//!
+//! *When*: a follower counts missed heartbeats; at `miss_limit` the leader is
+//! subjectively down for it (SDOWN) and it tells everyone. Once strictly more than
+//! half of the voters hold the same leader down, the leader is objectively down
+//! (ODOWN): the first node to see it broadcasts `ObjectiveDown`, and everyone
+//! starts the election at once (`detector`).
+//!
+//! *Who*: nodes exchange votes carrying data versions and move to any better one
+//! until a quorum agrees and a quiet window passes; then the vote is final, binding
+//! and persisted, and counts like a Raft vote (`round`).
+//!
+//! *Stale beliefs*: corrections and the cold start from `initial_leader`
+//! (`correction`).
+
+mod correction;
+mod detector;
+mod round;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::message::{Body, Message, VoteChoice};
+use crate::node::Node;
+use crate::status::{DropReason, Role};
+use crate::types::{NodeId, Term};
+
+pub(crate) use correction::cold_start;
+
+/// One node's report that it lost its leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FailReport {
+    pub leader: Option<NodeId>,
+    pub leader_term: Term,
+    pub reported_at_ms: u64,
+}
+
+/// A round of the vote exchange.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Round {
+    /// The term this round binds.
+    pub ballot: Term,
+    /// This node's current vote.
+    pub vote: VoteChoice,
+    /// The latest vote of every node heard in this round (this node included).
+    pub received: BTreeMap<NodeId, VoteChoice>,
+    /// When the vote becomes final if nothing changes it.
+    pub finalize_at_ms: Option<u64>,
+    /// When to send the vote again (lost messages).
+    pub resend_at_ms: u64,
+    /// The leader whose loss started the round (objectively down: not waited for).
+    pub lost_leader: Option<NodeId>,
+    /// Nodes that already sent this node a binding vote for this ballot.
+    pub early_grants: BTreeSet<NodeId>,
+}
+
+/// State of the `fast` mode; idle in other modes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FastState {
+    /// Consecutive heartbeat timeouts without hearing from the leader.
+    pub misses: u32,
+    /// End of the current heartbeat-timeout window.
+    pub miss_deadline_ms: u64,
+    /// This node holds its leader subjectively down.
+    pub subjectively_down: bool,
+    /// When to repeat the SDOWN report (and expire old reports).
+    pub report_at_ms: u64,
+    /// node -> its latest SDOWN report.
+    pub fail_table: BTreeMap<NodeId, FailReport>,
+    /// The vote exchange in progress.
+    pub round: Option<Round>,
+    /// The last vote finalized: (ballot, vote), answered to latecomers.
+    pub final_vote: Option<(Term, VoteChoice)>,
+    /// A candidate gives up at this time if no quorum confirmed it.
+    pub candidate_deadline_ms: Option<u64>,
+    /// A follower that voted resends its binding vote until the leader appears.
+    pub grant_resend_at_ms: Option<u64>,
+    /// While looking: peers that report an established leader: node -> (leader, term).
+    pub established: BTreeMap<NodeId, (NodeId, Term)>,
+    /// Corrections received: corrector -> (leader, term) it named.
+    pub corrections: BTreeMap<NodeId, (NodeId, Term)>,
+    /// Started from an empty data dir and not yet known to be in step with the
+    /// cluster (DESIGN.md §3.5).
+    pub started_empty: bool,
+}
+
+/// This node's own data version as a vote for itself.
+pub(crate) fn own_vote(node: &Node) -> VoteChoice {
+    VoteChoice { candidate: node.config.id, last_log_term: node.log.last_term(), last_log_index: node.log.last_index() }
+}
+
+/// Timers of a non-leader.
+pub(super) fn on_tick(node: &mut Node) {
+    match node.role {
+        Role::Looking => round::on_tick(node),
+        Role::Candidate => {
+            if node.fast.candidate_deadline_ms.is_some_and(|deadline| node.now_ms >= deadline) {
+                // No quorum confirmed us in time: give up, so that nobody waits
+                // forever for voters that changed their minds (ZOOKEEPER-3109).
+                node.fast.candidate_deadline_ms = None;
+                node.become_follower(node.term, None);
+            }
+        }
+        Role::Follower | Role::PreCandidate => {
+            round::resend_grant_if_due(node);
+            detector::on_tick(node);
+        }
+        Role::Leader => unreachable!("leaders run the shared heartbeat timers"),
+    }
+}
+
+/// Earliest timer of a non-leader.
+pub(super) fn deadline(node: &Node) -> u64 {
+    let fast = &node.fast;
+    let mut deadline = match node.role {
+        Role::Looking => {
+            let round = fast.round.as_ref().expect("a looking node has a round");
+            round.finalize_at_ms.map_or(round.resend_at_ms, |at| at.min(round.resend_at_ms))
+        }
+        Role::Candidate => fast.candidate_deadline_ms.unwrap_or(u64::MAX),
+        _ => {
+            let report = if fast.subjectively_down { fast.report_at_ms } else { u64::MAX };
+            fast.miss_deadline_ms.min(report)
+        }
+    };
+    if let Some(resend) = fast.grant_resend_at_ms {
+        deadline = deadline.min(resend);
+    }
+    deadline
+}
+
+/// Messages the fast mode handles before (and instead of) the shared term rules.
+/// Returns the message back if the shared path should handle it.
+pub(super) fn route(node: &mut Node, message: Message) -> Option<Message> {
+    if let Some(message) = correction::screen_started_empty(node, message) {
+        match message.body {
+            Body::SubjectiveDown { leader, leader_term, down } => {
+                detector::on_report(node, message.from, leader, leader_term, down)
+            }
+            Body::ObjectiveDown { leader, leader_term } => detector::on_objective_down(node, leader, leader_term),
+            Body::Vote { ballot, vote, state } => round::on_vote(node, message.from, message.term, ballot, vote, state),
+            Body::VoteResponse { pre_vote: false, granted } => {
+                round::on_grant(node, message.from, message.term, granted)
+            }
+            Body::Correction { leader, leader_term } => {
+                correction::on_correction(node, message.from, leader, leader_term)
+            }
+            Body::RequestVote { .. } | Body::VoteResponse { pre_vote: true, .. } => {
+                node.dropped.record(DropReason::WrongElectionMode)
+            }
+            Body::AppendEntries { .. } if message.term < node.term => {
+                return correction::answer_stale_leader(node, message)
+            }
+            // A majority declared this term's leader down: a looking node stays in
+            // the round rather than drifting back to the leader it lost.
+            Body::AppendEntries { .. } if node.role == Role::Looking && message.term == node.term => {}
+            _ => return Some(message),
+        }
+    }
+    None
+}
+
+/// The node heard from its leader (an `AppendEntries` of the current term).
+pub(super) fn on_heard_from_leader(node: &mut Node) {
+    detector::on_heard_from_leader(node);
+    node.fast.grant_resend_at_ms = None;
+    if node.term == correction::INITIAL_TERM {
+        node.fast.started_empty = false;
+    }
+}
+
+/// The node (re)started following, or stopped looking, in its current term.
+pub(super) fn on_follow(node: &mut Node) {
+    node.fast.round = None;
+    node.fast.candidate_deadline_ms = None;
+    node.fast.established.clear();
+    node.fast.corrections.clear();
+    detector::restart_watch(node);
+}

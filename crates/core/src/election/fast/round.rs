@@ -1,0 +1,227 @@
+//! The vote exchange: adopt better votes, wait for a quiet window once a quorum
+//! agrees, then finalize a binding vote (DESIGN.md §3.3).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{own_vote, Round};
+use crate::message::{Body, PeerState, VoteChoice};
+use crate::node::Node;
+use crate::output::Event;
+use crate::quorum::{VoteResult, VoteTally};
+use crate::status::Role;
+use crate::types::{NodeId, Term};
+
+/// Enters the round for `ballot`, voting for itself (or for a better vote already
+/// known in that round).
+pub(super) fn start(node: &mut Node, ballot: Term, lost_leader: Option<NodeId>) {
+    assert!(ballot > node.term, "a round binds a term above the current one");
+    node.set_role(Role::Looking);
+    node.set_leader(None);
+    node.fast.candidate_deadline_ms = None;
+    node.fast.established.clear();
+    let vote = own_vote(node);
+    node.fast.round = Some(Round {
+        ballot,
+        vote,
+        received: BTreeMap::from([(node.config.id, vote)]),
+        finalize_at_ms: None,
+        resend_at_ms: node.now_ms + node.config.heartbeat_timeout_ms,
+        lost_leader,
+        early_grants: BTreeSet::new(),
+    });
+    node.emit(Event::ElectionStarted { term: ballot, pre_vote: false });
+    broadcast_vote(node);
+    evaluate(node);
+}
+
+fn broadcast_vote(node: &mut Node) {
+    let round = node.fast.round.as_ref().expect("looking");
+    let body = Body::Vote { ballot: round.ballot, vote: round.vote, state: PeerState::Looking };
+    for peer in node.peers() {
+        node.send(peer, body.clone());
+    }
+}
+
+pub(super) fn on_tick(node: &mut Node) {
+    let now_ms = node.now_ms;
+    let round = node.fast.round.as_mut().expect("a looking node has a round");
+    if round.finalize_at_ms.is_some_and(|at| now_ms >= at) {
+        finalize(node);
+        return;
+    }
+    if now_ms >= round.resend_at_ms {
+        round.resend_at_ms = now_ms + node.config.heartbeat_timeout_ms;
+        broadcast_vote(node);
+    }
+}
+
+/// A `Vote` from `from`, whose own term is `sender_term`.
+pub(super) fn on_vote(
+    node: &mut Node,
+    from: NodeId,
+    sender_term: Term,
+    ballot: Term,
+    vote: VoteChoice,
+    state: PeerState,
+) {
+    if node.role != Role::Looking {
+        answer_not_looking(node, from, ballot, state);
+        return;
+    }
+    let round_ballot = node.fast.round.as_ref().expect("looking").ballot;
+    match state {
+        PeerState::Following { leader } => return on_established(node, from, leader, sender_term),
+        PeerState::Leading => return on_established(node, from, from, sender_term),
+        PeerState::Looking => {}
+    }
+    if ballot < round_ballot {
+        // A latecomer: tell it where the round is.
+        let round = node.fast.round.as_ref().expect("looking");
+        let body = Body::Vote { ballot: round.ballot, vote: round.vote, state: PeerState::Looking };
+        node.send(from, body);
+        return;
+    }
+    if ballot > round_ballot {
+        let lost_leader = node.fast.round.as_ref().and_then(|round| round.lost_leader);
+        start(node, ballot, lost_leader);
+    }
+    let round = node.fast.round.as_mut().expect("looking");
+    round.received.insert(from, vote);
+    if vote > round.vote {
+        round.vote = vote;
+        round.received.insert(node.config.id, vote);
+        round.finalize_at_ms = None; // A changed vote postpones finalizing.
+        let ballot = round.ballot;
+        node.emit(Event::VoteChanged { ballot, candidate: vote.candidate });
+        broadcast_vote(node);
+    }
+    evaluate(node);
+}
+
+/// While looking, a peer reports the leader it follows (or that it leads).
+fn on_established(node: &mut Node, from: NodeId, leader: NodeId, term: Term) {
+    if term < node.term {
+        return;
+    }
+    node.fast.established.insert(from, (leader, term));
+    let ballot = node.fast.round.as_ref().expect("looking").ballot;
+    let agreeing = node.fast.established.values().filter(|named| **named == (leader, term)).count();
+    // A leader of this round's term (or later) exists: follow it. An older leader
+    // only if a majority still follows it (the down verdict was wrong).
+    if term >= ballot || agreeing >= node.config.quorum() {
+        node.become_follower(term, Some(leader));
+    }
+}
+
+/// A node that is not looking answers a looking node with what it knows.
+fn answer_not_looking(node: &mut Node, from: NodeId, ballot: Term, state: PeerState) {
+    if state != PeerState::Looking {
+        return; // Only looking nodes are answered; two settled nodes never ping-pong.
+    }
+    let body = match (node.role, node.leader) {
+        (Role::Leader, _) => Body::Vote { ballot: node.term, vote: own_vote(node), state: PeerState::Leading },
+        (_, Some(leader)) => {
+            Body::Vote { ballot: node.term, vote: own_vote(node), state: PeerState::Following { leader } }
+        }
+        // Bound to a vote in this very round: share it, the latecomer may adopt it.
+        _ => match node.fast.final_vote {
+            Some((final_ballot, vote)) if final_ballot == ballot => {
+                Body::Vote { ballot, vote, state: PeerState::Looking }
+            }
+            _ => return,
+        },
+    };
+    node.send(from, body);
+}
+
+/// Finalize when a quorum agrees: at once if every member that is not
+/// objectively down has voted the same, else after the quiet window.
+fn evaluate(node: &mut Node) {
+    let voters = node.config.voters.len();
+    let quorum = node.config.quorum();
+    let now_ms = node.now_ms;
+    let finalize_wait_ms = node.config.finalize_wait_ms;
+    let round = node.fast.round.as_mut().expect("looking");
+    let agreeing = round.received.values().filter(|vote| **vote == round.vote).count();
+    if agreeing < quorum {
+        round.finalize_at_ms = None;
+        return;
+    }
+    let expected = voters - usize::from(round.lost_leader.is_some_and(|lost| !round.received.contains_key(&lost)));
+    if agreeing >= expected {
+        finalize(node);
+    } else if round.finalize_at_ms.is_none() {
+        round.finalize_at_ms = Some(now_ms + finalize_wait_ms);
+    }
+}
+
+/// The vote becomes binding: a real vote for (ballot, candidate), persisted in
+/// this batch before any message of it is sent.
+fn finalize(node: &mut Node) {
+    let round = node.fast.round.take().expect("looking");
+    assert!(round.ballot > node.term, "a round binds a term above the current one");
+    if round.vote < own_vote(node) {
+        // This node's log grew during the round: it may not vote for an older log
+        // (Raft §5.4.1). Look again, one ballot up.
+        start(node, round.ballot + 1, round.lost_leader);
+        return;
+    }
+    node.term = round.ballot;
+    node.voted_for = Some(round.vote.candidate);
+    node.fast.final_vote = Some((round.ballot, round.vote));
+    node.fast.started_empty = false;
+    node.emit(Event::VoteFinalized { ballot: round.ballot, candidate: round.vote.candidate });
+    if round.vote.candidate == node.config.id {
+        node.set_role(Role::Candidate);
+        node.votes = VoteTally::default();
+        node.votes.record(node.config.id, true);
+        for early in &round.early_grants {
+            node.votes.record(*early, true);
+        }
+        node.fast.candidate_deadline_ms = Some(node.now_ms + node.config.election_timeout_ms());
+        if node.votes.result(node.config.voters.len()) == VoteResult::Won {
+            node.fast.candidate_deadline_ms = None;
+            node.become_leader();
+        }
+    } else {
+        node.become_follower(node.term, None);
+        send_grant(node);
+    }
+}
+
+fn send_grant(node: &mut Node) {
+    let candidate = node.voted_for.expect("finalized");
+    node.send(candidate, Body::VoteResponse { pre_vote: false, granted: true });
+    node.fast.grant_resend_at_ms = Some(node.now_ms + node.config.heartbeat_timeout_ms);
+}
+
+/// A follower bound to a candidate repeats its vote until a leader shows up.
+pub(super) fn resend_grant_if_due(node: &mut Node) {
+    let due = node.fast.grant_resend_at_ms.is_some_and(|at| node.now_ms >= at);
+    if due && node.leader.is_none() && node.voted_for.is_some_and(|candidate| candidate != node.config.id) {
+        send_grant(node);
+    } else if due {
+        node.fast.grant_resend_at_ms = None;
+    }
+}
+
+/// A binding vote from `from` for this node in `term`.
+pub(super) fn on_grant(node: &mut Node, from: NodeId, term: Term, granted: bool) {
+    match node.role {
+        Role::Candidate if term == node.term => {
+            node.votes.record(from, granted);
+            if node.votes.result(node.config.voters.len()) == VoteResult::Won {
+                node.fast.candidate_deadline_ms = None;
+                node.become_leader();
+            }
+        }
+        Role::Looking => {
+            // The voter finalized before this node did: keep its vote for later.
+            let round = node.fast.round.as_mut().expect("looking");
+            if term == round.ballot && granted {
+                round.early_grants.insert(from);
+            }
+        }
+        _ => {} // A vote for a round that is over.
+    }
+}

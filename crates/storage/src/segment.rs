@@ -1,0 +1,195 @@
+//! WAL segment files: naming, listing, scanning and appending.
+//!
+//! A segment is named after the sequence number of its first record
+//! (`wal-00000000000000000001.log`; records are numbered from 1 across the
+//! whole WAL), so the names alone show whether one is missing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use conclave_core::{LogIndex, LogWrite};
+
+use crate::codec::{self, FrameError, Record};
+use crate::error::StorageError;
+use crate::fs_util;
+
+const PREFIX: &str = "wal-";
+const SUFFIX: &str = ".log";
+const DIGITS: usize = 20;
+
+/// File name of the segment whose first record has sequence number `first_seq`.
+pub fn segment_name(first_seq: u64) -> String {
+    format!("{PREFIX}{first_seq:0DIGITS$}{SUFFIX}")
+}
+
+/// The first sequence number encoded in a segment file name, if it is one.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    if digits.len() != DIGITS || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The segments in `dir`, ordered by first sequence number.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+    let mut segments = Vec::new();
+    for item in fs::read_dir(dir).map_err(|source| StorageError::io(dir, source))? {
+        let item = item.map_err(|source| StorageError::io(dir, source))?;
+        if let Some(first_seq) = item.file_name().to_str().and_then(parse_segment_name) {
+            segments.push((first_seq, item.path()));
+        }
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+/// Where a segment stops being readable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// Offset of the first record that is not intact.
+    pub offset: u64,
+    /// What is wrong with it.
+    pub reason: String,
+    /// Offset of an intact record found after it, if any. If there is one, the
+    /// damage is not a torn tail: something overwrote data in the middle.
+    pub intact_record_after: Option<u64>,
+}
+
+/// What a segment holds: its intact records, then possibly damage.
+#[derive(Clone, Debug)]
+pub struct ScannedSegment {
+    /// Every intact record before any damage, with its offset.
+    pub records: Vec<(u64, Record)>,
+    /// Bytes up to the end of the last intact record.
+    pub valid_len: u64,
+    /// The file's length.
+    pub file_len: u64,
+    /// The first non-intact record, if any.
+    pub damage: Option<Damage>,
+}
+
+/// Reads every record of a segment's `bytes`. A record whose checksum matches
+/// but whose body is invalid is refused at once: a crash cannot produce it.
+pub fn scan(path: &Path, bytes: &[u8]) -> Result<ScannedSegment, StorageError> {
+    let mut records = Vec::new();
+    let mut offset = 0;
+    let mut damage = None;
+    while offset < bytes.len() {
+        match codec::decode_frame(bytes, offset) {
+            Ok((record, next)) => {
+                records.push((offset as u64, record));
+                offset = next;
+            }
+            Err(FrameError::Undecodable(reason)) => {
+                return Err(StorageError::corrupt(path, offset as u64, format!("invalid record: {reason}")));
+            }
+            Err(FrameError::Damaged(reason)) => {
+                let intact_record_after =
+                    (offset + 1..bytes.len()).find(|&later| codec::intact_frame_at(bytes, later)).map(|at| at as u64);
+                damage = Some(Damage { offset: offset as u64, reason, intact_record_after });
+                break;
+            }
+        }
+    }
+    Ok(ScannedSegment { records, valid_len: offset as u64, file_len: bytes.len() as u64, damage })
+}
+
+/// What the WAL remembers about a segment it no longer writes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// Sequence number of its first record.
+    pub first_seq: u64,
+    /// Records it holds.
+    pub record_count: u64,
+    /// Highest log index any of its log writes touched (0 if none): once a
+    /// snapshot covers it, the segment is no longer needed.
+    pub max_touched_index: LogIndex,
+}
+
+/// The segment being appended to.
+#[derive(Debug)]
+pub struct ActiveSegment {
+    file: File,
+    /// What is known about it so far.
+    pub info: SegmentInfo,
+    /// Its length in bytes.
+    pub len: u64,
+}
+
+impl ActiveSegment {
+    /// Creates a new, empty segment in `dir` and syncs the directory.
+    pub fn create(dir: &Path, first_seq: u64) -> Result<ActiveSegment, StorageError> {
+        let path = dir.join(segment_name(first_seq));
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|source| StorageError::io(&path, source))?;
+        fs_util::sync_dir(dir)?;
+        Ok(ActiveSegment { file, info: SegmentInfo { path, first_seq, record_count: 0, max_touched_index: 0 }, len: 0 })
+    }
+
+    /// Reopens an existing segment for appending. `info.path` must already be
+    /// `len` bytes long (recovery truncated any torn tail).
+    pub fn reopen(info: SegmentInfo, len: u64) -> Result<ActiveSegment, StorageError> {
+        let file =
+            OpenOptions::new().append(true).open(&info.path).map_err(|source| StorageError::io(&info.path, source))?;
+        Ok(ActiveSegment { file, info, len })
+    }
+
+    /// Appends `bytes` holding `records` records with one write, then syncs the
+    /// data before returning.
+    pub fn append(&mut self, bytes: &[u8], records: u64, max_touched_index: LogIndex) -> Result<(), StorageError> {
+        let path = &self.info.path;
+        self.file.write_all(bytes).map_err(|source| StorageError::io(path, source))?;
+        self.file.sync_data().map_err(|source| StorageError::io(path, source))?;
+        self.len += bytes.len() as u64;
+        self.info.record_count += records;
+        self.info.max_touched_index = self.info.max_touched_index.max(max_touched_index);
+        Ok(())
+    }
+
+    /// Sequence number the next segment starts at.
+    pub fn next_seq(&self) -> u64 {
+        self.info.first_seq + self.info.record_count
+    }
+}
+
+/// Cuts a torn tail off a segment and syncs it.
+pub fn truncate(path: &Path, len: u64) -> Result<(), StorageError> {
+    let file = OpenOptions::new().write(true).open(path).map_err(|source| StorageError::io(path, source))?;
+    file.set_len(len).map_err(|source| StorageError::io(path, source))?;
+    file.sync_all().map_err(|source| StorageError::io(path, source))
+}
+
+/// Highest log index a record touches: the last entry written, or the
+/// truncation point of a write without entries.
+pub fn touched_index(record: &Record) -> LogIndex {
+    match record {
+        Record::LogWrite(write) => touched_index_of_write(write),
+        Record::HardState(_) | Record::SnapshotMarker { .. } => 0,
+    }
+}
+
+/// Highest log index a log write touches.
+pub fn touched_index_of_write(write: &LogWrite) -> LogIndex {
+    write.first_index + (write.entries.len() as u64).saturating_sub(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_strangers_are_ignored() {
+        assert_eq!(segment_name(1), "wal-00000000000000000001.log");
+        assert_eq!(parse_segment_name(&segment_name(12345)), Some(12345));
+        assert_eq!(parse_segment_name("wal-1.log"), None);
+        assert_eq!(parse_segment_name("wal-0000000000000000000x.log"), None);
+        assert_eq!(parse_segment_name("snapshot"), None);
+    }
+}

@@ -1,0 +1,320 @@
+//! [`Wal`]: the durable [`LogStore`] — a segmented write-ahead log in a data
+//! directory.
+//!
+//! # Data directory
+//! ```text
+//! LOCK                          held (flock) while a Wal is open
+//! meta                          cluster id and node id, written at creation
+//! snapshot                      the latest snapshot (see crate::snapshot)
+//! wal-00000000000000000001.log  segments, named by their first record's sequence number
+//! wal-00000000000000000213.log
+//! ```
+//! Records (framing and binary format in [`crate::codec`]) are numbered from 1
+//! across the WAL. A [`Wal::persist`] call encodes every batch's hard state then
+//! log write, appends them with one `write_all` and one `sync_data`, and only
+//! then reports success. When the active segment reaches
+//! [`WalOptions::segment_bytes`] a new one is created (the directory synced)
+//! starting with a copy of the hard state, so older segments can later be
+//! removed by [`Wal::compact`] without losing it.
+//!
+//! Every entry is also kept in memory (the log is read from there); the files
+//! are read only by recovery ([`crate::recovery`]).
+
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use conclave_core::{ClusterId, Entry, HardState, LogIndex, NodeId, RestoredState};
+
+use crate::codec::{self, Record};
+use crate::dir_lock::DirLock;
+use crate::error::StorageError;
+use crate::fs_util;
+use crate::log_state::LogState;
+use crate::meta::{Meta, META_FILE};
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::{self, ActiveSegment, SegmentInfo};
+use crate::snapshot::{self, Snapshot, SNAPSHOT_FILE};
+use crate::store::{LogStore, PersistRequest};
+
+/// Default size at which a segment is closed and a new one started: 64 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// How to open a data directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// The cluster this node belongs to; checked against the `meta` file.
+    pub cluster_id: ClusterId,
+    /// This node's id; checked against the `meta` file.
+    pub node_id: NodeId,
+    /// A segment is rolled once it holds at least this many bytes.
+    pub segment_bytes: u64,
+}
+
+impl WalOptions {
+    /// Options for `node_id` of `cluster_id`, with 64 MiB segments.
+    pub fn new(cluster_id: ClusterId, node_id: NodeId) -> WalOptions {
+        WalOptions { cluster_id, node_id, segment_bytes: DEFAULT_SEGMENT_BYTES }
+    }
+
+    /// Sets the segment size.
+    pub fn with_segment_bytes(mut self, segment_bytes: u64) -> WalOptions {
+        self.segment_bytes = segment_bytes.max(1);
+        self
+    }
+}
+
+/// What the WAL has done since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// `sync_data` calls on segments (one per non-empty persist, plus one per
+    /// segment roll and per snapshot marker).
+    pub syncs: u64,
+    /// Bytes appended to segments.
+    pub bytes_written: u64,
+    /// Records appended.
+    pub records_written: u64,
+    /// Persist requests (batches) made durable.
+    pub batches_persisted: u64,
+}
+
+/// A node's durable storage: a segmented write-ahead log, hard state and
+/// snapshot in one data directory.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    options: WalOptions,
+    _lock: DirLock,
+    state: LogState,
+    snapshot: Option<Snapshot>,
+    closed_segments: Vec<SegmentInfo>,
+    active: ActiveSegment,
+    stats: WalStats,
+    report: RecoveryReport,
+    /// Set after a failed write or sync: what is on disk is then unknown.
+    poisoned: Option<String>,
+    buffer: Vec<u8>,
+}
+
+impl Wal {
+    /// Opens (creating if needed) the data directory `dir` and recovers its
+    /// state.
+    ///
+    /// Refused with [`StorageError::Locked`] if another store holds it,
+    /// [`StorageError::WrongCluster`] / [`StorageError::WrongNode`] if it was
+    /// created for another identity, and [`StorageError::Corrupt`] if its data
+    /// is damaged anywhere but a torn tail.
+    pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal, StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(|source| StorageError::io(&dir, source))?;
+        let lock = DirLock::acquire(&dir)?;
+        let expected = Meta { cluster_id: options.cluster_id, node_id: options.node_id };
+        match Meta::load(&dir)? {
+            Some(found) => found.check(&expected, &dir)?,
+            None => {
+                let has_data = !segment::list_segments(&dir)?.is_empty() || dir.join(SNAPSHOT_FILE).exists();
+                if has_data {
+                    return Err(StorageError::corrupt(
+                        dir.join(META_FILE),
+                        0,
+                        "the meta file is missing but the directory holds WAL data",
+                    ));
+                }
+                expected.save(&dir)?;
+            }
+        }
+        for leftover in [format!("{SNAPSHOT_FILE}.tmp"), format!("{META_FILE}.tmp")] {
+            let path = dir.join(leftover);
+            if path.exists() {
+                fs::remove_file(&path).map_err(|source| StorageError::io(&path, source))?;
+            }
+        }
+        let recovered = recovery::recover(&dir)?;
+        let mut closed_segments = recovered.segments;
+        let active = match closed_segments.pop() {
+            Some(last) => ActiveSegment::reopen(last, recovered.last_segment_len)?,
+            None => ActiveSegment::create(&dir, 1)?,
+        };
+        Ok(Wal {
+            dir,
+            options,
+            _lock: lock,
+            state: recovered.state,
+            snapshot: recovered.snapshot,
+            closed_segments,
+            active,
+            stats: WalStats::default(),
+            report: recovered.report,
+            poisoned: None,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &WalOptions {
+        &self.options
+    }
+
+    /// Counters since open: syncs, bytes and records written.
+    pub fn stats(&self) -> WalStats {
+        self.stats
+    }
+
+    /// What recovery found when this WAL was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The segment files, oldest first.
+    pub fn segment_paths(&self) -> Vec<PathBuf> {
+        self.closed_segments.iter().chain([&self.active.info]).map(|info| info.path.clone()).collect()
+    }
+
+    fn check_usable(&self) -> Result<(), StorageError> {
+        match &self.poisoned {
+            Some(reason) => Err(StorageError::Poisoned { reason: reason.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends `self.buffer` (holding `records` records) to the active segment
+    /// and syncs it; a failure poisons the WAL.
+    fn append_buffer(&mut self, records: u64, max_touched_index: LogIndex) -> Result<(), StorageError> {
+        if let Err(error) = self.active.append(&self.buffer, records, max_touched_index) {
+            self.poisoned = Some(error.to_string());
+            return Err(error);
+        }
+        self.stats.syncs += 1;
+        self.stats.bytes_written += self.buffer.len() as u64;
+        self.stats.records_written += records;
+        Ok(())
+    }
+
+    /// Closes the active segment and starts the next, beginning with the hard
+    /// state so that the older segments are never needed for it.
+    fn roll(&mut self) -> Result<(), StorageError> {
+        let next = match ActiveSegment::create(&self.dir, self.active.next_seq()) {
+            Ok(next) => next,
+            Err(error) => {
+                self.poisoned = Some(error.to_string());
+                return Err(error);
+            }
+        };
+        let closed = std::mem::replace(&mut self.active, next);
+        self.closed_segments.push(closed.info);
+        self.buffer.clear();
+        codec::encode_hard_state(&self.state.hard_state(), &mut self.buffer);
+        self.append_buffer(1, 0)
+    }
+}
+
+impl LogStore for Wal {
+    fn persist(&mut self, batches: &[PersistRequest<'_>]) -> Result<(), StorageError> {
+        self.check_usable()?;
+        self.state.check_batches(batches)?;
+        self.buffer.clear();
+        let mut records = 0;
+        let mut max_touched_index = 0;
+        for batch in batches {
+            // Hard state first: a torn write may keep a batch's term and vote
+            // without its entries, never entries without the term they carry.
+            if let Some(hard_state) = &batch.hard_state {
+                codec::encode_hard_state(hard_state, &mut self.buffer);
+                records += 1;
+            }
+            if let Some(write) = batch.log_write {
+                max_touched_index = max_touched_index.max(segment::touched_index_of_write(write));
+                codec::encode_log_write(write, &mut self.buffer).map_err(StorageError::invalid_write)?;
+                records += 1;
+            }
+        }
+        if records == 0 {
+            return Ok(());
+        }
+        self.append_buffer(records, max_touched_index)?;
+        for batch in batches {
+            if let Some(hard_state) = batch.hard_state {
+                self.state.set_hard_state(hard_state);
+            }
+            if let Some(write) = batch.log_write {
+                self.state.apply_write(write).map_err(StorageError::invalid_write)?;
+            }
+        }
+        self.stats.batches_persisted += batches.iter().filter(|batch| !batch.is_empty()).count() as u64;
+        if self.active.len >= self.options.segment_bytes {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    fn hard_state(&self) -> HardState {
+        self.state.hard_state()
+    }
+
+    fn first_index(&self) -> LogIndex {
+        self.state.first_index()
+    }
+
+    fn last_index(&self) -> LogIndex {
+        self.state.last_index()
+    }
+
+    fn entries(&self, range: Range<LogIndex>) -> Result<Vec<Entry>, StorageError> {
+        self.state.entries(range)
+    }
+
+    fn save_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let (index, term) = (snapshot.last_included_index, snapshot.last_included_term);
+        if index < self.state.snapshot_index() {
+            return Err(StorageError::StaleSnapshot { index, current: self.state.snapshot_index() });
+        }
+        if let Err(error) = snapshot::save(&self.dir, &snapshot) {
+            self.poisoned = Some(error.to_string());
+            return Err(error);
+        }
+        let log_discarded = self.state.term_at(index) != Some(term);
+        self.buffer.clear();
+        let marker = Record::SnapshotMarker { last_included_index: index, last_included_term: term, log_discarded };
+        codec::encode_record(&marker, &mut self.buffer).map_err(StorageError::invalid_write)?;
+        self.append_buffer(1, 0)?;
+        self.state.apply_snapshot_marker(index, term, log_discarded);
+        self.snapshot = Some(snapshot);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+
+    fn compact(&mut self, upto_index: LogIndex) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let snapshot_index = self.state.snapshot_index();
+        if upto_index > snapshot_index {
+            return Err(StorageError::CompactBeyondSnapshot { upto_index, snapshot_index });
+        }
+        // Whole closed segments only, oldest first, while every index they
+        // touched is covered. The first one kept starts with the hard state.
+        let removable = self.closed_segments.iter().take_while(|info| info.max_touched_index <= upto_index).count();
+        if removable == 0 {
+            return Ok(());
+        }
+        for info in self.closed_segments.drain(..removable) {
+            if let Err(source) = fs::remove_file(&info.path) {
+                let error = StorageError::io(&info.path, source);
+                self.poisoned = Some(error.to_string());
+                return Err(error);
+            }
+        }
+        fs_util::sync_dir(&self.dir)
+    }
+
+    fn restored_state(&self) -> Result<RestoredState, StorageError> {
+        self.state.restored_state()
+    }
+}

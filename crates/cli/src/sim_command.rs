@@ -12,8 +12,18 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[derive(Debug, Args)]
 pub struct SimArgs {
     /// Election mode to simulate.
-    #[arg(long, default_value = "raft", value_parser = parse_mode)]
+    #[arg(long, default_value = "raft", value_parser = parse_mode, conflicts_with = "compare")]
     mode: ElectionMode,
+    /// Run the same seeds under each of these modes (comma-separated, e.g.
+    /// `raft,fast`) and print them side by side.
+    #[arg(long, value_delimiter = ',', value_parser = parse_mode)]
+    compare: Vec<ElectionMode>,
+    /// One-way message latency, uniform in MIN-MAX milliseconds (default: drawn per seed).
+    #[arg(long, value_parser = parse_range)]
+    latency_ms: Option<(u64, u64)>,
+    /// Message-loss probability, 0 to 1 (default: drawn per seed when loss is a fault).
+    #[arg(long, value_parser = parse_probability)]
+    loss: Option<f64>,
     /// Cluster size.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=15))]
     nodes: u64,
@@ -45,9 +55,28 @@ fn parse_mode(text: &str) -> Result<ElectionMode, String> {
     text.parse()
 }
 
+fn parse_range(text: &str) -> Result<(u64, u64), String> {
+    let (min, max) = text.split_once('-').ok_or_else(|| format!("`{text}` is not MIN-MAX (e.g. 1-10)"))?;
+    let min: u64 = min.trim().parse().map_err(|_| format!("`{min}` is not a number of milliseconds"))?;
+    let max: u64 = max.trim().parse().map_err(|_| format!("`{max}` is not a number of milliseconds"))?;
+    if min > max {
+        return Err(format!("minimum {min} exceeds maximum {max}"));
+    }
+    Ok((min, max))
+}
+
+fn parse_probability(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("`{text}` is not a probability between 0 and 1")),
+    }
+}
+
 /// Runs the command; non-zero exit on any violation.
 pub fn run(args: SimArgs) -> ExitCode {
     let mut options = SimOptions::new(args.mode, args.nodes as usize, args.faults);
+    options.latency_ms = args.latency_ms;
+    options.loss_probability = args.loss;
     if let Some(seed) = args.seed {
         options.keep_full_trace = args.trace;
         return replay(&options, seed, args.json);
@@ -62,6 +91,17 @@ pub fn run(args: SimArgs) -> ExitCode {
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {elapsed_precise} (eta {eta})")
             .expect("the template is valid"),
     );
+    if !args.compare.is_empty() {
+        bar.set_length(args.seeds * args.compare.len() as u64);
+        let mut reports = Vec::new();
+        for (position, mode) in args.compare.iter().enumerate() {
+            let options = SimOptions { mode: *mode, ..options.clone() };
+            let offset = position as u64 * args.seeds;
+            reports.push(run_sweep(&options, first_seed, args.seeds, threads, &|done| bar.set_position(offset + done)));
+        }
+        bar.finish_and_clear();
+        return print_comparison(&reports, args.json);
+    }
     let report = run_sweep(&options, first_seed, args.seeds, threads, &|done| bar.set_position(done));
     bar.finish_and_clear();
     if args.json {
@@ -79,7 +119,7 @@ pub fn run(args: SimArgs) -> ExitCode {
 fn replay(options: &SimOptions, seed: u64, json: bool) -> ExitCode {
     if !json {
         println!("seed {seed}");
-        let params = RunParams::from_seed(seed, options.faults);
+        let params = RunParams::for_run(seed, options);
         println!("params {}", serde_json::to_string(&params).expect("params serialize"));
     }
     let (report, trace) = run_seed(options, seed);
@@ -110,6 +150,56 @@ fn replay(options: &SimOptions, seed: u64, json: bool) -> ExitCode {
         }
     }
     if report.violation.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `--compare`: one column per mode over the same seeds.
+fn print_comparison(reports: &[SweepReport], json: bool) -> ExitCode {
+    if json {
+        let modes: serde_json::Map<String, serde_json::Value> = reports
+            .iter()
+            .map(|report| (report.mode.clone(), serde_json::to_value(report).expect("reports serialize")))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "modes": modes })).expect("serializes"));
+    } else {
+        let ratio = |report: &SweepReport| report.up_to_date_winner_ratio.map_or("n/a".into(), |r| format!("{r:.4}"));
+        let rows: Vec<(&str, Box<dyn Fn(&SweepReport) -> String>)> = vec![
+            ("runs", Box::new(|r| r.runs.to_string())),
+            ("violations", Box::new(|r| r.violations.to_string())),
+            ("elections started", Box::new(|r| r.elections.to_string())),
+            ("elections won", Box::new(|r| r.elections_won.to_string())),
+            ("up_to_date_winner_ratio", Box::new(ratio)),
+            ("failover_ms p50", Box::new(|r| r.failover_ms.p50.to_string())),
+            ("failover_ms p99", Box::new(|r| r.failover_ms.p99.to_string())),
+            ("failover_ms max", Box::new(|r| r.failover_ms.max.to_string())),
+            ("failovers measured", Box::new(|r| r.failover_ms.count.to_string())),
+            ("failovers without quorum", Box::new(|r| r.failovers_without_quorum.to_string())),
+            ("disruptions", Box::new(|r| r.disruptions.to_string())),
+            ("truncated_entries", Box::new(|r| r.truncated_entries.to_string())),
+            ("committed_entries", Box::new(|r| r.committed_entries.to_string())),
+        ];
+        print!("{:<26}", "");
+        for report in reports {
+            print!("{:>14}", report.mode);
+        }
+        println!();
+        for (name, value) in rows {
+            print!("{name:<26}");
+            for report in reports {
+                print!("{:>14}", value(report));
+            }
+            println!();
+        }
+        for report in reports {
+            for violation in &report.violation_details {
+                print_violation(violation);
+            }
+        }
+    }
+    if reports.iter().any(|report| report.violations > 0) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -19,6 +19,9 @@ pub enum FaultKind {
     AsymmetricPartition,
     /// A single link between two nodes breaks, both ways.
     LinkBreak,
+    /// A single link breaks one way only (e.g. one follower stops hearing the
+    /// leader while the leader still hears it).
+    OneWayLink,
     /// One node is cut off from every other.
     Isolate,
     /// A message is lost.
@@ -31,12 +34,13 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, in report order.
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Crash,
         FaultKind::Restart,
         FaultKind::Partition,
         FaultKind::AsymmetricPartition,
         FaultKind::LinkBreak,
+        FaultKind::OneWayLink,
         FaultKind::Isolate,
         FaultKind::Loss,
         FaultKind::Duplicate,
@@ -51,6 +55,7 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::AsymmetricPartition => "asymmetric_partition",
             FaultKind::LinkBreak => "link_break",
+            FaultKind::OneWayLink => "oneway",
             FaultKind::Isolate => "isolate",
             FaultKind::Loss => "loss",
             FaultKind::Duplicate => "duplicate",
@@ -85,7 +90,7 @@ impl FaultSet {
     }
 
     /// Parses `all`, `none`, or a comma-separated list of kinds and groups
-    /// (`network` = partitions, links, isolation, loss, duplication, reordering;
+    /// (`network` = partitions, links, one-way links, isolation, loss, duplication, reordering;
     /// `crash` also enables restarts).
     pub fn parse(text: &str) -> Result<FaultSet, String> {
         let mut set = FaultSet::NONE;
@@ -97,6 +102,7 @@ impl FaultSet {
                     FaultKind::Partition,
                     FaultKind::AsymmetricPartition,
                     FaultKind::LinkBreak,
+                    FaultKind::OneWayLink,
                     FaultKind::Isolate,
                     FaultKind::Loss,
                     FaultKind::Duplicate,

@@ -50,6 +50,7 @@ pub struct Network {
     pub faulty: bool,
     latency_min_ms: u64,
     latency_mean_ms: f64,
+    latency_uniform_ms: Option<(u64, u64)>,
     loss_probability: f64,
     duplicate_probability: f64,
     reorder_probability: f64,
@@ -66,6 +67,7 @@ impl Network {
             faulty: true,
             latency_min_ms: params.latency_min_ms,
             latency_mean_ms: params.latency_mean_ms,
+            latency_uniform_ms: params.latency_uniform_ms,
             loss_probability: params.loss_probability,
             duplicate_probability: params.duplicate_probability,
             reorder_probability: params.reorder_probability,
@@ -83,9 +85,9 @@ impl Network {
             delays_ms.push(self.latency(true));
         } else {
             // In order: never before the previous in-order message on this link.
-            let jitter_ms = self.jitter_ms();
+            let latency_ms = self.latency(false);
             let last = self.last_delivery_ms.entry((from, to)).or_insert(0);
-            let at_ms = (now_ms + self.latency_min_ms + jitter_ms).max(*last);
+            let at_ms = (now_ms + latency_ms).max(*last);
             *last = at_ms;
             delays_ms.push(at_ms - now_ms);
         }
@@ -104,7 +106,11 @@ impl Network {
     /// Minimum plus jitter; a reordered message waits 20 to 300 ms more.
     fn latency(&mut self, reordered: bool) -> u64 {
         let held_back = if reordered { self.rng.gen_range(20..=300) } else { 0 };
-        self.latency_min_ms + self.jitter_ms() + held_back
+        let base = match self.latency_uniform_ms {
+            Some((min, max)) => self.rng.gen_range(min..=max),
+            None => self.latency_min_ms + self.jitter_ms(),
+        };
+        base + held_back
     }
 
     /// Whether `from` can currently reach `to`.

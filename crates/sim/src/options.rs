@@ -23,12 +23,25 @@ pub struct SimOptions {
     pub keep_full_trace: bool,
     /// Adjusts each node's config before it starts (tests use it to inject bugs).
     pub config_hook: Option<fn(&mut Config)>,
+    /// Fixed one-way latency range `[min, max]` ms, uniform, instead of the
+    /// seed's distribution.
+    pub latency_ms: Option<(u64, u64)>,
+    /// Fixed message-loss probability instead of the seed's.
+    pub loss_probability: Option<f64>,
 }
 
 impl SimOptions {
     /// A sweep of `mode` on `nodes` nodes with `faults`.
     pub fn new(mode: ElectionMode, nodes: usize, faults: FaultSet) -> SimOptions {
-        SimOptions { mode, nodes, faults, keep_full_trace: false, config_hook: None }
+        SimOptions {
+            mode,
+            nodes,
+            faults,
+            keep_full_trace: false,
+            config_hook: None,
+            latency_ms: None,
+            loss_probability: None,
+        }
     }
 }
 
@@ -46,6 +59,8 @@ pub struct RunParams {
     pub latency_min_ms: u64,
     /// Mean of the exponential part of the latency added to the minimum.
     pub latency_mean_ms: f64,
+    /// If set, latency is uniform in `[min, max]` instead (and the two above unused).
+    pub latency_uniform_ms: Option<(u64, u64)>,
     /// Probability a message is lost.
     pub loss_probability: f64,
     /// Probability a message is delivered twice.
@@ -80,6 +95,7 @@ impl RunParams {
             liveness_bound_ms: 10_000,
             latency_min_ms: rng.gen_range(1..=5),
             latency_mean_ms: rng.gen_range(0.5..15.0),
+            latency_uniform_ms: None,
             loss_probability,
             duplicate_probability,
             reorder_probability,
@@ -89,6 +105,19 @@ impl RunParams {
             liveness_proposals: 20,
             max_entries_per_message: [1, 2, 3, 8, 64][rng.gen_range(0..5)],
         }
+    }
+}
+
+impl RunParams {
+    /// The parameters of `seed` under `options`: the seed's draws, then the
+    /// caller's fixed latency and loss, if any.
+    pub fn for_run(seed: u64, options: &SimOptions) -> RunParams {
+        let mut params = RunParams::from_seed(seed, options.faults);
+        params.latency_uniform_ms = options.latency_ms;
+        if let Some(loss) = options.loss_probability {
+            params.loss_probability = loss;
+        }
+        params
     }
 }
 

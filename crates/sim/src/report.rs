@@ -40,16 +40,27 @@ pub struct RunReport {
     pub elections: u64,
     /// Nodes that became leader.
     pub leader_changes: u64,
-    /// From a leader's crash or isolation to the first commit by a newer leader.
+    /// From a leader's crash or isolation to the first commit by a newer leader,
+    /// for failovers during which the other nodes kept a connected majority.
     pub failover_ms: Vec<u64>,
+    /// Failovers during which no majority of the other nodes was available (their
+    /// length measures the outage, not the election).
+    pub failovers_without_quorum: u64,
     /// Entries committed (applied by at least one node).
     pub committed_entries: u64,
-    /// Elections started while a majority could still reach the leader.
+    /// Terms bound while the leader could still reach a majority: a raft
+    /// campaign, or a finalized fast-mode vote (DESIGN.md §5).
     pub disruptions: u64,
     /// Faults injected, by kind.
     pub faults: FaultCounts,
     /// Proposals the client made.
     pub proposals: u64,
+    /// Elections that ended with a leader.
+    pub elections_won: u64,
+    /// Of those, won by a node whose data was the newest among the eligible.
+    pub up_to_date_wins: u64,
+    /// Uncommitted entries thrown away by log truncation.
+    pub truncated_entries: u64,
 }
 
 fn as_hex<S: serde::Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
@@ -104,12 +115,23 @@ pub struct SweepReport {
     pub elections: u64,
     /// Leaders established.
     pub leader_changes: u64,
-    /// Failover time distribution, in virtual milliseconds.
+    /// Failover time distribution, in virtual milliseconds, over failovers during
+    /// which the other nodes kept a connected majority.
     pub failover_ms: Percentiles,
+    /// Failovers not measured because no majority was available for a while.
+    pub failovers_without_quorum: u64,
     /// Entries committed.
     pub committed_entries: u64,
     /// Elections started while the leader could still reach a majority.
     pub disruptions: u64,
+    /// Elections that ended with a leader.
+    pub elections_won: u64,
+    /// Share of won elections whose winner had the newest data among the nodes
+    /// alive in the majority side from the election's start to its end (`null`
+    /// if no election was won).
+    pub up_to_date_winner_ratio: Option<f64>,
+    /// Uncommitted entries thrown away by log truncation.
+    pub truncated_entries: u64,
     /// Faults injected, by kind.
     pub faults: FaultCounts,
     /// Virtual time simulated, in seconds.
@@ -134,6 +156,7 @@ impl SweepReport {
             faults.add(&run.faults);
             failovers.extend_from_slice(&run.failover_ms);
         }
+        let elections_won: u64 = runs.iter().map(|run| run.elections_won).sum();
         let broken: Vec<Violation> = runs.iter().filter_map(|run| run.violation.clone()).collect();
         SweepReport {
             mode,
@@ -146,8 +169,13 @@ impl SweepReport {
             elections: runs.iter().map(|run| run.elections).sum(),
             leader_changes: runs.iter().map(|run| run.leader_changes).sum(),
             failover_ms: Percentiles::of(&failovers),
+            failovers_without_quorum: runs.iter().map(|run| run.failovers_without_quorum).sum(),
             committed_entries: runs.iter().map(|run| run.committed_entries).sum(),
             disruptions: runs.iter().map(|run| run.disruptions).sum(),
+            elections_won,
+            up_to_date_winner_ratio: (elections_won > 0)
+                .then(|| runs.iter().map(|run| run.up_to_date_wins).sum::<u64>() as f64 / elections_won as f64),
+            truncated_entries: runs.iter().map(|run| run.truncated_entries).sum(),
             faults,
             simulated_seconds: runs.iter().map(|run| run.simulated_ms).sum::<u64>() as f64 / 1000.0,
             wall_seconds,
@@ -157,7 +185,7 @@ impl SweepReport {
     /// One line for logs and closing notes.
     pub fn summary_line(&self) -> String {
         format!(
-            "mode={} nodes={} runs={} violations={} elections={} leader_changes={} failover_ms p50={} p99={} max={} (n={}) committed={} disruptions={} simulated={:.0}s wall={:.1}s",
+            "mode={} nodes={} runs={} violations={} elections={} leader_changes={} failover_ms p50={} p99={} max={} (n={}) committed={} disruptions={} up_to_date_winner_ratio={} truncated={} simulated={:.0}s wall={:.1}s",
             self.mode,
             self.nodes,
             self.runs,
@@ -170,6 +198,8 @@ impl SweepReport {
             self.failover_ms.count,
             self.committed_entries,
             self.disruptions,
+            self.up_to_date_winner_ratio.map_or("n/a".to_string(), |ratio| format!("{ratio:.4}")),
+            self.truncated_entries,
             self.simulated_seconds,
             self.wall_seconds
         )

@@ -7,10 +7,11 @@
 //! every node within a bound.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use conclave_core::{
-    Config, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, Payload, Role, Term,
+    Config, ElectionMode, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, Payload, Role,
+    Term,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -92,6 +93,8 @@ struct SimNode {
     last_durable_at_ms: u64,
     batches: u64,
     known_commit: LogIndex,
+    /// Last index of the node's in-memory log, to count truncations.
+    last_index: LogIndex,
     liveness_applied: BTreeSet<u64>,
 }
 
@@ -101,10 +104,22 @@ enum Phase {
     Liveness { deadline_ms: u64 },
 }
 
+/// An election in progress, from its first start to the next leader: who could
+/// win and what data each had when it started (DESIGN.md §5).
+#[derive(Clone, Debug)]
+struct ElectionEpoch {
+    /// (last log term, last log index) of each node alive in the majority side.
+    versions: BTreeMap<NodeId, (Term, LogIndex)>,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct PendingFailover {
     started_at_ms: u64,
     old_term: Term,
+    old_leader: NodeId,
+    /// At some point no majority of the other nodes was alive and connected, so
+    /// no election could finish: the time measures the outage, not the protocol.
+    quorum_lost: bool,
 }
 
 /// One run of one seed.
@@ -128,18 +143,23 @@ pub struct Simulation {
     elections: u64,
     leader_changes: u64,
     failover_ms: Vec<u64>,
+    failovers_without_quorum: u64,
     disruptions: u64,
     proposals: u64,
     next_command_id: u64,
     applied_commands: BTreeSet<u64>,
     liveness_commands: Vec<(u64, Option<u64>)>,
+    election: Option<ElectionEpoch>,
+    elections_won: u64,
+    up_to_date_wins: u64,
+    truncated_entries: u64,
 }
 
 impl Simulation {
     /// Prepares the run of `seed`.
     pub fn new(options: SimOptions, seed: u64) -> Simulation {
         assert!(options.nodes >= 1, "a cluster has at least one node");
-        let params = RunParams::from_seed(seed, options.faults);
+        let params = RunParams::for_run(seed, &options);
         let stream = |label: &str| ChaCha8Rng::seed_from_u64(derive_seed(seed, label));
         let nodes = (1..=options.nodes as NodeId)
             .map(|id| SimNode {
@@ -152,6 +172,7 @@ impl Simulation {
                 last_durable_at_ms: 0,
                 batches: 0,
                 known_commit: 0,
+                last_index: 0,
                 liveness_applied: BTreeSet::new(),
             })
             .collect();
@@ -175,11 +196,16 @@ impl Simulation {
             elections: 0,
             leader_changes: 0,
             failover_ms: Vec::new(),
+            failovers_without_quorum: 0,
             disruptions: 0,
             proposals: 0,
             next_command_id: 1,
             applied_commands: BTreeSet::new(),
             liveness_commands: Vec::new(),
+            election: None,
+            elections_won: 0,
+            up_to_date_wins: 0,
+            truncated_entries: 0,
         }
     }
 
@@ -231,10 +257,14 @@ impl Simulation {
             elections: self.elections,
             leader_changes: self.leader_changes,
             failover_ms: self.failover_ms.clone(),
+            failovers_without_quorum: self.failovers_without_quorum,
             committed_entries: self.invariants.state_machine_safety.applied_len(),
             disruptions: self.disruptions,
             faults: self.faults.clone(),
             proposals: self.proposals,
+            elections_won: self.elections_won,
+            up_to_date_wins: self.up_to_date_wins,
+            truncated_entries: self.truncated_entries,
         };
         (report, full_trace)
     }
@@ -309,6 +339,7 @@ impl Simulation {
             Ok(core) => {
                 let log = core.log().all().to_vec();
                 self.nodes[index].known_commit = core.log().committed();
+                self.nodes[index].last_index = core.log().last_index();
                 self.nodes[index].core = Some(core);
                 let result = self.invariants.log_matching.on_restart(id, &log);
                 self.check(result);
@@ -393,6 +424,7 @@ impl Simulation {
                     self.trace.record(self.now_ms, TraceEvent::Role { node: id, role: *to, term: *term });
                     if *to == Role::Leader {
                         self.leader_changes += 1;
+                        self.on_election_won(index);
                         let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
                         let log = core.log().all();
                         let result = self
@@ -405,14 +437,34 @@ impl Simulation {
                 }
                 Event::ElectionStarted { pre_vote: false, .. } => {
                     self.elections += 1;
-                    if self.leader_reaches_majority() {
+                    if self.election.is_none() {
+                        self.election = Some(ElectionEpoch { versions: self.majority_side_versions() });
+                    }
+                    // A raft campaign raises the term at once; a fast-mode round
+                    // changes nothing until a vote is finalized (counted below).
+                    if self.options.mode == ElectionMode::Raft && self.leader_reaches_majority() {
                         self.disruptions += 1;
                     }
+                    self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") });
                 }
-                _ => {}
+                Event::LeaderChanged { .. } => {}
+                Event::VoteFinalized { ballot, .. } => {
+                    // Binding a later term than a leader that a majority still hears.
+                    let leader_term = self.current_leader().map(|(_, term)| term);
+                    if leader_term.is_some_and(|term| term < *ballot) && self.leader_reaches_majority() {
+                        self.disruptions += 1;
+                    }
+                    self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") });
+                }
+                _ => self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") }),
             }
         }
         if let Some(write) = &output.log_write {
+            // Entries the node held past the rewrite point were thrown away.
+            let old_last = self.nodes[index].last_index;
+            self.truncated_entries += old_last.saturating_sub(write.first_index - 1);
+            let last_index = self.nodes[index].core.as_ref().expect("live").log().last_index();
+            self.nodes[index].last_index = last_index;
             let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
             let result = self.invariants.log_matching.on_log_changed(id, write.first_index, core.log().all());
             self.check(result);
@@ -490,9 +542,10 @@ impl Simulation {
         self.trace.record(self.now_ms, TraceEvent::Crash { node: id });
         if let Some((leader, term)) = leader_before {
             if leader == index {
-                self.start_failover(term);
+                self.start_failover(id, term);
             }
         }
+        self.note_quorum_for_failover();
     }
 
     fn restart(&mut self, index: usize) {
@@ -573,6 +626,7 @@ impl Simulation {
             FaultKind::Partition,
             FaultKind::AsymmetricPartition,
             FaultKind::LinkBreak,
+            FaultKind::OneWayLink,
             FaultKind::Isolate,
         ]
         .into_iter()
@@ -585,9 +639,15 @@ impl Simulation {
             }
         }
         if !faults.contains(FaultKind::Crash)
-            && ![FaultKind::Partition, FaultKind::AsymmetricPartition, FaultKind::LinkBreak, FaultKind::Isolate]
-                .into_iter()
-                .any(|kind| faults.contains(kind))
+            && ![
+                FaultKind::Partition,
+                FaultKind::AsymmetricPartition,
+                FaultKind::LinkBreak,
+                FaultKind::OneWayLink,
+                FaultKind::Isolate,
+            ]
+            .into_iter()
+            .any(|kind| faults.contains(kind))
         {
             return; // Nothing structural to inject; message faults need no schedule.
         }
@@ -636,6 +696,18 @@ impl Simulation {
                 let pair: Vec<NodeId> = ids.choose_multiple(&mut self.fault_rng, 2).copied().collect();
                 (between(&pair[..1], &pair[1..]), format!("link n{} <-> n{}", pair[0], pair[1]))
             }
+            FaultKind::OneWayLink => {
+                // Half the time the leader's link to one follower: that follower
+                // alone loses the leader (the case the fast mode must not elect on).
+                let leader = self.current_leader().map(|(index, _)| self.nodes[index].id);
+                let from = match leader {
+                    Some(leader) if self.fault_rng.gen_bool(0.5) => leader,
+                    _ => *ids.choose(&mut self.fault_rng).expect("at least two nodes"),
+                };
+                let others: Vec<NodeId> = ids.iter().copied().filter(|id| *id != from).collect();
+                let to = *others.choose(&mut self.fault_rng).expect("at least two nodes");
+                (one_way(&[from], &[to]), format!("one-way n{from} -> n{to} blocked"))
+            }
             FaultKind::Isolate => {
                 let Some(target) = self.pick_target() else { return };
                 let target_id = self.nodes[target].id;
@@ -648,11 +720,12 @@ impl Simulation {
         let id = self.network.add_cut(blocked, description.clone());
         self.faults.record(kind);
         self.trace.record(self.now_ms, TraceEvent::Cut { description });
-        if let Some((_, term)) = leader_before {
+        if let Some((leader, term)) = leader_before {
             if !self.leader_reaches_majority() {
-                self.start_failover(term);
+                self.start_failover(self.nodes[leader].id, term);
             }
         }
+        self.note_quorum_for_failover();
         let duration_ms = self.fault_rng.gen_range(200..=3_000);
         self.schedule(duration_ms, SimEvent::HealCut { id });
     }
@@ -686,16 +759,93 @@ impl Simulation {
         reachable >= conclave_core::quorum::majority(self.nodes.len())
     }
 
-    fn start_failover(&mut self, old_term: Term) {
+    /// The live nodes that can all reach each other and form a majority (every
+    /// live node if no side has a majority), with their data versions.
+    fn majority_side_versions(&self) -> BTreeMap<NodeId, (Term, LogIndex)> {
+        let live: Vec<usize> = (0..self.nodes.len()).filter(|index| self.nodes[*index].core.is_some()).collect();
+        let linked = |a: usize, b: usize| {
+            let (a, b) = (self.nodes[a].id, self.nodes[b].id);
+            self.network.is_open(a, b) && self.network.is_open(b, a)
+        };
+        let mut unvisited: BTreeSet<usize> = live.iter().copied().collect();
+        let mut side: Vec<usize> = live.clone();
+        while let Some(start) = unvisited.pop_first() {
+            let mut component = vec![start];
+            let mut cursor = 0;
+            while cursor < component.len() {
+                let current = component[cursor];
+                cursor += 1;
+                let neighbours: Vec<usize> =
+                    unvisited.iter().copied().filter(|other| linked(current, *other)).collect();
+                for neighbour in neighbours {
+                    unvisited.remove(&neighbour);
+                    component.push(neighbour);
+                }
+            }
+            if component.len() >= conclave_core::quorum::majority(self.nodes.len()) {
+                side = component;
+                break;
+            }
+        }
+        side.into_iter()
+            .map(|index| {
+                let log = self.nodes[index].core.as_ref().expect("live").log();
+                (self.nodes[index].id, (log.last_term(), log.last_index()))
+            })
+            .collect()
+    }
+
+    /// A leader was elected: was its data the newest among the nodes that could
+    /// have won (alive in the majority side now)? Each node's data is taken as it
+    /// was when the election started, or, for a node that restarted since, as it
+    /// is now (no leader means no new entries).
+    fn on_election_won(&mut self, winner: usize) {
+        let Some(epoch) = self.election.take() else { return };
+        let eligible: BTreeMap<NodeId, (Term, LogIndex)> = self
+            .majority_side_versions()
+            .into_iter()
+            .map(|(id, now)| (id, epoch.versions.get(&id).copied().unwrap_or(now)))
+            .collect();
+        let best = eligible.values().copied().max();
+        self.elections_won += 1;
+        let winner_version = eligible.get(&self.nodes[winner].id).copied();
+        let up_to_date = winner_version.is_some() && winner_version >= best;
+        if up_to_date {
+            self.up_to_date_wins += 1;
+        }
+        let event = format!(
+            "won with data {winner_version:?}; newest eligible {best:?}{}",
+            if up_to_date { "" } else { " (NOT the newest)" }
+        );
+        self.trace.record(self.now_ms, TraceEvent::Node { node: self.nodes[winner].id, event });
+    }
+
+    fn start_failover(&mut self, old_leader: NodeId, old_term: Term) {
         if self.failover.is_none() {
-            self.failover = Some(PendingFailover { started_at_ms: self.now_ms, old_term });
+            self.failover =
+                Some(PendingFailover { started_at_ms: self.now_ms, old_term, old_leader, quorum_lost: false });
+        }
+    }
+
+    /// After a fault during a failover: can the nodes other than the old leader
+    /// still form a connected majority?
+    fn note_quorum_for_failover(&mut self) {
+        let Some(failover) = self.failover else { return };
+        let side = self.majority_side_versions();
+        let others = side.keys().filter(|id| **id != failover.old_leader).count();
+        if others < conclave_core::quorum::majority(self.nodes.len()) {
+            self.failover = Some(PendingFailover { quorum_lost: true, ..failover });
         }
     }
 
     fn on_leader_commit(&mut self, term: Term) {
         let Some(failover) = self.failover else { return };
         if term > failover.old_term {
-            self.failover_ms.push(self.now_ms - failover.started_at_ms);
+            if failover.quorum_lost {
+                self.failovers_without_quorum += 1;
+            } else {
+                self.failover_ms.push(self.now_ms - failover.started_at_ms);
+            }
             self.failover = None;
         } else if term == failover.old_term {
             // The old leader got through again: no failover happened.

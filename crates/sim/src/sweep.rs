@@ -35,10 +35,14 @@ pub fn run_seed(options: &SimOptions, seed: u64) -> (RunReport, Vec<String>) {
             elections: 0,
             leader_changes: 0,
             failover_ms: Vec::new(),
+            failovers_without_quorum: 0,
             committed_entries: 0,
             disruptions: 0,
             faults: Default::default(),
             proposals: 0,
+            elections_won: 0,
+            up_to_date_wins: 0,
+            truncated_entries: 0,
         };
         (report, Vec::new())
     })

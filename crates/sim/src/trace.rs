@@ -80,6 +80,8 @@ pub enum TraceEvent {
     Commit { node: NodeId, index: u64 },
     /// The run moved to another phase.
     Phase { name: &'static str },
+    /// Another event a node reported (elections, votes, detector verdicts).
+    Node { node: NodeId, event: String },
 }
 
 impl TraceEvent {
@@ -119,6 +121,10 @@ impl TraceEvent {
                 numbers(12, &[]);
                 hash.write_bytes(name.as_bytes());
             }
+            TraceEvent::Node { node, event } => {
+                numbers(13, &[*node]);
+                hash.write_bytes(event.as_bytes());
+            }
         }
     }
 }
@@ -138,6 +144,7 @@ impl fmt::Display for TraceEvent {
             TraceEvent::Role { node, role, term } => write!(formatter, "n{node} -> {role:?} t{term}"),
             TraceEvent::Commit { node, index } => write!(formatter, "n{node} commit {index}"),
             TraceEvent::Phase { name } => write!(formatter, "=== {name} phase ==="),
+            TraceEvent::Node { node, event } => write!(formatter, "n{node} {event}"),
         }
     }
 }

@@ -93,6 +93,9 @@ pub(super) fn on_correction(node: &mut Node, from: NodeId, leader: NodeId, leade
         }
         return;
     }
+    if leader == node.config.id {
+        return; // Only an election makes this node leader again.
+    }
     // A later term. The named leader itself is authoritative; otherwise strictly
     // more than half of the cluster must name the same (leader, term).
     node.fast.corrections.insert(from, (leader, leader_term));
@@ -100,10 +103,8 @@ pub(super) fn on_correction(node: &mut Node, from: NodeId, leader: NodeId, leade
     if from == leader || agreeing >= node.config.quorum() {
         if node.fast.started_empty {
             abstain_in(node, leader_term);
-        } else {
-            node.become_follower(leader_term, None);
         }
-        node.set_leader(Some(leader));
+        node.become_follower(leader_term, Some(leader));
         node.emit(Event::Corrected { leader, term: leader_term });
     }
 }

@@ -74,9 +74,8 @@ pub(super) fn on_report(node: &mut Node, from: NodeId, leader: Option<NodeId>, l
         }
         return;
     }
-    let concerns_my_leader = node.role == Role::Follower && leader == node.leader && leader_term == node.term;
-    if !concerns_my_leader {
-        return; // About a leader this node does not follow: not evidence about ours.
+    if node.role != Role::Follower {
+        return;
     }
     node.fast.fail_table.insert(from, FailReport { leader, leader_term, reported_at_ms: node.now_ms });
     // On a report a node also looks at its own link: one heartbeat timeout from
@@ -89,6 +88,19 @@ pub(super) fn on_report(node: &mut Node, from: NodeId, leader: Option<NodeId>, l
     }
 }
 
+/// Whether `report` is evidence against this node's current leader. A node that
+/// follows `L` of term `T` counts only reports about exactly (`L`, `T`): a node
+/// that merely lost its own link, or lost some other leader, proves nothing about
+/// `L`. A node with no leader at all counts every report of its term or later:
+/// each says its sender has no working leader either.
+fn counts_against_my_leader(node: &Node, report: &FailReport) -> bool {
+    match node.leader {
+        Some(_) => report.leader == node.leader && report.leader_term == node.term,
+        // Reports from older terms are stale: those senders have not caught up.
+        None => report.leader_term >= node.term,
+    }
+}
+
 /// Counts fresh reports about this node's leader; a majority makes it ODOWN.
 fn check_objective_down(node: &mut Node) {
     if node.role != Role::Follower {
@@ -97,15 +109,15 @@ fn check_objective_down(node: &mut Node) {
     let expiry_ms = node.config.election_timeout_ms();
     let now_ms = node.now_ms;
     node.fast.fail_table.retain(|_, report| now_ms < report.reported_at_ms + expiry_ms);
-    let (leader, term) = (node.leader, node.term);
-    let agreeing =
-        node.fast.fail_table.values().filter(|report| report.leader == leader && report.leader_term == term).count();
+    let agreeing = node.fast.fail_table.values().filter(|report| counts_against_my_leader(node, report)).count();
     if agreeing >= node.config.quorum() {
+        let (leader, term) = (node.leader, node.term);
+        let newest_term = node.fast.fail_table.values().map(|report| report.leader_term).max().unwrap_or(term);
         node.emit(Event::ObjectivelyDown { leader, term });
         for peer in node.peers() {
             node.send(peer, Body::ObjectiveDown { leader, leader_term: term });
         }
-        round::start(node, term + 1, leader);
+        round::start(node, term.max(newest_term) + 1, leader);
     }
 }
 
@@ -113,7 +125,13 @@ fn check_objective_down(node: &mut Node) {
 /// if this node's own link is fine (a majority has lost that leader).
 pub(super) fn on_objective_down(node: &mut Node, leader: Option<NodeId>, leader_term: Term) {
     match node.role {
-        Role::Follower if leader_term > node.term || (leader == node.leader && leader_term == node.term) => {
+        // A node without a working leader joins any election of its term; a
+        // follower joins one about its own leader, or about a later term.
+        Role::Follower
+            if (super::lost_leader(node) && leader_term >= node.term)
+                || leader_term > node.term
+                || (leader == node.leader && leader_term == node.term) =>
+        {
             node.emit(Event::ObjectivelyDown { leader, term: leader_term });
             round::start(node, leader_term.max(node.term) + 1, leader);
         }

@@ -47,6 +47,8 @@ pub(crate) struct Round {
     pub finalize_at_ms: Option<u64>,
     /// When to send the vote again (lost messages).
     pub resend_at_ms: u64,
+    /// When to give up on this ballot and look again one higher.
+    pub give_up_at_ms: u64,
     /// The leader whose loss started the round (objectively down: not waited for).
     pub lost_leader: Option<NodeId>,
     /// Nodes that already sent this node a binding vote for this ballot.
@@ -83,6 +85,12 @@ pub(crate) struct FastState {
     pub started_empty: bool,
 }
 
+/// Whether this node has no working leader: none known, or its own link to it
+/// is down (SDOWN).
+pub(crate) fn lost_leader(node: &Node) -> bool {
+    node.leader.is_none() || node.fast.subjectively_down
+}
+
 /// This node's own data version as a vote for itself.
 pub(crate) fn own_vote(node: &Node) -> VoteChoice {
     VoteChoice { candidate: node.config.id, last_log_term: node.log.last_term(), last_log_index: node.log.last_index() }
@@ -90,6 +98,7 @@ pub(crate) fn own_vote(node: &Node) -> VoteChoice {
 
 /// Timers of a non-leader.
 pub(super) fn on_tick(node: &mut Node) {
+    round::resend_grant_if_due(node);
     match node.role {
         Role::Looking => round::on_tick(node),
         Role::Candidate => {
@@ -100,10 +109,7 @@ pub(super) fn on_tick(node: &mut Node) {
                 node.become_follower(node.term, None);
             }
         }
-        Role::Follower | Role::PreCandidate => {
-            round::resend_grant_if_due(node);
-            detector::on_tick(node);
-        }
+        Role::Follower | Role::PreCandidate => detector::on_tick(node),
         Role::Leader => unreachable!("leaders run the shared heartbeat timers"),
     }
 }
@@ -114,7 +120,7 @@ pub(super) fn deadline(node: &Node) -> u64 {
     let mut deadline = match node.role {
         Role::Looking => {
             let round = fast.round.as_ref().expect("a looking node has a round");
-            round.finalize_at_ms.map_or(round.resend_at_ms, |at| at.min(round.resend_at_ms))
+            round.finalize_at_ms.unwrap_or(u64::MAX).min(round.resend_at_ms).min(round.give_up_at_ms)
         }
         Role::Candidate => fast.candidate_deadline_ms.unwrap_or(u64::MAX),
         _ => {
@@ -132,6 +138,7 @@ pub(super) fn deadline(node: &Node) -> u64 {
 /// Returns the message back if the shared path should handle it.
 pub(super) fn route(node: &mut Node, message: Message) -> Option<Message> {
     if let Some(message) = correction::screen_started_empty(node, message) {
+        adopt_newer_term(node, &message);
         match message.body {
             Body::SubjectiveDown { leader, leader_term, down } => {
                 detector::on_report(node, message.from, leader, leader_term, down)
@@ -159,6 +166,17 @@ pub(super) fn route(node: &mut Node, message: Message) -> Option<Message> {
     None
 }
 
+/// Raft's rule for gossip: a sender in a later term proves this node's leader (of
+/// an older term) is gone. A settled node adopts the term, leaderless, then handles
+/// the message (a leaderless node joins elections). Nodes in a round keep it:
+/// rounds already bind a later term. Corrections keep their own counting rule.
+fn adopt_newer_term(node: &mut Node, message: &Message) {
+    let gossip = matches!(message.body, Body::SubjectiveDown { .. } | Body::ObjectiveDown { .. } | Body::Vote { .. });
+    if gossip && message.term > node.term && matches!(node.role, Role::Follower | Role::Leader) {
+        node.become_follower(message.term, None);
+    }
+}
+
 /// The node heard from its leader (an `AppendEntries` of the current term).
 pub(super) fn on_heard_from_leader(node: &mut Node) {
     detector::on_heard_from_leader(node);
@@ -174,5 +192,8 @@ pub(super) fn on_follow(node: &mut Node) {
     node.fast.candidate_deadline_ms = None;
     node.fast.established.clear();
     node.fast.corrections.clear();
+    // Reports were about the leader this node no longer waits for.
+    node.fast.subjectively_down = false;
+    node.fast.fail_table.clear();
     detector::restart_watch(node);
 }

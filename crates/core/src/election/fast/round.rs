@@ -18,6 +18,7 @@ pub(super) fn start(node: &mut Node, ballot: Term, lost_leader: Option<NodeId>) 
     node.set_role(Role::Looking);
     node.set_leader(None);
     node.fast.candidate_deadline_ms = None;
+    node.fast.grant_resend_at_ms = None;
     node.fast.established.clear();
     let vote = own_vote(node);
     node.fast.round = Some(Round {
@@ -26,6 +27,7 @@ pub(super) fn start(node: &mut Node, ballot: Term, lost_leader: Option<NodeId>) 
         received: BTreeMap::from([(node.config.id, vote)]),
         finalize_at_ms: None,
         resend_at_ms: node.now_ms + node.config.heartbeat_timeout_ms,
+        give_up_at_ms: node.now_ms + 2 * node.config.election_timeout_ms(),
         lost_leader,
         early_grants: BTreeSet::new(),
     });
@@ -49,6 +51,13 @@ pub(super) fn on_tick(node: &mut Node) {
         finalize(node);
         return;
     }
+    if now_ms >= round.give_up_at_ms {
+        // No quorum agreed in two election timeouts (a partition, or peers stuck
+        // elsewhere): look again one ballot up rather than wait forever.
+        let (ballot, lost_leader) = (round.ballot, round.lost_leader);
+        start(node, ballot + 1, lost_leader);
+        return;
+    }
     if now_ms >= round.resend_at_ms {
         round.resend_at_ms = now_ms + node.config.heartbeat_timeout_ms;
         broadcast_vote(node);
@@ -64,6 +73,15 @@ pub(super) fn on_vote(
     vote: VoteChoice,
     state: PeerState,
 ) {
+    if node.role == Role::Follower && node.leader == Some(from) && state == PeerState::Looking {
+        // Our own leader is looking: it no longer leads.
+        node.become_follower(node.term, None);
+    }
+    let leaderless_follower = node.role == Role::Follower && super::lost_leader(node);
+    if leaderless_follower && state == PeerState::Looking && ballot > node.term {
+        // No working leader to defend and someone is electing one: take part.
+        start(node, ballot, None);
+    }
     if node.role != Role::Looking {
         answer_not_looking(node, from, ballot, state);
         return;
@@ -100,7 +118,9 @@ pub(super) fn on_vote(
 
 /// While looking, a peer reports the leader it follows (or that it leads).
 fn on_established(node: &mut Node, from: NodeId, leader: NodeId, term: Term) {
-    if term < node.term {
+    // Peers may still follow this very node from before it restarted: a node can
+    // only lead again by an election.
+    if term < node.term || leader == node.config.id {
         return;
     }
     node.fast.established.insert(from, (leader, term));
@@ -198,7 +218,8 @@ fn send_grant(node: &mut Node) {
 /// A follower bound to a candidate repeats its vote until a leader shows up.
 pub(super) fn resend_grant_if_due(node: &mut Node) {
     let due = node.fast.grant_resend_at_ms.is_some_and(|at| node.now_ms >= at);
-    if due && node.leader.is_none() && node.voted_for.is_some_and(|candidate| candidate != node.config.id) {
+    let bound = node.role == Role::Follower && node.leader.is_none();
+    if due && bound && node.voted_for.is_some_and(|candidate| candidate != node.config.id) {
         send_grant(node);
     } else if due {
         node.fast.grant_resend_at_ms = None;

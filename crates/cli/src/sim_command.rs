@@ -156,6 +156,9 @@ fn replay(options: &SimOptions, seed: u64, json: bool) -> ExitCode {
     }
 }
 
+/// How one row of the comparison table reads a report.
+type Column = Box<dyn Fn(&SweepReport) -> String>;
+
 /// `--compare`: one column per mode over the same seeds.
 fn print_comparison(reports: &[SweepReport], json: bool) -> ExitCode {
     if json {
@@ -166,7 +169,7 @@ fn print_comparison(reports: &[SweepReport], json: bool) -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "modes": modes })).expect("serializes"));
     } else {
         let ratio = |report: &SweepReport| report.up_to_date_winner_ratio.map_or("n/a".into(), |r| format!("{r:.4}"));
-        let rows: Vec<(&str, Box<dyn Fn(&SweepReport) -> String>)> = vec![
+        let rows: Vec<(&str, Column)> = vec![
             ("runs", Box::new(|r| r.runs.to_string())),
             ("violations", Box::new(|r| r.violations.to_string())),
             ("elections started", Box::new(|r| r.elections.to_string())),
@@ -177,6 +180,10 @@ fn print_comparison(reports: &[SweepReport], json: bool) -> ExitCode {
             ("failover_ms max", Box::new(|r| r.failover_ms.max.to_string())),
             ("failovers measured", Box::new(|r| r.failover_ms.count.to_string())),
             ("failovers without quorum", Box::new(|r| r.failovers_without_quorum.to_string())),
+            ("single-fault failover p50", Box::new(|r| r.single_fault_failover_ms.p50.to_string())),
+            ("single-fault failover p99", Box::new(|r| r.single_fault_failover_ms.p99.to_string())),
+            ("single-fault failover max", Box::new(|r| r.single_fault_failover_ms.max.to_string())),
+            ("single-fault failovers", Box::new(|r| r.single_fault_failover_ms.count.to_string())),
             ("disruptions", Box::new(|r| r.disruptions.to_string())),
             ("truncated_entries", Box::new(|r| r.truncated_entries.to_string())),
             ("committed_entries", Box::new(|r| r.committed_entries.to_string())),

@@ -46,6 +46,8 @@ pub struct RunReport {
     /// Failovers during which no majority of the other nodes was available (their
     /// length measures the outage, not the election).
     pub failovers_without_quorum: u64,
+    /// The subset of `failover_ms` during which no other fault was injected.
+    pub single_fault_failover_ms: Vec<u64>,
     /// Entries committed (applied by at least one node).
     pub committed_entries: u64,
     /// Terms bound while the leader could still reach a majority: a raft
@@ -120,6 +122,9 @@ pub struct SweepReport {
     pub failover_ms: Percentiles,
     /// Failovers not measured because no majority was available for a while.
     pub failovers_without_quorum: u64,
+    /// Failover time over failovers during which no other fault was injected:
+    /// the protocol's own cost for one failure.
+    pub single_fault_failover_ms: Percentiles,
     /// Entries committed.
     pub committed_entries: u64,
     /// Elections started while the leader could still reach a majority.
@@ -152,9 +157,11 @@ impl SweepReport {
     ) -> SweepReport {
         let mut faults = FaultCounts::default();
         let mut failovers = Vec::new();
+        let mut single_fault_failovers = Vec::new();
         for run in runs {
             faults.add(&run.faults);
             failovers.extend_from_slice(&run.failover_ms);
+            single_fault_failovers.extend_from_slice(&run.single_fault_failover_ms);
         }
         let elections_won: u64 = runs.iter().map(|run| run.elections_won).sum();
         let broken: Vec<Violation> = runs.iter().filter_map(|run| run.violation.clone()).collect();
@@ -170,6 +177,7 @@ impl SweepReport {
             leader_changes: runs.iter().map(|run| run.leader_changes).sum(),
             failover_ms: Percentiles::of(&failovers),
             failovers_without_quorum: runs.iter().map(|run| run.failovers_without_quorum).sum(),
+            single_fault_failover_ms: Percentiles::of(&single_fault_failovers),
             committed_entries: runs.iter().map(|run| run.committed_entries).sum(),
             disruptions: runs.iter().map(|run| run.disruptions).sum(),
             elections_won,

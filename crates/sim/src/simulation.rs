@@ -120,6 +120,8 @@ struct PendingFailover {
     /// At some point no majority of the other nodes was alive and connected, so
     /// no election could finish: the time measures the outage, not the protocol.
     quorum_lost: bool,
+    /// Faults injected since it started, the one that started it included.
+    faults_seen: u32,
 }
 
 /// One run of one seed.
@@ -144,6 +146,7 @@ pub struct Simulation {
     leader_changes: u64,
     failover_ms: Vec<u64>,
     failovers_without_quorum: u64,
+    single_fault_failover_ms: Vec<u64>,
     disruptions: u64,
     proposals: u64,
     next_command_id: u64,
@@ -197,6 +200,7 @@ impl Simulation {
             leader_changes: 0,
             failover_ms: Vec::new(),
             failovers_without_quorum: 0,
+            single_fault_failover_ms: Vec::new(),
             disruptions: 0,
             proposals: 0,
             next_command_id: 1,
@@ -258,6 +262,7 @@ impl Simulation {
             leader_changes: self.leader_changes,
             failover_ms: self.failover_ms.clone(),
             failovers_without_quorum: self.failovers_without_quorum,
+            single_fault_failover_ms: self.single_fault_failover_ms.clone(),
             committed_entries: self.invariants.state_machine_safety.applied_len(),
             disruptions: self.disruptions,
             faults: self.faults.clone(),
@@ -822,30 +827,49 @@ impl Simulation {
 
     fn start_failover(&mut self, old_leader: NodeId, old_term: Term) {
         if self.failover.is_none() {
-            self.failover =
-                Some(PendingFailover { started_at_ms: self.now_ms, old_term, old_leader, quorum_lost: false });
+            self.failover = Some(PendingFailover {
+                started_at_ms: self.now_ms,
+                old_term,
+                old_leader,
+                quorum_lost: false,
+                faults_seen: 0,
+            });
         }
     }
 
     /// After a fault during a failover: can the nodes other than the old leader
     /// still form a connected majority?
     fn note_quorum_for_failover(&mut self) {
-        let Some(failover) = self.failover else { return };
+        let Some(mut failover) = self.failover else { return };
+        failover.faults_seen += 1;
         let side = self.majority_side_versions();
         let others = side.keys().filter(|id| **id != failover.old_leader).count();
         if others < conclave_core::quorum::majority(self.nodes.len()) {
-            self.failover = Some(PendingFailover { quorum_lost: true, ..failover });
+            failover.quorum_lost = true;
         }
+        self.failover = Some(failover);
     }
 
     fn on_leader_commit(&mut self, term: Term) {
         let Some(failover) = self.failover else { return };
         if term > failover.old_term {
+            let elapsed_ms = self.now_ms - failover.started_at_ms;
             if failover.quorum_lost {
                 self.failovers_without_quorum += 1;
             } else {
-                self.failover_ms.push(self.now_ms - failover.started_at_ms);
+                self.failover_ms.push(elapsed_ms);
+                if failover.faults_seen <= 1 {
+                    self.single_fault_failover_ms.push(elapsed_ms);
+                }
             }
+            let event = format!(
+                "failover from n{} t{} done in {elapsed_ms} ms{}",
+                failover.old_leader,
+                failover.old_term,
+                if failover.quorum_lost { " (no quorum for a while: not measured)" } else { "" }
+            );
+            self.trace.record(self.now_ms, TraceEvent::Phase { name: "failover" });
+            self.trace.record(self.now_ms, TraceEvent::Node { node: failover.old_leader, event });
             self.failover = None;
         } else if term == failover.old_term {
             // The old leader got through again: no failover happened.

@@ -36,6 +36,7 @@ pub fn run_seed(options: &SimOptions, seed: u64) -> (RunReport, Vec<String>) {
             leader_changes: 0,
             failover_ms: Vec::new(),
             failovers_without_quorum: 0,
+            single_fault_failover_ms: Vec::new(),
             committed_entries: 0,
             disruptions: 0,
             faults: Default::default(),

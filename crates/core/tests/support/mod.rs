@@ -320,3 +320,302 @@ impl Cluster {
         self.nodes.values().filter(|node| node.role() == Role::Leader).map(|node| node.id()).collect()
     }
 }
+
+/// A message in flight: when it arrives, and a sequence number that keeps the
+/// order of messages due at the same millisecond.
+type InFlightKey = (u64, u64);
+
+/// Decides, when a message is sent, whether the network drops it.
+pub type DropRule = Box<dyn Fn(&Message) -> bool>;
+
+/// In-memory nodes on virtual time, with a network whose messages take time.
+///
+/// Unlike [`Cluster`], which delivers instantly in steps, every message here
+/// arrives a little later: a delay drawn (seeded) from `delay_ms` unless a link
+/// has a fixed delay of its own. Each directed link is FIFO, so a message never
+/// arrives before one sent earlier on the same link. Time advances event by
+/// event: the earliest due timer or message is handled next (a timer first on a
+/// tie), and a node is ticked up to the current time before it steps a message.
+///
+/// Faults: a crashed node is gone (messages to it are lost); it can restart
+/// from a disk (its in-memory state when it crashed: the harness persists every
+/// batch at once) or from a wiped disk. Directed links can be cut, and a
+/// [`DropRule`] can drop chosen messages when they are sent.
+pub struct TimedCluster {
+    /// Nodes that are up.
+    pub nodes: BTreeMap<NodeId, Node>,
+    /// The configuration each member (re)starts with.
+    pub configs: BTreeMap<NodeId, Config>,
+    pub now_ms: u64,
+    /// Default one-way delay, drawn uniformly from `[min, max]`.
+    pub delay_ms: (u64, u64),
+    /// Fixed one-way delays of some directed links, overriding `delay_ms`.
+    pub link_delay_ms: BTreeMap<(NodeId, NodeId), u64>,
+    /// Directed links that lose every message sent on them.
+    pub cut: BTreeSet<(NodeId, NodeId)>,
+    /// Drops chosen messages when they are sent.
+    pub drop_rule: Option<DropRule>,
+    in_flight: BTreeMap<InFlightKey, Message>,
+    next_seq: u64,
+    /// Latest arrival time scheduled on each directed link (FIFO).
+    link_last_arrival: BTreeMap<(NodeId, NodeId), u64>,
+    clocks: BTreeMap<NodeId, u64>,
+    rng: ChaCha8Rng,
+    seed: u64,
+    restarts: u64,
+    /// Every event, with the time and the node that emitted it.
+    pub events: Vec<(u64, NodeId, conclave_core::Event)>,
+    /// Every message sent, with its send time.
+    pub sent: Vec<(u64, Message)>,
+    /// Every message delivered, with its arrival time.
+    pub delivered: Vec<(u64, Message)>,
+    /// Messages the network lost (cut link, drop rule, or receiver down).
+    pub lost: Vec<(u64, Message)>,
+    /// Committed entries each node handed out since it last (re)started.
+    pub applied: BTreeMap<NodeId, Vec<Entry>>,
+}
+
+impl TimedCluster {
+    /// Members `1..=size`, all started at time 0 from empty data dirs, with
+    /// configs from [`config`] adjusted by `tweak`.
+    pub fn new(size: u64, seed: u64, delay_ms: (u64, u64), tweak: impl Fn(&mut Config)) -> TimedCluster {
+        assert!(delay_ms.0 <= delay_ms.1, "delay range");
+        let voters: Vec<NodeId> = (1..=size).collect();
+        let configs: BTreeMap<NodeId, Config> = voters
+            .iter()
+            .map(|id| {
+                let mut config = config(*id, &voters);
+                tweak(&mut config);
+                (*id, config)
+            })
+            .collect();
+        let mut cluster = TimedCluster {
+            nodes: BTreeMap::new(),
+            configs,
+            now_ms: 0,
+            delay_ms,
+            link_delay_ms: BTreeMap::new(),
+            cut: BTreeSet::new(),
+            drop_rule: None,
+            in_flight: BTreeMap::new(),
+            next_seq: 0,
+            link_last_arrival: BTreeMap::new(),
+            clocks: BTreeMap::new(),
+            rng: rng(seed),
+            seed,
+            restarts: 0,
+            events: Vec::new(),
+            sent: Vec::new(),
+            delivered: Vec::new(),
+            lost: Vec::new(),
+            applied: BTreeMap::new(),
+        };
+        for id in voters {
+            cluster.start(id, RestoredState::default());
+        }
+        cluster
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        self.nodes.get(&id).unwrap_or_else(|| panic!("node {id} is down"))
+    }
+
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.nodes.contains_key(&id)
+    }
+
+    /// The largest one-way delay any message can take on a default link.
+    pub fn max_delay_ms(&self) -> u64 {
+        self.delay_ms.1
+    }
+
+    /// Starts `id` now from `restored`, and hands out what starting produced (a
+    /// cold-started initial leader's first appends, say).
+    fn start(&mut self, id: NodeId, restored: RestoredState) {
+        assert!(!self.is_up(id), "node {id} is already up");
+        self.restarts += 1;
+        let node_seed = self.seed.wrapping_mul(1_000).wrapping_add(id).wrapping_add(self.restarts * 100);
+        let node = node_at(self.configs[&id].clone(), restored, node_seed, self.now_ms);
+        self.nodes.insert(id, node);
+        self.applied.insert(id, Vec::new());
+        self.tick(id);
+    }
+
+    /// Node `id` crashes: it is gone, with its volatile state.
+    pub fn crash(&mut self, id: NodeId) {
+        assert!(self.nodes.remove(&id).is_some(), "node {id} was up");
+        self.clocks.remove(&id);
+    }
+
+    /// What `id` would find on its disk if it stopped now (the harness persists
+    /// every batch as soon as it is produced).
+    pub fn disk(&self, id: NodeId) -> RestoredState {
+        let status = self.node(id).status();
+        RestoredState {
+            hard_state: HardState { term: status.term, voted_for: status.voted_for, commit: status.commit },
+            entries: self.node(id).log().all().to_vec(),
+        }
+    }
+
+    /// Restarts a crashed node from `restored`.
+    pub fn restart(&mut self, id: NodeId, restored: RestoredState) {
+        self.start(id, restored);
+    }
+
+    /// Restarts a crashed node with an empty data dir (its disk was replaced).
+    pub fn restart_wiped(&mut self, id: NodeId) {
+        self.start(id, RestoredState::default());
+    }
+
+    /// Cuts the directed link `from` → `to`.
+    pub fn cut_link(&mut self, from: NodeId, to: NodeId) {
+        self.cut.insert((from, to));
+    }
+
+    /// Cuts every link between the two sides, both ways.
+    pub fn partition(&mut self, side_a: &[NodeId], side_b: &[NodeId]) {
+        for a in side_a {
+            for b in side_b {
+                self.cut.insert((*a, *b));
+                self.cut.insert((*b, *a));
+            }
+        }
+    }
+
+    /// Restores every cut link.
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Every message `id` sends from now on takes exactly `delay_ms`.
+    pub fn delay_from(&mut self, id: NodeId, delay_ms: u64) {
+        for peer in self.configs.keys().copied().filter(|peer| *peer != id) {
+            self.link_delay_ms.insert((id, peer), delay_ms);
+        }
+    }
+
+    pub fn propose(&mut self, id: NodeId, command: &[u8]) -> LogIndex {
+        self.sync(id);
+        let proposal = self.nodes.get_mut(&id).expect("up").propose(command.to_vec()).expect("leader accepts");
+        self.absorb(id, proposal.output);
+        proposal.index
+    }
+
+    /// Runs until `end_ms` (inclusive), handling every timer and message due.
+    pub fn run_until(&mut self, end_ms: u64) {
+        let mut budget = 5_000_000u64;
+        loop {
+            let now_ms = self.now_ms;
+            let next_tick = self.nodes.iter().map(|(id, node)| (node.next_deadline_ms().max(now_ms), *id)).min();
+            let next_message = self.in_flight.keys().next().copied();
+            let tick_first = match (next_tick, next_message) {
+                (Some((tick_ms, _)), Some((message_ms, _))) => tick_ms <= message_ms,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let at_ms = if tick_first { next_tick.expect("some").0 } else { next_message.expect("some").0 };
+            if at_ms > end_ms {
+                break;
+            }
+            budget -= 1;
+            assert!(budget > 0, "no progress in virtual time at {at_ms} ms (a timer that never moves?)");
+            self.now_ms = at_ms;
+            if tick_first {
+                self.tick(next_tick.expect("some").1);
+            } else {
+                let message = self.in_flight.remove(&next_message.expect("some")).expect("queued");
+                self.deliver(message);
+            }
+        }
+        self.now_ms = self.now_ms.max(end_ms);
+    }
+
+    /// Runs for `duration_ms` more.
+    pub fn run_for(&mut self, duration_ms: u64) {
+        self.run_until(self.now_ms + duration_ms);
+    }
+
+    /// Runs in steps of `step_ms` until `done` holds (checked after each step) or
+    /// `end_ms` passes; returns whether it held.
+    pub fn run_until_or(&mut self, end_ms: u64, step_ms: u64, done: impl Fn(&TimedCluster) -> bool) -> bool {
+        while !done(self) {
+            if self.now_ms >= end_ms {
+                return false;
+            }
+            self.run_until((self.now_ms + step_ms).min(end_ms));
+        }
+        true
+    }
+
+    fn tick(&mut self, id: NodeId) {
+        let now_ms = self.now_ms;
+        self.clocks.insert(id, now_ms);
+        let output = self.nodes.get_mut(&id).expect("up").tick(now_ms);
+        self.absorb(id, output);
+    }
+
+    /// Brings node `id`'s clock up to the cluster's time.
+    fn sync(&mut self, id: NodeId) {
+        if self.clocks.get(&id).is_none_or(|clock| *clock < self.now_ms) {
+            self.tick(id);
+        }
+    }
+
+    fn deliver(&mut self, message: Message) {
+        let to = message.to;
+        if !self.is_up(to) {
+            self.lost.push((self.now_ms, message));
+            return;
+        }
+        self.sync(to);
+        self.delivered.push((self.now_ms, message.clone()));
+        let output = self.nodes.get_mut(&to).expect("up").step(message);
+        self.absorb(to, output);
+    }
+
+    /// Records the events and applied entries of one output, and sends its messages.
+    fn absorb(&mut self, id: NodeId, output: Output) {
+        let node = &self.nodes[&id];
+        let applied = self.applied.entry(id).or_default();
+        for entry in &output.committed_entries {
+            assert_eq!(entry.index, applied.len() as LogIndex + 1, "node {id} applies in order, exactly once");
+            assert_eq!(node.log().entry(entry.index), Some(entry), "node {id} applies what its log holds");
+            applied.push(entry.clone());
+        }
+        for event in output.events {
+            self.events.push((self.now_ms, id, event));
+        }
+        for message in output.messages {
+            assert_eq!(message.from, id, "a node sends in its own name");
+            self.send(message);
+        }
+    }
+
+    fn send(&mut self, message: Message) {
+        self.sent.push((self.now_ms, message.clone()));
+        let link = (message.from, message.to);
+        if self.cut.contains(&link) || self.drop_rule.as_ref().is_some_and(|drop| drop(&message)) {
+            self.lost.push((self.now_ms, message));
+            return;
+        }
+        let delay_ms = match self.link_delay_ms.get(&link) {
+            Some(delay_ms) => *delay_ms,
+            None => self.rng.gen_range(self.delay_ms.0..=self.delay_ms.1),
+        };
+        let last = self.link_last_arrival.get(&link).copied().unwrap_or(0);
+        let arrival_ms = (self.now_ms + delay_ms).max(last);
+        self.link_last_arrival.insert(link, arrival_ms);
+        self.in_flight.insert((arrival_ms, self.next_seq), message);
+        self.next_seq += 1;
+    }
+
+    /// The events node `id` emitted, with their times.
+    pub fn events_of(&self, id: NodeId) -> Vec<(u64, conclave_core::Event)> {
+        self.events.iter().filter(|(_, node, _)| *node == id).map(|(at, _, event)| (*at, event.clone())).collect()
+    }
+
+    pub fn leaders(&self) -> Vec<NodeId> {
+        self.nodes.values().filter(|node| node.role() == Role::Leader).map(|node| node.id()).collect()
+    }
+}

@@ -5,6 +5,7 @@ use super::detector;
 use crate::message::{Body, Message};
 use crate::node::Node;
 use crate::output::Event;
+use crate::progress::Progress;
 use crate::quorum::VoteTally;
 use crate::status::{DropReason, Role};
 use crate::types::{NodeId, Term};
@@ -13,8 +14,17 @@ use crate::types::{NodeId, Term};
 pub(super) const INITIAL_TERM: Term = 1;
 
 /// Called once by `Node::new`. A brand-new cluster (every data dir empty) starts
-/// with `initial_leader` leading term 1: every node records a vote for it in
-/// term 1, so no other node can lead that term. Durable state ignores the config.
+/// with `initial_leader` leading term 1 without an election: every node records a
+/// vote for it in term 1, so no other node can lead that term. Durable state
+/// ignores the config.
+///
+/// The initial leader leads only once *every* member has confirmed an empty data
+/// dir (a fresh node's binding vote for it in term 1). An initial leader whose own
+/// disk was replaced cannot tell itself from a fresh one; if it led term 1 again,
+/// its new entries could share (index, term) with different entries its earlier
+/// incarnation left on some follower, breaking log matching. Unanimity rules that
+/// out: a member that holds anything does not confirm. If confirmation does not
+/// come within an election timeout, the first term is elected instead.
 pub(crate) fn cold_start(node: &mut Node, restored_empty: bool) {
     node.fast.started_empty = restored_empty;
     detector::restart_watch(node);
@@ -28,9 +38,17 @@ pub(crate) fn cold_start(node: &mut Node, restored_empty: bool) {
         node.set_role(Role::Candidate);
         node.votes = VoteTally::default();
         node.votes.record(node.config.id, true);
-        node.become_leader();
+        node.fast.cold_start_candidate = true;
+        node.fast.candidate_deadline_ms = Some(node.now_ms + node.config.election_timeout_ms());
+        if node.config.voters.len() == 1 {
+            node.fast.cold_start_candidate = false;
+            node.fast.candidate_deadline_ms = None;
+            node.become_leader();
+        }
     } else {
-        node.set_leader(Some(initial_leader));
+        // Confirm the empty data dir to the initial leader (resent until it leads).
+        node.send(initial_leader, Body::VoteResponse { pre_vote: false, granted: true });
+        node.fast.grant_resend_at_ms = Some(node.now_ms + node.config.heartbeat_timeout_ms);
     }
 }
 
@@ -43,11 +61,18 @@ pub(super) fn screen_started_empty(node: &mut Node, message: Message) -> Option<
     if !node.fast.started_empty || message.term <= INITIAL_TERM.max(node.term) {
         return Some(message);
     }
+    // Whom this node believes leads: itself if it is the initial leader waiting
+    // to lead term 1, else the leader it knows or the configured one.
+    let believed = if node.fast.cold_start_candidate {
+        Some(node.config.id)
+    } else {
+        node.leader.or(node.config.initial_leader.filter(|_| node.term == INITIAL_TERM))
+    };
     match &message.body {
         Body::Correction { .. } => return Some(message),
-        Body::AppendEntries { .. } if node.leader.is_some() && node.leader != Some(message.from) => {
-            let believed = node.leader.expect("checked");
-            node.send(message.from, Body::Correction { leader: believed, leader_term: node.term });
+        Body::AppendEntries { .. } if believed.is_some_and(|leader| leader != message.from) => {
+            let leader = believed.expect("checked");
+            node.send(message.from, Body::Correction { leader, leader_term: node.term });
             return None;
         }
         _ => {}
@@ -75,8 +100,21 @@ pub(super) fn answer_stale_leader(node: &mut Node, message: Message) -> Option<M
     let leader = if node.role == Role::Leader { Some(node.config.id) } else { node.leader };
     let Some(leader) = leader else { return Some(message) };
     node.dropped.record(DropReason::StaleTerm);
+    forget_progress(node, message.from);
     node.send(message.from, Body::Correction { leader, leader_term: node.term });
     None
+}
+
+/// A leader learns that `peer` restarted believing something older (it leads an
+/// older term, or names an older leader): its disk may have been replaced, so what
+/// it acknowledged before proves nothing. Probe it again from scratch; otherwise
+/// its rejections of appends at or below the old match index look stale and it
+/// never catches up.
+fn forget_progress(node: &mut Node, peer: NodeId) {
+    let last_index = node.log.last_index();
+    if let Some(progress) = node.progress.get_mut(&peer) {
+        *progress = Progress { recent_active: true, ..Progress::new(last_index) };
+    }
 }
 
 /// A correction naming `leader` of `leader_term`, from `from`.
@@ -88,6 +126,7 @@ pub(super) fn on_correction(node: &mut Node, from: NodeId, leader: NodeId, leade
         let current = if node.role == Role::Leader { Some(node.config.id) } else { node.leader };
         if let Some(current) = current {
             if (current, node.term) != (leader, leader_term) {
+                forget_progress(node, from);
                 node.send(from, Body::Correction { leader: current, leader_term: node.term });
             }
         }

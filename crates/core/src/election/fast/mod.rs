@@ -74,6 +74,8 @@ pub(crate) struct FastState {
     pub final_vote: Option<(Term, VoteChoice)>,
     /// A candidate gives up at this time if no quorum confirmed it.
     pub candidate_deadline_ms: Option<u64>,
+    /// The initial leader waiting for every member to confirm a fresh cluster.
+    pub cold_start_candidate: bool,
     /// A follower that voted resends its binding vote until the leader appears.
     pub grant_resend_at_ms: Option<u64>,
     /// While looking: peers that report an established leader: node -> (leader, term).
@@ -106,6 +108,7 @@ pub(super) fn on_tick(node: &mut Node) {
                 // No quorum confirmed us in time: give up, so that nobody waits
                 // forever for voters that changed their minds (ZOOKEEPER-3109).
                 node.fast.candidate_deadline_ms = None;
+                node.fast.cold_start_candidate = false;
                 node.become_follower(node.term, None);
             }
         }

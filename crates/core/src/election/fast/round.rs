@@ -231,7 +231,20 @@ pub(super) fn on_grant(node: &mut Node, from: NodeId, term: Term, granted: bool)
     match node.role {
         Role::Candidate if term == node.term => {
             node.votes.record(from, granted);
-            if node.votes.result(node.config.voters.len()) == VoteResult::Won {
+            let voters = node.config.voters.len();
+            // The cold start needs every member (see `correction::cold_start`).
+            let won = if node.fast.cold_start_candidate {
+                node.votes.granted() == voters
+            } else {
+                node.votes.result(voters) == VoteResult::Won
+            };
+            if won {
+                if node.fast.cold_start_candidate {
+                    // Every member confirmed an empty data dir: a fresh cluster,
+                    // not a replaced disk.
+                    node.fast.started_empty = false;
+                }
+                node.fast.cold_start_candidate = false;
                 node.fast.candidate_deadline_ms = None;
                 node.become_leader();
             }

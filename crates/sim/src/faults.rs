@@ -30,11 +30,17 @@ pub enum FaultKind {
     Duplicate,
     /// A message is held back long enough to overtake (be overtaken by) others.
     Reorder,
+    /// The machine loses power: every write not yet fsynced is lost (a plain
+    /// `crash` is a process crash, whose written data survives in the page cache).
+    UnsyncedLoss,
+    /// The machine loses power mid-write: the oldest unsynced batch keeps its
+    /// hard-state record but loses its log record; later batches are lost.
+    TornWrite,
 }
 
 impl FaultKind {
     /// Every kind, in report order.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Crash,
         FaultKind::Restart,
         FaultKind::Partition,
@@ -45,6 +51,8 @@ impl FaultKind {
         FaultKind::Loss,
         FaultKind::Duplicate,
         FaultKind::Reorder,
+        FaultKind::UnsyncedLoss,
+        FaultKind::TornWrite,
     ];
 
     /// Name in reports, JSON and on the command line.
@@ -60,6 +68,8 @@ impl FaultKind {
             FaultKind::Loss => "loss",
             FaultKind::Duplicate => "duplicate",
             FaultKind::Reorder => "reorder",
+            FaultKind::UnsyncedLoss => "unsynced_loss",
+            FaultKind::TornWrite => "torn_write",
         }
     }
 }
@@ -111,12 +121,13 @@ impl FaultSet {
                 .into_iter()
                 .fold(set, FaultSet::with),
                 "crash" => set.with(FaultKind::Crash).with(FaultKind::Restart),
+                "disk" => set.with(FaultKind::UnsyncedLoss).with(FaultKind::TornWrite).with(FaultKind::Restart),
                 other => match FaultKind::ALL.into_iter().find(|kind| kind.name() == other) {
                     Some(kind) => set.with(kind),
                     None => {
                         let known: Vec<&str> = FaultKind::ALL.iter().map(|kind| kind.name()).collect();
                         return Err(format!(
-                            "unknown fault `{other}` (known: all, none, network, {})",
+                            "unknown fault `{other}` (known: all, none, network, disk, {})",
                             known.join(", ")
                         ));
                     }

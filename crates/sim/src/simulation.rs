@@ -531,20 +531,45 @@ impl Simulation {
         }
     }
 
-    fn crash(&mut self, index: usize) {
+    /// Stops node `index`. A process crash (`FaultKind::Crash`) keeps what it
+    /// wrote (the page cache survives) but loses its volatile state; a power loss
+    /// (`UnsyncedLoss`) also loses every write not yet fsynced; a torn write keeps
+    /// only the hard-state record of the oldest unsynced batch.
+    fn crash(&mut self, index: usize, kind: FaultKind) {
         let leader_before = self.current_leader();
         let node = &mut self.nodes[index];
         if node.core.take().is_none() {
             return;
         }
-        // Volatile state and every batch not yet durable are gone.
-        node.pending.clear();
+        let pending: Vec<PendingBatch> = node.pending.drain(..).collect();
+        let mut kind = kind;
+        match kind {
+            FaultKind::Crash => {
+                for batch in &pending {
+                    node.disk.persist(batch.hard_state, batch.log_write.as_ref());
+                }
+            }
+            FaultKind::TornWrite => match pending.first() {
+                Some(batch) if batch.hard_state.is_some() && batch.log_write.is_some() => {
+                    node.disk.persist(batch.hard_state, None);
+                }
+                _ => kind = FaultKind::UnsyncedLoss,
+            },
+            _ => {}
+        }
+        if pending.is_empty() {
+            kind = FaultKind::Crash; // Nothing unsynced to lose: a plain crash.
+        }
         node.incarnation += 1;
         node.tick_at_ms = None;
         node.last_durable_at_ms = 0;
         let id = node.id;
-        self.faults.record(FaultKind::Crash);
+        self.faults.record(kind);
         self.trace.record(self.now_ms, TraceEvent::Crash { node: id });
+        if kind != FaultKind::Crash && !pending.is_empty() {
+            let event = format!("{} lost {} unsynced batch(es)", kind.name(), pending.len());
+            self.trace.record(self.now_ms, TraceEvent::Node { node: id, event });
+        }
         if let Some((leader, term)) = leader_before {
             if leader == index {
                 self.start_failover(id, term);
@@ -628,6 +653,8 @@ impl Simulation {
         let cuts_allowed = self.network.active_cuts() < MAX_ACTIVE_CUTS;
         let kinds: Vec<FaultKind> = [
             FaultKind::Crash,
+            FaultKind::UnsyncedLoss,
+            FaultKind::TornWrite,
             FaultKind::Partition,
             FaultKind::AsymmetricPartition,
             FaultKind::LinkBreak,
@@ -635,15 +662,18 @@ impl Simulation {
             FaultKind::Isolate,
         ]
         .into_iter()
-        .filter(|kind| faults.contains(*kind) && (*kind == FaultKind::Crash || cuts_allowed))
+        .filter(|kind| faults.contains(*kind) && (is_crash(*kind) || cuts_allowed))
         .collect();
         if let Some(kind) = kinds.choose(&mut self.fault_rng).copied() {
-            match kind {
-                FaultKind::Crash => self.inject_crash(),
-                _ => self.inject_cut(kind),
+            if is_crash(kind) {
+                self.inject_crash(kind);
+            } else {
+                self.inject_cut(kind);
             }
         }
-        if !faults.contains(FaultKind::Crash)
+        if ![FaultKind::Crash, FaultKind::UnsyncedLoss, FaultKind::TornWrite]
+            .into_iter()
+            .any(|kind| faults.contains(kind))
             && ![
                 FaultKind::Partition,
                 FaultKind::AsymmetricPartition,
@@ -671,10 +701,19 @@ impl Simulation {
         up.choose(&mut self.fault_rng).copied()
     }
 
-    fn inject_crash(&mut self) {
-        let Some(target) = self.pick_target() else { return };
-        self.crash(target);
-        if self.options.faults.contains(FaultKind::Restart) {
+    fn inject_crash(&mut self, kind: FaultKind) {
+        // A disk fault needs unsynced writes to act on: prefer a node that has some.
+        let with_pending: Vec<usize> = (0..self.nodes.len())
+            .filter(|index| self.nodes[*index].core.is_some() && !self.nodes[*index].pending.is_empty())
+            .collect();
+        let target = if kind != FaultKind::Crash && !with_pending.is_empty() {
+            with_pending.choose(&mut self.fault_rng).copied()
+        } else {
+            self.pick_target()
+        };
+        let Some(target) = target else { return };
+        self.crash(target, kind);
+        if self.options.faults.contains(FaultKind::Restart) || kind != FaultKind::Crash {
             let downtime_ms = self.fault_rng.gen_range(50..=2_000);
             self.schedule(downtime_ms, SimEvent::Restart { node: target });
         }
@@ -800,16 +839,21 @@ impl Simulation {
             .collect()
     }
 
-    /// A leader was elected: was its data the newest among the nodes that could
-    /// have won (alive in the majority side now)? Each node's data is taken as it
-    /// was when the election started, or, for a node that restarted since, as it
-    /// is now (no leader means no new entries).
+    /// A leader was elected: was its data the newest among the nodes alive in the
+    /// majority side when the election started (and still alive), DESIGN.md §5?
+    /// A winner that restarted during the election is judged by its data now (no
+    /// leader means no new entries).
     fn on_election_won(&mut self, winner: usize) {
         let Some(epoch) = self.election.take() else { return };
+        let winner_id = self.nodes[winner].id;
         let eligible: BTreeMap<NodeId, (Term, LogIndex)> = self
             .majority_side_versions()
             .into_iter()
-            .map(|(id, now)| (id, epoch.versions.get(&id).copied().unwrap_or(now)))
+            .filter_map(|(id, now)| match epoch.versions.get(&id) {
+                Some(at_start) => Some((id, *at_start)),
+                None if id == winner_id => Some((id, now)),
+                None => None,
+            })
             .collect();
         let best = eligible.values().copied().max();
         self.elections_won += 1;
@@ -970,6 +1014,11 @@ impl Simulation {
             lagging.join(", ")
         )
     }
+}
+
+/// Faults that stop a node (the rest cut links).
+fn is_crash(kind: FaultKind) -> bool {
+    matches!(kind, FaultKind::Crash | FaultKind::UnsyncedLoss | FaultKind::TornWrite)
 }
 
 fn command_id(bytes: &[u8]) -> u64 {

@@ -60,3 +60,21 @@ fn assert_clean_without_failovers(report: &SweepReport) {
     assert_eq!(report.leader_changes, report.runs, "one stable leader per run when nothing fails");
     assert_eq!(report.disruptions, 0);
 }
+
+// Reference: DESIGN.md §2 (persist before send) — a power loss drops every
+// unsynced batch with its messages, a torn write keeps only a batch's hard-state
+// record; neither may break an invariant, in either mode.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "a sweep: run with `cargo test --release`")]
+fn disk_faults_break_no_invariant_in_any_mode() {
+    for mode in ElectionMode::ALL {
+        let options = SimOptions::new(mode, 5, FaultSet::parse("disk").expect("a known group"));
+        let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
+        let report = run_sweep(&options, 4_000_000, 300, threads, &|_| {});
+        eprintln!("{}", report.summary_line());
+        assert_clean(&report);
+        assert!(report.faults.get(FaultKind::TornWrite) > 0, "{:?}", report.faults);
+        assert!(report.faults.get(FaultKind::UnsyncedLoss) > 0, "{:?}", report.faults);
+        assert_eq!(report.faults.get(FaultKind::Partition), 0, "only disk faults were asked for");
+    }
+}

@@ -32,7 +32,8 @@ use crate::types::{LogIndex, NodeId, Term};
 /// What a node finds in durable storage when it starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RestoredState {
-    /// The last persisted hard state (all zero for a new node).
+    /// The last persisted hard state (all zero for a new node). A `commit` past
+    /// the end of `entries` is lowered to it (see `Node::new`).
     pub hard_state: HardState,
     /// The persisted log, contiguous from index 1.
     pub entries: Vec<Entry>,
@@ -117,7 +118,11 @@ impl Node {
         config.validate()?;
         let restored_empty = restored == RestoredState::default();
         let RestoredState { hard_state, entries } = restored;
-        let log = RaftLog::restore(entries, hard_state.commit, 0);
+        // The commit index is advisory: a crash between a batch's hard-state write
+        // and its log write can leave it past the log's end. Lower it; the leader
+        // tells the node again.
+        let commit = hard_state.commit.min(entries.len() as LogIndex);
+        let log = RaftLog::restore(entries, commit, 0);
         log.validate_entries().map_err(StartError::Restore)?;
         if log.last_term() > hard_state.term {
             return Err(StartError::Restore(format!(

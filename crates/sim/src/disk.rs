@@ -1,32 +1,33 @@
 //! The simulated disk: what a node has made durable. Writes reach it only when
 //! their batch's fsync completes; a crash loses whatever had not.
+//!
+//! It is the storage crate's `MemoryStore`, which passes the same conformance
+//! suite as the write-ahead log, so the simulator exercises the storage
+//! semantics the server ships (a refused write is a bug and stops the run).
 
-use conclave_core::{Entry, HardState, LogWrite, RestoredState};
+use conclave_core::{HardState, LogWrite, RestoredState};
+use conclave_storage::{LogStore, MemoryStore, PersistRequest};
 
 /// One node's durable state.
 #[derive(Clone, Debug, Default)]
 pub struct SimDisk {
-    hard_state: HardState,
-    entries: Vec<Entry>,
+    store: MemoryStore,
 }
 
 impl SimDisk {
     /// Makes one batch's writes durable.
     pub fn persist(&mut self, hard_state: Option<HardState>, log_write: Option<&LogWrite>) {
-        if let Some(hard_state) = hard_state {
-            assert!(hard_state.term >= self.hard_state.term, "the durable term never decreases");
-            self.hard_state = hard_state;
-        }
-        if let Some(write) = log_write {
-            assert!(write.first_index >= 1, "log indexes start at 1");
-            assert!(write.first_index as usize <= self.entries.len() + 1, "a log write leaves no hole");
-            self.entries.truncate(write.first_index as usize - 1);
-            self.entries.extend(write.entries.iter().cloned());
+        let request = PersistRequest { hard_state, log_write };
+        if let Err(error) = self.store.persist(&[request]) {
+            panic!("the store refused a batch the core produced: {error}");
         }
     }
 
     /// What a restarting node finds.
     pub fn restore(&self) -> RestoredState {
-        RestoredState { hard_state: self.hard_state, entries: self.entries.clone() }
+        match self.store.restored_state() {
+            Ok(restored) => restored,
+            Err(error) => panic!("the store cannot restore: {error}"),
+        }
     }
 }

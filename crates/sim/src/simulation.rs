@@ -10,8 +10,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use conclave_core::{
-    Config, ElectionMode, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, Payload, Role,
-    Term,
+    Config, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, Payload, Role, Term,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -270,6 +269,8 @@ impl Simulation {
             elections_won: self.elections_won,
             up_to_date_wins: self.up_to_date_wins,
             truncated_entries: self.truncated_entries,
+            term_gaps: self.invariants.gapless_terms.term_gaps(),
+            leaders_per_term_max: self.invariants.gapless_terms.leaders_per_term_max(),
         };
         (report, full_trace)
     }
@@ -349,6 +350,7 @@ impl Simulation {
                 let result = self.invariants.log_matching.on_restart(id, &log);
                 self.check(result);
                 self.invariants.state_machine_safety.on_restart(id);
+                self.invariants.gapless_terms.on_restart(id);
                 self.nodes[index].liveness_applied.clear();
                 self.schedule_tick(index);
             }
@@ -447,7 +449,7 @@ impl Simulation {
                     }
                     // A raft campaign raises the term at once; a fast-mode round
                     // changes nothing until a vote is finalized (counted below).
-                    if self.options.mode == ElectionMode::Raft && self.leader_reaches_majority() {
+                    if !self.options.mode.exchanges_votes() && self.leader_reaches_majority() {
                         self.disruptions += 1;
                     }
                     self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") });
@@ -520,6 +522,8 @@ impl Simulation {
         if !batch.committed_entries.is_empty() {
             let id = self.nodes[index].id;
             let result = self.invariants.state_machine_safety.on_apply(id, &batch.committed_entries);
+            self.check(result);
+            let result = self.invariants.gapless_terms.on_apply(id, &batch.committed_entries);
             self.check(result);
             for entry in &batch.committed_entries {
                 if let Payload::Command(bytes) = &entry.payload {

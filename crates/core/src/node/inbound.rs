@@ -69,6 +69,12 @@ impl Node {
                 self.dropped.record(DropReason::LeaderLease);
                 false
             }
+            // The vote lease (DESIGN.md §3.4): no other vote, whatever the ballot,
+            // and no term change that would shut out the candidate voted for.
+            Body::RequestVote { .. } if self.vote_lease_refuses(message.from) => {
+                self.dropped.record(DropReason::VoteLease);
+                false
+            }
             // Pre-votes change no term, neither asking nor granting.
             Body::RequestVote { pre_vote: true, .. } => true,
             Body::VoteResponse { pre_vote: true, granted: true } => true,

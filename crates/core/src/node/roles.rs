@@ -1,7 +1,6 @@
 //! Role transitions and the timers that go with them.
 
 use super::Node;
-use crate::entry::Payload;
 use crate::output::Event;
 use crate::progress::Progress;
 use crate::quorum::VoteTally;
@@ -19,6 +18,8 @@ impl Node {
         }
         self.progress.clear();
         self.votes = VoteTally::default();
+        self.serving = false;
+        self.terms.leader_elect_deadline_ms = None;
         self.set_role(Role::Follower);
         self.set_leader(leader);
         self.reset_election_timer();
@@ -26,7 +27,9 @@ impl Node {
     }
 
     /// Raft §5.2: a candidate that wins a majority leads; it appends a no-op so
-    /// that entries of earlier terms can commit (Raft §5.4.2, §8).
+    /// that entries of earlier terms can commit (Raft §5.4.2, §8) — in modes with
+    /// leader terms a `BecomeLeader` instead, and it serves once that commits
+    /// (DESIGN.md §3.4).
     pub(crate) fn become_leader(&mut self) {
         assert_eq!(self.role, Role::Candidate, "only a candidate becomes leader");
         assert_eq!(self.voted_for, Some(self.config.id), "a candidate votes for itself");
@@ -40,7 +43,8 @@ impl Node {
         self.set_leader(Some(self.config.id));
         self.heartbeat_deadline_ms = self.now_ms + self.config.heartbeat_interval_ms;
         self.quorum_check_deadline_ms = self.now_ms + self.config.election_timeout_ms();
-        self.append_as_leader(Payload::Noop);
+        let payload = self.first_leader_payload();
+        self.append_as_leader(payload);
     }
 
     /// CheckQuorum (thesis §6.2, §9.6): a leader that has not heard from a

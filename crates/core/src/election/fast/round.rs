@@ -77,7 +77,9 @@ pub(super) fn on_vote(
         // Our own leader is looking: it no longer leads.
         node.become_follower(node.term, None);
     }
-    let leaderless_follower = node.role == Role::Follower && super::lost_leader(node);
+    // A node under a vote lease waits for the candidate it voted for rather
+    // than being pulled into the next round (DESIGN.md §3.4).
+    let leaderless_follower = node.role == Role::Follower && super::lost_leader(node) && !node.vote_lease_active();
     if leaderless_follower && state == PeerState::Looking && ballot > node.term {
         // No working leader to defend and someone is electing one: take part.
         start(node, ballot, None);
@@ -178,6 +180,14 @@ fn evaluate(node: &mut Node) {
 /// The vote becomes binding: a real vote for (ballot, candidate), persisted in
 /// this batch before any message of it is sent.
 fn finalize(node: &mut Node) {
+    if let Some((holder, until_ms)) = node.terms.vote_lease {
+        let round = node.fast.round.as_mut().expect("looking");
+        if holder != round.vote.candidate && node.now_ms < until_ms {
+            // The vote lease (DESIGN.md §3.4): bind no other vote before it ends.
+            round.finalize_at_ms = Some(until_ms);
+            return;
+        }
+    }
     let round = node.fast.round.take().expect("looking");
     assert!(round.ballot > node.term, "a round binds a term above the current one");
     if round.vote < own_vote(node) {
@@ -205,6 +215,7 @@ fn finalize(node: &mut Node) {
         }
     } else {
         node.become_follower(node.term, None);
+        node.start_vote_lease(round.vote.candidate);
         send_grant(node);
     }
 }

@@ -14,8 +14,10 @@ pub struct HardState {
     pub term: Term,
     /// Candidate voted for in `term`, if any.
     pub voted_for: Option<NodeId>,
-    /// Highest index known committed. Persisting it is not required for safety;
-    /// it lets a restarted node re-apply its committed prefix at once.
+    /// Highest index known committed, capped at the entries persisted by earlier
+    /// batches (never the entries of this batch's own `log_write`, which a crash
+    /// may lose while keeping this record). Raft does not need it persisted; it
+    /// lets a restarted node re-apply its committed prefix at once.
     pub commit: LogIndex,
 }
 

@@ -252,6 +252,7 @@ fn another_election_mode_s_messages_are_dropped() {
             state: PeerState::Looking,
         },
         Body::Correction { leader: 2, leader_term: 2 },
+        Body::Liveness { active: vec![2] },
     ];
     for body in gossip {
         assert_dropped(&mut node, msg(3, 1, 2, body), DropReason::WrongElectionMode);
@@ -278,6 +279,23 @@ fn vote_request_during_vote_lease_is_dropped() {
     let output = node.step(msg(3, 1, 2, vote_request(0, 0)));
     assert_eq!(output.messages, vec![msg(1, 3, 2, vote(true))]);
     assert_eq!((node.term(), node.status().voted_for), (2, Some(3)));
+}
+
+#[test]
+fn a_liveness_view_naming_a_stranger_or_its_sender_is_impossible() {
+    // Reference: DESIGN.md §3.3 — the leader's view lists the members it heard
+    // from: never itself, never a non-member.
+    let mut fast = config(1, &VOTERS);
+    fast.election_mode = ElectionMode::Fast;
+    let mut node = node_from(fast, RestoredState::default(), 1);
+    let _ = node.step(msg(2, 1, 2, heartbeat(0, 0, 0)));
+    assert_eq!(node.leader(), Some(2));
+    assert_dropped(&mut node, msg(2, 1, 2, Body::Liveness { active: vec![3, 9] }), DropReason::ImpossibleFields);
+    assert_dropped(&mut node, msg(2, 1, 2, Body::Liveness { active: vec![2, 3] }), DropReason::ImpossibleFields);
+    // A well-formed view from the leader is taken without any output.
+    let output = node.step(msg(2, 1, 2, Body::Liveness { active: vec![3] }));
+    assert_eq!(output, Output::default());
+    assert_eq!(node.status().dropped.total(), 2);
 }
 
 #[test]

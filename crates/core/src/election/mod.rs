@@ -119,7 +119,11 @@ impl Node {
             return fast::route(self, message);
         }
         match message.body {
-            Body::SubjectiveDown { .. } | Body::ObjectiveDown { .. } | Body::Vote { .. } | Body::Correction { .. } => {
+            Body::SubjectiveDown { .. }
+            | Body::ObjectiveDown { .. }
+            | Body::Vote { .. }
+            | Body::Correction { .. }
+            | Body::Liveness { .. } => {
                 self.dropped.record(DropReason::WrongElectionMode);
                 None
             }

@@ -31,7 +31,11 @@ impl Node {
                 self.on_append_entries(message.from, prev_log_index, prev_log_term, entries, leader_commit)
             }
             Body::AppendResponse(outcome) => self.on_append_response(message.from, outcome),
-            Body::SubjectiveDown { .. } | Body::ObjectiveDown { .. } | Body::Vote { .. } | Body::Correction { .. } => {
+            Body::SubjectiveDown { .. }
+            | Body::ObjectiveDown { .. }
+            | Body::Vote { .. }
+            | Body::Correction { .. }
+            | Body::Liveness { .. } => {
                 unreachable!("election messages are routed before the term rules")
             }
         }
@@ -135,6 +139,7 @@ fn fields_are_possible(message: &Message) -> bool {
             *hint_index <= prev_log_index.saturating_sub(1)
         }
         Body::SubjectiveDown { .. } | Body::ObjectiveDown { .. } | Body::Correction { .. } => true,
+        Body::Liveness { active } => !active.contains(&message.from),
         Body::Vote { ballot, vote, .. } => {
             *ballot >= 1
                 && vote.last_log_term < (*ballot).max(term + 1)

@@ -35,6 +35,8 @@ impl Node {
         assert_eq!(self.voted_for, Some(self.config.id), "a candidate votes for itself");
         let last_index = self.log.last_index();
         self.progress = self.peers().into_iter().map(|peer| (peer, Progress::new(last_index))).collect();
+        // Whom the election heard from: the first liveness view (DESIGN.md §3.3).
+        let answered: Vec<NodeId> = self.votes.answered().filter(|voter| *voter != self.config.id).collect();
         self.votes = VoteTally::default();
         self.fast.round = None;
         self.fast.candidate_deadline_ms = None;
@@ -45,6 +47,11 @@ impl Node {
         self.quorum_check_deadline_ms = self.now_ms + self.config.election_timeout_ms();
         let payload = self.first_leader_payload();
         self.append_as_leader(payload);
+        if self.config.election_mode.exchanges_votes() && self.role == Role::Leader {
+            // Followers learn at once whom the election heard from, so a leader
+            // lost right after winning leaves a usable view (DESIGN.md §3.3).
+            crate::election::fast::broadcast_liveness(self, answered);
+        }
     }
 
     /// CheckQuorum (thesis §6.2, §9.6): a leader that has not heard from a
@@ -57,6 +64,11 @@ impl Node {
             return;
         }
         let active = 1 + self.progress.values().filter(|progress| progress.recent_active).count();
+        if self.config.election_mode.exchanges_votes() {
+            let heard: Vec<NodeId> =
+                self.progress.iter().filter(|(_, progress)| progress.recent_active).map(|(id, _)| *id).collect();
+            crate::election::fast::broadcast_liveness(self, heard);
+        }
         for progress in self.progress.values_mut() {
             progress.recent_active = false;
         }

@@ -169,7 +169,22 @@ fn evaluate(node: &mut Node) {
         round.finalize_at_ms = None;
         return;
     }
-    let expected = voters - usize::from(round.lost_leader.is_some_and(|lost| !round.received.contains_key(&lost)));
+    // Who can still vote: every member but the lost leader — or, if the lost
+    // leader's last CheckQuorum view is known, only the members it had heard
+    // from (a member silent to the leader for an election timeout is down too).
+    // Anyone who did vote counts whatever the view said.
+    let term = node.term;
+    let view = node
+        .fast
+        .leader_view
+        .as_ref()
+        .filter(|(leader, view_term, _)| Some(*leader) == round.lost_leader && *view_term == term);
+    let can_vote = |member: &NodeId| {
+        round.received.contains_key(member)
+            || (Some(*member) != round.lost_leader && view.is_none_or(|(_, _, active)| active.contains(member)))
+    };
+    let expected = node.config.voters.iter().filter(|member| can_vote(member)).count();
+    debug_assert!(expected <= voters);
     if agreeing >= expected {
         finalize(node);
     } else if round.finalize_at_ms.is_none() {

@@ -1,0 +1,127 @@
+//! Exhaustive breadth-first search with a visited set of state hashes.
+//!
+//! Breadth-first order plus one parent pointer per state makes every reported
+//! counterexample a shortest trace. The search stops at the first state that
+//! breaks a checked property.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+
+use super::model::{Action, Bounds, Notes, SeedVariant, State, LEADER_TERM_SLOTS};
+use super::properties::Property;
+
+/// What a search found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckResult {
+    /// Distinct states reached.
+    pub states: usize,
+    /// Depth (trace length) of the deepest state reached.
+    pub depth_reached: usize,
+    /// Every state within the bounds was explored: neither the depth bound, the
+    /// state bound nor a violation cut the search short.
+    pub complete: bool,
+    /// The first violation found, a shortest one: property name and trace, one line per action.
+    pub violation: Option<(&'static str, Vec<String>)>,
+    /// The nodes in the violating state, one line each (empty without a violation).
+    pub final_state: Vec<String>,
+}
+
+fn fingerprint(state: &State) -> u64 {
+    // DefaultHasher::new() has fixed keys: the search is deterministic.
+    let mut hasher = DefaultHasher::new();
+    state.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Checks every property of [`Property::ALL`]; see [`check_properties`].
+pub fn check(variant: SeedVariant, bounds: Bounds) -> CheckResult {
+    check_properties(variant, bounds, &Property::ALL)
+}
+
+/// Explores every state reachable within `bounds`, breadth first, until a state
+/// breaks one of `properties` or nothing is left to explore.
+///
+/// # Panics
+/// If `bounds.max_term` does not fit the model's ghost state.
+pub fn check_properties(variant: SeedVariant, bounds: Bounds, properties: &[Property]) -> CheckResult {
+    assert!(usize::from(bounds.max_term) < LEADER_TERM_SLOTS, "max_term must stay below {LEADER_TERM_SLOTS}");
+    let initial = State::initial();
+    let mut visited: HashSet<u64> = HashSet::new();
+    visited.insert(fingerprint(&initial));
+    // parents[i] = (parent index, action); entry 0 is the initial state.
+    let mut parents: Vec<(u32, Option<Action>)> = vec![(0, None)];
+    let mut queue: VecDeque<(State, u32, usize)> = VecDeque::from([(initial.clone(), 0, 0)]);
+    let mut depth_reached = 0;
+    let mut complete = true;
+    let mut actions = Vec::new();
+
+    'search: while let Some((state, index, depth)) = queue.pop_front() {
+        // Breadth first: everything left is at the depth bound too, and one new successor already showed it cuts.
+        if depth == bounds.max_depth && !complete {
+            break;
+        }
+        state.actions(&bounds, &mut actions);
+        for &action in &actions {
+            let Some(next) = state.apply(variant, &bounds, action, &mut Notes::quiet()) else { continue };
+            let hash = fingerprint(&next);
+            if depth == bounds.max_depth {
+                if !visited.contains(&hash) {
+                    complete = false;
+                    break;
+                }
+                continue;
+            }
+            if !visited.insert(hash) {
+                continue;
+            }
+            if parents.len() >= bounds.max_states {
+                complete = false;
+                break 'search;
+            }
+            let child = parents.len() as u32;
+            parents.push((index, Some(action)));
+            depth_reached = depth_reached.max(depth + 1);
+            let Some(broken) = properties.iter().find(|property| !property.holds(&next)) else {
+                queue.push_back((next, child, depth + 1));
+                continue;
+            };
+            let (trace, final_state) = replay(variant, &bounds, &parents, child);
+            let states = parents.len();
+            return CheckResult {
+                states,
+                depth_reached,
+                complete: false,
+                violation: Some((broken.name(), trace)),
+                final_state,
+            };
+        }
+    }
+    CheckResult { states: parents.len(), depth_reached, complete, violation: None, final_state: Vec::new() }
+}
+
+/// Rebuilds the trace to state `index` by replaying its actions from the initial state.
+fn replay(
+    variant: SeedVariant,
+    bounds: &Bounds,
+    parents: &[(u32, Option<Action>)],
+    index: u32,
+) -> (Vec<String>, Vec<String>) {
+    let mut path = Vec::new();
+    let mut at = index;
+    // Each parent index is smaller than its child's, so this ends at 0.
+    while let (parent, Some(action)) = parents[at as usize] {
+        path.push(action);
+        at = parent;
+    }
+    path.reverse();
+    let mut state = State::initial();
+    let mut trace = Vec::with_capacity(path.len());
+    for (step, action) in path.into_iter().enumerate() {
+        let mut notes = Notes::recording();
+        let next = state.apply(variant, bounds, action, &mut notes).expect("a recorded action changes its state");
+        trace.push(format!("{:>2}. {}", step + 1, notes.take()));
+        state = next;
+    }
+    (trace, state.summary())
+}

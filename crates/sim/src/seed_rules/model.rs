@@ -5,12 +5,19 @@
 //! term; whether a committed entry was ever overwritten). Actions are the
 //! environment's choices; [`State::apply`] runs one of them atomically.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
 
 /// Nodes in the model.
 pub const NODES: usize = 3;
 /// Votes (self included) that make a majority of [`NODES`].
 const MAJORITY: u32 = 2;
+/// Longest log the model can hold (`Bounds::max_log` may be lower).
+pub const MAX_LOG: usize = 4;
+/// Most in-flight messages the model can hold (`Bounds::max_messages` may be lower).
+pub const MAX_MESSAGES: usize = 5;
 /// Ghost slots for leader terms `0..LEADER_TERM_SLOTS`; `Bounds::max_term` stays below it.
 pub const LEADER_TERM_SLOTS: usize = 6;
 
@@ -66,6 +73,86 @@ impl Default for Bounds {
     }
 }
 
+/// A fixed-capacity sequence: states stay `Copy`, so the search allocates nothing per state.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounded<T, const N: usize> {
+    len: u8,
+    slots: [T; N],
+}
+
+impl<T: Copy + Default, const N: usize> Bounded<T, N> {
+    fn new() -> Self {
+        Bounded { len: 0, slots: [T::default(); N] }
+    }
+
+    fn from_slice(items: &[T]) -> Self {
+        let mut out = Self::new();
+        out.slots[..items.len()].copy_from_slice(items);
+        out.len = items.len() as u8;
+        out
+    }
+
+    fn push(&mut self, item: T) {
+        self.insert(self.len(), item);
+    }
+
+    fn insert(&mut self, at: usize, item: T) {
+        let len = self.len();
+        self.slots.copy_within(at..len, at + 1);
+        self.slots[at] = item;
+        self.len += 1;
+    }
+
+    fn remove(&mut self, at: usize) -> T {
+        let (item, len) = (self.slots[at], self.len());
+        self.slots.copy_within(at + 1..len, at);
+        self.truncate(len - 1);
+        item
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.slots[len..].fill(T::default());
+        self.len = len as u8;
+    }
+}
+
+impl<T, const N: usize> Deref for Bounded<T, N> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.slots[..usize::from(self.len)]
+    }
+}
+
+impl<T: PartialEq, const N: usize> PartialEq for Bounded<T, N> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Eq, const N: usize> Eq for Bounded<T, N> {}
+
+impl<T: Hash, const N: usize> Hash for Bounded<T, N> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
+impl<T: Ord, const N: usize> PartialOrd for Bounded<T, N> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T: Ord, const N: usize> Ord for Bounded<T, N> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+/// A log, or the entries an append carries.
+pub type Log = Bounded<Entry, MAX_LOG>;
+
 /// What an entry says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -88,6 +175,12 @@ pub struct Entry {
     pub term: u8,
     /// The payload.
     pub kind: Kind,
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry { term: 0, kind: Kind::Command(0) }
+    }
 }
 
 impl fmt::Display for Entry {
@@ -118,14 +211,14 @@ pub enum Role {
 }
 
 /// One node.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Node {
     /// Persistent: the term it last voted in (seed) or its ballot promise (repaired).
     pub term: u8,
     /// Persistent: whom it voted for in `term`.
     pub voted_for: Option<u8>,
     /// Persistent: the log.
-    pub log: Vec<Entry>,
+    pub log: Log,
     /// Persistent: entries `..commit` are known committed.
     pub commit: usize,
     /// Volatile.
@@ -143,7 +236,7 @@ impl Node {
         Node {
             term: 0,
             voted_for: None,
-            log: Vec::new(),
+            log: Log::new(),
             commit: 0,
             role: Role::Follower,
             lease: false,
@@ -184,7 +277,7 @@ impl Node {
 
 /// A message. Only granted votes and successful appends are answered: a refusal
 /// informs nobody of anything safety depends on, and a lossy network may lose it anyway.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Msg {
     /// A candidate asks for a vote.
     RequestVote {
@@ -221,7 +314,7 @@ pub enum Msg {
         /// Term of that entry.
         prev_term: u8,
         /// Entries from `prev_index + 1` on.
-        entries: Vec<Entry>,
+        entries: Log,
         /// The sender's commit index.
         commit: u8,
     },
@@ -236,6 +329,12 @@ pub enum Msg {
         /// Index matched.
         matched: u8,
     },
+}
+
+impl Default for Msg {
+    fn default() -> Self {
+        Msg::Vote { from: 0, to: 0, term: 0 }
+    }
 }
 
 impl fmt::Display for Msg {
@@ -315,12 +414,12 @@ impl Notes {
 }
 
 /// The whole system.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct State {
     /// The nodes.
     pub nodes: [Node; NODES],
     /// In-flight messages, sorted and without duplicates (a set).
-    pub net: Vec<Msg>,
+    pub net: Bounded<Msg, MAX_MESSAGES>,
     /// Crashes so far.
     pub crashes: u8,
     /// Client commands so far.
@@ -336,7 +435,7 @@ impl State {
     pub fn initial() -> Self {
         State {
             nodes: [Node::new(), Node::new(), Node::new()],
-            net: Vec::new(),
+            net: Bounded::new(),
             crashes: 0,
             commands: 0,
             leaders: [0; LEADER_TERM_SLOTS],
@@ -370,13 +469,17 @@ impl State {
         for index in 0..self.net.len() as u8 {
             out.push(Action::Deliver(index));
             out.push(Action::Duplicate(index));
-            out.push(Action::Drop(index));
+            // A loss only matters once the network lacks room for a broadcast; before
+            // that, keeping the message and never delivering it reaches the same node states.
+            if self.net.len() + 2 > bounds.max_messages {
+                out.push(Action::Drop(index));
+            }
         }
     }
 
     /// The state after `action`, or `None` when it changes nothing.
     pub fn apply(&self, variant: SeedVariant, bounds: &Bounds, action: Action, notes: &mut Notes) -> Option<State> {
-        let mut next = self.clone();
+        let mut next = *self;
         match action {
             Action::Timeout(id) => next.timeout(variant, bounds, id, notes),
             Action::ExpireLease(id) => {
@@ -404,7 +507,7 @@ impl State {
                         term: node.term,
                         prev_index: prev,
                         prev_term: if prev_index == 0 { 0 } else { node.log[prev_index - 1].term },
-                        entries: node.log[prev_index..].to_vec(),
+                        entries: Log::from_slice(&node.log[prev_index..]),
                         commit: node.commit as u8,
                     };
                     notes.add(|| format!("n{from} sends {msg}"));
@@ -421,7 +524,7 @@ impl State {
                 notes.add(|| format!("leader n{id} appends {entry} at index {}", node.log.len()));
             }
             Action::Deliver(index) | Action::Duplicate(index) => {
-                let msg = next.net[usize::from(index)].clone();
+                let msg = next.net[usize::from(index)];
                 if matches!(action, Action::Deliver(_)) {
                     next.net.remove(usize::from(index));
                     notes.add(|| format!("deliver {msg}"));

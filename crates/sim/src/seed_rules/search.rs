@@ -4,11 +4,10 @@
 //! counterexample a shortest trace. The search stops at the first state that
 //! breaks a checked property.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-use super::model::{Action, Bounds, Notes, SeedVariant, State, LEADER_TERM_SLOTS};
+use super::model::{Action, Bounds, Notes, SeedVariant, State, LEADER_TERM_SLOTS, MAX_LOG, MAX_MESSAGES};
 use super::properties::Property;
 
 /// What a search found.
@@ -27,9 +26,60 @@ pub struct CheckResult {
     pub final_state: Vec<String>,
 }
 
+/// A fast, fixed-key 64-bit hash (FxHash's mixing step, then a final avalanche).
+#[derive(Default)]
+struct Fingerprint(u64);
+
+impl Hasher for Fingerprint {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u8(&mut self, value: u8) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        // splitmix64's finalizer: the visited set hashes these bits again with the identity.
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+}
+
+/// The visited set's hasher: its keys are fingerprints already.
+#[derive(Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 fn fingerprint(state: &State) -> u64 {
-    // DefaultHasher::new() has fixed keys: the search is deterministic.
-    let mut hasher = DefaultHasher::new();
+    let mut hasher = Fingerprint::default();
     state.hash(&mut hasher);
     hasher.finish()
 }
@@ -43,15 +93,17 @@ pub fn check(variant: SeedVariant, bounds: Bounds) -> CheckResult {
 /// breaks one of `properties` or nothing is left to explore.
 ///
 /// # Panics
-/// If `bounds.max_term` does not fit the model's ghost state.
+/// If `bounds` exceed the model's fixed capacities.
 pub fn check_properties(variant: SeedVariant, bounds: Bounds, properties: &[Property]) -> CheckResult {
     assert!(usize::from(bounds.max_term) < LEADER_TERM_SLOTS, "max_term must stay below {LEADER_TERM_SLOTS}");
+    assert!(bounds.max_log <= MAX_LOG, "max_log must be at most {MAX_LOG}");
+    assert!(bounds.max_messages <= MAX_MESSAGES, "max_messages must be at most {MAX_MESSAGES}");
     let initial = State::initial();
-    let mut visited: HashSet<u64> = HashSet::new();
+    let mut visited: HashSet<u64, BuildHasherDefault<Identity>> = HashSet::default();
     visited.insert(fingerprint(&initial));
     // parents[i] = (parent index, action); entry 0 is the initial state.
     let mut parents: Vec<(u32, Option<Action>)> = vec![(0, None)];
-    let mut queue: VecDeque<(State, u32, usize)> = VecDeque::from([(initial.clone(), 0, 0)]);
+    let mut queue: VecDeque<(State, u32, usize)> = VecDeque::from([(initial, 0, 0)]);
     let mut depth_reached = 0;
     let mut complete = true;
     let mut actions = Vec::new();

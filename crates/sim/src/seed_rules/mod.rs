@@ -37,4 +37,4 @@ mod search;
 
 pub use model::{Action, Bounds, Entry, Kind, Msg, Node, Notes, Role, SeedVariant, State, NODES};
 pub use properties::Property;
-pub use search::{check, check_properties, CheckResult};
+pub use search::{check, check_properties, find, CheckResult};

@@ -538,7 +538,37 @@ impl State {
                 notes.add(|| format!("the network loses {msg}"));
             }
         }
+        if !variant.is_seed() {
+            next.collect_dead_messages();
+        }
         (next != *self).then_some(next)
+    }
+
+    /// Repaired rules only: drops messages whose delivery can never change a
+    /// node again. Ballots never decrease, so such a message stays dead; losing
+    /// it is a behaviour the lossy network has anyway, and merging the states
+    /// that differ only by it keeps the search small. (In the seed's rules a
+    /// node's term can go back, so nothing is provably dead there.)
+    fn collect_dead_messages(&mut self) {
+        let nodes = &self.nodes;
+        let live = |msg: &Msg| match *msg {
+            Msg::RequestVote { to, term, .. } | Msg::Append { to, term, .. } => term >= nodes[usize::from(to)].term,
+            // A vote counts only for a candidate of that ballot, which never comes back once left.
+            Msg::Vote { to, term, .. } => {
+                let node = &nodes[usize::from(to)];
+                term > node.term || (term == node.term && node.role == Role::Candidate)
+            }
+            // Only a leader-elect or leader of that ballot counts replies.
+            Msg::AppendOk { to, term, .. } => {
+                let node = &nodes[usize::from(to)];
+                term > node.term || (term == node.term && node.role != Role::Follower)
+            }
+        };
+        if self.net.iter().all(live) {
+            return;
+        }
+        let kept: Vec<Msg> = self.net.iter().copied().filter(live).collect();
+        self.net = Bounded::from_slice(&kept);
     }
 
     fn send(&mut self, bounds: &Bounds, msg: Msg, notes: &mut Notes) {

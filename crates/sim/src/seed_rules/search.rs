@@ -95,6 +95,23 @@ pub fn check(variant: SeedVariant, bounds: Bounds) -> CheckResult {
 /// # Panics
 /// If `bounds` exceed the model's fixed capacities.
 pub fn check_properties(variant: SeedVariant, bounds: Bounds, properties: &[Property]) -> CheckResult {
+    search(variant, bounds, |state| {
+        properties.iter().find(|property| !property.holds(state)).map(|property| property.name())
+    })
+}
+
+/// Finds a shortest trace to a state where `goal` holds (reported as a
+/// violation named `"goal"`), e.g. to show that the bounds reach a re-election
+/// and a clean result is not vacuous.
+///
+/// # Panics
+/// If `bounds` exceed the model's fixed capacities.
+pub fn find(variant: SeedVariant, bounds: Bounds, goal: impl Fn(&State) -> bool) -> CheckResult {
+    search(variant, bounds, |state| goal(state).then_some("goal"))
+}
+
+/// The search: stops at the first state for which `stop` names a reason.
+fn search(variant: SeedVariant, bounds: Bounds, stop: impl Fn(&State) -> Option<&'static str>) -> CheckResult {
     assert!(usize::from(bounds.max_term) < LEADER_TERM_SLOTS, "max_term must stay below {LEADER_TERM_SLOTS}");
     assert!(bounds.max_log <= MAX_LOG, "max_log must be at most {MAX_LOG}");
     assert!(bounds.max_messages <= MAX_MESSAGES, "max_messages must be at most {MAX_MESSAGES}");
@@ -134,7 +151,7 @@ pub fn check_properties(variant: SeedVariant, bounds: Bounds, properties: &[Prop
             let child = parents.len() as u32;
             parents.push((index, Some(action)));
             depth_reached = depth_reached.max(depth + 1);
-            let Some(broken) = properties.iter().find(|property| !property.holds(&next)) else {
+            let Some(broken) = stop(&next) else {
                 queue.push_back((next, child, depth + 1));
                 continue;
             };
@@ -144,7 +161,7 @@ pub fn check_properties(variant: SeedVariant, bounds: Bounds, properties: &[Prop
                 states,
                 depth_reached,
                 complete: false,
-                violation: Some((broken.name(), trace)),
+                violation: Some((broken, trace)),
                 final_state,
             };
         }

@@ -38,6 +38,15 @@ impl SeedVariant {
     fn is_seed(self) -> bool {
         self != SeedVariant::Repaired
     }
+
+    /// What traces call the number votes and entries carry.
+    fn term_word(self) -> &'static str {
+        if self.is_seed() {
+            "term"
+        } else {
+            "ballot"
+        }
+    }
 }
 
 /// Limits that keep the state space finite. Every loop in the checker is bounded by them.
@@ -600,7 +609,8 @@ impl State {
             node.votes = 1 << id;
         }
         let (last_term, last_index) = (node.last_term(), node.log.len() as u8);
-        notes.add(|| format!("n{id} times out and campaigns for term {term} (votes for itself)"));
+        let word = variant.term_word();
+        notes.add(|| format!("n{id} times out and campaigns for {word} {term} (votes for itself)"));
         for to in (0..NODES as u8).filter(|&to| to != id) {
             self.send(bounds, Msg::RequestVote { from: id, to, term, last_term, last_index }, notes);
         }
@@ -629,7 +639,8 @@ impl State {
                 node.voted_for = Some(from);
                 node.role = Role::Follower;
                 node.lease = true;
-                notes.add(|| format!("n{to} grants its vote for term {term} to n{from} and starts its lease"));
+                let word = variant.term_word();
+                notes.add(|| format!("n{to} grants its vote for {word} {term} to n{from} and starts its lease"));
                 self.send(bounds, Msg::Vote { from: to, to: from, term }, notes);
             }
             Msg::Vote { from, to, term } => {

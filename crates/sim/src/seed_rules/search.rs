@@ -26,32 +26,68 @@ pub struct CheckResult {
     pub final_state: Vec<String>,
 }
 
-/// A fast, fixed-key 64-bit hash (FxHash's mixing step, then a final avalanche).
+/// A fast, fixed-key 64-bit hash: fields are packed eight bytes to a word (numbers
+/// as LEB128, so the stream stays unambiguous), each word mixed FxHash-style,
+/// then a final avalanche.
 #[derive(Default)]
-struct Fingerprint(u64);
+struct Fingerprint {
+    hash: u64,
+    word: u64,
+    bytes: u32,
+}
+
+impl Fingerprint {
+    fn push(&mut self, byte: u8) {
+        self.word = (self.word << 8) | u64::from(byte);
+        self.bytes += 1;
+        if self.bytes == 8 {
+            self.mix();
+        }
+    }
+
+    fn mix(&mut self) {
+        self.hash = (self.hash.rotate_left(5) ^ self.word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        self.word = 0;
+        self.bytes = 0;
+    }
+}
 
 impl Hasher for Fingerprint {
     fn write(&mut self, bytes: &[u8]) {
         for &byte in bytes {
-            self.write_u64(u64::from(byte));
+            self.push(byte);
         }
     }
 
     fn write_u8(&mut self, value: u8) {
-        self.write_u64(u64::from(value));
+        self.push(value);
     }
 
     fn write_usize(&mut self, value: usize) {
         self.write_u64(value as u64);
     }
 
-    fn write_u64(&mut self, value: u64) {
-        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    fn write_isize(&mut self, value: isize) {
+        self.write_u64(value as u64);
+    }
+
+    fn write_u64(&mut self, mut value: u64) {
+        // LEB128: at most ten bytes, fewer for the small numbers a state holds.
+        for _ in 0..10 {
+            let low = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                self.push(low);
+                return;
+            }
+            self.push(low | 0x80);
+        }
     }
 
     fn finish(&self) -> u64 {
         // splitmix64's finalizer: the visited set hashes these bits again with the identity.
-        let mut x = self.0;
+        let tail = (self.word ^ (u64::from(self.bytes) << 56)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut x = (self.hash.rotate_left(5) ^ tail).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         x ^ (x >> 31)
@@ -116,7 +152,10 @@ fn search(variant: SeedVariant, bounds: Bounds, stop: impl Fn(&State) -> Option<
     assert!(bounds.max_log <= MAX_LOG, "max_log must be at most {MAX_LOG}");
     assert!(bounds.max_messages <= MAX_MESSAGES, "max_messages must be at most {MAX_MESSAGES}");
     let initial = State::initial();
-    let mut visited: HashSet<u64, BuildHasherDefault<Identity>> = HashSet::default();
+    // Sized up front: growing a table of millions of hashes costs more than the memory.
+    let capacity = bounds.max_states.min(1 << 20);
+    let mut visited: HashSet<u64, BuildHasherDefault<Identity>> =
+        HashSet::with_capacity_and_hasher(capacity, BuildHasherDefault::default());
     visited.insert(fingerprint(&initial));
     // parents[i] = (parent index, action); entry 0 is the initial state.
     let mut parents: Vec<(u32, Option<Action>)> = vec![(0, None)];

@@ -91,12 +91,16 @@ fn repaired_rules_reach_a_second_leader_within_the_bounds() {
     assert!(trace.len() <= bounds().max_depth);
 }
 
-/// Wider bounds than CI can afford: three messages in flight. Run with
-/// `cargo test --release -p conclave-sim --test seed_rules_model -- --ignored`.
+/// Wider bounds than CI can afford: three messages in flight, or traces of 15
+/// actions. Run with
+/// `cargo test --release -p conclave-sim --test seed_rules_model -- --ignored --nocapture`.
 #[test]
-#[ignore = "minutes: run by hand"]
+#[ignore = "half a minute or more: run by hand"]
 fn repaired_rules_hold_at_wider_bounds() {
     let wide = Bounds { max_messages: 3, max_states: 10_000_000, ..bounds() };
     let result = run("repaired, three messages in flight", || check(SeedVariant::Repaired, wide));
+    assert_eq!(result.violation, None);
+    let deep = Bounds { max_depth: 15, max_states: 10_000_000, ..bounds() };
+    let result = run("repaired, 15 actions", || check(SeedVariant::Repaired, deep));
     assert_eq!(result.violation, None);
 }

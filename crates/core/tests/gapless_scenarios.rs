@@ -178,7 +178,10 @@ fn conclave_cold_start_leads_leader_term_1_once_its_become_leader_commits() {
     let mut cluster = TimedCluster::new(5, 3, DELAY_MS, conclave);
     assert!(cluster.run_until_or(1_000, 10, |cluster| serving_leaders(cluster) == vec![1]));
     assert!(cluster.run_until_or(1_500, 10, |cluster| {
-        cluster.nodes.values().all(|node| node.committed_leader_term().map(|r| (r.leader_term, r.leader)) == Some((1, 1)))
+        cluster
+            .nodes
+            .values()
+            .all(|node| node.committed_leader_term().map(|r| (r.leader_term, r.leader)) == Some((1, 1)))
     }));
 }
 

@@ -51,6 +51,7 @@ fn seed_rules_as_written_let_two_entries_share_index_and_term() {
 }
 
 #[test]
+#[cfg_attr(debug_assertions, ignore = "a search of ~10^6 states: run with `cargo test --release`")]
 fn seed_rules_with_committed_last_leader_term_elect_two_leaders_in_one_term() {
     let result = run("committed last leader term", || {
         check_properties(SeedVariant::CommittedLastLeaderTerm, bounds(), &[Property::ElectionSafety])
@@ -69,6 +70,7 @@ fn seed_rules_with_committed_last_leader_term_elect_two_leaders_in_one_term() {
 }
 
 #[test]
+#[cfg_attr(debug_assertions, ignore = "a search of ~10^6 states: run with `cargo test --release`")]
 fn repaired_rules_hold_at_the_same_bounds() {
     let result = run("repaired", || check(SeedVariant::Repaired, bounds()));
     assert_eq!(result.violation, None);
@@ -80,6 +82,7 @@ fn repaired_rules_hold_at_the_same_bounds() {
 /// elect and commit a leader of leader term 1, then a different node as leader
 /// of leader term 2.
 #[test]
+#[cfg_attr(debug_assertions, ignore = "a search of ~10^6 states: run with `cargo test --release`")]
 fn repaired_rules_reach_a_second_leader_within_the_bounds() {
     let result = run("repaired, witness", || {
         find(SeedVariant::Repaired, bounds(), |state| {

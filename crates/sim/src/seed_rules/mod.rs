@@ -10,11 +10,17 @@
 //! The model: 3 nodes; per node a persistent term, vote, log and commit index,
 //! and a volatile role, vote lease and vote count. Entries are `(term, kind)`,
 //! kind a `BecomeLeader` or a client command. The environment chooses every
-//! step: any node times out and campaigns, any lease expires, one node may
-//! crash and restart, a leader-elect or leader sends AppendEntries from any
-//! index, a leader appends a command, and any in-flight message is delivered,
-//! delivered with a copy kept (duplication), or lost. Messages in flight are a
-//! set, so any order is possible.
+//! step: any node's election timer fires and it campaigns (its own lease is
+//! over by then: the seed requires the lease to be shorter than the election
+//! timeout), any lease expires, one node may crash and restart, a leader-elect
+//! or leader sends AppendEntries to a peer, a leader appends a command, and any
+//! in-flight message is delivered, delivered with a copy kept (duplication),
+//! or lost. Messages in flight are a set, so any order is possible. The
+//! reductions the search keeps, and why none loses a behaviour that matters,
+//! are in the docs file above and next to the code.
+//!
+//! [`check`] runs a breadth-first search within [`Bounds`] and reports the
+//! first, hence shortest, trace to a state breaking a [`Property`].
 //!
 //! The three rule sets ([`SeedVariant`]):
 //! - **As written**: a candidate campaigns for `last_leader_term + 1`, where

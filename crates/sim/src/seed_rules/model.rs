@@ -70,14 +70,15 @@ pub struct Bounds {
 
 impl Default for Bounds {
     fn default() -> Self {
+        // The bounds the tests use: a few seconds per search in release mode.
         Bounds {
             max_term: 2,
             max_log: 3,
             max_commands: 1,
-            max_messages: 3,
+            max_messages: 2,
             max_crashes: 1,
-            max_depth: 12,
-            max_states: 5_000_000,
+            max_depth: 13,
+            max_states: 3_000_000,
         }
     }
 }

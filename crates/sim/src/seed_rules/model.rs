@@ -739,8 +739,10 @@ impl State {
         }
         let last_new = prev + entries.len();
         node.commit = node.commit.max(usize::from(leader_commit).min(last_new).min(node.log.len()));
-        let log: Vec<String> = node.log.iter().map(Entry::to_string).collect();
-        notes.add(|| format!("n{to} accepts: log [{}], commit {}", log.join(", "), node.commit));
+        notes.add(|| {
+            let log: Vec<String> = node.log.iter().map(Entry::to_string).collect();
+            format!("n{to} accepts: log [{}], commit {}", log.join(", "), node.commit)
+        });
         let reply = Msg::AppendOk { from: to, to: from, term, matched: last_new.min(node.log.len()) as u8 };
         self.send(bounds, reply, notes);
     }

@@ -8,7 +8,8 @@ use conclave_sim::seed_rules::{check, check_properties, find, Bounds, CheckResul
 
 /// One set of bounds for all three tests, so the repaired rules face the same
 /// search: two terms (ballots), three entries, one command, two messages in
-/// flight, one crash, traces of up to 12 actions (the longest counterexample).
+/// flight, one crash, traces of up to 13 actions (the longest counterexample
+/// needs 12).
 fn bounds() -> Bounds {
     Bounds {
         max_term: 2,
@@ -45,7 +46,7 @@ fn seed_rules_as_written_let_two_entries_share_index_and_term() {
     let result = run("as written", || check(SeedVariant::AsWritten, bounds()));
     let (property, trace) = result.violation.expect("the seed's rules as written break a property");
     assert_eq!(property, "log_matching");
-    // DESIGN.md §3.4 reports 8 steps in a coarser-grained model; this one needs 6.
+    // DESIGN.md §3.4 reports 8 steps in a finer-grained model; this one needs 6.
     assert!(trace.len() <= 8, "shortest trace has {} steps", trace.len());
     assert!(trace.last().is_some_and(|step| step.contains("appends BecomeLeader(t1")));
 }
@@ -76,6 +77,8 @@ fn repaired_rules_hold_at_the_same_bounds() {
     assert_eq!(result.violation, None);
     assert_eq!(result.depth_reached, bounds().max_depth, "the search reached the depth bound");
     assert!(result.states > 100_000, "the search explored the space: {} states", result.states);
+    // Every trace up to the depth bound was explored: the state bound did not cut the search.
+    assert!(result.states < bounds().max_states, "the state bound cut the search");
 }
 
 /// The clean result is not vacuous: within the same bounds the repaired rules
@@ -103,7 +106,9 @@ fn repaired_rules_hold_at_wider_bounds() {
     let wide = Bounds { max_messages: 3, max_states: 10_000_000, ..bounds() };
     let result = run("repaired, three messages in flight", || check(SeedVariant::Repaired, wide));
     assert_eq!(result.violation, None);
+    assert!(result.states < wide.max_states, "the state bound cut the search");
     let deep = Bounds { max_depth: 15, max_states: 10_000_000, ..bounds() };
     let result = run("repaired, 15 actions", || check(SeedVariant::Repaired, deep));
     assert_eq!(result.violation, None);
+    assert!(result.states < deep.max_states, "the state bound cut the search");
 }

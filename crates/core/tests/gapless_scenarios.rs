@@ -222,3 +222,20 @@ fn a_restored_log_with_a_hole_in_its_leader_terms_is_refused() {
     let error = Node::new(gapless(1), restored, rng(1), 0).unwrap_err();
     assert!(error.to_string().contains("expected 2"), "{error}");
 }
+
+#[test]
+fn re_applying_the_committed_prefix_after_a_restart_announces_no_leader_term() {
+    // Events are what operators and the demo read: a restart re-applies its
+    // committed prefix, but those leader terms were established long ago.
+    let entries = vec![become_leader(1, 1, 1, 2), entry(1, 2), become_leader(3, 3, 2, 3)];
+    let restored = RestoredState { hard_state: hard_state(3, None, 3), entries };
+    let mut node = node_from(gapless(1), restored, 1);
+    let output = node.tick(1);
+    assert_eq!(output.committed_entries.len(), 3, "the committed prefix is handed out again");
+    assert!(
+        !output.events.iter().any(|event| matches!(event, Event::LeaderTermCommitted { .. })),
+        "{:?}",
+        output.events
+    );
+    assert_eq!(node.committed_leader_term().map(|record| record.leader_term), Some(2));
+}

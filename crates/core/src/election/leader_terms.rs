@@ -24,7 +24,7 @@ use crate::entry::{Entry, LeaderTermRecord, Payload};
 use crate::node::Node;
 use crate::output::Event;
 use crate::status::Role;
-use crate::types::NodeId;
+use crate::types::{LogIndex, NodeId};
 
 /// State of the gapless leader-term rules; idle in modes without them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,6 +35,9 @@ pub(crate) struct LeaderTermsState {
     pub vote_lease: Option<(NodeId, u64)>,
     /// A leader-elect gives up at this time if its `BecomeLeader` has not committed.
     pub leader_elect_deadline_ms: Option<u64>,
+    /// The commit index restored at start: entries up to it committed before the
+    /// restart, so re-applying them announces nothing new.
+    pub restored_commit: LogIndex,
 }
 
 impl Node {
@@ -85,10 +88,13 @@ impl Node {
         }
     }
 
-    /// Entries just committed: every `BecomeLeader` among them is announced, and a
-    /// leader-elect whose own entry is one of them starts serving.
+    /// Entries just committed: every `BecomeLeader` among them is announced (not
+    /// those re-applied after a restart), and a leader-elect whose own entry is
+    /// one of them starts serving.
     pub(crate) fn on_entries_committed(&mut self, entries: &[Entry]) {
-        for record in entries.iter().filter_map(Entry::leader_term_record) {
+        let restored_commit = self.terms.restored_commit;
+        let fresh = entries.iter().filter(|entry| entry.index > restored_commit);
+        for record in fresh.filter_map(Entry::leader_term_record) {
             let LeaderTermRecord { leader_term, leader, ballot, .. } = record;
             self.emit(Event::LeaderTermCommitted { leader_term, leader, ballot });
             if self.role == Role::Leader && leader == self.config.id && ballot == self.term && !self.serving {

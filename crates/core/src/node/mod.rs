@@ -169,7 +169,7 @@ impl Node {
             persisted_hard_state: hard_state,
             fast: Default::default(),
             serving: false,
-            terms: Default::default(),
+            terms: crate::election::leader_terms::LeaderTermsState { restored_commit: commit, ..Default::default() },
         };
         node.reset_election_timer();
         node.on_start(restored_empty);

@@ -15,6 +15,7 @@
 pub mod disk;
 pub mod faults;
 pub mod invariants;
+pub mod model_check;
 pub mod network;
 pub mod options;
 pub mod report;

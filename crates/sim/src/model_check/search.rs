@@ -1,0 +1,135 @@
+//! Breadth-first search with a fingerprint set and parent pointers, so that the
+//! first violation found of a property is one with the fewest actions.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::actions::{Action, Model};
+use super::properties::PROPERTIES;
+use super::state::ModelState;
+use super::{CheckOptions, CheckReport, Counterexample};
+
+/// No parent: the initial state.
+const ROOT: u32 = u32::MAX;
+
+/// Explores every state reachable within `options.depth` actions and the
+/// bounds, checking every property on every new state.
+pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
+    if options.nodes == 0 || options.nodes > 7 {
+        return Err(format!("--nodes {} is out of range: the checker runs 1 to 7 nodes", options.nodes));
+    }
+    let started = Instant::now();
+    let model = Model::new(options);
+    let options = &model.options;
+    let initial = model.initial_state()?;
+    // parents[id] = (parent id, action that led here); visited maps fingerprints to ids.
+    let mut parents: Vec<(u32, Option<Action>)> = vec![(ROOT, None)];
+    let mut visited: HashMap<u64, u32> = HashMap::from([(initial.fingerprint(), 0)]);
+    let mut violated: Vec<(usize, u32, String)> = Vec::new();
+    record_violations(&initial, &model, 0, &mut violated);
+    let mut frontier: Vec<(ModelState, u32)> = vec![(initial, 0)];
+    let mut states_per_depth = vec![1u64];
+    let mut stopped_early = !violated.is_empty();
+    let mut depth = 0;
+    'levels: while depth < options.depth && !frontier.is_empty() && !stopped_early {
+        let mut next = Vec::new();
+        for (state, id) in frontier.drain(..) {
+            let (term, log_length) = state.max_term_and_log_length();
+            if term > options.max_term || log_length > options.max_log_length {
+                continue; // Out of bounds: checked, not expanded.
+            }
+            for action in model.actions(&state) {
+                let successor = model.apply(&state, action);
+                let fingerprint = successor.fingerprint();
+                if visited.contains_key(&fingerprint) {
+                    continue;
+                }
+                let successor_id =
+                    u32::try_from(parents.len()).map_err(|_| "more than 4 billion states".to_string())?;
+                visited.insert(fingerprint, successor_id);
+                parents.push((id, Some(action)));
+                let before = violated.len();
+                record_violations(&successor, &model, successor_id, &mut violated);
+                if violated.len() == before {
+                    next.push((successor, successor_id));
+                }
+                let out_of_budget = parents.len() >= options.max_states
+                    || (parents.len() % 4096 == 0 && started.elapsed().as_secs_f64() > options.max_seconds);
+                if out_of_budget {
+                    stopped_early = true;
+                    states_per_depth.push(next.len() as u64);
+                    break 'levels;
+                }
+            }
+        }
+        depth += 1;
+        states_per_depth.push(next.len() as u64);
+        // Finish the level of the first violation (every violation found at it is
+        // as short as possible), then stop.
+        stopped_early = !violated.is_empty() && !next.is_empty();
+        frontier = next;
+    }
+    while states_per_depth.last() == Some(&0) && states_per_depth.len() > 1 {
+        states_per_depth.pop();
+    }
+    let counterexamples = violated
+        .iter()
+        .map(|(property, id, detail)| counterexample(&model, &parents, *property, *id, detail))
+        .collect::<Result<Vec<_>, String>>()?;
+    let properties = PROPERTIES
+        .iter()
+        .enumerate()
+        .map(|(position, property)| (property.name, !violated.iter().any(|(p, _, _)| *p == position)))
+        .collect();
+    Ok(CheckReport {
+        mode: options.mode,
+        states: parents.len() as u64,
+        depth: states_per_depth.len() - 1,
+        complete: !stopped_early,
+        properties,
+        counterexamples,
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+        states_per_depth,
+    })
+}
+
+/// Checks every property not yet violated on `state`.
+fn record_violations(state: &ModelState, model: &Model, id: u32, violated: &mut Vec<(usize, u32, String)>) {
+    for (position, property) in PROPERTIES.iter().enumerate() {
+        if violated.iter().any(|(p, _, _)| *p == position) {
+            continue;
+        }
+        if let Err(detail) = (property.check)(state, model) {
+            violated.push((position, id, detail));
+        }
+    }
+}
+
+/// Rebuilds the path to state `id` by replaying its actions from the start
+/// (the core is deterministic, so the replay reaches the very states explored).
+fn counterexample(
+    model: &Model,
+    parents: &[(u32, Option<Action>)],
+    property: usize,
+    id: u32,
+    detail: &str,
+) -> Result<Counterexample, String> {
+    let mut actions = Vec::new();
+    let mut cursor = id;
+    while cursor != ROOT {
+        let (parent, action) = parents[cursor as usize];
+        actions.extend(action);
+        cursor = parent;
+    }
+    actions.reverse();
+    let mut state = model.initial_state()?;
+    let mut trace = Vec::with_capacity(actions.len() + 1);
+    for (step, action) in actions.iter().enumerate() {
+        let next = model.apply(&state, *action);
+        trace.push(format!("{:>2}. {}", step + 1, model.describe(&state, *action, &next)));
+        state = next;
+    }
+    let name = PROPERTIES[property].name;
+    trace.push(format!("=> {name} violated: {detail}"));
+    Ok(Counterexample { property: name, detail: detail.to_string(), trace })
+}

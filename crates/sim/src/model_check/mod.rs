@@ -12,6 +12,7 @@
 //! with its shortest trace, rebuilt by replaying the actions from the start.
 
 mod actions;
+mod fingerprint;
 pub mod properties;
 mod search;
 mod state;

@@ -1,10 +1,10 @@
 //! Breadth-first search with a fingerprint set and parent pointers, so that the
 //! first violation found of a property is one with the fewest actions.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use super::actions::{Action, Model};
+use super::fingerprint::Visited;
 use super::properties::PROPERTIES;
 use super::state::ModelState;
 use super::{CheckOptions, CheckReport, Counterexample};
@@ -24,15 +24,18 @@ pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
     let initial = model.initial_state()?;
     // parents[id] = (parent id, action that led here); visited maps fingerprints to ids.
     let mut parents: Vec<(u32, Option<Action>)> = vec![(ROOT, None)];
-    let mut visited: HashMap<u64, u32> = HashMap::from([(initial.fingerprint(), 0)]);
+    let mut visited = Visited::default();
+    visited.insert(initial.fingerprint(), 0);
     let mut violated: Vec<(usize, u32, String)> = Vec::new();
     record_violations(&initial, &model, 0, &mut violated);
     let mut frontier: Vec<(ModelState, u32)> = vec![(initial, 0)];
     let mut states_per_depth = vec![1u64];
+    let mut level_states;
     let mut stopped_early = !violated.is_empty();
     let mut depth = 0;
     'levels: while depth < options.depth && !frontier.is_empty() && !stopped_early {
         let mut next = Vec::new();
+        level_states = 0;
         for (state, id) in frontier.drain(..) {
             let (term, log_length) = state.max_term_and_log_length();
             if term > options.max_term || log_length > options.max_log_length {
@@ -48,25 +51,27 @@ pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
                     u32::try_from(parents.len()).map_err(|_| "more than 4 billion states".to_string())?;
                 visited.insert(fingerprint, successor_id);
                 parents.push((id, Some(action)));
+                level_states += 1;
                 let before = violated.len();
                 record_violations(&successor, &model, successor_id, &mut violated);
-                if violated.len() == before {
+                // The last level is only checked: keeping it would double the memory.
+                if violated.len() == before && depth + 1 < options.depth {
                     next.push((successor, successor_id));
                 }
                 let out_of_budget = parents.len() >= options.max_states
-                    || (parents.len() % 4096 == 0 && started.elapsed().as_secs_f64() > options.max_seconds);
+                    || (parents.len().is_multiple_of(4096) && started.elapsed().as_secs_f64() > options.max_seconds);
                 if out_of_budget {
                     stopped_early = true;
-                    states_per_depth.push(next.len() as u64);
+                    states_per_depth.push(level_states);
                     break 'levels;
                 }
             }
         }
         depth += 1;
-        states_per_depth.push(next.len() as u64);
+        states_per_depth.push(level_states);
         // Finish the level of the first violation (every violation found at it is
         // as short as possible), then stop.
-        stopped_early = !violated.is_empty() && !next.is_empty();
+        stopped_early = !violated.is_empty() && depth < options.depth && !next.is_empty();
         frontier = next;
     }
     while states_per_depth.last() == Some(&0) && states_per_depth.len() > 1 {

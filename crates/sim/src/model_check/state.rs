@@ -2,12 +2,13 @@
 //! messages in flight, the bounded counters, and the history the temporal
 //! properties need.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
-use conclave_core::{Entry, HardState, LogIndex, LogWrite, Message, Node, NodeId, Term};
+use super::fingerprint::Fingerprinter;
+use conclave_core::{AppendOutcome, Body, Entry, HardState, LogIndex, LogWrite, Message, Node, NodeId, Term};
 
 /// A message in flight with its content hash, which orders the network and
 /// names the message in actions.
@@ -21,9 +22,35 @@ impl Packet {
     pub fn new(message: Message) -> Packet {
         // `Debug` covers every field of every message kind, so new kinds need no
         // change here; it runs once per message sent.
-        let mut hasher = DefaultHasher::new();
-        format!("{message:?}").hash(&mut hasher);
+        let mut hasher = Fingerprinter::default();
+        hash_message(&message, &mut hasher);
         Packet { key: hasher.finish(), message: Rc::new(message) }
+    }
+}
+
+/// Hashes every field of `message`. Kinds not listed fall back to their `Debug`
+/// text (slower, but a new kind needs no change here to be hashed in full).
+fn hash_message(message: &Message, hasher: &mut Fingerprinter) {
+    (message.cluster_id, message.from, message.to, message.term).hash(hasher);
+    std::mem::discriminant(&message.body).hash(hasher);
+    #[allow(unreachable_patterns)]
+    match &message.body {
+        Body::RequestVote { pre_vote, last_log_term, last_log_index } => {
+            (pre_vote, last_log_term, last_log_index).hash(hasher)
+        }
+        Body::VoteResponse { pre_vote, granted } => (pre_vote, granted).hash(hasher),
+        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
+            (prev_log_index, prev_log_term, entries, leader_commit).hash(hasher)
+        }
+        Body::AppendResponse(AppendOutcome::Accepted { match_index }) => (0u8, match_index).hash(hasher),
+        Body::AppendResponse(AppendOutcome::Rejected { prev_log_index, hint_index }) => {
+            (1u8, prev_log_index, hint_index).hash(hasher)
+        }
+        Body::SubjectiveDown { leader, leader_term, down } => (leader, leader_term, down).hash(hasher),
+        Body::ObjectiveDown { leader, leader_term } => (leader, leader_term).hash(hasher),
+        Body::Vote { ballot, vote, state } => (ballot, vote, state).hash(hasher),
+        Body::Correction { leader, leader_term } => (leader, leader_term).hash(hasher),
+        other => write!(hasher, "{other:?}").expect("hashing cannot fail"),
     }
 }
 
@@ -66,7 +93,7 @@ pub(crate) struct ModelNode {
 
 impl ModelNode {
     pub fn refresh_fingerprint(&mut self) {
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = Fingerprinter::default();
         self.id.hash(&mut hasher);
         match &self.core {
             // A live node's disk equals its state (persist happens at each step),
@@ -131,7 +158,7 @@ pub(crate) struct ModelState {
 
 impl ModelState {
     pub fn fingerprint(&self) -> u64 {
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = Fingerprinter::default();
         for node in &self.nodes {
             node.fingerprint.hash(&mut hasher);
         }

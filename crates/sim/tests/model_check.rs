@@ -1,51 +1,142 @@
-use conclave_core::ElectionMode;
-use conclave_sim::model_check::{check, CheckOptions};
+//! The model checker over the real core (DESIGN.md §4): the shipped rules hold
+//! in every state it reaches, and removing one rule (feature `bug-injection`)
+//! makes it report the broken property with a short trace. A checker that never
+//! fires proves nothing.
+//!
+//! Depths are chosen so that the whole file runs in well under a minute in a
+//! release build; `conclave check` explores deeper.
+
+use conclave_core::{Config, ElectionMode, InjectedBug};
+use conclave_sim::model_check::{check, CheckOptions, CheckReport, PROPERTIES};
+
+fn run(options: CheckOptions) -> CheckReport {
+    let report = check(options).expect("the model starts");
+    eprintln!("{}", report.to_text());
+    report
+}
+
+fn assert_all_hold(report: &CheckReport) {
+    assert_eq!(report.violations(), 0, "{}", report.to_text());
+    assert!(report.properties.values().all(|holds| *holds));
+    assert_eq!(report.properties.len(), PROPERTIES.len(), "every property of the table is reported");
+}
+
+/// Options that reach elections fastest: no drop action (never delivering is
+/// the same as dropping), clocks that jump from deadline to deadline, no crash,
+/// no client command. Enough to break the election rules.
+fn election_options(hook: fn(&mut Config), depth: usize) -> CheckOptions {
+    let mut options = CheckOptions::new(ElectionMode::Raft, 3, depth);
+    options.config_hook = Some(hook);
+    options.drop_action = false;
+    options.advance_action = false;
+    options.max_crashes = 0;
+    options.max_proposals = 0;
+    options
+}
+
+fn violated<'a>(report: &'a CheckReport, property: &str) -> &'a conclave_sim::model_check::Counterexample {
+    assert_eq!(report.properties.get(property), Some(&false), "{property} should be violated:\n{}", report.to_text());
+    report
+        .counterexamples
+        .iter()
+        .find(|counterexample| counterexample.property == property)
+        .expect("a violated property has a counterexample")
+}
 
 #[test]
-fn explore() {
-    let depth: usize = std::env::var("MC_DEPTH").ok().and_then(|d| d.parse().ok()).unwrap_or(6);
-    let mode: ElectionMode = std::env::var("MC_MODE").ok().map(|m| m.parse().unwrap()).unwrap_or(ElectionMode::Raft);
-    let mut options = CheckOptions::new(mode, 3, depth);
-    if std::env::var("MC_NODROP").is_ok() {
-        options.drop_action = false;
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn raft_holds_every_property_with_every_action() {
+    // Every action: drop, 1 ms clock steps, a crash and restart, a client command.
+    let report = run(CheckOptions::new(ElectionMode::Raft, 3, 7));
+    assert_all_hold(&report);
+    assert!(report.complete, "the bounded space to depth 7 is explored in full");
+    assert_eq!(report.depth, 7);
+    assert!(report.states > 10_000, "only {} states", report.states);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn fast_holds_every_property_with_every_action() {
+    let report = run(CheckOptions::new(ElectionMode::Fast, 3, 8));
+    assert_all_hold(&report);
+    assert!(report.complete);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn raft_holds_through_a_full_election_and_commit() {
+    // Reference: Raft §5.2–§5.4 — a leader is elected and commits its no-op
+    // within 7 actions (without pre-vote); the search goes past that.
+    let report = run(election_options(|config| config.pre_vote = false, 9));
+    assert_all_hold(&report);
+    assert!(report.complete);
+}
+
+// Reference: Raft §5.2 — each server votes for at most one candidate per term;
+// without it two leaders share a term.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn voting_twice_in_a_term_breaks_election_safety() {
+    let report = run(election_options(|config| config.injected_bug = Some(InjectedBug::VoteMoreThanOncePerTerm), 10));
+    let counterexample = violated(&report, "election_safety");
+    // Two pre-vote rounds and two vote rounds: 10 actions, the shortest possible.
+    assert_eq!(counterexample.trace.len(), 11, "10 actions and the verdict:\n{}", counterexample.trace.join("\n"));
+    assert!(counterexample.trace.iter().any(|line| line.contains("RequestVote")));
+    assert!(counterexample.detail.contains("term 1"), "{}", counterexample.detail);
+}
+
+// Reference: Raft §5.2 with pre-vote off, the same bug in 6 actions.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn voting_twice_without_pre_vote_is_found_in_six_actions() {
+    let report = run(election_options(
+        |config| {
+            config.pre_vote = false;
+            config.injected_bug = Some(InjectedBug::VoteMoreThanOncePerTerm);
+        },
+        8,
+    ));
+    let counterexample = violated(&report, "election_safety");
+    assert_eq!(counterexample.trace.len(), 7, "{}", counterexample.trace.join("\n"));
+    assert!(!report.complete, "the search stops after the level of the first violation");
+}
+
+// Reference: Raft §5.4.1 — a voter refuses a candidate whose log is less
+// up-to-date; without it a leader can lack a committed entry.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn voting_without_the_up_to_date_check_breaks_leader_completeness() {
+    let report = run(election_options(
+        |config| {
+            config.pre_vote = false;
+            config.injected_bug = Some(InjectedBug::SkipUpToDateCheck);
+        },
+        10,
+    ));
+    let counterexample = violated(&report, "leader_completeness");
+    assert!(counterexample.trace.len() <= 11, "{}", counterexample.trace.join("\n"));
+    assert!(counterexample.trace.iter().any(|line| line.contains("AppendEntries")));
+}
+
+#[test]
+fn the_json_report_has_the_documented_shape() {
+    let report = check(CheckOptions::new(ElectionMode::Raft, 3, 3)).expect("the model starts");
+    let json = report.to_json();
+    for key in ["mode", "states", "depth", "complete", "violations", "properties"] {
+        assert!(json.get(key).is_some(), "missing `{key}` in {json}");
     }
-    if std::env::var("MC_NOADV").is_ok() {
-        options.advance_action = false;
+    assert_eq!(json["mode"], "raft");
+    assert_eq!(json["violations"], 0);
+    assert!(json.get("trace").is_none(), "a trace only comes with a violation");
+    for property in PROPERTIES {
+        assert_eq!(json["properties"][property.name], "holds");
     }
-    if std::env::var("MC_CONSUME").is_ok() {
-        options.consuming_delivery = true;
-    }
-    match std::env::var("MC_BUG").as_deref() {
-        Ok("vote") => {
-            options.config_hook = Some(|c| c.injected_bug = Some(conclave_core::InjectedBug::VoteMoreThanOncePerTerm))
-        }
-        Ok("vote_noprevote") => {
-            options.config_hook = Some(|c| {
-                c.pre_vote = false;
-                c.injected_bug = Some(conclave_core::InjectedBug::VoteMoreThanOncePerTerm)
-            })
-        }
-        Ok("uptodate") => {
-            options.config_hook = Some(|c| c.injected_bug = Some(conclave_core::InjectedBug::SkipUpToDateCheck))
-        }
-        Ok("uptodate_noprevote") => {
-            options.config_hook = Some(|c| {
-                c.pre_vote = false;
-                c.injected_bug = Some(conclave_core::InjectedBug::SkipUpToDateCheck)
-            })
-        }
-        Ok("commit") => {
-            options.config_hook = Some(|c| c.injected_bug = Some(conclave_core::InjectedBug::CommitPreviousTermEntries))
-        }
-        _ => {}
-    }
-    if let Ok(c) = std::env::var("MC_CRASH") {
-        options.max_crashes = c.parse().unwrap();
-    }
-    if let Ok(c) = std::env::var("MC_PROP") {
-        options.max_proposals = c.parse().unwrap();
-    }
-    let report = check(options).unwrap();
-    println!("{}", report.to_text());
-    println!("{:?}", report.states_per_depth);
+}
+
+#[test]
+fn a_search_is_deterministic() {
+    let first = check(CheckOptions::new(ElectionMode::Fast, 3, 4)).expect("the model starts");
+    let second = check(CheckOptions::new(ElectionMode::Fast, 3, 4)).expect("the model starts");
+    assert_eq!(first.states, second.states);
+    assert_eq!(first.states_per_depth, second.states_per_depth);
 }

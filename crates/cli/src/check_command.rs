@@ -37,6 +37,9 @@ pub struct CheckArgs {
     /// Let clocks only jump to timer deadlines (no 1 ms steps in between).
     #[arg(long)]
     no_advance: bool,
+    /// Turn Raft's pre-vote off (shorter elections: the same depth reaches further).
+    #[arg(long)]
+    no_pre_vote: bool,
     /// Stop, incomplete, after this many distinct states.
     #[arg(long, default_value_t = 5_000_000)]
     max_states: usize,
@@ -61,6 +64,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
     options.max_crashes = args.crashes;
     options.drop_action = !args.no_drop;
     options.advance_action = !args.no_advance;
+    options.pre_vote = !args.no_pre_vote;
     options.max_states = args.max_states;
     options.max_seconds = args.max_seconds;
     let report = match check(options) {

@@ -84,6 +84,7 @@ impl Model {
                 config.heartbeat_timeout_ms = 1;
                 config.miss_limit = 2;
                 config.finalize_wait_ms = 1;
+                config.pre_vote = options.pre_vote;
                 if let Some(hook) = options.config_hook {
                     hook(&mut config);
                 }

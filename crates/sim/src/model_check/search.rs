@@ -1,7 +1,10 @@
 //! Breadth-first search with a fingerprint set and parent pointers, so that the
 //! first violation found of a property is one with the fewest actions.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
+
+use conclave_core::Role;
 
 use super::actions::{Action, Model};
 use super::fingerprint::Visited;
@@ -31,6 +34,7 @@ pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
     let mut frontier: Vec<(ModelState, u32)> = vec![(initial, 0)];
     let mut states_per_depth = vec![1u64];
     let mut level_states;
+    let mut milestones = BTreeMap::new();
     let mut stopped_early = !violated.is_empty();
     let mut depth = 0;
     'levels: while depth < options.depth && !frontier.is_empty() && !stopped_early {
@@ -52,6 +56,7 @@ pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
                 visited.insert(fingerprint, successor_id);
                 parents.push((id, Some(action)));
                 level_states += 1;
+                note_milestones(&successor, depth + 1, &mut milestones);
                 let before = violated.len();
                 record_violations(&successor, &model, successor_id, &mut violated);
                 // The last level is only checked: keeping it would double the memory.
@@ -95,7 +100,31 @@ pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
         counterexamples,
         elapsed_seconds: started.elapsed().as_secs_f64(),
         states_per_depth,
+        milestones,
     })
+}
+
+/// Records the first depth at which the search reached each milestone, so a
+/// reader sees how far into the protocol a depth goes.
+fn note_milestones(state: &ModelState, depth: usize, milestones: &mut BTreeMap<&'static str, usize>) {
+    let leader = state.nodes.iter().any(|node| node.core.as_ref().is_some_and(|core| core.role() == Role::Leader));
+    let history = &state.history;
+    let first_commit_term = history.committed.values().flatten().map(|(_, term)| *term).min();
+    let last_leader_term = history.leaders.keys().next_back().copied();
+    // A leader of a term above one in which an entry was known committed came
+    // after that commit: with a crash on the way, that is a full cycle.
+    let reelected = matches!((first_commit_term, last_leader_term), (Some(commit), Some(leader)) if leader > commit);
+    let reached = [
+        ("leader_elected", leader),
+        ("entry_committed", first_commit_term.is_some()),
+        ("reelected_after_commit", reelected),
+        ("crash_and_reelected_after_commit", reelected && state.crashes > 0),
+    ];
+    for (name, reached) in reached {
+        if reached {
+            milestones.entry(name).or_insert(depth);
+        }
+    }
 }
 
 /// Checks every property not yet violated on `state`.

@@ -6,8 +6,8 @@
 //! Depths are chosen so that the whole file runs in well under a minute in a
 //! release build; `conclave check` explores deeper.
 
-use conclave_core::{Config, ElectionMode, InjectedBug};
-use conclave_sim::model_check::{check, CheckOptions, CheckReport, PROPERTIES};
+use conclave_core::{Config, ElectionMode, Entry, InjectedBug, Payload};
+use conclave_sim::model_check::{check, CheckOptions, CheckReport, LeaderClaim, LeaderRule, PROPERTIES};
 
 fn run(options: CheckOptions) -> CheckReport {
     let report = check(options).expect("the model starts");
@@ -116,6 +116,27 @@ fn voting_without_the_up_to_date_check_breaks_leader_completeness() {
     let counterexample = violated(&report, "leader_completeness");
     assert!(counterexample.trace.len() <= 11, "{}", counterexample.trace.join("\n"));
     assert!(counterexample.trace.iter().any(|line| line.contains("AppendEntries")));
+}
+
+/// Reads raft's no-op (appended by every new leader) as a leader claim for its
+/// term, so that raft's own term gaps stand in for a broken gapless mode.
+fn noop_as_leader_claim(entry: &Entry) -> Option<LeaderClaim> {
+    matches!(entry.payload, Payload::Noop).then_some(LeaderClaim { leader_term: entry.term, leader_id: 0 })
+}
+
+// Reference: DESIGN.md §4.2 — the gapless properties are wired and can fire:
+// raft skips terms (a candidate times out and campaigns again), so its no-ops
+// read as leader claims have holes.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn gapless_terms_fires_on_the_term_gaps_of_raft() {
+    let mut options = election_options(|config| config.pre_vote = false, 8);
+    options.leader_claims = noop_as_leader_claim;
+    options.leader_rule = LeaderRule::ByCommittedClaim;
+    let report = run(options);
+    let counterexample = violated(&report, "gapless_terms");
+    assert!(counterexample.detail.contains("where 1 was due"), "{}", counterexample.detail);
+    assert_eq!(report.properties["election_safety"], true, "one committed claim per leader term");
 }
 
 #[test]

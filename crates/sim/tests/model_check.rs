@@ -136,7 +136,7 @@ fn gapless_terms_fires_on_the_term_gaps_of_raft() {
     let report = run(options);
     let counterexample = violated(&report, "gapless_terms");
     assert!(counterexample.detail.contains("where 1 was due"), "{}", counterexample.detail);
-    assert_eq!(report.properties["election_safety"], true, "one committed claim per leader term");
+    assert!(report.properties["election_safety"], "one committed claim per leader term");
 }
 
 #[test]

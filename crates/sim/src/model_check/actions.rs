@@ -130,11 +130,12 @@ impl Model {
             match &node.core {
                 Some(core) => {
                     let deadline_ms = core.next_deadline_ms();
+                    // No timer at all (`u64::MAX`): only the clock can move.
                     if deadline_ms != u64::MAX {
                         actions.push(Action::Timer { node: index });
-                        if self.options.advance_action && deadline_ms > node.clock_ms + 1 {
-                            actions.push(Action::Advance { node: index });
-                        }
+                    }
+                    if self.options.advance_action && deadline_ms > node.clock_ms + 1 {
+                        actions.push(Action::Advance { node: index });
                     }
                     if core.role() == Role::Leader && state.proposals < self.options.max_proposals {
                         actions.push(Action::Propose { node: index });

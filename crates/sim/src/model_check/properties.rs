@@ -253,3 +253,47 @@ fn committed_leader_term_monotonic(state: &ModelState, model: &Model) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model_check::CheckOptions;
+
+    fn fresh() -> (Model, ModelState) {
+        let model = Model::new(CheckOptions::new(ElectionMode::Raft, 3, 1));
+        let state = model.initial_state().expect("the model starts");
+        (model, state)
+    }
+
+    #[test]
+    fn every_property_holds_on_a_fresh_cluster() {
+        let (model, state) = fresh();
+        for property in PROPERTIES {
+            assert_eq!((property.check)(&state, &model), Ok(()), "{}", property.name);
+        }
+    }
+
+    #[test]
+    fn election_safety_fires_on_two_leaders_of_one_term() {
+        let (model, mut state) = fresh();
+        Rc::make_mut(&mut state.history).leaders.insert(2, [1, 3].into());
+        let problem = election_safety(&state, &model).unwrap_err();
+        assert_eq!(problem, "n1 and n3 became leaders of term 2");
+    }
+
+    #[test]
+    fn the_committed_leader_term_may_not_fall() {
+        let (model, mut state) = fresh();
+        Rc::make_mut(&mut state.history).committed_leader_term[1] = 1;
+        let problem = committed_leader_term_monotonic(&state, &model).unwrap_err();
+        assert_eq!(problem, "n2's committed leader term fell from 1 to 0");
+    }
+
+    #[test]
+    fn two_entries_committed_at_one_index_break_state_machine_safety() {
+        let (model, mut state) = fresh();
+        let entry = |term| Entry { term, index: 1, payload: conclave_core::Payload::Noop };
+        Rc::make_mut(&mut state.history).committed.insert(1, vec![(entry(1), 1), (entry(2), 2)]);
+        assert!(state_machine_safety(&state, &model).unwrap_err().contains("index 1"));
+    }
+}

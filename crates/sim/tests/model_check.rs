@@ -106,13 +106,17 @@ fn voting_twice_without_pre_vote_is_found_in_six_actions() {
 #[test]
 #[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
 fn voting_without_the_up_to_date_check_breaks_leader_completeness() {
-    let report = run(election_options(
+    let mut options = election_options(
         |config| {
             config.pre_vote = false;
             config.injected_bug = Some(InjectedBug::SkipUpToDateCheck);
         },
         10,
-    ));
+    );
+    // Two terms and two entries suffice; tighter bounds keep the test quick.
+    options.max_term = 2;
+    options.max_log_length = 2;
+    let report = run(options);
     let counterexample = violated(&report, "leader_completeness");
     assert!(counterexample.trace.len() <= 11, "{}", counterexample.trace.join("\n"));
     assert!(counterexample.trace.iter().any(|line| line.contains("AppendEntries")));

@@ -318,6 +318,7 @@ fn node_summary(node: &ModelNode) -> String {
 /// "n1→n2 RequestVote(t2, last 1/1)": sender, receiver, kind, term and the
 /// fields that decide what the receiver does.
 pub(crate) fn describe_message(message: &Message) -> String {
+    #[allow(unreachable_patterns)]
     let detail = match &message.body {
         Body::RequestVote { last_log_term, last_log_index, .. } => {
             format!(", last {last_log_index}/t{last_log_term}")
@@ -335,6 +336,8 @@ pub(crate) fn describe_message(message: &Message) -> String {
             format!(", ballot {ballot}, n{} {}/t{}, {state:?}", vote.candidate, vote.last_log_index, vote.last_log_term)
         }
         Body::Correction { leader, leader_term } => format!(", leader n{leader} of t{leader_term}"),
+        // A kind added later still shows all its fields.
+        other => format!(", {other:?}"),
     };
     format!("n{}→n{} {}(t{}{detail})", message.from, message.to, message.body.kind(), message.term)
 }

@@ -24,7 +24,9 @@ use conclave_core::{Config, ElectionMode, Entry, Term};
 use serde_json::{json, Value};
 
 pub use actions::Action;
-pub use properties::{no_leader_claims, LeaderClaim, LeaderClaimFn, LeaderRule, Property, PROPERTIES};
+pub use properties::{
+    leader_claims_for_mode, no_leader_claims, LeaderClaim, LeaderClaimFn, LeaderRule, Property, PROPERTIES,
+};
 pub use search::check;
 
 /// What to check and within which bounds.
@@ -90,7 +92,7 @@ impl CheckOptions {
             pre_vote: true,
             config_hook: None,
             leader_rule: LeaderRule::for_mode(mode),
-            leader_claims: no_leader_claims,
+            leader_claims: properties::leader_claims_for_mode(mode),
         }
     }
 }

@@ -54,6 +54,14 @@ pub fn no_leader_claims(_entry: &Entry) -> Option<LeaderClaim> {
     None
 }
 
+/// How `mode`'s log entries carry leader claims. A mode with a `BecomeLeader`
+/// payload returns a function that reads it.
+pub fn leader_claims_for_mode(mode: ElectionMode) -> LeaderClaimFn {
+    match mode {
+        ElectionMode::Raft | ElectionMode::Fast => no_leader_claims,
+    }
+}
+
 /// What makes a node the leader of a term, for election safety (DESIGN.md §4.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaderRule {

@@ -3,10 +3,12 @@
 //! differently and merge states that cannot.
 //!
 //! Absolute clock values are left out: every stored time is hashed relative to
-//! the node's clock, clamped to ± [`horizon_ms`]. The protocol only compares
-//! stored times with `now_ms` or adds fixed intervals to them, so two nodes that
-//! differ by a shift of every time behave identically. The RNG, the drop counters
-//! and the configuration (fixed per node) are left out too.
+//! the node's clock, clamped to ± [`horizon_ms`] (and a time only compared as
+//! `now < at + window` to no earlier than `now - window`). The protocol only
+//! compares stored times with `now_ms` or adds fixed intervals to them, so two
+//! nodes that differ by a shift of every time behave identically. Only the
+//! running mode's state is hashed. The RNG, the drop counters and the
+//! configuration (fixed per node) are left out too.
 //!
 //! Every field that a later input can read must be hashed here: a new field of
 //! `Node` (or of a mode's state) that is left out makes the checker merge states
@@ -16,6 +18,7 @@ use std::hash::{Hash, Hasher};
 
 use super::Node;
 use crate::election::fast::{FailReport, FastState, Round};
+use crate::election::ElectionMode;
 use crate::progress::ProgressState;
 use crate::status::Role;
 
@@ -34,7 +37,9 @@ impl Node {
         self.leader.hash(hasher);
         self.persisted_hard_state.hash(hasher);
         self.votes.hash(hasher);
-        clock.optional(self.last_leader_contact_ms, hasher);
+        // Only read as `now < contact + election timeout` (the CheckQuorum lease).
+        let lease_ms = self.config.election_timeout_ms();
+        clock.optional(self.last_leader_contact_ms.map(|at_ms| clock.not_before(at_ms, lease_ms)), hasher);
         if self.role == Role::Leader {
             clock.time(self.heartbeat_deadline_ms, hasher);
             clock.time(self.quorum_check_deadline_ms, hasher);
@@ -49,11 +54,18 @@ impl Node {
                 progress.recent_active.hash(hasher);
                 progress.match_at_last_heartbeat.hash(hasher);
             }
-        } else {
-            // A leader's election timer is re-armed before it is read again.
-            clock.time(self.election_deadline_ms, hasher);
         }
-        hash_fast_state(&self.fast, &clock, hasher);
+        // Each mode's own state only: another mode's fields sit idle with stale
+        // times that would tell apart states that behave alike.
+        match self.config.election_mode {
+            ElectionMode::Raft => {
+                // A leader's election timer is re-armed before it is read again.
+                if self.role != Role::Leader {
+                    clock.time(self.election_deadline_ms, hasher);
+                }
+            }
+            ElectionMode::Fast => hash_fast_state(&self.fast, &clock, lease_ms, hasher),
+        }
     }
 }
 
@@ -76,6 +88,12 @@ impl RelativeClock {
         offset.clamp(-horizon, horizon).hash(hasher);
     }
 
+    /// `at_ms`, or `now - window_ms` if older: a time only compared as
+    /// `now < at + window` is the same for every value at or before that.
+    fn not_before(&self, at_ms: u64, window_ms: u64) -> u64 {
+        at_ms.max(self.now_ms.saturating_sub(window_ms))
+    }
+
     fn optional<H: Hasher>(&self, at_ms: Option<u64>, hasher: &mut H) {
         match at_ms {
             None => 0u8.hash(hasher),
@@ -87,14 +105,18 @@ impl RelativeClock {
     }
 }
 
-fn hash_fast_state<H: Hasher>(fast: &FastState, clock: &RelativeClock, hasher: &mut H) {
+fn hash_fast_state<H: Hasher>(fast: &FastState, clock: &RelativeClock, expiry_ms: u64, hasher: &mut H) {
     fast.misses.hash(hasher);
     clock.time(fast.miss_deadline_ms, hasher);
     fast.subjectively_down.hash(hasher);
-    clock.time(fast.report_at_ms, hasher);
+    // Read only while subjectively down.
+    if fast.subjectively_down {
+        clock.time(fast.report_at_ms, hasher);
+    }
     for (id, FailReport { leader, leader_term, reported_at_ms }) in &fast.fail_table {
         (id, leader, leader_term).hash(hasher);
-        clock.time(*reported_at_ms, hasher);
+        // Reports expire at `reported + election timeout`.
+        clock.time(clock.not_before(*reported_at_ms, expiry_ms), hasher);
     }
     match &fast.round {
         None => 0u8.hash(hasher),
@@ -121,4 +143,46 @@ fn hash_round<H: Hasher>(round: &Round, clock: &RelativeClock, hasher: &mut H) {
     clock.time(round.give_up_at_ms, hasher);
     round.lost_leader.hash(hasher);
     round.early_grants.hash(hasher);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::hash_map::DefaultHasher;
+
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::node::RestoredState;
+
+    fn fingerprint(node: &Node) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        node.model_fingerprint(&mut hasher);
+        hasher.finish()
+    }
+
+    fn started_at(now_ms: u64) -> Node {
+        let config = Config::new(1, 7, vec![1, 2, 3]);
+        let rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        Node::new(config, RestoredState::default(), rng, now_ms).expect("valid")
+    }
+
+    #[test]
+    fn shifting_every_time_leaves_the_fingerprint_unchanged() {
+        let (mut early, mut late) = (started_at(0), started_at(1_000_000));
+        assert_eq!(fingerprint(&early), fingerprint(&late));
+        // The same timer fires in both: still the same relative state.
+        let _ = early.tick(early.next_deadline_ms());
+        let _ = late.tick(late.next_deadline_ms());
+        assert_eq!(early.role(), Role::PreCandidate);
+        assert_eq!(fingerprint(&early), fingerprint(&late));
+    }
+
+    #[test]
+    fn time_passing_changes_the_fingerprint() {
+        let mut node = started_at(0);
+        let before = fingerprint(&node);
+        let _ = node.tick(1);
+        assert_ne!(before, fingerprint(&node), "the election deadline came 1 ms closer");
+    }
 }

@@ -164,6 +164,10 @@ fn counterexample(
         state = next;
     }
     let name = PROPERTIES[property].name;
+    // The replay must reach the violating state again, or the trace would lie.
+    if (PROPERTIES[property].check)(&state, model).is_ok() {
+        return Err(format!("replaying the {} actions to the {name} violation did not reproduce it", actions.len()));
+    }
     trace.push(format!("=> {name} violated: {detail}"));
     Ok(Counterexample { property: name, detail: detail.to_string(), trace })
 }

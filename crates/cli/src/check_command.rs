@@ -40,8 +40,8 @@ pub struct CheckArgs {
     /// Turn Raft's pre-vote off (shorter elections: the same depth reaches further).
     #[arg(long)]
     no_pre_vote: bool,
-    /// Stop, incomplete, after this many distinct states.
-    #[arg(long, default_value_t = 5_000_000)]
+    /// Stop, incomplete, after this many distinct states (about 1 KB each).
+    #[arg(long, default_value_t = 8_000_000)]
     max_states: usize,
     /// Stop, incomplete, after this many seconds.
     #[arg(long, default_value_t = 600.0)]

@@ -87,7 +87,7 @@ impl CheckOptions {
             drop_action: true,
             advance_action: true,
             consuming_delivery: false,
-            max_states: 5_000_000,
+            max_states: 8_000_000,
             max_seconds: 600.0,
             pre_vote: true,
             config_hook: None,

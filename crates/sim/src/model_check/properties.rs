@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use conclave_core::{ElectionMode, Entry, NodeId, Role};
+use conclave_core::{ElectionMode, Entry, Node, NodeId, Role};
 
 use super::actions::Model;
-use super::state::ModelState;
+use super::state::{History, ModelNode, ModelState};
 use super::Log;
 
 /// A named property over a model state.
@@ -88,6 +88,9 @@ pub(crate) fn observe(model: &Model, state: &mut ModelState, index: usize) {
     let (log, commit) = node.log_and_commit();
     let committed = &log[..commit as usize];
     let claims = model.options.leader_claims;
+    if !history_changes(model, &state.history, index, &node, core, committed) {
+        return; // Most inputs teach the history nothing: keep sharing it.
+    }
     let history = Rc::make_mut(&mut state.history);
     match model.options.leader_rule {
         LeaderRule::ByRole => {
@@ -114,6 +117,33 @@ pub(crate) fn observe(model: &Model, state: &mut ModelState, index: usize) {
     let leader_term = committed_leader_term(committed, claims);
     let highest = &mut history.committed_leader_term[index];
     *highest = (*highest).max(leader_term);
+}
+
+/// Whether `observe` would change `history`.
+fn history_changes(
+    model: &Model,
+    history: &History,
+    position: usize,
+    node: &ModelNode,
+    core: &Node,
+    committed: Log<'_>,
+) -> bool {
+    let claims = model.options.leader_claims;
+    let is_known_leader = |term: u64, id: NodeId| history.leaders.get(&term).is_some_and(|ids| ids.contains(&id));
+    let new_leader = match model.options.leader_rule {
+        LeaderRule::ByRole => core.role() == Role::Leader && !is_known_leader(core.term(), node.id),
+        LeaderRule::ByCommittedClaim => {
+            committed.iter().filter_map(claims).any(|claim| !is_known_leader(claim.leader_term, claim.leader_id))
+        }
+    };
+    let new_commit = committed.iter().any(|entry| {
+        let known = history.committed.get(&entry.index).and_then(|known| known.iter().find(|(e, _)| e == entry));
+        known.is_none_or(|(_, commit_term)| core.term() < *commit_term)
+    });
+    new_leader
+        || new_commit
+        || (node.applied.len() > history.applied.len() && is_prefix(&history.applied, &node.applied))
+        || committed_leader_term(committed, claims) > history.committed_leader_term[position]
 }
 
 fn is_prefix(shorter: &[Entry], longer: &[Entry]) -> bool {

@@ -99,6 +99,11 @@ fn voting_twice_without_pre_vote_is_found_in_six_actions() {
     let counterexample = violated(&report, "election_safety");
     assert_eq!(counterexample.trace.len(), 7, "{}", counterexample.trace.join("\n"));
     assert!(!report.complete, "the search stops after the level of the first violation");
+    let json = report.to_json();
+    assert_eq!(json["violations"], 1);
+    assert_eq!(json["properties"]["election_safety"], "violated");
+    let trace = json["trace"].as_array().expect("a violation carries its trace");
+    assert!(trace.last().and_then(|line| line.as_str()).is_some_and(|line| line.starts_with("=> election_safety")));
 }
 
 // Reference: Raft §5.4.1 — a voter refuses a candidate whose log is less

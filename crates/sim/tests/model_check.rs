@@ -52,24 +52,30 @@ fn raft_holds_every_property_with_every_action() {
     assert!(report.complete, "the bounded space to depth 7 is explored in full");
     assert_eq!(report.depth, 7);
     assert!(report.states > 10_000, "only {} states", report.states);
+    assert_eq!(report.milestones.get("entry_committed"), Some(&7), "pre-vote, vote, commit: 7 actions");
 }
 
 #[test]
 #[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
 fn fast_holds_every_property_with_every_action() {
-    let report = run(CheckOptions::new(ElectionMode::Fast, 3, 8));
+    let report = run(CheckOptions::new(ElectionMode::Fast, 3, 9));
     assert_all_hold(&report);
     assert!(report.complete);
+    // Two misses, SDOWN, ODOWN, the vote exchange and the grant: 9 actions.
+    assert_eq!(report.milestones.get("leader_elected"), Some(&9));
 }
 
 #[test]
 #[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
-fn raft_holds_through_a_full_election_and_commit() {
-    // Reference: Raft §5.2–§5.4 — a leader is elected and commits its no-op
-    // within 7 actions (without pre-vote); the search goes past that.
-    let report = run(election_options(|config| config.pre_vote = false, 9));
+fn raft_holds_through_elect_commit_crash_reelect() {
+    // Reference: Raft §5.2–§5.4 — without pre-vote a leader is elected in 3
+    // actions and commits its no-op in 5; its crash and a new leader take 4 more.
+    let mut options = election_options(|config| config.pre_vote = false, 9);
+    options.max_crashes = 1;
+    let report = run(options);
     assert_all_hold(&report);
     assert!(report.complete);
+    assert_eq!(report.milestones.get("crash_and_reelected_after_commit"), Some(&9));
 }
 
 // Reference: Raft §5.2 — each server votes for at most one candidate per term;

@@ -1,5 +1,6 @@
 //! `conclave`: run, simulate and check Conclave clusters.
 
+mod check_command;
 mod sim_command;
 
 use std::process::ExitCode;
@@ -19,11 +20,14 @@ struct Cli {
 enum Command {
     /// Run the deterministic cluster simulator over many seeds (or replay one).
     Sim(sim_command::SimArgs),
+    /// Model-check the real core exhaustively, to a bounded depth.
+    Check(check_command::CheckArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(args) => sim_command::run(args),
+        Command::Check(args) => check_command::run(args),
     }
 }

@@ -32,7 +32,7 @@ pub enum VoteResult {
 }
 
 /// Votes received in one election round, at most one per voter.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VoteTally {
     votes: BTreeMap<NodeId, bool>,
 }

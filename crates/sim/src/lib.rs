@@ -10,11 +10,17 @@
 //! Invariant checkers ([`invariants`]) watch every step from outside the nodes;
 //! a run has a safety phase under faults, then a liveness phase with faults
 //! healed in which the cluster must commit every new proposal on every node.
+//!
+//! [`model_check`] explores, exhaustively to a bounded depth, every interleaving
+//! of timers, deliveries, losses, duplicates, crashes and restarts of the same
+//! real cores, and reports each property of DESIGN.md §4 with a shortest trace
+//! when one breaks (`conclave check`; docs/model_check.md).
 #![deny(missing_docs)]
 
 pub mod disk;
 pub mod faults;
 pub mod invariants;
+pub mod model_check;
 pub mod network;
 pub mod options;
 pub mod report;

@@ -9,6 +9,7 @@
 //! holds the role transitions, and `crate::election` decides when and how to
 //! campaign.
 
+mod fingerprint;
 mod inbound;
 mod replication;
 mod roles;
@@ -88,7 +89,10 @@ pub struct Proposal {
 }
 
 /// One member of a cluster.
-#[derive(Debug)]
+///
+/// `Clone` forks the state machine (a model checker explores both copies); a
+/// driver must run only one copy of a member, or it votes twice.
+#[derive(Clone, Debug)]
 pub struct Node {
     pub(crate) config: Config,
     pub(crate) rng: ChaCha8Rng,

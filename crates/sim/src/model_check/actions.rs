@@ -1,0 +1,355 @@
+//! The actions of the model and their effect on a state: each one feeds the
+//! real core one input and does what its `Output` asks (persist at once, put the
+//! messages in flight, apply the committed entries).
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+
+use conclave_core::{Body, Config, Message, Node, NodeId, Output, RestoredState, Role};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::properties;
+use super::state::{Disk, History, ModelNode, ModelState};
+use super::CheckOptions;
+
+/// The cluster id of the model's nodes.
+const MODEL_CLUSTER_ID: u64 = 0xC0C1A7E;
+
+/// One step of the model. Messages are named by their content hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The node's clock jumps to its next deadline and the timer fires.
+    Timer {
+        /// Position of the node (0-based).
+        node: usize,
+    },
+    /// The node's clock moves 1 ms, short of its next deadline: leases and
+    /// report windows can expire between timers.
+    Advance {
+        /// Position of the node.
+        node: usize,
+    },
+    /// The message is delivered and leaves the network.
+    Deliver {
+        /// The message's key.
+        packet: u64,
+    },
+    /// The message is delivered and a copy stays in flight.
+    Duplicate {
+        /// The message's key.
+        packet: u64,
+    },
+    /// The message is lost.
+    Drop {
+        /// The message's key.
+        packet: u64,
+    },
+    /// The node stops; its disk keeps what its outputs persisted.
+    Crash {
+        /// Position of the node.
+        node: usize,
+    },
+    /// A crashed node starts again from its disk.
+    Restart {
+        /// Position of the node.
+        node: usize,
+    },
+    /// The node, a leader, is handed a client command.
+    Propose {
+        /// Position of the node.
+        node: usize,
+    },
+}
+
+/// What the actions need to know about the run.
+pub(crate) struct Model {
+    pub options: CheckOptions,
+    configs: Vec<Config>,
+}
+
+impl Model {
+    pub fn new(options: CheckOptions) -> Model {
+        let voters: Vec<NodeId> = (1..=options.nodes as NodeId).collect();
+        let configs = voters
+            .iter()
+            .map(|id| {
+                let mut config = Config::new(*id, MODEL_CLUSTER_ID, voters.clone());
+                config.election_mode = options.mode;
+                // Tiny timings keep every time relative to a node's clock within a
+                // few milliseconds, so relative times fit the fingerprint without
+                // multiplying the states (election timeout 2 ms, raft draws 2–3 ms).
+                config.heartbeat_interval_ms = 1;
+                config.heartbeat_timeout_ms = 1;
+                config.miss_limit = 2;
+                config.finalize_wait_ms = 1;
+                // Below the 2 ms election timeout, as validated; it may expire at
+                // any 1 ms step (`Advance`), the worst case for safety.
+                config.vote_lease_ms = 1;
+                config.pre_vote = options.pre_vote;
+                if let Some(hook) = options.config_hook {
+                    hook(&mut config);
+                }
+                config
+            })
+            .collect();
+        Model { options, configs }
+    }
+
+    /// Every node freshly started on an empty disk at time 0.
+    pub fn initial_state(&self) -> Result<ModelState, String> {
+        let mut state = ModelState {
+            nodes: Vec::new(),
+            network: Rc::new(Vec::new()),
+            proposals: 0,
+            crashes: 0,
+            history: Rc::new(History { committed_leader_term: vec![0; self.configs.len()], ..History::default() }),
+        };
+        for config in &self.configs {
+            state.nodes.push(Rc::new(ModelNode {
+                id: config.id,
+                core: None,
+                clock_ms: 0,
+                incarnation: 0,
+                disk: Disk::default(),
+                applied: Vec::new(),
+                fingerprint: 0,
+            }));
+        }
+        for index in 0..self.configs.len() {
+            self.start(&mut state, index);
+        }
+        match &state.history.node_failure {
+            Some((id, problem)) => Err(format!("n{id} cannot start: {problem}")),
+            None => Ok(state),
+        }
+    }
+
+    /// Every action enabled in `state`, in a fixed order.
+    pub fn actions(&self, state: &ModelState) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for (index, node) in state.nodes.iter().enumerate() {
+            match &node.core {
+                Some(core) => {
+                    let deadline_ms = core.next_deadline_ms();
+                    // No timer at all (`u64::MAX`): only the clock can move.
+                    if deadline_ms != u64::MAX {
+                        actions.push(Action::Timer { node: index });
+                    }
+                    if self.options.advance_action && deadline_ms > node.clock_ms + 1 {
+                        actions.push(Action::Advance { node: index });
+                    }
+                    if core.role() == Role::Leader && core.is_serving() && state.proposals < self.options.max_proposals
+                    {
+                        actions.push(Action::Propose { node: index });
+                    }
+                    if state.crashes < self.options.max_crashes {
+                        actions.push(Action::Crash { node: index });
+                    }
+                }
+                None => actions.push(Action::Restart { node: index }),
+            }
+        }
+        for packet in state.network.iter() {
+            let receiver_up = self.position(packet.message.to).is_some_and(|to| state.nodes[to].core.is_some());
+            if receiver_up && self.options.consuming_delivery {
+                actions.push(Action::Deliver { packet: packet.key });
+            }
+            if receiver_up {
+                actions.push(Action::Duplicate { packet: packet.key });
+            }
+            // A message to a crashed node can only wait or be lost.
+            if self.options.drop_action || !receiver_up {
+                actions.push(Action::Drop { packet: packet.key });
+            }
+        }
+        actions
+    }
+
+    /// The state after `action`. The action must be enabled in `state`.
+    pub fn apply(&self, state: &ModelState, action: Action) -> ModelState {
+        let mut next = state.clone();
+        match action {
+            Action::Timer { node } => self.input(&mut next, node, |core, clock_ms| {
+                let at_ms = core.next_deadline_ms().max(*clock_ms);
+                *clock_ms = at_ms;
+                core.tick(at_ms)
+            }),
+            Action::Advance { node } => self.input(&mut next, node, |core, clock_ms| {
+                *clock_ms += 1;
+                core.tick(*clock_ms)
+            }),
+            Action::Deliver { packet } | Action::Duplicate { packet } => {
+                let message = state.packet(packet).expect("enabled actions name messages in flight").message.clone();
+                if matches!(action, Action::Deliver { .. }) {
+                    next.remove_packet(packet);
+                }
+                let to = self.position(message.to).expect("messages go to members");
+                self.input(&mut next, to, |core, _| core.step(Message::clone(&message)));
+            }
+            Action::Drop { packet } => next.remove_packet(packet),
+            Action::Crash { node } => {
+                next.crashes += 1;
+                let model_node = Rc::make_mut(&mut next.nodes[node]);
+                model_node.core = None;
+                model_node.applied.clear();
+                model_node.refresh_fingerprint();
+            }
+            Action::Restart { node } => self.start(&mut next, node),
+            Action::Propose { node } => {
+                let command = vec![b'a' + next.proposals as u8];
+                next.proposals += 1;
+                self.input(&mut next, node, |core, _| match core.propose(command) {
+                    Ok(proposal) => proposal.output,
+                    Err(error) => panic!("propose is only enabled on a leader: {error}"),
+                });
+            }
+        }
+        next
+    }
+
+    fn position(&self, id: NodeId) -> Option<usize> {
+        self.configs.iter().position(|config| config.id == id)
+    }
+
+    /// Starts node `index` from its disk (at its own clock, which never moves
+    /// back), then lets it flush what starting produced.
+    fn start(&self, state: &mut ModelState, index: usize) {
+        let node = Rc::make_mut(&mut state.nodes[index]);
+        node.incarnation += 1;
+        let restored = RestoredState { hard_state: node.disk.hard_state, entries: node.disk.entries.clone() };
+        let rng = ChaCha8Rng::seed_from_u64(node.id * 1_000 + node.incarnation);
+        let config = self.configs[index].clone();
+        let clock_ms = node.clock_ms;
+        let started = catch_unwind(AssertUnwindSafe(|| Node::new(config, restored, rng, clock_ms)));
+        match started {
+            Ok(Ok(core)) => {
+                node.core = Some(core);
+                node.applied.clear();
+                self.input(state, index, |core, clock_ms| core.tick(*clock_ms));
+            }
+            Ok(Err(error)) => self.fail(state, index, format!("cannot restart from its disk: {error}")),
+            Err(panic) => self.fail(state, index, format!("panicked while starting: {}", panic_text(&panic))),
+        }
+    }
+
+    /// Feeds node `index` one input and acts on the output.
+    fn input(&self, state: &mut ModelState, index: usize, input: impl FnOnce(&mut Node, &mut u64) -> Output) {
+        let node = Rc::make_mut(&mut state.nodes[index]);
+        let mut clock_ms = node.clock_ms;
+        let core = node.core.as_mut().expect("only live nodes get input");
+        let output = match catch_unwind(AssertUnwindSafe(|| input(core, &mut clock_ms))) {
+            Ok(output) => output,
+            Err(panic) => {
+                // A panicking core is a failed node; keep it as it was for the trace.
+                let text = panic_text(&panic);
+                node.refresh_fingerprint();
+                return self.fail(state, index, format!("panicked: {text}"));
+            }
+        };
+        node.clock_ms = clock_ms;
+        node.disk.persist(output.hard_state, output.log_write.as_ref());
+        node.applied.extend(output.committed_entries.iter().cloned());
+        node.refresh_fingerprint();
+        state.send(output.messages);
+        properties::observe(self, state, index);
+    }
+
+    fn fail(&self, state: &mut ModelState, index: usize, problem: String) {
+        let history = Rc::make_mut(&mut state.history);
+        if history.node_failure.is_none() {
+            history.node_failure = Some((self.configs[index].id, problem));
+        }
+    }
+
+    /// One line for a trace: the action, then what it changed.
+    pub fn describe(&self, before: &ModelState, action: Action, after: &ModelState) -> String {
+        let name = |index: usize| format!("n{}", self.configs[index].id);
+        let mut line = match action {
+            Action::Timer { node } => {
+                format!("{} timer fires at {} ms", name(node), after.nodes[node].clock_ms)
+            }
+            Action::Advance { node } => format!("{} clock moves to {} ms", name(node), after.nodes[node].clock_ms),
+            Action::Deliver { packet } => {
+                format!("deliver {} (consumed)", describe_message(&before.packet(packet).expect("in flight").message))
+            }
+            Action::Duplicate { packet } => {
+                format!("deliver {}", describe_message(&before.packet(packet).expect("in flight").message))
+            }
+            Action::Drop { packet } => {
+                format!("drop {}", describe_message(&before.packet(packet).expect("in flight").message))
+            }
+            Action::Crash { node } => format!("{} crashes", name(node)),
+            Action::Restart { node } => format!("{} restarts from its disk", name(node)),
+            Action::Propose { node } => format!("client proposes command #{} to {}", before.proposals + 1, name(node)),
+        };
+        for (index, (old, new)) in before.nodes.iter().zip(&after.nodes).enumerate() {
+            if Rc::ptr_eq(old, new) {
+                continue;
+            }
+            let _ = fmt::Write::write_fmt(&mut line, format_args!("  [{}: {}]", name(index), node_summary(new)));
+        }
+        let sent: Vec<String> = after
+            .network
+            .iter()
+            .filter(|packet| before.packet(packet.key).is_none())
+            .map(|packet| describe_message(&packet.message))
+            .collect();
+        if !sent.is_empty() {
+            line.push_str(&format!("  sends {}", sent.join(", ")));
+        }
+        line
+    }
+}
+
+fn node_summary(node: &ModelNode) -> String {
+    match &node.core {
+        None => format!("down, disk term {} log {}", node.disk.hard_state.term, node.disk.entries.len()),
+        Some(core) => {
+            let log = core.log();
+            let mut summary = format!("{:?} term {}", core.role(), core.term());
+            if let Some(voted_for) = core.status().voted_for {
+                summary.push_str(&format!(" voted n{voted_for}"));
+            }
+            let terms: Vec<String> = log.all().iter().map(|entry| entry.term.to_string()).collect();
+            summary.push_str(&format!(" log [{}] commit {}", terms.join(","), log.committed()));
+            summary
+        }
+    }
+}
+
+/// "n1→n2 RequestVote(t2, last 1/1)": sender, receiver, kind, term and the
+/// fields that decide what the receiver does.
+pub(crate) fn describe_message(message: &Message) -> String {
+    #[allow(unreachable_patterns)]
+    let detail = match &message.body {
+        Body::RequestVote { last_log_term, last_log_index, .. } => {
+            format!(", last {last_log_index}/t{last_log_term}")
+        }
+        Body::VoteResponse { granted, .. } => format!(", granted {granted}"),
+        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
+            let terms: Vec<String> = entries.iter().map(|entry| format!("t{}", entry.term)).collect();
+            format!(", prev {prev_log_index}/t{prev_log_term}, [{}], commit {leader_commit}", terms.join(","))
+        }
+        Body::AppendResponse(outcome) => format!(", {outcome:?}"),
+        Body::SubjectiveDown { leader, leader_term, .. } | Body::ObjectiveDown { leader, leader_term } => {
+            format!(", leader {leader:?} of t{leader_term}")
+        }
+        Body::Vote { ballot, vote, state } => {
+            format!(", ballot {ballot}, n{} {}/t{}, {state:?}", vote.candidate, vote.last_log_index, vote.last_log_term)
+        }
+        Body::Correction { leader, leader_term } => format!(", leader n{leader} of t{leader_term}"),
+        // A kind added later still shows all its fields.
+        other => format!(", {other:?}"),
+    };
+    format!("n{}→n{} {}(t{}{detail})", message.from, message.to, message.body.kind(), message.term)
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into())
+}

@@ -1,0 +1,208 @@
+//! An exhaustive, bounded model checker over the real [`conclave_core::Node`]
+//! (DESIGN.md §4; docs/model_check.md says how to read its output).
+//!
+//! A breadth-first search from a fresh cluster explores every interleaving of
+//! these actions, up to a depth: a node's next timer fires, a node's clock moves
+//! one millisecond, a message in flight is delivered (consumed, or kept so it can
+//! be delivered again: duplication) or dropped, a node crashes (keeping what its
+//! outputs asked to persist) or restarts, the leader accepts a client command.
+//! Each distinct state is expanded once (a fingerprint set; absolute clocks are
+//! left out, see `Node::model_fingerprint`), and every new state is checked
+//! against the property table ([`properties::PROPERTIES`]). A violation comes
+//! with its shortest trace, rebuilt by replaying the actions from the start.
+
+mod actions;
+mod fingerprint;
+pub mod properties;
+mod search;
+mod state;
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use conclave_core::{Config, ElectionMode, Entry, Term};
+use serde_json::{json, Value};
+
+pub use actions::Action;
+pub use properties::{
+    leader_claims_for_mode, no_leader_claims, LeaderClaim, LeaderClaimFn, LeaderRule, Property, PROPERTIES,
+};
+pub use search::check;
+
+/// What to check and within which bounds.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// Election mode of every node.
+    pub mode: ElectionMode,
+    /// Cluster size (3 is the practical maximum for an exhaustive search).
+    pub nodes: usize,
+    /// Longest action sequence explored.
+    pub depth: usize,
+    /// States whose highest term (ballot) exceeds this are checked, not expanded.
+    pub max_term: Term,
+    /// States with a log longer than this are checked, not expanded.
+    pub max_log_length: usize,
+    /// Client commands proposed in one execution, at most.
+    pub max_proposals: u32,
+    /// Crashes in one execution, at most (each crashed node may restart).
+    pub max_crashes: u32,
+    /// Offer the separate drop action. Never delivering a message has the same
+    /// effect on the nodes, so turning it off keeps every node behaviour and only
+    /// merges network states (fewer states for the same depth).
+    pub drop_action: bool,
+    /// Offer the 1 ms clock step between timers (leases and report windows
+    /// expiring before the next timer). Off, clocks only jump to deadlines.
+    pub advance_action: bool,
+    /// Offer delivery that consumes the message besides delivery that keeps a
+    /// copy. Off, every delivery keeps a copy (any message may be delivered any
+    /// number of times, or never): the same node behaviours in fewer states.
+    pub consuming_delivery: bool,
+    /// The search stops (incomplete) after this many distinct states.
+    pub max_states: usize,
+    /// The search stops (incomplete) after this many seconds.
+    pub max_seconds: f64,
+    /// Run Raft's pre-vote round (the shipped default). Off, elections take two
+    /// actions fewer per candidate, so the same depth reaches further.
+    pub pre_vote: bool,
+    /// Adjusts each node's config after the model's timings are set (tests inject
+    /// bugs with it).
+    pub config_hook: Option<fn(&mut Config)>,
+    /// Which nodes count as leaders of which term, for election safety.
+    pub leader_rule: LeaderRule,
+    /// Reads `(leader_term, leader_id)` from a log entry, if it carries one.
+    pub leader_claims: LeaderClaimFn,
+}
+
+impl CheckOptions {
+    /// Defaults for `mode` on `nodes` nodes, to depth `depth`.
+    pub fn new(mode: ElectionMode, nodes: usize, depth: usize) -> CheckOptions {
+        CheckOptions {
+            mode,
+            nodes,
+            depth,
+            max_term: 3,
+            max_log_length: 4,
+            max_proposals: 1,
+            max_crashes: 1,
+            drop_action: true,
+            advance_action: true,
+            consuming_delivery: false,
+            max_states: 8_000_000,
+            max_seconds: 600.0,
+            pre_vote: true,
+            config_hook: None,
+            leader_rule: LeaderRule::for_mode(mode),
+            leader_claims: properties::leader_claims_for_mode(mode),
+        }
+    }
+}
+
+/// A property that failed, with the shortest action sequence that breaks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counterexample {
+    /// The property's name.
+    pub property: &'static str,
+    /// What exactly is wrong in the final state.
+    pub detail: String,
+    /// One line per action from the initial state, then the broken property.
+    pub trace: Vec<String>,
+}
+
+/// What a search found.
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    /// The mode checked.
+    pub mode: ElectionMode,
+    /// Distinct states reached (the initial one included).
+    pub states: u64,
+    /// Deepest level at which new states were found.
+    pub depth: usize,
+    /// Every state within the depth and bounds was explored (no state or time
+    /// limit hit, and the search did not stop early at a violation).
+    pub complete: bool,
+    /// Each property of the table and whether a counterexample was found.
+    pub properties: BTreeMap<&'static str, bool>,
+    /// The shortest counterexample of each violated property.
+    pub counterexamples: Vec<Counterexample>,
+    /// Wall time of the search.
+    pub elapsed_seconds: f64,
+    /// States reached at each depth (index = depth).
+    pub states_per_depth: Vec<u64>,
+    /// The first depth at which some state reached each milestone:
+    /// `leader_elected`, `entry_committed`, `reelected_after_commit` (a leader of
+    /// a term above the term in which an entry was known committed), and
+    /// `crash_and_reelected_after_commit` (the same, with a crash in the run).
+    pub milestones: BTreeMap<&'static str, usize>,
+}
+
+impl CheckReport {
+    /// Number of violated properties.
+    pub fn violations(&self) -> usize {
+        self.counterexamples.len()
+    }
+
+    /// `{"mode","states","depth","complete","violations","properties"}`, with a
+    /// `"trace"` (the first counterexample's lines) when a property is violated.
+    pub fn to_json(&self) -> Value {
+        let properties: serde_json::Map<String, Value> = self
+            .properties
+            .iter()
+            .map(|(name, holds)| (name.to_string(), json!(if *holds { "holds" } else { "violated" })))
+            .collect();
+        let mut value = json!({
+            "mode": self.mode.name(),
+            "states": self.states,
+            "depth": self.depth,
+            "complete": self.complete,
+            "violations": self.violations(),
+            "properties": properties,
+        });
+        if let Some(first) = self.counterexamples.first() {
+            value["trace"] = json!(first.trace);
+        }
+        value
+    }
+
+    /// The readable summary, with every counterexample's trace.
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        let rate = self.states as f64 / self.elapsed_seconds.max(1e-9);
+        let _ = writeln!(
+            text,
+            "mode {}: {} states to depth {} in {:.1} s ({:.0} states/s), {}",
+            self.mode,
+            self.states,
+            self.depth,
+            self.elapsed_seconds,
+            rate,
+            if self.complete { "complete" } else { "incomplete" }
+        );
+        let levels: Vec<String> = self.states_per_depth.iter().map(u64::to_string).collect();
+        let _ = writeln!(text, "  states per depth: {}", levels.join(" "));
+        let reached: Vec<String> = self.milestones.iter().map(|(name, depth)| format!("{name} at {depth}")).collect();
+        let _ = writeln!(
+            text,
+            "  first reached: {}",
+            if reached.is_empty() { "nothing".into() } else { reached.join(", ") }
+        );
+        for (name, holds) in &self.properties {
+            let _ = writeln!(text, "  {name:<34} {}", if *holds { "holds" } else { "VIOLATED" });
+        }
+        for counterexample in &self.counterexamples {
+            let _ = writeln!(
+                text,
+                "\n{} violated in {} steps: {}",
+                counterexample.property,
+                counterexample.trace.len().saturating_sub(1),
+                counterexample.detail
+            );
+            for line in &counterexample.trace {
+                let _ = writeln!(text, "  {line}");
+            }
+        }
+        text
+    }
+}
+
+/// Entries of a log prefix, as the properties see them.
+pub(crate) type Log<'a> = &'a [Entry];

@@ -39,6 +39,7 @@ pub mod node;
 pub mod output;
 pub mod progress;
 pub mod quorum;
+pub mod snapshot;
 pub mod status;
 pub mod types;
 
@@ -48,7 +49,8 @@ pub use config::{Config, ConfigError};
 pub use election::ElectionMode;
 pub use entry::{Entry, LeaderTermRecord, Payload};
 pub use message::{AppendOutcome, Body, Message, PeerState, VoteChoice};
-pub use node::{Node, Proposal, ProposeError, RestoredState, StartError};
+pub use node::{CompactError, Node, Proposal, ProposeError, RestoredState, StartError};
 pub use output::{Event, HardState, LogWrite, Output};
+pub use snapshot::{Snapshot, SnapshotMeta};
 pub use status::{DropCounters, DropReason, FollowerStatus, Role, Status};
 pub use types::{ClusterId, LogIndex, NodeId, Term};

@@ -228,8 +228,11 @@ fn append_contradicting_the_committed_prefix_is_dropped() {
 fn append_contradicting_the_committed_prefix_does_not_depose_a_candidate() {
     let mut config = config(1, &VOTERS);
     config.pre_vote = false;
-    let mut node =
-        node_from(config, RestoredState { hard_state: hard_state(2, None, 2), entries: log_with_terms(&[1, 2, 2]) }, 1);
+    let mut node = node_from(
+        config,
+        RestoredState { hard_state: hard_state(2, None, 2), entries: log_with_terms(&[1, 2, 2]), snapshot: None },
+        1,
+    );
     let _ = node.tick(node.next_deadline_ms());
     assert_eq!((node.role(), node.term()), (Role::Candidate, 3));
     let wrong_prev = append(2, 1, vec![entry(3, 3)], 2);
@@ -283,7 +286,7 @@ fn vote_request_during_vote_lease_is_dropped() {
 #[test]
 fn every_drop_reason_is_covered() {
     // Guards this file: a new DropReason needs a test above.
-    assert_eq!(DropReason::ALL.len(), 9);
+    assert_eq!(DropReason::ALL.len(), 10);
 }
 
 // ---------------------------------------------------------------------------
@@ -346,7 +349,7 @@ fn node_new_refuses_every_invalid_config() {
 }
 
 fn assert_restore_error(hard_state: HardState, entries: Vec<Entry>, expected_words: &str) {
-    let error = start(config(1, &VOTERS), RestoredState { hard_state, entries }).expect_err("refused");
+    let error = start(config(1, &VOTERS), RestoredState { hard_state, entries, snapshot: None }).expect_err("refused");
     let StartError::Restore(reason) = &error else {
         panic!("expected a restore error, got {error:?}");
     };
@@ -356,7 +359,8 @@ fn assert_restore_error(hard_state: HardState, entries: Vec<Entry>, expected_wor
 
 #[test]
 fn node_new_refuses_an_inconsistent_restored_state() {
-    let good = RestoredState { hard_state: hard_state(2, Some(2), 2), entries: log_with_terms(&[1, 2]) };
+    let good =
+        RestoredState { hard_state: hard_state(2, Some(2), 2), entries: log_with_terms(&[1, 2]), snapshot: None };
     let node = start(config(1, &VOTERS), good).expect("consistent state starts");
     assert_eq!((node.term(), node.status().voted_for, node.status().commit), (2, Some(2), 2));
 
@@ -387,12 +391,15 @@ fn a_commit_index_beyond_the_restored_log_is_lowered_to_its_end() {
     // advisory (re-learned from the leader), so the node starts with it lowered.
     let node = start(
         config(1, &VOTERS),
-        RestoredState { hard_state: hard_state(2, None, 3), entries: log_with_terms(&[1, 2]) },
+        RestoredState { hard_state: hard_state(2, None, 3), entries: log_with_terms(&[1, 2]), snapshot: None },
     )
     .expect("starts");
     assert_eq!((node.status().commit, node.status().last_index), (2, 2));
-    let node = start(config(1, &VOTERS), RestoredState { hard_state: hard_state(2, None, 1), entries: vec![] })
-        .expect("starts");
+    let node = start(
+        config(1, &VOTERS),
+        RestoredState { hard_state: hard_state(2, None, 1), entries: vec![], snapshot: None },
+    )
+    .expect("starts");
     assert_eq!(node.status().commit, 0);
 }
 

@@ -8,6 +8,13 @@ impl Node {
     /// Checks every invariant of the node's state; the error says which broke.
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
+        if self.snapshot.as_ref().map(|snapshot| &snapshot.meta) != self.log.snapshot() {
+            return Err(format!(
+                "the snapshot kept ({:?}) is not the log's base ({:?})",
+                self.snapshot.as_ref().map(|snapshot| &snapshot.meta),
+                self.log.snapshot()
+            ));
+        }
         if self.log.last_term() > self.term {
             return Err(format!("last log term {} beyond current term {}", self.log.last_term(), self.term));
         }

@@ -50,7 +50,7 @@ pub fn node_at(config: Config, restored: RestoredState, seed: u64, now_ms: u64) 
 
 /// A node restarted from `hard_state` and a log whose entry `i + 1` has term `terms[i]`.
 pub fn restored_node(config: Config, hard_state: HardState, terms: &[Term], seed: u64) -> Node {
-    node_from(config, RestoredState { hard_state, entries: log_with_terms(terms) }, seed)
+    node_from(config, RestoredState { hard_state, entries: log_with_terms(terms), snapshot: None }, seed)
 }
 
 pub fn hard_state(term: Term, voted_for: Option<NodeId>, commit: LogIndex) -> HardState {
@@ -458,6 +458,7 @@ impl TimedCluster {
         RestoredState {
             hard_state: HardState { term: status.term, voted_for: status.voted_for, commit: status.commit },
             entries: self.node(id).log().all().to_vec(),
+            snapshot: self.node(id).snapshot().cloned(),
         }
     }
 

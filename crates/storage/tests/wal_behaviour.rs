@@ -69,6 +69,7 @@ fn compaction_removes_only_whole_segments_the_snapshot_covers() {
         last_included_index: snapshot_index,
         last_included_term: term,
         voters: vec![1],
+        last_leader_term: None,
         data: vec![],
     })
     .expect("snapshot");

@@ -127,6 +127,12 @@ impl Node {
             entries.retain(|entry| entry.index > base);
             prev_log_index = base;
             prev_log_term = self.log.term_at(base).expect("the snapshot's last term is known");
+            if entries.first().is_some_and(|entry| entry.term < prev_log_term) {
+                // An entry after the snapshot with a lower term than its last one
+                // cannot be in the log of a leader that holds the snapshot.
+                self.dropped.record(DropReason::ConflictsWithCommitted);
+                return;
+            }
         }
         // Screen for a contradiction of the committed prefix before anything else:
         // such a message comes from a broken leader and must be dropped without

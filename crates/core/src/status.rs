@@ -47,7 +47,8 @@ pub enum DropReason {
     /// (DESIGN.md §3.4).
     VoteLease,
     /// An `InstallSnapshot` chunk for a snapshot that ends at or below this
-    /// node's commit index: it already holds all of it (a late duplicate).
+    /// node's commit index: it already holds all of it (a late duplicate). It
+    /// changes nothing but is answered "installed", so the leader moves on.
     StaleSnapshot,
 }
 

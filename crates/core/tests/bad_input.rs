@@ -335,11 +335,23 @@ fn install_snapshot_with_impossible_metadata_is_dropped() {
 #[test]
 fn install_snapshot_at_or_below_the_commit_index_is_dropped_as_stale() {
     // The follower already holds everything such a snapshot covers.
+    // Like a stale term, it is counted and answered: "installed" (its committed
+    // prefix matches the leader's), so a leader that lost the real answer stops
+    // sending it.
     let mut node = follower();
     assert_eq!(node.status().commit, 2);
     for index in [1, 2] {
+        let before = node.status();
+        let deadline_before = node.next_deadline_ms();
         let body = chunk(snapshot_meta(index, 1.max(index - 1)), 3, 0, b"abc", true);
-        assert_dropped(&mut node, msg(2, 1, 2, body), DropReason::StaleSnapshot);
+        let output = node.step(msg(2, 1, 2, body));
+        let answer = Body::SnapshotResponse { last_included_index: index, received_bytes: 3, installed: true };
+        assert_eq!(output, only_messages(vec![msg(1, 2, 2, answer)]));
+        let after = node.status();
+        assert_eq!(after.dropped.get(DropReason::StaleSnapshot), before.dropped.get(DropReason::StaleSnapshot) + 1);
+        assert_eq!(after.dropped.total(), before.dropped.total() + 1);
+        assert_eq!(without_drops(after), without_drops(before), "nothing changed");
+        assert_eq!(node.next_deadline_ms(), deadline_before, "no timer moved");
     }
     assert_eq!(node.log().first_index(), 1, "nothing was installed");
 }

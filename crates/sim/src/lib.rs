@@ -19,6 +19,7 @@ pub mod network;
 pub mod options;
 pub mod report;
 pub mod simulation;
+pub mod state_machine;
 pub mod sweep;
 pub mod trace;
 

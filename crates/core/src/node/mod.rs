@@ -154,6 +154,8 @@ pub struct Node {
     pub(crate) terms: crate::election::leader_terms::LeaderTermsState,
     /// The latest snapshot with its data, to send to followers that need it.
     pub(crate) snapshot: Option<Snapshot>,
+    /// Leader: the snapshot each follower in a transfer is being sent.
+    pub(crate) outgoing_snapshots: BTreeMap<NodeId, Snapshot>,
     /// A snapshot being received from the leader, chunk by chunk. Volatile: a
     /// restart loses it and the leader starts again from byte 0.
     pub(crate) incoming_snapshot: Option<snapshot::IncomingSnapshot>,
@@ -213,6 +215,7 @@ impl Node {
             serving: false,
             terms: Default::default(),
             snapshot,
+            outgoing_snapshots: BTreeMap::new(),
             incoming_snapshot: None,
         };
         node.reset_election_timer();

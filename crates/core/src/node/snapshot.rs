@@ -68,31 +68,32 @@ pub(super) fn check_restored(
 
 impl Node {
     /// The leader's side: `to` needs entries this log compacted; start sending
-    /// the snapshot from byte 0.
+    /// the snapshot from byte 0. The transfer keeps that snapshot (its bytes are
+    /// shared) even if the leader compacts again meanwhile: starting over with
+    /// every newer snapshot could keep a slow follower from ever finishing.
     pub(crate) fn start_snapshot_transfer(&mut self, to: NodeId) {
-        let snapshot = self.snapshot.as_ref().expect("a compacted log has its snapshot");
-        let last_included_index = snapshot.meta.last_included_index;
+        let snapshot = self.snapshot.clone().expect("a compacted log has its snapshot");
         debug_assert_eq!(Some(&snapshot.meta), self.log.snapshot(), "the snapshot kept is the log's base");
+        let last_included_index = snapshot.meta.last_included_index;
         let progress = self.progress.get_mut(&to).expect("a leader tracks every peer");
         progress.state = ProgressState::Snapshot { last_included_index, offset: 0, in_flight: false };
         progress.next_index = last_included_index + 1;
+        self.outgoing_snapshots.insert(to, snapshot);
         self.send_snapshot_chunk(to);
     }
 
     /// Sends `to` the chunk at the offset it acknowledged, unless one is in
-    /// flight. A transfer of an older snapshot than the one now kept (the leader
-    /// compacted again) starts over with the new one.
+    /// flight.
     pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId) {
-        let snapshot = self.snapshot.as_ref().expect("a transfer needs a snapshot");
+        let snapshot = self.outgoing_snapshots.get(&to).expect("a transfer keeps its snapshot");
         let progress = self.progress.get_mut(&to).expect("a leader tracks every peer");
         let ProgressState::Snapshot { last_included_index, offset, in_flight } = progress.state else {
             unreachable!("chunks go only to followers in a snapshot transfer")
         };
+        assert_eq!(last_included_index, snapshot.meta.last_included_index, "the transfer's own snapshot");
         if in_flight {
             return;
         }
-        let current = snapshot.meta.last_included_index;
-        let offset = if last_included_index == current { offset } else { 0 };
         let total_bytes = snapshot.data.len() as u64;
         let start = offset.min(total_bytes);
         let end = (start + self.config.snapshot_chunk_bytes as u64).min(total_bytes);
@@ -103,8 +104,7 @@ impl Node {
             data: snapshot.data[start as usize..end as usize].to_vec(),
             done: end == total_bytes,
         };
-        progress.state = ProgressState::Snapshot { last_included_index: current, offset: start, in_flight: true };
-        progress.next_index = current + 1;
+        progress.state = ProgressState::Snapshot { last_included_index, offset: start, in_flight: true };
         self.send(to, body);
     }
 
@@ -118,8 +118,11 @@ impl Node {
             *in_flight = false;
         }
         self.send_snapshot_chunk(to);
-        let prev_log_index = self.log.snapshot_index();
-        let prev_log_term = self.log.term_at(prev_log_index).expect("the snapshot's last term is known");
+        // At the snapshot being sent, if the log still knows its term; else at
+        // the log's own base.
+        let sending = self.outgoing_snapshots[&to].meta.last_included_index;
+        let prev_log_index = if self.log.is_compacted(sending) { self.log.snapshot_index() } else { sending };
+        let prev_log_term = self.log.term_at(prev_log_index).expect("not compacted");
         let leader_commit = self.log.committed().min(prev_log_index);
         self.send(to, Body::AppendEntries { prev_log_index, prev_log_term, entries: Vec::new(), leader_commit });
     }
@@ -135,7 +138,7 @@ impl Node {
         if self.role != Role::Leader {
             return; // An answer to a term this node no longer leads.
         }
-        let total_bytes = self.snapshot.as_ref().map(|snapshot| snapshot.data.len() as u64);
+        let total_bytes = self.outgoing_snapshots.get(&from).map(|snapshot| snapshot.data.len() as u64);
         let progress = self.progress.get_mut(&from).expect("members are screened");
         if installed {
             if last_included_index > self.log.last_index() {
@@ -149,7 +152,7 @@ impl Node {
             self.send_append(from);
             return;
         }
-        let ProgressState::Snapshot { last_included_index: sending, .. } = progress.state else {
+        let ProgressState::Snapshot { last_included_index: sending, offset, .. } = progress.state else {
             progress.recent_active = true;
             return; // A late answer about a transfer that is over.
         };
@@ -162,6 +165,14 @@ impl Node {
             return;
         }
         progress.recent_active = true;
+        if received_bytes == offset {
+            // No news (a duplicate, or the answer to a chunk that arrived out of
+            // order): sending on it would put a second chunk in flight for good,
+            // and duplicates would multiply them. The heartbeat resends.
+            return;
+        }
+        // Forward (the chunk landed) or back (the follower lost its partial
+        // snapshot by restarting): continue from what it holds.
         progress.state = ProgressState::Snapshot { last_included_index, offset: received_bytes, in_flight: false };
         self.send_snapshot_chunk(from);
     }
@@ -178,10 +189,15 @@ impl Node {
             return;
         }
         // This node already holds everything such a snapshot covers (a late
-        // duplicate, or a leader that does not know we caught up): drop it
-        // without effect, like any message that cannot change anything.
+        // duplicate, or a leader that missed the answer to its last chunk):
+        // counted and changing nothing here, but answered "installed" — true,
+        // as its committed prefix matches the leader's — or a leader that lost
+        // that answer would send this snapshot forever (simulator seed 22).
         if chunk.meta.last_included_index <= self.log.committed() {
             self.dropped.record(DropReason::StaleSnapshot);
+            let last_included_index = chunk.meta.last_included_index;
+            let received_bytes = chunk.total_bytes;
+            self.send(from, Body::SnapshotResponse { last_included_index, received_bytes, installed: true });
             return;
         }
         if self.role != Role::Follower || self.leader != Some(from) {

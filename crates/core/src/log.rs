@@ -400,4 +400,76 @@ mod tests {
         assert_eq!(log.take_committed_unapplied(), vec![entry(1, 2)]);
         assert!(!log.commit_to(1), "commit never moves back");
     }
+
+    fn snapshot_meta(index: LogIndex, term: Term, last_leader_term: Option<LeaderTermRecord>) -> SnapshotMeta {
+        SnapshotMeta { last_included_index: index, last_included_term: term, voters: vec![1, 2, 3], last_leader_term }
+    }
+
+    #[test]
+    fn a_compacted_log_answers_from_its_snapshot_base() {
+        // Reference: Raft §7 — the snapshot keeps the last included index and term.
+        let mut log = RaftLog::default();
+        for (index, term) in [(1, 1), (2, 1), (3, 2), (4, 2)] {
+            log.append(entry(term, index));
+        }
+        log.take_unpersisted();
+        log.commit_to(3);
+        assert_eq!(log.take_committed_unapplied().len(), 3);
+        let meta = log.compact(3, vec![1, 2, 3]);
+        assert_eq!(meta, snapshot_meta(3, 2, None));
+        assert_eq!((log.first_index(), log.last_index(), log.last_term()), (4, 4, 2));
+        assert_eq!((log.term_at(3), log.term_at(2), log.term_at(0)), (Some(2), None, None));
+        assert_eq!(log.entries_from(4, 10), &[entry(2, 4)]);
+        // Entries the snapshot covers are skipped by a merge; the rest is checked.
+        assert_eq!(log.merge(&[entry(1, 2), entry(2, 3), entry(2, 4), entry(2, 5)]), None);
+        assert_eq!(log.last_index(), 5);
+        log.validate_entries().expect("valid");
+        // Compacting everything leaves the base alone.
+        log.take_unpersisted();
+        log.commit_to(5);
+        log.take_committed_unapplied();
+        log.compact(5, vec![1, 2, 3]);
+        assert_eq!((log.first_index(), log.last_index(), log.last_term(), log.all().len()), (6, 5, 2, 0));
+    }
+
+    #[test]
+    fn an_installed_snapshot_keeps_a_matching_suffix_and_replaces_a_divergent_log() {
+        // Reference: Raft §7 — "If existing log entry has same index and term as
+        // snapshot's last included entry, retain log entries following it";
+        // otherwise discard the entire log.
+        let mut log = RaftLog::default();
+        for (index, term) in [(1, 1), (2, 1), (3, 2), (4, 2)] {
+            log.append(entry(term, index));
+        }
+        log.take_unpersisted();
+        let mut matching = log.clone();
+        assert!(!matching.install(snapshot_meta(3, 2, None)), "kept");
+        assert_eq!((matching.first_index(), matching.last_index(), matching.committed(), matching.applied()), (4, 4, 3, 3));
+        assert_eq!(matching.all(), &[entry(2, 4)]);
+        assert!(log.install(snapshot_meta(3, 3, None)), "discarded: another term at index 3");
+        assert_eq!((log.first_index(), log.last_index(), log.last_term()), (4, 3, 3));
+        log.validate_entries().expect("valid");
+    }
+
+    #[test]
+    fn leader_terms_fall_back_to_the_snapshot_record() {
+        // Reference: DESIGN.md §3.4 — the last BecomeLeader may only be in the
+        // snapshot's metadata after compaction.
+        let record = LeaderTermRecord { leader_term: 4, leader: 2, ballot: 3, index: 2 };
+        let mut log = RaftLog::restore_with_snapshot(snapshot_meta(5, 3, Some(record)), vec![entry(3, 6)], 6);
+        assert_eq!(log.last_leader_term_record(), Some(record));
+        assert_eq!(log.committed_leader_term_record(), Some(record));
+        log.validate_entries().expect("valid");
+        let next = Entry { term: 5, index: 7, payload: Payload::BecomeLeader { leader_term: 5, leader: 1 } };
+        log.append(next.clone());
+        assert_eq!(log.last_leader_term_record(), next.leader_term_record());
+        assert_eq!(log.committed_leader_term_record(), Some(record), "not committed yet");
+        log.validate_leader_terms().expect("5 follows 4");
+        let restored = RaftLog::restore_with_snapshot(
+            snapshot_meta(5, 3, Some(record)),
+            vec![Entry { term: 5, index: 6, payload: Payload::BecomeLeader { leader_term: 6, leader: 1 } }],
+            5,
+        );
+        assert!(restored.validate_leader_terms().unwrap_err().contains("expected 5"));
+    }
 }

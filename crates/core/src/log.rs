@@ -444,7 +444,10 @@ mod tests {
         log.take_unpersisted();
         let mut matching = log.clone();
         assert!(!matching.install(snapshot_meta(3, 2, None)), "kept");
-        assert_eq!((matching.first_index(), matching.last_index(), matching.committed(), matching.applied()), (4, 4, 3, 3));
+        assert_eq!(
+            (matching.first_index(), matching.last_index(), matching.committed(), matching.applied()),
+            (4, 4, 3, 3)
+        );
         assert_eq!(matching.all(), &[entry(2, 4)]);
         assert!(log.install(snapshot_meta(3, 3, None)), "discarded: another term at index 3");
         assert_eq!((log.first_index(), log.last_index(), log.last_term()), (4, 3, 3));

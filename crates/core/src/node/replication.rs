@@ -43,6 +43,9 @@ impl Node {
                 self.send_snapshot_chunk(to);
                 return;
             }
+            // A transfer that ended (the follower caught up) frees its snapshot.
+            self.outgoing_snapshots.remove(&to);
+            let Some(progress) = self.progress.get(&to) else { return };
             if progress.next_index < self.log.first_index() {
                 // The entries it needs were compacted: send the snapshot (Raft §7).
                 self.start_snapshot_transfer(to);

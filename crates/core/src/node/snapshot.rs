@@ -20,9 +20,13 @@ use crate::snapshot::{Snapshot, SnapshotMeta};
 use crate::status::{DropReason, Role};
 use crate::types::{LogIndex, NodeId};
 
-/// A snapshot being received: the bytes so far, contiguous from 0.
+/// A snapshot being received: the bytes so far, contiguous from 0, from one
+/// leader of one term (two leaders' snapshots of one index hold the same state
+/// but need not be the same bytes, so their chunks never mix).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct IncomingSnapshot {
+    from: NodeId,
+    term: crate::types::Term,
     meta: SnapshotMeta,
     total_bytes: u64,
     data: Vec<u8>,
@@ -208,19 +212,19 @@ impl Node {
         self.on_heard_from_leader();
 
         let last_included_index = chunk.meta.last_included_index;
-        let same = self
-            .incoming_snapshot
-            .as_ref()
-            .is_some_and(|incoming| incoming.meta == chunk.meta && incoming.total_bytes == chunk.total_bytes);
-        if !same && chunk.offset == 0 {
+        let term = self.term;
+        let same_transfer = |incoming: &IncomingSnapshot| {
+            (incoming.from, incoming.term) == (from, term)
+                && incoming.meta == chunk.meta
+                && incoming.total_bytes == chunk.total_bytes
+        };
+        if chunk.offset == 0 && !self.incoming_snapshot.as_ref().is_some_and(same_transfer) {
             // A new transfer supersedes any partial one.
-            self.incoming_snapshot =
-                Some(IncomingSnapshot { meta: chunk.meta.clone(), total_bytes: chunk.total_bytes, data: Vec::new() });
+            let (meta, total_bytes) = (chunk.meta.clone(), chunk.total_bytes);
+            self.incoming_snapshot = Some(IncomingSnapshot { from, term, meta, total_bytes, data: Vec::new() });
         }
         let held = match &self.incoming_snapshot {
-            Some(incoming) if incoming.meta == chunk.meta && incoming.total_bytes == chunk.total_bytes => {
-                incoming.data.len() as u64
-            }
+            Some(incoming) if same_transfer(incoming) => incoming.data.len() as u64,
             _ => 0,
         };
         if chunk.offset != held {

@@ -48,6 +48,17 @@ impl Node {
                 }
                 let last_index = self.log.last_index();
                 for (id, progress) in &self.progress {
+                    if let crate::progress::ProgressState::Snapshot { last_included_index, offset, .. } = progress.state
+                    {
+                        let sending = self.outgoing_snapshots.get(id);
+                        if sending.map(|snapshot| snapshot.meta.last_included_index) != Some(last_included_index)
+                            || sending.is_some_and(|snapshot| offset > snapshot.data.len() as u64)
+                        {
+                            return Err(format!(
+                                "snapshot transfer to {id} at {last_included_index} without its snapshot"
+                            ));
+                        }
+                    }
                     if progress.match_index > last_index {
                         return Err(format!(
                             "match index {} of {id} beyond last index {last_index}",

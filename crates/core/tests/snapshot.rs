@@ -333,3 +333,43 @@ fn leader_terms_survive_compaction_in_gapless_mode() {
     let own = node.log().all().last().and_then(Entry::leader_term_record).expect("BecomeLeader");
     assert_eq!((own.leader_term, own.index), (2, 7));
 }
+
+#[test]
+fn a_transfer_finishes_with_its_snapshot_when_the_leader_compacts_again() {
+    // Reference: decisions.md, Snapshots — restarting a transfer with every newer
+    // snapshot could keep a slow follower from ever finishing (simulator seed 66).
+    let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
+    cluster.isolated.insert(3);
+    for command in 0..10 {
+        cluster.propose(1, format!("c{command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let first_index = cluster.node(1).log().applied();
+    let first = cluster.node_mut(1).compact(first_index, state_bytes(64)).expect("compact");
+    let mut compacted_again = None;
+
+    cluster.isolated.clear();
+    let end_ms = cluster.now_ms + 20 * HEARTBEAT_MS;
+    while cluster.now_ms < end_ms {
+        let now = cluster.now_ms + HEARTBEAT_MS / 5;
+        cluster.tick_all(now);
+        while let Some(message) = cluster.queue.pop_front() {
+            let halfway = matches!(message.body, Body::SnapshotResponse { received_bytes: 32, .. });
+            let _ = cluster.deliver(message);
+            if halfway && compacted_again.is_none() {
+                // Nodes 1 and 2 commit two more entries without node 3 (its next
+                // chunk is lost with them), and node 1 compacts them too.
+                cluster.isolated.insert(3);
+                cluster.propose(1, b"more");
+                cluster.propose(1, b"and more");
+                cluster.deliver_all();
+                cluster.isolated.clear();
+                let applied = cluster.node(1).log().applied();
+                compacted_again = Some(cluster.node_mut(1).compact(applied, state_bytes(40)).expect("compact again"));
+            }
+        }
+    }
+    let second = compacted_again.expect("the transfer reached 32 bytes");
+    assert_eq!(cluster.installed[&3], vec![first, second.clone()], "the first transfer finished, then the newer one");
+    assert_eq!(cluster.node(3).log().committed(), second.meta.last_included_index);
+}

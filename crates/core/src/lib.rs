@@ -8,6 +8,9 @@
 //! A driver feeds three inputs — [`Node::tick`] with the time, [`Node::step`]
 //! with a message, [`Node::propose`] with a command — and acts on the
 //! [`Output`] each returns: persist, then send, then apply (see [`Output`]).
+//! Once its state machine has applied an index, a driver may snapshot it and
+//! call [`Node::compact`]; a follower that needs compacted entries receives the
+//! leader's snapshot in chunks and hands it out in [`Output::snapshot`] (Raft §7).
 //!
 //! ```
 //! use conclave_core::{Config, Node, RestoredState};

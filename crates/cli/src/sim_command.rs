@@ -189,6 +189,8 @@ fn print_comparison(reports: &[SweepReport], json: bool) -> ExitCode {
             ("term_gaps", Box::new(|r| r.term_gaps.to_string())),
             ("leaders_per_term_max", Box::new(|r| r.leaders_per_term_max.to_string())),
             ("committed_entries", Box::new(|r| r.committed_entries.to_string())),
+            ("snapshots_taken", Box::new(|r| r.snapshots_taken.to_string())),
+            ("installed_snapshots", Box::new(|r| r.installed_snapshots.to_string())),
         ];
         print!("{:<26}", "");
         for report in reports {

@@ -48,6 +48,8 @@ fn a_json_sweep_prints_one_object_with_every_measure() {
     count(&report, "disruptions");
     assert_eq!(count(&report, "term_gaps"), 0, "conclave's committed leader terms have no hole");
     assert_eq!(count(&report, "leaders_per_term_max"), 1, "one leader per leader term");
+    assert!(count(&report, "snapshots_taken") > 0, "nodes snapshot and compact");
+    count(&report, "installed_snapshots");
     let failover = &report["failover_ms"];
     let (p50, p99, max) = (count(failover, "p50"), count(failover, "p99"), count(failover, "max"));
     assert!(p50 <= p99 && p99 <= max, "{failover}");

@@ -46,6 +46,9 @@ pub struct Config {
     pub max_entries_per_message: usize,
     /// Largest command `propose` accepts.
     pub max_command_bytes: usize,
+    /// Snapshot data goes to a lagging follower in chunks of at most this many
+    /// bytes, one `InstallSnapshot` per chunk (Raft §7).
+    pub snapshot_chunk_bytes: usize,
     /// Test-only: remove one safety rule so tests can prove the checkers fire.
     #[cfg(feature = "bug-injection")]
     pub injected_bug: Option<InjectedBug>,
@@ -86,6 +89,7 @@ impl Config {
             check_quorum: true,
             max_entries_per_message: 64,
             max_command_bytes: 1 << 20,
+            snapshot_chunk_bytes: 64 << 10,
             #[cfg(feature = "bug-injection")]
             injected_bug: None,
         }
@@ -166,6 +170,12 @@ impl Config {
         }
         if self.max_command_bytes == 0 {
             return Err(ConfigError::Invalid { key: "max_command_bytes", reason: "must be greater than 0".into() });
+        }
+        if self.snapshot_chunk_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                key: "snapshot_chunk_bytes",
+                reason: "must be greater than 0: a snapshot could never be sent".into(),
+            });
         }
         Ok(())
     }

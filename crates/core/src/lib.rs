@@ -8,6 +8,9 @@
 //! A driver feeds three inputs — [`Node::tick`] with the time, [`Node::step`]
 //! with a message, [`Node::propose`] with a command — and acts on the
 //! [`Output`] each returns: persist, then send, then apply (see [`Output`]).
+//! Once its state machine has applied an index, a driver may snapshot it and
+//! call [`Node::compact`]; a follower that needs compacted entries receives the
+//! leader's snapshot in chunks and hands it out in [`Output::snapshot`] (Raft §7).
 //!
 //! ```
 //! use conclave_core::{Config, Node, RestoredState};
@@ -39,6 +42,7 @@ pub mod node;
 pub mod output;
 pub mod progress;
 pub mod quorum;
+pub mod snapshot;
 pub mod status;
 pub mod types;
 
@@ -48,7 +52,8 @@ pub use config::{Config, ConfigError};
 pub use election::ElectionMode;
 pub use entry::{Entry, LeaderTermRecord, Payload};
 pub use message::{AppendOutcome, Body, Message, PeerState, VoteChoice};
-pub use node::{Node, Proposal, ProposeError, RestoredState, StartError};
+pub use node::{CompactError, Node, Proposal, ProposeError, RestoredState, StartError};
 pub use output::{Event, HardState, LogWrite, Output};
+pub use snapshot::{Snapshot, SnapshotMeta};
 pub use status::{DropCounters, DropReason, FollowerStatus, Role, Status};
 pub use types::{ClusterId, LogIndex, NodeId, Term};

@@ -1,15 +1,22 @@
 //! The in-memory replicated log, with the commit and apply cursors.
 //!
-//! Invariant: `applied <= committed <= last_index()`, entries are contiguous from
-//! index 1, and their terms never decrease.
+//! The log starts after a snapshot base (Raft §7): entries run contiguously from
+//! `first_index() = snapshot index + 1`; the entry at the snapshot index is known
+//! only by its term, and the ones below are *compacted*.
+//!
+//! Invariant: `snapshot index <= applied <= committed <= last_index()`, entries
+//! are contiguous after the snapshot base, and their terms never decrease.
 
 use crate::entry::{Entry, LeaderTermRecord};
+use crate::snapshot::SnapshotMeta;
 use crate::types::{LogIndex, Term};
 
 /// The log as the node currently sees it, persisted or not.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLog {
-    /// `entries[i]` has index `i + 1`.
+    /// What the latest snapshot covers; `None` until the first one.
+    snapshot: Option<SnapshotMeta>,
+    /// `entries[i]` has index `snapshot_index() + 1 + i`.
     entries: Vec<Entry>,
     /// Highest index known to be committed.
     committed: LogIndex,
@@ -24,44 +31,82 @@ impl RaftLog {
     /// A log restored from durable storage; `committed` is the persisted commit
     /// index and `applied` how far the state machine already is.
     pub fn restore(entries: Vec<Entry>, committed: LogIndex, applied: LogIndex) -> RaftLog {
-        RaftLog { entries, committed, applied, dirty_from: None }
+        RaftLog { snapshot: None, entries, committed, applied, dirty_from: None }
     }
 
-    /// Index of the last entry, 0 when the log is empty.
+    /// A log restored on top of a snapshot: `entries` follow its last index, and
+    /// the state machine starts from the snapshot (applied = its last index).
+    pub fn restore_with_snapshot(snapshot: SnapshotMeta, entries: Vec<Entry>, committed: LogIndex) -> RaftLog {
+        let base = snapshot.last_included_index;
+        RaftLog { snapshot: Some(snapshot), entries, committed: committed.max(base), applied: base, dirty_from: None }
+    }
+
+    /// What the latest snapshot covers, if the log has one.
+    pub fn snapshot(&self) -> Option<&SnapshotMeta> {
+        self.snapshot.as_ref()
+    }
+
+    /// Last index the snapshot covers, 0 without one.
+    pub fn snapshot_index(&self) -> LogIndex {
+        self.snapshot.as_ref().map_or(0, |meta| meta.last_included_index)
+    }
+
+    fn snapshot_term(&self) -> Term {
+        self.snapshot.as_ref().map_or(0, |meta| meta.last_included_term)
+    }
+
+    /// First index still held as an entry (the snapshot index + 1).
+    pub fn first_index(&self) -> LogIndex {
+        self.snapshot_index() + 1
+    }
+
+    /// Index of the last entry (the snapshot index if none follows it; 0 when
+    /// the log is empty).
     pub fn last_index(&self) -> LogIndex {
-        self.entries.len() as LogIndex
+        self.snapshot_index() + self.entries.len() as LogIndex
     }
 
-    /// Term of the last entry, 0 when the log is empty.
+    /// Term of the last entry (the snapshot's if none follows it), 0 when empty.
     pub fn last_term(&self) -> Term {
-        self.entries.last().map_or(0, |entry| entry.term)
+        self.entries.last().map_or(self.snapshot_term(), |entry| entry.term)
     }
 
-    /// Term of the entry at `index`; `Some(0)` for index 0, `None` past the end.
+    /// Term of the entry at `index`: `Some(0)` for index 0, the snapshot's term at
+    /// its last index, `None` past the end or below the snapshot (compacted).
     pub fn term_at(&self, index: LogIndex) -> Option<Term> {
-        if index == 0 {
-            return Some(0);
+        let base = self.snapshot_index();
+        if index == base {
+            return Some(self.snapshot_term());
         }
-        self.entries.get(index as usize - 1).map(|entry| entry.term)
+        self.position(index).map(|position| self.entries[position].term)
     }
 
-    /// The entry at `index`, if present.
+    /// Whether `index` is below the snapshot's last index: no entry and no term.
+    pub fn is_compacted(&self, index: LogIndex) -> bool {
+        index < self.snapshot_index()
+    }
+
+    fn position(&self, index: LogIndex) -> Option<usize> {
+        let position = index.checked_sub(self.first_index())?;
+        let position = usize::try_from(position).ok()?;
+        (position < self.entries.len()).then_some(position)
+    }
+
+    /// The entry at `index`, if present (not compacted, not past the end).
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        if index == 0 {
-            return None;
-        }
-        self.entries.get(index as usize - 1)
+        self.position(index).map(|position| &self.entries[position])
     }
 
-    /// Entries from `from` to the end, at most `max` of them.
+    /// Entries from `from` to the end, at most `max` of them. `from` must not be
+    /// compacted.
     pub fn entries_from(&self, from: LogIndex, max: usize) -> &[Entry] {
-        assert!(from >= 1, "log indexes start at 1");
-        let start = (from as usize - 1).min(self.entries.len());
+        assert!(from >= self.first_index(), "entries from {from} are compacted (first index {})", self.first_index());
+        let start = ((from - self.first_index()) as usize).min(self.entries.len());
         let end = start.saturating_add(max).min(self.entries.len());
         &self.entries[start..end]
     }
 
-    /// Every entry, oldest first.
+    /// Every entry still held, oldest first: from [`RaftLog::first_index`].
     pub fn all(&self) -> &[Entry] {
         &self.entries
     }
@@ -92,11 +137,13 @@ impl RaftLog {
 
     /// Raft §5.3: stores `entries` (contiguous, following an entry that matches),
     /// skipping those already present and truncating the suffix at the first
-    /// conflict. Never truncates a committed entry. Returns the index of the first
-    /// conflict truncated, if any.
+    /// conflict. Never truncates a committed entry. Entries the snapshot covers
+    /// are skipped (they are committed). Returns the index of the first conflict
+    /// truncated, if any.
     pub fn merge(&mut self, entries: &[Entry]) -> Option<LogIndex> {
         let mut truncated_at = None;
-        for entry in entries {
+        let base = self.snapshot_index();
+        for entry in entries.iter().filter(|entry| entry.index > base) {
             match self.term_at(entry.index) {
                 Some(term) if term == entry.term => continue,
                 Some(_) => {
@@ -106,7 +153,8 @@ impl RaftLog {
                         entry.index,
                         self.committed
                     );
-                    self.entries.truncate(entry.index as usize - 1);
+                    let keep = (entry.index - self.first_index()) as usize;
+                    self.entries.truncate(keep);
                     self.mark_dirty(entry.index);
                     truncated_at.get_or_insert(entry.index);
                     self.append(entry.clone());
@@ -133,7 +181,9 @@ impl RaftLog {
         if self.applied >= self.committed {
             return Vec::new();
         }
-        let taken = self.entries[self.applied as usize..self.committed as usize].to_vec();
+        let start = (self.applied + 1 - self.first_index()) as usize;
+        let end = (self.committed + 1 - self.first_index()) as usize;
+        let taken = self.entries[start..end].to_vec();
         self.applied = self.committed;
         taken
     }
@@ -142,7 +192,8 @@ impl RaftLog {
     /// to the end; clears the mark.
     pub fn take_unpersisted(&mut self) -> Option<(LogIndex, Vec<Entry>)> {
         let from = self.dirty_from.take()?;
-        let start = (from as usize - 1).min(self.entries.len());
+        assert!(from > self.snapshot_index(), "a rewrite at {from} below the snapshot base");
+        let start = ((from - self.first_index()) as usize).min(self.entries.len());
         Some((from, self.entries[start..].to_vec()))
     }
 
@@ -150,17 +201,72 @@ impl RaftLog {
         self.dirty_from = Some(self.dirty_from.map_or(index, |from| from.min(index)));
     }
 
+    /// Whether entries changed since the last output batch.
+    pub fn has_unpersisted(&self) -> bool {
+        self.dirty_from.is_some()
+    }
+
+    /// Compaction (Raft §7): the state machine was snapshotted at `upto`, an
+    /// applied index above the current snapshot's; the entries up to it leave the
+    /// log. Returns the new snapshot's metadata (`voters` as given).
+    pub fn compact(&mut self, upto: LogIndex, voters: Vec<crate::types::NodeId>) -> SnapshotMeta {
+        assert!(upto <= self.applied, "compacting {upto} beyond the applied index {}", self.applied);
+        assert!(upto > self.snapshot_index(), "compacting {upto} at or below the snapshot {}", self.snapshot_index());
+        assert!(self.dirty_from.is_none_or(|from| from > upto), "compacting entries not yet handed out for persisting");
+        let last_included_term = self.term_at(upto).expect("an applied index is in the log");
+        let last_leader_term = self.leader_term_record_at_or_below(upto);
+        let meta = SnapshotMeta { last_included_index: upto, last_included_term, voters, last_leader_term };
+        let covered = (upto - self.snapshot_index()) as usize;
+        self.entries.drain(..covered);
+        self.snapshot = Some(meta.clone());
+        meta
+    }
+
+    /// Installs a snapshot from the leader (Raft §7): if the log holds the entry
+    /// at its last index with its term, the entries after it stay; otherwise the
+    /// whole log is discarded. Commit and applied move to its last index. Returns
+    /// true if the log was discarded.
+    pub fn install(&mut self, meta: SnapshotMeta) -> bool {
+        let index = meta.last_included_index;
+        assert!(index > self.committed, "installing snapshot {index} at or below the commit index {}", self.committed);
+        let keeps_suffix = self.term_at(index) == Some(meta.last_included_term);
+        if keeps_suffix {
+            let covered = (index - self.snapshot_index()) as usize;
+            self.entries.drain(..covered);
+        } else {
+            self.entries.clear();
+        }
+        // Whatever was rewritten but not yet handed out is either gone or above
+        // the new base; the snapshot itself is persisted through `Output::snapshot`.
+        self.dirty_from = self.dirty_from.filter(|from| *from > index && keeps_suffix);
+        self.snapshot = Some(meta);
+        self.committed = index;
+        self.applied = index;
+        !keeps_suffix
+    }
+
+    fn leader_term_record_at_or_below(&self, index: LogIndex) -> Option<LeaderTermRecord> {
+        let end = index.saturating_sub(self.snapshot_index()).min(self.entries.len() as LogIndex) as usize;
+        self.entries[..end]
+            .iter()
+            .rev()
+            .find_map(Entry::leader_term_record)
+            .or_else(|| self.snapshot.as_ref().and_then(|meta| meta.last_leader_term))
+    }
+
     /// The newest `BecomeLeader` in the log, committed or not (DESIGN.md §3.4: a
-    /// candidate's leader term is one above it). A scan from the end: it runs once
-    /// per won election, and a `BecomeLeader` heads every leader's entries.
+    /// candidate's leader term is one above it); the snapshot's record if no
+    /// `BecomeLeader` follows it. A scan from the end: it runs once per won
+    /// election, and a `BecomeLeader` heads every leader's entries.
     pub fn last_leader_term_record(&self) -> Option<LeaderTermRecord> {
-        self.entries.iter().rev().find_map(Entry::leader_term_record)
+        self.leader_term_record_at_or_below(self.last_index())
     }
 
     /// The newest committed `BecomeLeader`: the leader term this node knows to be
-    /// established. It never decreases (the commit index never does).
+    /// established. It never decreases (the commit index never does); the
+    /// snapshot, which only covers committed entries, carries it past compaction.
     pub fn committed_leader_term_record(&self) -> Option<LeaderTermRecord> {
-        self.entries[..self.committed as usize].iter().rev().find_map(Entry::leader_term_record)
+        self.leader_term_record_at_or_below(self.committed)
     }
 
     /// Checks the cursor invariants in O(1). Contiguity and non-decreasing terms
@@ -173,25 +279,31 @@ impl RaftLog {
         if self.applied > self.committed {
             return Err(format!("applied {} > committed {}", self.applied, self.committed));
         }
-        if let Some(last) = self.entries.last() {
-            if last.index != self.last_index() || self.entries[0].index != 1 {
+        if self.applied < self.snapshot_index() {
+            return Err(format!("applied {} below the snapshot index {}", self.applied, self.snapshot_index()));
+        }
+        if let (Some(first), Some(last)) = (self.entries.first(), self.entries.last()) {
+            if last.index != self.last_index() || first.index != self.first_index() {
                 return Err(format!(
-                    "entries span {}..={} in {} slots",
-                    self.entries[0].index,
+                    "entries span {}..={} in {} slots after snapshot index {}",
+                    first.index,
                     last.index,
-                    self.entries.len()
+                    self.entries.len(),
+                    self.snapshot_index()
                 ));
             }
         }
         Ok(())
     }
 
-    /// Checks every entry: contiguous from 1, terms at least 1 and never decreasing.
+    /// Checks every entry: contiguous after the snapshot base, terms at least 1,
+    /// never decreasing, and never below the snapshot's term.
     pub fn validate_entries(&self) -> Result<(), String> {
-        let mut previous_term = 0;
+        let mut previous_term = self.snapshot_term();
         for (position, entry) in self.entries.iter().enumerate() {
-            if entry.index != position as LogIndex + 1 {
-                return Err(format!("entry at position {position} has index {}", entry.index));
+            let expected = self.first_index() + position as LogIndex;
+            if entry.index != expected {
+                return Err(format!("entry at position {position} has index {}, expected {expected}", entry.index));
             }
             if entry.term < previous_term || entry.term == 0 {
                 return Err(format!("entry {} has term {} after term {previous_term}", entry.index, entry.term));
@@ -203,9 +315,10 @@ impl RaftLog {
     }
 
     /// Checks the `BecomeLeader` entries (DESIGN.md §3.4): leader terms 1, 2, 3, …
-    /// with no hole along the log, each heading its ballot's entries.
+    /// with no hole along the log, each heading its ballot's entries. The
+    /// expectation starts from the snapshot's last `BecomeLeader`, if any.
     pub fn validate_leader_terms(&self) -> Result<(), String> {
-        let mut previous: Option<LeaderTermRecord> = None;
+        let mut previous: Option<LeaderTermRecord> = self.snapshot.as_ref().and_then(|meta| meta.last_leader_term);
         for record in self.entries.iter().filter_map(Entry::leader_term_record) {
             let expected = previous.map_or(1, |previous| previous.leader_term + 1);
             if record.leader_term != expected {
@@ -286,5 +399,80 @@ mod tests {
         log.commit_to(2);
         assert_eq!(log.take_committed_unapplied(), vec![entry(1, 2)]);
         assert!(!log.commit_to(1), "commit never moves back");
+    }
+
+    fn snapshot_meta(index: LogIndex, term: Term, last_leader_term: Option<LeaderTermRecord>) -> SnapshotMeta {
+        SnapshotMeta { last_included_index: index, last_included_term: term, voters: vec![1, 2, 3], last_leader_term }
+    }
+
+    #[test]
+    fn a_compacted_log_answers_from_its_snapshot_base() {
+        // Reference: Raft §7 — the snapshot keeps the last included index and term.
+        let mut log = RaftLog::default();
+        for (index, term) in [(1, 1), (2, 1), (3, 2), (4, 2)] {
+            log.append(entry(term, index));
+        }
+        log.take_unpersisted();
+        log.commit_to(3);
+        assert_eq!(log.take_committed_unapplied().len(), 3);
+        let meta = log.compact(3, vec![1, 2, 3]);
+        assert_eq!(meta, snapshot_meta(3, 2, None));
+        assert_eq!((log.first_index(), log.last_index(), log.last_term()), (4, 4, 2));
+        assert_eq!((log.term_at(3), log.term_at(2), log.term_at(0)), (Some(2), None, None));
+        assert_eq!(log.entries_from(4, 10), &[entry(2, 4)]);
+        // Entries the snapshot covers are skipped by a merge; the rest is checked.
+        assert_eq!(log.merge(&[entry(1, 2), entry(2, 3), entry(2, 4), entry(2, 5)]), None);
+        assert_eq!(log.last_index(), 5);
+        log.validate_entries().expect("valid");
+        // Compacting everything leaves the base alone.
+        log.take_unpersisted();
+        log.commit_to(5);
+        log.take_committed_unapplied();
+        log.compact(5, vec![1, 2, 3]);
+        assert_eq!((log.first_index(), log.last_index(), log.last_term(), log.all().len()), (6, 5, 2, 0));
+    }
+
+    #[test]
+    fn an_installed_snapshot_keeps_a_matching_suffix_and_replaces_a_divergent_log() {
+        // Reference: Raft §7 — "If existing log entry has same index and term as
+        // snapshot's last included entry, retain log entries following it";
+        // otherwise discard the entire log.
+        let mut log = RaftLog::default();
+        for (index, term) in [(1, 1), (2, 1), (3, 2), (4, 2)] {
+            log.append(entry(term, index));
+        }
+        log.take_unpersisted();
+        let mut matching = log.clone();
+        assert!(!matching.install(snapshot_meta(3, 2, None)), "kept");
+        assert_eq!(
+            (matching.first_index(), matching.last_index(), matching.committed(), matching.applied()),
+            (4, 4, 3, 3)
+        );
+        assert_eq!(matching.all(), &[entry(2, 4)]);
+        assert!(log.install(snapshot_meta(3, 3, None)), "discarded: another term at index 3");
+        assert_eq!((log.first_index(), log.last_index(), log.last_term()), (4, 3, 3));
+        log.validate_entries().expect("valid");
+    }
+
+    #[test]
+    fn leader_terms_fall_back_to_the_snapshot_record() {
+        // Reference: DESIGN.md §3.4 — the last BecomeLeader may only be in the
+        // snapshot's metadata after compaction.
+        let record = LeaderTermRecord { leader_term: 4, leader: 2, ballot: 3, index: 2 };
+        let mut log = RaftLog::restore_with_snapshot(snapshot_meta(5, 3, Some(record)), vec![entry(3, 6)], 6);
+        assert_eq!(log.last_leader_term_record(), Some(record));
+        assert_eq!(log.committed_leader_term_record(), Some(record));
+        log.validate_entries().expect("valid");
+        let next = Entry { term: 5, index: 7, payload: Payload::BecomeLeader { leader_term: 5, leader: 1 } };
+        log.append(next.clone());
+        assert_eq!(log.last_leader_term_record(), next.leader_term_record());
+        assert_eq!(log.committed_leader_term_record(), Some(record), "not committed yet");
+        log.validate_leader_terms().expect("5 follows 4");
+        let restored = RaftLog::restore_with_snapshot(
+            snapshot_meta(5, 3, Some(record)),
+            vec![Entry { term: 5, index: 6, payload: Payload::BecomeLeader { leader_term: 6, leader: 1 } }],
+            5,
+        );
+        assert!(restored.validate_leader_terms().unwrap_err().contains("expected 5"));
     }
 }

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::entry::Entry;
+use crate::snapshot::SnapshotMeta;
 use crate::types::{ClusterId, LogIndex, NodeId, Term};
 
 /// A message from one node to another.
@@ -58,6 +59,34 @@ pub enum Body {
     },
     /// The answer to an `AppendEntries`.
     AppendResponse(AppendOutcome),
+    /// Raft §7 InstallSnapshot, one chunk: the leader compacted the entries this
+    /// follower needs, so it sends its snapshot instead, `data` being the bytes
+    /// at `offset..offset + data.len()` of `total_bytes`. Chunks go one at a time;
+    /// the follower answers each with the bytes it holds (`SnapshotResponse`), so
+    /// a lost chunk is resent from there and a restarted follower from 0.
+    InstallSnapshot {
+        /// What the snapshot covers.
+        meta: SnapshotMeta,
+        /// Size of the whole snapshot data.
+        total_bytes: u64,
+        /// Where `data` starts in it.
+        offset: u64,
+        /// The chunk.
+        data: Vec<u8>,
+        /// True for the last chunk (`offset + data.len() == total_bytes`).
+        done: bool,
+    },
+    /// The answer to an `InstallSnapshot`: how much of the snapshot ending at
+    /// `last_included_index` the follower holds.
+    SnapshotResponse {
+        /// The snapshot's last index, so the leader can ignore stale answers.
+        last_included_index: LogIndex,
+        /// Bytes held, contiguous from 0: the leader continues from there.
+        received_bytes: u64,
+        /// The follower installed the snapshot: its log now matches the leader's
+        /// up to `last_included_index`.
+        installed: bool,
+    },
     /// `fast` mode (DESIGN.md §3.2): the sender has lost (`down`) or regained
     /// (`!down`) its link to `leader` of `leader_term`.
     SubjectiveDown {
@@ -179,6 +208,8 @@ impl Body {
             Body::AppendEntries { entries, .. } if entries.is_empty() => "Heartbeat",
             Body::AppendEntries { .. } => "AppendEntries",
             Body::AppendResponse(_) => "AppendResponse",
+            Body::InstallSnapshot { .. } => "InstallSnapshot",
+            Body::SnapshotResponse { .. } => "SnapshotResponse",
             Body::SubjectiveDown { down: true, .. } => "SubjectiveDown",
             Body::SubjectiveDown { down: false, .. } => "SubjectiveUp",
             Body::ObjectiveDown { .. } => "ObjectiveDown",

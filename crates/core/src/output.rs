@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entry::Entry;
 use crate::message::Message;
+use crate::snapshot::Snapshot;
 use crate::status::Role;
 use crate::types::{LogIndex, NodeId, Term};
 
@@ -136,14 +137,17 @@ pub enum Event {
 ///
 /// # Contract: persist before send
 /// The driver handles the fields **in this order**:
-/// 1. `hard_state` and `log_write` are made durable (one write and one sync may
-///    cover several batches: group commit). A crash before that sync must lose
-///    the whole batch, including its messages.
+/// 1. `snapshot` (if any) is made durable first, then `hard_state` and
+///    `log_write` (one write and one sync may cover several batches: group
+///    commit). A crash before that sync must lose the whole batch, including its
+///    messages. The snapshot goes first because this batch's hard state already
+///    counts its last index as committed.
 /// 2. Only then are `messages` sent. A vote or an acknowledgement sent before its
 ///    state is durable could be forgotten by a crash, letting a node vote twice
 ///    or a leader count an entry that is gone.
-/// 3. Only then are `committed_entries` applied to the state machine, in order.
-///    They are always a prefix of the persisted log.
+/// 3. Only then is the state machine replaced by `snapshot.data` (if any), and
+///    then `committed_entries` applied to it, in order. They are always a prefix
+///    of the persisted log, following the snapshot.
 /// 4. `events` are informational (logs, metrics, the simulator's checks).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[must_use = "an output batch must be persisted, sent and applied"]
@@ -157,6 +161,12 @@ pub struct Output {
     pub messages: Vec<Message>,
     /// Newly committed entries to apply, in index order, after persisting.
     pub committed_entries: Vec<Entry>,
+    /// A snapshot this node installed from its leader (Raft §7): persist it
+    /// before anything else in the batch (the storage keeps the log entries
+    /// after its last index only if it holds that entry with its term, exactly
+    /// as the core did), and, once the batch is durable, replace the state
+    /// machine with its data before applying `committed_entries`.
+    pub snapshot: Option<Snapshot>,
     /// What happened, for observers.
     pub events: Vec<Event>,
 }
@@ -166,6 +176,7 @@ impl Output {
     pub fn is_empty(&self) -> bool {
         self.hard_state.is_none()
             && self.log_write.is_none()
+            && self.snapshot.is_none()
             && self.messages.is_empty()
             && self.committed_entries.is_empty()
             && self.events.is_empty()
@@ -173,6 +184,6 @@ impl Output {
 
     /// True if something must be made durable before the messages go out.
     pub fn needs_persist(&self) -> bool {
-        self.hard_state.is_some() || self.log_write.is_some()
+        self.hard_state.is_some() || self.log_write.is_some() || self.snapshot.is_some()
     }
 }

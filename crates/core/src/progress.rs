@@ -14,6 +14,16 @@ pub enum ProgressState {
     /// The follower matches: the leader streams entries and advances
     /// `next_index` optimistically.
     Replicate,
+    /// The entries the follower needs were compacted: the leader sends its
+    /// snapshot, one chunk at a time (Raft §7).
+    Snapshot {
+        /// Last index of the snapshot being sent.
+        last_included_index: LogIndex,
+        /// Bytes the follower acknowledged holding: the next chunk starts here.
+        offset: u64,
+        /// A chunk is in flight; wait for its answer (or the next heartbeat).
+        in_flight: bool,
+    },
 }
 
 /// Replication state of one follower.
@@ -53,6 +63,8 @@ impl Progress {
             }
             return false;
         }
+        // Also ends a snapshot transfer: an acknowledgement at or beyond its last
+        // index means the follower has it (or got there some other way).
         self.match_index = match_index;
         self.next_index = self.next_index.max(match_index + 1);
         self.state = ProgressState::Replicate;
@@ -66,6 +78,9 @@ impl Progress {
         let stale = match self.state {
             ProgressState::Replicate => prev_log_index <= self.match_index,
             ProgressState::Probe { .. } => prev_log_index + 1 != self.next_index,
+            // Heartbeats during a transfer are rejected by design: the follower
+            // lacks the snapshot's last entry until it installs the snapshot.
+            ProgressState::Snapshot { .. } => true,
         };
         if stale {
             return false;
@@ -77,14 +92,17 @@ impl Progress {
 
     /// Whether the leader may send an append now.
     pub fn can_send(&self) -> bool {
-        !matches!(self.state, ProgressState::Probe { in_flight: true })
+        !matches!(
+            self.state,
+            ProgressState::Probe { in_flight: true } | ProgressState::Snapshot { in_flight: true, .. }
+        )
     }
 
     /// Records that entries up to `last_sent` went out.
     pub fn on_sent(&mut self, last_sent: LogIndex) {
         match &mut self.state {
             ProgressState::Replicate => self.next_index = self.next_index.max(last_sent + 1),
-            ProgressState::Probe { in_flight } => *in_flight = true,
+            ProgressState::Probe { in_flight } | ProgressState::Snapshot { in_flight, .. } => *in_flight = true,
         }
     }
 }

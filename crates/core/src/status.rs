@@ -46,11 +46,15 @@ pub enum DropReason {
     /// A vote request while this node's vote lease for another candidate runs
     /// (DESIGN.md §3.4).
     VoteLease,
+    /// An `InstallSnapshot` chunk for a snapshot that ends at or below this
+    /// node's commit index: it already holds all of it (a late duplicate). It
+    /// changes nothing but is answered "installed", so the leader moves on.
+    StaleSnapshot,
 }
 
 impl DropReason {
     /// Every reason, for reports.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::WrongCluster,
         DropReason::UnknownSender,
         DropReason::Misdirected,
@@ -60,6 +64,7 @@ impl DropReason {
         DropReason::ConflictsWithCommitted,
         DropReason::WrongElectionMode,
         DropReason::VoteLease,
+        DropReason::StaleSnapshot,
     ];
 
     /// The snake_case name used in metrics and JSON.
@@ -74,6 +79,7 @@ impl DropReason {
             DropReason::ConflictsWithCommitted => "conflicts_with_committed",
             DropReason::WrongElectionMode => "wrong_election_mode",
             DropReason::VoteLease => "vote_lease",
+            DropReason::StaleSnapshot => "stale_snapshot",
         }
     }
 }
@@ -131,6 +137,9 @@ pub struct Status {
     pub last_index: LogIndex,
     /// Term of the last log entry.
     pub last_term: Term,
+    /// Last index of the latest snapshot (0 without one): the log holds entries
+    /// from the next index on.
+    pub snapshot_index: LogIndex,
     /// Leads and takes proposals (false for a leader-elect, DESIGN.md §3.4).
     pub serving: bool,
     /// `gapless`/`conclave`: the newest committed leader term, if any.

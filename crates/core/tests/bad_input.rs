@@ -5,8 +5,8 @@
 mod support;
 
 use conclave_core::{
-    Body, Config, ConfigError, DropReason, ElectionMode, Entry, HardState, Message, Node, NodeId, Output, Payload,
-    PeerState, RestoredState, Role, StartError, Status, VoteChoice,
+    Body, Config, ConfigError, DropReason, ElectionMode, Entry, HardState, LeaderTermRecord, Message, Node, NodeId,
+    Output, Payload, PeerState, RestoredState, Role, SnapshotMeta, StartError, Status, VoteChoice,
 };
 use rand::Rng;
 use support::*;
@@ -228,8 +228,11 @@ fn append_contradicting_the_committed_prefix_is_dropped() {
 fn append_contradicting_the_committed_prefix_does_not_depose_a_candidate() {
     let mut config = config(1, &VOTERS);
     config.pre_vote = false;
-    let mut node =
-        node_from(config, RestoredState { hard_state: hard_state(2, None, 2), entries: log_with_terms(&[1, 2, 2]) }, 1);
+    let mut node = node_from(
+        config,
+        RestoredState { hard_state: hard_state(2, None, 2), entries: log_with_terms(&[1, 2, 2]), snapshot: None },
+        1,
+    );
     let _ = node.tick(node.next_deadline_ms());
     assert_eq!((node.role(), node.term()), (Role::Candidate, 3));
     let wrong_prev = append(2, 1, vec![entry(3, 3)], 2);
@@ -281,6 +284,120 @@ fn vote_request_during_vote_lease_is_dropped() {
     assert_eq!((node.term(), node.status().voted_for), (2, Some(3)));
 }
 
+fn chunk(meta: SnapshotMeta, total_bytes: u64, offset: u64, data: &[u8], done: bool) -> Body {
+    Body::InstallSnapshot { meta, total_bytes, offset, data: data.to_vec(), done }
+}
+
+fn snapshot_meta(index: u64, term: u64) -> SnapshotMeta {
+    SnapshotMeta {
+        last_included_index: index,
+        last_included_term: term,
+        voters: VOTERS.to_vec(),
+        last_leader_term: None,
+    }
+}
+
+#[test]
+fn install_snapshot_chunks_with_impossible_sizes_are_dropped() {
+    // Reference: Raft §7 — offset and data must lie within the snapshot, and
+    // `done` marks exactly the chunk that ends it.
+    let mut node = follower();
+    let meta = snapshot_meta(5, 2);
+    let impossible = [
+        chunk(meta.clone(), 10, 11, b"", true),         // offset beyond the data
+        chunk(meta.clone(), 10, 8, b"abc", true),       // chunk runs past the end
+        chunk(meta.clone(), 10, 0, b"abc", true),       // `done` before the end
+        chunk(meta.clone(), 3, 0, b"abc", false),       // the end without `done`
+        chunk(meta.clone(), 10, 0, b"", false),         // an empty chunk that is not the last
+        chunk(meta.clone(), 10, u64::MAX, b"a", false), // offset overflows
+    ];
+    for body in impossible {
+        assert_dropped(&mut node, msg(2, 1, 2, body), DropReason::ImpossibleFields);
+    }
+}
+
+#[test]
+fn install_snapshot_with_impossible_metadata_is_dropped() {
+    let mut node = follower();
+    let beyond = LeaderTermRecord { leader_term: 1, leader: 2, ballot: 2, index: 6 };
+    let impossible = [
+        snapshot_meta(0, 0),                                                    // covers nothing
+        snapshot_meta(5, 0),                                                    // term 0
+        snapshot_meta(5, 3),                                                    // term beyond the message's
+        SnapshotMeta { voters: vec![1, 2], ..snapshot_meta(5, 2) },             // another membership
+        SnapshotMeta { last_leader_term: Some(beyond), ..snapshot_meta(5, 2) }, // BecomeLeader past its end
+    ];
+    for meta in impossible {
+        assert_dropped(&mut node, msg(2, 1, 2, chunk(meta, 3, 0, b"abc", true)), DropReason::ImpossibleFields);
+    }
+    assert_eq!(node.snapshot(), None);
+}
+
+#[test]
+fn install_snapshot_at_or_below_the_commit_index_is_dropped_as_stale() {
+    // The follower already holds everything such a snapshot covers.
+    // Like a stale term, it is counted and answered: "installed" (its committed
+    // prefix matches the leader's), so a leader that lost the real answer stops
+    // sending it.
+    let mut node = follower();
+    assert_eq!(node.status().commit, 2);
+    for index in [1, 2] {
+        let before = node.status();
+        let deadline_before = node.next_deadline_ms();
+        let body = chunk(snapshot_meta(index, 1.max(index - 1)), 3, 0, b"abc", true);
+        let output = node.step(msg(2, 1, 2, body));
+        let answer = Body::SnapshotResponse { last_included_index: index, received_bytes: 3, installed: true };
+        assert_eq!(output, only_messages(vec![msg(1, 2, 2, answer)]));
+        let after = node.status();
+        assert_eq!(after.dropped.get(DropReason::StaleSnapshot), before.dropped.get(DropReason::StaleSnapshot) + 1);
+        assert_eq!(after.dropped.total(), before.dropped.total() + 1);
+        assert_eq!(without_drops(after), without_drops(before), "nothing changed");
+        assert_eq!(node.next_deadline_ms(), deadline_before, "no timer moved");
+    }
+    assert_eq!(node.log().first_index(), 1, "nothing was installed");
+}
+
+#[test]
+fn install_snapshot_to_the_leader_of_the_same_term_is_impossible() {
+    let mut node = leader();
+    assert_dropped(&mut node, msg(2, 1, 1, chunk(snapshot_meta(5, 1), 1, 0, b"a", true)), DropReason::ImpossibleFields);
+    assert_eq!(node.role(), Role::Leader);
+}
+
+/// Node 1 leading term 1 with its entry 1 committed and compacted into a
+/// 10-byte snapshot, sending that snapshot to node 3 (which never answered).
+fn leader_sending_a_snapshot() -> Node {
+    let mut node = leader();
+    let output = node.step(msg(2, 1, 1, accepted(1)));
+    assert_eq!(output.committed_entries.len(), 1);
+    node.compact(1, vec![7; 10]).expect("compact");
+    let now = node.next_deadline_ms();
+    let output = node.tick(now);
+    assert!(
+        output.messages.iter().any(|message| message.to == 3 && matches!(message.body, Body::InstallSnapshot { .. })),
+        "{:?}",
+        output.messages
+    );
+    node
+}
+
+#[test]
+fn snapshot_responses_with_impossible_fields_are_dropped() {
+    let mut node = leader_sending_a_snapshot();
+    let response = |last_included_index, received_bytes, installed| Body::SnapshotResponse {
+        last_included_index,
+        received_bytes,
+        installed,
+    };
+    // No snapshot ends at index 0.
+    assert_dropped(&mut node, msg(3, 1, 1, response(0, 0, false)), DropReason::ImpossibleFields);
+    // More bytes than the snapshot has.
+    assert_dropped(&mut node, msg(3, 1, 1, response(1, 11, false)), DropReason::ImpossibleFields);
+    // Installed a snapshot beyond the leader's own log.
+    assert_dropped(&mut node, msg(3, 1, 1, response(5, 10, true)), DropReason::ImpossibleFields);
+    assert_eq!(node.status().followers[&3].match_index, 0);
+}
+
 #[test]
 fn a_liveness_view_naming_a_stranger_or_its_sender_is_impossible() {
     // Reference: DESIGN.md §3.3 — the leader's view lists the members it heard
@@ -301,7 +418,7 @@ fn a_liveness_view_naming_a_stranger_or_its_sender_is_impossible() {
 #[test]
 fn every_drop_reason_is_covered() {
     // Guards this file: a new DropReason needs a test above.
-    assert_eq!(DropReason::ALL.len(), 9);
+    assert_eq!(DropReason::ALL.len(), 10);
 }
 
 // ---------------------------------------------------------------------------
@@ -364,7 +481,7 @@ fn node_new_refuses_every_invalid_config() {
 }
 
 fn assert_restore_error(hard_state: HardState, entries: Vec<Entry>, expected_words: &str) {
-    let error = start(config(1, &VOTERS), RestoredState { hard_state, entries }).expect_err("refused");
+    let error = start(config(1, &VOTERS), RestoredState { hard_state, entries, snapshot: None }).expect_err("refused");
     let StartError::Restore(reason) = &error else {
         panic!("expected a restore error, got {error:?}");
     };
@@ -374,7 +491,8 @@ fn assert_restore_error(hard_state: HardState, entries: Vec<Entry>, expected_wor
 
 #[test]
 fn node_new_refuses_an_inconsistent_restored_state() {
-    let good = RestoredState { hard_state: hard_state(2, Some(2), 2), entries: log_with_terms(&[1, 2]) };
+    let good =
+        RestoredState { hard_state: hard_state(2, Some(2), 2), entries: log_with_terms(&[1, 2]), snapshot: None };
     let node = start(config(1, &VOTERS), good).expect("consistent state starts");
     assert_eq!((node.term(), node.status().voted_for, node.status().commit), (2, Some(2), 2));
 
@@ -405,12 +523,15 @@ fn a_commit_index_beyond_the_restored_log_is_lowered_to_its_end() {
     // advisory (re-learned from the leader), so the node starts with it lowered.
     let node = start(
         config(1, &VOTERS),
-        RestoredState { hard_state: hard_state(2, None, 3), entries: log_with_terms(&[1, 2]) },
+        RestoredState { hard_state: hard_state(2, None, 3), entries: log_with_terms(&[1, 2]), snapshot: None },
     )
     .expect("starts");
     assert_eq!((node.status().commit, node.status().last_index), (2, 2));
-    let node = start(config(1, &VOTERS), RestoredState { hard_state: hard_state(2, None, 1), entries: vec![] })
-        .expect("starts");
+    let node = start(
+        config(1, &VOTERS),
+        RestoredState { hard_state: hard_state(2, None, 1), entries: vec![], snapshot: None },
+    )
+    .expect("starts");
     assert_eq!(node.status().commit, 0);
 }
 
@@ -424,7 +545,7 @@ fn garbage_never_panics() {
         for _ in 0..5_000 {
             let term = chaos.gen_range(0..6);
             let prev = chaos.gen_range(0..6);
-            let body = match chaos.gen_range(0..4) {
+            let body = match chaos.gen_range(0..6) {
                 0 => Body::RequestVote {
                     pre_vote: chaos.gen(),
                     last_log_term: chaos.gen_range(0..6),
@@ -437,6 +558,18 @@ fn garbage_never_panics() {
                     let entries = (0..count).map(|offset| entry(first_term, prev + 1 + offset)).collect();
                     append(prev, chaos.gen_range(0..6), entries, chaos.gen_range(0..8))
                 }
+                3 => {
+                    let total = chaos.gen_range(0..8u64);
+                    let offset = chaos.gen_range(0..9u64);
+                    let len = chaos.gen_range(0..4usize);
+                    let meta = snapshot_meta(chaos.gen_range(0..8), chaos.gen_range(0..6));
+                    chunk(meta, total, offset, &vec![1; len], chaos.gen())
+                }
+                4 => Body::SnapshotResponse {
+                    last_included_index: chaos.gen_range(0..8),
+                    received_bytes: chaos.gen_range(0..12),
+                    installed: chaos.gen(),
+                },
                 _ if chaos.gen() => accepted(chaos.gen_range(0..6)),
                 _ => rejected(prev, chaos.gen_range(0..6)),
             };

@@ -67,7 +67,7 @@ fn the_leader_term_is_one_above_the_last_become_leader_in_the_own_log_committed_
     // Reference: DESIGN.md §3.4 — leader_term = (leader term of the last
     // BecomeLeader in the candidate's own log, committed or not) + 1.
     let entries = vec![become_leader(1, 1, 1, 2), entry(1, 2), become_leader(3, 3, 2, 3)];
-    let restored = RestoredState { hard_state: hard_state(3, None, 2), entries };
+    let restored = RestoredState { hard_state: hard_state(3, None, 2), entries, snapshot: None };
     let mut node = node_from(gapless(1), restored, 1);
     assert_eq!(node.committed_leader_term().map(|record| record.leader_term), Some(1));
     let _ = elect_alone(&mut node);
@@ -105,10 +105,17 @@ fn a_voter_that_holds_a_higher_leader_term_still_votes_for_a_newer_log() {
     // never committed, while node 2's log is newer (ballot 4) with leader term 2.
     // Node 3 is down: node 1's vote is the only way to a majority.
     let voter_log = vec![become_leader(1, 1, 1, 1), become_leader(2, 2, 2, 2), become_leader(3, 3, 3, 3)];
-    let voter = node_from(gapless(1), RestoredState { hard_state: hard_state(3, None, 1), entries: voter_log }, 1);
+    let voter = node_from(
+        gapless(1),
+        RestoredState { hard_state: hard_state(3, None, 1), entries: voter_log, snapshot: None },
+        1,
+    );
     let candidate_log = vec![become_leader(1, 1, 1, 1), become_leader(4, 2, 2, 2)];
-    let candidate =
-        node_from(gapless(2), RestoredState { hard_state: hard_state(4, Some(2), 1), entries: candidate_log }, 2);
+    let candidate = node_from(
+        gapless(2),
+        RestoredState { hard_state: hard_state(4, Some(2), 1), entries: candidate_log, snapshot: None },
+        2,
+    );
     let mut cluster = Cluster::from_nodes(vec![(voter, 0), (candidate, 0)]);
     cluster.elect(2);
     cluster.run_until(cluster.now_ms + 100, 10);
@@ -134,6 +141,7 @@ fn an_uncommitted_become_leader_may_be_replaced_so_a_held_leader_term_can_go_bac
         RestoredState {
             hard_state: hard_state(3, None, 1),
             entries: vec![become_leader(1, 1, 1, 1), become_leader(2, 2, 2, 3), become_leader(3, 3, 3, 1)],
+            snapshot: None,
         },
         1,
     );
@@ -218,6 +226,7 @@ fn a_restored_log_with_a_hole_in_its_leader_terms_is_refused() {
     let restored = RestoredState {
         hard_state: HardState { term: 4, voted_for: None, commit: 0 },
         entries: vec![become_leader(1, 1, 1, 1), become_leader(4, 2, 3, 2)],
+        snapshot: None,
     };
     let error = Node::new(gapless(1), restored, rng(1), 0).unwrap_err();
     assert!(error.to_string().contains("expected 2"), "{error}");
@@ -228,7 +237,7 @@ fn re_applying_the_committed_prefix_after_a_restart_announces_no_leader_term() {
     // Events are what operators and the demo read: a restart re-applies its
     // committed prefix, but those leader terms were established long ago.
     let entries = vec![become_leader(1, 1, 1, 2), entry(1, 2), become_leader(3, 3, 2, 3)];
-    let restored = RestoredState { hard_state: hard_state(3, None, 3), entries };
+    let restored = RestoredState { hard_state: hard_state(3, None, 3), entries, snapshot: None };
     let mut node = node_from(gapless(1), restored, 1);
     let output = node.tick(1);
     assert_eq!(output.committed_entries.len(), 3, "the committed prefix is handed out again");

@@ -33,8 +33,11 @@ fn a_batch_never_persists_a_commit_index_covering_its_own_log_write() {
     assert_eq!(output.committed_entries.last().map(|entry| entry.index), Some(5), "and applies it after the sync");
 
     // What survives a tear after the hard-state record: the old log and that commit.
-    let mut torn =
-        RestoredState { hard_state: output.hard_state.expect("checked"), entries: log_with_terms(&[1, 1, 2, 2]) };
+    let mut torn = RestoredState {
+        hard_state: output.hard_state.expect("checked"),
+        entries: log_with_terms(&[1, 1, 2, 2]),
+        snapshot: None,
+    };
     let restarted = node_from(config(1, &VOTERS), torn.clone(), 1);
     assert!(restarted.log().committed() <= 2, "the replaced entries are not committed after the tear");
 

@@ -17,7 +17,7 @@ const VOTERS: [NodeId; 3] = [1, 2, 3];
 /// node 1 times out first.
 fn restored(config: Config, hard: conclave_core::HardState, terms: &[u64], seed: u64) -> Node {
     let entries = log_with_terms(terms);
-    node_at(config, RestoredState { hard_state: hard, entries }, seed, ELECTION_TIMEOUT_MS)
+    node_at(config, RestoredState { hard_state: hard, entries, snapshot: None }, seed, ELECTION_TIMEOUT_MS)
 }
 
 /// Output of a node that only adopted `hard_state` and sent `messages`.
@@ -179,7 +179,8 @@ fn stale_responses_are_ignored() {
     // from an older term answers a round that is over: it is ignored.
     let mut config = config(1, &VOTERS);
     config.pre_vote = false;
-    let mut candidate = node_from(config, RestoredState { hard_state: hard_state(3, None, 0), entries: vec![] }, 2);
+    let mut candidate =
+        node_from(config, RestoredState { hard_state: hard_state(3, None, 0), entries: vec![], snapshot: None }, 2);
     let _ = candidate.tick(candidate.next_deadline_ms());
     assert_eq!((candidate.role(), candidate.term()), (Role::Candidate, 4));
     // Votes granted in term 3 do not count towards term 4.

@@ -26,6 +26,7 @@ pub mod options;
 pub mod report;
 pub mod seed_rules;
 pub mod simulation;
+pub mod state_machine;
 pub mod sweep;
 pub mod trace;
 

@@ -78,6 +78,11 @@ pub struct RunParams {
     /// Entries per `AppendEntries`: small values split a new leader's catch-up
     /// across messages, which exposes commit-rule bugs that big batches mask.
     pub max_entries_per_message: usize,
+    /// Each node snapshots its state machine and compacts its log every this
+    /// many applied entries.
+    pub snapshot_every: u64,
+    /// Largest `InstallSnapshot` chunk.
+    pub snapshot_chunk_bytes: usize,
 }
 
 impl RunParams {
@@ -104,6 +109,9 @@ impl RunParams {
             proposal_interval_ms: rng.gen_range(5..=60),
             liveness_proposals: 20,
             max_entries_per_message: [1, 2, 3, 8, 64][rng.gen_range(0..5)],
+            // Drawn last, so the draws above are what they were before snapshots.
+            snapshot_every: rng.gen_range(8..=48),
+            snapshot_chunk_bytes: [64, 256, 4 << 10, 64 << 10][rng.gen_range(0..4)],
         }
     }
 }

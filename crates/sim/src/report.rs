@@ -67,6 +67,10 @@ pub struct RunReport {
     pub term_gaps: u64,
     /// Most leaders seen for one committed leader term.
     pub leaders_per_term_max: u64,
+    /// Snapshots nodes took of their state machine (each followed by compaction).
+    pub snapshots_taken: u64,
+    /// Snapshots nodes installed from their leader (`InstallSnapshot`).
+    pub installed_snapshots: u64,
 }
 
 fn as_hex<S: serde::Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
@@ -148,6 +152,10 @@ pub struct SweepReport {
     /// Most leaders seen for one committed leader term in any run (1 is the
     /// promise; 0 when no mode entry carries a leader term).
     pub leaders_per_term_max: u64,
+    /// Snapshots taken by nodes of their state machine, over all runs.
+    pub snapshots_taken: u64,
+    /// Snapshots installed through `InstallSnapshot`, over all runs.
+    pub installed_snapshots: u64,
     /// Faults injected, by kind.
     pub faults: FaultCounts,
     /// Virtual time simulated, in seconds.
@@ -197,6 +205,8 @@ impl SweepReport {
             truncated_entries: runs.iter().map(|run| run.truncated_entries).sum(),
             term_gaps: runs.iter().map(|run| run.term_gaps).sum(),
             leaders_per_term_max: runs.iter().map(|run| run.leaders_per_term_max).max().unwrap_or(0),
+            snapshots_taken: runs.iter().map(|run| run.snapshots_taken).sum(),
+            installed_snapshots: runs.iter().map(|run| run.installed_snapshots).sum(),
             faults,
             simulated_seconds: runs.iter().map(|run| run.simulated_ms).sum::<u64>() as f64 / 1000.0,
             wall_seconds,
@@ -206,7 +216,7 @@ impl SweepReport {
     /// One line for logs and closing notes.
     pub fn summary_line(&self) -> String {
         format!(
-            "mode={} nodes={} runs={} violations={} elections={} leader_changes={} failover_ms p50={} p99={} max={} (n={}) committed={} disruptions={} up_to_date_winner_ratio={} truncated={} term_gaps={} leaders_per_term_max={} simulated={:.0}s wall={:.1}s",
+            "mode={} nodes={} runs={} violations={} elections={} leader_changes={} failover_ms p50={} p99={} max={} (n={}) committed={} disruptions={} up_to_date_winner_ratio={} truncated={} term_gaps={} leaders_per_term_max={} snapshots_taken={} installed_snapshots={} simulated={:.0}s wall={:.1}s",
             self.mode,
             self.nodes,
             self.runs,
@@ -223,6 +233,8 @@ impl SweepReport {
             self.truncated_entries,
             self.term_gaps,
             self.leaders_per_term_max,
+            self.snapshots_taken,
+            self.installed_snapshots,
             self.simulated_seconds,
             self.wall_seconds
         )

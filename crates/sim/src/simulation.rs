@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use conclave_core::{
-    Config, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, Payload, Role, Term,
+    Config, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, Role, Snapshot, Term,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -22,6 +22,7 @@ use crate::invariants::{Broken, Invariants};
 use crate::network::{between, one_way, Fate, Network};
 use crate::options::{derive_seed, RunParams, SimOptions, SIM_CLUSTER_ID};
 use crate::report::{RunReport, Violation};
+use crate::state_machine::SimStateMachine;
 use crate::trace::{DropCause, Trace, TraceEvent};
 
 /// Hard cap on trace steps per run, so that a livelock cannot hang a sweep.
@@ -77,6 +78,7 @@ struct PendingBatch {
     durable_at_ms: u64,
     hard_state: Option<HardState>,
     log_write: Option<LogWrite>,
+    snapshot: Option<Snapshot>,
     messages: Vec<Message>,
     committed_entries: Vec<Entry>,
 }
@@ -95,6 +97,8 @@ struct SimNode {
     /// Last index of the node's in-memory log, to count truncations.
     last_index: LogIndex,
     liveness_applied: BTreeSet<u64>,
+    /// What the node applied (its state machine), since its last start.
+    machine: SimStateMachine,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +163,8 @@ pub struct Simulation {
     elections_won: u64,
     up_to_date_wins: u64,
     truncated_entries: u64,
+    snapshots_taken: u64,
+    installed_snapshots: u64,
 }
 
 impl Simulation {
@@ -180,6 +186,7 @@ impl Simulation {
                 known_commit: 0,
                 last_index: 0,
                 liveness_applied: BTreeSet::new(),
+                machine: SimStateMachine::default(),
             })
             .collect();
         Simulation {
@@ -214,6 +221,8 @@ impl Simulation {
             elections_won: 0,
             up_to_date_wins: 0,
             truncated_entries: 0,
+            snapshots_taken: 0,
+            installed_snapshots: 0,
         }
     }
 
@@ -276,6 +285,8 @@ impl Simulation {
             truncated_entries: self.truncated_entries,
             term_gaps: self.invariants.gapless_terms.term_gaps(),
             leaders_per_term_max: self.invariants.gapless_terms.leaders_per_term_max(),
+            snapshots_taken: self.snapshots_taken,
+            installed_snapshots: self.installed_snapshots,
         };
         (report, full_trace)
     }
@@ -336,6 +347,7 @@ impl Simulation {
         let mut config = Config::new(id, SIM_CLUSTER_ID, voters);
         config.election_mode = self.options.mode;
         config.max_entries_per_message = self.params.max_entries_per_message;
+        config.snapshot_chunk_bytes = self.params.snapshot_chunk_bytes;
         if let Some(hook) = self.options.config_hook {
             hook(&mut config);
         }
@@ -350,14 +362,22 @@ impl Simulation {
         match Node::new(config, restored, ChaCha8Rng::seed_from_u64(rng_seed), self.now_ms) {
             Ok(core) => {
                 let log = core.log().all().to_vec();
+                let snapshot = core.snapshot().cloned();
                 self.nodes[index].known_commit = core.log().committed();
                 self.nodes[index].last_index = core.log().last_index();
                 self.nodes[index].core = Some(core);
-                let result = self.invariants.log_matching.on_restart(id, &log);
+                let base = snapshot
+                    .as_ref()
+                    .map(|snapshot| (snapshot.meta.last_included_index, snapshot.meta.last_included_term));
+                let result = self.invariants.log_matching.on_restart(id, base, &log);
                 self.check(result);
                 self.invariants.state_machine_safety.on_restart(id);
                 self.invariants.gapless_terms.on_restart(id);
                 self.nodes[index].liveness_applied.clear();
+                self.nodes[index].machine = SimStateMachine::default();
+                if let Some(snapshot) = &snapshot {
+                    self.load_snapshot(index, snapshot);
+                }
                 self.schedule_tick(index);
             }
             Err(error) => self.fail("restart", format!("n{id} cannot start from its disk: {error}")),
@@ -413,6 +433,7 @@ impl Simulation {
             durable_at_ms: (self.now_ms + fsync_ms).max(node.last_durable_at_ms),
             hard_state: output.hard_state,
             log_write: output.log_write,
+            snapshot: output.snapshot,
             messages: output.messages,
             committed_entries: output.committed_entries,
         };
@@ -439,7 +460,7 @@ impl Simulation {
                         self.leader_changes += 1;
                         self.on_election_won(index);
                         let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
-                        let log = core.log().all();
+                        let log = (core.log().first_index(), core.log().all());
                         let result = self
                             .invariants
                             .election_safety
@@ -472,6 +493,21 @@ impl Simulation {
                 _ => self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") }),
             }
         }
+        if let Some(snapshot) = &output.snapshot {
+            // The log now starts after the installed snapshot; whatever it
+            // discarded was replaced by committed state, not truncated.
+            let last_index = self.nodes[index].core.as_ref().expect("live").log().last_index();
+            self.nodes[index].last_index = last_index;
+            let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
+            let meta = &snapshot.meta;
+            let result = self.invariants.log_matching.on_snapshot(
+                id,
+                meta.last_included_index,
+                meta.last_included_term,
+                core.log().all(),
+            );
+            self.check(result);
+        }
         if let Some(write) = &output.log_write {
             // Entries the node held past the rewrite point were thrown away.
             let old_last = self.nodes[index].last_index;
@@ -479,7 +515,12 @@ impl Simulation {
             let last_index = self.nodes[index].core.as_ref().expect("live").log().last_index();
             self.nodes[index].last_index = last_index;
             let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
-            let result = self.invariants.log_matching.on_log_changed(id, write.first_index, core.log().all());
+            let result = self.invariants.log_matching.on_log_changed(
+                id,
+                write.first_index,
+                core.log().first_index(),
+                core.log().all(),
+            );
             self.check(result);
         }
         let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
@@ -487,19 +528,19 @@ impl Simulation {
         let known_commit = self.nodes[index].known_commit;
         if commit > known_commit {
             let (role, term) = (core.role(), core.term());
-            let leaders: Vec<(NodeId, Term, &[Entry])> = self
+            let leaders: Vec<(NodeId, Term, LogIndex, &[Entry])> = self
                 .nodes
                 .iter()
                 .filter_map(|node| node.core.as_ref().map(|core| (node.id, core)))
                 .filter(|(_, core)| core.role() == Role::Leader)
-                .map(|(id, core)| (id, core.term(), core.log().all()))
+                .map(|(id, core)| (id, core.term(), core.log().first_index(), core.log().all()))
                 .collect();
             let result = self.invariants.leader_completeness.on_commit(
                 id,
                 term,
                 known_commit,
                 commit,
-                core.log().all(),
+                (core.log().first_index(), core.log().all()),
                 &leaders,
             );
             self.check(result);
@@ -518,12 +559,19 @@ impl Simulation {
     /// A batch is durable: write it to the disk, send its messages, apply its entries.
     fn release(&mut self, index: usize, batch: PendingBatch) {
         let node = &mut self.nodes[index];
-        node.disk.persist(batch.hard_state, batch.log_write.as_ref());
-        if batch.hard_state.is_some() || batch.log_write.is_some() {
+        node.disk.persist(batch.snapshot.as_ref(), batch.hard_state, batch.log_write.as_ref());
+        if batch.hard_state.is_some() || batch.log_write.is_some() || batch.snapshot.is_some() {
             self.trace.record(self.now_ms, TraceEvent::Persisted { node: node.id, batch: batch.number });
         }
         for message in batch.messages {
             self.send(message);
+        }
+        if let Some(snapshot) = &batch.snapshot {
+            // Installed from the leader: the state machine becomes the snapshot.
+            self.installed_snapshots += 1;
+            let event = format!("installed snapshot up to {}", snapshot.meta.last_included_index);
+            self.trace.record(self.now_ms, TraceEvent::Node { node: self.nodes[index].id, event });
+            self.load_snapshot(index, snapshot);
         }
         if !batch.committed_entries.is_empty() {
             let id = self.nodes[index].id;
@@ -531,14 +579,58 @@ impl Simulation {
             self.check(result);
             let result = self.invariants.gapless_terms.on_apply(id, &batch.committed_entries);
             self.check(result);
-            for entry in &batch.committed_entries {
-                if let Payload::Command(bytes) = &entry.payload {
-                    let command = command_id(bytes);
-                    self.applied_commands.insert(command);
-                    self.nodes[index].liveness_applied.insert(command);
-                }
+            let node = &mut self.nodes[index];
+            let first_command = node.machine.commands.len();
+            node.machine.apply(&batch.committed_entries);
+            for command in &node.machine.commands[first_command..] {
+                self.applied_commands.insert(*command);
+                node.liveness_applied.insert(*command);
             }
+            self.maybe_compact(index);
         }
+    }
+
+    /// The node's state machine is replaced by `snapshot` (installed, or found
+    /// on its disk at a restart); the checkers see it jump there.
+    fn load_snapshot(&mut self, index: usize, snapshot: &Snapshot) {
+        let id = self.nodes[index].id;
+        let machine = match SimStateMachine::decode(&snapshot.data) {
+            Ok(machine) => machine,
+            Err(problem) => return self.fail("state_machine_safety", format!("n{id}: unreadable snapshot: {problem}")),
+        };
+        if machine.index != snapshot.meta.last_included_index {
+            let detail = format!(
+                "n{id}: snapshot up to {} holds the state at {}",
+                snapshot.meta.last_included_index, machine.index
+            );
+            return self.fail("state_machine_safety", detail);
+        }
+        let result = self.invariants.state_machine_safety.on_snapshot(id, machine.index, machine.chain);
+        self.check(result);
+        let leader_term = snapshot.meta.last_leader_term.map_or(0, |record| record.leader_term);
+        self.invariants.gapless_terms.on_snapshot(id, leader_term);
+        let node = &mut self.nodes[index];
+        node.liveness_applied = machine.commands.iter().copied().collect();
+        self.applied_commands.extend(machine.commands.iter().copied());
+        node.machine = machine;
+    }
+
+    /// Every `snapshot_every` applied entries the node snapshots its state
+    /// machine and compacts its log, as a server would.
+    fn maybe_compact(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        let Some(core) = node.core.as_mut() else { return };
+        let applied = node.machine.index;
+        if applied < node.disk.snapshot_index() + self.params.snapshot_every {
+            return;
+        }
+        let Ok(snapshot) = core.compact(applied, node.machine.encode()) else {
+            return; // The core already holds a newer snapshot (one it installed).
+        };
+        node.disk.save_snapshot(&snapshot);
+        self.snapshots_taken += 1;
+        let event = format!("compacted up to {applied}");
+        self.trace.record(self.now_ms, TraceEvent::Node { node: node.id, event });
     }
 
     /// Stops node `index`. A process crash (`FaultKind::Crash`) keeps what it
@@ -556,12 +648,12 @@ impl Simulation {
         match kind {
             FaultKind::Crash => {
                 for batch in &pending {
-                    node.disk.persist(batch.hard_state, batch.log_write.as_ref());
+                    node.disk.persist(batch.snapshot.as_ref(), batch.hard_state, batch.log_write.as_ref());
                 }
             }
             FaultKind::TornWrite => match pending.first() {
-                Some(batch) if batch.hard_state.is_some() && batch.log_write.is_some() => {
-                    node.disk.persist(batch.hard_state, None);
+                Some(batch) if batch.hard_state.is_some() && batch.log_write.is_some() && batch.snapshot.is_none() => {
+                    node.disk.persist(None, batch.hard_state, None);
                 }
                 _ => kind = FaultKind::UnsyncedLoss,
             },
@@ -1039,11 +1131,4 @@ impl Simulation {
 /// Faults that stop a node (the rest cut links).
 fn is_crash(kind: FaultKind) -> bool {
     matches!(kind, FaultKind::Crash | FaultKind::UnsyncedLoss | FaultKind::TornWrite)
-}
-
-fn command_id(bytes: &[u8]) -> u64 {
-    let mut id = [0u8; 8];
-    let length = bytes.len().min(8);
-    id[..length].copy_from_slice(&bytes[..length]);
-    u64::from_le_bytes(id)
 }

@@ -46,6 +46,8 @@ pub fn run_seed(options: &SimOptions, seed: u64) -> (RunReport, Vec<String>) {
             term_gaps: 0,
             leaders_per_term_max: 0,
             truncated_entries: 0,
+            snapshots_taken: 0,
+            installed_snapshots: 0,
         };
         (report, Vec::new())
     })

@@ -106,7 +106,7 @@ impl Cluster {
         let log = core.log().all().to_vec();
         self.known_commit.insert(id, core.log().committed());
         self.nodes.insert(id, Some(core));
-        let result = self.log_matching.on_restart(id, &log);
+        let result = self.log_matching.on_restart(id, None, &log);
         self.check(result);
         self.state_machine_safety.on_restart(id);
     }
@@ -239,7 +239,11 @@ impl Cluster {
     /// (Every write is durable at once here; crashes lose nothing that was output.)
     fn absorb(&mut self, id: NodeId, output: Output) {
         self.observe(id, &output);
-        self.disks.get_mut(&id).expect("a voter").persist(output.hard_state, output.log_write.as_ref());
+        self.disks.get_mut(&id).expect("a voter").persist(
+            output.snapshot.as_ref(),
+            output.hard_state,
+            output.log_write.as_ref(),
+        );
         for message in output.messages {
             if self.is_up(message.to) {
                 self.network.push_back(message);
@@ -259,28 +263,28 @@ impl Cluster {
                 let result = self
                     .election_safety
                     .on_leader(id, *term)
-                    .and_then(|()| self.leader_completeness.on_leader(id, *term, log));
+                    .and_then(|()| self.leader_completeness.on_leader(id, *term, (1, log)));
                 self.check(result);
             }
         }
         if let Some(write) = &output.log_write {
             let log = self.nodes[&id].as_ref().expect("up").log().all();
-            let result = self.log_matching.on_log_changed(id, write.first_index, log);
+            let result = self.log_matching.on_log_changed(id, write.first_index, 1, log);
             self.check(result);
         }
         let core = self.nodes[&id].as_ref().expect("up");
         let commit = core.log().committed();
         let known_commit = self.known_commit[&id];
         if commit > known_commit {
-            let leaders: Vec<(NodeId, Term, &[Entry])> = self
+            let leaders: Vec<(NodeId, Term, LogIndex, &[Entry])> = self
                 .nodes
                 .iter()
                 .filter_map(|(id, core)| core.as_ref().map(|core| (*id, core)))
                 .filter(|(_, core)| core.role() == Role::Leader)
-                .map(|(id, core)| (id, core.term(), core.log().all()))
+                .map(|(id, core)| (id, core.term(), 1, core.log().all()))
                 .collect();
-            let result =
-                self.leader_completeness.on_commit(id, core.term(), known_commit, commit, core.log().all(), &leaders);
+            let log = (1, core.log().all());
+            let result = self.leader_completeness.on_commit(id, core.term(), known_commit, commit, log, &leaders);
             self.check(result);
             self.known_commit.insert(id, commit);
         }

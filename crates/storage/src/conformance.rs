@@ -5,7 +5,10 @@
 //! open its data again: a restart) and panics on the first difference.
 //! [`run_all`] runs every case.
 
-use conclave_core::{Entry, HardState, LogIndex, LogWrite, Payload, Term};
+use conclave_core::{
+    Config, ElectionMode, Entry, HardState, LeaderTermRecord, LogIndex, LogWrite, Node, Payload, RestoredState, Term,
+};
+use rand::SeedableRng;
 
 use crate::error::StorageError;
 use crate::snapshot::Snapshot;
@@ -18,6 +21,7 @@ pub fn run_all<S: LogStore>(make: impl Fn() -> S, reopen: impl Fn(S) -> S) {
     compact_prefix(&make, &reopen);
     snapshot_replaces_a_divergent_log(&make, &reopen);
     stale_snapshot_is_refused(&make, &reopen);
+    restore_snapshot_and_suffix(&make, &reopen);
     hard_state_round_trip(&make, &reopen);
     reopen_after_drop(&make, &reopen);
     group_commit_of_many_batches(&make, &reopen);
@@ -91,18 +95,22 @@ pub fn compact_prefix<S: LogStore>(make: impl Fn() -> S, reopen: impl Fn(S) -> S
     let mut store = make();
     let log = write(1, 10, 1);
     persist_one(&mut store, Some(HardState { term: 1, voted_for: Some(2), commit: 8 }), Some(&log));
-    let snapshot =
-        Snapshot { last_included_index: 5, last_included_term: 1, voters: vec![1, 2, 3], data: b"state".to_vec() };
+    let snapshot = Snapshot {
+        last_included_index: 5,
+        last_included_term: 1,
+        voters: vec![1, 2, 3],
+        last_leader_term: None,
+        data: b"state".to_vec(),
+    };
     store.save_snapshot(snapshot.clone()).expect("save snapshot");
     assert_log(&store, 6, &log.entries[5..]);
     assert!(matches!(store.entries(5..7), Err(StorageError::Compacted { requested: 5, first_index: 6 })));
     assert!(matches!(store.compact(6), Err(StorageError::CompactBeyondSnapshot { upto_index: 6, snapshot_index: 5 })));
     store.compact(5).expect("compact");
     assert_log(&store, 6, &log.entries[5..]);
-    assert!(
-        matches!(store.restored_state(), Err(StorageError::Compacted { .. })),
-        "the core cannot start from a snapshot yet"
-    );
+    let restored = store.restored_state().expect("a snapshot and its suffix restore");
+    assert_eq!(restored.snapshot.as_ref().map(|snapshot| snapshot.meta.clone()), Some(snapshot.meta()));
+    assert_eq!(restored.entries, log.entries[5..].to_vec());
     let mut store = reopen(store);
     assert_eq!(store.snapshot(), Some(&snapshot));
     assert_log(&store, 6, &log.entries[5..]);
@@ -118,7 +126,13 @@ pub fn compact_prefix<S: LogStore>(make: impl Fn() -> S, reopen: impl Fn(S) -> S
 pub fn snapshot_replaces_a_divergent_log<S: LogStore>(make: impl Fn() -> S, reopen: impl Fn(S) -> S) {
     let mut store = make();
     persist_one(&mut store, Some(HardState { term: 3, voted_for: None, commit: 0 }), Some(&write(1, 5, 1)));
-    let snapshot = Snapshot { last_included_index: 3, last_included_term: 2, voters: vec![1], data: Vec::new() };
+    let snapshot = Snapshot {
+        last_included_index: 3,
+        last_included_term: 2,
+        voters: vec![1],
+        last_leader_term: None,
+        data: Vec::new(),
+    };
     store.save_snapshot(snapshot.clone()).expect("save snapshot");
     assert_log(&store, 4, &[]);
     let mut store = reopen(store);
@@ -129,13 +143,80 @@ pub fn snapshot_replaces_a_divergent_log<S: LogStore>(make: impl Fn() -> S, reop
     assert_log(&store, 4, &write(4, 2, 3).entries);
 }
 
+/// A node restarts from a snapshot and the entries after it (Raft §7): the
+/// store hands back the snapshot (metadata with its last `BecomeLeader`, and the
+/// data) and the suffix, and the core accepts them: its log starts after the
+/// snapshot and its leader term comes from the snapshot's metadata. Entries
+/// appended after the snapshot survive restarts too.
+pub fn restore_snapshot_and_suffix<S: LogStore>(make: impl Fn() -> S, reopen: impl Fn(S) -> S) {
+    let mut store = make();
+    // A gapless-mode log: leader term 1 (n1, ballot 1) at 1, leader term 2 (n2,
+    // ballot 2) at 6, commands between.
+    let payload = |index: LogIndex| match index {
+        1 => Payload::BecomeLeader { leader_term: 1, leader: 1 },
+        6 => Payload::BecomeLeader { leader_term: 2, leader: 2 },
+        _ => Payload::Command(format!("c{index}").into_bytes()),
+    };
+    let log: Vec<Entry> =
+        (1..=10).map(|index| Entry { term: if index < 6 { 1 } else { 2 }, index, payload: payload(index) }).collect();
+    let write = LogWrite { first_index: 1, entries: log.clone() };
+    persist_one(&mut store, Some(HardState { term: 2, voted_for: Some(2), commit: 9 }), Some(&write));
+    let record = LeaderTermRecord { leader_term: 2, leader: 2, ballot: 2, index: 6 };
+    let snapshot = Snapshot {
+        last_included_index: 7,
+        last_included_term: 2,
+        voters: vec![1, 2, 3],
+        last_leader_term: Some(record),
+        data: b"state at 7".to_vec(),
+    };
+    store.save_snapshot(snapshot.clone()).expect("save snapshot");
+    store.compact(7).expect("compact");
+    let store = reopen(store);
+    let check = |store: &S, expected_suffix: &[Entry]| -> RestoredState {
+        let restored = store.restored_state().expect("restored");
+        assert_eq!(restored.snapshot, Some(snapshot.to_core()), "snapshot metadata and data");
+        assert_eq!(restored.entries, expected_suffix, "the suffix after the snapshot");
+        let mut config = Config::new(1, 7, vec![1, 2, 3]);
+        config.election_mode = ElectionMode::Gapless;
+        let rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let node = Node::new(config, restored.clone(), rng, 0).expect("the core starts from it");
+        assert_eq!(node.log().first_index(), 8);
+        assert_eq!(node.log().last_index(), expected_suffix.last().map_or(7, |entry| entry.index));
+        assert_eq!(node.status().commit, 9);
+        assert_eq!(node.status().leader_term, Some(2), "the leader term survives in the snapshot");
+        restored
+    };
+    check(&store, &log[7..]);
+    let mut store = store;
+    let more = LogWrite {
+        first_index: 11,
+        entries: vec![Entry { term: 2, index: 11, payload: Payload::Command(b"c11".to_vec()) }],
+    };
+    persist_one(&mut store, None, Some(&more));
+    let store = reopen(store);
+    let expected: Vec<Entry> = log[7..].iter().cloned().chain(more.entries.clone()).collect();
+    check(&store, &expected);
+}
+
 /// A snapshot older than the saved one is refused and changes nothing.
 pub fn stale_snapshot_is_refused<S: LogStore>(make: impl Fn() -> S, reopen: impl Fn(S) -> S) {
     let mut store = make();
     persist_one(&mut store, Some(HardState { term: 1, voted_for: None, commit: 0 }), Some(&write(1, 6, 1)));
-    let newer = Snapshot { last_included_index: 4, last_included_term: 1, voters: vec![1], data: b"4".to_vec() };
+    let newer = Snapshot {
+        last_included_index: 4,
+        last_included_term: 1,
+        voters: vec![1],
+        last_leader_term: None,
+        data: b"4".to_vec(),
+    };
     store.save_snapshot(newer.clone()).expect("save snapshot");
-    let older = Snapshot { last_included_index: 2, last_included_term: 1, voters: vec![1], data: b"2".to_vec() };
+    let older = Snapshot {
+        last_included_index: 2,
+        last_included_term: 1,
+        voters: vec![1],
+        last_leader_term: None,
+        data: b"2".to_vec(),
+    };
     assert!(matches!(store.save_snapshot(older), Err(StorageError::StaleSnapshot { index: 2, current: 4 })));
     let store = reopen(store);
     assert_eq!(store.snapshot(), Some(&newer));

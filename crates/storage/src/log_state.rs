@@ -9,6 +9,7 @@ use std::ops::Range;
 use conclave_core::{Entry, HardState, LogIndex, LogWrite, RestoredState, Term};
 
 use crate::error::StorageError;
+use crate::snapshot::Snapshot;
 use crate::store::PersistRequest;
 
 /// Hard state, snapshot base and the log after it.
@@ -140,12 +141,20 @@ impl LogState {
         Ok(self.entries[start..end].to_vec())
     }
 
-    /// What the core needs to start; refused once a snapshot replaced a prefix.
-    pub fn restored_state(&self) -> Result<RestoredState, StorageError> {
-        if self.snapshot_index > 0 {
-            return Err(StorageError::Compacted { requested: 1, first_index: self.first_index() });
+    /// What the core needs to start: the hard state, `snapshot` (the saved one,
+    /// which must be this log's base) and the entries after it.
+    pub fn restored_state(&self, snapshot: Option<&Snapshot>) -> Result<RestoredState, StorageError> {
+        let snapshot_index = snapshot.map_or(0, |snapshot| snapshot.last_included_index);
+        if snapshot_index != self.snapshot_index {
+            // The log's base moved without the snapshot that moved it: the
+            // entries before it are gone and nothing replaces them.
+            return Err(StorageError::Compacted { requested: snapshot_index + 1, first_index: self.first_index() });
         }
-        Ok(RestoredState { hard_state: self.hard_state, entries: self.entries.clone() })
+        Ok(RestoredState {
+            hard_state: self.hard_state,
+            entries: self.entries.clone(),
+            snapshot: snapshot.map(Snapshot::to_core),
+        })
     }
 
     fn is_contiguous(&self) -> bool {

@@ -87,6 +87,6 @@ impl LogStore for MemoryStore {
     }
 
     fn restored_state(&self) -> Result<RestoredState, StorageError> {
-        self.state.restored_state()
+        self.state.restored_state(self.snapshot.as_ref())
     }
 }

@@ -82,6 +82,10 @@ pub fn recover(dir: &Path) -> Result<Recovered, StorageError> {
     let mut segments = Vec::with_capacity(listed.len());
     let mut last_segment_len = 0;
     let mut newest_marker: Option<(LogIndex, PathBuf, u64)> = None;
+    // The term the replayed log holds at the snapshot file's last index (the
+    // base hides it): needed if a crash came between the file and its marker.
+    let base = snapshot.as_ref().map(|snapshot| snapshot.last_included_index);
+    let mut term_at_base: Option<conclave_core::Term> = None;
     let mut expected_seq = listed.first().map_or(1, |(first_seq, _)| *first_seq);
     for (position, (first_seq, path)) in listed.iter().enumerate() {
         let is_last = position + 1 == listed.len();
@@ -135,6 +139,12 @@ pub fn recover(dir: &Path) -> Result<Recovered, StorageError> {
         };
         for (offset, record) in &scanned.records {
             info.max_touched_index = info.max_touched_index.max(segment::touched_index(record));
+            if let (Some(base), Record::LogWrite(write)) = (base, record) {
+                if write.first_index <= base {
+                    let position = (base - write.first_index) as usize;
+                    term_at_base = write.entries.get(position).map(|entry| entry.term);
+                }
+            }
             replay(&mut state, record).map_err(|reason| StorageError::corrupt(path, *offset, reason))?;
             if let Record::SnapshotMarker { last_included_index, .. } = record {
                 if newest_marker.as_ref().is_none_or(|(newest, _, _)| last_included_index > newest) {
@@ -148,6 +158,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, StorageError> {
         segments.push(info);
     }
     let snapshot_index = snapshot.as_ref().map_or(0, |snapshot| snapshot.last_included_index);
+    let newest_marker_index = newest_marker.as_ref().map(|(index, _, _)| *index);
     if let Some((marker_index, path, offset)) = newest_marker {
         if marker_index > snapshot_index {
             return Err(StorageError::corrupt(
@@ -158,6 +169,16 @@ pub fn recover(dir: &Path) -> Result<Recovered, StorageError> {
                     dir.join(SNAPSHOT_FILE).display()
                 ),
             ));
+        }
+    }
+    if let Some(snapshot) = &snapshot {
+        let confirmed = newest_marker_index.is_some_and(|index| index >= snapshot.last_included_index);
+        if !confirmed && term_at_base.is_some_and(|term| term != snapshot.last_included_term) {
+            // A crash after the snapshot file was renamed into place but before
+            // its marker reached the WAL: finish what the save would have done.
+            // The log did not hold the snapshot's last entry (it came from a
+            // leader), so the entries after it do not follow it: discard them.
+            state.apply_snapshot_marker(snapshot.last_included_index, snapshot.last_included_term, true);
         }
     }
     Ok(Recovered { state, snapshot, segments, last_segment_len, report })

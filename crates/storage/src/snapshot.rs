@@ -4,11 +4,13 @@
 //! All integers little-endian:
 //! ```text
 //! offset  0  magic     8 bytes  "CNCLSNAP"
-//! offset  8  version   u32      1
+//! offset  8  version   u32      2 (version 1, without the leader-term field, is still read)
 //! offset 12  body_len  u64
 //! offset 20  crc32c    u32      checksum of the body
 //! offset 24  body:     last_included_index u64, last_included_term u64,
 //!                      voter_count u32, voters u64 × voter_count,
+//!                      (version 2) has_leader_term u32 (0 or 1), and if 1:
+//!                        leader_term u64, leader u64, ballot u64, index u64,
 //!                      data_len u64, data bytes
 //! ```
 //! The file is written as `snapshot.tmp`, synced, renamed to `snapshot` and the
@@ -17,7 +19,7 @@
 
 use std::path::Path;
 
-use conclave_core::{LogIndex, NodeId, Term};
+use conclave_core::{LeaderTermRecord, LogIndex, NodeId, SnapshotMeta, Term};
 
 use crate::error::StorageError;
 use crate::fs_util::{self, FieldReader};
@@ -25,7 +27,9 @@ use crate::fs_util::{self, FieldReader};
 /// Name of the snapshot file in the data directory.
 pub const SNAPSHOT_FILE: &str = "snapshot";
 const MAGIC: &[u8; 8] = b"CNCLSNAP";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The first format, without `last_leader_term`; still read.
+const VERSION_WITHOUT_LEADER_TERM: u32 = 1;
 const HEADER_BYTES: usize = 24;
 
 /// The state machine's state up to a log index, replacing the log up to there.
@@ -37,8 +41,41 @@ pub struct Snapshot {
     pub last_included_term: Term,
     /// The voting members as of that entry.
     pub voters: Vec<NodeId>,
+    /// The last `BecomeLeader` the snapshot covers (`gapless`, `conclave`), so
+    /// that the core's leader terms survive compaction.
+    pub last_leader_term: Option<LeaderTermRecord>,
     /// The serialized state machine.
     pub data: Vec<u8>,
+}
+
+impl Snapshot {
+    /// The storage form of a core snapshot (from `Node::compact` or
+    /// `Output::snapshot`).
+    pub fn from_core(snapshot: &conclave_core::Snapshot) -> Snapshot {
+        let meta = &snapshot.meta;
+        Snapshot {
+            last_included_index: meta.last_included_index,
+            last_included_term: meta.last_included_term,
+            voters: meta.voters.clone(),
+            last_leader_term: meta.last_leader_term,
+            data: snapshot.data.to_vec(),
+        }
+    }
+
+    /// What the snapshot covers, as the core describes it.
+    pub fn meta(&self) -> SnapshotMeta {
+        SnapshotMeta {
+            last_included_index: self.last_included_index,
+            last_included_term: self.last_included_term,
+            voters: self.voters.clone(),
+            last_leader_term: self.last_leader_term,
+        }
+    }
+
+    /// The core form, for `RestoredState::snapshot`.
+    pub fn to_core(&self) -> conclave_core::Snapshot {
+        conclave_core::Snapshot::new(self.meta(), self.data.clone())
+    }
 }
 
 /// Encodes `snapshot` in the file format above.
@@ -49,6 +86,15 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     body.extend_from_slice(&(snapshot.voters.len() as u32).to_le_bytes());
     for voter in &snapshot.voters {
         body.extend_from_slice(&voter.to_le_bytes());
+    }
+    match &snapshot.last_leader_term {
+        None => body.extend_from_slice(&0u32.to_le_bytes()),
+        Some(record) => {
+            body.extend_from_slice(&1u32.to_le_bytes());
+            for field in [record.leader_term, record.leader, record.ballot, record.index] {
+                body.extend_from_slice(&field.to_le_bytes());
+            }
+        }
     }
     body.extend_from_slice(&(snapshot.data.len() as u64).to_le_bytes());
     body.extend_from_slice(&snapshot.data);
@@ -68,8 +114,13 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, String)> {
         return Err((0, "bad magic: not a Conclave snapshot file".into()));
     }
     let version = reader.u32("version")?;
-    if version != VERSION {
-        return Err((8, format!("unsupported snapshot version {version} (this build reads {VERSION})")));
+    if version != VERSION && version != VERSION_WITHOUT_LEADER_TERM {
+        return Err((
+            8,
+            format!(
+                "unsupported snapshot version {version} (this build reads {VERSION_WITHOUT_LEADER_TERM} and {VERSION})"
+            ),
+        ));
     }
     let body_len = reader.u64("body length")?;
     let stored_checksum = reader.u32("checksum")?;
@@ -87,10 +138,10 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, String)> {
             format!("checksum mismatch: stored {stored_checksum:#010x}, computed {computed_checksum:#010x}"),
         ));
     }
-    decode_body(body).map_err(|(offset, reason)| (offset + HEADER_BYTES as u64, reason))
+    decode_body(body, version).map_err(|(offset, reason)| (offset + HEADER_BYTES as u64, reason))
 }
 
-fn decode_body(body: &[u8]) -> Result<Snapshot, (u64, String)> {
+fn decode_body(body: &[u8], version: u32) -> Result<Snapshot, (u64, String)> {
     let mut reader = FieldReader::new(body);
     let last_included_index = reader.u64("last_included_index")?;
     let last_included_term = reader.u64("last_included_term")?;
@@ -99,12 +150,27 @@ fn decode_body(body: &[u8]) -> Result<Snapshot, (u64, String)> {
     for _ in 0..voter_count {
         voters.push(reader.u64("voter")?);
     }
+    let last_leader_term = if version == VERSION_WITHOUT_LEADER_TERM {
+        None
+    } else {
+        let flag_offset = reader.position();
+        match reader.u32("leader-term flag")? {
+            0 => None,
+            1 => Some(LeaderTermRecord {
+                leader_term: reader.u64("leader term")?,
+                leader: reader.u64("leader")?,
+                ballot: reader.u64("leader-term ballot")?,
+                index: reader.u64("leader-term index")?,
+            }),
+            other => return Err((flag_offset, format!("leader-term flag is {other}, not 0 or 1"))),
+        }
+    };
     let data_len = reader.u64("data length")?;
     if data_len != reader.remaining() as u64 {
         return Err((reader.position(), format!("data length {data_len} but {} bytes remain", reader.remaining())));
     }
     let data = reader.take(reader.remaining(), "data")?.to_vec();
-    Ok(Snapshot { last_included_index, last_included_term, voters, data })
+    Ok(Snapshot { last_included_index, last_included_term, voters, last_leader_term, data })
 }
 
 /// Durably replaces the snapshot file in `dir` (temporary file, sync, rename,
@@ -127,10 +193,20 @@ mod tests {
 
     #[test]
     fn snapshot_round_trips_and_every_truncation_is_refused() {
-        let snapshot =
-            Snapshot { last_included_index: 9, last_included_term: 3, voters: vec![1, 2, 3], data: b"kv".to_vec() };
+        let record = LeaderTermRecord { leader_term: 4, leader: 2, ballot: 3, index: 7 };
+        let snapshot = Snapshot {
+            last_included_index: 9,
+            last_included_term: 3,
+            voters: vec![1, 2, 3],
+            last_leader_term: Some(record),
+            data: b"kv".to_vec(),
+        };
         let bytes = encode(&snapshot);
-        assert_eq!(decode(&bytes), Ok(snapshot));
+        assert_eq!(decode(&bytes), Ok(snapshot.clone()));
+        assert_eq!(
+            decode(&encode(&Snapshot { last_leader_term: None, ..snapshot.clone() })).map(|s| s.meta()),
+            Ok(SnapshotMeta { last_leader_term: None, ..snapshot.meta() })
+        );
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
@@ -139,5 +215,32 @@ mod tests {
             damaged[position] ^= 1;
             assert!(decode(&damaged).is_err(), "flip at {position}");
         }
+    }
+
+    #[test]
+    fn a_version_1_file_is_read_without_a_leader_term() {
+        // Version 1 had no leader-term field: build one by hand.
+        let mut body = Vec::new();
+        for field in [5u64, 2] {
+            body.extend_from_slice(&field.to_le_bytes());
+        }
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&1u64.to_le_bytes());
+        body.extend_from_slice(&2u64.to_le_bytes());
+        body.extend_from_slice(b"ab");
+        let mut file = Vec::new();
+        file.extend_from_slice(MAGIC);
+        file.extend_from_slice(&VERSION_WITHOUT_LEADER_TERM.to_le_bytes());
+        file.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        file.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        file.extend_from_slice(&body);
+        let expected = Snapshot {
+            last_included_index: 5,
+            last_included_term: 2,
+            voters: vec![1],
+            last_leader_term: None,
+            data: b"ab".to_vec(),
+        };
+        assert_eq!(decode(&file), Ok(expected));
     }
 }

@@ -81,11 +81,8 @@ pub trait LogStore {
     /// (whole WAL segments), so nothing observable changes.
     fn compact(&mut self, upto_index: LogIndex) -> Result<(), StorageError>;
 
-    /// What [`conclave_core::Node::new`] needs to restart this node.
-    ///
-    /// The core today expects the log contiguous from index 1 and knows no
-    /// snapshots, so once a snapshot has replaced a prefix of the log this
-    /// returns [`StorageError::Compacted`]. It will return the snapshot too when
-    /// the core gains snapshot support.
+    /// What [`conclave_core::Node::new`] needs to restart this node: the hard
+    /// state, the saved snapshot (metadata and data, as
+    /// [`conclave_core::Snapshot`]) and the entries after it.
     fn restored_state(&self) -> Result<RestoredState, StorageError>;
 }

@@ -315,6 +315,6 @@ impl LogStore for Wal {
     }
 
     fn restored_state(&self) -> Result<RestoredState, StorageError> {
-        self.state.restored_state()
+        self.state.restored_state(self.snapshot.as_ref())
     }
 }

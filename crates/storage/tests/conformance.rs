@@ -63,6 +63,7 @@ conformance_case!(truncate_suffix);
 conformance_case!(compact_prefix);
 conformance_case!(snapshot_replaces_a_divergent_log);
 conformance_case!(stale_snapshot_is_refused);
+conformance_case!(restore_snapshot_and_suffix);
 conformance_case!(hard_state_round_trip);
 conformance_case!(reopen_after_drop);
 conformance_case!(group_commit_of_many_batches);

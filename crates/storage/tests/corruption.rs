@@ -111,8 +111,13 @@ fn wal_with_snapshot(root: &std::path::Path) -> Wal {
     let log = write(1, 6, 1);
     let hard_state = HardState { term: 1, voted_for: None, commit: 6 };
     wal.persist(&[PersistRequest { hard_state: Some(hard_state), log_write: Some(&log) }]).expect("persist");
-    let snapshot =
-        Snapshot { last_included_index: 4, last_included_term: 1, voters: vec![1, 2, 3], data: vec![7; 100] };
+    let snapshot = Snapshot {
+        last_included_index: 4,
+        last_included_term: 1,
+        voters: vec![1, 2, 3],
+        last_leader_term: None,
+        data: vec![7; 100],
+    };
     wal.save_snapshot(snapshot).expect("snapshot");
     wal
 }

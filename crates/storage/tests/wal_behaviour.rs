@@ -69,6 +69,7 @@ fn compaction_removes_only_whole_segments_the_snapshot_covers() {
         last_included_index: snapshot_index,
         last_included_term: term,
         voters: vec![1],
+        last_leader_term: None,
         data: vec![],
     })
     .expect("snapshot");
@@ -84,4 +85,40 @@ fn compaction_removes_only_whole_segments_the_snapshot_covers() {
     assert_eq!(wal.hard_state(), hard_state, "the hard state survives the removal of its segment");
     assert_eq!(wal.first_index(), snapshot_index + 1);
     assert_eq!(wal.entries(snapshot_index + 1..last_index + 1).expect("tail"), expected_tail);
+}
+
+// A crash between the snapshot file's rename and its WAL marker: the snapshot
+// (installed from a leader) does not match the log at its last index, so the
+// entries after that index must not survive as if they followed it.
+#[test]
+fn a_snapshot_file_without_its_marker_still_discards_a_divergent_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut wal = Wal::open(dir.path(), options()).expect("open");
+    let hard_state = HardState { term: 3, voted_for: None, commit: 0 };
+    let log = write(1, 6, 1);
+    wal.persist(&[PersistRequest { hard_state: Some(hard_state), log_write: Some(&log) }]).expect("persist");
+    drop(wal);
+    let installed = Snapshot {
+        last_included_index: 4,
+        last_included_term: 2,
+        voters: vec![1],
+        last_leader_term: None,
+        data: vec![],
+    };
+    conclave_storage::snapshot::save(dir.path(), &installed).expect("the file alone");
+    let wal = Wal::open(dir.path(), options()).expect("reopen");
+    assert_eq!((wal.first_index(), wal.last_index()), (5, 4), "the divergent entries 5 and 6 are gone");
+    let restored = wal.restored_state().expect("restored");
+    assert!(restored.entries.is_empty());
+    drop(wal);
+
+    // The same crash with a snapshot of the log's own prefix keeps the suffix.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut wal = Wal::open(dir.path(), options()).expect("open");
+    wal.persist(&[PersistRequest { hard_state: Some(hard_state), log_write: Some(&log) }]).expect("persist");
+    drop(wal);
+    let own = Snapshot { last_included_term: 1, ..installed };
+    conclave_storage::snapshot::save(dir.path(), &own).expect("the file alone");
+    let wal = Wal::open(dir.path(), options()).expect("reopen");
+    assert_eq!((wal.first_index(), wal.last_index()), (5, 6));
 }

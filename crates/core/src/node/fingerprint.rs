@@ -30,7 +30,13 @@ impl Node {
         let clock = RelativeClock { now_ms: self.now_ms, horizon_ms: horizon_ms(self) };
         self.term.hash(hasher);
         self.voted_for.hash(hasher);
+        self.log.snapshot_index().hash(hasher);
         self.log.all().hash(hasher);
+        self.snapshot.as_ref().map(|snapshot| snapshot.meta.last_included_index).hash(hasher);
+        for (peer, snapshot) in &self.outgoing_snapshots {
+            (peer, snapshot.meta.last_included_index).hash(hasher);
+        }
+        self.incoming_snapshot.as_ref().map(|incoming| incoming.fingerprint_key()).hash(hasher);
         self.log.committed().hash(hasher);
         self.log.applied().hash(hasher);
         self.role.hash(hasher);
@@ -50,6 +56,9 @@ impl Node {
                 match progress.state {
                     ProgressState::Probe { in_flight } => (0u8, in_flight).hash(hasher),
                     ProgressState::Replicate => 1u8.hash(hasher),
+                    ProgressState::Snapshot { last_included_index, offset, in_flight } => {
+                        (2u8, last_included_index, offset, in_flight).hash(hasher)
+                    }
                 }
                 progress.recent_active.hash(hasher);
                 progress.match_at_last_heartbeat.hash(hasher);

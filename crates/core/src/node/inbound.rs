@@ -31,6 +31,12 @@ impl Node {
                 self.on_append_entries(message.from, prev_log_index, prev_log_term, entries, leader_commit)
             }
             Body::AppendResponse(outcome) => self.on_append_response(message.from, outcome),
+            Body::InstallSnapshot { meta, total_bytes, offset, data, done } => {
+                self.on_install_snapshot(message.from, super::snapshot::Chunk { meta, total_bytes, offset, data, done })
+            }
+            Body::SnapshotResponse { last_included_index, received_bytes, installed } => {
+                self.on_snapshot_response(message.from, last_included_index, received_bytes, installed)
+            }
             Body::SubjectiveDown { .. }
             | Body::ObjectiveDown { .. }
             | Body::Vote { .. }
@@ -82,7 +88,7 @@ impl Node {
             // Pre-votes change no term, neither asking nor granting.
             Body::RequestVote { pre_vote: true, .. } => true,
             Body::VoteResponse { pre_vote: true, granted: true } => true,
-            Body::AppendEntries { .. } => {
+            Body::AppendEntries { .. } | Body::InstallSnapshot { .. } => {
                 self.become_follower(message.term, Some(message.from));
                 true
             }
@@ -108,6 +114,14 @@ impl Node {
             Body::RequestVote { pre_vote, .. } => {
                 self.send(message.from, Body::VoteResponse { pre_vote, granted: false })
             }
+            Body::InstallSnapshot { ref meta, .. } => self.send(
+                message.from,
+                Body::SnapshotResponse {
+                    last_included_index: meta.last_included_index,
+                    received_bytes: 0,
+                    installed: false,
+                },
+            ),
             _ => {}
         }
     }
@@ -138,6 +152,15 @@ fn fields_are_possible(message: &Message) -> bool {
         Body::AppendResponse(AppendOutcome::Rejected { prev_log_index, hint_index }) => {
             *hint_index <= prev_log_index.saturating_sub(1)
         }
+        Body::InstallSnapshot { meta, total_bytes, offset, data, done } => {
+            let end = offset.checked_add(data.len() as u64);
+            meta.last_included_index >= 1
+                && meta.last_included_term >= 1
+                && meta.last_included_term <= term
+                && end.is_some_and(|end| end <= *total_bytes && *done == (end == *total_bytes))
+                && (*done || !data.is_empty())
+        }
+        Body::SnapshotResponse { last_included_index, .. } => *last_included_index >= 1,
         Body::SubjectiveDown { .. } | Body::ObjectiveDown { .. } | Body::Correction { .. } => true,
         Body::Liveness { active } => !active.contains(&message.from),
         Body::Vote { ballot, vote, .. } => {

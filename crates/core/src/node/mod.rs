@@ -13,9 +13,11 @@ mod fingerprint;
 mod inbound;
 mod replication;
 mod roles;
+mod snapshot;
 mod validate;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
@@ -27,6 +29,7 @@ use crate::message::{Body, Message};
 use crate::output::{Event, HardState, Output};
 use crate::progress::Progress;
 use crate::quorum::VoteTally;
+use crate::snapshot::{Snapshot, SnapshotMeta};
 use crate::status::{DropCounters, FollowerStatus, Role, Status};
 use crate::types::{LogIndex, NodeId, Term};
 
@@ -36,8 +39,13 @@ pub struct RestoredState {
     /// The last persisted hard state (all zero for a new node). A `commit` past
     /// the end of `entries` is lowered to it (see `Node::new`).
     pub hard_state: HardState,
-    /// The persisted log, contiguous from index 1.
+    /// The persisted log, contiguous from index 1, or from the snapshot's last
+    /// index + 1 if there is a snapshot.
     pub entries: Vec<Entry>,
+    /// The latest persisted snapshot, if the log was compacted (Raft §7). The
+    /// driver restores its state machine from `data` itself; the core keeps the
+    /// bytes only to send them to followers that need them.
+    pub snapshot: Option<Snapshot>,
 }
 
 /// Why a node cannot start.
@@ -49,6 +57,27 @@ pub enum StartError {
     /// The restored state is inconsistent; starting would risk safety.
     #[error("restored state is inconsistent: {0}")]
     Restore(String),
+}
+
+/// Why [`Node::compact`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CompactError {
+    /// The state machine cannot have been snapshotted beyond what it was given.
+    #[error("cannot compact up to index {upto_index}: only entries up to {applied} were handed out to be applied")]
+    BeyondApplied {
+        /// The index asked for.
+        upto_index: LogIndex,
+        /// The highest index handed out in `committed_entries`.
+        applied: LogIndex,
+    },
+    /// The log is already compacted that far: the snapshot would be older.
+    #[error("cannot compact up to index {upto_index}: the log is already compacted up to {snapshot_index}")]
+    NotNewer {
+        /// The index asked for.
+        upto_index: LogIndex,
+        /// The current snapshot's last index.
+        snapshot_index: LogIndex,
+    },
 }
 
 /// Why a proposal was refused.
@@ -127,6 +156,13 @@ pub struct Node {
     pub(crate) serving: bool,
     /// State of the gapless leader-term rules (idle in modes without them).
     pub(crate) terms: crate::election::leader_terms::LeaderTermsState,
+    /// The latest snapshot with its data, to send to followers that need it.
+    pub(crate) snapshot: Option<Snapshot>,
+    /// Leader: the snapshot each follower in a transfer is being sent.
+    pub(crate) outgoing_snapshots: BTreeMap<NodeId, Snapshot>,
+    /// A snapshot being received from the leader, chunk by chunk. Volatile: a
+    /// restart loses it and the leader starts again from byte 0.
+    pub(crate) incoming_snapshot: Option<snapshot::IncomingSnapshot>,
 }
 
 impl Node {
@@ -134,12 +170,20 @@ impl Node {
     pub fn new(config: Config, restored: RestoredState, rng: ChaCha8Rng, now_ms: u64) -> Result<Node, StartError> {
         config.validate()?;
         let restored_empty = restored == RestoredState::default();
-        let RestoredState { hard_state, entries } = restored;
+        let RestoredState { hard_state, entries, snapshot } = restored;
+        if let Some(snapshot) = &snapshot {
+            snapshot::check_restored(&config, &hard_state, snapshot, &entries).map_err(StartError::Restore)?;
+        }
         // The commit index is advisory: a crash between a batch's hard-state write
         // and its log write can leave it past the log's end. Lower it; the leader
-        // tells the node again.
-        let commit = hard_state.commit.min(entries.len() as LogIndex);
-        let log = RaftLog::restore(entries, commit, 0);
+        // tells the node again. A snapshot only covers committed entries, so the
+        // commit index is at least its last index.
+        let base = snapshot.as_ref().map_or(0, |snapshot| snapshot.meta.last_included_index);
+        let commit = hard_state.commit.min(base + entries.len() as LogIndex);
+        let log = match &snapshot {
+            Some(snapshot) => RaftLog::restore_with_snapshot(snapshot.meta.clone(), entries, commit),
+            None => RaftLog::restore(entries, commit, 0),
+        };
         log.validate_entries().map_err(StartError::Restore)?;
         if log.last_term() > hard_state.term {
             return Err(StartError::Restore(format!(
@@ -174,6 +218,9 @@ impl Node {
             fast: Default::default(),
             serving: false,
             terms: crate::election::leader_terms::LeaderTermsState { restored_commit: commit, ..Default::default() },
+            snapshot,
+            outgoing_snapshots: BTreeMap::new(),
+            incoming_snapshot: None,
         };
         node.reset_election_timer();
         node.on_start(restored_empty);
@@ -220,6 +267,40 @@ impl Node {
         }
         let index = self.append_as_leader(Payload::Command(command));
         Ok(Proposal { index, term: self.term, output: self.finish() })
+    }
+
+    /// Compaction (Raft §7): the driver snapshotted its state machine after
+    /// applying every entry up to `upto_index`, into `data`. The core drops those
+    /// entries from memory and keeps the snapshot to send to followers that need
+    /// them. Returns the snapshot, which the driver must persist (its storage's
+    /// snapshot) before reclaiming the entries' space. Nothing in the log's
+    /// persisted state changes, so there is no output batch.
+    ///
+    /// `upto_index` must have been handed out in `committed_entries` (and
+    /// applied by the driver), and be above the current snapshot's last index.
+    pub fn compact(&mut self, upto_index: LogIndex, data: impl Into<Arc<[u8]>>) -> Result<Snapshot, CompactError> {
+        if upto_index > self.log.applied() {
+            return Err(CompactError::BeyondApplied { upto_index, applied: self.log.applied() });
+        }
+        if upto_index <= self.log.snapshot_index() {
+            return Err(CompactError::NotNewer { upto_index, snapshot_index: self.log.snapshot_index() });
+        }
+        let meta = self.log.compact(upto_index, self.config.voters.clone());
+        let snapshot = Snapshot { meta, data: data.into() };
+        self.snapshot = Some(snapshot.clone());
+        self.assert_valid();
+        Ok(snapshot)
+    }
+
+    /// The latest snapshot (made by [`Node::compact`], installed from a leader,
+    /// or restored), if any.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+
+    /// What the latest snapshot covers, if any.
+    pub fn snapshot_meta(&self) -> Option<&SnapshotMeta> {
+        self.log.snapshot()
     }
 
     /// The earliest time at which `tick` has something to do.
@@ -286,6 +367,7 @@ impl Node {
             applied: self.log.applied(),
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
+            snapshot_index: self.log.snapshot_index(),
             serving: self.serving,
             leader_term: self.log.committed_leader_term_record().map(|record| record.leader_term),
             leader_term_in_log: self.log.last_leader_term_record().map(|record| record.leader_term),

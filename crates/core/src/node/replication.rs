@@ -39,6 +39,18 @@ impl Node {
             if !progress.can_send() {
                 return;
             }
+            if matches!(progress.state, ProgressState::Snapshot { .. }) {
+                self.send_snapshot_chunk(to);
+                return;
+            }
+            // A transfer that ended (the follower caught up) frees its snapshot.
+            self.outgoing_snapshots.remove(&to);
+            let Some(progress) = self.progress.get(&to) else { return };
+            if progress.next_index < self.log.first_index() {
+                // The entries it needs were compacted: send the snapshot (Raft §7).
+                self.start_snapshot_transfer(to);
+                return;
+            }
             let streaming = progress.state == ProgressState::Replicate;
             let window = MAX_INFLIGHT_MESSAGES * self.config.max_entries_per_message as LogIndex;
             if streaming && progress.next_index - progress.match_index > window {
@@ -74,7 +86,8 @@ impl Node {
                     progress.state = ProgressState::Probe { in_flight: false };
                     self.send_append(peer);
                 }
-                ProgressState::Replicate if stalled => {
+                ProgressState::Snapshot { .. } => self.snapshot_heartbeat(peer),
+                ProgressState::Replicate if stalled || self.log.is_compacted(progress.match_index) => {
                     // Something sent was lost: resend from the last known match.
                     progress.next_index = progress.match_index + 1;
                     progress.state = ProgressState::Probe { in_flight: false };
@@ -107,6 +120,22 @@ impl Node {
             // Two leaders in one term cannot happen under Raft's voting rules.
             self.dropped.record(DropReason::ImpossibleFields);
             return;
+        }
+        let (mut prev_log_index, mut prev_log_term, mut entries) = (prev_log_index, prev_log_term, entries);
+        let base = self.log.snapshot_index();
+        if prev_log_index < base {
+            // This node's snapshot replaced the entries up to `base`; they are
+            // committed, so the leader holds the same ones (leader completeness):
+            // check and store only what follows them.
+            entries.retain(|entry| entry.index > base);
+            prev_log_index = base;
+            prev_log_term = self.log.term_at(base).expect("the snapshot's last term is known");
+            if entries.first().is_some_and(|entry| entry.term < prev_log_term) {
+                // An entry after the snapshot with a lower term than its last one
+                // cannot be in the log of a leader that holds the snapshot.
+                self.dropped.record(DropReason::ConflictsWithCommitted);
+                return;
+            }
         }
         // Screen for a contradiction of the committed prefix before anything else:
         // such a message comes from a broken leader and must be dropped without

@@ -17,6 +17,7 @@ impl Node {
             self.voted_for = None;
         }
         self.progress.clear();
+        self.outgoing_snapshots.clear();
         self.votes = VoteTally::default();
         self.serving = false;
         self.terms.leader_elect_deadline_ms = None;

@@ -8,6 +8,13 @@ impl Node {
     /// Checks every invariant of the node's state; the error says which broke.
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
+        if self.snapshot.as_ref().map(|snapshot| &snapshot.meta) != self.log.snapshot() {
+            return Err(format!(
+                "the snapshot kept ({:?}) is not the log's base ({:?})",
+                self.snapshot.as_ref().map(|snapshot| &snapshot.meta),
+                self.log.snapshot()
+            ));
+        }
         if self.log.last_term() > self.term {
             return Err(format!("last log term {} beyond current term {}", self.log.last_term(), self.term));
         }
@@ -41,6 +48,17 @@ impl Node {
                 }
                 let last_index = self.log.last_index();
                 for (id, progress) in &self.progress {
+                    if let crate::progress::ProgressState::Snapshot { last_included_index, offset, .. } = progress.state
+                    {
+                        let sending = self.outgoing_snapshots.get(id);
+                        if sending.map(|snapshot| snapshot.meta.last_included_index) != Some(last_included_index)
+                            || sending.is_some_and(|snapshot| offset > snapshot.data.len() as u64)
+                        {
+                            return Err(format!(
+                                "snapshot transfer to {id} at {last_included_index} without its snapshot"
+                            ));
+                        }
+                    }
                     if progress.match_index > last_index {
                         return Err(format!(
                             "match index {} of {id} beyond last index {last_index}",

@@ -50,7 +50,7 @@ pub fn node_at(config: Config, restored: RestoredState, seed: u64, now_ms: u64) 
 
 /// A node restarted from `hard_state` and a log whose entry `i + 1` has term `terms[i]`.
 pub fn restored_node(config: Config, hard_state: HardState, terms: &[Term], seed: u64) -> Node {
-    node_from(config, RestoredState { hard_state, entries: log_with_terms(terms) }, seed)
+    node_from(config, RestoredState { hard_state, entries: log_with_terms(terms), snapshot: None }, seed)
 }
 
 pub fn hard_state(term: Term, voted_for: Option<NodeId>, commit: LogIndex) -> HardState {
@@ -157,8 +157,11 @@ pub struct Cluster {
     pub lost: Vec<Message>,
     /// Nodes cut off from everyone.
     pub isolated: BTreeSet<NodeId>,
-    /// Committed entries each node handed out, in the order it handed them out.
+    /// Committed entries each node handed out, in the order it handed them out
+    /// (a snapshot installed in place of entries shows as `Noop`s of term 0).
     pub applied: BTreeMap<NodeId, Vec<Entry>>,
+    /// Snapshots each node installed from its leader (`Output::snapshot`).
+    pub installed: BTreeMap<NodeId, Vec<conclave_core::Snapshot>>,
 }
 
 impl Cluster {
@@ -194,6 +197,7 @@ impl Cluster {
             lost: Vec::new(),
             isolated: BTreeSet::new(),
             applied: BTreeMap::new(),
+            installed: BTreeMap::new(),
         }
     }
 
@@ -210,6 +214,15 @@ impl Cluster {
     pub fn absorb(&mut self, id: NodeId, output: Output) -> Output {
         let node = &self.nodes[&id];
         let applied = self.applied.entry(id).or_default();
+        if let Some(snapshot) = &output.snapshot {
+            let index = snapshot.meta.last_included_index;
+            assert!(index > applied.len() as LogIndex, "node {id} installs only snapshots beyond what it applied");
+            while (applied.len() as LogIndex) < index {
+                let index = applied.len() as LogIndex + 1;
+                applied.push(Entry { term: 0, index, payload: conclave_core::Payload::Noop });
+            }
+            self.installed.entry(id).or_default().push(snapshot.clone());
+        }
         for entry in &output.committed_entries {
             assert_eq!(entry.index, applied.len() as LogIndex + 1, "node {id} applies in order, exactly once");
             assert_eq!(node.log().entry(entry.index), Some(entry), "node {id} applies what its log holds");
@@ -458,6 +471,7 @@ impl TimedCluster {
         RestoredState {
             hard_state: HardState { term: status.term, voted_for: status.voted_for, commit: status.commit },
             entries: self.node(id).log().all().to_vec(),
+            snapshot: self.node(id).snapshot().cloned(),
         }
     }
 

@@ -85,6 +85,12 @@ impl GaplessTerms {
         self.applied_leader_term.insert(node, 0);
     }
 
+    /// `node`'s state machine jumped to a snapshot whose last `BecomeLeader`
+    /// had `leader_term` (0 for none): its cursor continues from there.
+    pub fn on_snapshot(&mut self, node: NodeId, leader_term: u64) {
+        self.applied_leader_term.insert(node, leader_term);
+    }
+
     /// Holes in the committed leader-term sequence: `BecomeLeader` leader terms
     /// where the log has them, else the Raft terms of the committed entries.
     pub fn term_gaps(&self) -> u64 {

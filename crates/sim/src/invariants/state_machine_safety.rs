@@ -1,16 +1,22 @@
 //! State machine safety (Raft §5.4.3, DESIGN.md §4.5): no two nodes apply
-//! different entries at one index; each node applies in order, without gaps.
+//! different entries at one index; each node applies in order, without gaps. A
+//! node that installs or restores a snapshot jumps to its index, and the
+//! snapshot's chained fingerprint must equal that prefix of the one applied
+//! sequence.
 
 use std::collections::BTreeMap;
 
 use conclave_core::{Entry, LogIndex, NodeId};
 
 use super::{entry_fingerprint, Broken};
+use crate::state_machine::chain_step;
 
 /// The one applied sequence every node must follow.
 #[derive(Debug, Default)]
 pub struct StateMachineSafety {
     applied: Vec<u64>,
+    /// `chains[i]`: the chained fingerprint of `applied[..=i]`.
+    chains: Vec<u64>,
     cursors: BTreeMap<NodeId, LogIndex>,
 }
 
@@ -40,7 +46,11 @@ impl StateMachineSafety {
                     });
                 }
                 Some(_) => {}
-                None => self.applied.push(fingerprint),
+                None => {
+                    let previous = self.chains.last().copied().unwrap_or(0);
+                    self.applied.push(fingerprint);
+                    self.chains.push(chain_step(previous, fingerprint));
+                }
             }
             *cursor = entry.index;
         }
@@ -50,6 +60,30 @@ impl StateMachineSafety {
     /// `node` restarted: its state machine is rebuilt from index 1.
     pub fn on_restart(&mut self, node: NodeId) {
         self.cursors.insert(node, 0);
+    }
+
+    /// `node`'s state machine was replaced by a snapshot up to `index` whose
+    /// chained fingerprint is `chain` (installed from a leader, or restored).
+    pub fn on_snapshot(&mut self, node: NodeId, index: LogIndex, chain: u64) -> Result<(), Broken> {
+        let expected = index.checked_sub(1).and_then(|position| self.chains.get(position as usize));
+        if expected != Some(&chain) {
+            return Err(Broken {
+                property: Self::PROPERTY,
+                detail: format!(
+                    "n{node} took a snapshot up to index {index} that is not that prefix of the applied sequence                      ({} entries applied by anyone so far)",
+                    self.applied.len()
+                ),
+            });
+        }
+        let cursor = self.cursors.entry(node).or_insert(0);
+        if index < *cursor {
+            return Err(Broken {
+                property: Self::PROPERTY,
+                detail: format!("n{node} installed a snapshot up to {index} after applying up to {cursor}"),
+            });
+        }
+        *cursor = index;
+        Ok(())
     }
 
     /// Entries applied by at least one node.
@@ -76,5 +110,18 @@ mod tests {
         assert!(checker.on_apply(3, &[entry(1, 2, 2)]).is_err(), "gap");
         checker.on_restart(1);
         checker.on_apply(1, &[entry(1, 1, 1)]).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_must_be_a_prefix_of_the_applied_sequence() {
+        let mut checker = StateMachineSafety::default();
+        let log = [entry(1, 1, 1), entry(1, 2, 2)];
+        checker.on_apply(1, &log).unwrap();
+        let mut machine = crate::state_machine::SimStateMachine::default();
+        machine.apply(&log[..1]);
+        checker.on_snapshot(2, 1, machine.chain).unwrap();
+        checker.on_apply(2, &log[1..]).unwrap();
+        assert!(checker.on_snapshot(3, 2, machine.chain).is_err(), "wrong fingerprint for index 2");
+        assert!(checker.on_snapshot(3, 3, machine.chain).is_err(), "beyond anything applied");
     }
 }

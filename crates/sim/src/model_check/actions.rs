@@ -218,7 +218,8 @@ impl Model {
     fn start(&self, state: &mut ModelState, index: usize) {
         let node = Rc::make_mut(&mut state.nodes[index]);
         node.incarnation += 1;
-        let restored = RestoredState { hard_state: node.disk.hard_state, entries: node.disk.entries.clone() };
+        let restored =
+            RestoredState { hard_state: node.disk.hard_state, entries: node.disk.entries.clone(), snapshot: None };
         let rng = ChaCha8Rng::seed_from_u64(node.id * 1_000 + node.incarnation);
         let config = self.configs[index].clone();
         let clock_ms = node.clock_ms;

@@ -70,7 +70,9 @@ pub(super) fn screen_started_empty(node: &mut Node, message: Message) -> Option<
     };
     match &message.body {
         Body::Correction { .. } => return Some(message),
-        Body::AppendEntries { .. } if believed.is_some_and(|leader| leader != message.from) => {
+        Body::AppendEntries { .. } | Body::InstallSnapshot { .. }
+            if believed.is_some_and(|leader| leader != message.from) =>
+        {
             let leader = believed.expect("checked");
             node.send(message.from, Body::Correction { leader, leader_term: node.term });
             return None;

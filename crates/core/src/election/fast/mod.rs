@@ -161,12 +161,13 @@ pub(super) fn route(node: &mut Node, message: Message) -> Option<Message> {
             Body::RequestVote { .. } | Body::VoteResponse { pre_vote: true, .. } => {
                 node.dropped.record(DropReason::WrongElectionMode)
             }
-            Body::AppendEntries { .. } if message.term < node.term => {
+            Body::AppendEntries { .. } | Body::InstallSnapshot { .. } if message.term < node.term => {
                 return correction::answer_stale_leader(node, message)
             }
             // A majority declared this term's leader down: a looking node stays in
             // the round rather than drifting back to the leader it lost.
-            Body::AppendEntries { .. } if node.role == Role::Looking && message.term == node.term => {}
+            Body::AppendEntries { .. } | Body::InstallSnapshot { .. }
+                if node.role == Role::Looking && message.term == node.term => {}
             _ => return Some(message),
         }
     }

@@ -1,0 +1,265 @@
+//! Snapshot transfer (Raft §7): a leader whose log no longer holds the entries
+//! a follower needs sends its snapshot instead, in chunks; the follower installs
+//! it and hands it to its driver.
+//!
+//! The transfer is stop-and-wait, one chunk in flight per follower. The follower
+//! answers every chunk with the bytes it holds, so the leader always continues
+//! from what is really there: after a lost chunk (resent at the next heartbeat,
+//! with no timer per message), a duplicate, or a follower restart (which loses
+//! the partial snapshot: the answer says 0 and the leader starts over).
+
+use std::sync::Arc;
+
+use super::Node;
+use crate::config::Config;
+use crate::entry::Entry;
+use crate::message::Body;
+use crate::output::HardState;
+use crate::progress::ProgressState;
+use crate::snapshot::{Snapshot, SnapshotMeta};
+use crate::status::{DropReason, Role};
+use crate::types::{LogIndex, NodeId};
+
+/// A snapshot being received: the bytes so far, contiguous from 0, from one
+/// leader of one term (two leaders' snapshots of one index hold the same state
+/// but need not be the same bytes, so their chunks never mix).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IncomingSnapshot {
+    from: NodeId,
+    term: crate::types::Term,
+    meta: SnapshotMeta,
+    total_bytes: u64,
+    data: Vec<u8>,
+}
+
+impl IncomingSnapshot {
+    /// What the model checker must tell apart: sender, term, snapshot and progress.
+    pub(super) fn fingerprint_key(&self) -> (NodeId, crate::types::Term, crate::types::LogIndex, u64, usize) {
+        (self.from, self.term, self.meta.last_included_index, self.total_bytes, self.data.len())
+    }
+}
+
+/// One `InstallSnapshot` chunk, as received.
+pub(crate) struct Chunk {
+    pub meta: SnapshotMeta,
+    pub total_bytes: u64,
+    pub offset: u64,
+    pub data: Vec<u8>,
+    pub done: bool,
+}
+
+/// Checks a restored snapshot against the configuration, the hard state and the
+/// entries that follow it.
+pub(super) fn check_restored(
+    config: &Config,
+    hard_state: &HardState,
+    snapshot: &Snapshot,
+    entries: &[Entry],
+) -> Result<(), String> {
+    let meta = &snapshot.meta;
+    meta.check(&config.voters)?;
+    if meta.last_included_term > hard_state.term {
+        return Err(format!(
+            "snapshot up to index {} has term {} beyond the persisted term {}",
+            meta.last_included_index, meta.last_included_term, hard_state.term
+        ));
+    }
+    if let Some(first) = entries.first() {
+        if first.index != meta.last_included_index + 1 {
+            return Err(format!(
+                "the log after a snapshot up to index {} starts at index {} (it must start at {})",
+                meta.last_included_index,
+                first.index,
+                meta.last_included_index + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Node {
+    /// The leader's side: `to` needs entries this log compacted; start sending
+    /// the snapshot from byte 0. The transfer keeps that snapshot (its bytes are
+    /// shared) even if the leader compacts again meanwhile: starting over with
+    /// every newer snapshot could keep a slow follower from ever finishing.
+    pub(crate) fn start_snapshot_transfer(&mut self, to: NodeId) {
+        let snapshot = self.snapshot.clone().expect("a compacted log has its snapshot");
+        debug_assert_eq!(Some(&snapshot.meta), self.log.snapshot(), "the snapshot kept is the log's base");
+        let last_included_index = snapshot.meta.last_included_index;
+        let progress = self.progress.get_mut(&to).expect("a leader tracks every peer");
+        progress.state = ProgressState::Snapshot { last_included_index, offset: 0, in_flight: false };
+        progress.next_index = last_included_index + 1;
+        self.outgoing_snapshots.insert(to, snapshot);
+        self.send_snapshot_chunk(to);
+    }
+
+    /// Sends `to` the chunk at the offset it acknowledged, unless one is in
+    /// flight.
+    pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId) {
+        let snapshot = self.outgoing_snapshots.get(&to).expect("a transfer keeps its snapshot");
+        let progress = self.progress.get_mut(&to).expect("a leader tracks every peer");
+        let ProgressState::Snapshot { last_included_index, offset, in_flight } = progress.state else {
+            unreachable!("chunks go only to followers in a snapshot transfer")
+        };
+        assert_eq!(last_included_index, snapshot.meta.last_included_index, "the transfer's own snapshot");
+        if in_flight {
+            return;
+        }
+        let total_bytes = snapshot.data.len() as u64;
+        let start = offset.min(total_bytes);
+        let end = (start + self.config.snapshot_chunk_bytes as u64).min(total_bytes);
+        let body = Body::InstallSnapshot {
+            meta: snapshot.meta.clone(),
+            total_bytes,
+            offset: start,
+            data: snapshot.data[start as usize..end as usize].to_vec(),
+            done: end == total_bytes,
+        };
+        progress.state = ProgressState::Snapshot { last_included_index, offset: start, in_flight: true };
+        self.send(to, body);
+    }
+
+    /// The heartbeat of a follower in a snapshot transfer: the unanswered chunk
+    /// again (it may be lost), and an empty append at the snapshot's last entry,
+    /// which keeps the follower's timers quiet like any heartbeat (it is rejected
+    /// until the snapshot is installed, and the leader ignores that rejection).
+    pub(crate) fn snapshot_heartbeat(&mut self, to: NodeId) {
+        let progress = self.progress.get_mut(&to).expect("a leader tracks every peer");
+        if let ProgressState::Snapshot { in_flight, .. } = &mut progress.state {
+            *in_flight = false;
+        }
+        self.send_snapshot_chunk(to);
+        // At the snapshot being sent, if the log still knows its term; else at
+        // the log's own base.
+        let sending = self.outgoing_snapshots[&to].meta.last_included_index;
+        let prev_log_index = if self.log.is_compacted(sending) { self.log.snapshot_index() } else { sending };
+        let prev_log_term = self.log.term_at(prev_log_index).expect("not compacted");
+        let leader_commit = self.log.committed().min(prev_log_index);
+        self.send(to, Body::AppendEntries { prev_log_index, prev_log_term, entries: Vec::new(), leader_commit });
+    }
+
+    /// The leader's side: a follower's answer to a chunk.
+    pub(crate) fn on_snapshot_response(
+        &mut self,
+        from: NodeId,
+        last_included_index: LogIndex,
+        received_bytes: u64,
+        installed: bool,
+    ) {
+        if self.role != Role::Leader {
+            return; // An answer to a term this node no longer leads.
+        }
+        let total_bytes = self.outgoing_snapshots.get(&from).map(|snapshot| snapshot.data.len() as u64);
+        let progress = self.progress.get_mut(&from).expect("members are screened");
+        if installed {
+            if last_included_index > self.log.last_index() {
+                self.dropped.record(DropReason::ImpossibleFields);
+                return;
+            }
+            // The follower holds the snapshot: its log matches up to its last index.
+            if progress.on_accepted(last_included_index) {
+                self.maybe_commit();
+            }
+            self.send_append(from);
+            return;
+        }
+        let ProgressState::Snapshot { last_included_index: sending, offset, .. } = progress.state else {
+            progress.recent_active = true;
+            return; // A late answer about a transfer that is over.
+        };
+        if sending != last_included_index {
+            progress.recent_active = true;
+            return; // About another snapshot than the one being sent.
+        }
+        if total_bytes.is_none_or(|total| received_bytes > total) {
+            self.dropped.record(DropReason::ImpossibleFields);
+            return;
+        }
+        progress.recent_active = true;
+        if received_bytes == offset {
+            // No news (a duplicate, or the answer to a chunk that arrived out of
+            // order): sending on it would put a second chunk in flight for good,
+            // and duplicates would multiply them. The heartbeat resends.
+            return;
+        }
+        // Forward (the chunk landed) or back (the follower lost its partial
+        // snapshot by restarting): continue from what it holds.
+        progress.state = ProgressState::Snapshot { last_included_index, offset: received_bytes, in_flight: false };
+        self.send_snapshot_chunk(from);
+    }
+
+    /// The follower's side: one chunk of the leader's snapshot (Raft §7).
+    pub(crate) fn on_install_snapshot(&mut self, from: NodeId, chunk: Chunk) {
+        if self.role == Role::Leader {
+            // Two leaders in one term cannot happen under Raft's voting rules.
+            self.dropped.record(DropReason::ImpossibleFields);
+            return;
+        }
+        if chunk.meta.check(&self.config.voters).is_err() {
+            self.dropped.record(DropReason::ImpossibleFields);
+            return;
+        }
+        // This node already holds everything such a snapshot covers (a late
+        // duplicate, or a leader that missed the answer to its last chunk):
+        // counted and changing nothing here, but answered "installed" — true,
+        // as its committed prefix matches the leader's — or a leader that lost
+        // that answer would send this snapshot forever (simulator seed 22).
+        if chunk.meta.last_included_index <= self.log.committed() {
+            self.dropped.record(DropReason::StaleSnapshot);
+            let last_included_index = chunk.meta.last_included_index;
+            let received_bytes = chunk.total_bytes;
+            self.send(from, Body::SnapshotResponse { last_included_index, received_bytes, installed: true });
+            return;
+        }
+        if self.role != Role::Follower || self.leader != Some(from) {
+            self.become_follower(self.term, Some(from));
+        }
+        self.last_leader_contact_ms = Some(self.now_ms);
+        self.reset_election_timer();
+        self.on_heard_from_leader();
+
+        let last_included_index = chunk.meta.last_included_index;
+        let term = self.term;
+        let same_transfer = |incoming: &IncomingSnapshot| {
+            (incoming.from, incoming.term) == (from, term)
+                && incoming.meta == chunk.meta
+                && incoming.total_bytes == chunk.total_bytes
+        };
+        if chunk.offset == 0 && !self.incoming_snapshot.as_ref().is_some_and(same_transfer) {
+            // A new transfer supersedes any partial one.
+            let (meta, total_bytes) = (chunk.meta.clone(), chunk.total_bytes);
+            self.incoming_snapshot = Some(IncomingSnapshot { from, term, meta, total_bytes, data: Vec::new() });
+        }
+        let held = match &self.incoming_snapshot {
+            Some(incoming) if same_transfer(incoming) => incoming.data.len() as u64,
+            _ => 0,
+        };
+        if chunk.offset != held {
+            // A duplicate, a chunk after a lost one, or a transfer this node lost
+            // by restarting: tell the leader where to continue.
+            self.send(from, Body::SnapshotResponse { last_included_index, received_bytes: held, installed: false });
+            return;
+        }
+        let incoming = self.incoming_snapshot.as_mut().expect("held bytes imply a transfer");
+        incoming.data.extend_from_slice(&chunk.data);
+        let received_bytes = incoming.data.len() as u64;
+        if !chunk.done {
+            self.send(from, Body::SnapshotResponse { last_included_index, received_bytes, installed: false });
+            return;
+        }
+        let incoming = self.incoming_snapshot.take().expect("checked above");
+        debug_assert_eq!(received_bytes, incoming.total_bytes, "the last chunk ends the data");
+        self.install_snapshot(Snapshot { meta: incoming.meta, data: Arc::from(incoming.data) });
+        self.send(from, Body::SnapshotResponse { last_included_index, received_bytes, installed: true });
+    }
+
+    /// Replaces the log's prefix (or all of it) with `snapshot` and hands it to
+    /// the driver, which persists it before this batch's hard state.
+    fn install_snapshot(&mut self, snapshot: Snapshot) {
+        assert!(snapshot.meta.last_included_index > self.log.committed(), "only newer snapshots are installed");
+        assert!(snapshot.meta.last_included_term <= self.term, "a snapshot's term is at most the leader's");
+        self.log.install(snapshot.meta.clone());
+        self.snapshot = Some(snapshot.clone());
+        self.out.snapshot = Some(snapshot);
+    }
+}

@@ -1,0 +1,87 @@
+//! Snapshots as the core sees them (Raft §7): what a snapshot covers, and the
+//! opaque state-machine bytes that go with it.
+//!
+//! The core never reads the bytes. It keeps the latest snapshot only to send it
+//! to a follower whose next entry was compacted away (`InstallSnapshot`), and
+//! hands an installed one to the driver (`Output::snapshot`), which owns the
+//! state machine.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::LeaderTermRecord;
+use crate::types::{LogIndex, NodeId, Term};
+
+/// What a snapshot covers: the log up to `last_included_index`, replaced by the
+/// state machine's state at that index.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    /// Last log index the snapshot covers (at least 1).
+    pub last_included_index: LogIndex,
+    /// Term of that entry: the log-matching check of the entry after it needs it.
+    pub last_included_term: Term,
+    /// The voting members as of that entry (the membership; it cannot change yet,
+    /// so it equals the configuration's voters).
+    pub voters: Vec<NodeId>,
+    /// The last `BecomeLeader` at or below `last_included_index` (`gapless`,
+    /// `conclave`), so that leader terms survive compaction: the next leader
+    /// term is one above it even when no `BecomeLeader` is left in the log
+    /// (DESIGN.md §3.4). `None` in modes without leader terms or before any.
+    pub last_leader_term: Option<LeaderTermRecord>,
+}
+
+impl SnapshotMeta {
+    /// Checks what the metadata can say on its own, against `voters` (the
+    /// configured membership). The error says what is wrong.
+    pub fn check(&self, voters: &[NodeId]) -> Result<(), String> {
+        if self.last_included_index == 0 || self.last_included_term == 0 {
+            return Err(format!(
+                "snapshot up to index {} term {}: a snapshot covers at least entry 1, whose term is at least 1",
+                self.last_included_index, self.last_included_term
+            ));
+        }
+        let mut own: Vec<NodeId> = self.voters.clone();
+        let mut configured: Vec<NodeId> = voters.to_vec();
+        own.sort_unstable();
+        configured.sort_unstable();
+        if own != configured {
+            return Err(format!(
+                "snapshot membership {:?} differs from the configured voters {:?} (membership changes do not exist)",
+                self.voters, voters
+            ));
+        }
+        if let Some(record) = self.last_leader_term {
+            if record.index == 0
+                || record.index > self.last_included_index
+                || record.ballot == 0
+                || record.ballot > self.last_included_term
+                || record.leader_term == 0
+                || !voters.contains(&record.leader)
+            {
+                return Err(format!(
+                    "snapshot up to index {} term {} names an impossible last BecomeLeader {record:?}",
+                    self.last_included_index, self.last_included_term
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot: its metadata and the state machine's bytes. Cloning shares the
+/// bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// What it covers.
+    pub meta: SnapshotMeta,
+    /// The serialized state machine, opaque to the core.
+    pub data: Arc<[u8]>,
+}
+
+impl Snapshot {
+    /// A snapshot of `data` covering `meta`.
+    pub fn new(meta: SnapshotMeta, data: impl Into<Arc<[u8]>>) -> Snapshot {
+        Snapshot { meta, data: data.into() }
+    }
+}

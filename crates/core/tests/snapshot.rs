@@ -1,0 +1,375 @@
+//! Snapshots in the core (Raft §7): driver-initiated compaction, restarting from
+//! a snapshot and the entries after it, the chunked and resumable
+//! `InstallSnapshot` that brings a lagging follower up to date once the leader
+//! compacted what it needed, and gapless leader terms that survive compaction.
+
+mod support;
+
+use conclave_core::{
+    Body, CompactError, Config, ElectionMode, Entry, LeaderTermRecord, LogIndex, Message, Node, NodeId, Payload,
+    RestoredState, Role, Snapshot, SnapshotMeta, StartError,
+};
+use support::*;
+
+const VOTERS: [NodeId; 3] = [1, 2, 3];
+
+/// A three-node cluster in `mode` with small snapshot chunks, node 1 leading and
+/// `commands` committed everywhere.
+fn cluster_with(mode: ElectionMode, chunk_bytes: usize, commands: u64) -> Cluster {
+    let mut cluster = Cluster::with_config(3, 1, |config| {
+        config.election_mode = mode;
+        config.snapshot_chunk_bytes = chunk_bytes;
+    });
+    cluster.elect(1);
+    for command in 0..commands {
+        cluster.propose(1, format!("c{command}").as_bytes());
+    }
+    cluster.deliver_all();
+    // One heartbeat round tells the followers the final commit index.
+    let now = cluster.now_ms + HEARTBEAT_MS;
+    cluster.run_until(now, HEARTBEAT_MS);
+    cluster
+}
+
+/// The state machine bytes a driver would write for node `id`: here, just a
+/// pattern long enough to need several chunks.
+fn state_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|position| (position * 7 % 251) as u8).collect()
+}
+
+fn meta(index: LogIndex, term: u64, last_leader_term: Option<LeaderTermRecord>) -> SnapshotMeta {
+    SnapshotMeta { last_included_index: index, last_included_term: term, voters: VOTERS.to_vec(), last_leader_term }
+}
+
+fn install_chunks(cluster: &Cluster, to: NodeId) -> Vec<(u64, usize, bool)> {
+    cluster
+        .trace
+        .iter()
+        .filter_map(|(message, _)| match &message.body {
+            Body::InstallSnapshot { offset, data, done, .. } if message.to == to => Some((*offset, data.len(), *done)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs the cluster in heartbeat-sized steps for `duration_ms`, delivering every
+/// message but those `drop` picks (which are lost).
+fn run_dropping(cluster: &mut Cluster, duration_ms: u64, mut drop: impl FnMut(&Message) -> bool) {
+    let end_ms = cluster.now_ms + duration_ms;
+    while cluster.now_ms < end_ms {
+        let now = cluster.now_ms + HEARTBEAT_MS / 5;
+        cluster.tick_all(now);
+        while let Some(message) = cluster.queue.pop_front() {
+            if drop(&message) {
+                cluster.lost.push(message);
+            } else {
+                let _ = cluster.deliver(message);
+            }
+        }
+    }
+}
+
+#[test]
+fn compaction_keeps_the_log_consistent() {
+    // Reference: Raft §7 — "each server takes snapshots independently, covering
+    // just the committed entries in its log"; the log keeps the last included
+    // index and term for the consistency check of the entry after it.
+    let mut cluster = cluster_with(ElectionMode::Raft, 64, 10);
+    let leader = cluster.node_mut(1);
+    let applied = leader.log().applied();
+    assert_eq!(applied, 11, "the no-op and ten commands");
+    let term = leader.log().term_at(8).expect("present");
+    let kept: Vec<Entry> = leader.log().all()[8..].to_vec();
+
+    assert_eq!(
+        leader.compact(applied + 1, b"too far".to_vec()),
+        Err(CompactError::BeyondApplied { upto_index: applied + 1, applied })
+    );
+    let snapshot = leader.compact(8, b"state at 8".to_vec()).expect("compact");
+    assert_eq!(snapshot.meta, meta(8, term, None));
+    assert_eq!(&*snapshot.data, b"state at 8");
+    assert_eq!(leader.compact(8, Vec::new()), Err(CompactError::NotNewer { upto_index: 8, snapshot_index: 8 }));
+    assert_eq!(leader.compact(5, Vec::new()), Err(CompactError::NotNewer { upto_index: 5, snapshot_index: 8 }));
+
+    let log = leader.log();
+    assert_eq!((log.first_index(), log.last_index(), log.committed(), log.applied()), (9, 11, 11, 11));
+    assert_eq!(log.term_at(8), Some(term), "the snapshot's last term answers for index 8");
+    assert_eq!(log.term_at(7), None, "below it, compacted");
+    assert!(log.is_compacted(7) && !log.is_compacted(8));
+    assert_eq!(log.entry(8), None);
+    assert_eq!(log.all(), kept.as_slice());
+    assert_eq!(leader.status().snapshot_index, 8);
+    leader.validate().expect("invariants hold");
+
+    // Replication goes on from the compacted log.
+    let index = cluster.propose(1, b"after");
+    cluster.deliver_all();
+    for id in VOTERS {
+        assert_eq!(cluster.node(id).log().term_at(index), cluster.node(1).log().term_at(index));
+    }
+    assert_eq!(cluster.node(1).log().committed(), index);
+}
+
+#[test]
+fn a_node_restarts_from_a_snapshot_and_its_suffix() {
+    // Reference: Raft §7 — on restart a server loads its snapshot and replays
+    // only the log entries after it.
+    let suffix: Vec<Entry> = (6..=8).map(|index| entry(2, index)).collect();
+    let snapshot = Snapshot::new(meta(5, 2, None), b"state at 5".to_vec());
+    let restored =
+        RestoredState { hard_state: hard_state(3, None, 7), entries: suffix.clone(), snapshot: Some(snapshot.clone()) };
+    let mut node = node_from(config(1, &VOTERS), restored, 1);
+    assert_eq!((node.log().first_index(), node.log().last_index()), (6, 8));
+    assert_eq!((node.log().committed(), node.log().applied()), (7, 5), "the state machine starts from the snapshot");
+    assert_eq!(node.snapshot(), Some(&snapshot), "kept to send to followers");
+    let output = node.tick(1);
+    assert_eq!(output.committed_entries, suffix[..2].to_vec(), "only the committed entries after the snapshot");
+
+    // A persisted commit below the snapshot is raised to it: a snapshot only
+    // covers committed entries.
+    let restored =
+        RestoredState { hard_state: hard_state(3, None, 2), entries: suffix.clone(), snapshot: Some(snapshot.clone()) };
+    let node = node_from(config(1, &VOTERS), restored, 1);
+    assert_eq!(node.log().committed(), 5);
+}
+
+#[test]
+fn node_new_refuses_a_snapshot_inconsistent_with_the_rest() {
+    let refuse = |restored: RestoredState, words: &str| {
+        let error = Node::new(config(1, &VOTERS), restored, rng(1), 0).expect_err("refused");
+        let StartError::Restore(reason) = &error else { panic!("expected a restore error, got {error:?}") };
+        assert!(reason.contains(words), "{reason:?} does not say {words:?}");
+    };
+    let good = || RestoredState {
+        hard_state: hard_state(3, None, 5),
+        entries: vec![entry(2, 6)],
+        snapshot: Some(Snapshot::new(meta(5, 2, None), Vec::new())),
+    };
+    Node::new(config(1, &VOTERS), good(), rng(1), 0).expect("the good state starts");
+    let with_meta = |meta: SnapshotMeta| RestoredState { snapshot: Some(Snapshot::new(meta, Vec::new())), ..good() };
+
+    refuse(RestoredState { entries: vec![entry(2, 7)], ..good() }, "starts at index 7 (it must start at 6)");
+    refuse(RestoredState { entries: vec![entry(1, 6)], ..good() }, "entry 6 has term 1 after term 2");
+    refuse(with_meta(meta(5, 4, None)), "beyond the persisted term 3");
+    refuse(with_meta(SnapshotMeta { voters: vec![1, 2], ..meta(5, 2, None) }), "differs from the configured voters");
+    refuse(with_meta(meta(0, 0, None)), "covers at least entry 1");
+    let beyond = LeaderTermRecord { leader_term: 1, leader: 2, ballot: 2, index: 6 };
+    refuse(with_meta(meta(5, 2, Some(beyond))), "impossible last BecomeLeader");
+    // Leader terms continue from the snapshot's record.
+    let record = LeaderTermRecord { leader_term: 3, leader: 2, ballot: 2, index: 4 };
+    let wrong_next = Entry { term: 3, index: 6, payload: Payload::BecomeLeader { leader_term: 5, leader: 1 } };
+    let mut gapless = config(1, &VOTERS);
+    gapless.election_mode = ElectionMode::Gapless;
+    let restored = RestoredState {
+        entries: vec![wrong_next],
+        snapshot: Some(Snapshot::new(meta(5, 2, Some(record)), Vec::new())),
+        ..good()
+    };
+    let error = Node::new(gapless, restored, rng(1), 0).expect_err("refused");
+    assert!(error.to_string().contains("leader term 5, expected 4"), "{error}");
+}
+
+#[test]
+fn a_lagging_follower_catches_up_through_install_snapshot_after_the_leader_compacted() {
+    // Reference: Raft §7 — "the leader must occasionally send snapshots to
+    // followers that lag behind ... when it has already discarded the next log
+    // entry that it needs to send to a follower". Issue 5's acceptance item.
+    let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
+    cluster.isolated.insert(3);
+    for command in 0..20 {
+        cluster.propose(1, format!("while 3 is away {command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let applied = cluster.node(1).log().applied();
+    assert_eq!(applied, 23, "nodes 1 and 2 commit without node 3");
+    let data = state_bytes(100);
+    let snapshot = cluster.node_mut(1).compact(applied, data.clone()).expect("compact");
+    assert!(cluster.node(3).log().last_index() < cluster.node(1).log().first_index(), "node 3 needs compacted entries");
+
+    cluster.isolated.clear();
+    let now = cluster.now_ms + 10 * HEARTBEAT_MS;
+    cluster.run_until(now, HEARTBEAT_MS / 5);
+
+    let installed = &cluster.installed[&3];
+    assert_eq!(installed.len(), 1, "installed once");
+    assert_eq!(installed[0], snapshot, "the leader's snapshot, byte for byte");
+    let chunks = install_chunks(&cluster, 3);
+    assert_eq!(chunks.len(), 7, "100 bytes in chunks of 16: {chunks:?}");
+    assert!(chunks.iter().all(|(_, len, _)| *len <= 16));
+    assert_eq!(chunks.last(), Some(&(96, 4, true)));
+    let follower = cluster.node(3);
+    assert_eq!((follower.log().first_index(), follower.log().committed()), (24, 23));
+    assert_eq!(cluster.node(1).status().followers[&3].match_index, 23);
+
+    // And it follows the log from there like any follower.
+    let index = cluster.propose(1, b"after the snapshot");
+    cluster.deliver_all();
+    assert_eq!(cluster.node(3).log().entry(index), cluster.node(1).log().entry(index));
+    assert_eq!(cluster.applied[&3].last().map(|entry| entry.index), Some(index - 1));
+    let now = cluster.now_ms + HEARTBEAT_MS;
+    cluster.run_until(now, HEARTBEAT_MS);
+    assert_eq!(cluster.applied[&3].last(), cluster.node(1).log().entry(index));
+}
+
+#[test]
+fn a_lost_chunk_is_resent_at_the_next_heartbeat() {
+    // Reference: Raft §7 with the heartbeat retransmission of decisions.md: no
+    // timer per message; the follower's answer says where to continue.
+    let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
+    cluster.isolated.insert(3);
+    for command in 0..10 {
+        cluster.propose(1, format!("c{command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let applied = cluster.node(1).log().applied();
+    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(64)).expect("compact");
+    cluster.isolated.clear();
+    let mut dropped = 0;
+    run_dropping(&mut cluster, 10 * HEARTBEAT_MS, |message| {
+        let lose = dropped == 0 && matches!(message.body, Body::InstallSnapshot { offset: 32, .. });
+        dropped += u32::from(lose);
+        lose
+    });
+    assert_eq!(dropped, 1, "the chunk at offset 32 was lost once");
+    assert_eq!(cluster.installed[&3], vec![snapshot]);
+    let offsets: Vec<u64> = install_chunks(&cluster, 3).iter().map(|(offset, _, _)| *offset).collect();
+    assert_eq!(offsets.iter().filter(|offset| **offset == 32).count(), 1, "delivered once after the loss");
+    assert_eq!(cluster.node(3).log().committed(), applied);
+    // Heartbeats kept flowing to node 3 during the transfer: it never campaigned.
+    assert_eq!(cluster.node(3).role(), Role::Follower);
+    assert_eq!(cluster.node(1).role(), Role::Leader);
+}
+
+#[test]
+fn a_follower_that_restarts_mid_transfer_gets_the_snapshot_from_the_start() {
+    // Reference: Raft §7 — the partial snapshot is volatile; the follower's
+    // answer (0 bytes held) makes the leader start over.
+    let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
+    cluster.isolated.insert(3);
+    for command in 0..10 {
+        cluster.propose(1, format!("c{command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let applied = cluster.node(1).log().applied();
+    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(80)).expect("compact");
+    cluster.isolated.clear();
+    // Deliver until node 3 holds 48 bytes, then restart it from its disk (in
+    // this harness every batch is durable at once: its log and hard state).
+    let mut restarted = false;
+    let end_ms = cluster.now_ms + 10 * HEARTBEAT_MS;
+    while cluster.now_ms < end_ms {
+        let now = cluster.now_ms + HEARTBEAT_MS / 5;
+        cluster.tick_all(now);
+        while let Some(message) = cluster.queue.pop_front() {
+            let at_48 = matches!(message.body, Body::SnapshotResponse { received_bytes: 48, .. });
+            let _ = cluster.deliver(message);
+            if at_48 && !restarted {
+                restarted = true;
+                let node = cluster.node(3);
+                let status = node.status();
+                let restored = RestoredState {
+                    hard_state: conclave_core::HardState {
+                        term: status.term,
+                        voted_for: status.voted_for,
+                        commit: status.commit,
+                    },
+                    entries: node.log().all().to_vec(),
+                    snapshot: node.snapshot().cloned(),
+                };
+                let config = node.config().clone();
+                let restarted_node = node_at(config, restored, 99, cluster.now_ms);
+                cluster.nodes.insert(3, restarted_node);
+                cluster.applied.remove(&3); // Its state machine starts over too.
+            }
+        }
+    }
+    assert!(restarted, "the transfer reached 48 bytes");
+    assert_eq!(cluster.installed[&3], vec![snapshot], "installed whole, once");
+    let offsets: Vec<u64> = install_chunks(&cluster, 3).iter().map(|(offset, _, _)| *offset).collect();
+    let restart_at = offsets.iter().position(|offset| *offset == 48).expect("the chunk at 48 went to the new node");
+    assert_eq!(offsets[restart_at + 1], 0, "the leader starts over from byte 0: {offsets:?}");
+    assert_eq!(cluster.node(3).log().committed(), applied);
+}
+
+#[test]
+fn leader_terms_survive_compaction_in_gapless_mode() {
+    // Reference: DESIGN.md §3.4 — leader_term = (leader term of the last
+    // BecomeLeader in the candidate's own log) + 1; the snapshot's metadata
+    // carries that BecomeLeader once the entry itself is compacted.
+    let mut cluster = cluster_with(ElectionMode::Gapless, 64, 5);
+    let first = LeaderTermRecord { leader_term: 1, leader: 1, ballot: cluster.node(1).term(), index: 1 };
+    for id in VOTERS {
+        let node = cluster.node_mut(id);
+        let applied = node.log().applied();
+        assert_eq!(applied, 6, "node {id} applied the BecomeLeader and five commands");
+        let snapshot = node.compact(applied, b"six".to_vec()).expect("compact");
+        assert_eq!(snapshot.meta.last_leader_term, Some(first), "node {id}'s snapshot keeps the BecomeLeader");
+        assert!(node.log().all().iter().all(|entry| entry.leader_term_record().is_none()), "compacted away");
+        assert_eq!(node.status().leader_term, Some(1), "the established leader term survives");
+        assert_eq!(node.status().leader_term_in_log, Some(1));
+    }
+    // Node 1 goes away; the next leader's BecomeLeader is leader term 2.
+    cluster.isolated.insert(1);
+    let now = cluster.now_ms + 6 * ELECTION_TIMEOUT_MS;
+    cluster.run_until(now, HEARTBEAT_MS / 5);
+    let leaders: Vec<NodeId> = cluster.leaders().into_iter().filter(|id| *id != 1).collect();
+    assert_eq!(leaders.len(), 1, "one of nodes 2 and 3 leads: {leaders:?}");
+    let leader = cluster.node(leaders[0]);
+    assert!(leader.is_serving());
+    let record = leader.log().all().iter().find_map(Entry::leader_term_record).expect("its BecomeLeader");
+    assert_eq!((record.leader_term, record.leader), (2, leaders[0]), "last + 1 with the last only in the snapshot");
+
+    // A node restarted from the snapshot alone knows the leader term too.
+    let restored = RestoredState {
+        hard_state: hard_state(first.ballot, None, 6),
+        entries: Vec::new(),
+        snapshot: Some(Snapshot::new(meta(6, first.ballot, Some(first)), b"six".to_vec())),
+    };
+    let mut gapless: Config = config(1, &VOTERS);
+    gapless.election_mode = ElectionMode::Gapless;
+    let mut node = node_from(gapless, restored, 1);
+    assert_eq!(node.status().leader_term, Some(1));
+    let _ = elect_alone(&mut node);
+    let own = node.log().all().last().and_then(Entry::leader_term_record).expect("BecomeLeader");
+    assert_eq!((own.leader_term, own.index), (2, 7));
+}
+
+#[test]
+fn a_transfer_finishes_with_its_snapshot_when_the_leader_compacts_again() {
+    // Reference: decisions.md, Snapshots — restarting a transfer with every newer
+    // snapshot could keep a slow follower from ever finishing (simulator seed 66).
+    let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
+    cluster.isolated.insert(3);
+    for command in 0..10 {
+        cluster.propose(1, format!("c{command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let first_index = cluster.node(1).log().applied();
+    let first = cluster.node_mut(1).compact(first_index, state_bytes(64)).expect("compact");
+    let mut compacted_again = None;
+
+    cluster.isolated.clear();
+    let end_ms = cluster.now_ms + 20 * HEARTBEAT_MS;
+    while cluster.now_ms < end_ms {
+        let now = cluster.now_ms + HEARTBEAT_MS / 5;
+        cluster.tick_all(now);
+        while let Some(message) = cluster.queue.pop_front() {
+            let halfway = matches!(message.body, Body::SnapshotResponse { received_bytes: 32, .. });
+            let _ = cluster.deliver(message);
+            if halfway && compacted_again.is_none() {
+                // Nodes 1 and 2 commit two more entries without node 3 (its next
+                // chunk is lost with them), and node 1 compacts them too.
+                cluster.isolated.insert(3);
+                cluster.propose(1, b"more");
+                cluster.propose(1, b"and more");
+                cluster.deliver_all();
+                cluster.isolated.clear();
+                let applied = cluster.node(1).log().applied();
+                compacted_again = Some(cluster.node_mut(1).compact(applied, state_bytes(40)).expect("compact again"));
+            }
+        }
+    }
+    let second = compacted_again.expect("the transfer reached 32 bytes");
+    assert_eq!(cluster.installed[&3], vec![first, second.clone()], "the first transfer finished, then the newer one");
+    assert_eq!(cluster.node(3).log().committed(), second.meta.last_included_index);
+}

@@ -1,5 +1,7 @@
 //! `conclave`: run, simulate and check Conclave clusters.
 
+mod local_command;
+mod serve_command;
 mod sim_command;
 
 use std::process::ExitCode;
@@ -19,11 +21,17 @@ struct Cli {
 enum Command {
     /// Run the deterministic cluster simulator over many seeds (or replay one).
     Sim(sim_command::SimArgs),
+    /// Run one node of a cluster from its config file (every key overridable by flag or env).
+    Serve(serve_command::ServeArgs),
+    /// Run a local cluster of `conclave serve` processes on loopback, in the foreground.
+    Local(local_command::LocalArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(args) => sim_command::run(args),
+        Command::Serve(args) => serve_command::run(args),
+        Command::Local(args) => local_command::run(args),
     }
 }

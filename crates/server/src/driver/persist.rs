@@ -1,0 +1,80 @@
+//! Group commit: outputs produced while a sync is in flight are gathered and
+//! persisted together with one write and one sync, on a blocking thread so the
+//! driver keeps taking inputs meanwhile. An output is handed back (to be sent
+//! and applied) only after its own persist and every earlier one completed.
+
+use conclave_core::Output;
+use conclave_storage::{LogStore, PersistRequest, StorageError, Wal};
+use tokio::task::JoinHandle;
+
+use crate::error::ServerError;
+
+type Persisted = (Wal, Vec<Output>, Result<(), StorageError>);
+
+pub(crate) struct GroupCommit {
+    /// The WAL while no persist runs (it travels to the blocking thread and back).
+    wal: Option<Wal>,
+    in_flight: Option<JoinHandle<Persisted>>,
+    /// Outputs waiting behind the persist in flight, in order.
+    queued: Vec<Output>,
+    /// Batches persisted and outputs they covered, for logs and tests.
+    pub(crate) syncs: u64,
+}
+
+impl GroupCommit {
+    pub(crate) fn new(wal: Wal) -> GroupCommit {
+        GroupCommit { wal: Some(wal), in_flight: None, queued: Vec::new(), syncs: 0 }
+    }
+
+    /// Takes an output. Returns it at once if nothing is in flight or queued and it
+    /// needs nothing durable; otherwise it waits its turn.
+    pub(crate) fn push(&mut self, output: Output) -> Option<Output> {
+        if self.in_flight.is_none() && self.queued.is_empty() && !output.needs_persist() {
+            return Some(output);
+        }
+        self.queued.push(output);
+        None
+    }
+
+    /// Starts persisting everything queued if no persist runs. Returns queued
+    /// outputs that need nothing durable and may be released now.
+    pub(crate) fn start_if_idle(&mut self) -> Vec<Output> {
+        if self.in_flight.is_some() || self.queued.is_empty() {
+            return Vec::new();
+        }
+        let outputs = std::mem::take(&mut self.queued);
+        if !outputs.iter().any(Output::needs_persist) {
+            return outputs;
+        }
+        let mut wal = self.wal.take().expect("the WAL is home while nothing is in flight");
+        self.syncs += 1;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let requests: Vec<PersistRequest<'_>> = outputs.iter().map(PersistRequest::from_output).collect();
+            let result = wal.persist(&requests);
+            (wal, outputs, result)
+        }));
+        Vec::new()
+    }
+
+    /// Completes when the persist in flight is durable, with its outputs; never
+    /// completes if none is in flight.
+    pub(crate) async fn completion(&mut self) -> Result<Vec<Output>, ServerError> {
+        let Some(handle) = self.in_flight.as_mut() else {
+            return std::future::pending().await;
+        };
+        let joined = handle.await;
+        self.in_flight = None;
+        let (wal, outputs, result) = joined.map_err(|error| ServerError::PersistTask(error.to_string()))?;
+        self.wal = Some(wal);
+        result?;
+        Ok(outputs)
+    }
+
+    /// Waits for the persist in flight, if any (shutdown).
+    pub(crate) async fn finish(&mut self) -> Option<Result<Vec<Output>, ServerError>> {
+        if self.in_flight.is_none() {
+            return None;
+        }
+        Some(self.completion().await)
+    }
+}

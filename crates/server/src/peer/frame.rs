@@ -120,7 +120,8 @@ fn options(limit: usize) -> impl Options {
 
 /// Encodes `value` as a whole frame, length prefix included.
 pub fn encode<T: Serialize>(value: &T, limit: usize) -> Result<Vec<u8>, FrameError> {
-    let body = options(limit).serialize(value).map_err(|error| FrameError::Malformed(error.to_string()))?;
+    let body =
+        bincode::DefaultOptions::new().serialize(value).map_err(|error| FrameError::Malformed(error.to_string()))?;
     let length = body.len() + 1;
     if length > limit {
         return Err(FrameError::TooLarge { length, limit });

@@ -1,0 +1,150 @@
+//! Real `conclave serve` processes on loopback (issue 6 §8): replication across
+//! nodes, failover after SIGKILL with no acknowledged write lost, catch-up of a
+//! restarted node, recovery of the whole cluster from its data dirs, a node of
+//! another cluster refused, and redis-cli / redis-benchmark against the cluster.
+
+#[path = "../../server/tests/support/resp.rs"]
+mod resp;
+mod support_cluster;
+
+use std::process::Command;
+use std::time::Duration;
+
+use resp::{info, wait_until, Client, Reply};
+use support_cluster::Cluster;
+
+fn keys(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|index| format!("key{index}")).collect()
+}
+
+fn value(key: &str) -> String {
+    format!("value-of-{key}")
+}
+
+fn assert_all_present(cluster: &Cluster, node: u64, keys: &[String]) {
+    let values = cluster.mget(node, keys);
+    for (key, found) in keys.iter().zip(values) {
+        assert_eq!(found.as_deref(), Some(value(key).as_str()), "{key} through node {node}");
+    }
+}
+
+#[test]
+fn three_nodes_replicate_fail_over_catch_up_and_recover() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(&[1, 2, 3]);
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+
+    // A write through one follower is read through the other.
+    let mut client = Client::connect(cluster.address(followers[0])).unwrap();
+    assert_eq!(client.command(&["SET", "greeting", "hello"]).unwrap(), Reply::Simple("OK".into()));
+    let mut other = Client::connect(cluster.address(followers[1])).unwrap();
+    assert_eq!(other.command(&["GET", "greeting"]).unwrap(), Reply::bulk("hello"));
+
+    let before = keys(0..40);
+    for key in &before {
+        cluster.write_acked(&[1, 2, 3], key, &value(key));
+    }
+    // SIGKILL the leader; the writer carries on through the survivors.
+    cluster.kill(leader);
+    let after = keys(40..80);
+    for key in &after {
+        cluster.write_acked(&followers, key, &value(key));
+    }
+    let new_leader = cluster.wait_for_leader(&followers);
+    assert_ne!(new_leader, leader);
+    let acknowledged: Vec<String> = before.iter().chain(&after).cloned().collect();
+    assert_all_present(&cluster, followers[0], &acknowledged);
+
+    // The killed node restarts from its data dir and catches up.
+    cluster.start_node(leader, &[]);
+    let target = info(cluster.address(new_leader)).unwrap();
+    let commit: u64 = target.iter().find(|(key, _)| key == "commit_index").unwrap().1.parse().unwrap();
+    wait_until("the restarted node to catch up", Duration::from_secs(20), || {
+        let applied: u64 =
+            info(cluster.address(leader))?.into_iter().find(|(key, _)| key == "applied_index")?.1.parse().ok()?;
+        (applied >= commit).then_some(())
+    });
+    let mut stale = Client::connect(cluster.address(leader)).unwrap();
+    assert_eq!(stale.command(&["READONLY"]).unwrap(), Reply::Simple("OK".into()));
+    assert_eq!(stale.command(&["GET", "key79"]).unwrap(), Reply::bulk(&value("key79")));
+
+    // Stop everything gracefully, start again: the data survived.
+    for id in 1..=3 {
+        cluster.stop(id);
+    }
+    for id in 1..=3 {
+        cluster.start_node(id, &[]);
+    }
+    cluster.wait_for_leader(&[1, 2, 3]);
+    assert_all_present(&cluster, 2, &acknowledged);
+    let mut client = Client::connect(cluster.address(3)).unwrap();
+    assert_eq!(client.command(&["GET", "greeting"]).unwrap(), Reply::bulk("hello"));
+}
+
+#[test]
+fn five_nodes_survive_two_failures() {
+    let mut cluster = Cluster::start(5);
+    let leader = cluster.wait_for_leader(&[1, 2, 3, 4, 5]);
+    let first = keys(0..10);
+    for key in &first {
+        cluster.write_acked(&[1, 2, 3, 4, 5], key, &value(key));
+    }
+    let other = if leader == 5 { 4 } else { 5 };
+    cluster.kill(leader);
+    cluster.kill(other);
+    let alive = cluster.running();
+    let second = keys(10..20);
+    for key in &second {
+        cluster.write_acked(&alive, key, &value(key));
+    }
+    cluster.wait_for_leader(&alive);
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    for node in alive {
+        assert_all_present(&cluster, node, &all);
+    }
+}
+
+#[test]
+fn a_node_of_another_cluster_is_refused() {
+    let mut cluster = Cluster::new(3);
+    cluster.start_node(1, &[]);
+    cluster.start_node(2, &[]);
+    cluster.start_node(3, &["--cluster-id", "99"]);
+    let leader = cluster.wait_for_leader(&[1, 2]);
+    cluster.write_acked(&[1, 2], "k", "v");
+    let log = cluster.log_path(leader);
+    wait_until("the refusal in the log", Duration::from_secs(20), || {
+        std::fs::read_to_string(&log).ok()?.contains("wrong cluster id 99").then_some(())
+    });
+    let stranger = info(cluster.address(3)).unwrap();
+    assert!(stranger.contains(&("leader_id".to_string(), "none".to_string())), "{stranger:?}");
+    assert!(stranger.contains(&("applied_index".to_string(), "0".to_string())), "{stranger:?}");
+}
+
+fn installed(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+}
+
+#[test]
+fn redis_cli_and_redis_benchmark_work_against_the_cluster() {
+    if !installed("redis-cli") || !installed("redis-benchmark") {
+        println!("skipped: redis-cli/redis-benchmark not installed (Debian package redis-tools)");
+        return;
+    }
+    let cluster = Cluster::start(3);
+    cluster.wait_for_leader(&[1, 2, 3]);
+    let port = |id: u64| cluster.address(id).port().to_string();
+    let run = |program: &str, arguments: &[&str]| {
+        let output = Command::new(program).args(arguments).output().unwrap();
+        assert!(output.status.success(), "{program} {arguments:?} failed: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(run("redis-cli", &["-p", &port(1), "SET", "smoke", "42"]).trim(), "OK");
+    assert_eq!(run("redis-cli", &["-p", &port(2), "GET", "smoke"]).trim(), "42");
+    assert_eq!(run("redis-cli", &["-p", &port(3), "INCR", "smoke"]).trim(), "43");
+    assert!(run("redis-cli", &["-p", &port(1), "INFO"]).contains("election_mode:"));
+    let benchmark = run("redis-benchmark", &["-p", &port(1), "-t", "set,get", "-n", "2000", "-c", "10", "-q"]);
+    println!("{benchmark}");
+    assert!(benchmark.contains("SET") && benchmark.contains("GET"), "{benchmark}");
+    assert!(!benchmark.contains("ERR"), "{benchmark}");
+}

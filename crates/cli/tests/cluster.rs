@@ -3,15 +3,13 @@
 //! restarted node, recovery of the whole cluster from its data dirs, a node of
 //! another cluster refused, and redis-cli / redis-benchmark against the cluster.
 
-#[path = "../../server/tests/support/resp.rs"]
-mod resp;
-mod support_cluster;
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use resp::{info, wait_until, Client, Reply};
-use support_cluster::Cluster;
+use support::cluster::Cluster;
+use support::resp::{info, wait_until, Client, Reply};
 
 fn keys(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|index| format!("key{index}")).collect()

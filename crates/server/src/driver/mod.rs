@@ -6,9 +6,10 @@
 mod persist;
 pub mod requests;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use conclave_core::{Entry, Event, Node, NodeId, Output, Payload, ProposeError};
+use conclave_core::{Entry, Event, LogIndex, Node, NodeId, Output, Payload, ProposeError};
 use conclave_storage::Wal;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -17,7 +18,7 @@ use tracing::{debug, info, warn};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::kv::{Envelope, KvCommand, KvStore};
-use crate::peer::frame::{ForwardOutcome, PeerFrame};
+use crate::peer::frame::{ForwardOutcome, ForwardResult, PeerFrame};
 use crate::peer::{PeerInput, Transport};
 use crate::status::NodeStatus;
 use persist::GroupCommit;
@@ -49,6 +50,9 @@ pub(crate) struct Driver {
     last_tick_ms: u64,
     incarnation: u64,
     applied_index: u64,
+    /// Forwards this node proposed as leader, by log index: (origin, incarnation,
+    /// request id). When the entry there is applied, the origin gets its result.
+    accepted_forwards: BTreeMap<LogIndex, (NodeId, u64, u64)>,
     election_mode: conclave_core::ElectionMode,
 }
 
@@ -76,6 +80,7 @@ impl Driver {
             last_tick_ms: 0,
             incarnation,
             applied_index: 0,
+            accepted_forwards: BTreeMap::new(),
             election_mode: config.election_mode().unwrap_or_default(),
         }
     }
@@ -217,8 +222,13 @@ impl Driver {
             match Envelope::decode(bytes) {
                 Some(envelope) => {
                     let reply = self.store.apply(&envelope.command);
+                    let key = (envelope.origin, envelope.incarnation, envelope.request_id);
                     if envelope.origin == self.node.id() && envelope.incarnation == self.incarnation {
                         self.requests.answer(envelope.request_id, reply);
+                    } else if self.accepted_forwards.get(&entry.index) == Some(&key) {
+                        let (origin, incarnation, request_id) = key;
+                        let result = ForwardResult { incarnation, request_id, reply };
+                        self.transport.send(origin, &PeerFrame::ForwardResult(result));
                     }
                 }
                 // Every node skips the same bytes, so the stores stay identical.
@@ -226,6 +236,13 @@ impl Driver {
             }
         }
         self.requests.applied(entry.index);
+        // Forwards accepted at this index or below are settled either way.
+        while let Some(first) = self.accepted_forwards.first_entry() {
+            if *first.key() > entry.index {
+                break;
+            }
+            first.remove();
+        }
     }
 
     fn on_peer(&mut self, input: PeerInput) {
@@ -235,8 +252,15 @@ impl Driver {
                 let output = self.node.step(message);
                 self.enqueue(output);
             }
-            PeerFrame::Forward { request_id, command } => self.on_forward(input.from, request_id, command),
-            PeerFrame::ForwardReply { request_id, outcome } => match outcome {
+            PeerFrame::Forward { incarnation, request_id, command } => {
+                self.on_forward(input.from, incarnation, request_id, command)
+            }
+            // Replies meant for an earlier run of this node are ignored.
+            PeerFrame::ForwardReply { incarnation, .. }
+            | PeerFrame::ForwardResult(ForwardResult { incarnation, .. })
+                if incarnation != self.incarnation => {}
+            PeerFrame::ForwardResult(result) => self.requests.answer(result.request_id, result.reply),
+            PeerFrame::ForwardReply { request_id, outcome, .. } => match outcome {
                 ForwardOutcome::Accepted { index, term } => {
                     self.requests.mark_placed(request_id, index, term, self.applied_index)
                 }
@@ -247,17 +271,18 @@ impl Driver {
     }
 
     /// A follower's client command: propose it if we lead, and say where it went.
-    fn on_forward(&mut self, from: NodeId, request_id: u64, command: Vec<u8>) {
+    fn on_forward(&mut self, from: NodeId, incarnation: u64, request_id: u64, command: Vec<u8>) {
         let outcome = match self.node.propose(command) {
             Ok(proposal) => {
                 let outcome = ForwardOutcome::Accepted { index: proposal.index, term: proposal.term };
+                self.accepted_forwards.insert(proposal.index, (from, incarnation, request_id));
                 self.enqueue(proposal.output);
                 outcome
             }
             Err(ProposeError::NotLeader { leader }) => ForwardOutcome::NotLeader { leader },
             Err(error) => ForwardOutcome::Refused(error.to_string()),
         };
-        self.transport.send(from, &PeerFrame::ForwardReply { request_id, outcome });
+        self.transport.send(from, &PeerFrame::ForwardReply { incarnation, request_id, outcome });
     }
 
     fn on_client(&mut self, request: ClientRequest) {
@@ -287,7 +312,7 @@ impl Driver {
         while let Some(id) = self.requests.needs_leader.pop_front() {
             let Some(command) = self.requests.command(id).map(<[u8]>::to_vec) else { continue };
             if leader != self.node.id() {
-                let frame = PeerFrame::Forward { request_id: id, command };
+                let frame = PeerFrame::Forward { incarnation: self.incarnation, request_id: id, command };
                 self.transport.send(leader, &frame);
                 self.requests.mark_forwarded(id);
                 continue;

@@ -72,9 +72,7 @@ impl GroupCommit {
 
     /// Waits for the persist in flight, if any (shutdown).
     pub(crate) async fn finish(&mut self) -> Option<Result<Vec<Output>, ServerError>> {
-        if self.in_flight.is_none() {
-            return None;
-        }
+        self.in_flight.as_ref()?;
         Some(self.completion().await)
     }
 }

@@ -66,7 +66,7 @@ impl KvCommand {
 }
 
 /// The answer to a command, in RESP terms.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvReply {
     /// `+OK`.
     Ok,

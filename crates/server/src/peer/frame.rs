@@ -10,6 +10,8 @@ use conclave_core::{Body, ClusterId, LogIndex, Message, NodeId, Term};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::kv::KvReply;
+
 /// The only frame version this build speaks.
 pub const FRAME_VERSION: u8 = 1;
 
@@ -45,18 +47,37 @@ pub enum PeerFrame {
     Raft(Message),
     /// A follower forwards a client's command (an encoded log envelope) to the leader.
     Forward {
-        /// The follower's request id, echoed in the reply.
+        /// The follower's process incarnation, echoed in the replies.
+        incarnation: u64,
+        /// The follower's request id, echoed in the replies.
         request_id: u64,
         /// The encoded envelope to propose.
         command: Vec<u8>,
     },
     /// The leader's answer to a [`PeerFrame::Forward`].
     ForwardReply {
+        /// The incarnation of the forward.
+        incarnation: u64,
         /// The request id of the forward.
         request_id: u64,
         /// What became of it.
         outcome: ForwardOutcome,
     },
+    /// The answer to a forwarded command, once applied.
+    ForwardResult(ForwardResult),
+}
+
+/// The result of a forwarded command, sent by the leader that accepted it as
+/// soon as it applied the entry, so the follower need not wait until it learns
+/// the commit itself (up to a heartbeat later).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardResult {
+    /// The incarnation of the forward.
+    pub incarnation: u64,
+    /// The request id of the forward.
+    pub request_id: u64,
+    /// The state machine's answer at the entry's log position.
+    pub reply: KvReply,
 }
 
 /// What the leader did with a forwarded command.
@@ -87,7 +108,7 @@ impl PeerFrame {
                 !matches!(&message.body, Body::AppendEntries { entries, .. } if !entries.is_empty())
             }
             PeerFrame::Forward { .. } => false,
-            PeerFrame::ForwardReply { .. } => true,
+            PeerFrame::ForwardReply { .. } | PeerFrame::ForwardResult(_) => true,
         }
     }
 }
@@ -160,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_frame_round_trips() {
-        let frame = PeerFrame::Forward { request_id: 9, command: vec![1, 2, 3] };
+        let frame = PeerFrame::Forward { incarnation: 1, request_id: 9, command: vec![1, 2, 3] };
         let bytes = encode(&frame, 1024).unwrap();
         let length = check_length(u32::from_be_bytes(bytes[..4].try_into().unwrap()), 1024).unwrap();
         assert_eq!(length, bytes.len() - 4);
@@ -177,7 +198,7 @@ mod tests {
         let mut hostile = vec![FRAME_VERSION, 1];
         hostile.extend_from_slice(&[0xFF; 9]);
         assert!(decode::<PeerFrame>(&hostile, 64).is_err());
-        let too_big = PeerFrame::Forward { request_id: 1, command: vec![0; 100] };
+        let too_big = PeerFrame::Forward { incarnation: 1, request_id: 1, command: vec![0; 100] };
         assert!(matches!(encode(&too_big, 50), Err(FrameError::TooLarge { .. })));
     }
 }

@@ -79,3 +79,25 @@ fn data_survives_a_restart_from_the_data_dir() {
         }
     }
 }
+
+#[test]
+fn the_http_endpoint_serves_the_status_as_json() {
+    use std::io::{Read, Write};
+    let node = TestNode::start_leader(|config| config.members[0].http_address = Some("127.0.0.1:0".parse().unwrap()));
+    let address = node.server.as_ref().unwrap().http_address.expect("http is configured");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    stream.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    let status: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(status["role"], "Leader");
+    assert_eq!(status["node_id"], 1);
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(b"GET /nope HTTP/1.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+}

@@ -128,7 +128,10 @@ impl Driver {
                 self.release(output);
             }
             self.publish_status();
-            let deadline = self.start + Duration::from_millis(self.node.next_deadline_ms());
+            // A deadline at or before the last tick already fired: wait a millisecond
+            // rather than spin on it.
+            let deadline_ms = self.node.next_deadline_ms().max(self.last_tick_ms + 1);
+            let deadline = self.start + Duration::from_millis(deadline_ms);
             tokio::select! {
                 _ = shutdown.changed(), if drain_deadline.is_none() => {
                     info!(node = self.node.id(), pending = self.requests.len(), "draining in-flight requests");

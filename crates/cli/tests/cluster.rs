@@ -5,11 +5,71 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use support::cluster::Cluster;
 use support::resp::{info, wait_until, Client, Reply};
+
+/// A client thread that writes `liveN = value-of-liveN` in a loop through the
+/// given nodes, keeping the keys whose SET was acknowledged.
+struct LiveWriter {
+    acked: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl LiveWriter {
+    fn start(addresses: Vec<SocketAddr>) -> LiveWriter {
+        let acked = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (acked_count, stop_flag) = (acked.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            let mut acknowledged = Vec::new();
+            let mut clients: Vec<Option<Client>> = addresses.iter().map(|_| None).collect();
+            for attempt in 0..20_000usize {
+                if stop_flag.load(Ordering::SeqCst) || Instant::now() >= deadline {
+                    break;
+                }
+                let slot = attempt % addresses.len();
+                if clients[slot].is_none() {
+                    clients[slot] = Client::connect(addresses[slot]).ok();
+                }
+                let Some(client) = clients[slot].as_mut() else { continue };
+                let key = format!("live{attempt}");
+                match client.command(&["SET", &key, &value(&key)]) {
+                    Ok(Reply::Simple(ok)) if ok == "OK" => {
+                        acknowledged.push(key);
+                        acked_count.store(acknowledged.len(), Ordering::SeqCst);
+                    }
+                    Ok(_) => {}
+                    Err(_) => clients[slot] = None,
+                }
+            }
+            acknowledged
+        });
+        LiveWriter { acked, stop, thread }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.load(Ordering::SeqCst)
+    }
+
+    fn wait_for(&self, count: usize) {
+        wait_until(&format!("{count} acknowledged live writes"), Duration::from_secs(60), || {
+            (self.acked() >= count).then_some(())
+        });
+    }
+
+    fn stop(self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
 
 fn keys(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|index| format!("key{index}")).collect()
@@ -42,16 +102,24 @@ fn three_nodes_replicate_fail_over_catch_up_and_recover() {
     for key in &before {
         cluster.write_acked(&[1, 2, 3], key, &value(key));
     }
-    // SIGKILL the leader; the writer carries on through the survivors.
+    // A client keeps writing through the followers while the leader is SIGKILLed.
+    let writer = LiveWriter::start(followers.iter().map(|id| cluster.address(*id)).collect());
+    writer.wait_for(20);
     cluster.kill(leader);
+    let acked_at_kill = writer.acked();
+    writer.wait_for(acked_at_kill + 20);
+    let live = writer.stop();
+    // And writes retried until acknowledged go through the survivors.
     let after = keys(40..80);
     for key in &after {
         cluster.write_acked(&followers, key, &value(key));
     }
     let new_leader = cluster.wait_for_leader(&followers);
     assert_ne!(new_leader, leader);
-    let acknowledged: Vec<String> = before.iter().chain(&after).cloned().collect();
-    assert_all_present(&cluster, followers[0], &acknowledged);
+    let acknowledged: Vec<String> = before.iter().chain(&after).chain(&live).cloned().collect();
+    for chunk in acknowledged.chunks(200) {
+        assert_all_present(&cluster, followers[0], chunk);
+    }
 
     // The killed node restarts from its data dir and catches up.
     cluster.start_node(leader, &[]);

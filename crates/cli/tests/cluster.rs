@@ -214,3 +214,33 @@ fn redis_cli_and_redis_benchmark_work_against_the_cluster() {
     assert!(benchmark.contains("SET") && benchmark.contains("GET"), "{benchmark}");
     assert!(!benchmark.contains("ERR"), "{benchmark}");
 }
+
+#[test]
+fn the_redis_crate_talks_to_the_cluster() {
+    let cluster = Cluster::start(3);
+    cluster.wait_for_leader(&[1, 2, 3]);
+    let connect = |id: u64| {
+        let client = redis::Client::open(format!("redis://{}/", cluster.address(id))).unwrap();
+        client.get_connection_with_timeout(Duration::from_secs(5)).unwrap()
+    };
+    let mut first = connect(1);
+    let mut second = connect(2);
+    let reply: String = redis::cmd("SET").arg("crate").arg("redis-rs").query(&mut first).unwrap();
+    assert_eq!(reply, "OK");
+    let value: String = redis::cmd("GET").arg("crate").query(&mut second).unwrap();
+    assert_eq!(value, "redis-rs");
+    let (count, values): (i64, Vec<Option<String>>) = redis::pipe()
+        .cmd("INCRBY")
+        .arg("counter")
+        .arg(5)
+        .cmd("MGET")
+        .arg("crate")
+        .arg("missing")
+        .query(&mut second)
+        .unwrap();
+    assert_eq!((count, values), (5, vec![Some("redis-rs".to_string()), None]));
+    let swapped: i64 = redis::cmd("CAS").arg("counter").arg("5").arg("6").query(&mut connect(3)).unwrap();
+    assert_eq!(swapped, 1);
+    let error = redis::cmd("NOSUCHCOMMAND").query::<String>(&mut first).unwrap_err();
+    assert!(error.to_string().contains("unknown command"), "{error}");
+}

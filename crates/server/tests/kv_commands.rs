@@ -101,3 +101,26 @@ fn the_http_endpoint_serves_the_status_as_json() {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 404"), "{response}");
 }
+
+#[test]
+fn without_a_leader_a_request_waits_then_fails_with_tryagain() {
+    use std::net::TcpListener;
+    let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // Node 1 of three whose peers never start: no quorum, no leader.
+    let node = TestNode::start(|config| {
+        config.members = (1..=3)
+            .map(|id| conclave_server::Member { id, peer_address: free(), client_address: free(), http_address: None })
+            .collect();
+        config.timing.leader_wait_ms = 300;
+        config.timing.request_timeout_ms = 1_000;
+    });
+    let mut client = node.client();
+    let started = std::time::Instant::now();
+    match client.command(&["SET", "k", "v"]).unwrap() {
+        Reply::Error(message) => assert!(message.starts_with("TRYAGAIN no leader elected within"), "{message}"),
+        other => panic!("expected -TRYAGAIN, got {other:?}"),
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300), "it waited for a leader first");
+    // Local commands still answer at once.
+    assert_eq!(client.command(&["PING"]).unwrap(), Reply::Simple("PONG".into()));
+}

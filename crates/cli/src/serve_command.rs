@@ -96,7 +96,6 @@ pub fn run(args: ServeArgs) -> ExitCode {
     let config = match load_config(&args) {
         Ok(config) => config,
         Err(error) => {
-            error!(%error, "refusing to start");
             eprintln!("conclave serve: {error}");
             return ExitCode::from(2);
         }

@@ -31,6 +31,8 @@ pub struct NodeStatus {
     pub pending_requests: usize,
     /// Peer frames dropped from full queues.
     pub dropped_peer_frames: u64,
+    /// WAL syncs so far (each covers every output gathered meanwhile: group commit).
+    pub wal_syncs: u64,
 }
 
 impl NodeStatus {
@@ -63,6 +65,7 @@ impl NodeStatus {
             keys: 4,
             pending_requests: 0,
             dropped_peer_frames: 0,
+            wal_syncs: 0,
         }
     }
 }

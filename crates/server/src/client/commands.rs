@@ -248,7 +248,7 @@ pub fn info(status: &NodeStatus) -> String {
     text.push_str("\r\nredis_mode:standalone\r\n\r\n# Conclave\r\n");
     text.push_str(&format!(
         "node_id:{}\r\ncluster_id:{}\r\nrole:{}\r\nterm:{}\r\nleader_id:{leader}\r\ncommit_index:{}\r\n\
-         applied_index:{}\r\nlast_index:{}\r\nelection_mode:{}\r\npending_requests:{}\r\ndropped_peer_frames:{}\r\n\r\n",
+         applied_index:{}\r\nlast_index:{}\r\nelection_mode:{}\r\npending_requests:{}\r\ndropped_peer_frames:{}\r\nwal_syncs:{}\r\n\r\n",
         status.node_id,
         status.cluster_id,
         status.role_name(),
@@ -259,6 +259,7 @@ pub fn info(status: &NodeStatus) -> String {
         status.election_mode,
         status.pending_requests,
         status.dropped_peer_frames,
+        status.wal_syncs,
     ));
     text.push_str(&format!("# Keyspace\r\ndb0:keys={},expires=0,avg_ttl=0\r\n", status.keys));
     text

@@ -100,6 +100,7 @@ impl Driver {
             keys: 0,
             pending_requests: 0,
             dropped_peer_frames: 0,
+            wal_syncs: 0,
         }
     }
 
@@ -162,7 +163,14 @@ impl Driver {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => self.advance_clock(),
-                _ = sweep.tick() => self.requests.sweep(Instant::now()),
+                _ = sweep.tick() => {
+                    // Forwards stuck in the queue of a node that is no longer the
+                    // leader (it crashed, say) were never sent: send them anew.
+                    for id in self.transport.take_unsent_forwards(self.node.leader()) {
+                        self.requests.retry(id);
+                    }
+                    self.requests.sweep(Instant::now());
+                }
             }
             self.dispatch_waiting();
         }
@@ -350,6 +358,7 @@ impl Driver {
             keys: self.store.len(),
             pending_requests: self.requests.len(),
             dropped_peer_frames: self.transport.dropped_frames(),
+            wal_syncs: self.group_commit.syncs,
         };
         self.status.send_if_modified(|current| {
             if *current == status {

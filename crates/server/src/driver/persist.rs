@@ -17,7 +17,7 @@ pub(crate) struct GroupCommit {
     in_flight: Option<JoinHandle<Persisted>>,
     /// Outputs waiting behind the persist in flight, in order.
     queued: Vec<Output>,
-    /// Batches persisted and outputs they covered, for logs and tests.
+    /// Persists started (one write and one sync each), for `INFO`.
     pub(crate) syncs: u64,
 }
 

@@ -93,10 +93,25 @@ impl Transport {
             warn!(to, "no such peer; frame dropped");
             return;
         };
-        match frame::encode(frame, self.max_frame_bytes) {
-            Ok(bytes) => queue.push(bytes, frame.is_urgent()),
-            Err(error) => warn!(to, %error, "frame not sent"),
+        let bytes = match frame::encode(frame, self.max_frame_bytes) {
+            Ok(bytes) => bytes,
+            Err(error) => return warn!(to, %error, "frame not sent"),
+        };
+        match frame {
+            PeerFrame::Forward { request_id, .. } => queue.push_bulk(bytes, Some(*request_id)),
+            frame if frame.is_urgent() => queue.push_urgent(bytes),
+            _ => queue.push_bulk(bytes, None),
         }
+    }
+
+    /// Takes back the forwards queued for every peer but `keep` that were never
+    /// written (the peer is down or no longer the leader): they can be re-sent.
+    pub fn take_unsent_forwards(&self, keep: Option<NodeId>) -> Vec<u64> {
+        self.queues
+            .iter()
+            .filter(|(id, _)| Some(**id) != keep)
+            .flat_map(|(_, queue)| queue.take_unsent_forwards())
+            .collect()
     }
 
     /// Frames dropped from full queues, over all peers.

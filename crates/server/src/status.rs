@@ -36,15 +36,10 @@ pub struct NodeStatus {
 }
 
 impl NodeStatus {
-    /// The role as `INFO` prints it.
-    pub fn role_name(&self) -> &'static str {
-        match self.role {
-            Role::Leader => "leader",
-            Role::Follower => "follower",
-            Role::PreCandidate => "precandidate",
-            Role::Looking => "looking",
-            Role::Candidate => "candidate",
-        }
+    /// The role as `INFO` prints it (`leader`, `follower`, `precandidate`, …).
+    /// Derived from the name so that roles the core adds need no change here.
+    pub fn role_name(&self) -> String {
+        format!("{:?}", self.role).to_ascii_lowercase()
     }
 }
 

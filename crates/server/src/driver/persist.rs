@@ -76,3 +76,40 @@ impl GroupCommit {
         Some(self.completion().await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use conclave_core::{Event, HardState};
+    use conclave_storage::WalOptions;
+
+    use super::*;
+
+    fn durable(term: u64) -> Output {
+        Output { hard_state: Some(HardState { term, voted_for: Some(1), commit: 0 }), ..Output::default() }
+    }
+
+    fn volatile(term: u64) -> Output {
+        Output { events: vec![Event::QuorumLost { term }], ..Output::default() }
+    }
+
+    // Reference: the core's Output contract (persist, then send, then apply).
+    #[tokio::test]
+    async fn nothing_is_released_before_the_persists_ahead_of_it_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), WalOptions::new(7, 1)).unwrap();
+        let mut group = GroupCommit::new(wal);
+        assert_eq!(group.push(volatile(1)), Some(volatile(1)), "nothing ahead, nothing to persist: at once");
+        assert_eq!(group.push(durable(1)), None);
+        assert_eq!(group.push(volatile(2)), None, "waits behind the durable one");
+        assert!(group.start_if_idle().is_empty(), "a persist started");
+        assert_eq!(group.push(durable(2)), None);
+        assert_eq!(group.push(volatile(3)), None);
+        assert!(group.start_if_idle().is_empty(), "one persist at a time");
+        assert_eq!(group.completion().await.unwrap(), vec![durable(1), volatile(2)]);
+        // The outputs gathered meanwhile go in one more persist: group commit.
+        assert!(group.start_if_idle().is_empty());
+        assert_eq!(group.completion().await.unwrap(), vec![durable(2), volatile(3)]);
+        assert_eq!(group.syncs, 2);
+        assert!(group.finish().await.is_none());
+    }
+}

@@ -31,6 +31,9 @@ pub enum ServerError {
     /// The blocking persist task died (a bug or a panic inside the WAL).
     #[error("the persist task failed: {0}")]
     PersistTask(String),
+    /// The driver task died (a bug: a panic in the driver or the core).
+    #[error("the driver task failed: {0}")]
+    DriverTask(String),
     /// The tokio runtime could not be built.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),

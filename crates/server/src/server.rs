@@ -128,5 +128,5 @@ impl RunningServer {
 }
 
 fn flatten(joined: Result<Result<(), ServerError>, tokio::task::JoinError>) -> Result<(), ServerError> {
-    joined.map_err(|error| ServerError::PersistTask(format!("driver task failed: {error}")))?
+    joined.map_err(|error| ServerError::DriverTask(error.to_string()))?
 }

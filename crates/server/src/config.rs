@@ -498,10 +498,10 @@ mod tests {
 
     #[test]
     fn overrides_set_any_key_and_unknown_ones_are_refused() {
-        let sets = ["node_id=2".to_string(), "timing.heartbeat_interval_ms = 20".into(), "data_dir=/tmp/x".into()];
+        let sets = ["node_id=2".to_string(), "timing.heartbeat_interval_ms = 20".into(), "data_dir=other/dir".into()];
         let config = ServerConfig::parse_with(&three_nodes(), &sets).unwrap();
         assert_eq!((config.node_id, config.timing.heartbeat_interval_ms), (2, 20));
-        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.data_dir, PathBuf::from("other/dir"));
         let error = ServerConfig::parse_with(&three_nodes(), &["timing.bogus=1".to_string()]).unwrap_err();
         assert!(error.contains("bogus"), "{error}");
     }

@@ -1,6 +1,8 @@
 //! `conclave`: run, simulate and check Conclave clusters.
 
 mod check_command;
+mod local_command;
+mod serve_command;
 mod sim_command;
 
 use std::process::ExitCode;
@@ -22,6 +24,10 @@ enum Command {
     Sim(sim_command::SimArgs),
     /// Model-check the real core exhaustively, to a bounded depth.
     Check(check_command::CheckArgs),
+    /// Run one node of a cluster from its config file (every key overridable by flag or env).
+    Serve(serve_command::ServeArgs),
+    /// Run a local cluster of `conclave serve` processes on loopback, in the foreground.
+    Local(local_command::LocalArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,5 +35,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sim(args) => sim_command::run(args),
         Command::Check(args) => check_command::run(args),
+        Command::Serve(args) => serve_command::run(args),
+        Command::Local(args) => local_command::run(args),
     }
 }

@@ -1,0 +1,187 @@
+//! `conclave local`: a local cluster of real `conclave serve` processes on
+//! loopback, in the foreground, until Ctrl-C or SIGTERM.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use clap::Args;
+use conclave_server::config::{Limits, Timing};
+use conclave_server::{Member, ServerConfig};
+use tokio::process::{Child, Command};
+
+/// Flags of `conclave local`.
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Node i (from 1) gets client port P+i-1, peer port P+100+i-1 and HTTP port
+    /// P+200+i-1; without it, free ports are picked.
+    #[arg(long)]
+    pub base_port: Option<u16>,
+    /// Where configs, data dirs and logs go (default: a new directory under the
+    /// system's temporary directory, kept afterwards).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Give node i the address 127.0.0.(10+i) instead of 127.0.0.1, so that one
+    /// link can be cut with a firewall rule.
+    #[arg(long)]
+    pub distinct_addresses: bool,
+    /// Election mode for every node.
+    #[arg(long)]
+    pub election_mode: Option<String>,
+    /// Password clients must AUTH with.
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Cluster id.
+    #[arg(long, default_value_t = 1)]
+    pub cluster_id: u64,
+}
+
+fn free_port(ip: IpAddr) -> std::io::Result<u16> {
+    // Bind port 0 and release it: a small race, acceptable for a local playground.
+    Ok(TcpListener::bind(SocketAddr::new(ip, 0))?.local_addr()?.port())
+}
+
+fn address(ip: IpAddr, base: Option<u16>, offset: u16, index: u64) -> std::io::Result<SocketAddr> {
+    let port = match base {
+        Some(base) => base
+            .checked_add(offset + index as u16 - 1)
+            .ok_or_else(|| std::io::Error::other("--base-port leaves no room for every node's ports"))?,
+        None => free_port(ip)?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Builds the members of a local cluster.
+pub fn members(args: &LocalArgs) -> std::io::Result<Vec<Member>> {
+    (1..=args.nodes)
+        .map(|id| {
+            let ip = if args.distinct_addresses {
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + id as u8))
+            } else {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            };
+            Ok(Member {
+                id,
+                client_address: address(ip, args.base_port, 0, id)?,
+                peer_address: address(ip, args.base_port, 100, id)?,
+                http_address: Some(address(ip, args.base_port, 200, id)?),
+            })
+        })
+        .collect()
+}
+
+fn write_configs(args: &LocalArgs, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let members = members(args)?;
+    let mut paths = Vec::new();
+    for member in &members {
+        let config = ServerConfig {
+            cluster_id: args.cluster_id,
+            node_id: member.id,
+            data_dir: dir.join(format!("node{}", member.id)),
+            election_mode: args.election_mode.clone(),
+            initial_leader: Some(1),
+            password: args.password.clone(),
+            members: members.clone(),
+            timing: Timing::default(),
+            limits: Limits::default(),
+        };
+        config.validate().map_err(std::io::Error::other)?;
+        let path = dir.join(format!("node{}.toml", member.id));
+        std::fs::write(&path, config.to_toml())?;
+        println!(
+            "node {}: client {}  peer {}  http {}  (config {}, log {})",
+            member.id,
+            member.client_address,
+            member.peer_address,
+            member.http_address.map_or_else(String::new, |address| address.to_string()),
+            path.display(),
+            dir.join(format!("node{}.log", member.id)).display()
+        );
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+/// Runs `conclave local`.
+pub fn run(args: LocalArgs) -> ExitCode {
+    if args.nodes == 0 || args.nodes > 99 {
+        eprintln!("conclave local: --nodes must be between 1 and 99");
+        return ExitCode::from(2);
+    }
+    let dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("conclave-local-{}", std::process::id())),
+    };
+    let prepared = std::fs::create_dir_all(&dir).and_then(|()| write_configs(&args, &dir));
+    let paths = match prepared {
+        Ok(paths) => paths,
+        Err(error) => {
+            eprintln!("conclave local: cannot prepare {}: {error}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("conclave local: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(supervise(&dir, &paths))
+}
+
+async fn supervise(dir: &Path, paths: &[PathBuf]) -> ExitCode {
+    let executable = match std::env::current_exe() {
+        Ok(executable) => executable,
+        Err(error) => {
+            eprintln!("conclave local: cannot find my own executable: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut children: Vec<(u64, Child)> = Vec::new();
+    for (position, path) in paths.iter().enumerate() {
+        let id = position as u64 + 1;
+        let spawned = std::fs::File::create(dir.join(format!("node{id}.log"))).and_then(|log| {
+            Command::new(&executable)
+                .args(["serve", "--exit-on-stdin-close", "--config"])
+                .arg(path)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+        });
+        match spawned {
+            Ok(child) => children.push((id, child)),
+            Err(error) => {
+                eprintln!("conclave local: cannot start node {id}: {error}");
+                stop_all(&mut children).await;
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("{} nodes running; Ctrl-C or SIGTERM stops them all", children.len());
+    let signal = crate::serve_command::shutdown_signal().await;
+    println!("{signal}: stopping every node");
+    stop_all(&mut children).await;
+    ExitCode::SUCCESS
+}
+
+/// Closes each child's stdin (a graceful shutdown), then kills any that lingers.
+async fn stop_all(children: &mut [(u64, Child)]) {
+    for (_, child) in children.iter_mut() {
+        drop(child.stdin.take());
+    }
+    for (id, child) in children.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+            Ok(Ok(status)) => println!("node {id} stopped ({status})"),
+            _ => {
+                eprintln!("node {id} did not stop in time; killing it");
+                let _ = child.kill().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! A cluster of real `conclave serve` processes on loopback, for tests.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use conclave_server::{Member, ServerConfig};
+
+use super::resp::{info, wait_until, Client, Reply};
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub members: Vec<Member>,
+    children: Vec<Option<Child>>,
+}
+
+fn free_address() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+impl Cluster {
+    /// Writes configs for `nodes` nodes (free ports picked now) without starting any.
+    pub fn new(nodes: u64) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let members: Vec<Member> = (1..=nodes)
+            .map(|id| Member { id, peer_address: free_address(), client_address: free_address(), http_address: None })
+            .collect();
+        for member in &members {
+            let mut config = ServerConfig {
+                cluster_id: 7,
+                node_id: member.id,
+                data_dir: dir.path().join(format!("node{}", member.id)),
+                election_mode: None,
+                initial_leader: None,
+                password: None,
+                members: members.clone(),
+                timing: Default::default(),
+                limits: Default::default(),
+            };
+            // Fail fast so that clients retry soon after a crash.
+            config.timing.request_timeout_ms = 2_000;
+            config.timing.leader_wait_ms = 2_000;
+            config.validate().unwrap();
+            std::fs::write(dir.path().join(format!("node{}.toml", member.id)), config.to_toml()).unwrap();
+        }
+        let children = (0..nodes).map(|_| None).collect();
+        Cluster { dir, members, children }
+    }
+
+    /// Writes configs and starts every node.
+    pub fn start(nodes: u64) -> Cluster {
+        let mut cluster = Cluster::new(nodes);
+        for id in 1..=nodes {
+            cluster.start_node(id, &[]);
+        }
+        cluster
+    }
+
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}.log"))
+    }
+
+    pub fn start_node(&mut self, id: u64, extra: &[&str]) {
+        assert!(self.children[id as usize - 1].is_none(), "node {id} already runs");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id)).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(["serve", "--exit-on-stdin-close", "--log-level", "debug", "--config"])
+            .arg(self.dir.path().join(format!("node{id}.toml")))
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children[id as usize - 1] = Some(child);
+    }
+
+    /// SIGKILL: no shutdown, no flush beyond what the WAL already synced.
+    pub fn kill(&mut self, id: u64) {
+        let mut child = self.children[id as usize - 1].take().expect("node runs");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Graceful stop: closing stdin makes the node drain and exit.
+    pub fn stop(&mut self, id: u64) {
+        let mut child = self.children[id as usize - 1].take().expect("node runs");
+        drop(child.stdin.take());
+        let status = wait_until("a graceful stop", Duration::from_secs(15), || child.try_wait().unwrap());
+        assert!(status.success(), "node {id} exited with {status}");
+    }
+
+    pub fn address(&self, id: u64) -> SocketAddr {
+        self.members[id as usize - 1].client_address
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        (1..=self.members.len() as u64).filter(|id| self.children[*id as usize - 1].is_some()).collect()
+    }
+
+    /// Waits until every node in `among` names the same leader, which says it leads.
+    pub fn wait_for_leader(&self, among: &[u64]) -> u64 {
+        wait_until("one leader all agree on", Duration::from_secs(20), || {
+            let mut leaders = among.iter().map(|id| {
+                let info = info(self.address(*id))?;
+                info.into_iter().find(|(key, _)| key == "leader_id").and_then(|(_, value)| value.parse::<u64>().ok())
+            });
+            let first = leaders.next()??;
+            if !leaders.all(|leader| leader == Some(first)) || !among.contains(&first) {
+                return None;
+            }
+            let role = info(self.address(first))?.into_iter().find(|(key, _)| key == "role")?.1;
+            (role == "leader").then_some(first)
+        })
+    }
+
+    /// Sets `key` through any of `nodes`, retrying on errors, until acknowledged.
+    pub fn write_acked(&self, nodes: &[u64], key: &str, value: &str) {
+        let mut attempt = 0usize;
+        wait_until(&format!("an acknowledged SET {key}"), Duration::from_secs(30), || {
+            attempt += 1;
+            let node = nodes[attempt % nodes.len()];
+            let mut client = Client::connect(self.address(node)).ok()?;
+            (client.command(&["SET", key, value]).ok()? == Reply::Simple("OK".into())).then_some(())
+        });
+    }
+
+    /// `MGET keys` through `node` (a linearizable read through the log).
+    pub fn mget(&self, node: u64, keys: &[String]) -> Vec<Option<String>> {
+        let mut client = Client::connect(self.address(node)).unwrap();
+        let mut arguments = vec!["MGET"];
+        arguments.extend(keys.iter().map(String::as_str));
+        match client.command(&arguments).unwrap() {
+            Reply::Array(Some(items)) => items
+                .into_iter()
+                .map(|item| match item {
+                    Reply::Bulk(value) => value.map(|bytes| String::from_utf8(bytes).unwrap()),
+                    other => panic!("MGET item {other:?}"),
+                })
+                .collect(),
+            other => panic!("MGET answered {other:?}"),
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().filter_map(Option::take) {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The RESP2 client API: one task per connection, bounded in number, each
+//! reading pipelined requests, answering them strictly in order.
+
+pub mod commands;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tracing::{debug, warn};
+
+use crate::config::ServerConfig;
+use crate::driver::requests::RequestError;
+use crate::driver::ClientRequest;
+use crate::kv::KvReply;
+use crate::resp::{self, reply, ParseLimits, Request};
+use crate::status::NodeStatus;
+use commands::{Action, Context, Session};
+
+/// Most requests taken from one read before their replies are written.
+const MAX_PIPELINE: usize = 1024;
+
+/// Shared by every connection.
+pub(crate) struct ClientSettings {
+    pub(crate) password: Option<String>,
+    pub(crate) limits: ParseLimits,
+    /// Largest incomplete request held in a connection's buffer.
+    pub(crate) max_request_bytes: usize,
+    pub(crate) read_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_clients: usize,
+    pub(crate) to_driver: mpsc::Sender<ClientRequest>,
+    pub(crate) status: watch::Receiver<NodeStatus>,
+}
+
+impl ClientSettings {
+    pub(crate) fn new(
+        config: &ServerConfig,
+        to_driver: mpsc::Sender<ClientRequest>,
+        status: watch::Receiver<NodeStatus>,
+    ) -> ClientSettings {
+        let limits = &config.limits;
+        ClientSettings {
+            password: config.password.clone(),
+            limits: ParseLimits {
+                max_bulk_bytes: limits.max_bulk_bytes,
+                max_array_len: limits.max_array_len,
+                max_inline_bytes: limits.max_inline_bytes,
+            },
+            max_request_bytes: limits.max_command_bytes + limits.max_inline_bytes,
+            read_timeout: Duration::from_millis(config.timing.client_read_timeout_ms),
+            idle_timeout: match config.timing.client_idle_timeout_ms {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
+            max_clients: limits.max_clients,
+            to_driver,
+            status,
+        }
+    }
+}
+
+/// Accepts clients until shutdown.
+pub(crate) async fn run_listener(
+    listener: TcpListener,
+    settings: Arc<ClientSettings>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(settings.max_clients));
+    let next_id = AtomicU64::new(1);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (mut stream, address) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, most likely: back off instead of spinning.
+                warn!(%error, "client accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            debug!(%address, "refused client: max_clients reached");
+            tokio::spawn(async move {
+                let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+            });
+            continue;
+        };
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let settings = settings.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = serve(stream, address, id, &settings, shutdown).await {
+                debug!(%address, %error, "client connection ended");
+            }
+            drop(slot);
+        });
+    }
+}
+
+enum Pending {
+    Ready(Vec<u8>),
+    Waiting(oneshot::Receiver<Result<KvReply, RequestError>>),
+}
+
+async fn serve(
+    stream: TcpStream,
+    address: SocketAddr,
+    id: u64,
+    settings: &ClientSettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (mut reader, mut writer) = stream.into_split();
+    let mut buffer = BytesMut::with_capacity(16 * 1024);
+    let mut session = Session { id, authenticated: settings.password.is_none(), ..Session::default() };
+    let mut out = Vec::with_capacity(16 * 1024);
+    loop {
+        let mut pending = Vec::new();
+        let mut close = false;
+        let mut protocol_error = None;
+        while pending.len() < MAX_PIPELINE {
+            match resp::parse(&buffer, &settings.limits) {
+                Ok(Some((request, used))) => {
+                    buffer.advance(used);
+                    let Request::Command(arguments) = request else { continue };
+                    let status = settings.status.borrow().clone();
+                    let context = Context { password: settings.password.as_deref(), status: &status };
+                    match commands::interpret(&arguments, &mut session, &context) {
+                        Action::Reply(bytes) => pending.push(Pending::Ready(bytes)),
+                        Action::Close(bytes) => {
+                            pending.push(Pending::Ready(bytes));
+                            close = true;
+                            break;
+                        }
+                        Action::Kv(command) => {
+                            let (reply, answer) = oneshot::channel();
+                            let request = ClientRequest { command, stale_read: session.stale_reads, reply };
+                            if settings.to_driver.send(request).await.is_err() {
+                                pending.push(Pending::Ready(error_bytes(&RequestError::ShuttingDown)));
+                            } else {
+                                pending.push(Pending::Waiting(answer));
+                            }
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    protocol_error = Some(error);
+                    break;
+                }
+            }
+        }
+        let more_buffered = pending.len() >= MAX_PIPELINE;
+        out.clear();
+        for item in pending {
+            match item {
+                Pending::Ready(bytes) => out.extend_from_slice(&bytes),
+                Pending::Waiting(answer) => match answer.await {
+                    Ok(Ok(kv_reply)) => reply::kv(&mut out, &kv_reply),
+                    Ok(Err(error)) => out.extend_from_slice(&error_bytes(&error)),
+                    Err(_) => out.extend_from_slice(&error_bytes(&RequestError::ShuttingDown)),
+                },
+            }
+        }
+        if let Some(error) = &protocol_error {
+            debug!(%address, %error, "closing client: protocol error");
+            reply::error(&mut out, &format!("ERR {error}"));
+        }
+        if !out.is_empty() {
+            writer.write_all(&out).await?;
+        }
+        if close || protocol_error.is_some() {
+            return writer.shutdown().await;
+        }
+        if more_buffered {
+            continue;
+        }
+        if buffer.len() > settings.max_request_bytes {
+            let mut out = Vec::new();
+            reply::error(&mut out, "ERR Protocol error: request exceeds limits.max_command_bytes");
+            writer.write_all(&out).await?;
+            return writer.shutdown().await;
+        }
+        // A half-sent request gets the read timeout; an idle client the idle timeout.
+        let timeout = if buffer.is_empty() { settings.idle_timeout } else { Some(settings.read_timeout) };
+        buffer.reserve(16 * 1024);
+        let read = tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            read = read_with_timeout(&mut reader, &mut buffer, timeout) => read,
+        };
+        match read {
+            Some(Ok(0)) => return Ok(()),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(error),
+            None if buffer.is_empty() => return Ok(()),
+            None => {
+                let mut out = Vec::new();
+                reply::error(&mut out, "ERR Protocol error: incomplete request timed out");
+                writer.write_all(&out).await?;
+                return writer.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Reads more input; `None` when the timeout passes first.
+async fn read_with_timeout(
+    reader: &mut (impl AsyncReadExt + Unpin),
+    buffer: &mut BytesMut,
+    timeout: Option<Duration>,
+) -> Option<io::Result<usize>> {
+    match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, reader.read_buf(buffer)).await.ok(),
+        None => Some(reader.read_buf(buffer).await),
+    }
+}
+
+fn error_bytes(error: &RequestError) -> Vec<u8> {
+    let mut out = Vec::new();
+    reply::error(&mut out, &error.to_string());
+    out
+}

@@ -1,0 +1,381 @@
+//! The node driver: one task that owns the core [`Node`], feeds it a real
+//! monotonic clock, peer frames and client commands, and carries out each
+//! [`Output`] in the contract's order — persist (group commit, [`persist`]),
+//! then send, then apply to the KV store.
+
+mod persist;
+pub mod requests;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use conclave_core::{Entry, Event, LogIndex, Node, NodeId, Output, Payload, ProposeError};
+use conclave_storage::Wal;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::kv::{Envelope, KvCommand, KvStore};
+use crate::peer::frame::{ForwardOutcome, ForwardResult, PeerFrame};
+use crate::peer::{PeerInput, Transport};
+use crate::status::NodeStatus;
+use persist::GroupCommit;
+use requests::{ReplySender, RequestError, Requests};
+
+/// How often waiting requests are checked for their deadlines.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A client's command on its way to the driver.
+#[derive(Debug)]
+pub struct ClientRequest {
+    /// The command.
+    pub command: KvCommand,
+    /// Serve a read from this node's state without going through the log.
+    pub stale_read: bool,
+    /// Where the answer goes.
+    pub reply: ReplySender,
+}
+
+/// Owns the node and everything that must stay in step with it.
+pub(crate) struct Driver {
+    node: Node,
+    store: KvStore,
+    group_commit: GroupCommit,
+    transport: Transport,
+    requests: Requests,
+    status: watch::Sender<NodeStatus>,
+    start: Instant,
+    last_tick_ms: u64,
+    incarnation: u64,
+    applied_index: u64,
+    /// Forwards this node proposed as leader, by log index: (origin, incarnation,
+    /// request id). When the entry there is applied, the origin gets its result.
+    accepted_forwards: BTreeMap<LogIndex, (NodeId, u64, u64)>,
+    election_mode: conclave_core::ElectionMode,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        config: &ServerConfig,
+        node: Node,
+        wal: Wal,
+        transport: Transport,
+        status: watch::Sender<NodeStatus>,
+        incarnation: u64,
+    ) -> Driver {
+        let timing = &config.timing;
+        Driver {
+            node,
+            store: KvStore::default(),
+            group_commit: GroupCommit::new(wal),
+            transport,
+            requests: Requests::new(
+                Duration::from_millis(timing.leader_wait_ms),
+                Duration::from_millis(timing.request_timeout_ms),
+            ),
+            status,
+            start: Instant::now(),
+            last_tick_ms: 0,
+            incarnation,
+            applied_index: 0,
+            accepted_forwards: BTreeMap::new(),
+            election_mode: config.election_mode().unwrap_or_default(),
+        }
+    }
+
+    /// The status a driver for `config` publishes before it starts.
+    pub(crate) fn initial_status(config: &ServerConfig) -> NodeStatus {
+        NodeStatus {
+            node_id: config.node_id,
+            cluster_id: config.cluster_id,
+            election_mode: config.election_mode().unwrap_or_default(),
+            role: conclave_core::Role::Follower,
+            term: 0,
+            leader: None,
+            commit_index: 0,
+            applied_index: 0,
+            last_index: 0,
+            keys: 0,
+            pending_requests: 0,
+            dropped_peer_frames: 0,
+            wal_syncs: 0,
+        }
+    }
+
+    /// Runs until `shutdown` turns true, or until storage fails (fatal: the node
+    /// must not go on when it cannot make its state durable).
+    pub(crate) async fn run(
+        mut self,
+        mut peers: mpsc::Receiver<PeerInput>,
+        mut clients: mpsc::Receiver<ClientRequest>,
+        mut shutdown: watch::Receiver<bool>,
+        grace: Duration,
+    ) -> Result<(), ServerError> {
+        // Once shutdown starts, in-flight requests get `grace` to finish.
+        let mut drain_deadline: Option<Instant> = None;
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let first = self.node.tick(0);
+        self.enqueue(first);
+        loop {
+            if let Some(deadline) = drain_deadline {
+                if self.requests.len() == 0 || Instant::now() >= deadline {
+                    break;
+                }
+            }
+            for output in self.group_commit.start_if_idle() {
+                self.release(output);
+            }
+            self.publish_status();
+            // A deadline at or before the last tick already fired: wait a millisecond
+            // rather than spin on it.
+            let deadline_ms = self.node.next_deadline_ms().max(self.last_tick_ms + 1);
+            let deadline = self.start + Duration::from_millis(deadline_ms);
+            tokio::select! {
+                _ = shutdown.changed(), if drain_deadline.is_none() => {
+                    info!(node = self.node.id(), pending = self.requests.len(), "draining in-flight requests");
+                    drain_deadline = Some(Instant::now() + grace);
+                }
+                done = self.group_commit.completion() => {
+                    for output in done? {
+                        self.release(output);
+                    }
+                }
+                Some(input) = peers.recv() => {
+                    self.on_peer(input);
+                    // Take what else has arrived, so one persist covers it all.
+                    for _ in 0..256 {
+                        match peers.try_recv() {
+                            Ok(input) => self.on_peer(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(request) = clients.recv() => {
+                    self.on_client(request);
+                    for _ in 0..1024 {
+                        match clients.try_recv() {
+                            Ok(request) => self.on_client(request),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => self.advance_clock(),
+                _ = sweep.tick() => {
+                    // Forwards stuck in the queue of a node that is no longer the
+                    // leader (it crashed, say) were never sent: send them anew.
+                    for id in self.transport.take_unsent_forwards(self.node.leader()) {
+                        self.requests.retry(id);
+                    }
+                    self.requests.sweep(Instant::now());
+                }
+            }
+            self.dispatch_waiting();
+        }
+        // Finish the sync in flight so that what was acknowledged to peers is durable.
+        if let Some(done) = self.group_commit.finish().await {
+            for output in done? {
+                self.release(output);
+            }
+        }
+        self.requests.fail_all(RequestError::ShuttingDown);
+        info!(node = self.node.id(), "driver stopped");
+        Ok(())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Ticks the node if the clock moved: the core expects a tick before a step
+    /// or proposal whenever time passed (docs/decisions.md).
+    fn advance_clock(&mut self) {
+        let now_ms = self.now_ms().max(self.last_tick_ms);
+        if now_ms > self.last_tick_ms || now_ms >= self.node.next_deadline_ms() {
+            self.last_tick_ms = now_ms;
+            let output = self.node.tick(now_ms);
+            self.enqueue(output);
+        }
+    }
+
+    /// Queues an output behind every earlier one: nothing of it happens before
+    /// the persists ahead of it completed.
+    fn enqueue(&mut self, output: Output) {
+        if output.is_empty() {
+            return;
+        }
+        if let Some(output) = self.group_commit.push(output) {
+            self.release(output);
+        }
+    }
+
+    /// Carries out a durable output: send, then apply, then report.
+    fn release(&mut self, output: Output) {
+        for message in output.messages {
+            self.transport.send(message.to, &PeerFrame::Raft(message));
+        }
+        for entry in output.committed_entries {
+            self.apply(entry);
+        }
+        for event in output.events {
+            log_event(self.node.id(), &event);
+        }
+    }
+
+    fn apply(&mut self, entry: Entry) {
+        debug_assert!(entry.index > self.applied_index, "entries are applied once, in order");
+        self.applied_index = entry.index;
+        // Only commands touch the store; every other payload (Noop, and whatever
+        // the core adds, such as BecomeLeader) only takes up its index.
+        if let Payload::Command(bytes) = &entry.payload {
+            match Envelope::decode(bytes) {
+                Some(envelope) => {
+                    let reply = self.store.apply(&envelope.command);
+                    let key = (envelope.origin, envelope.incarnation, envelope.request_id);
+                    if envelope.origin == self.node.id() && envelope.incarnation == self.incarnation {
+                        self.requests.answer(envelope.request_id, reply);
+                    } else if self.accepted_forwards.get(&entry.index) == Some(&key) {
+                        let (origin, incarnation, request_id) = key;
+                        let result = ForwardResult { incarnation, request_id, reply };
+                        self.transport.send(origin, &PeerFrame::ForwardResult(result));
+                    }
+                }
+                // Every node skips the same bytes, so the stores stay identical.
+                None => warn!(index = entry.index, "committed command does not decode; skipped"),
+            }
+        }
+        self.requests.applied(entry.index);
+        // Forwards accepted at this index or below are settled either way.
+        while let Some(first) = self.accepted_forwards.first_entry() {
+            if *first.key() > entry.index {
+                break;
+            }
+            first.remove();
+        }
+    }
+
+    fn on_peer(&mut self, input: PeerInput) {
+        self.advance_clock();
+        match input.frame {
+            PeerFrame::Raft(message) => {
+                let output = self.node.step(message);
+                self.enqueue(output);
+            }
+            PeerFrame::Forward { incarnation, request_id, command } => {
+                self.on_forward(input.from, incarnation, request_id, command)
+            }
+            // Replies meant for an earlier run of this node are ignored.
+            PeerFrame::ForwardReply { incarnation, .. }
+            | PeerFrame::ForwardResult(ForwardResult { incarnation, .. })
+                if incarnation != self.incarnation => {}
+            PeerFrame::ForwardResult(result) => self.requests.answer(result.request_id, result.reply),
+            PeerFrame::ForwardReply { request_id, outcome, .. } => match outcome {
+                ForwardOutcome::Accepted { index, term } => {
+                    self.requests.mark_placed(request_id, index, term, self.applied_index)
+                }
+                ForwardOutcome::NotLeader { .. } => self.requests.retry(request_id),
+                ForwardOutcome::Refused(reason) => self.requests.fail(request_id, RequestError::Refused(reason)),
+            },
+        }
+    }
+
+    /// A follower's client command: propose it if we lead, and say where it went.
+    fn on_forward(&mut self, from: NodeId, incarnation: u64, request_id: u64, command: Vec<u8>) {
+        let outcome = match self.node.propose(command) {
+            Ok(proposal) => {
+                let outcome = ForwardOutcome::Accepted { index: proposal.index, term: proposal.term };
+                self.accepted_forwards.insert(proposal.index, (from, incarnation, request_id));
+                self.enqueue(proposal.output);
+                outcome
+            }
+            Err(ProposeError::NotLeader { leader }) => ForwardOutcome::NotLeader { leader },
+            Err(error) => ForwardOutcome::Refused(error.to_string()),
+        };
+        self.transport.send(from, &PeerFrame::ForwardReply { incarnation, request_id, outcome });
+    }
+
+    fn on_client(&mut self, request: ClientRequest) {
+        if request.stale_read && request.command.is_read() {
+            let _ = request.reply.send(Ok(self.store.read(&request.command)));
+            return;
+        }
+        let id = self.requests.next_id();
+        let envelope = Envelope {
+            origin: self.node.id(),
+            incarnation: self.incarnation,
+            request_id: id,
+            command: request.command,
+        };
+        self.requests.add(id, envelope.encode(), request.reply, Instant::now());
+    }
+
+    /// Sends requests that wait for a leader to the leader, if one is known.
+    fn dispatch_waiting(&mut self) {
+        if self.requests.needs_leader.is_empty() {
+            return;
+        }
+        let Some(leader) = self.node.leader() else { return };
+        if leader == self.node.id() {
+            self.advance_clock();
+        }
+        while let Some(id) = self.requests.needs_leader.pop_front() {
+            let Some(command) = self.requests.command(id).map(<[u8]>::to_vec) else { continue };
+            if leader != self.node.id() {
+                let frame = PeerFrame::Forward { incarnation: self.incarnation, request_id: id, command };
+                self.transport.send(leader, &frame);
+                self.requests.mark_forwarded(id);
+                continue;
+            }
+            match self.node.propose(command) {
+                Ok(proposal) => {
+                    self.requests.mark_placed(id, proposal.index, proposal.term, self.applied_index);
+                    self.enqueue(proposal.output);
+                }
+                Err(ProposeError::NotLeader { .. }) => {
+                    // Leader-elect not yet serving: wait for the next event.
+                    self.requests.needs_leader.push_front(id);
+                    return;
+                }
+                Err(error) => self.requests.fail(id, RequestError::Refused(error.to_string())),
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let node = &self.node;
+        let status = NodeStatus {
+            node_id: node.id(),
+            cluster_id: node.config().cluster_id,
+            election_mode: self.election_mode,
+            role: node.role(),
+            term: node.term(),
+            leader: node.leader(),
+            commit_index: node.log().committed(),
+            applied_index: self.applied_index,
+            last_index: node.log().last_index(),
+            keys: self.store.len(),
+            pending_requests: self.requests.len(),
+            dropped_peer_frames: self.transport.dropped_frames(),
+            wal_syncs: self.group_commit.syncs,
+        };
+        self.status.send_if_modified(|current| {
+            if *current == status {
+                false
+            } else {
+                *current = status;
+                true
+            }
+        });
+    }
+}
+
+fn log_event(node: NodeId, event: &Event) {
+    match event {
+        Event::RoleChanged { from, to, term } => info!(node, ?from, ?to, term, "role changed"),
+        Event::LeaderChanged { leader, term } => info!(node, ?leader, term, "leader changed"),
+        Event::QuorumLost { term } => warn!(node, term, "stepped down: no quorum answered"),
+        other => debug!(node, event = ?other, "event"),
+    }
+}

@@ -1,0 +1,238 @@
+//! Client requests in flight at the driver, and how each can end.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use conclave_core::{LogIndex, Term};
+use thiserror::Error;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::kv::KvReply;
+
+/// Why a request got no answer from the state machine. Every variant says
+/// whether the command may have taken effect, so a client knows if a retry is safe.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RequestError {
+    /// No leader was known for the whole leader wait; the command was never proposed.
+    #[error("TRYAGAIN no leader elected within {waited_ms} ms; the command did not take effect, retry")]
+    NoLeader {
+        /// How long it waited.
+        waited_ms: u64,
+    },
+    /// Proposed (or forwarded) but not answered in time.
+    #[error("TRYAGAIN request timed out after {waited_ms} ms; it may or may not have taken effect")]
+    Timeout {
+        /// How long it waited.
+        waited_ms: u64,
+    },
+    /// A new leader replaced the log entry this request was appended as.
+    #[error("TRYAGAIN request lost: a new leader replaced log entry {index}; it did not take effect, retry")]
+    Overwritten {
+        /// The index the request had been given.
+        index: LogIndex,
+    },
+    /// Refused for good.
+    #[error("ERR {0}")]
+    Refused(String),
+    /// The node is stopping.
+    #[error("TRYAGAIN server is shutting down; the request may or may not have taken effect")]
+    ShuttingDown,
+}
+
+/// Where the driver sends a request's outcome.
+pub type ReplySender = oneshot::Sender<Result<KvReply, RequestError>>;
+
+/// Where a request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Waiting for a leader to be known; not proposed anywhere yet.
+    NeedsLeader,
+    /// Sent to that leader; no answer yet.
+    Forwarded,
+    /// Appended at (index, term): answered when that index is applied.
+    Placed,
+}
+
+pub(crate) struct Waiter {
+    pub(crate) reply: ReplySender,
+    /// The encoded envelope, kept until it is placed.
+    pub(crate) command: Vec<u8>,
+    pub(crate) stage: Stage,
+    pub(crate) started: Instant,
+}
+
+/// Every request the driver is responsible for.
+pub(crate) struct Requests {
+    waiters: HashMap<u64, Waiter>,
+    /// Ids waiting for a leader, oldest first.
+    pub(crate) needs_leader: VecDeque<u64>,
+    /// Ids to retry after a "not the leader" answer, at the next sweep.
+    retry_later: Vec<u64>,
+    /// Ids by the log index they were placed at.
+    placed: BTreeMap<LogIndex, Vec<(u64, Term)>>,
+    next_id: u64,
+    leader_wait: Duration,
+    timeout: Duration,
+}
+
+impl Requests {
+    pub(crate) fn new(leader_wait: Duration, timeout: Duration) -> Requests {
+        Requests {
+            waiters: HashMap::new(),
+            needs_leader: VecDeque::new(),
+            retry_later: Vec::new(),
+            placed: BTreeMap::new(),
+            next_id: 1,
+            leader_wait,
+            timeout,
+        }
+    }
+
+    /// A fresh request id.
+    pub(crate) fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Takes charge of a new request that waits for a leader.
+    pub(crate) fn add(&mut self, id: u64, command: Vec<u8>, reply: ReplySender, now: Instant) {
+        self.waiters.insert(id, Waiter { reply, command, stage: Stage::NeedsLeader, started: now });
+        self.needs_leader.push_back(id);
+    }
+
+    /// The command bytes of a request still waiting for a leader.
+    pub(crate) fn command(&self, id: u64) -> Option<&[u8]> {
+        self.waiters.get(&id).filter(|waiter| waiter.stage == Stage::NeedsLeader).map(|waiter| &waiter.command[..])
+    }
+
+    pub(crate) fn mark_forwarded(&mut self, id: u64) {
+        if let Some(waiter) = self.waiters.get_mut(&id) {
+            waiter.stage = Stage::Forwarded;
+        }
+    }
+
+    /// The request is in the log at (index, term); `applied` is the applied index.
+    pub(crate) fn mark_placed(&mut self, id: u64, index: LogIndex, term: Term, applied: LogIndex) {
+        let Some(waiter) = self.waiters.get_mut(&id) else { return };
+        waiter.stage = Stage::Placed;
+        waiter.command = Vec::new();
+        if index <= applied {
+            // Its index was applied before we learned it, and not as this request.
+            self.fail(id, RequestError::Overwritten { index });
+        } else {
+            self.placed.entry(index).or_default().push((id, term));
+        }
+    }
+
+    /// The leader said it is not the leader: try again at the next sweep.
+    pub(crate) fn retry(&mut self, id: u64) {
+        if let Some(waiter) = self.waiters.get_mut(&id) {
+            waiter.stage = Stage::NeedsLeader;
+            self.retry_later.push(id);
+        }
+    }
+
+    /// The request's command was applied with this answer.
+    pub(crate) fn answer(&mut self, id: u64, reply: KvReply) {
+        if let Some(waiter) = self.waiters.remove(&id) {
+            let _ = waiter.reply.send(Ok(reply)); // The client may have gone.
+        }
+    }
+
+    pub(crate) fn fail(&mut self, id: u64, error: RequestError) {
+        if let Some(waiter) = self.waiters.remove(&id) {
+            let _ = waiter.reply.send(Err(error));
+        }
+    }
+
+    /// Index `index` was applied: every request placed there (or below) that was
+    /// not answered by it lost its slot to another leader's entry.
+    pub(crate) fn applied(&mut self, index: LogIndex) {
+        while let Some(entry) = self.placed.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let (slot, ids) = entry.remove_entry();
+            for (id, _term) in ids {
+                self.fail(id, RequestError::Overwritten { index: slot });
+            }
+        }
+    }
+
+    /// Moves retries back to the leader queue and fails what waited too long.
+    pub(crate) fn sweep(&mut self, now: Instant) {
+        self.needs_leader.extend(self.retry_later.drain(..));
+        let leader_wait = self.leader_wait;
+        let timeout = self.timeout;
+        let expired: Vec<(u64, RequestError)> = self
+            .waiters
+            .iter()
+            .filter_map(|(id, waiter)| {
+                let waited = now.saturating_duration_since(waiter.started);
+                let waited_ms = waited.as_millis() as u64;
+                if waiter.stage == Stage::NeedsLeader && waited >= leader_wait {
+                    Some((*id, RequestError::NoLeader { waited_ms }))
+                } else if waited >= timeout {
+                    Some((*id, RequestError::Timeout { waited_ms }))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, error) in expired {
+            self.fail(id, error);
+        }
+    }
+
+    /// Fails everything (shutdown).
+    pub(crate) fn fail_all(&mut self, error: RequestError) {
+        let ids: Vec<u64> = self.waiters.keys().copied().collect();
+        for id in ids {
+            self.fail(id, error.clone());
+        }
+    }
+
+    /// Where a request stands (tests).
+    #[cfg(test)]
+    pub(crate) fn stage(&self, id: u64) -> Option<Stage> {
+        self.waiters.get(&id).map(|waiter| waiter.stage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_whose_slot_is_taken_fails_instead_of_hanging() {
+        let now = Instant::now();
+        let mut requests = Requests::new(Duration::from_secs(1), Duration::from_secs(5));
+        let (reply, mut answer) = oneshot::channel();
+        let id = requests.next_id();
+        requests.add(id, vec![1], reply, now);
+        requests.mark_placed(id, 5, 2, 3);
+        assert_eq!(requests.stage(id), Some(Stage::Placed));
+        requests.applied(5); // Index 5 applied as someone else's entry.
+        assert_eq!(answer.try_recv().unwrap(), Err(RequestError::Overwritten { index: 5 }));
+    }
+
+    #[test]
+    fn a_request_without_a_leader_fails_after_the_leader_wait() {
+        let now = Instant::now();
+        let mut requests = Requests::new(Duration::from_millis(100), Duration::from_secs(5));
+        let (reply, mut answer) = oneshot::channel();
+        let id = requests.next_id();
+        requests.add(id, vec![1], reply, now);
+        requests.sweep(now + Duration::from_millis(50));
+        assert!(answer.try_recv().is_err(), "still waiting");
+        requests.sweep(now + Duration::from_millis(100));
+        assert_eq!(answer.try_recv().unwrap(), Err(RequestError::NoLeader { waited_ms: 100 }));
+        assert_eq!(requests.len(), 0);
+    }
+}

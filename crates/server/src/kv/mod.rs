@@ -1,0 +1,7 @@
+//! The replicated key-value state machine and its commands.
+
+pub mod command;
+pub mod store;
+
+pub use command::{Envelope, KvCommand, KvReply, SetCondition};
+pub use store::KvStore;

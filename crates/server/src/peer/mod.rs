@@ -1,0 +1,121 @@
+//! The peer transport: TCP between nodes.
+//!
+//! Each node dials every other node once and uses that connection only to send
+//! (one task per peer, [`outbound`]); what it receives arrives on connections
+//! the others dialled ([`inbound`]). Frames are length-prefixed with a version
+//! byte ([`frame`]); each peer has a two-class bounded queue ([`queue`]).
+
+pub mod frame;
+mod inbound;
+mod outbound;
+pub mod queue;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use conclave_core::{ClusterId, NodeId};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tracing::warn;
+
+use crate::config::ServerConfig;
+use frame::PeerFrame;
+use queue::PeerQueue;
+
+/// Handshakes and their replies are small; anything larger is refused.
+pub(crate) const HANDSHAKE_LIMIT: usize = 4096;
+
+/// A frame received from a peer whose handshake was accepted.
+#[derive(Debug)]
+pub struct PeerInput {
+    /// The authenticated sender.
+    pub from: NodeId,
+    /// What it sent.
+    pub frame: PeerFrame,
+}
+
+/// What both directions of the transport need to know.
+#[derive(Debug)]
+pub(crate) struct PeerSettings {
+    pub(crate) cluster_id: ClusterId,
+    pub(crate) node_id: NodeId,
+    pub(crate) members: Vec<NodeId>,
+    pub(crate) own_ip: IpAddr,
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) reconnect_min: Duration,
+    pub(crate) reconnect_max: Duration,
+}
+
+/// The sending side, used by the driver.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    queues: Arc<HashMap<NodeId, Arc<PeerQueue>>>,
+    max_frame_bytes: usize,
+}
+
+impl Transport {
+    /// Starts listening on `listener` and dialling every other member.
+    pub(crate) fn start(
+        config: &ServerConfig,
+        listener: TcpListener,
+        to_driver: mpsc::Sender<PeerInput>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Transport {
+        let me = config.me().expect("validated: the node is a member");
+        let settings = Arc::new(PeerSettings {
+            cluster_id: config.cluster_id,
+            node_id: config.node_id,
+            members: config.members.iter().map(|member| member.id).collect(),
+            own_ip: me.peer_address.ip(),
+            max_frame_bytes: config.limits.max_frame_bytes,
+            handshake_timeout: Duration::from_millis(config.timing.peer_handshake_timeout_ms),
+            reconnect_min: Duration::from_millis(config.timing.reconnect_min_ms),
+            reconnect_max: Duration::from_millis(config.timing.reconnect_max_ms),
+        });
+        let mut queues = HashMap::new();
+        for member in config.members.iter().filter(|member| member.id != config.node_id) {
+            let queue = Arc::new(PeerQueue::new(config.limits.peer_queue_frames));
+            queues.insert(member.id, queue.clone());
+            let address: SocketAddr = member.peer_address;
+            tokio::spawn(outbound::run(settings.clone(), member.id, address, queue, shutdown.clone()));
+        }
+        tokio::spawn(inbound::run_listener(listener, settings, to_driver, shutdown));
+        Transport { queues: Arc::new(queues), max_frame_bytes: config.limits.max_frame_bytes }
+    }
+
+    /// Queues `frame` for `to`. Never blocks; an unencodable frame is logged and dropped
+    /// (the protocol re-sends, a forward times out into `-TRYAGAIN`).
+    pub fn send(&self, to: NodeId, frame: &PeerFrame) {
+        let Some(queue) = self.queues.get(&to) else {
+            warn!(to, "no such peer; frame dropped");
+            return;
+        };
+        let bytes = match frame::encode(frame, self.max_frame_bytes) {
+            Ok(bytes) => bytes,
+            Err(error) => return warn!(to, %error, "frame not sent"),
+        };
+        match frame {
+            PeerFrame::Forward { request_id, .. } => queue.push_bulk(bytes, Some(*request_id)),
+            frame if frame.is_urgent() => queue.push_urgent(bytes),
+            _ => queue.push_bulk(bytes, None),
+        }
+    }
+
+    /// Takes back the forwards queued for every peer but `keep` that were never
+    /// written (the peer is down or no longer the leader): they can be re-sent.
+    pub fn take_unsent_forwards(&self, keep: Option<NodeId>) -> Vec<u64> {
+        self.queues
+            .iter()
+            .filter(|(id, _)| Some(**id) != keep)
+            .flat_map(|(_, queue)| queue.take_unsent_forwards())
+            .collect()
+    }
+
+    /// Frames dropped from full queues, over all peers.
+    pub fn dropped_frames(&self) -> u64 {
+        self.queues.values().map(|queue| queue.dropped()).sum()
+    }
+}

@@ -1,0 +1,132 @@
+//! Starting and stopping one node: open the WAL, restore the core, bind the
+//! listeners, spawn the driver, the transport, the client API and the HTTP
+//! endpoint; on shutdown stop accepting, let in-flight requests finish (within
+//! the grace period), flush the WAL and close.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use conclave_core::Node;
+use conclave_storage::{LogStore, Wal, WalOptions};
+use rand::SeedableRng;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::client::{self, ClientSettings};
+use crate::config::ServerConfig;
+use crate::driver::Driver;
+use crate::error::ServerError;
+use crate::peer::Transport;
+use crate::status::NodeStatus;
+
+/// A started node.
+pub struct RunningServer {
+    /// Where the client API listens (the bound port if the config said 0).
+    pub client_address: SocketAddr,
+    /// Where the peer transport listens.
+    pub peer_address: SocketAddr,
+    /// Where the HTTP status endpoint listens, if configured.
+    pub http_address: Option<SocketAddr>,
+    status: watch::Receiver<NodeStatus>,
+    /// Tells listeners and client connections to stop and the driver to drain.
+    drain: watch::Sender<bool>,
+    /// Tells the peer transport to stop, once the driver is done.
+    stop_peers: watch::Sender<bool>,
+    driver: JoinHandle<Result<(), ServerError>>,
+}
+
+async fn bind(address: SocketAddr, purpose: &'static str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(address).await.map_err(|source| ServerError::Bind { address, purpose, source })
+}
+
+fn local_address(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(fallback)
+}
+
+/// Validates `config`, restores the node from its data dir and starts serving.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    config.validate()?;
+    let me = config.me().expect("validated: the node is a member").clone();
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| conclave_storage::StorageError::io(config.data_dir.clone(), source))?;
+    let wal = Wal::open(&config.data_dir, WalOptions::new(config.cluster_id, config.node_id))?;
+    let restored = wal.restored_state()?;
+    info!(
+        node = config.node_id,
+        term = restored.hard_state.term,
+        entries = restored.entries.len(),
+        commit = restored.hard_state.commit,
+        data_dir = %config.data_dir.display(),
+        "restored from the WAL"
+    );
+    let incarnation = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos() as u64);
+    // Elections need randomness; determinism is the simulator's business, not a live node's.
+    let rng = rand_chacha::ChaCha8Rng::seed_from_u64(incarnation ^ config.node_id.rotate_left(32));
+    let node = Node::new(config.core_config(), restored, rng, 0)?;
+
+    let peer_listener = bind(me.peer_address, "peers").await?;
+    let client_listener = bind(me.client_address, "clients").await?;
+    let http_listener = match me.http_address {
+        Some(address) => Some(bind(address, "http").await?),
+        None => None,
+    };
+    let peer_address = local_address(&peer_listener, me.peer_address);
+    let client_address = local_address(&client_listener, me.client_address);
+    let http_address =
+        http_listener.as_ref().zip(me.http_address).map(|(listener, address)| local_address(listener, address));
+
+    let (drain, drain_rx) = watch::channel(false);
+    let (stop_peers, stop_peers_rx) = watch::channel(false);
+    let (status_tx, status) = watch::channel(Driver::initial_status(&config));
+    let (peer_tx, peer_rx) = mpsc::channel(8192);
+    let (client_tx, client_rx) = mpsc::channel(65_536);
+
+    let transport = Transport::start(&config, peer_listener, peer_tx, stop_peers_rx);
+    let driver = Driver::new(&config, node, wal, transport, status_tx, incarnation);
+    let grace = Duration::from_millis(config.timing.shutdown_grace_ms);
+    let driver = tokio::spawn(driver.run(peer_rx, client_rx, drain_rx.clone(), grace));
+    let settings = Arc::new(ClientSettings::new(&config, client_tx, status.clone()));
+    tokio::spawn(client::run_listener(client_listener, settings, drain_rx.clone()));
+    if let Some(listener) = http_listener {
+        tokio::spawn(crate::http::run(listener, status.clone(), drain_rx));
+    }
+    info!(node = config.node_id, %client_address, %peer_address, ?http_address, "serving");
+    Ok(RunningServer { client_address, peer_address, http_address, status, drain, stop_peers, driver })
+}
+
+impl RunningServer {
+    /// The node's latest status.
+    pub fn status(&self) -> NodeStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver of status updates.
+    pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+
+    /// Completes if the driver stops on its own (a fatal storage error).
+    pub async fn stopped(&mut self) -> Result<(), ServerError> {
+        let result = (&mut self.driver).await;
+        flatten(result)
+    }
+
+    /// Stops accepting, drains in-flight requests, flushes and closes.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        info!("shutting down");
+        let _ = self.drain.send(true);
+        let result = flatten(self.driver.await);
+        let _ = self.stop_peers.send(true);
+        if let Err(error) = &result {
+            warn!(%error, "the driver stopped with an error");
+        }
+        result
+    }
+}
+
+fn flatten(joined: Result<Result<(), ServerError>, tokio::task::JoinError>) -> Result<(), ServerError> {
+    joined.map_err(|error| ServerError::DriverTask(error.to_string()))?
+}

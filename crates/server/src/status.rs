@@ -1,0 +1,66 @@
+//! What the driver publishes about its node after every input, for `INFO`,
+//! the HTTP status endpoint and tests.
+
+use conclave_core::{ClusterId, ElectionMode, LogIndex, NodeId, Role, Term};
+use serde::Serialize;
+
+/// A snapshot of one node as its driver last saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeStatus {
+    /// This node.
+    pub node_id: NodeId,
+    /// Its cluster.
+    pub cluster_id: ClusterId,
+    /// The election mode it runs.
+    pub election_mode: ElectionMode,
+    /// Its role.
+    pub role: Role,
+    /// Its term (ballot).
+    pub term: Term,
+    /// The leader it knows, if any.
+    pub leader: Option<NodeId>,
+    /// Commit index.
+    pub commit_index: LogIndex,
+    /// Index of the last entry applied to the KV store.
+    pub applied_index: LogIndex,
+    /// Index of the last log entry.
+    pub last_index: LogIndex,
+    /// Keys in the KV store.
+    pub keys: usize,
+    /// Client requests in flight at this node.
+    pub pending_requests: usize,
+    /// Peer frames dropped from full queues.
+    pub dropped_peer_frames: u64,
+    /// WAL syncs so far (each covers every output gathered meanwhile: group commit).
+    pub wal_syncs: u64,
+}
+
+impl NodeStatus {
+    /// The role as `INFO` prints it (`leader`, `follower`, `precandidate`, …).
+    /// Derived from the name so that roles the core adds need no change here.
+    pub fn role_name(&self) -> String {
+        format!("{:?}", self.role).to_ascii_lowercase()
+    }
+}
+
+#[cfg(test)]
+impl NodeStatus {
+    /// A follower of a three-node cluster, for tests.
+    pub(crate) fn example() -> NodeStatus {
+        NodeStatus {
+            node_id: 2,
+            cluster_id: 7,
+            election_mode: ElectionMode::default(),
+            role: Role::Follower,
+            term: 3,
+            leader: Some(1),
+            commit_index: 10,
+            applied_index: 10,
+            last_index: 11,
+            keys: 4,
+            pending_requests: 0,
+            dropped_peer_frames: 0,
+            wal_syncs: 0,
+        }
+    }
+}

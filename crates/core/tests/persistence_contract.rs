@@ -23,14 +23,16 @@ fn a_batch_never_persists_a_commit_index_covering_its_own_log_write() {
     let output = node.step(msg(2, 1, 3, body));
     let write = output.log_write.clone().expect("the suffix is rewritten");
     assert_eq!(write.first_index, 3, "a conflict truncation");
-    let persisted_commit = output.hard_state.expect("term and commit changed").commit;
+    let persisted_commit = output.hard_state.expect("the term changed").commit;
     assert!(
         persisted_commit < write.first_index,
         "persisted commit {persisted_commit} covers the batch's own write from index {}",
         write.first_index
     );
-    assert_eq!(node.log().committed(), 5, "in memory the node knows index 5 is committed");
-    assert_eq!(output.committed_entries.last().map(|entry| entry.index), Some(5), "and applies it after the sync");
+    // Nor does the node commit the replaced suffix in memory: what it persisted
+    // is what it knows, so a restart never forgets an announced commit.
+    assert_eq!(node.log().committed(), persisted_commit);
+    assert!(output.committed_entries.iter().all(|entry| entry.index < write.first_index));
 
     // What survives a tear after the hard-state record: the old log and that commit.
     let mut torn = RestoredState {
@@ -41,10 +43,22 @@ fn a_batch_never_persists_a_commit_index_covering_its_own_log_write() {
     let restarted = node_from(config(1, &VOTERS), torn.clone(), 1);
     assert!(restarted.log().committed() <= 2, "the replaced entries are not committed after the tear");
 
-    // The next batch (after the write is durable) persists the full commit.
+    // The next heartbeat (after the write is durable) commits and persists it all.
     let output = node.step(msg(2, 1, 3, heartbeat(5, 3, 5)));
     assert_eq!(output.hard_state.map(|state| state.commit), Some(5 as LogIndex));
+    assert_eq!(output.committed_entries.last().map(|entry| entry.index), Some(5));
     torn.entries = node.log().all().to_vec();
     torn.hard_state.commit = 5;
     assert_eq!(node_from(config(1, &VOTERS), torn, 1).log().committed(), 5);
+}
+
+#[test]
+fn a_pure_append_persists_the_commit_it_brings() {
+    // No suffix is replaced, so the commit may cover the new entries: a restored
+    // commit past the log's end is lowered to it, and nothing below changed.
+    let mut node = restored_node(config(1, &VOTERS), hard_state(2, None, 1), &[1, 1], 1);
+    let output = node.step(msg(2, 1, 2, append(2, 1, vec![entry(2, 3)], 3)));
+    assert_eq!(output.log_write.as_ref().map(|write| write.first_index), Some(3));
+    assert_eq!(output.hard_state.map(|state| state.commit), Some(3));
+    assert_eq!(node.log().committed(), 3);
 }

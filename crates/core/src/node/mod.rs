@@ -148,6 +148,9 @@ pub struct Node {
     pub(crate) out: Output,
     /// The hard state last handed out for persisting.
     pub(crate) persisted_hard_state: HardState,
+    /// The last index of the log as handed out for persisting so far (equal to
+    /// the log's last index between inputs).
+    pub(crate) persisted_last_index: LogIndex,
     /// State of the `fast` election mode (idle in other modes).
     pub(crate) fast: crate::election::fast::FastState,
     /// A leader that may take proposals: at once in `raft` and `fast`; in modes
@@ -197,6 +200,7 @@ impl Node {
                 return Err(StartError::Restore(format!("voted for {voted_for}, who is not a member")));
             }
         }
+        let log_last_index = log.last_index();
         let mut node = Node {
             config,
             rng,
@@ -215,6 +219,7 @@ impl Node {
             dropped: DropCounters::default(),
             out: Output::default(),
             persisted_hard_state: hard_state,
+            persisted_last_index: log_last_index,
             fast: Default::default(),
             serving: false,
             terms: crate::election::leader_terms::LeaderTermsState { restored_commit: commit, ..Default::default() },
@@ -410,13 +415,23 @@ impl Node {
         let mut out = std::mem::take(&mut self.out);
         let log_write = self.log.take_unpersisted();
         let mut hard_state = self.hard_state();
-        // The commit index a batch persists never covers the batch's own log write:
-        // a crash can keep a batch's hard-state record without its log record (the
-        // WAL writes them in that order), and the log on disk would then hold the
-        // entries this write replaces at those indexes. Found by the simulator
-        // (seed 5000036 of the 5-node gapless sweep: a torn conflict truncation).
-        let durable_prefix = log_write.as_ref().map_or(self.log.last_index(), |(first_index, _)| first_index - 1);
-        hard_state.commit = hard_state.commit.min(durable_prefix);
+        // The commit index a batch persists never covers entries the batch's own
+        // log write *replaces*: a crash can keep a batch's hard-state record
+        // without its log record (the WAL writes them in that order), and the log
+        // on disk would then hold the replaced entries at those indexes. Found by
+        // the simulator (seed 5000036 of the 5-node gapless sweep: a torn conflict
+        // truncation). A pure append needs no cap: a restored commit past the
+        // log's end is lowered to it, and the entries below are unchanged. The
+        // follower does not commit a replaced suffix in the same input either
+        // (`on_append_entries`), so this cap never makes a restart forget a
+        // commit it had announced.
+        if let Some((first_index, _)) = &log_write {
+            if *first_index <= self.persisted_last_index {
+                debug_assert!(hard_state.commit < *first_index, "a replaced suffix is committed in its own batch");
+                hard_state.commit = hard_state.commit.min(first_index - 1);
+            }
+        }
+        self.persisted_last_index = self.log.last_index();
         if hard_state != self.persisted_hard_state {
             assert!(hard_state.term >= self.persisted_hard_state.term, "the persisted term never decreases");
             out.hard_state = Some(hard_state);

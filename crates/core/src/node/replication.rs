@@ -172,8 +172,12 @@ impl Node {
             return;
         }
         let last_new_index = prev_log_index + entries.len() as LogIndex;
-        self.log.merge(&entries);
-        let commit_to = leader_commit.min(last_new_index);
+        let truncated_at = self.log.merge(&entries);
+        // Entries that replace a suffix are not committed in the same batch: its
+        // hard state could outlive its log write in a crash (see `Node::finish`).
+        // The leader's next heartbeat carries the commit again.
+        let replaced_below = truncated_at.map_or(LogIndex::MAX, |index| index - 1);
+        let commit_to = leader_commit.min(last_new_index).min(replaced_below);
         if commit_to > committed {
             self.log.commit_to(commit_to);
         }

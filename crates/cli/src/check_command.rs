@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::Args;
 use conclave_core::ElectionMode;
 use conclave_sim::model_check::{check, CheckOptions};
+use conclave_sim::seed_rules::{self, Bounds, Property, SeedVariant};
+use serde_json::json;
 
 /// Options of `conclave check`.
 #[derive(Debug, Args)]
@@ -49,6 +51,88 @@ pub struct CheckArgs {
     /// Print one JSON object instead of the readable summary.
     #[arg(long)]
     json: bool,
+    /// Check the seed document's leader-term rules instead of the shipped core,
+    /// in the abstract model of `seed_rules` (DESIGN.md §3.4): `seed` (exactly as
+    /// written), `seed-committed` (last leader term from committed entries), or
+    /// `repaired` (the rules the core runs, in the same abstract model). The seed
+    /// variants are expected to be violated: exit 1 and the shortest traces.
+    #[arg(long, value_parser = parse_variant)]
+    variant: Option<SeedVariant>,
+}
+
+fn parse_variant(text: &str) -> Result<SeedVariant, String> {
+    match text {
+        "seed" => Ok(SeedVariant::AsWritten),
+        "seed-committed" => Ok(SeedVariant::CommittedLastLeaderTerm),
+        "repaired" => Ok(SeedVariant::Repaired),
+        other => Err(format!("unknown variant `{other}` (known: seed, seed-committed, repaired)")),
+    }
+}
+
+fn variant_name(variant: SeedVariant) -> &'static str {
+    match variant {
+        SeedVariant::AsWritten => "seed",
+        SeedVariant::CommittedLastLeaderTerm => "seed-committed",
+        SeedVariant::Repaired => "repaired",
+    }
+}
+
+/// `--variant`: each property searched on its own, so each violated one gets its
+/// own shortest trace (a search stops at its first violation).
+fn run_variant(variant: SeedVariant, args: &CheckArgs) -> ExitCode {
+    let bounds = Bounds { max_depth: args.depth.max(1), ..Bounds::default() };
+    let mut properties = serde_json::Map::new();
+    let mut traces = serde_json::Map::new();
+    let (mut states, mut depth, mut complete, mut violations) = (0, 0, true, 0);
+    for property in Property::ALL {
+        let result = seed_rules::check_properties(variant, bounds, &[property]);
+        states += result.states;
+        depth = depth.max(result.depth_reached);
+        complete &= result.complete;
+        let verdict = match &result.violation {
+            Some((_, trace)) => {
+                violations += 1;
+                traces.insert(property.name().into(), json!(trace));
+                "violated"
+            }
+            None => "holds",
+        };
+        properties.insert(property.name().into(), json!(verdict));
+    }
+    let report = json!({
+        "mode": "gapless",
+        "variant": variant_name(variant),
+        "states": states,
+        "depth": depth,
+        "complete": complete,
+        "violations": violations,
+        "properties": properties,
+        "traces": traces,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "seed rules, variant {}: {states} states to depth {depth}, {}",
+            variant_name(variant),
+            if complete { "complete" } else { "bounded by depth" }
+        );
+        for (name, verdict) in &properties {
+            println!("  {name:<22} {}", verdict.as_str().unwrap_or_default());
+        }
+        for (name, trace) in &traces {
+            let steps = trace.as_array().map_or(0, Vec::len);
+            println!("\n{name} violated in {steps} steps:");
+            for line in trace.as_array().into_iter().flatten() {
+                println!("  {}", line.as_str().unwrap_or_default());
+            }
+        }
+    }
+    if violations > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn parse_mode(text: &str) -> Result<ElectionMode, String> {
@@ -57,6 +141,9 @@ fn parse_mode(text: &str) -> Result<ElectionMode, String> {
 
 /// Runs the check; exit 1 on a violation, 2 if the check cannot run.
 pub fn run(args: CheckArgs) -> ExitCode {
+    if let Some(variant) = args.variant {
+        return run_variant(variant, &args);
+    }
     let mut options = CheckOptions::new(args.mode, args.nodes as usize, args.depth);
     options.max_term = args.max_term;
     options.max_log_length = args.max_log;

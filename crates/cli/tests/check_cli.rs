@@ -45,3 +45,46 @@ fn an_unknown_mode_is_refused_with_the_known_ones() {
     let stderr = String::from_utf8(output.stderr).expect("stderr is UTF-8");
     assert!(stderr.contains("unknown election mode `paxos`") && stderr.contains("raft"), "{stderr}");
 }
+
+fn check_json(args: &[&str]) -> (Option<i32>, Value) {
+    let output = conclave(args);
+    let stdout = String::from_utf8(output.stdout).expect("stdout is UTF-8");
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"));
+    (output.status.code(), report)
+}
+
+#[test]
+fn gapless_and_conclave_hold_every_property() {
+    // Reference: DESIGN.md §3.4, §4 — the shipped rules, on the real core.
+    for mode in ["gapless", "conclave"] {
+        let (code, report) = check_json(&["check", "--mode", mode, "--nodes", "3", "--depth", "7", "--json"]);
+        assert_eq!(code, Some(0), "{report}");
+        assert_eq!(report["violations"], 0, "{report}");
+        assert_eq!(report["complete"], true, "{report}");
+        for name in ["election_safety", "gapless_terms", "committed_leader_term_monotonic", "log_matching"] {
+            assert_eq!(report["properties"][name], "holds", "{mode}: {name}");
+        }
+    }
+}
+
+#[test]
+fn the_seed_rules_as_written_are_reported_violated_with_their_traces() {
+    // Reference: DESIGN.md §3.4 "What a model check found": as written, two
+    // entries share (index, term); with the last leader term taken from committed
+    // entries, two leaders serve one term. The repaired rules hold.
+    let (code, report) = check_json(&["check", "--variant", "seed", "--depth", "8", "--json"]);
+    assert_eq!(code, Some(1), "a violation exits 1: {report}");
+    assert_eq!(report["properties"]["log_matching"], "violated", "{report}");
+    let trace = report["traces"]["log_matching"].as_array().expect("a trace");
+    assert!(trace.len() <= 8, "{trace:?}");
+
+    let (code, report) = check_json(&["check", "--variant", "seed-committed", "--depth", "12", "--json"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["properties"]["election_safety"], "violated", "{report}");
+    let trace = report["traces"]["election_safety"].as_array().expect("a trace");
+    assert!(trace.iter().any(|line| line.as_str().is_some_and(|line| line.contains("BecomeLeader"))), "{trace:?}");
+
+    let (code, report) = check_json(&["check", "--variant", "repaired", "--depth", "10", "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["violations"], 0, "{report}");
+}

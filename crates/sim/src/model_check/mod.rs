@@ -141,7 +141,8 @@ impl CheckReport {
         self.counterexamples.len()
     }
 
-    /// `{"mode","states","depth","complete","violations","properties"}`, with a
+    /// `{"mode","states","depth","complete","violations","properties"}`, plus the
+    /// depth at which each milestone was first reached (`"milestones"`), and a
     /// `"trace"` (the first counterexample's lines) when a property is violated.
     pub fn to_json(&self) -> Value {
         let properties: serde_json::Map<String, Value> = self
@@ -156,6 +157,7 @@ impl CheckReport {
             "complete": self.complete,
             "violations": self.violations(),
             "properties": properties,
+            "milestones": self.milestones,
         });
         if let Some(first) = self.counterexamples.first() {
             value["trace"] = json!(first.trace);

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[derive(Debug, Args)]
 pub struct SimArgs {
     /// Election mode to simulate.
-    #[arg(long, default_value = "raft", value_parser = parse_mode, conflicts_with = "compare")]
+    #[arg(long, default_value = "conclave", value_parser = parse_mode, conflicts_with = "compare")]
     mode: ElectionMode,
     /// Run the same seeds under each of these modes (comma-separated, e.g.
     /// `raft,fast`) and print them side by side.
@@ -146,7 +146,7 @@ fn replay(options: &SimOptions, seed: u64, json: bool) -> ExitCode {
             report.trace_hash
         );
         if let Some(violation) = &report.violation {
-            print_violation(violation);
+            print_violation(&options.mode.to_string(), options.nodes, &options.faults.to_string(), violation);
         }
     }
     if report.violation.is_some() {
@@ -186,6 +186,8 @@ fn print_comparison(reports: &[SweepReport], json: bool) -> ExitCode {
             ("single-fault failovers", Box::new(|r| r.single_fault_failover_ms.count.to_string())),
             ("disruptions", Box::new(|r| r.disruptions.to_string())),
             ("truncated_entries", Box::new(|r| r.truncated_entries.to_string())),
+            ("term_gaps", Box::new(|r| r.term_gaps.to_string())),
+            ("leaders_per_term_max", Box::new(|r| r.leaders_per_term_max.to_string())),
             ("committed_entries", Box::new(|r| r.committed_entries.to_string())),
         ];
         print!("{:<26}", "");
@@ -202,7 +204,7 @@ fn print_comparison(reports: &[SweepReport], json: bool) -> ExitCode {
         }
         for report in reports {
             for violation in &report.violation_details {
-                print_violation(violation);
+                print_violation(&report.mode, report.nodes, &report.fault_set, violation);
             }
         }
     }
@@ -218,7 +220,7 @@ fn print_summary(report: &SweepReport) {
     let faults: Vec<String> = report.faults.0.iter().map(|(name, count)| format!("{name}={count}")).collect();
     println!("faults injected: {}", faults.join(" "));
     for violation in &report.violation_details {
-        print_violation(violation);
+        print_violation(&report.mode, report.nodes, &report.fault_set, violation);
     }
     if report.violations == 0 {
         println!("OK: no invariant broken in {} runs", report.runs);
@@ -227,12 +229,15 @@ fn print_summary(report: &SweepReport) {
     }
 }
 
-fn print_violation(violation: &conclave_sim::Violation) {
+fn print_violation(mode: &str, nodes: usize, fault_set: &str, violation: &conclave_sim::Violation) {
     println!(
         "VIOLATION {} — seed {} step {} at {} ms: {}",
         violation.property, violation.seed, violation.step, violation.at_ms, violation.detail
     );
-    println!("  replay: conclave sim --seed {} --trace", violation.seed);
+    println!(
+        "  replay: conclave sim --mode {} --nodes {} --faults {} --seed {} --trace",
+        mode, nodes, fault_set, violation.seed
+    );
     for line in &violation.recent_events {
         println!("  {line}");
     }

@@ -39,13 +39,15 @@ fn a_json_sweep_prints_one_object_with_every_measure() {
     let report =
         conclave_json(&["sim", "--nodes", "3", "--seeds", "20", "--first-seed", "0", "--faults", "all", "--json"]);
     assert!(report.is_object(), "{report}");
-    assert_eq!(report["mode"], "raft");
+    assert_eq!(report["mode"], "conclave", "the default mode");
     assert_eq!(count(&report, "nodes"), 3);
     assert_eq!(count(&report, "runs"), 20);
     assert_eq!(count(&report, "violations"), 0, "{report:#}");
     assert!(count(&report, "elections") > 0, "every run elects a leader");
     assert!(count(&report, "committed_entries") > 0, "every run commits");
     count(&report, "disruptions");
+    assert_eq!(count(&report, "term_gaps"), 0, "conclave's committed leader terms have no hole");
+    assert_eq!(count(&report, "leaders_per_term_max"), 1, "one leader per leader term");
     let failover = &report["failover_ms"];
     let (p50, p99, max) = (count(failover, "p50"), count(failover, "p99"), count(failover, "max"));
     assert!(p50 <= p99 && p99 <= max, "{failover}");
@@ -113,4 +115,38 @@ fn one_seed_replays_to_the_same_trace_hash() {
     assert_eq!(second["trace_hash"].as_str(), Some(hash.as_str()));
     assert_eq!(hash.len(), 16, "a 64-bit hash in hex");
     assert!(first["violation"].is_null(), "{first:#}");
+}
+
+#[test]
+fn comparing_every_mode_shows_gapless_leader_terms_only_where_promised() {
+    // Reference: DESIGN.md §4.2, §5 (`term_gaps`, `leaders_per_term_max`).
+    let args = [
+        "sim",
+        "--compare",
+        "raft,fast,gapless,conclave",
+        "--nodes",
+        "3",
+        "--seeds",
+        "40",
+        "--first-seed",
+        "0",
+        "--faults",
+        "crash,partition",
+        "--json",
+    ];
+    let report = conclave_json(&args);
+    let modes = report["modes"].as_object().unwrap_or_else(|| panic!("no `modes` object: {report}"));
+    assert_eq!(modes.keys().collect::<Vec<_>>(), ["conclave", "fast", "gapless", "raft"]);
+    for (mode, summary) in modes {
+        assert_eq!(count(summary, "violations"), 0, "{mode}: {summary:#}");
+        assert!(count(summary, "elections_won") > 0, "{mode} elected leaders");
+    }
+    for mode in ["gapless", "conclave"] {
+        assert_eq!(count(&modes[mode], "term_gaps"), 0, "{mode}");
+        assert_eq!(count(&modes[mode], "leaders_per_term_max"), 1, "{mode}");
+    }
+    for mode in ["raft", "fast"] {
+        assert!(count(&modes[mode], "term_gaps") > 0, "{mode} leaves terms without a leader under crashes");
+        assert_eq!(count(&modes[mode], "leaders_per_term_max"), 0, "{mode} has no BecomeLeader entries");
+    }
 }

@@ -24,7 +24,10 @@ impl Cluster {
         let nodes = voters
             .iter()
             .map(|id| {
-                let config = Config::new(*id, 1, voters.clone());
+                let mut config = Config::new(*id, 1, voters.clone());
+                // Replication is shared by every mode; the raft mode elects node 1
+                // by its early start alone.
+                config.election_mode = conclave_core::ElectionMode::Raft;
                 // Node 1 starts earlier so its election timer fires first.
                 let start_ms = if *id == 1 { 0 } else { 1_000 };
                 Node::new(config, RestoredState::default(), ChaCha8Rng::seed_from_u64(*id), start_ms).unwrap()

@@ -32,6 +32,10 @@ pub struct Config {
     /// `fast` mode: the node that leads the first term of a brand-new cluster
     /// without an election (DESIGN.md §3.5). Ignored by a node with durable state.
     pub initial_leader: Option<NodeId>,
+    /// `gapless`/`conclave` modes: after granting a vote, no other vote for this
+    /// long, whatever the ballot (DESIGN.md §3.4). Must be below the election
+    /// timeout, so that a node can campaign itself once it expired.
+    pub vote_lease_ms: u64,
     /// Run a pre-vote round before campaigning (thesis §9.6).
     pub pre_vote: bool,
     /// A leader that hears from no majority for an election timeout steps down,
@@ -70,12 +74,14 @@ impl Config {
             id,
             cluster_id,
             voters,
-            election_mode: ElectionMode::Raft,
+            election_mode: ElectionMode::default(),
             heartbeat_interval_ms: 50,
             heartbeat_timeout_ms: 50,
             miss_limit: 5,
             finalize_wait_ms: 100,
             initial_leader: None,
+            // 0.8 × the default election timeout of 250 ms (DESIGN.md §6).
+            vote_lease_ms: 200,
             pre_vote: true,
             check_quorum: true,
             max_entries_per_message: 64,
@@ -127,6 +133,22 @@ impl Config {
         }
         if self.finalize_wait_ms == 0 {
             return Err(ConfigError::Invalid { key: "finalize_wait_ms", reason: "must be greater than 0".into() });
+        }
+        if self.election_mode.has_leader_terms() {
+            if self.vote_lease_ms == 0 {
+                return Err(ConfigError::Invalid { key: "vote_lease_ms", reason: "must be greater than 0".into() });
+            }
+            if self.vote_lease_ms >= self.election_timeout_ms() {
+                return Err(ConfigError::Invalid {
+                    key: "vote_lease_ms",
+                    reason: format!(
+                        "{} ms is not below the election timeout ({} ms = miss_limit × heartbeat_timeout_ms): a \
+                         node could not vote for itself when its own election timer fires",
+                        self.vote_lease_ms,
+                        self.election_timeout_ms()
+                    ),
+                });
+            }
         }
         if let Some(initial_leader) = self.initial_leader {
             if !self.voters.contains(&initial_leader) {

@@ -46,7 +46,7 @@ pub mod types;
 pub use config::InjectedBug;
 pub use config::{Config, ConfigError};
 pub use election::ElectionMode;
-pub use entry::{Entry, Payload};
+pub use entry::{Entry, LeaderTermRecord, Payload};
 pub use message::{AppendOutcome, Body, Message, PeerState, VoteChoice};
 pub use node::{Node, Proposal, ProposeError, RestoredState, StartError};
 pub use output::{Event, HardState, LogWrite, Output};

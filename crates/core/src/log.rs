@@ -3,7 +3,7 @@
 //! Invariant: `applied <= committed <= last_index()`, entries are contiguous from
 //! index 1, and their terms never decrease.
 
-use crate::entry::Entry;
+use crate::entry::{Entry, LeaderTermRecord};
 use crate::types::{LogIndex, Term};
 
 /// The log as the node currently sees it, persisted or not.
@@ -150,6 +150,19 @@ impl RaftLog {
         self.dirty_from = Some(self.dirty_from.map_or(index, |from| from.min(index)));
     }
 
+    /// The newest `BecomeLeader` in the log, committed or not (DESIGN.md §3.4: a
+    /// candidate's leader term is one above it). A scan from the end: it runs once
+    /// per won election, and a `BecomeLeader` heads every leader's entries.
+    pub fn last_leader_term_record(&self) -> Option<LeaderTermRecord> {
+        self.entries.iter().rev().find_map(Entry::leader_term_record)
+    }
+
+    /// The newest committed `BecomeLeader`: the leader term this node knows to be
+    /// established. It never decreases (the commit index never does).
+    pub fn committed_leader_term_record(&self) -> Option<LeaderTermRecord> {
+        self.entries[..self.committed as usize].iter().rev().find_map(Entry::leader_term_record)
+    }
+
     /// Checks the cursor invariants in O(1). Contiguity and non-decreasing terms
     /// are enforced by `append` itself; [`RaftLog::validate_entries`] re-checks
     /// them in full, for restored logs.
@@ -185,7 +198,31 @@ impl RaftLog {
             }
             previous_term = entry.term;
         }
+        self.validate_leader_terms()?;
         self.validate()
+    }
+
+    /// Checks the `BecomeLeader` entries (DESIGN.md §3.4): leader terms 1, 2, 3, …
+    /// with no hole along the log, each heading its ballot's entries.
+    pub fn validate_leader_terms(&self) -> Result<(), String> {
+        let mut previous: Option<LeaderTermRecord> = None;
+        for record in self.entries.iter().filter_map(Entry::leader_term_record) {
+            let expected = previous.map_or(1, |previous| previous.leader_term + 1);
+            if record.leader_term != expected {
+                return Err(format!(
+                    "BecomeLeader at {} has leader term {}, expected {expected} (the previous one + 1)",
+                    record.index, record.leader_term
+                ));
+            }
+            if self.term_at(record.index - 1).is_some_and(|before| before >= record.ballot) {
+                return Err(format!(
+                    "BecomeLeader at {} (ballot {}) is not the first entry of its ballot",
+                    record.index, record.ballot
+                ));
+            }
+            previous = Some(record);
+        }
+        Ok(())
     }
 }
 

@@ -86,6 +86,14 @@ pub enum Body {
         /// Whether the sender is looking, following or leading.
         state: PeerState,
     },
+    /// `fast` mode (DESIGN.md §3.3): the leader's CheckQuorum view, sent once per
+    /// election timeout: the members it heard from during the last one. When the
+    /// leader is lost, a member it had not heard from is known down, so a round
+    /// need not wait `finalize_wait` for that member's vote.
+    Liveness {
+        /// Members (the leader excluded) that answered the leader recently.
+        active: Vec<NodeId>,
+    },
     /// `fast` mode (DESIGN.md §3.5): "the leader is `leader` of `leader_term`",
     /// sent to a node that acts on another belief.
     Correction {
@@ -176,6 +184,7 @@ impl Body {
             Body::ObjectiveDown { .. } => "ObjectiveDown",
             Body::Vote { .. } => "Vote",
             Body::Correction { .. } => "Correction",
+            Body::Liveness { .. } => "Liveness",
         }
     }
 }

@@ -14,8 +14,10 @@ pub struct HardState {
     pub term: Term,
     /// Candidate voted for in `term`, if any.
     pub voted_for: Option<NodeId>,
-    /// Highest index known committed. Persisting it is not required for safety;
-    /// it lets a restarted node re-apply its committed prefix at once.
+    /// Highest index known committed, capped at the entries persisted by earlier
+    /// batches (never the entries of this batch's own `log_write`, which a crash
+    /// may lose while keeping this record). Raft does not need it persisted; it
+    /// lets a restarted node re-apply its committed prefix at once.
     pub commit: LogIndex,
 }
 
@@ -94,6 +96,32 @@ pub enum Event {
     AbstainedAfterDataLoss {
         /// The term it joined.
         term: Term,
+    },
+    /// `gapless`/`conclave`: this node won `ballot` and appended its
+    /// `BecomeLeader` for `leader_term`; it serves once that entry commits.
+    LeaderElect {
+        /// The ballot won.
+        ballot: Term,
+        /// The leader term it claims.
+        leader_term: u64,
+    },
+    /// `gapless`/`conclave`: a leader-elect's `BecomeLeader` did not commit within
+    /// an election timeout; it stepped down.
+    LeaderElectGaveUp {
+        /// The ballot it had won.
+        ballot: Term,
+        /// The leader term it had claimed.
+        leader_term: u64,
+    },
+    /// `gapless`/`conclave`: a `BecomeLeader` entry committed: `leader` leads
+    /// `leader_term` (elected at `ballot`). Its leader starts serving.
+    LeaderTermCommitted {
+        /// The gapless leader term.
+        leader_term: u64,
+        /// Its leader.
+        leader: NodeId,
+        /// The ballot of the entry.
+        ballot: Term,
     },
     /// `fast` mode: enough corrections named `leader` of `term`; this node follows it.
     Corrected {

@@ -57,6 +57,11 @@ impl VoteTally {
         }
     }
 
+    /// Every voter that answered, granting or not.
+    pub fn answered(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.votes.keys().copied()
+    }
+
     /// Number of votes granted so far.
     pub fn granted(&self) -> usize {
         self.votes.values().filter(|granted| **granted).count()

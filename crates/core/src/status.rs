@@ -43,11 +43,14 @@ pub enum DropReason {
     ConflictsWithCommitted,
     /// A message of another election mode's protocol (a misconfigured peer).
     WrongElectionMode,
+    /// A vote request while this node's vote lease for another candidate runs
+    /// (DESIGN.md §3.4).
+    VoteLease,
 }
 
 impl DropReason {
     /// Every reason, for reports.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::WrongCluster,
         DropReason::UnknownSender,
         DropReason::Misdirected,
@@ -56,6 +59,7 @@ impl DropReason {
         DropReason::LeaderLease,
         DropReason::ConflictsWithCommitted,
         DropReason::WrongElectionMode,
+        DropReason::VoteLease,
     ];
 
     /// The snake_case name used in metrics and JSON.
@@ -69,6 +73,7 @@ impl DropReason {
             DropReason::LeaderLease => "leader_lease",
             DropReason::ConflictsWithCommitted => "conflicts_with_committed",
             DropReason::WrongElectionMode => "wrong_election_mode",
+            DropReason::VoteLease => "vote_lease",
         }
     }
 }
@@ -126,6 +131,13 @@ pub struct Status {
     pub last_index: LogIndex,
     /// Term of the last log entry.
     pub last_term: Term,
+    /// Leads and takes proposals (false for a leader-elect, DESIGN.md §3.4).
+    pub serving: bool,
+    /// `gapless`/`conclave`: the newest committed leader term, if any.
+    pub leader_term: Option<u64>,
+    /// `gapless`/`conclave`: the leader term of the newest `BecomeLeader` in the
+    /// log, committed or not (it can go back when an uncommitted one is truncated).
+    pub leader_term_in_log: Option<u64>,
     /// Per follower, when leading.
     pub followers: BTreeMap<NodeId, FollowerStatus>,
     /// Dropped messages by reason.

@@ -5,8 +5,8 @@
 mod support;
 
 use conclave_core::{
-    Body, Config, ConfigError, DropReason, Entry, HardState, Message, Node, NodeId, Output, PeerState, RestoredState,
-    Role, StartError, Status, VoteChoice,
+    Body, Config, ConfigError, DropReason, ElectionMode, Entry, HardState, Message, Node, NodeId, Output, Payload,
+    PeerState, RestoredState, Role, StartError, Status, VoteChoice,
 };
 use rand::Rng;
 use support::*;
@@ -252,6 +252,7 @@ fn another_election_mode_s_messages_are_dropped() {
             state: PeerState::Looking,
         },
         Body::Correction { leader: 2, leader_term: 2 },
+        Body::Liveness { active: vec![2] },
     ];
     for body in gossip {
         assert_dropped(&mut node, msg(3, 1, 2, body), DropReason::WrongElectionMode);
@@ -259,9 +260,48 @@ fn another_election_mode_s_messages_are_dropped() {
 }
 
 #[test]
+fn vote_request_during_vote_lease_is_dropped() {
+    // Reference: DESIGN.md §3.4 (vote lease): after granting a vote, no other
+    // vote, whatever the ballot, until the lease ends.
+    let mut gapless = config(1, &VOTERS);
+    gapless.election_mode = ElectionMode::Gapless;
+    gapless.check_quorum = false; // isolate the vote lease from the leader lease
+    let mut node = node_from(gapless.clone(), RestoredState::default(), 1);
+    let output = node.step(msg(2, 1, 1, vote_request(0, 0)));
+    assert_eq!(output.messages, vec![msg(1, 2, 1, vote(true))]);
+    assert_dropped(&mut node, msg(3, 1, 2, vote_request(0, 0)), DropReason::VoteLease);
+    assert_dropped(&mut node, msg(3, 1, 2, pre_vote_request(0, 0)), DropReason::VoteLease);
+    // The candidate voted for may ask again (a retransmission) and is answered.
+    let output = node.step(msg(2, 1, 1, vote_request(0, 0)));
+    assert_eq!(output.messages, vec![msg(1, 2, 1, vote(true))]);
+    // Once the lease ends, the higher ballot gets its vote.
+    let _ = node.tick(gapless.vote_lease_ms);
+    let output = node.step(msg(3, 1, 2, vote_request(0, 0)));
+    assert_eq!(output.messages, vec![msg(1, 3, 2, vote(true))]);
+    assert_eq!((node.term(), node.status().voted_for), (2, Some(3)));
+}
+
+#[test]
+fn a_liveness_view_naming_a_stranger_or_its_sender_is_impossible() {
+    // Reference: DESIGN.md §3.3 — the leader's view lists the members it heard
+    // from: never itself, never a non-member.
+    let mut fast = config(1, &VOTERS);
+    fast.election_mode = ElectionMode::Fast;
+    let mut node = node_from(fast, RestoredState::default(), 1);
+    let _ = node.step(msg(2, 1, 2, heartbeat(0, 0, 0)));
+    assert_eq!(node.leader(), Some(2));
+    assert_dropped(&mut node, msg(2, 1, 2, Body::Liveness { active: vec![3, 9] }), DropReason::ImpossibleFields);
+    assert_dropped(&mut node, msg(2, 1, 2, Body::Liveness { active: vec![2, 3] }), DropReason::ImpossibleFields);
+    // A well-formed view from the leader is taken without any output.
+    let output = node.step(msg(2, 1, 2, Body::Liveness { active: vec![3] }));
+    assert_eq!(output, Output::default());
+    assert_eq!(node.status().dropped.total(), 2);
+}
+
+#[test]
 fn every_drop_reason_is_covered() {
     // Guards this file: a new DropReason needs a test above.
-    assert_eq!(DropReason::ALL.len(), 8);
+    assert_eq!(DropReason::ALL.len(), 9);
 }
 
 // ---------------------------------------------------------------------------
@@ -307,7 +347,20 @@ fn node_new_refuses_every_invalid_config() {
         "max_entries_per_message",
         "greater than 0",
     );
-    assert_config_error(Config { max_command_bytes: 0, ..valid }, "max_command_bytes", "greater than 0");
+    assert_config_error(Config { max_command_bytes: 0, ..valid.clone() }, "max_command_bytes", "greater than 0");
+    for mode in [ElectionMode::Gapless, ElectionMode::Conclave] {
+        let leased = Config { election_mode: mode, ..valid.clone() };
+        assert!(start(leased.clone(), RestoredState::default()).is_ok());
+        assert_config_error(Config { vote_lease_ms: 0, ..leased.clone() }, "vote_lease_ms", "greater than 0");
+        assert_config_error(
+            Config { vote_lease_ms: 250, ..leased.clone() },
+            "vote_lease_ms",
+            "not below the election timeout",
+        );
+        assert_config_error(Config { heartbeat_timeout_ms: 50, miss_limit: 3, ..leased }, "vote_lease_ms", "150 ms");
+    }
+    // Modes without leader terms have no lease to check.
+    assert!(start(Config { vote_lease_ms: 0, ..valid }, RestoredState::default()).is_ok());
 }
 
 fn assert_restore_error(hard_state: HardState, entries: Vec<Entry>, expected_words: &str) {
@@ -324,6 +377,14 @@ fn node_new_refuses_an_inconsistent_restored_state() {
     let good = RestoredState { hard_state: hard_state(2, Some(2), 2), entries: log_with_terms(&[1, 2]) };
     let node = start(config(1, &VOTERS), good).expect("consistent state starts");
     assert_eq!((node.term(), node.status().voted_for, node.status().commit), (2, Some(2), 2));
+
+    // BecomeLeader entries whose leader terms leave a hole, or that do not head
+    // their ballot (DESIGN.md §3.4).
+    let become_leader =
+        |term, index, leader_term| Entry { term, index, payload: Payload::BecomeLeader { leader_term, leader: 2 } };
+    assert_restore_error(hard_state(3, None, 0), vec![become_leader(1, 1, 1), become_leader(3, 2, 3)], "expected 2");
+    assert_restore_error(hard_state(3, None, 0), vec![become_leader(1, 1, 2)], "expected 1");
+    assert_restore_error(hard_state(3, None, 0), vec![entry(2, 1), become_leader(2, 2, 1)], "not the first entry");
 
     // Entries not contiguous from index 1.
     assert_restore_error(hard_state(2, None, 0), vec![entry(1, 1), entry(1, 3)], "has index 3");

@@ -1209,7 +1209,7 @@ fn oversized_proposal_fails_with_too_large() {
 #[test]
 fn single_node_cluster_elects_itself_and_commits_alone() {
     // Reference: Raft §5.2/§5.3 — a majority of one is the node itself.
-    let mut node = Node::new(Config::new(1, CLUSTER_ID, vec![1]), RestoredState::default(), rng(1), 0).unwrap();
+    let mut node = Node::new(config(1, &[1]), RestoredState::default(), rng(1), 0).unwrap();
     let output = node.tick(node.next_deadline_ms());
     assert!(output.messages.is_empty());
     assert_eq!(node.role(), Role::Leader);

@@ -18,6 +18,7 @@ pub mod invariants;
 pub mod network;
 pub mod options;
 pub mod report;
+pub mod seed_rules;
 pub mod simulation;
 pub mod sweep;
 pub mod trace;

@@ -63,6 +63,10 @@ pub struct RunReport {
     pub up_to_date_wins: u64,
     /// Uncommitted entries thrown away by log truncation.
     pub truncated_entries: u64,
+    /// Holes in the committed leader-term sequence (DESIGN.md §5).
+    pub term_gaps: u64,
+    /// Most leaders seen for one committed leader term.
+    pub leaders_per_term_max: u64,
 }
 
 fn as_hex<S: serde::Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
@@ -137,6 +141,13 @@ pub struct SweepReport {
     pub up_to_date_winner_ratio: Option<f64>,
     /// Uncommitted entries thrown away by log truncation.
     pub truncated_entries: u64,
+    /// Holes in the committed leader-term sequences of all runs: `BecomeLeader`
+    /// leader terms in `gapless`/`conclave` (0 is the promise), Raft terms that
+    /// had no leader in `raft`/`fast` (DESIGN.md §5).
+    pub term_gaps: u64,
+    /// Most leaders seen for one committed leader term in any run (1 is the
+    /// promise; 0 when no mode entry carries a leader term).
+    pub leaders_per_term_max: u64,
     /// Faults injected, by kind.
     pub faults: FaultCounts,
     /// Virtual time simulated, in seconds.
@@ -184,6 +195,8 @@ impl SweepReport {
             up_to_date_winner_ratio: (elections_won > 0)
                 .then(|| runs.iter().map(|run| run.up_to_date_wins).sum::<u64>() as f64 / elections_won as f64),
             truncated_entries: runs.iter().map(|run| run.truncated_entries).sum(),
+            term_gaps: runs.iter().map(|run| run.term_gaps).sum(),
+            leaders_per_term_max: runs.iter().map(|run| run.leaders_per_term_max).max().unwrap_or(0),
             faults,
             simulated_seconds: runs.iter().map(|run| run.simulated_ms).sum::<u64>() as f64 / 1000.0,
             wall_seconds,
@@ -193,7 +206,7 @@ impl SweepReport {
     /// One line for logs and closing notes.
     pub fn summary_line(&self) -> String {
         format!(
-            "mode={} nodes={} runs={} violations={} elections={} leader_changes={} failover_ms p50={} p99={} max={} (n={}) committed={} disruptions={} up_to_date_winner_ratio={} truncated={} simulated={:.0}s wall={:.1}s",
+            "mode={} nodes={} runs={} violations={} elections={} leader_changes={} failover_ms p50={} p99={} max={} (n={}) committed={} disruptions={} up_to_date_winner_ratio={} truncated={} term_gaps={} leaders_per_term_max={} simulated={:.0}s wall={:.1}s",
             self.mode,
             self.nodes,
             self.runs,
@@ -208,6 +221,8 @@ impl SweepReport {
             self.disruptions,
             self.up_to_date_winner_ratio.map_or("n/a".to_string(), |ratio| format!("{ratio:.4}")),
             self.truncated_entries,
+            self.term_gaps,
+            self.leaders_per_term_max,
             self.simulated_seconds,
             self.wall_seconds
         )

@@ -10,8 +10,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use conclave_core::{
-    Config, ElectionMode, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, Payload, Role,
-    Term,
+    Config, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, Payload, Role, Term,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -120,7 +119,9 @@ struct PendingFailover {
     /// At some point no majority of the other nodes was alive and connected, so
     /// no election could finish: the time measures the outage, not the protocol.
     quorum_lost: bool,
-    /// Faults injected since it started, the one that started it included.
+    /// Faults injected since it started, the one that started it included, plus
+    /// one if another fault came within an election timeout before it (the
+    /// cluster was not settled: e.g. a member crashed just before the leader).
     faults_seen: u32,
 }
 
@@ -140,6 +141,8 @@ pub struct Simulation {
     trace: Trace,
     phase: Phase,
     failover: Option<PendingFailover>,
+    /// When the latest crash, cut, heal or restart happened.
+    last_fault_at_ms: Option<u64>,
     violation: Option<Violation>,
     faults: FaultCounts,
     elections: u64,
@@ -194,6 +197,7 @@ impl Simulation {
             invariants: Invariants::default(),
             phase: Phase::Safety,
             failover: None,
+            last_fault_at_ms: None,
             violation: None,
             faults: FaultCounts::default(),
             elections: 0,
@@ -270,6 +274,8 @@ impl Simulation {
             elections_won: self.elections_won,
             up_to_date_wins: self.up_to_date_wins,
             truncated_entries: self.truncated_entries,
+            term_gaps: self.invariants.gapless_terms.term_gaps(),
+            leaders_per_term_max: self.invariants.gapless_terms.leaders_per_term_max(),
         };
         (report, full_trace)
     }
@@ -291,6 +297,7 @@ impl Simulation {
             SimEvent::HealCut { id } => {
                 if let Some(description) = self.network.heal(id) {
                     self.trace.record(self.now_ms, TraceEvent::Heal { description });
+                    self.last_fault_at_ms = Some(self.now_ms);
                 }
             }
             SimEvent::StartLiveness => self.start_liveness(),
@@ -349,6 +356,7 @@ impl Simulation {
                 let result = self.invariants.log_matching.on_restart(id, &log);
                 self.check(result);
                 self.invariants.state_machine_safety.on_restart(id);
+                self.invariants.gapless_terms.on_restart(id);
                 self.nodes[index].liveness_applied.clear();
                 self.schedule_tick(index);
             }
@@ -447,7 +455,7 @@ impl Simulation {
                     }
                     // A raft campaign raises the term at once; a fast-mode round
                     // changes nothing until a vote is finalized (counted below).
-                    if self.options.mode == ElectionMode::Raft && self.leader_reaches_majority() {
+                    if !self.options.mode.exchanges_votes() && self.leader_reaches_majority() {
                         self.disruptions += 1;
                     }
                     self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") });
@@ -521,6 +529,8 @@ impl Simulation {
             let id = self.nodes[index].id;
             let result = self.invariants.state_machine_safety.on_apply(id, &batch.committed_entries);
             self.check(result);
+            let result = self.invariants.gapless_terms.on_apply(id, &batch.committed_entries);
+            self.check(result);
             for entry in &batch.committed_entries {
                 if let Payload::Command(bytes) = &entry.payload {
                     let command = command_id(bytes);
@@ -576,6 +586,7 @@ impl Simulation {
             }
         }
         self.note_quorum_for_failover();
+        self.last_fault_at_ms = Some(self.now_ms);
     }
 
     fn restart(&mut self, index: usize) {
@@ -584,6 +595,12 @@ impl Simulation {
         }
         self.faults.record(FaultKind::Restart);
         self.trace.record(self.now_ms, TraceEvent::Restart { node: self.nodes[index].id });
+        // A node coming back mid-failover (maybe the old leader, with the newest
+        // data) changes the election: the failover is no longer single-fault.
+        if let Some(failover) = &mut self.failover {
+            failover.faults_seen += 1;
+        }
+        self.last_fault_at_ms = Some(self.now_ms);
         self.start_node(index);
     }
 
@@ -770,6 +787,7 @@ impl Simulation {
             }
         }
         self.note_quorum_for_failover();
+        self.last_fault_at_ms = Some(self.now_ms);
         let duration_ms = self.fault_rng.gen_range(200..=3_000);
         self.schedule(duration_ms, SimEvent::HealCut { id });
     }
@@ -871,12 +889,14 @@ impl Simulation {
 
     fn start_failover(&mut self, old_leader: NodeId, old_term: Term) {
         if self.failover.is_none() {
+            let election_timeout_ms = self.node_config(old_leader).election_timeout_ms();
+            let unsettled = self.last_fault_at_ms.is_some_and(|at_ms| self.now_ms < at_ms + election_timeout_ms);
             self.failover = Some(PendingFailover {
                 started_at_ms: self.now_ms,
                 old_term,
                 old_leader,
                 quorum_lost: false,
-                faults_seen: 0,
+                faults_seen: u32::from(unsettled),
             });
         }
     }

@@ -43,6 +43,8 @@ pub fn run_seed(options: &SimOptions, seed: u64) -> (RunReport, Vec<String>) {
             proposals: 0,
             elections_won: 0,
             up_to_date_wins: 0,
+            term_gaps: 0,
+            leaders_per_term_max: 0,
             truncated_entries: 0,
         };
         (report, Vec::new())

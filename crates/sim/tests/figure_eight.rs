@@ -87,6 +87,8 @@ impl Cluster {
 
     fn config(&self, id: NodeId) -> Config {
         let mut config = Config::new(id, CLUSTER_ID, VOTERS.to_vec());
+        // Figure 8 is about Raft's commit rule: the raft mode shows it plainest.
+        config.election_mode = conclave_core::ElectionMode::Raft;
         // One entry per AppendEntries, so that the old-term entry can travel alone.
         config.max_entries_per_message = 1;
         config.injected_bug = self.bug;

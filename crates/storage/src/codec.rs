@@ -31,6 +31,9 @@ const KIND_LOG_WRITE: u8 = 2;
 const KIND_SNAPSHOT_MARKER: u8 = 3;
 const PAYLOAD_NOOP: u8 = 0;
 const PAYLOAD_COMMAND: u8 = 1;
+const PAYLOAD_BECOME_LEADER: u8 = 2;
+/// A `BecomeLeader` payload: leader term and leader id.
+const BECOME_LEADER_BYTES: usize = 16;
 /// Smallest encoded entry: term, index, payload kind, length.
 const ENTRY_MIN_BYTES: usize = 8 + 8 + 1 + 4;
 
@@ -115,6 +118,12 @@ pub fn encode_log_write(write: &LogWrite, out: &mut Vec<u8>) -> Result<(), Strin
                 let len = u32::try_from(bytes.len()).map_err(|_| "command larger than 4 GiB")?;
                 put_u32(out, len);
                 out.extend_from_slice(bytes);
+            }
+            Payload::BecomeLeader { leader_term, leader } => {
+                out.push(PAYLOAD_BECOME_LEADER);
+                put_u32(out, BECOME_LEADER_BYTES as u32);
+                put_u64(out, *leader_term);
+                put_u64(out, *leader);
             }
         }
     }
@@ -220,6 +229,19 @@ pub fn decode_body(body: &[u8]) -> Result<Record, String> {
                     PAYLOAD_NOOP if len == 0 => Payload::Noop,
                     PAYLOAD_NOOP => return Err(format!("noop entry {index} has a payload of {len} bytes")),
                     PAYLOAD_COMMAND => Payload::Command(reader.bytes(len, "command")?.to_vec()),
+                    PAYLOAD_BECOME_LEADER if len == BECOME_LEADER_BYTES => {
+                        let leader_term = reader.u64("leader term")?;
+                        let leader = reader.u64("leader id")?;
+                        if leader_term == 0 || leader == 0 {
+                            return Err(format!(
+                                "BecomeLeader entry {index} names leader term {leader_term}, leader {leader}"
+                            ));
+                        }
+                        Payload::BecomeLeader { leader_term, leader }
+                    }
+                    PAYLOAD_BECOME_LEADER => {
+                        return Err(format!("BecomeLeader entry {index} has a payload of {len} bytes"))
+                    }
                     other => return Err(format!("entry {index} has unknown payload kind {other}")),
                 };
                 entries.push(Entry { term, index, payload });
@@ -302,6 +324,7 @@ mod tests {
                 entries: vec![
                     Entry { term: 3, index: 5, payload: Payload::Noop },
                     Entry { term: 3, index: 6, payload: Payload::Command(b"set x 1".to_vec()) },
+                    Entry { term: 4, index: 7, payload: Payload::BecomeLeader { leader_term: 2, leader: 3 } },
                 ],
             }),
             Record::LogWrite(LogWrite { first_index: 2, entries: vec![] }),

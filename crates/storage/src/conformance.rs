@@ -29,7 +29,11 @@ pub fn run_all<S: LogStore>(make: impl Fn() -> S, reopen: impl Fn(S) -> S) {
 /// The entry the suite writes at `index` in `term`: its payload names both, so
 /// a wrong entry can never compare equal.
 pub fn entry(term: Term, index: LogIndex) -> Entry {
-    let payload = if index % 5 == 1 { Payload::Noop } else { Payload::Command(format!("{index}@{term}").into_bytes()) };
+    let payload = match index % 5 {
+        1 => Payload::Noop,
+        3 => Payload::BecomeLeader { leader_term: index, leader: term.max(1) },
+        _ => Payload::Command(format!("{index}@{term}").into_bytes()),
+    };
     Entry { term, index, payload }
 }
 

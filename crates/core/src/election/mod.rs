@@ -2,9 +2,15 @@
 //!
 //! Log replication, commit and persistence are shared by every mode; only the
 //! election path dispatches on [`ElectionMode`]. DESIGN.md §3 describes the
-//! modes; `fast`, `gapless` and `conclave` plug in here as further variants.
+//! modes. Two questions decide a mode's behaviour, and each has one module:
+//! *who is elected and when* — Raft campaigns (`raft`: modes `raft`, `gapless`)
+//! or the vote exchange (`fast`: modes `fast`, `conclave`) — and *which leader
+//! term, and when the winner serves* — at once with a `Noop` (`raft`, `fast`) or
+//! through a committed `BecomeLeader` with a vote lease (`leader_terms`: modes
+//! `gapless`, `conclave`).
 
 pub(crate) mod fast;
+pub(crate) mod leader_terms;
 mod raft;
 
 use std::fmt;
@@ -22,23 +28,44 @@ use crate::types::{LogIndex, NodeId, Term};
 #[serde(rename_all = "snake_case")]
 pub enum ElectionMode {
     /// Raft §5 with PreVote and CheckQuorum: the measured baseline (DESIGN.md §3.1).
-    #[default]
     Raft,
     /// Counted misses, subjective/objective down, and a vote exchange that elects
     /// the node with the newest data (DESIGN.md §3.2, §3.3, §3.5).
     Fast,
+    /// Raft campaigns with gapless leader terms: a vote lease, a `BecomeLeader`
+    /// entry carrying leader term = previous + 1, and a leader-elect that serves
+    /// only once that entry commits (DESIGN.md §3.4, the repaired rules).
+    Gapless,
+    /// The default: the fast election decides who and when, the gapless rules
+    /// decide which leader term and when the winner serves (DESIGN.md §3.6).
+    #[default]
+    Conclave,
 }
 
 impl ElectionMode {
     /// Every mode this build knows.
-    pub const ALL: [ElectionMode; 2] = [ElectionMode::Raft, ElectionMode::Fast];
+    pub const ALL: [ElectionMode; 4] =
+        [ElectionMode::Raft, ElectionMode::Fast, ElectionMode::Gapless, ElectionMode::Conclave];
 
     /// The name used in configs and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             ElectionMode::Raft => "raft",
             ElectionMode::Fast => "fast",
+            ElectionMode::Gapless => "gapless",
+            ElectionMode::Conclave => "conclave",
         }
+    }
+
+    /// Elects through the vote exchange (seed 000) rather than Raft campaigns.
+    pub fn exchanges_votes(self) -> bool {
+        matches!(self, ElectionMode::Fast | ElectionMode::Conclave)
+    }
+
+    /// Has gapless leader terms (seed 003): `BecomeLeader` entries, leader-elects
+    /// and the vote lease.
+    pub fn has_leader_terms(self) -> bool {
+        matches!(self, ElectionMode::Gapless | ElectionMode::Conclave)
     }
 }
 
@@ -62,63 +89,59 @@ impl FromStr for ElectionMode {
 impl Node {
     /// Mode-specific start-up (cold start from `initial_leader` in `fast`).
     pub(crate) fn on_start(&mut self, restored_empty: bool) {
-        match self.config.election_mode {
-            ElectionMode::Raft => {}
-            ElectionMode::Fast => fast::cold_start(self, restored_empty),
+        if self.config.election_mode.exchanges_votes() {
+            fast::cold_start(self, restored_empty)
         }
     }
 
     /// A non-leader's timers are due.
     pub(crate) fn on_election_timer(&mut self) {
-        match self.config.election_mode {
-            ElectionMode::Raft => {
-                if self.now_ms >= self.election_deadline_ms {
-                    raft::on_election_timeout(self)
-                }
-            }
-            ElectionMode::Fast => fast::on_tick(self),
+        if self.config.election_mode.exchanges_votes() {
+            fast::on_tick(self)
+        } else if self.now_ms >= self.election_deadline_ms {
+            raft::on_election_timeout(self)
         }
     }
 
     /// When a non-leader's next timer is due.
     pub(crate) fn election_deadline_ms(&self) -> u64 {
-        match self.config.election_mode {
-            ElectionMode::Raft => self.election_deadline_ms,
-            ElectionMode::Fast => fast::deadline(self),
+        if self.config.election_mode.exchanges_votes() {
+            fast::deadline(self)
+        } else {
+            self.election_deadline_ms
         }
     }
 
     /// Lets the mode take messages before the shared term rules; returns the
     /// message if the shared path should handle it.
     pub(crate) fn route_election_message(&mut self, message: Message) -> Option<Message> {
-        match self.config.election_mode {
-            ElectionMode::Raft => match message.body {
-                Body::SubjectiveDown { .. }
-                | Body::ObjectiveDown { .. }
-                | Body::Vote { .. }
-                | Body::Correction { .. } => {
-                    self.dropped.record(DropReason::WrongElectionMode);
-                    None
-                }
-                _ => Some(message),
-            },
-            ElectionMode::Fast => fast::route(self, message),
+        if self.config.election_mode.exchanges_votes() {
+            return fast::route(self, message);
+        }
+        match message.body {
+            Body::SubjectiveDown { .. }
+            | Body::ObjectiveDown { .. }
+            | Body::Vote { .. }
+            | Body::Correction { .. }
+            | Body::Liveness { .. } => {
+                self.dropped.record(DropReason::WrongElectionMode);
+                None
+            }
+            _ => Some(message),
         }
     }
 
     /// The node accepted an `AppendEntries` from its leader of the current term.
     pub(crate) fn on_heard_from_leader(&mut self) {
-        match self.config.election_mode {
-            ElectionMode::Raft => {}
-            ElectionMode::Fast => fast::on_heard_from_leader(self),
+        if self.config.election_mode.exchanges_votes() {
+            fast::on_heard_from_leader(self)
         }
     }
 
     /// The node became a follower.
     pub(crate) fn on_follow(&mut self) {
-        match self.config.election_mode {
-            ElectionMode::Raft => {}
-            ElectionMode::Fast => fast::on_follow(self),
+        if self.config.election_mode.exchanges_votes() {
+            fast::on_follow(self)
         }
     }
 
@@ -131,26 +154,29 @@ impl Node {
         last_log_term: Term,
         last_log_index: LogIndex,
     ) {
-        match self.config.election_mode {
-            ElectionMode::Raft => raft::on_vote_request(self, from, term, pre_vote, last_log_term, last_log_index),
-            ElectionMode::Fast => self.dropped.record(DropReason::WrongElectionMode),
+        if self.config.election_mode.exchanges_votes() {
+            self.dropped.record(DropReason::WrongElectionMode)
+        } else {
+            raft::on_vote_request(self, from, term, pre_vote, last_log_term, last_log_index)
         }
     }
 
     /// An answer to our (pre-)vote request.
     pub(crate) fn on_vote_response(&mut self, from: NodeId, term: Term, pre_vote: bool, granted: bool) {
-        match self.config.election_mode {
-            ElectionMode::Raft => raft::on_vote_response(self, from, term, pre_vote, granted),
-            ElectionMode::Fast => self.dropped.record(DropReason::WrongElectionMode),
+        if self.config.election_mode.exchanges_votes() {
+            self.dropped.record(DropReason::WrongElectionMode)
+        } else {
+            raft::on_vote_response(self, from, term, pre_vote, granted)
         }
     }
 
     /// The next election timeout to wait for.
     pub(crate) fn draw_election_timeout_ms(&mut self) -> u64 {
-        match self.config.election_mode {
-            ElectionMode::Raft => raft::draw_election_timeout_ms(self),
-            // The fast mode counts misses instead (`fast::detector`).
-            ElectionMode::Fast => self.config.election_timeout_ms(),
+        if self.config.election_mode.exchanges_votes() {
+            // The vote exchange counts misses instead (`fast::detector`).
+            self.config.election_timeout_ms()
+        } else {
+            raft::draw_election_timeout_ms(self)
         }
     }
 }

@@ -87,9 +87,10 @@ pub(super) fn on_vote_request(
     let free_to_vote = node.voted_for == Some(from)
         || (node.voted_for.is_none() && node.leader.is_none())
         || (votes_more_than_once(node) && node.role == Role::Follower);
-    let granted = free_to_vote && up_to_date;
+    let granted = free_to_vote && up_to_date && !node.vote_lease_refuses(from);
     if granted {
         node.voted_for = Some(from);
+        node.start_vote_lease(from);
         node.reset_election_timer();
     }
     node.send(from, Body::VoteResponse { pre_vote: false, granted });

@@ -31,7 +31,11 @@ impl Node {
                 self.on_append_entries(message.from, prev_log_index, prev_log_term, entries, leader_commit)
             }
             Body::AppendResponse(outcome) => self.on_append_response(message.from, outcome),
-            Body::SubjectiveDown { .. } | Body::ObjectiveDown { .. } | Body::Vote { .. } | Body::Correction { .. } => {
+            Body::SubjectiveDown { .. }
+            | Body::ObjectiveDown { .. }
+            | Body::Vote { .. }
+            | Body::Correction { .. }
+            | Body::Liveness { .. } => {
                 unreachable!("election messages are routed before the term rules")
             }
         }
@@ -67,6 +71,12 @@ impl Node {
             // rejoining from a partition cannot depose a working leader.
             Body::RequestVote { .. } if self.in_leader_lease() => {
                 self.dropped.record(DropReason::LeaderLease);
+                false
+            }
+            // The vote lease (DESIGN.md §3.4): no other vote, whatever the ballot,
+            // and no term change that would shut out the candidate voted for.
+            Body::RequestVote { .. } if self.vote_lease_refuses(message.from) => {
+                self.dropped.record(DropReason::VoteLease);
                 false
             }
             // Pre-votes change no term, neither asking nor granting.
@@ -129,6 +139,7 @@ fn fields_are_possible(message: &Message) -> bool {
             *hint_index <= prev_log_index.saturating_sub(1)
         }
         Body::SubjectiveDown { .. } | Body::ObjectiveDown { .. } | Body::Correction { .. } => true,
+        Body::Liveness { active } => !active.contains(&message.from),
         Body::Vote { ballot, vote, .. } => {
             *ballot >= 1
                 && vote.last_log_term < (*ballot).max(term + 1)

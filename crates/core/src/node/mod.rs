@@ -59,6 +59,13 @@ pub enum ProposeError {
         /// Where to send the proposal instead.
         leader: Option<NodeId>,
     },
+    /// This node won its ballot but its `BecomeLeader` entry has not committed
+    /// yet (`gapless`, `conclave`): retry shortly, or elsewhere if it gives up.
+    #[error("leader-elect of ballot {ballot}: it serves once its BecomeLeader entry commits")]
+    NotYetServing {
+        /// The ballot it won.
+        ballot: Term,
+    },
     /// The command exceeds `max_command_bytes`.
     #[error("command of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge {
@@ -110,6 +117,12 @@ pub struct Node {
     pub(crate) persisted_hard_state: HardState,
     /// State of the `fast` election mode (idle in other modes).
     pub(crate) fast: crate::election::fast::FastState,
+    /// A leader that may take proposals: at once in `raft` and `fast`; in modes
+    /// with leader terms only once its `BecomeLeader` committed (DESIGN.md §3.4).
+    /// False whenever the node does not lead.
+    pub(crate) serving: bool,
+    /// State of the gapless leader-term rules (idle in modes without them).
+    pub(crate) terms: crate::election::leader_terms::LeaderTermsState,
 }
 
 impl Node {
@@ -155,6 +168,8 @@ impl Node {
             out: Output::default(),
             persisted_hard_state: hard_state,
             fast: Default::default(),
+            serving: false,
+            terms: crate::election::leader_terms::LeaderTermsState { restored_commit: commit, ..Default::default() },
         };
         node.reset_election_timer();
         node.on_start(restored_empty);
@@ -166,6 +181,9 @@ impl Node {
     pub fn tick(&mut self, now_ms: u64) -> Output {
         debug_assert!(now_ms >= self.now_ms, "time went back from {} to {now_ms}", self.now_ms);
         self.now_ms = self.now_ms.max(now_ms);
+        if self.role == Role::Leader {
+            self.leader_elect_timer();
+        }
         if self.role == Role::Leader {
             if self.now_ms >= self.quorum_check_deadline_ms {
                 self.check_quorum();
@@ -190,6 +208,9 @@ impl Node {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader { leader: self.leader });
         }
+        if !self.serving {
+            return Err(ProposeError::NotYetServing { ballot: self.term });
+        }
         if command.len() > self.config.max_command_bytes {
             return Err(ProposeError::TooLarge { size: command.len(), limit: self.config.max_command_bytes });
         }
@@ -200,7 +221,10 @@ impl Node {
     /// The earliest time at which `tick` has something to do.
     pub fn next_deadline_ms(&self) -> u64 {
         match self.role {
-            Role::Leader => self.heartbeat_deadline_ms.min(self.quorum_check_deadline_ms),
+            Role::Leader => self
+                .heartbeat_deadline_ms
+                .min(self.quorum_check_deadline_ms)
+                .min(self.terms.leader_elect_deadline_ms.unwrap_or(u64::MAX)),
             _ => self.election_deadline_ms(),
         }
     }
@@ -225,6 +249,17 @@ impl Node {
         self.leader
     }
 
+    /// Whether this node leads and may take proposals (a leader-elect does not).
+    pub fn is_serving(&self) -> bool {
+        self.serving
+    }
+
+    /// The newest committed `BecomeLeader`: the leader term this node knows to be
+    /// established (`gapless`, `conclave`; `None` in other modes or before any).
+    pub fn committed_leader_term(&self) -> Option<crate::entry::LeaderTermRecord> {
+        self.log.committed_leader_term_record()
+    }
+
     /// The log, as the node sees it.
     pub fn log(&self) -> &RaftLog {
         &self.log
@@ -247,6 +282,9 @@ impl Node {
             applied: self.log.applied(),
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
+            serving: self.serving,
+            leader_term: self.log.committed_leader_term_record().map(|record| record.leader_term),
+            leader_term_in_log: self.log.last_leader_term_record().map(|record| record.leader_term),
             followers: self
                 .progress
                 .iter()
@@ -284,16 +322,28 @@ impl Node {
     /// Closes the current input: collects what must be persisted and applied.
     fn finish(&mut self) -> Output {
         let mut out = std::mem::take(&mut self.out);
-        let hard_state = self.hard_state();
+        let log_write = self.log.take_unpersisted();
+        let mut hard_state = self.hard_state();
+        // The commit index a batch persists never covers the batch's own log write:
+        // a crash can keep a batch's hard-state record without its log record (the
+        // WAL writes them in that order), and the log on disk would then hold the
+        // entries this write replaces at those indexes. Found by the simulator
+        // (seed 5000036 of the 5-node gapless sweep: a torn conflict truncation).
+        let durable_prefix = log_write.as_ref().map_or(self.log.last_index(), |(first_index, _)| first_index - 1);
+        hard_state.commit = hard_state.commit.min(durable_prefix);
         if hard_state != self.persisted_hard_state {
             assert!(hard_state.term >= self.persisted_hard_state.term, "the persisted term never decreases");
             out.hard_state = Some(hard_state);
             self.persisted_hard_state = hard_state;
         }
-        if let Some((first_index, entries)) = self.log.take_unpersisted() {
+        if let Some((first_index, entries)) = log_write {
             out.log_write = Some(crate::output::LogWrite { first_index, entries });
         }
         out.committed_entries = self.log.take_committed_unapplied();
+        if self.config.election_mode.has_leader_terms() {
+            self.on_entries_committed(&out.committed_entries);
+            out.events.append(&mut self.out.events);
+        }
         self.assert_valid();
         out
     }

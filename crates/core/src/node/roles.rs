@@ -1,7 +1,6 @@
 //! Role transitions and the timers that go with them.
 
 use super::Node;
-use crate::entry::Payload;
 use crate::output::Event;
 use crate::progress::Progress;
 use crate::quorum::VoteTally;
@@ -19,6 +18,8 @@ impl Node {
         }
         self.progress.clear();
         self.votes = VoteTally::default();
+        self.serving = false;
+        self.terms.leader_elect_deadline_ms = None;
         self.set_role(Role::Follower);
         self.set_leader(leader);
         self.reset_election_timer();
@@ -26,12 +27,16 @@ impl Node {
     }
 
     /// Raft §5.2: a candidate that wins a majority leads; it appends a no-op so
-    /// that entries of earlier terms can commit (Raft §5.4.2, §8).
+    /// that entries of earlier terms can commit (Raft §5.4.2, §8) — in modes with
+    /// leader terms a `BecomeLeader` instead, and it serves once that commits
+    /// (DESIGN.md §3.4).
     pub(crate) fn become_leader(&mut self) {
         assert_eq!(self.role, Role::Candidate, "only a candidate becomes leader");
         assert_eq!(self.voted_for, Some(self.config.id), "a candidate votes for itself");
         let last_index = self.log.last_index();
         self.progress = self.peers().into_iter().map(|peer| (peer, Progress::new(last_index))).collect();
+        // Whom the election heard from: the first liveness view (DESIGN.md §3.3).
+        let answered: Vec<NodeId> = self.votes.answered().filter(|voter| *voter != self.config.id).collect();
         self.votes = VoteTally::default();
         self.fast.round = None;
         self.fast.candidate_deadline_ms = None;
@@ -40,7 +45,13 @@ impl Node {
         self.set_leader(Some(self.config.id));
         self.heartbeat_deadline_ms = self.now_ms + self.config.heartbeat_interval_ms;
         self.quorum_check_deadline_ms = self.now_ms + self.config.election_timeout_ms();
-        self.append_as_leader(Payload::Noop);
+        let payload = self.first_leader_payload();
+        self.append_as_leader(payload);
+        if self.config.election_mode.exchanges_votes() && self.role == Role::Leader {
+            // Followers learn at once whom the election heard from, so a leader
+            // lost right after winning leaves a usable view (DESIGN.md §3.3).
+            crate::election::fast::broadcast_liveness(self, answered);
+        }
     }
 
     /// CheckQuorum (thesis §6.2, §9.6): a leader that has not heard from a
@@ -53,6 +64,11 @@ impl Node {
             return;
         }
         let active = 1 + self.progress.values().filter(|progress| progress.recent_active).count();
+        if self.config.election_mode.exchanges_votes() {
+            let heard: Vec<NodeId> =
+                self.progress.iter().filter(|(_, progress)| progress.recent_active).map(|(id, _)| *id).collect();
+            crate::election::fast::broadcast_liveness(self, heard);
+        }
         for progress in self.progress.values_mut() {
             progress.recent_active = false;
         }

@@ -27,6 +27,18 @@ impl Node {
                 if self.progress.len() != self.config.voters.len() - 1 {
                     return Err(format!("leader tracks {} followers", self.progress.len()));
                 }
+                if self.config.election_mode.has_leader_terms() {
+                    // A leader-elect has a deadline; a serving leader's own
+                    // `BecomeLeader` of this ballot is committed (DESIGN.md §3.4).
+                    let own = self.log.committed_leader_term_record();
+                    let established = own.is_some_and(|r| r.leader == self.config.id && r.ballot == self.term);
+                    if self.serving != established {
+                        return Err(format!("leader serving={} but committed BecomeLeader is {own:?}", self.serving));
+                    }
+                    if !self.serving && self.terms.leader_elect_deadline_ms.is_none() {
+                        return Err("leader-elect without a deadline".into());
+                    }
+                }
                 let last_index = self.log.last_index();
                 for (id, progress) in &self.progress {
                     if progress.match_index > last_index {
@@ -45,6 +57,7 @@ impl Node {
                     }
                 }
             }
+            _ if self.serving => return Err(format!("{:?} marked serving", self.role)),
             Role::Candidate => {
                 if self.voted_for != Some(self.config.id) {
                     return Err(format!("candidate voted for {:?}", self.voted_for));

@@ -26,8 +26,12 @@ pub fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
+/// A `raft`-mode config: most tests check Raft's own rules (the mode-specific
+/// suites set their mode).
 pub fn config(id: NodeId, voters: &[NodeId]) -> Config {
-    Config::new(id, CLUSTER_ID, voters.to_vec())
+    let mut config = Config::new(id, CLUSTER_ID, voters.to_vec());
+    config.election_mode = conclave_core::ElectionMode::Raft;
+    config
 }
 
 /// A brand-new node at time 0.

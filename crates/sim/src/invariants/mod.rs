@@ -3,11 +3,13 @@
 //! every step and stops the run at the first violation.
 
 mod election_safety;
+mod gapless_terms;
 mod leader_completeness;
 mod log_matching;
 mod state_machine_safety;
 
 pub use election_safety::ElectionSafety;
+pub use gapless_terms::GaplessTerms;
 pub use leader_completeness::LeaderCompleteness;
 pub use log_matching::LogMatching;
 pub use state_machine_safety::StateMachineSafety;
@@ -35,6 +37,11 @@ pub fn entry_fingerprint(entry: &Entry) -> u64 {
             hash.write_u64(1);
             hash.write_bytes(bytes);
         }
+        Payload::BecomeLeader { leader_term, leader } => {
+            hash.write_u64(2);
+            hash.write_u64(*leader_term);
+            hash.write_u64(*leader);
+        }
     }
     hash.finish()
 }
@@ -50,4 +57,6 @@ pub struct Invariants {
     pub leader_completeness: LeaderCompleteness,
     /// Applied sequences are prefixes of one another.
     pub state_machine_safety: StateMachineSafety,
+    /// Committed `BecomeLeader` leader terms are 1, 2, 3, … with one leader each.
+    pub gapless_terms: GaplessTerms,
 }

@@ -85,6 +85,9 @@ pub(crate) struct FastState {
     /// Started from an empty data dir and not yet known to be in step with the
     /// cluster (DESIGN.md §3.5).
     pub started_empty: bool,
+    /// The latest `Liveness` from this node's leader: (leader, its term, the
+    /// members it heard from). Kept after the leader is lost: that is its use.
+    pub leader_view: Option<(NodeId, Term, BTreeSet<NodeId>)>,
 }
 
 /// Whether this node has no working leader: none known, or its own link to it
@@ -154,6 +157,7 @@ pub(super) fn route(node: &mut Node, message: Message) -> Option<Message> {
             Body::Correction { leader, leader_term } => {
                 correction::on_correction(node, message.from, leader, leader_term)
             }
+            Body::Liveness { active } => on_liveness(node, message.from, message.term, active),
             Body::RequestVote { .. } | Body::VoteResponse { pre_vote: true, .. } => {
                 node.dropped.record(DropReason::WrongElectionMode)
             }
@@ -167,6 +171,26 @@ pub(super) fn route(node: &mut Node, message: Message) -> Option<Message> {
         }
     }
     None
+}
+
+/// The leader tells its followers whom it heard from: during the election that
+/// made it leader, then during each election timeout (at CheckQuorum).
+pub(crate) fn broadcast_liveness(node: &mut Node, active: Vec<NodeId>) {
+    debug_assert!(!active.contains(&node.config.id), "the leader is not in its own view");
+    for peer in node.peers() {
+        node.send(peer, Body::Liveness { active: active.clone() });
+    }
+}
+
+fn on_liveness(node: &mut Node, from: NodeId, term: Term, active: Vec<NodeId>) {
+    if active.iter().any(|id| !node.config.voters.contains(id)) {
+        node.dropped.record(DropReason::ImpossibleFields);
+        return;
+    }
+    // Only the view of the leader this node follows, in its term, is of use.
+    if node.role == Role::Follower && node.leader == Some(from) && term == node.term {
+        node.fast.leader_view = Some((from, term, active.into_iter().collect()));
+    }
 }
 
 /// Raft's rule for gossip: a sender in a later term proves this node's leader (of

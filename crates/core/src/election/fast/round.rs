@@ -77,7 +77,9 @@ pub(super) fn on_vote(
         // Our own leader is looking: it no longer leads.
         node.become_follower(node.term, None);
     }
-    let leaderless_follower = node.role == Role::Follower && super::lost_leader(node);
+    // A node under a vote lease waits for the candidate it voted for rather
+    // than being pulled into the next round (DESIGN.md §3.4).
+    let leaderless_follower = node.role == Role::Follower && super::lost_leader(node) && !node.vote_lease_active();
     if leaderless_follower && state == PeerState::Looking && ballot > node.term {
         // No working leader to defend and someone is electing one: take part.
         start(node, ballot, None);
@@ -167,7 +169,22 @@ fn evaluate(node: &mut Node) {
         round.finalize_at_ms = None;
         return;
     }
-    let expected = voters - usize::from(round.lost_leader.is_some_and(|lost| !round.received.contains_key(&lost)));
+    // Who can still vote: every member but the lost leader — or, if the lost
+    // leader's last CheckQuorum view is known, only the members it had heard
+    // from (a member silent to the leader for an election timeout is down too).
+    // Anyone who did vote counts whatever the view said.
+    let term = node.term;
+    let view = node
+        .fast
+        .leader_view
+        .as_ref()
+        .filter(|(leader, view_term, _)| Some(*leader) == round.lost_leader && *view_term == term);
+    let can_vote = |member: &NodeId| {
+        round.received.contains_key(member)
+            || (Some(*member) != round.lost_leader && view.is_none_or(|(_, _, active)| active.contains(member)))
+    };
+    let expected = node.config.voters.iter().filter(|member| can_vote(member)).count();
+    debug_assert!(expected <= voters);
     if agreeing >= expected {
         finalize(node);
     } else if round.finalize_at_ms.is_none() {
@@ -178,6 +195,14 @@ fn evaluate(node: &mut Node) {
 /// The vote becomes binding: a real vote for (ballot, candidate), persisted in
 /// this batch before any message of it is sent.
 fn finalize(node: &mut Node) {
+    if let Some((holder, until_ms)) = node.terms.vote_lease {
+        let round = node.fast.round.as_mut().expect("looking");
+        if holder != round.vote.candidate && node.now_ms < until_ms {
+            // The vote lease (DESIGN.md §3.4): bind no other vote before it ends.
+            round.finalize_at_ms = Some(until_ms);
+            return;
+        }
+    }
     let round = node.fast.round.take().expect("looking");
     assert!(round.ballot > node.term, "a round binds a term above the current one");
     if round.vote < own_vote(node) {
@@ -205,6 +230,7 @@ fn finalize(node: &mut Node) {
         }
     } else {
         node.become_follower(node.term, None);
+        node.start_vote_lease(round.vote.candidate);
         send_grant(node);
     }
 }

@@ -397,6 +397,7 @@ impl ServerConfig {
         core.heartbeat_timeout_ms = self.timing.heartbeat_timeout_ms;
         core.miss_limit = self.timing.miss_limit;
         core.finalize_wait_ms = self.timing.finalize_wait_ms;
+        core.vote_lease_ms = self.vote_lease_ms();
         core.initial_leader = self.initial_leader;
         core.max_entries_per_message = self.limits.max_entries_per_message;
         core.max_command_bytes = self.limits.max_command_bytes;

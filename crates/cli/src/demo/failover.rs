@@ -260,7 +260,8 @@ fn collect_timeline(cluster: &DemoCluster, kill_wall_ms: u64) -> Vec<TimelineEve
             let node = recorded["node"].as_u64()?;
             let (kind, fields) = recorded["event"].as_object()?.iter().next()?;
             let after_kill_ms = at_ms as i64 - kill_wall_ms as i64;
-            (after_kill_ms >= -20).then(|| TimelineEvent {
+            // What happened before the kill is the previous scene's.
+            (after_kill_ms >= 0).then(|| TimelineEvent {
                 node,
                 after_kill_ms,
                 kind: kind.clone(),

@@ -184,15 +184,26 @@ fn colour(kind: &str) -> &'static str {
 fn labelled(kind: &str) -> bool {
     matches!(
         kind,
-        "SubjectivelyDown" | "ObjectivelyDown" | "VoteFinalized" | "LeaderElect" | "LeaderTermCommitted" | "Corrected"
+        "SubjectivelyDown"
+            | "ObjectivelyDown"
+            | "VoteChanged"
+            | "VoteFinalized"
+            | "LeaderElect"
+            | "LeaderTermCommitted"
+            | "Corrected"
+            | "AbstainedAfterDataLoss"
     )
 }
 
 const WIDTH: f64 = 1100.0;
 const LEFT: f64 = 80.0;
 const RIGHT: f64 = 30.0;
-const TOP: f64 = 30.0;
-const LANE: f64 = 56.0;
+const TOP: f64 = 56.0;
+const LANE: f64 = 104.0;
+/// Label rows around a lane: offsets from the lane's line, nearest first.
+const LABEL_ROWS: [f64; 6] = [-9.0, 19.0, -23.0, 33.0, -37.0, 47.0];
+/// Roughly the width of one character of an 11 px label.
+const CHARACTER_WIDTH: f64 = 6.5;
 
 /// One failover's timeline: a lane per node, milliseconds after the kill across.
 pub fn timeline_svg(record: &FailoverRecord) -> String {
@@ -263,24 +274,28 @@ pub fn timeline_svg(record: &FailoverRecord) -> String {
         (LEFT + WIDTH - RIGHT) / 2.0,
         axis_y + 34.0
     );
-    let marker = |svg: &mut String, ms: f64, colour: &str, text: &str| {
+    let marker = |svg: &mut String, ms: f64, colour: &str, text: &str, row: f64| {
         let _ = writeln!(
             svg,
             "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{axis_y}\" stroke=\"{colour}\" stroke-width=\"2\" stroke-dasharray=\"4 3\"/>\
              <text x=\"{0}\" y=\"{2}\" fill=\"{colour}\" text-anchor=\"middle\" font-weight=\"bold\">{3}</text>",
             x(ms),
-            TOP - 8.0,
-            TOP - 12.0,
+            TOP - 30.0 + 14.0 * row,
+            TOP - 34.0 + 14.0 * row,
             escape(text)
         );
     };
-    marker(&mut svg, 0.0, "#c00000", &format!("kill node {}", record.killed));
-    marker(&mut svg, record.failover_ms as f64, "#008000", &format!("first write +{} ms", record.failover_ms));
-    marker(&mut svg, record.restart_after_kill_ms as f64, "#7040a0", &format!("restart node {}", record.killed));
-    // Labels alternate above and below the lane so that close events stay legible.
-    let mut flip = std::collections::BTreeMap::<u64, bool>::new();
+    // Three rows, so that markers close in time keep their labels apart.
+    marker(&mut svg, 0.0, "#c00000", &format!("kill node {}", record.killed), 0.0);
+    marker(&mut svg, record.failover_ms as f64, "#008000", &format!("first write +{} ms", record.failover_ms), 1.0);
+    let restart = format!("restart node {} +{} ms", record.killed, record.restart_after_kill_ms);
+    marker(&mut svg, record.restart_after_kill_ms as f64, "#7040a0", &restart, 2.0);
+    // Per lane and label row, where the last label ends: a label takes the first
+    // row it fits in, so events a few milliseconds apart stay legible.
+    let mut row_ends = std::collections::BTreeMap::<u64, [f64; LABEL_ROWS.len()]>::new();
     for event in &record.timeline {
-        svg.push_str(&event_mark(event, x(event.after_kill_ms as f64), lane_y(event.node), &mut flip));
+        let ends = row_ends.entry(event.node).or_insert([f64::MIN; LABEL_ROWS.len()]);
+        svg.push_str(&event_mark(event, x(event.after_kill_ms as f64), lane_y(event.node), ends));
     }
     let mut legend_x = LEFT;
     let legend_y = height - 8.0;
@@ -306,16 +321,21 @@ pub fn timeline_svg(record: &FailoverRecord) -> String {
     svg
 }
 
-fn event_mark(event: &TimelineEvent, x: f64, y: f64, flip: &mut std::collections::BTreeMap<u64, bool>) -> String {
+fn event_mark(event: &TimelineEvent, x: f64, y: f64, row_ends: &mut [f64; LABEL_ROWS.len()]) -> String {
     let title = escape(&format!("node {} +{} ms {} {}", event.node, event.after_kill_ms, event.kind, event.detail));
     let mut mark = format!(
         "<circle cx=\"{x}\" cy=\"{y}\" r=\"5\" fill=\"{}\" stroke=\"#333\" stroke-width=\"0.5\"><title>{title}</title></circle>",
         colour(&event.kind)
     );
     if labelled(&event.kind) {
-        let below = flip.entry(event.node).or_insert(false);
-        let label_y = if *below { y + 18.0 } else { y - 9.0 };
-        *below = !*below;
+        let width = CHARACTER_WIDTH * event.label.chars().count() as f64;
+        let start = x - width / 2.0;
+        // When every row is taken, the row that frees up first.
+        let row = (0..LABEL_ROWS.len())
+            .find(|&row| row_ends[row] + 4.0 <= start)
+            .unwrap_or_else(|| (0..LABEL_ROWS.len()).min_by(|&a, &b| row_ends[a].total_cmp(&row_ends[b])).unwrap_or(0));
+        row_ends[row] = start + width;
+        let label_y = y + LABEL_ROWS[row];
         let _ = write!(mark, "<text x=\"{x}\" y=\"{label_y}\" text-anchor=\"middle\">{}</text>", escape(&event.label));
     }
     mark.push('\n');

@@ -287,7 +287,7 @@ fn label(kind: &str, fields: &Value) -> String {
         "LeaderElectGaveUp" => format!("gave up LT{}", field("leader_term")),
         "Corrected" => format!("corrected→{}", field("leader")),
         "AbstainedAfterDataLoss" => "abstains".to_string(),
-        "RoleChanged" => format!("{}", fields["to"].as_str().unwrap_or("?")),
+        "RoleChanged" => fields["to"].as_str().unwrap_or("?").to_string(),
         "LeaderChanged" => format!("leader {}", field("leader")),
         "QuorumLost" => "quorum lost".to_string(),
         other => other.to_string(),

@@ -348,6 +348,8 @@ impl Driver {
                 outcome
             }
             Err(ProposeError::NotLeader { leader }) => ForwardOutcome::NotLeader { leader },
+            // A leader-elect serves once its BecomeLeader commits: the origin retries later.
+            Err(ProposeError::NotYetServing { .. }) => ForwardOutcome::NotLeader { leader: Some(self.node.id()) },
             Err(error) => ForwardOutcome::Refused(error.to_string()),
         };
         self.transport.send(from, &PeerFrame::ForwardReply { incarnation, request_id, outcome });
@@ -391,7 +393,7 @@ impl Driver {
                     increment(&self.observe.metrics.proposals);
                     self.enqueue(proposal.output);
                 }
-                Err(ProposeError::NotLeader { .. }) => {
+                Err(ProposeError::NotLeader { .. } | ProposeError::NotYetServing { .. }) => {
                     // Leader-elect not yet serving: wait for the next event.
                     self.requests.needs_leader.push_front(id);
                     return;

@@ -74,21 +74,37 @@ pub fn members(args: &LocalArgs) -> std::io::Result<Vec<Member>> {
         .collect()
 }
 
+/// The config of node `id` of a local cluster, its data in `dir/node<id>`.
+pub fn node_config(args: &LocalArgs, members: &[Member], id: u64, dir: &Path, timing: Timing) -> ServerConfig {
+    ServerConfig {
+        cluster_id: args.cluster_id,
+        node_id: id,
+        data_dir: dir.join(format!("node{id}")),
+        election_mode: args.election_mode.clone(),
+        initial_leader: Some(1),
+        password: args.password.clone(),
+        members: members.to_vec(),
+        timing,
+        limits: Limits::default(),
+    }
+}
+
+/// The command that starts one node from its config; it stops when its stdin closes.
+pub fn serve_command(executable: &Path, config: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(executable);
+    command
+        .args(["serve", "--exit-on-stdin-close", "--config"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
+    command
+}
+
 fn write_configs(args: &LocalArgs, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let members = members(args)?;
     let mut paths = Vec::new();
     for member in &members {
-        let config = ServerConfig {
-            cluster_id: args.cluster_id,
-            node_id: member.id,
-            data_dir: dir.join(format!("node{}", member.id)),
-            election_mode: args.election_mode.clone(),
-            initial_leader: Some(1),
-            password: args.password.clone(),
-            members: members.clone(),
-            timing: Timing::default(),
-            limits: Limits::default(),
-        };
+        let config = node_config(args, &members, member.id, dir, Timing::default());
         config.validate().map_err(std::io::Error::other)?;
         let path = dir.join(format!("node{}.toml", member.id));
         std::fs::write(&path, config.to_toml())?;
@@ -146,13 +162,9 @@ async fn supervise(dir: &Path, paths: &[PathBuf]) -> ExitCode {
     for (position, path) in paths.iter().enumerate() {
         let id = position as u64 + 1;
         let spawned = std::fs::File::create(dir.join(format!("node{id}.log"))).and_then(|log| {
-            Command::new(&executable)
-                .args(["serve", "--exit-on-stdin-close", "--config"])
-                .arg(path)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
+            let mut command = serve_command(&executable, path);
+            command.stderr(log);
+            Command::from(command).spawn()
         });
         match spawned {
             Ok(child) => children.push((id, child)),

@@ -1,6 +1,7 @@
 //! `conclave`: run, simulate and check Conclave clusters.
 
 mod check_command;
+mod demo;
 mod local_command;
 mod serve_command;
 mod sim_command;
@@ -28,6 +29,9 @@ enum Command {
     Serve(serve_command::ServeArgs),
     /// Run a local cluster of `conclave serve` processes on loopback, in the foreground.
     Local(local_command::LocalArgs),
+    /// Kill the leader of a local 5-node cluster under load, again and again, and
+    /// show the failovers from the nodes' own events (and that no write is lost).
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,5 +41,6 @@ fn main() -> ExitCode {
         Command::Check(args) => check_command::run(args),
         Command::Serve(args) => serve_command::run(args),
         Command::Local(args) => local_command::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }

@@ -17,6 +17,8 @@
 //! | [`resp`] | RESP2 parsing (with limits) and reply encoding |
 //! | `client` | client connections and what each command means |
 //! | [`status`] | the node status behind `INFO` and `GET /status` |
+//! | [`observe`] | metrics (`GET /metrics`) and the election event log (`GET /events`) |
+//! | `http` | `GET /status`, `/health`, `/metrics`, `/events` |
 #![deny(missing_docs)]
 
 mod client;
@@ -26,6 +28,7 @@ pub mod error;
 mod http;
 pub mod kv;
 pub mod logging;
+pub mod observe;
 pub mod peer;
 pub mod resp;
 pub mod server;

@@ -19,6 +19,7 @@ use crate::client::{self, ClientSettings};
 use crate::config::ServerConfig;
 use crate::driver::Driver;
 use crate::error::ServerError;
+use crate::observe::Observability;
 use crate::peer::Transport;
 use crate::status::NodeStatus;
 
@@ -84,14 +85,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let (peer_tx, peer_rx) = mpsc::channel(8192);
     let (client_tx, client_rx) = mpsc::channel(65_536);
 
+    let observe = Observability::new(config.node_id);
     let transport = Transport::start(&config, peer_listener, peer_tx, stop_peers_rx);
-    let driver = Driver::new(&config, node, wal, transport, status_tx, incarnation);
+    let driver = Driver::new(&config, node, wal, transport, status_tx, incarnation, observe.clone());
     let grace = Duration::from_millis(config.timing.shutdown_grace_ms);
     let driver = tokio::spawn(driver.run(peer_rx, client_rx, drain_rx.clone(), grace));
-    let settings = Arc::new(ClientSettings::new(&config, client_tx, status.clone()));
+    let settings = Arc::new(ClientSettings::new(&config, client_tx, status.clone(), observe.clone()));
     tokio::spawn(client::run_listener(client_listener, settings, drain_rx.clone()));
     if let Some(listener) = http_listener {
-        tokio::spawn(crate::http::run(listener, status.clone(), drain_rx));
+        tokio::spawn(crate::http::run(listener, status.clone(), observe, drain_rx));
     }
     info!(node = config.node_id, %client_address, %peer_address, ?http_address, "serving");
     Ok(RunningServer { client_address, peer_address, http_address, status, drain, stop_peers, driver })

@@ -1,8 +1,10 @@
 //! What the driver publishes about its node after every input, for `INFO`,
 //! the HTTP status endpoint and tests.
 
-use conclave_core::{ClusterId, ElectionMode, LogIndex, NodeId, Role, Term};
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use conclave_core::{ClusterId, ElectionMode, FollowerStatus, LogIndex, NodeId, Role, Term};
+use serde::{Deserialize, Serialize};
 
 /// A snapshot of one node as its driver last saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -33,6 +35,32 @@ pub struct NodeStatus {
     pub dropped_peer_frames: u64,
     /// WAL syncs so far (each covers every output gathered meanwhile: group commit).
     pub wal_syncs: u64,
+    /// Leads and takes proposals (a leader-elect does not yet, DESIGN.md §3.4).
+    pub serving: bool,
+    /// The newest committed gapless leader term, if the mode has them.
+    pub leader_term: Option<u64>,
+    /// The leader term of the newest `BecomeLeader` in the log, committed or not.
+    pub leader_term_in_log: Option<u64>,
+    /// Term (ballot) of the last log entry: with `last_index`, the node's data version.
+    pub last_term: Term,
+    /// When leading: each follower's match and next index.
+    pub followers: BTreeMap<NodeId, FollowerStatus>,
+    /// Peer messages the core dropped, by reason (`DropReason::name`).
+    pub dropped: BTreeMap<&'static str, u64>,
+    /// The vote exchange this node is in, if any (from its own events; the votes
+    /// it received are not exposed by the core).
+    pub election: Option<ElectionRound>,
+}
+
+/// This node's part in an election round, as its events tell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElectionRound {
+    /// The ballot (term) of the round.
+    pub ballot: Term,
+    /// The candidate this node backs.
+    pub candidate: NodeId,
+    /// Whether its vote is final and binding.
+    pub finalized: bool,
 }
 
 impl NodeStatus {
@@ -61,6 +89,13 @@ impl NodeStatus {
             pending_requests: 0,
             dropped_peer_frames: 0,
             wal_syncs: 0,
+            serving: false,
+            leader_term: Some(2),
+            leader_term_in_log: Some(2),
+            last_term: 3,
+            followers: BTreeMap::new(),
+            dropped: BTreeMap::new(),
+            election: None,
         }
     }
 }

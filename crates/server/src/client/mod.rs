@@ -19,6 +19,8 @@ use crate::config::ServerConfig;
 use crate::driver::requests::RequestError;
 use crate::driver::ClientRequest;
 use crate::kv::KvReply;
+use crate::observe::metrics::increment;
+use crate::observe::Observability;
 use crate::resp::{self, reply, ParseLimits, Request};
 use crate::status::NodeStatus;
 use commands::{Action, Context, Session};
@@ -37,6 +39,7 @@ pub(crate) struct ClientSettings {
     pub(crate) max_clients: usize,
     pub(crate) to_driver: mpsc::Sender<ClientRequest>,
     pub(crate) status: watch::Receiver<NodeStatus>,
+    pub(crate) observe: Arc<Observability>,
 }
 
 impl ClientSettings {
@@ -44,6 +47,7 @@ impl ClientSettings {
         config: &ServerConfig,
         to_driver: mpsc::Sender<ClientRequest>,
         status: watch::Receiver<NodeStatus>,
+        observe: Arc<Observability>,
     ) -> ClientSettings {
         let limits = &config.limits;
         ClientSettings {
@@ -62,6 +66,7 @@ impl ClientSettings {
             max_clients: limits.max_clients,
             to_driver,
             status,
+            observe,
         }
     }
 }
@@ -98,10 +103,14 @@ pub(crate) async fn run_listener(
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let settings = settings.clone();
         let shutdown = shutdown.clone();
+        let metrics = &settings.observe.metrics;
+        increment(&metrics.client_connections);
+        increment(&metrics.client_connections_open);
         tokio::spawn(async move {
             if let Err(error) = serve(stream, address, id, &settings, shutdown).await {
                 debug!(%address, %error, "client connection ended");
             }
+            settings.observe.metrics.client_connections_open.fetch_sub(1, Ordering::Relaxed);
             drop(slot);
         });
     }
@@ -162,17 +171,31 @@ async fn serve(
         }
         let more_buffered = pending.len() >= MAX_PIPELINE;
         out.clear();
+        let client_errors = &settings.observe.metrics.client_errors;
         for item in pending {
             match item {
-                Pending::Ready(bytes) => out.extend_from_slice(&bytes),
+                Pending::Ready(bytes) => {
+                    // Each ready item is one reply; a RESP error starts with '-'.
+                    if bytes.first() == Some(&b'-') {
+                        increment(client_errors);
+                    }
+                    out.extend_from_slice(&bytes)
+                }
                 Pending::Waiting(answer) => match answer.await {
                     Ok(Ok(kv_reply)) => reply::kv(&mut out, &kv_reply),
-                    Ok(Err(error)) => out.extend_from_slice(&error_bytes(&error)),
-                    Err(_) => out.extend_from_slice(&error_bytes(&RequestError::ShuttingDown)),
+                    Ok(Err(error)) => {
+                        increment(client_errors);
+                        out.extend_from_slice(&error_bytes(&error))
+                    }
+                    Err(_) => {
+                        increment(client_errors);
+                        out.extend_from_slice(&error_bytes(&RequestError::ShuttingDown))
+                    }
                 },
             }
         }
         if let Some(error) = &protocol_error {
+            increment(client_errors);
             debug!(%address, %error, "closing client: protocol error");
             reply::error(&mut out, &format!("ERR {error}"));
         }

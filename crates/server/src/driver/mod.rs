@@ -7,20 +7,23 @@ mod persist;
 pub mod requests;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use conclave_core::{Entry, Event, LogIndex, Node, NodeId, Output, Payload, ProposeError};
 use conclave_storage::Wal;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::kv::{Envelope, KvCommand, KvStore};
+use crate::observe::metrics::increment;
+use crate::observe::{wall_clock_ms, Observability};
 use crate::peer::frame::{ForwardOutcome, ForwardResult, PeerFrame};
 use crate::peer::{PeerInput, Transport};
-use crate::status::NodeStatus;
+use crate::status::{ElectionRound, NodeStatus};
 use persist::GroupCommit;
 use requests::{ReplySender, RequestError, Requests};
 
@@ -54,6 +57,11 @@ pub(crate) struct Driver {
     /// request id). When the entry there is applied, the origin gets its result.
     accepted_forwards: BTreeMap<LogIndex, (NodeId, u64, u64)>,
     election_mode: conclave_core::ElectionMode,
+    observe: Arc<Observability>,
+    /// The vote exchange in progress, from this node's events.
+    election: Option<ElectionRound>,
+    /// When this node last lost its leader, until a new leader's first commit.
+    leader_lost_at: Option<Instant>,
 }
 
 impl Driver {
@@ -64,12 +72,13 @@ impl Driver {
         transport: Transport,
         status: watch::Sender<NodeStatus>,
         incarnation: u64,
+        observe: Arc<Observability>,
     ) -> Driver {
         let timing = &config.timing;
         Driver {
             node,
             store: KvStore::default(),
-            group_commit: GroupCommit::new(wal),
+            group_commit: GroupCommit::new(wal, observe.clone()),
             transport,
             requests: Requests::new(
                 Duration::from_millis(timing.leader_wait_ms),
@@ -82,6 +91,9 @@ impl Driver {
             applied_index: 0,
             accepted_forwards: BTreeMap::new(),
             election_mode: config.election_mode().unwrap_or_default(),
+            observe,
+            election: None,
+            leader_lost_at: None,
         }
     }
 
@@ -101,6 +113,13 @@ impl Driver {
             pending_requests: 0,
             dropped_peer_frames: 0,
             wal_syncs: 0,
+            serving: false,
+            leader_term: None,
+            leader_term_in_log: None,
+            last_term: 0,
+            followers: BTreeMap::new(),
+            dropped: BTreeMap::new(),
+            election: None,
         }
     }
 
@@ -221,12 +240,49 @@ impl Driver {
         }
         for event in output.events {
             log_event(self.node.id(), &event);
+            self.observe_event(&event);
+            self.observe.events.record(wall_clock_ms(), event);
+        }
+    }
+
+    /// Updates the election metrics and the round in progress from one event.
+    fn observe_event(&mut self, event: &Event) {
+        let metrics = &self.observe.metrics;
+        match *event {
+            Event::ElectionStarted { .. } => increment(&metrics.elections_started),
+            Event::LeaderElect { .. } => increment(&metrics.elections_won),
+            Event::SubjectivelyDown { .. }
+            | Event::ObjectivelyDown { .. }
+            | Event::QuorumLost { .. }
+            | Event::LeaderChanged { leader: None, .. } => {
+                self.leader_lost_at.get_or_insert_with(Instant::now);
+            }
+            Event::VoteChanged { ballot, candidate } => {
+                self.election = Some(ElectionRound { ballot, candidate, finalized: false })
+            }
+            Event::VoteFinalized { ballot, candidate } => {
+                self.election = Some(ElectionRound { ballot, candidate, finalized: true })
+            }
+            Event::LeaderTermCommitted { .. } => self.end_failover(),
+            // Modes without leader terms have no BecomeLeader entry to wait for.
+            Event::LeaderChanged { leader: Some(_), .. } if !self.election_mode.has_leader_terms() => {
+                self.end_failover()
+            }
+            _ => {}
+        }
+    }
+
+    fn end_failover(&mut self) {
+        self.election = None;
+        if let Some(lost_at) = self.leader_lost_at.take() {
+            self.observe.metrics.failover_ms.observe(lost_at.elapsed().as_secs_f64() * 1000.0);
         }
     }
 
     fn apply(&mut self, entry: Entry) {
         debug_assert!(entry.index > self.applied_index, "entries are applied once, in order");
         self.applied_index = entry.index;
+        increment(&self.observe.metrics.commits);
         // Only commands touch the store; every other payload (Noop, and whatever
         // the core adds, such as BecomeLeader) only takes up its index.
         if let Payload::Command(bytes) = &entry.payload {
@@ -287,10 +343,13 @@ impl Driver {
             Ok(proposal) => {
                 let outcome = ForwardOutcome::Accepted { index: proposal.index, term: proposal.term };
                 self.accepted_forwards.insert(proposal.index, (from, incarnation, request_id));
+                increment(&self.observe.metrics.proposals);
                 self.enqueue(proposal.output);
                 outcome
             }
             Err(ProposeError::NotLeader { leader }) => ForwardOutcome::NotLeader { leader },
+            // A leader-elect serves once its BecomeLeader commits: the origin retries later.
+            Err(ProposeError::NotYetServing { .. }) => ForwardOutcome::NotLeader { leader: Some(self.node.id()) },
             Err(error) => ForwardOutcome::Refused(error.to_string()),
         };
         self.transport.send(from, &PeerFrame::ForwardReply { incarnation, request_id, outcome });
@@ -331,9 +390,10 @@ impl Driver {
             match self.node.propose(command) {
                 Ok(proposal) => {
                     self.requests.mark_placed(id, proposal.index, proposal.term, self.applied_index);
+                    increment(&self.observe.metrics.proposals);
                     self.enqueue(proposal.output);
                 }
-                Err(ProposeError::NotLeader { .. }) => {
+                Err(ProposeError::NotLeader { .. } | ProposeError::NotYetServing { .. }) => {
                     // Leader-elect not yet serving: wait for the next event.
                     self.requests.needs_leader.push_front(id);
                     return;
@@ -345,6 +405,12 @@ impl Driver {
 
     fn publish_status(&self) {
         let node = &self.node;
+        let core = node.status();
+        let dropped = conclave_core::DropReason::ALL
+            .into_iter()
+            .filter(|&reason| core.dropped.get(reason) > 0)
+            .map(|reason| (reason.name(), core.dropped.get(reason)))
+            .collect();
         let status = NodeStatus {
             node_id: node.id(),
             cluster_id: node.config().cluster_id,
@@ -359,6 +425,13 @@ impl Driver {
             pending_requests: self.requests.len(),
             dropped_peer_frames: self.transport.dropped_frames(),
             wal_syncs: self.group_commit.syncs,
+            serving: core.serving,
+            leader_term: core.leader_term,
+            leader_term_in_log: core.leader_term_in_log,
+            last_term: core.last_term,
+            followers: core.followers,
+            dropped,
+            election: self.election,
         };
         self.status.send_if_modified(|current| {
             if *current == status {
@@ -376,6 +449,7 @@ fn log_event(node: NodeId, event: &Event) {
         Event::RoleChanged { from, to, term } => info!(node, ?from, ?to, term, "role changed"),
         Event::LeaderChanged { leader, term } => info!(node, ?leader, term, "leader changed"),
         Event::QuorumLost { term } => warn!(node, term, "stepped down: no quorum answered"),
-        other => debug!(node, event = ?other, "event"),
+        // Every other event is a step of an election: worth a line each.
+        other => info!(node, event = ?other, "election event"),
     }
 }

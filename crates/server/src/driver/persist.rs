@@ -3,11 +3,15 @@
 //! driver keeps taking inputs meanwhile. An output is handed back (to be sent
 //! and applied) only after its own persist and every earlier one completed.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use conclave_core::Output;
 use conclave_storage::{LogStore, PersistRequest, StorageError, Wal};
 use tokio::task::JoinHandle;
 
 use crate::error::ServerError;
+use crate::observe::Observability;
 
 type Persisted = (Wal, Vec<Output>, Result<(), StorageError>);
 
@@ -19,11 +23,12 @@ pub(crate) struct GroupCommit {
     queued: Vec<Output>,
     /// Persists started (one write and one sync each), for `INFO`.
     pub(crate) syncs: u64,
+    observe: Arc<Observability>,
 }
 
 impl GroupCommit {
-    pub(crate) fn new(wal: Wal) -> GroupCommit {
-        GroupCommit { wal: Some(wal), in_flight: None, queued: Vec::new(), syncs: 0 }
+    pub(crate) fn new(wal: Wal, observe: Arc<Observability>) -> GroupCommit {
+        GroupCommit { wal: Some(wal), in_flight: None, queued: Vec::new(), syncs: 0, observe }
     }
 
     /// Takes an output. Returns it at once if nothing is in flight or queued and it
@@ -48,9 +53,12 @@ impl GroupCommit {
         }
         let mut wal = self.wal.take().expect("the WAL is home while nothing is in flight");
         self.syncs += 1;
+        let observe = self.observe.clone();
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
             let requests: Vec<PersistRequest<'_>> = outputs.iter().map(PersistRequest::from_output).collect();
+            let started = Instant::now();
             let result = wal.persist(&requests);
+            observe.metrics.fsync_ms.observe(started.elapsed().as_secs_f64() * 1000.0);
             (wal, outputs, result)
         }));
         Vec::new()

@@ -1,0 +1,393 @@
+//! One failover scene: kill the leader, watch the survivors elect a new one
+//! from their own event logs, wait for the first acknowledged write, restart
+//! the killed node and watch it rejoin.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use conclave_server::observe::wall_clock_ms;
+use serde_json::Value;
+
+use super::cluster::{DemoCluster, NodeView};
+use super::load::Ledger;
+use super::DemoError;
+
+/// How long any one step of a scene may take before the demo gives up.
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One event on a node's timeline, relative to the kill.
+#[derive(Clone, Debug)]
+pub struct TimelineEvent {
+    /// The node that saw it.
+    pub node: u64,
+    /// Milliseconds after the kill (negative: just before).
+    pub after_kill_ms: i64,
+    /// The core event's name (`SubjectivelyDown`, …).
+    pub kind: String,
+    /// A short label for the timeline.
+    pub label: String,
+    /// The event as the node served it.
+    pub detail: String,
+}
+
+/// The stale-leader scene: a node restarted empty, believing its config.
+#[derive(Clone, Debug)]
+pub struct StaleLeaderScene {
+    /// The node.
+    pub node: u64,
+    /// Milliseconds from its restart to its `Corrected` event, if seen.
+    pub corrected_after_ms: Option<u64>,
+    /// The leader and ballot the corrections named.
+    pub corrected_to: Option<(u64, u64)>,
+    /// It waited as the cold-start candidate of term 1 (for every member to
+    /// confirm an empty data dir, which none with data does).
+    pub waited_as_initial_leader: bool,
+    /// Milliseconds from its restart to `AbstainedAfterDataLoss`, and the ballot.
+    pub abstained: Option<(u64, u64)>,
+}
+
+/// Everything measured in one failover.
+#[derive(Clone, Debug)]
+pub struct FailoverRecord {
+    /// 1, 2, …
+    pub number: usize,
+    /// The leader killed.
+    pub killed: u64,
+    /// Its leader term.
+    pub old_leader_term: u64,
+    /// Every live node's data version (last log term, last index) at the kill.
+    pub versions: BTreeMap<u64, (u64, u64)>,
+    /// The new leader.
+    pub elected_node: u64,
+    /// Its leader term.
+    pub new_leader_term: u64,
+    /// From the kill to the first acknowledged write sent after it.
+    pub failover_ms: u64,
+    /// From the restart to the killed node following the new leader.
+    pub rejoin_ms: Option<u64>,
+    /// Milliseconds after the kill of the restart.
+    pub restart_after_kill_ms: u64,
+    /// Every node's events around the failover.
+    pub timeline: Vec<TimelineEvent>,
+    /// Set when this failover's restart was the stale-leader scene.
+    pub stale_leader: Option<StaleLeaderScene>,
+}
+
+impl FailoverRecord {
+    /// The best data version among the live nodes at the kill.
+    pub fn best_data_version(&self) -> (u64, u64) {
+        self.versions.values().copied().max().unwrap_or_default()
+    }
+
+    /// The elected node's data version at the kill.
+    pub fn elected_data_version(&self) -> (u64, u64) {
+        self.versions.get(&self.elected_node).copied().unwrap_or_default()
+    }
+
+    /// Whether the winner had the newest data.
+    pub fn winner_had_newest_data(&self) -> bool {
+        self.elected_data_version() == self.best_data_version()
+    }
+}
+
+fn timed_out(what: impl Into<String>) -> DemoError {
+    DemoError::TimedOut { what: what.into(), timeout_ms: STEP_TIMEOUT.as_millis() as u64 }
+}
+
+/// Waits until every node runs and follows one serving leader; returns its view.
+pub fn wait_for_stable_leader(cluster: &DemoCluster) -> Result<NodeView, DemoError> {
+    let nodes = cluster.members.len();
+    cluster
+        .wait_for(STEP_TIMEOUT, |views| {
+            let leader = views.iter().find(|view| view.is_serving_leader())?;
+            let all_follow = views.len() == nodes && views.iter().all(|view| view.leader == Some(leader.id));
+            all_follow.then(|| leader.clone())
+        })
+        .ok_or_else(|| timed_out("every node following one serving leader"))
+}
+
+/// Runs one failover. `narrate` gets each line of the story as it happens.
+pub fn run(
+    cluster: &mut DemoCluster,
+    ledger: &Ledger,
+    number: usize,
+    stale_leader_scene: bool,
+    narrate: &mut dyn FnMut(String),
+) -> Result<FailoverRecord, DemoError> {
+    let leader = wait_for_stable_leader(cluster)?;
+    // Kill under load: wait for writes to flow to this leader.
+    let before = ledger.count();
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while ledger.count() < before + 20 {
+        if Instant::now() >= deadline {
+            return Err(timed_out("writes acknowledged before the kill"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let old_leader_term = leader.leader_term.unwrap_or(0);
+    let killed = leader.id;
+    let kill_wall_ms = wall_clock_ms();
+    let kill_at = Instant::now();
+    cluster.kill(killed).map_err(|source| DemoError::Process { node: killed, source })?;
+    narrate(format!(
+        "── failover {number}: SIGKILL to leader node {killed} (leader term {old_leader_term}, ballot {}) ──",
+        leader.term
+    ));
+
+    // No leader now appends, so the survivors' logs stay as they are until the new
+    // leader's BecomeLeader: read them now, before anyone can win (the election
+    // cannot end before the miss limit runs out), and until two reads agree, so
+    // that appends already in flight from the dead leader have landed.
+    let versions = read_versions(cluster);
+    narrate(format!("   data versions at the kill (last log term, last index): {}", describe_versions(&versions)));
+
+    let elected = cluster
+        .wait_for(STEP_TIMEOUT, |views| {
+            views.iter().find(|view| view.is_serving_leader() && view.leader_term > Some(old_leader_term)).cloned()
+        })
+        .ok_or_else(|| timed_out(format!("a new serving leader after killing node {killed}")))?;
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let first_write = loop {
+        if let Some(write) = ledger.first_sent_after(kill_at) {
+            break write;
+        }
+        if Instant::now() >= deadline {
+            return Err(timed_out("the first acknowledged write after the kill"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let failover_ms = first_write.acknowledged_at.duration_since(kill_at).as_millis() as u64;
+
+    // Restart the killed node and watch it rejoin.
+    let restart_at = Instant::now();
+    let restart_after_kill_ms = restart_at.duration_since(kill_at).as_millis() as u64;
+    let restarted = if stale_leader_scene { cluster.restart_as_stale_leader(killed) } else { cluster.restart(killed) };
+    restarted.map_err(|source| DemoError::Process { node: killed, source })?;
+    let new_leader_term = elected.leader_term.unwrap_or(0);
+    let rejoined = cluster.wait_for(STEP_TIMEOUT, |views| {
+        views
+            .iter()
+            .any(|view| {
+                view.id == killed
+                    && view.role == "Follower"
+                    && view.leader == Some(elected.id)
+                    && view.leader_term >= Some(new_leader_term)
+            })
+            .then_some(())
+    });
+    let rejoin_ms = rejoined.map(|()| restart_at.elapsed().as_millis() as u64);
+
+    let timeline = collect_timeline(cluster, kill_wall_ms);
+    let stale_leader = stale_leader_scene.then(|| {
+        let after_restart = |kind: &str| {
+            timeline.iter().find(|event| {
+                event.node == killed && event.kind == kind && event.after_kill_ms >= restart_after_kill_ms as i64
+            })
+        };
+        let since_restart = |event: &TimelineEvent| (event.after_kill_ms - restart_after_kill_ms as i64).max(0) as u64;
+        let field = |event: &TimelineEvent, name: &str| {
+            serde_json::from_str::<Value>(&event.detail).ok().and_then(|value| value[name].as_u64())
+        };
+        let corrected = after_restart("Corrected");
+        StaleLeaderScene {
+            node: killed,
+            corrected_after_ms: corrected.map(since_restart),
+            corrected_to: corrected.and_then(|event| Some((field(event, "leader")?, field(event, "term")?))),
+            waited_as_initial_leader: timeline.iter().any(|event| {
+                event.node == killed
+                    && event.kind == "RoleChanged"
+                    && event.detail.contains("\"to\":\"Candidate\"")
+                    && event.after_kill_ms >= restart_after_kill_ms as i64
+            }),
+            abstained: after_restart("AbstainedAfterDataLoss")
+                .map(|event| (since_restart(event), field(event, "term").unwrap_or(0))),
+        }
+    });
+    let record = FailoverRecord {
+        number,
+        killed,
+        old_leader_term,
+        versions,
+        elected_node: elected.id,
+        new_leader_term,
+        failover_ms,
+        rejoin_ms,
+        restart_after_kill_ms,
+        timeline,
+        stale_leader,
+    };
+    for line in story(&record, first_write.key.as_str()) {
+        narrate(line);
+    }
+    Ok(record)
+}
+
+fn read_versions(cluster: &DemoCluster) -> BTreeMap<u64, (u64, u64)> {
+    let read = || -> BTreeMap<u64, (u64, u64)> {
+        cluster.live().into_iter().filter_map(|id| cluster.view(id)).map(|view| (view.id, view.data_version)).collect()
+    };
+    let mut previous = read();
+    for _ in 0..20 {
+        let current = read();
+        if current == previous {
+            break;
+        }
+        previous = current;
+    }
+    previous
+}
+
+fn describe_versions(versions: &BTreeMap<u64, (u64, u64)>) -> String {
+    let best = versions.values().copied().max().unwrap_or_default();
+    versions
+        .iter()
+        .map(|(id, version)| {
+            let mark = if *version == best { " ★newest" } else { "" };
+            format!("node {id} {version:?}{mark}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Election events of every live node from just before the kill on.
+fn collect_timeline(cluster: &DemoCluster, kill_wall_ms: u64) -> Vec<TimelineEvent> {
+    let mut timeline: Vec<TimelineEvent> = cluster
+        .live()
+        .into_iter()
+        .flat_map(|id| cluster.events(id))
+        .filter_map(|recorded| {
+            let at_ms = recorded["at_ms"].as_u64()?;
+            let node = recorded["node"].as_u64()?;
+            let (kind, fields) = recorded["event"].as_object()?.iter().next()?;
+            let after_kill_ms = at_ms as i64 - kill_wall_ms as i64;
+            // What happened before the kill is the previous scene's.
+            (after_kill_ms >= 0).then(|| TimelineEvent {
+                node,
+                after_kill_ms,
+                kind: kind.clone(),
+                label: label(kind, fields),
+                detail: fields.to_string(),
+            })
+        })
+        .collect();
+    timeline.sort_by_key(|event| (event.after_kill_ms, event.node));
+    timeline
+}
+
+fn label(kind: &str, fields: &Value) -> String {
+    let field = |name: &str| fields[name].as_u64().map_or_else(|| "none".to_string(), |value| value.to_string());
+    match kind {
+        "SubjectivelyDown" => format!("SDOWN {}", field("leader")),
+        "ObjectivelyDown" => format!("ODOWN {}", field("leader")),
+        "ElectionStarted" => format!("election b{}", field("term")),
+        "VoteChanged" => format!("vote→{}", field("candidate")),
+        "VoteFinalized" => format!("final→{}", field("candidate")),
+        "LeaderElect" => format!("won b{} LT{}", field("ballot"), field("leader_term")),
+        "LeaderTermCommitted" => format!("LT{} ✓", field("leader_term")),
+        "LeaderElectGaveUp" => format!("gave up LT{}", field("leader_term")),
+        "Corrected" => format!("corrected→{}", field("leader")),
+        "AbstainedAfterDataLoss" => "abstains".to_string(),
+        "RoleChanged" => fields["to"].as_str().unwrap_or("?").to_string(),
+        "LeaderChanged" => format!("leader {}", field("leader")),
+        "QuorumLost" => "quorum lost".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The narration of a finished failover, from the nodes' events.
+fn story(record: &FailoverRecord, first_key: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let first = |kind: &str| -> Vec<&TimelineEvent> {
+        let mut seen = BTreeMap::new();
+        // The killed node's own events come from its next run: told apart below.
+        for event in record.timeline.iter().filter(|event| event.kind == kind && event.node != record.killed) {
+            seen.entry(event.node).or_insert(event);
+        }
+        let mut events: Vec<&TimelineEvent> = seen.into_values().collect();
+        events.sort_by_key(|event| event.after_kill_ms);
+        events
+    };
+    let who = |events: &[&TimelineEvent]| {
+        events
+            .iter()
+            .map(|event| format!("node {} +{} ms", event.node, event.after_kill_ms))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let subjective = first("SubjectivelyDown");
+    lines.push(format!("   subjectively down (lost the leader): {}", who(&subjective)));
+    let objective = first("ObjectivelyDown");
+    lines.push(format!("   objectively down (a majority agrees): {}", who(&objective)));
+    let mut votes: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for event in record.timeline.iter().filter(|event| event.node != record.killed) {
+        match event.kind.as_str() {
+            "VoteChanged" | "VoteFinalized" => {
+                votes.entry(event.node).or_default().push(format!("{} (+{} ms)", event.label, event.after_kill_ms))
+            }
+            _ => {}
+        }
+    }
+    for (node, steps) in &votes {
+        let version = record.versions.get(node).map_or_else(String::new, |version| format!(" data {version:?}"));
+        lines.push(format!("   votes of node {node}{version}: {}", steps.join(", ")));
+    }
+    if let Some(won) = record.timeline.iter().find(|event| event.kind == "LeaderElect") {
+        lines.push(format!("   +{} ms node {} {}", won.after_kill_ms, won.node, won.label));
+    }
+    let new_term = format!("\"leader_term\":{}", record.new_leader_term);
+    if let Some(committed) = record.timeline.iter().find(|event| {
+        event.kind == "LeaderTermCommitted" && event.node == record.elected_node && event.detail.contains(&new_term)
+    }) {
+        lines.push(format!(
+            "   +{} ms BecomeLeader committed: node {} leads leader term {} (was {}: {})",
+            committed.after_kill_ms,
+            record.elected_node,
+            record.new_leader_term,
+            record.old_leader_term,
+            if record.new_leader_term == record.old_leader_term + 1 { "exactly +1" } else { "NOT +1" }
+        ));
+    }
+    lines.push(format!(
+        "   winner node {} data {:?}, newest among the live nodes {:?}: {}",
+        record.elected_node,
+        record.elected_data_version(),
+        record.best_data_version(),
+        if record.winner_had_newest_data() { "the newest data won" } else { "NOT the newest" }
+    ));
+    lines.push(format!("   +{} ms first acknowledged write sent after the kill ({first_key})", record.failover_ms));
+    match (&record.stale_leader, record.rejoin_ms) {
+        (Some(scene), rejoin_ms) => {
+            lines.push(format!(
+                "   stale-leader scene: node {} restarted with an EMPTY data dir and a config naming itself the initial leader",
+                scene.node
+            ));
+            if scene.waited_as_initial_leader {
+                lines.push(
+                    "     it claimed term 1 as cold-start candidate, which needs every member to confirm an empty data dir: none did, so it never led"
+                        .to_string(),
+                );
+            }
+            if let (Some(ms), Some((leader, term))) = (scene.corrected_after_ms, scene.corrected_to) {
+                lines.push(format!("     +{ms} ms corrected: follows node {leader} (ballot {term})"));
+            }
+            if let Some((ms, ballot)) = scene.abstained {
+                lines.push(format!(
+                    "     +{ms} ms learned the cluster is at ballot {ballot}: abstains from voting (it may have voted before its data was lost)"
+                ));
+            }
+            match rejoin_ms {
+                Some(ms) => lines.push(format!(
+                    "     +{ms} ms follower of node {} in leader term {}, catching up from index 1",
+                    record.elected_node, record.new_leader_term
+                )),
+                None => lines.push("     did not rejoin in time".to_string()),
+            }
+        }
+        (None, Some(ms)) => lines.push(format!(
+            "   node {} restarted: follower of node {} in leader term {} after {ms} ms",
+            record.killed, record.elected_node, record.new_leader_term
+        )),
+        (None, None) => lines.push(format!("   node {} restarted but did not rejoin in time", record.killed)),
+    }
+    lines
+}

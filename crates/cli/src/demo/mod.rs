@@ -1,0 +1,210 @@
+//! `conclave demo`: a 5-node cluster of real `conclave serve` processes under a
+//! write load; the leader is killed (SIGKILL) several times, each failover
+//! narrated from the nodes' own `/events`; at the end every acknowledged write
+//! is read back. Prints a summary table (or `--json`) and writes an HTML report
+//! with one SVG timeline per failover.
+
+mod client;
+mod cluster;
+mod failover;
+mod load;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use conclave_server::config::Timing;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use client::{Reply, RespClient};
+use cluster::DemoCluster;
+use load::{Acknowledged, Load};
+use report::DemoResult;
+
+/// Nodes in the demo's cluster.
+const NODES: u64 = 5;
+
+/// Flags of `conclave demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Leader kills to perform.
+    #[arg(long, default_value_t = 3)]
+    pub failovers: usize,
+    /// Heartbeat interval and timeout in milliseconds (default: the shipped
+    /// defaults); the election timeout is the miss limit times this.
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Where configs, data, logs and the report go (default: a new directory
+    /// under the system's temporary directory, kept afterwards).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Print one JSON object instead of the narration and the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Skip the stale-leader scene (the last restart with an emptied data dir).
+    #[arg(long)]
+    pub no_stale_leader: bool,
+}
+
+/// Why the demo could not run to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Configs or the report could not be written.
+    #[error("cannot prepare {path}: {source}")]
+    Prepare {
+        /// The directory or file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A node could not be started, killed or restarted.
+    #[error("cannot start, kill or restart node {node}: {source}")]
+    Process {
+        /// The node.
+        node: u64,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The cluster did not reach an expected state in time.
+    #[error("waited {timeout_ms} ms for {what}; the node logs in the data dir say why")]
+    TimedOut {
+        /// What was awaited.
+        what: String,
+        /// The deadline.
+        timeout_ms: u64,
+    },
+}
+
+/// Runs `conclave demo`.
+pub fn run(args: DemoArgs) -> ExitCode {
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("conclave-demo-{}", std::process::id())));
+    match run_in(&args, dir.clone()) {
+        Ok(result) => {
+            let report = dir.join("report.html");
+            if let Err(error) = std::fs::write(&report, result.html()) {
+                eprintln!("conclave demo: cannot write {}: {error}", report.display());
+                return ExitCode::FAILURE;
+            }
+            if args.json {
+                let mut object = result.to_json();
+                object["report"] = serde_json::Value::String(report.display().to_string());
+                println!("{object}");
+            } else {
+                println!("\n{}", result.summary_table());
+                println!("report: {}", report.display());
+            }
+            let failed = !result.lost_writes.is_empty() || !result.elections_correct();
+            if failed {
+                eprintln!("conclave demo: FAILED: lost writes or an election that did not pick the newest data");
+            }
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(error) => {
+            eprintln!("conclave demo: {error} (data in {})", dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_in(args: &DemoArgs, dir: PathBuf) -> Result<DemoResult, DemoError> {
+    let mut timing = Timing::default();
+    if let Some(heartbeat_ms) = args.heartbeat_ms {
+        timing.heartbeat_interval_ms = heartbeat_ms;
+        timing.heartbeat_timeout_ms = heartbeat_ms;
+    }
+    let election_timeout_ms = timing.heartbeat_timeout_ms * u64::from(timing.miss_limit);
+    let request_timeout = Duration::from_millis(timing.request_timeout_ms);
+    let progress = if args.json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    if !args.json {
+        progress.set_draw_target(ProgressDrawTarget::stderr());
+        progress.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("a valid template"));
+        progress.enable_steady_tick(Duration::from_millis(100));
+    }
+    let quiet = args.json;
+    let mut narrate = |line: String| {
+        if !quiet {
+            progress.suspend(|| println!("{line}"));
+        }
+    };
+    narrate(format!(
+        "starting {NODES} nodes in {} (heartbeat {} ms, election timeout {election_timeout_ms} ms)",
+        dir.display(),
+        timing.heartbeat_interval_ms
+    ));
+    let heartbeat_ms = timing.heartbeat_interval_ms;
+    let mut cluster =
+        DemoCluster::start(&dir, NODES, timing).map_err(|source| DemoError::Prepare { path: dir.clone(), source })?;
+    let leader = failover::wait_for_stable_leader(&cluster)?;
+    narrate(format!("node {} leads (leader term {:?}); starting the write load", leader.id, leader.leader_term));
+    let addresses: Vec<_> = cluster.members.iter().map(|member| member.client_address).collect();
+    // Two writers per node: a writer whose write waits on the dead leader does
+    // not hold up the measurement of the first new write.
+    let load = Load::start(addresses.iter().chain(&addresses).copied().collect(), request_timeout);
+    let mut failovers = Vec::new();
+    for number in 1..=args.failovers {
+        progress.set_message(format!(
+            "failover {number}/{}: {} writes acknowledged",
+            args.failovers,
+            load.ledger.count()
+        ));
+        let stale = number == args.failovers && !args.no_stale_leader;
+        failovers.push(failover::run(&mut cluster, &load.ledger, number, stale, &mut narrate)?);
+    }
+    progress.set_message("reading back every acknowledged write");
+    let ledger = load.stop();
+    let acknowledged: Vec<Acknowledged> =
+        ledger.acknowledged.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let failed_writes = *ledger.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let lost_writes = read_back(&cluster, &acknowledged, request_timeout)?;
+    progress.finish_and_clear();
+    cluster.stop();
+    Ok(DemoResult {
+        failovers,
+        acknowledged_writes: acknowledged.len(),
+        failed_writes,
+        lost_writes,
+        heartbeat_ms,
+        election_timeout_ms,
+    })
+}
+
+/// Reads every acknowledged key (linearizable GETs, pipelined) and returns the
+/// keys that are missing or hold another value.
+fn read_back(
+    cluster: &DemoCluster,
+    acknowledged: &[Acknowledged],
+    request_timeout: Duration,
+) -> Result<Vec<String>, DemoError> {
+    let leader = failover::wait_for_stable_leader(cluster)?;
+    let address = cluster.member(leader.id).client_address;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lost = Vec::new();
+    for batch in acknowledged.chunks(256) {
+        let commands: Vec<Vec<String>> = batch.iter().map(|write| vec!["GET".to_string(), write.key.clone()]).collect();
+        let replies = loop {
+            let attempt = RespClient::connect(address, request_timeout + Duration::from_secs(1))
+                .and_then(|mut client| client.pipeline(&commands));
+            match attempt {
+                // An error reply (a retry hint) reads the batch again.
+                Ok(replies) if !replies.iter().any(|reply| matches!(reply, Reply::Error(_))) => break replies,
+                _ if Instant::now() < deadline => continue,
+                _ => return Err(DemoError::TimedOut { what: "reading back the writes".into(), timeout_ms: 30_000 }),
+            }
+        };
+        for (write, reply) in batch.iter().zip(replies) {
+            if reply != Reply::Bulk(Some(write.value.clone().into_bytes())) {
+                lost.push(write.key.clone());
+            }
+        }
+    }
+    Ok(lost)
+}

@@ -1,0 +1,355 @@
+//! The demo's results: the summary table, the `--json` object, and the HTML
+//! report with one SVG timeline per failover (drawn here: one lane per node,
+//! events on a time axis from the kill).
+
+use std::fmt::Write;
+
+use serde_json::{json, Value};
+
+use super::failover::{FailoverRecord, TimelineEvent};
+
+/// The outcome of a whole demo run.
+pub struct DemoResult {
+    /// Every failover, in order.
+    pub failovers: Vec<FailoverRecord>,
+    /// Acknowledged writes.
+    pub acknowledged_writes: usize,
+    /// Writes that failed (not acknowledged; they may or may not have applied).
+    pub failed_writes: u64,
+    /// Acknowledged writes missing or wrong when read back.
+    pub lost_writes: Vec<String>,
+    /// The heartbeat interval used.
+    pub heartbeat_ms: u64,
+    /// The election timeout (miss limit × heartbeat timeout).
+    pub election_timeout_ms: u64,
+}
+
+/// The median (lower of the two middle values) and the maximum.
+pub fn p50_max(values: &[u64]) -> (u64, u64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let p50 = sorted.get(sorted.len().saturating_sub(1) / 2).copied().unwrap_or(0);
+    (p50, sorted.last().copied().unwrap_or(0))
+}
+
+impl DemoResult {
+    /// Every winner had the newest data, and every leader term was the old one + 1.
+    pub fn elections_correct(&self) -> bool {
+        self.failovers
+            .iter()
+            .all(|record| record.winner_had_newest_data() && record.new_leader_term == record.old_leader_term + 1)
+    }
+
+    fn failover_times(&self) -> Vec<u64> {
+        self.failovers.iter().map(|record| record.failover_ms).collect()
+    }
+
+    /// The `--json` object.
+    pub fn to_json(&self) -> Value {
+        let (p50, max) = p50_max(&self.failover_times());
+        let details: Vec<Value> = self
+            .failovers
+            .iter()
+            .map(|record| {
+                json!({
+                    "killed_node": record.killed,
+                    "elected_node": record.elected_node,
+                    "elected_data_version": version_json(record.elected_data_version()),
+                    "best_data_version": version_json(record.best_data_version()),
+                    "data_versions": record.versions.iter().map(|(id, version)| (id.to_string(), version_json(*version))).collect::<serde_json::Map<_, _>>(),
+                    "winner_had_newest_data": record.winner_had_newest_data(),
+                    "old_leader_term": record.old_leader_term,
+                    "new_leader_term": record.new_leader_term,
+                    "failover_ms": record.failover_ms,
+                    "rejoin_ms": record.rejoin_ms,
+                    "stale_leader_scene": record.stale_leader.as_ref().map(|scene| json!({
+                        "node": scene.node,
+                        "waited_as_initial_leader": scene.waited_as_initial_leader,
+                        "corrected_after_ms": scene.corrected_after_ms,
+                        "abstained_after_ms": scene.abstained.map(|(ms, _)| ms),
+                    })),
+                })
+            })
+            .collect();
+        json!({
+            "failovers": self.failovers.len(),
+            "acknowledged_writes": self.acknowledged_writes,
+            "failed_writes": self.failed_writes,
+            "lost_writes": self.lost_writes.len(),
+            "lost_keys": self.lost_writes,
+            "heartbeat_ms": self.heartbeat_ms,
+            "election_timeout_ms": self.election_timeout_ms,
+            "failover_ms": { "p50": p50, "max": max },
+            "failover_details": details,
+            "elections_correct": self.elections_correct(),
+        })
+    }
+
+    /// The table printed at the end.
+    pub fn summary_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<3} {:<7} {:<8} {:<12} {:<16} {:<16} {:<8} {:>12} {:>10}",
+            "#",
+            "killed",
+            "elected",
+            "leader term",
+            "winner data",
+            "newest live",
+            "newest?",
+            "failover ms",
+            "rejoin ms"
+        );
+        for record in &self.failovers {
+            let _ = writeln!(
+                out,
+                "{:<3} {:<7} {:<8} {:<12} {:<16} {:<16} {:<8} {:>12} {:>10}",
+                record.number,
+                record.killed,
+                record.elected_node,
+                format!("{} → {}", record.old_leader_term, record.new_leader_term),
+                format!("{:?}", record.elected_data_version()),
+                format!("{:?}", record.best_data_version()),
+                if record.winner_had_newest_data() { "yes" } else { "NO" },
+                record.failover_ms,
+                record.rejoin_ms.map_or_else(|| "-".to_string(), |ms| ms.to_string()),
+            );
+        }
+        let (p50, max) = p50_max(&self.failover_times());
+        let _ = writeln!(
+            out,
+            "failover (kill → first acknowledged new write): p50 {p50} ms, max {max} ms \
+             (heartbeat {} ms, election timeout {} ms)",
+            self.heartbeat_ms, self.election_timeout_ms
+        );
+        let _ = writeln!(
+            out,
+            "acknowledged writes: {}, read back: {}, lost: {} (failed, never acknowledged: {})",
+            self.acknowledged_writes,
+            self.acknowledged_writes - self.lost_writes.len(),
+            self.lost_writes.len(),
+            self.failed_writes
+        );
+        out
+    }
+
+    /// The HTML report: the summary and one SVG timeline per failover.
+    pub fn html(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Conclave failover demo</title>\n\
+             <style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}\
+             td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}th{background:#eee}\
+             svg{border:1px solid #ccc;background:#fff;margin:0.5em 0 2em 0}</style></head><body>\n\
+             <h1>Conclave failover demo</h1>\n",
+        );
+        let _ = writeln!(out, "<pre>{}</pre>", escape(&self.summary_table()));
+        for record in &self.failovers {
+            let _ = writeln!(
+                out,
+                "<h2>Failover {}: node {} killed, node {} elected, leader term {} → {}</h2>",
+                record.number, record.killed, record.elected_node, record.old_leader_term, record.new_leader_term
+            );
+            out.push_str(&timeline_svg(record));
+        }
+        out.push_str("</body></html>\n");
+        out
+    }
+}
+
+fn version_json((term, index): (u64, u64)) -> Value {
+    json!({ "last_term": term, "last_index": index })
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn colour(kind: &str) -> &'static str {
+    match kind {
+        "SubjectivelyDown" => "#e69f00",
+        "ObjectivelyDown" => "#d55e00",
+        "ElectionStarted" => "#999999",
+        "VoteChanged" => "#56b4e9",
+        "VoteFinalized" => "#0072b2",
+        "LeaderElect" => "#009e73",
+        "LeaderTermCommitted" => "#006400",
+        "Corrected" => "#cc79a7",
+        _ => "#bbbbbb",
+    }
+}
+
+/// Events drawn with a label (the rest are dots with a tooltip).
+fn labelled(kind: &str) -> bool {
+    matches!(
+        kind,
+        "SubjectivelyDown"
+            | "ObjectivelyDown"
+            | "VoteChanged"
+            | "VoteFinalized"
+            | "LeaderElect"
+            | "LeaderTermCommitted"
+            | "Corrected"
+            | "AbstainedAfterDataLoss"
+    )
+}
+
+const WIDTH: f64 = 1100.0;
+const LEFT: f64 = 80.0;
+const RIGHT: f64 = 30.0;
+const TOP: f64 = 56.0;
+const LANE: f64 = 104.0;
+/// Label rows around a lane: offsets from the lane's line, nearest first.
+const LABEL_ROWS: [f64; 6] = [-9.0, 19.0, -23.0, 33.0, -37.0, 47.0];
+/// Roughly the width of one character of an 11 px label.
+const CHARACTER_WIDTH: f64 = 6.5;
+
+/// One failover's timeline: a lane per node, milliseconds after the kill across.
+pub fn timeline_svg(record: &FailoverRecord) -> String {
+    let nodes: Vec<u64> = {
+        let mut nodes: Vec<u64> = record.versions.keys().copied().chain([record.killed]).collect();
+        nodes.extend(record.timeline.iter().map(|event| event.node));
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
+    };
+    let end_ms = record
+        .timeline
+        .iter()
+        .map(|event| event.after_kill_ms)
+        .chain([record.failover_ms as i64, record.restart_after_kill_ms as i64 + 1])
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.05;
+    let start_ms = -0.03 * end_ms;
+    let x = |ms: f64| LEFT + (ms - start_ms) / (end_ms - start_ms) * (WIDTH - LEFT - RIGHT);
+    let height = TOP + LANE * nodes.len() as f64 + 70.0;
+    let lane_y = |node: u64| TOP + LANE * nodes.iter().position(|&id| id == node).unwrap_or(0) as f64 + LANE / 2.0;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">"
+    );
+    for &node in &nodes {
+        let y = lane_y(node);
+        let mut name = format!("node {node}");
+        if node == record.killed {
+            name.push_str(" ✝");
+        } else if node == record.elected_node {
+            name.push_str(" ★");
+        }
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{LEFT}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#ddd\"/><text x=\"8\" y=\"{}\" font-size=\"13\">{}</text>",
+            WIDTH - RIGHT,
+            y + 4.0,
+            escape(&name)
+        );
+    }
+    // The time axis with about ten ticks at a round step.
+    let axis_y = TOP + LANE * nodes.len() as f64 + 10.0;
+    let step = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0]
+        .into_iter()
+        .find(|step| end_ms / step <= 12.0)
+        .unwrap_or(10_000.0);
+    let _ =
+        writeln!(svg, "<line x1=\"{LEFT}\" y1=\"{axis_y}\" x2=\"{}\" y2=\"{axis_y}\" stroke=\"#444\"/>", WIDTH - RIGHT);
+    let mut tick = 0.0;
+    while tick <= end_ms {
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{0}\" y1=\"{axis_y}\" x2=\"{0}\" y2=\"{1}\" stroke=\"#444\"/><text x=\"{0}\" y=\"{2}\" text-anchor=\"middle\">{3}</text>",
+            x(tick),
+            axis_y + 5.0,
+            axis_y + 18.0,
+            tick
+        );
+        tick += step;
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">milliseconds after the SIGKILL</text>",
+        (LEFT + WIDTH - RIGHT) / 2.0,
+        axis_y + 34.0
+    );
+    let marker = |svg: &mut String, ms: f64, colour: &str, text: &str, row: f64| {
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{axis_y}\" stroke=\"{colour}\" stroke-width=\"2\" stroke-dasharray=\"4 3\"/>\
+             <text x=\"{0}\" y=\"{2}\" fill=\"{colour}\" text-anchor=\"middle\" font-weight=\"bold\">{3}</text>",
+            x(ms),
+            TOP - 30.0 + 14.0 * row,
+            TOP - 34.0 + 14.0 * row,
+            escape(text)
+        );
+    };
+    // Three rows, so that markers close in time keep their labels apart.
+    marker(&mut svg, 0.0, "#c00000", &format!("kill node {}", record.killed), 0.0);
+    marker(&mut svg, record.failover_ms as f64, "#008000", &format!("first write +{} ms", record.failover_ms), 1.0);
+    let restart = format!("restart node {} +{} ms", record.killed, record.restart_after_kill_ms);
+    marker(&mut svg, record.restart_after_kill_ms as f64, "#7040a0", &restart, 2.0);
+    // Per lane and label row, where the last label ends: a label takes the first
+    // row it fits in, so events a few milliseconds apart stay legible.
+    let mut row_ends = std::collections::BTreeMap::<u64, [f64; LABEL_ROWS.len()]>::new();
+    for event in &record.timeline {
+        let ends = row_ends.entry(event.node).or_insert([f64::MIN; LABEL_ROWS.len()]);
+        svg.push_str(&event_mark(event, x(event.after_kill_ms as f64), lane_y(event.node), ends));
+    }
+    let mut legend_x = LEFT;
+    let legend_y = height - 8.0;
+    for kind in [
+        "SubjectivelyDown",
+        "ObjectivelyDown",
+        "VoteChanged",
+        "VoteFinalized",
+        "LeaderElect",
+        "LeaderTermCommitted",
+        "Corrected",
+    ] {
+        let _ = writeln!(
+            svg,
+            "<circle cx=\"{legend_x}\" cy=\"{}\" r=\"5\" fill=\"{}\"/><text x=\"{}\" y=\"{legend_y}\">{kind}</text>",
+            legend_y - 4.0,
+            colour(kind),
+            legend_x + 8.0
+        );
+        legend_x += 8.0 + 7.0 * kind.len() as f64 + 16.0;
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn event_mark(event: &TimelineEvent, x: f64, y: f64, row_ends: &mut [f64; LABEL_ROWS.len()]) -> String {
+    let title = escape(&format!("node {} +{} ms {} {}", event.node, event.after_kill_ms, event.kind, event.detail));
+    let mut mark = format!(
+        "<circle cx=\"{x}\" cy=\"{y}\" r=\"5\" fill=\"{}\" stroke=\"#333\" stroke-width=\"0.5\"><title>{title}</title></circle>",
+        colour(&event.kind)
+    );
+    if labelled(&event.kind) {
+        let width = CHARACTER_WIDTH * event.label.chars().count() as f64;
+        let start = x - width / 2.0;
+        // When every row is taken, the row that frees up first.
+        let row = (0..LABEL_ROWS.len())
+            .find(|&row| row_ends[row] + 4.0 <= start)
+            .unwrap_or_else(|| (0..LABEL_ROWS.len()).min_by(|&a, &b| row_ends[a].total_cmp(&row_ends[b])).unwrap_or(0));
+        row_ends[row] = start + width;
+        let label_y = y + LABEL_ROWS[row];
+        let _ = write!(mark, "<text x=\"{x}\" y=\"{label_y}\" text-anchor=\"middle\">{}</text>", escape(&event.label));
+    }
+    mark.push('\n');
+    mark
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_max() {
+        assert_eq!(p50_max(&[]), (0, 0));
+        assert_eq!(p50_max(&[300, 100, 200]), (200, 300));
+        assert_eq!(p50_max(&[4, 1, 3, 2]), (2, 4));
+    }
+}

@@ -1,0 +1,168 @@
+//! Counters and histograms in the Prometheus text exposition format (0.0.4),
+//! written by hand: a few lines of formatting do not justify a dependency and
+//! its registry machinery.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use conclave_core::DropReason;
+
+use crate::status::NodeStatus;
+
+/// Bucket upper bounds for the failover time, in milliseconds.
+const FAILOVER_BUCKETS_MS: [f64; 10] = [50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 2000.0, 5000.0, 10000.0];
+/// Bucket upper bounds for a WAL write plus sync, in milliseconds.
+const FSYNC_BUCKETS_MS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0];
+
+/// A cumulative histogram with fixed buckets.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    inner: Mutex<HistogramCounts>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct HistogramCounts {
+    /// Per bucket, not cumulative; the last slot is `+Inf`.
+    buckets: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        let counts = HistogramCounts { buckets: vec![0; bounds.len() + 1], ..HistogramCounts::default() };
+        Histogram { bounds, inner: Mutex::new(counts) }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, value: f64) {
+        let slot = self.bounds.iter().position(|&bound| value <= bound).unwrap_or(self.bounds.len());
+        let mut counts = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.buckets[slot] += 1;
+        counts.sum += value;
+        counts.count += 1;
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).count
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let counts = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in self.bounds.iter().zip(&counts.buckets) {
+            cumulative += count;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", counts.count);
+        let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", counts.sum, counts.count);
+    }
+}
+
+/// A node's counters. Monotonic unless named as a gauge.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Election rounds this node started (pre-vote rounds included).
+    pub elections_started: AtomicU64,
+    /// Elections this node won (it became leader-elect).
+    pub elections_won: AtomicU64,
+    /// Commands proposed by this node as leader (its own clients' and forwarded).
+    pub proposals: AtomicU64,
+    /// Log entries committed and applied here.
+    pub commits: AtomicU64,
+    /// Client connections accepted.
+    pub client_connections: AtomicU64,
+    /// Client connections open now (a gauge).
+    pub client_connections_open: AtomicU64,
+    /// Error replies sent to clients.
+    pub client_errors: AtomicU64,
+    /// From losing the leader to the first commit of a new leader, as this node saw it.
+    pub failover_ms: Histogram,
+    /// One WAL write plus sync (a group commit).
+    pub fsync_ms: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            elections_started: AtomicU64::new(0),
+            elections_won: AtomicU64::new(0),
+            proposals: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            client_connections: AtomicU64::new(0),
+            client_connections_open: AtomicU64::new(0),
+            client_errors: AtomicU64::new(0),
+            failover_ms: Histogram::new(&FAILOVER_BUCKETS_MS),
+            fsync_ms: Histogram::new(&FSYNC_BUCKETS_MS),
+        }
+    }
+}
+
+/// Adds one to a counter.
+pub fn increment(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// The exposition text: these metrics and the dropped-message counters of `status`.
+    pub fn render(&self, status: &NodeStatus) -> String {
+        let mut out = String::with_capacity(4096);
+        let counters: [(&str, &str, &AtomicU64); 6] = [
+            ("conclave_elections_started_total", "Election rounds this node started.", &self.elections_started),
+            ("conclave_elections_won_total", "Elections this node won.", &self.elections_won),
+            ("conclave_proposals_total", "Commands this node proposed as leader.", &self.proposals),
+            ("conclave_commits_total", "Log entries committed and applied on this node.", &self.commits),
+            ("conclave_client_connections_total", "Client connections accepted.", &self.client_connections),
+            ("conclave_client_errors_total", "Error replies sent to clients.", &self.client_errors),
+        ];
+        for (name, help, counter) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        let open = self.client_connections_open.load(Ordering::Relaxed);
+        let name = "conclave_client_connections_open";
+        let _ = writeln!(out, "# HELP {name} Client connections open now.\n# TYPE {name} gauge\n{name} {open}");
+        let name = "conclave_messages_dropped_total";
+        let _ = writeln!(out, "# HELP {name} Peer messages the core dropped, by reason.\n# TYPE {name} counter");
+        for reason in DropReason::ALL {
+            let count = status.dropped.get(reason.name()).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}{{reason=\"{}\"}} {count}", reason.name());
+        }
+        let name = "conclave_peer_frames_dropped_total";
+        let _ = writeln!(out, "# HELP {name} Peer frames dropped from full send queues.\n# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", status.dropped_peer_frames);
+        self.failover_ms.render(
+            &mut out,
+            "conclave_failover_ms",
+            "Milliseconds from losing the leader to the first commit of the new leader, as this node saw it.",
+        );
+        self.fsync_ms.render(&mut out, "conclave_fsync_ms", "Milliseconds of one WAL write and sync.");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let metrics = Metrics::default();
+        metrics.failover_ms.observe(80.0);
+        metrics.failover_ms.observe(20_000.0);
+        let text = metrics.render(&NodeStatus::example());
+        assert!(text.contains("conclave_failover_ms_bucket{le=\"50\"} 0"));
+        assert!(text.contains("conclave_failover_ms_bucket{le=\"100\"} 1"));
+        assert!(text.contains("conclave_failover_ms_bucket{le=\"10000\"} 1"));
+        assert!(text.contains("conclave_failover_ms_bucket{le=\"+Inf\"} 2"));
+        assert!(text.contains("conclave_failover_ms_count 2"));
+        assert!(text.contains("# TYPE conclave_messages_dropped_total counter"));
+    }
+}

@@ -105,7 +105,7 @@ mod tests {
     async fn nothing_is_released_before_the_persists_ahead_of_it_completed() {
         let dir = tempfile::tempdir().unwrap();
         let wal = Wal::open(dir.path(), WalOptions::new(7, 1)).unwrap();
-        let mut group = GroupCommit::new(wal);
+        let mut group = GroupCommit::new(wal, Observability::new(1));
         assert_eq!(group.push(volatile(1)), Some(volatile(1)), "nothing ahead, nothing to persist: at once");
         assert_eq!(group.push(durable(1)), None);
         assert_eq!(group.push(volatile(2)), None, "waits behind the durable one");

@@ -96,6 +96,12 @@ pub enum Body {
         leader_term: Term,
         /// True when reporting the loss, false when retracting it.
         down: bool,
+        /// The sender's data version when it reported: term of its last log
+        /// entry. Lets the round that follows start from the best version
+        /// already known (DESIGN notes: "data versions in SDOWN reports").
+        last_log_term: Term,
+        /// Index of the sender's last log entry.
+        last_log_index: LogIndex,
     },
     /// `fast` mode: a majority holds `leader` of `leader_term` down; receivers
     /// start the election at once.

@@ -247,7 +247,7 @@ fn another_election_mode_s_messages_are_dropped() {
     // A raft-mode node receiving fast-mode gossip (a misconfigured peer).
     let mut node = follower();
     let gossip = [
-        Body::SubjectiveDown { leader: Some(2), leader_term: 2, down: true },
+        Body::SubjectiveDown { leader: Some(2), leader_term: 2, down: true, last_log_term: 0, last_log_index: 0 },
         Body::ObjectiveDown { leader: Some(2), leader_term: 2 },
         Body::Vote {
             ballot: 3,

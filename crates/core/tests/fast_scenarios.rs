@@ -167,7 +167,7 @@ fn one_broken_link_to_the_leader_starts_no_election() {
         .filter(|(at, message)| {
             *at == sdown[0]
                 && message.from == 3
-                && message.body == Body::SubjectiveDown { leader: Some(1), leader_term: 1, down: true }
+                && matches!(message.body, Body::SubjectiveDown { leader: Some(1), leader_term: 1, down: true, .. })
         })
         .map(|(_, message)| message.to)
         .collect();
@@ -199,7 +199,7 @@ fn one_broken_link_to_the_leader_starts_no_election() {
         .filter(|(at, message)| {
             *at >= heal_at
                 && message.from == 3
-                && message.body == Body::SubjectiveDown { leader: Some(1), leader_term: 1, down: false }
+                && matches!(message.body, Body::SubjectiveDown { leader: Some(1), leader_term: 1, down: false, .. })
         })
         .map(|(_, message)| message.to)
         .collect();
@@ -288,16 +288,8 @@ fn the_newest_data_wins() {
 
     assert_settled(&cluster, 2, 2);
     for id in 3..=5 {
-        // Each moved its vote to n2 (n5's vote is the best of the others').
-        let changes: Vec<NodeId> = cluster
-            .events_of(id)
-            .into_iter()
-            .filter(|(at, _)| *at >= crash_at)
-            .filter_map(|(_, event)| match event {
-                Event::VoteChanged { ballot: 2, candidate } => Some(candidate),
-                _ => None,
-            })
-            .collect();
+        // Each ended backing n2 (at once, from n2's report, or by moving to it).
+        let changes: Vec<NodeId> = votes_sent(&cluster, id, crash_at).into_iter().map(|(_, c)| c).collect();
         assert_eq!(changes.last(), Some(&2), "node {id} ended backing n2: {changes:?}");
         assert_eq!(
             event_times(&cluster, id, crash_at, |e| *e == Event::VoteFinalized { ballot: 2, candidate: 2 }).len(),
@@ -327,6 +319,20 @@ fn late_best_votes(best_delay_ms: u64, seed: u64) -> (TimedCluster, u64, BestVot
     cluster.run_for(4 * ELECTION_TIMEOUT_MS);
     let arrival = BestVoteArrival::find(&cluster, crash_at);
     (cluster, crash_at, arrival)
+}
+
+/// The candidates `id` voted for in round 2 since `since_ms`, with when it first
+/// sent each: its first vote (maybe taken from a report) and every change.
+fn votes_sent(cluster: &TimedCluster, id: NodeId, since_ms: u64) -> Vec<(u64, NodeId)> {
+    let mut backed: Vec<(u64, NodeId)> = Vec::new();
+    for (at, message) in &cluster.sent {
+        if let Body::Vote { ballot: 2, vote, state: PeerState::Looking } = message.body {
+            if *at >= since_ms && message.from == id && backed.last().is_none_or(|(_, c)| *c != vote.candidate) {
+                backed.push((*at, vote.candidate));
+            }
+        }
+    }
+    backed
 }
 
 /// When n2's first vote of round 2 reached n3, n4, n5; and when n5 had heard
@@ -388,14 +394,7 @@ fn the_best_nodes_votes_arrive_last_and_the_finalize_window_still_elects_it() {
     }
     // n3 and n4 first moved to n5, then to n2 when its vote came.
     for id in [3, 4] {
-        let changes: Vec<(u64, NodeId)> = cluster
-            .events_of(id)
-            .into_iter()
-            .filter_map(|(at, event)| match event {
-                Event::VoteChanged { ballot: 2, candidate } if at >= crash_at => Some((at, candidate)),
-                _ => None,
-            })
-            .collect();
+        let changes = votes_sent(&cluster, id, crash_at);
         // (It may pass through n4 first, as votes from n4 and n5 race.)
         let candidates: Vec<NodeId> = changes.iter().map(|(_, candidate)| *candidate).collect();
         let backed_n5 = candidates.iter().position(|candidate| *candidate == 5);
@@ -801,15 +800,16 @@ fn vote_msg(from: NodeId, to: NodeId, term: Term, ballot: Term, vote: VoteChoice
 }
 
 fn report(from: NodeId, to: NodeId, down: bool) -> Message {
-    msg(from, to, 1, Body::SubjectiveDown { leader: Some(1), leader_term: 1, down })
+    msg(from, to, 1, Body::SubjectiveDown { leader: Some(1), leader_term: 1, down, last_log_term: 0, last_log_index: 0 })
 }
 
 /// n2 of five, looking in the round for ballot 2 after an `ObjectiveDown` from n3.
-/// It heard every member but the lost leader recently (n5's SDOWN report, n3's
-/// ODOWN, n4's votes to come), so the quiet window applies until all have voted.
+/// Without the lost leader's view every other member may vote, so the quiet
+/// window applies until all have. (No SDOWN report came first: its data version
+/// would be the round's first vote, see
+/// `a_reported_data_version_is_the_first_vote_but_binds_only_once_confirmed`.)
 fn looking_n2() -> Node {
     let mut node = fresh_follower(2, &FIVE);
-    assert!(node.step(report(5, 2, true)).is_empty(), "one report is not ODOWN");
     let output = node.step(msg(3, 2, 1, Body::ObjectiveDown { leader: Some(1), leader_term: 1 }));
     assert_eq!(node.role(), Role::Looking);
     assert!(output.events.contains(&Event::ElectionStarted { term: 2, pre_vote: false }));
@@ -1024,7 +1024,7 @@ fn objective_down_needs_strictly_more_than_half() {
     const FOUR: [NodeId; 4] = [1, 2, 3, 4];
     let mut node = fresh_follower(2, &FOUR);
     let _ = node.tick(10);
-    let report4 = |from: NodeId| msg(from, 2, 1, Body::SubjectiveDown { leader: Some(1), leader_term: 1, down: true });
+    let report4 = |from: NodeId| msg(from, 2, 1, Body::SubjectiveDown { leader: Some(1), leader_term: 1, down: true, last_log_term: 0, last_log_index: 0 });
     assert!(node.step(report4(3)).is_empty());
     assert!(node.step(report4(4)).is_empty());
     assert_eq!(node.role(), Role::Follower);
@@ -1046,10 +1046,78 @@ fn reports_about_another_leader_or_term_do_not_count_against_mine() {
     let mut node = fresh_follower(2, &FIVE);
     let _ = node.tick(10);
     for from in [3, 4] {
-        let other = msg(from, 2, 1, Body::SubjectiveDown { leader: Some(5), leader_term: 1, down: true });
+        let other = msg(from, 2, 1, Body::SubjectiveDown { leader: Some(5), leader_term: 1, down: true, last_log_term: 0, last_log_index: 0 });
         assert!(node.step(other).is_empty());
     }
-    let older = msg(5, 2, 1, Body::SubjectiveDown { leader: Some(1), leader_term: 0, down: true });
+    let older = msg(5, 2, 1, Body::SubjectiveDown { leader: Some(1), leader_term: 0, down: true, last_log_term: 0, last_log_index: 0 });
     assert!(node.step(older).is_empty());
     assert_eq!(node.role(), Role::Follower);
+}
+
+#[test]
+fn a_reported_data_version_is_the_first_vote_but_binds_only_once_confirmed() {
+    // Reference: docs/decisions.md, "Data versions in SDOWN reports" — a round
+    // starts from the best version the reports carried, but a report may be
+    // stale (the reporter's log can change after it), so a vote binds only once
+    // its candidate voted the same in the round.
+    let report_with = |from: NodeId, last_log_term: Term, last_log_index: LogIndex| {
+        msg(from, 2, 1, Body::SubjectiveDown { leader: Some(1), leader_term: 1, down: true, last_log_term, last_log_index })
+    };
+    let reported = vote_choice(5, 1, 7);
+    let start = |node: &mut Node| {
+        assert!(node.step(report_with(5, 1, 7)).is_empty(), "one report is not ODOWN");
+        let output = node.step(msg(3, 2, 1, Body::ObjectiveDown { leader: Some(1), leader_term: 1 }));
+        assert_eq!(node.role(), Role::Looking);
+        assert_eq!(output.messages, broadcast_vote(2, 1, 2, reported), "the first vote is n5's reported version");
+    };
+
+    // n3 and n4 agree on it, but n5 has not voted: nothing binds, not even when
+    // the quiet window ends; n2 falls back to its own vote instead.
+    let mut node = fresh_follower(2, &FIVE);
+    start(&mut node);
+    let _ = node.step(vote_msg(3, 2, 1, 2, reported));
+    let output = node.step(vote_msg(4, 2, 1, 2, reported));
+    assert!(!output.events.iter().any(|event| matches!(event, Event::VoteFinalized { .. })), "{output:?}");
+    let output = node.tick(FINALIZE_WAIT_MS);
+    assert!(!output.events.iter().any(|event| matches!(event, Event::VoteFinalized { .. })), "{output:?}");
+    assert!(output.events.contains(&Event::VoteChanged { ballot: 2, candidate: 2 }));
+    assert_eq!(output.messages, broadcast_vote(2, 1, 2, vote_choice(2, 0, 0)));
+    assert_eq!(node.role(), Role::Looking);
+    // The unconfirmed version is not taken again from others ...
+    let output = node.step(vote_msg(3, 2, 1, 2, reported));
+    assert!(output.events.is_empty(), "{output:?}");
+    // ... but it is once n5 itself confirms it, and then it binds: every member
+    // but the lost leader now backs it.
+    let output = node.step(vote_msg(5, 2, 1, 2, reported));
+    assert!(output.events.contains(&Event::VoteFinalized { ballot: 2, candidate: 5 }), "{output:?}");
+    let mut expected = broadcast_vote(2, 1, 2, reported);
+    expected.push(msg(2, 5, 2, vote(true)));
+    assert_eq!(output.messages, expected, "it backs n5 again, then binds to it");
+
+    // n5's own vote names an older version (its log lost a suffix after it
+    // reported): n2 drops the stale version at once and backs n5's real one.
+    let mut node = fresh_follower(2, &FIVE);
+    start(&mut node);
+    let actual = vote_choice(5, 1, 5);
+    let output = node.step(vote_msg(5, 2, 1, 2, actual));
+    assert_eq!(output.events, vec![Event::VoteChanged { ballot: 2, candidate: 5 }]);
+    assert_eq!(output.messages, broadcast_vote(2, 1, 2, actual));
+    let _ = node.step(vote_msg(3, 2, 1, 2, actual));
+    let output = node.step(vote_msg(4, 2, 1, 2, actual));
+    assert!(output.events.contains(&Event::VoteFinalized { ballot: 2, candidate: 5 }), "{output:?}");
+}
+
+#[test]
+fn a_node_never_takes_a_vote_for_itself_with_another_data_version() {
+    // A stale report about n2 (a longer log it no longer has) reaches the round as
+    // a vote naming n2: n2 knows its own version and keeps it, so it can never
+    // lead on grants given for data it does not hold.
+    let mut node = looking_n2();
+    let stale_about_me = vote_choice(2, 1, 9);
+    let output = node.step(vote_msg(3, 2, 1, 2, stale_about_me));
+    assert!(output.events.is_empty(), "{output:?}");
+    let _ = node.step(vote_msg(4, 2, 1, 2, stale_about_me));
+    let output = node.step(vote_msg(5, 2, 1, 2, stale_about_me));
+    assert!(!output.events.iter().any(|event| matches!(event, Event::VoteFinalized { .. })), "{output:?}");
+    assert_eq!(node.role(), Role::Looking);
 }

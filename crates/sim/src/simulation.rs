@@ -478,6 +478,8 @@ impl Simulation {
                     // changes nothing until a vote is finalized (counted below).
                     if !self.options.mode.exchanges_votes() && self.leader_reaches_majority() {
                         self.disruptions += 1;
+                        let event = "disruption: campaigns while a majority hears the leader".to_string();
+                        self.trace.record(self.now_ms, TraceEvent::Node { node: id, event });
                     }
                     self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") });
                 }
@@ -487,6 +489,8 @@ impl Simulation {
                     let leader_term = self.current_leader().map(|(_, term)| term);
                     if leader_term.is_some_and(|term| term < *ballot) && self.leader_reaches_majority() {
                         self.disruptions += 1;
+                        let event = format!("disruption: binds ballot {ballot} while a majority hears the leader");
+                        self.trace.record(self.now_ms, TraceEvent::Node { node: id, event });
                     }
                     self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") });
                 }

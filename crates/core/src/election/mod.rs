@@ -131,10 +131,12 @@ impl Node {
         }
     }
 
-    /// The node accepted an `AppendEntries` from its leader of the current term.
-    pub(crate) fn on_heard_from_leader(&mut self) {
+    /// The node accepted an `AppendEntries` or `InstallSnapshot` from its leader
+    /// of the current term; `heartbeat` says whether it was a heartbeat (an
+    /// `AppendEntries` without entries), the only kind that clears missed counts.
+    pub(crate) fn on_heard_from_leader(&mut self, heartbeat: bool) {
         if self.config.election_mode.exchanges_votes() {
-            fast::on_heard_from_leader(self)
+            fast::on_heard_from_leader(self, heartbeat)
         }
     }
 

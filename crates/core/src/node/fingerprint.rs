@@ -137,10 +137,14 @@ fn hash_fast_state<H: Hasher>(fast: &FastState, clock: &RelativeClock, expiry_ms
     if fast.subjectively_down {
         clock.time(fast.report_at_ms, hasher);
     }
-    for (id, FailReport { leader, leader_term, reported_at_ms }) in &fast.fail_table {
-        (id, leader, leader_term).hash(hasher);
+    for (id, FailReport { leader, leader_term, reported_at_ms, version }) in &fast.fail_table {
+        (id, leader, leader_term, version).hash(hasher);
         // Reports expire at `reported + election timeout`.
         clock.time(clock.not_before(*reported_at_ms, expiry_ms), hasher);
+    }
+    for (id, (version, at_ms)) in &fast.heard_alive {
+        (id, version).hash(hasher);
+        clock.time(clock.not_before(*at_ms, expiry_ms), hasher);
     }
     match &fast.round {
         None => 0u8.hash(hasher),
@@ -168,6 +172,7 @@ fn hash_round<H: Hasher>(round: &Round, clock: &RelativeClock, hasher: &mut H) {
     clock.time(round.give_up_at_ms, hasher);
     round.lost_leader.hash(hasher);
     round.early_grants.hash(hasher);
+    round.shunned.hash(hasher);
 }
 
 #[cfg(test)]

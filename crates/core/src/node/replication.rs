@@ -34,6 +34,12 @@ impl Node {
     /// messages beyond its match index, so catch-up is not limited to one message
     /// per round trip.
     pub(crate) fn send_append(&mut self, to: NodeId) {
+        self.send_append_limited(to, self.config.max_entries_per_message);
+    }
+
+    /// `send_append` with at most `max_entries` per message; 0 sends a probe
+    /// without entries (a heartbeat).
+    fn send_append_limited(&mut self, to: NodeId, max_entries: usize) {
         loop {
             let Some(progress) = self.progress.get(&to) else { return };
             if !progress.can_send() {
@@ -52,12 +58,12 @@ impl Node {
                 return;
             }
             let streaming = progress.state == ProgressState::Replicate;
-            let window = MAX_INFLIGHT_MESSAGES * self.config.max_entries_per_message as LogIndex;
+            let window = MAX_INFLIGHT_MESSAGES * self.config.max_entries_per_message.max(1) as LogIndex;
             if streaming && progress.next_index - progress.match_index > window {
                 return; // Wait for acknowledgements before sending more.
             }
             let prev_log_index = progress.next_index - 1;
-            let entries = self.log.entries_from(progress.next_index, self.config.max_entries_per_message).to_vec();
+            let entries = self.log.entries_from(progress.next_index, max_entries).to_vec();
             if entries.is_empty() && streaming {
                 return; // Nothing new; heartbeats keep the follower informed.
             }
@@ -72,8 +78,13 @@ impl Node {
         }
     }
 
-    /// Raft §5.2: the leader's periodic heartbeat, which also retransmits to
-    /// followers that are probing or whose acknowledgements stalled.
+    /// Raft §5.2: the leader's periodic heartbeat, which also probes followers
+    /// that are probing or whose acknowledgements stalled. A heartbeat never
+    /// carries entries: followers count missed heartbeats (DESIGN.md §3.2), so
+    /// each follower gets one empty `AppendEntries` per interval whatever its
+    /// progress, and a heartbeat is never stuck behind a large message. A probe
+    /// that matches is answered and the entries follow (one round trip more than
+    /// probing with entries, paid only after a loss).
     pub(crate) fn broadcast_heartbeat(&mut self) {
         self.heartbeat_deadline_ms = self.now_ms + self.config.heartbeat_interval_ms;
         let last_index = self.log.last_index();
@@ -84,14 +95,14 @@ impl Node {
             match progress.state {
                 ProgressState::Probe { .. } => {
                     progress.state = ProgressState::Probe { in_flight: false };
-                    self.send_append(peer);
+                    self.send_append_limited(peer, 0);
                 }
                 ProgressState::Snapshot { .. } => self.snapshot_heartbeat(peer),
                 ProgressState::Replicate if stalled || self.log.is_compacted(progress.match_index) => {
                     // Something sent was lost: resend from the last known match.
                     progress.next_index = progress.match_index + 1;
                     progress.state = ProgressState::Probe { in_flight: false };
-                    self.send_append(peer);
+                    self.send_append_limited(peer, 0);
                 }
                 ProgressState::Replicate => {
                     let prev_log_index = progress.match_index;
@@ -121,6 +132,7 @@ impl Node {
             self.dropped.record(DropReason::ImpossibleFields);
             return;
         }
+        let heartbeat = entries.is_empty();
         let (mut prev_log_index, mut prev_log_term, mut entries) = (prev_log_index, prev_log_term, entries);
         let base = self.log.snapshot_index();
         if prev_log_index < base {
@@ -164,7 +176,7 @@ impl Node {
         }
         self.last_leader_contact_ms = Some(self.now_ms);
         self.reset_election_timer();
-        self.on_heard_from_leader();
+        self.on_heard_from_leader(heartbeat);
 
         if !prev_matches {
             let hint_index = self.rejection_hint(prev_log_index, prev_log_term);

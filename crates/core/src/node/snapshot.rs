@@ -216,7 +216,7 @@ impl Node {
         }
         self.last_leader_contact_ms = Some(self.now_ms);
         self.reset_election_timer();
-        self.on_heard_from_leader();
+        self.on_heard_from_leader(false);
 
         let last_included_index = chunk.meta.last_included_index;
         let term = self.term;

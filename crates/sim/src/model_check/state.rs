@@ -46,7 +46,9 @@ fn hash_message(message: &Message, hasher: &mut Fingerprinter) {
         Body::AppendResponse(AppendOutcome::Rejected { prev_log_index, hint_index }) => {
             (1u8, prev_log_index, hint_index).hash(hasher)
         }
-        Body::SubjectiveDown { leader, leader_term, down } => (leader, leader_term, down).hash(hasher),
+        Body::SubjectiveDown { leader, leader_term, down, last_log_term, last_log_index } => {
+            (leader, leader_term, down, last_log_term, last_log_index).hash(hasher)
+        }
         Body::ObjectiveDown { leader, leader_term } => (leader, leader_term).hash(hasher),
         Body::Vote { ballot, vote, state } => (ballot, vote, state).hash(hasher),
         Body::Correction { leader, leader_term } => (leader, leader_term).hash(hasher),

@@ -28,6 +28,9 @@ pub(super) const INITIAL_TERM: Term = 1;
 pub(crate) fn cold_start(node: &mut Node, restored_empty: bool) {
     node.fast.started_empty = restored_empty;
     detector::restart_watch(node);
+    if !restored_empty {
+        detector::announce_restart(node);
+    }
     let Some(initial_leader) = node.config.initial_leader else { return };
     if !restored_empty {
         return;

@@ -2,7 +2,7 @@
 //! down (DESIGN.md §3.2).
 
 use super::{round, FailReport};
-use crate::message::Body;
+use crate::message::{Body, VoteChoice};
 use crate::node::Node;
 use crate::output::Event;
 use crate::status::Role;
@@ -14,8 +14,15 @@ pub(super) fn restart_watch(node: &mut Node) {
     node.fast.miss_deadline_ms = node.now_ms + node.config.heartbeat_timeout_ms;
 }
 
-pub(super) fn on_heard_from_leader(node: &mut Node) {
-    restart_watch(node);
+/// Misses count heartbeats, not traffic (DESIGN.md §3.2, "heartbeat loss is
+/// counted"): the leader sends one to every follower each heartbeat interval
+/// whatever else it sends, so the count, and the moment a crashed leader is
+/// suspected, does not depend on client load. Any contact still retracts an
+/// SDOWN: it proves the link works.
+pub(super) fn on_heard_from_leader(node: &mut Node, heartbeat: bool) {
+    if heartbeat || node.fast.subjectively_down {
+        restart_watch(node);
+    }
     if node.fast.subjectively_down {
         // Retract: this node's link works again.
         node.fast.subjectively_down = false;
@@ -45,6 +52,16 @@ pub(super) fn on_tick(node: &mut Node) {
     }
 }
 
+/// A node restarting from durable state announces itself with its data
+/// version, in the form of a retraction (it holds no leader down: it just does
+/// not know one yet, and counts misses from now like any follower). An election
+/// starting meanwhile then waits for it and sees its data — a leader that
+/// crashed and came back quickly may hold the newest (simulator seed 182).
+pub(super) fn announce_restart(node: &mut Node) {
+    debug_assert!(node.leader.is_none() && !node.fast.subjectively_down);
+    broadcast_report(node, false);
+}
+
 fn declare_subjectively_down(node: &mut Node) {
     node.fast.subjectively_down = true;
     node.fast.report_at_ms = node.now_ms + node.config.heartbeat_timeout_ms;
@@ -55,19 +72,34 @@ fn declare_subjectively_down(node: &mut Node) {
 }
 
 fn record_own_view(node: &mut Node) {
-    let report = FailReport { leader: node.leader, leader_term: node.term, reported_at_ms: node.now_ms };
+    let version = super::own_vote(node);
+    let report = FailReport { leader: node.leader, leader_term: node.term, reported_at_ms: node.now_ms, version };
     node.fast.fail_table.insert(node.config.id, report);
 }
 
 fn broadcast_report(node: &mut Node, down: bool) {
-    let body = Body::SubjectiveDown { leader: node.leader, leader_term: node.term, down };
+    let body = Body::SubjectiveDown {
+        leader: node.leader,
+        leader_term: node.term,
+        down,
+        last_log_term: node.log.last_term(),
+        last_log_index: node.log.last_index(),
+    };
     for peer in node.peers() {
         node.send(peer, body.clone());
     }
 }
 
 /// A peer's SDOWN report (or its retraction).
-pub(super) fn on_report(node: &mut Node, from: NodeId, leader: Option<NodeId>, leader_term: Term, down: bool) {
+pub(super) fn on_report(
+    node: &mut Node,
+    from: NodeId,
+    leader: Option<NodeId>,
+    leader_term: Term,
+    down: bool,
+    version: VoteChoice,
+) {
+    node.fast.heard_alive.insert(from, (version, node.now_ms));
     if !down {
         if node.fast.fail_table.get(&from).is_some_and(|report| report.leader_term == leader_term) {
             node.fast.fail_table.remove(&from);
@@ -77,7 +109,7 @@ pub(super) fn on_report(node: &mut Node, from: NodeId, leader: Option<NodeId>, l
     if node.role != Role::Follower {
         return;
     }
-    node.fast.fail_table.insert(from, FailReport { leader, leader_term, reported_at_ms: node.now_ms });
+    node.fast.fail_table.insert(from, FailReport { leader, leader_term, reported_at_ms: node.now_ms, version });
     // On a report a node also looks at its own link: one heartbeat timeout from
     // its own SDOWN counts as down, so that nodes that lost the same leader agree
     // within about one network delay, while a node that hears its leader stays out.
@@ -101,6 +133,11 @@ fn counts_against_my_leader(node: &Node, report: &FailReport) -> bool {
     }
 }
 
+/// Reports expire one election timeout after they arrive.
+pub(super) fn heard_recently(node: &Node, at_ms: u64) -> bool {
+    node.now_ms < at_ms + node.config.election_timeout_ms()
+}
+
 /// Counts fresh reports about this node's leader; a majority makes it ODOWN.
 fn check_objective_down(node: &mut Node) {
     if node.role != Role::Follower {
@@ -117,8 +154,23 @@ fn check_objective_down(node: &mut Node) {
         for peer in node.peers() {
             node.send(peer, Body::ObjectiveDown { leader, leader_term: term });
         }
-        round::start(node, term.max(newest_term) + 1, leader);
+        let hint = best_reported_version(node);
+        round::start_with_hint(node, term.max(newest_term) + 1, leader, hint);
     }
+}
+
+/// The best data version among the fresh reports and retractions (from nodes
+/// known alive), if better than its own: the vote the round will most likely
+/// settle on.
+fn best_reported_version(node: &Node) -> Option<VoteChoice> {
+    let own = super::own_vote(node);
+    node.fast
+        .heard_alive
+        .iter()
+        .filter(|(id, (_, at_ms))| **id != node.config.id && heard_recently(node, *at_ms))
+        .map(|(_, (version, _))| *version)
+        .filter(|version| *version > own)
+        .max()
 }
 
 /// Another node saw the leader objectively down: join the election at once, even
@@ -133,7 +185,8 @@ pub(super) fn on_objective_down(node: &mut Node, leader: Option<NodeId>, leader_
                 || (leader == node.leader && leader_term == node.term) =>
         {
             node.emit(Event::ObjectivelyDown { leader, term: leader_term });
-            round::start(node, leader_term.max(node.term) + 1, leader);
+            let hint = best_reported_version(node);
+            round::start_with_hint(node, leader_term.max(node.term) + 1, leader, hint);
         }
         Role::Looking => {
             let ballot = node.fast.round.as_ref().map_or(0, |round| round.ballot);

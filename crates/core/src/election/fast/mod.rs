@@ -32,6 +32,10 @@ pub(crate) struct FailReport {
     pub leader: Option<NodeId>,
     pub leader_term: Term,
     pub reported_at_ms: u64,
+    /// The reporter's data version, as a vote for it. A hint only: the reporter's
+    /// log may change after it reported, so a vote taken from it binds nobody
+    /// until the reporter itself votes the same in the round (`round::evaluate`).
+    pub version: VoteChoice,
 }
 
 /// A round of the vote exchange.
@@ -53,6 +57,9 @@ pub(crate) struct Round {
     pub lost_leader: Option<NodeId>,
     /// Nodes that already sent this node a binding vote for this ballot.
     pub early_grants: BTreeSet<NodeId>,
+    /// Votes taken from reports and given up on: their candidates did not
+    /// confirm them within the quiet window.
+    pub shunned: BTreeSet<VoteChoice>,
 }
 
 /// State of the `fast` mode; idle in other modes.
@@ -68,6 +75,10 @@ pub(crate) struct FastState {
     pub report_at_ms: u64,
     /// node -> its latest SDOWN report.
     pub fail_table: BTreeMap<NodeId, FailReport>,
+    /// node -> its data version and when it was heard, from its latest report or
+    /// retraction (a restarted node sends one at once): nodes known alive, and
+    /// the versions a round may start from.
+    pub heard_alive: BTreeMap<NodeId, (VoteChoice, u64)>,
     /// The vote exchange in progress.
     pub round: Option<Round>,
     /// The last vote finalized: (ballot, vote), answered to latecomers.
@@ -146,8 +157,9 @@ pub(super) fn route(node: &mut Node, message: Message) -> Option<Message> {
     if let Some(message) = correction::screen_started_empty(node, message) {
         adopt_newer_term(node, &message);
         match message.body {
-            Body::SubjectiveDown { leader, leader_term, down } => {
-                detector::on_report(node, message.from, leader, leader_term, down)
+            Body::SubjectiveDown { leader, leader_term, down, last_log_term, last_log_index } => {
+                let version = VoteChoice { candidate: message.from, last_log_term, last_log_index };
+                detector::on_report(node, message.from, leader, leader_term, down, version)
             }
             Body::ObjectiveDown { leader, leader_term } => detector::on_objective_down(node, leader, leader_term),
             Body::Vote { ballot, vote, state } => round::on_vote(node, message.from, message.term, ballot, vote, state),
@@ -206,8 +218,8 @@ fn adopt_newer_term(node: &mut Node, message: &Message) {
 }
 
 /// The node heard from its leader (an `AppendEntries` of the current term).
-pub(super) fn on_heard_from_leader(node: &mut Node) {
-    detector::on_heard_from_leader(node);
+pub(super) fn on_heard_from_leader(node: &mut Node, heartbeat: bool) {
+    detector::on_heard_from_leader(node, heartbeat);
     node.fast.grant_resend_at_ms = None;
     if node.term == correction::INITIAL_TERM {
         node.fast.started_empty = false;
@@ -223,5 +235,6 @@ pub(super) fn on_follow(node: &mut Node) {
     // Reports were about the leader this node no longer waits for.
     node.fast.subjectively_down = false;
     node.fast.fail_table.clear();
+    node.fast.heard_alive.clear();
     detector::restart_watch(node);
 }

@@ -145,6 +145,7 @@ struct ClientOutcome {
     first_error: Option<String>,
     latencies_us: Vec<u64>,
     written: Vec<u64>,
+    began: Option<Instant>,
     finished: Option<Instant>,
     /// The connection is unusable (broken, timed out, never opened).
     broken: bool,
@@ -190,8 +191,10 @@ async fn client(number: usize, address: SocketAddr, shared: Arc<Shared>, barrier
     }
     // Every client reaches the barrier, even one that failed, or the run would hang.
     barrier.wait().await;
+    let began = Instant::now();
+    outcome.began = Some(began);
     let deadline = match shared.stop {
-        Stop::After(duration) => Some(Instant::now() + duration),
+        Stop::After(duration) => Some(began + duration),
         Stop::Requests(_) => None,
     };
     while let Some(connection) = connection.as_mut().filter(|_| !outcome.broken) {
@@ -226,16 +229,14 @@ async fn client(number: usize, address: SocketAddr, shared: Arc<Shared>, barrier
 pub async fn run(run: usize, addresses: Vec<SocketAddr>, stop: Stop, value_bytes: usize) -> RunResult {
     let clients = addresses.len();
     let shared = Arc::new(Shared { next: AtomicU64::new(0), stop, run, value_bytes });
-    let barrier = Arc::new(Barrier::new(clients + 1));
+    let barrier = Arc::new(Barrier::new(clients));
     let tasks: Vec<_> = addresses
         .into_iter()
         .enumerate()
         .map(|(number, address)| tokio::spawn(client(number, address, shared.clone(), barrier.clone())))
         .collect();
-    barrier.wait().await;
-    let started = Instant::now();
     let mut result = RunResult { clients, ..RunResult::default() };
-    let mut finished = started;
+    let (mut began, mut finished): (Option<Instant>, Option<Instant>) = (None, None);
     for task in tasks {
         let outcome = match task.await {
             Ok(outcome) => outcome,
@@ -252,9 +253,17 @@ pub async fn run(run: usize, addresses: Vec<SocketAddr>, stop: Stop, value_bytes
         }
         result.latencies_us.extend(outcome.latencies_us);
         result.written.extend(outcome.written);
-        finished = finished.max(outcome.finished.unwrap_or(started));
+        began = match (began, outcome.began) {
+            (Some(earlier), Some(this)) => Some(earlier.min(this)),
+            (earlier, this) => earlier.or(this),
+        };
+        finished = finished.max(outcome.finished);
     }
-    result.elapsed = finished - started;
+    // From the first client's start to the last one's end.
+    result.elapsed = match (began, finished) {
+        (Some(began), Some(finished)) => finished - began,
+        _ => Duration::ZERO,
+    };
     result.latencies_us.sort_unstable();
     result.written.sort_unstable();
     result

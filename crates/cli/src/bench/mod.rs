@@ -200,7 +200,7 @@ fn bench(args: &BenchArgs, stop: Stop, dir: &Path) -> Result<BenchReport, String
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     let mut runs = Vec::new();
     for (run, &clients) in args.clients.iter().enumerate() {
-        say(format!("run {}: {clients} clients", run + 1));
+        say(format!("run {}: {clients} client{}", run + 1, if clients == 1 { "" } else { "s" }));
         let addresses = (0..clients).map(|client| targets[client % targets.len()]).collect();
         let result = runtime.block_on(load::run(run, addresses, stop, args.value_bytes));
         let verified = read_back(leader_address, run, &result.written, args.value_bytes, request_timeout)?;

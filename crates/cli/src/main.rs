@@ -1,5 +1,6 @@
 //! `conclave`: run, simulate and check Conclave clusters.
 
+mod bench;
 mod check_command;
 mod demo;
 mod local_command;
@@ -32,6 +33,9 @@ enum Command {
     /// Kill the leader of a local 5-node cluster under load, again and again, and
     /// show the failovers from the nodes' own events (and that no write is lost).
     Demo(demo::DemoArgs),
+    /// Measure write throughput and p50/p99 latency of a local cluster (fsync on)
+    /// at several numbers of concurrent clients.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,5 +46,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_command::run(args),
         Command::Local(args) => local_command::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,6 +1,6 @@
-//! The demo's cluster: five `conclave serve` child processes on loopback,
-//! configured and started by `conclave local`'s launcher code, which the demo
-//! can kill (SIGKILL), restart, and query over HTTP.
+//! The demo's cluster (also `conclave bench`'s): `conclave serve` child
+//! processes on loopback, configured and started by `conclave local`'s launcher
+//! code, which the demo can kill (SIGKILL), restart, and query over HTTP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -4,9 +4,9 @@
 //! is read back. Prints a summary table (or `--json`) and writes an HTML report
 //! with one SVG timeline per failover.
 
-mod client;
-mod cluster;
-mod failover;
+pub(crate) mod client;
+pub(crate) mod cluster;
+pub(crate) mod failover;
 mod load;
 mod report;
 

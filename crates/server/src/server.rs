@@ -53,13 +53,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let me = config.me().expect("validated: the node is a member").clone();
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| conclave_storage::StorageError::io(config.data_dir.clone(), source))?;
-    let wal = Wal::open(&config.data_dir, WalOptions::new(config.cluster_id, config.node_id))?;
+    let options =
+        WalOptions::new(config.cluster_id, config.node_id).with_segment_bytes(config.snapshot.wal_segment_bytes);
+    let wal = Wal::open(&config.data_dir, options)?;
     let restored = wal.restored_state()?;
     info!(
         node = config.node_id,
         term = restored.hard_state.term,
         entries = restored.entries.len(),
         commit = restored.hard_state.commit,
+        snapshot_index = restored.snapshot.as_ref().map_or(0, |snapshot| snapshot.meta.last_included_index),
         data_dir = %config.data_dir.display(),
         "restored from the WAL"
     );
@@ -87,7 +90,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
 
     let observe = Observability::new(config.node_id);
     let transport = Transport::start(&config, peer_listener, peer_tx, stop_peers_rx);
-    let driver = Driver::new(&config, node, wal, transport, status_tx, incarnation, observe.clone());
+    let driver = Driver::new(&config, node, wal, transport, status_tx, incarnation, observe.clone())?;
     let grace = Duration::from_millis(config.timing.shutdown_grace_ms);
     let driver = tokio::spawn(driver.run(peer_rx, client_rx, drain_rx.clone(), grace));
     let settings = Arc::new(ClientSettings::new(&config, client_tx, status.clone(), observe.clone()));

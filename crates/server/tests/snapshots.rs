@@ -194,3 +194,233 @@ fn a_lagging_follower_catches_up_by_snapshot_and_a_full_restart_keeps_every_writ
         assert_reads_back(&cluster, id, true, &acknowledged);
     }
 }
+
+// ----- a leader played by the test ----------------------------------------------
+
+mod fake_leader {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use conclave_core::{Body, Message, SnapshotMeta};
+    use conclave_server::peer::frame::{self, Handshake, HandshakeReply, PeerFrame, HANDSHAKE_MAGIC};
+
+    /// A peer connection to node 2 as node 1 of cluster 7.
+    pub fn connect(peer_address: std::net::SocketAddr) -> TcpStream {
+        let mut stream = TcpStream::connect(peer_address).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let bytes = frame::encode(&Handshake { magic: HANDSHAKE_MAGIC, cluster_id: 7, from: 1, to: 2 }, 4096).unwrap();
+        stream.write_all(&bytes).unwrap();
+        let mut length = [0u8; 4];
+        stream.read_exact(&mut length).unwrap();
+        let mut content = vec![0; u32::from_be_bytes(length) as usize];
+        stream.read_exact(&mut content).unwrap();
+        assert_eq!(frame::decode::<HandshakeReply>(&content, 4096).unwrap(), HandshakeReply::Accepted);
+        stream
+    }
+
+    /// Sends a whole snapshot up to `index` in one chunk, as the leader of term 5.
+    pub fn send_snapshot(stream: &mut TcpStream, index: u64, data: Vec<u8>) {
+        let meta = SnapshotMeta {
+            last_included_index: index,
+            last_included_term: 5,
+            voters: vec![1, 2],
+            last_leader_term: None,
+        };
+        let body = Body::InstallSnapshot { meta, total_bytes: data.len() as u64, offset: 0, data, done: true };
+        let message = Message { cluster_id: 7, from: 1, to: 2, term: 5, body };
+        stream.write_all(&frame::encode(&PeerFrame::Raft(message), 1 << 20).unwrap()).unwrap();
+    }
+}
+
+fn store_with(pairs: &[(&str, &str)]) -> conclave_server::kv::KvStore {
+    let mut store = conclave_server::kv::KvStore::default();
+    for (key, value) in pairs {
+        let condition = conclave_server::kv::SetCondition::Always;
+        store.apply(&conclave_server::kv::KvCommand::Set {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            condition,
+        });
+    }
+    store
+}
+
+fn stale_get(address: SocketAddr, key: &str) -> Reply {
+    let mut client = Client::connect(address).unwrap();
+    assert_eq!(client.command(&["READONLY"]).unwrap(), Reply::Simple("OK".into()));
+    client.command(&["GET", key]).unwrap()
+}
+
+fn info_number(address: SocketAddr, name: &str) -> Option<u64> {
+    info(address)?.into_iter().find(|(key, _)| key == name)?.1.parse().ok()
+}
+
+/// Node 2 of a two-node cluster whose node 1 (never started) the test plays.
+fn follower_of_a_fake_leader(data_dir: PathBuf) -> support::node::TestNode {
+    let members: Vec<Member> = (1..=2)
+        .map(|id| Member { id, peer_address: free_address(), client_address: free_address(), http_address: None })
+        .collect();
+    support::node::TestNode::start(move |config| {
+        config.node_id = 2;
+        config.members = members;
+        config.data_dir = data_dir;
+    })
+}
+
+#[test]
+fn a_snapshot_from_the_leader_is_installed_and_a_corrupt_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("node2");
+    let node = follower_of_a_fake_leader(data_dir.clone());
+    let mut leader = fake_leader::connect(node.peer_address);
+    fake_leader::send_snapshot(&mut leader, 10, store_with(&[("k", "v"), ("n", "1")]).encode_snapshot(10));
+    wait_until("the snapshot to be installed", Duration::from_secs(10), || {
+        (info_number(node.client_address, "snapshots_installed")? == 1).then_some(())
+    });
+    assert_eq!(stale_get(node.client_address, "k"), Reply::bulk("v"));
+    assert_eq!(info_number(node.client_address, "snapshot_index"), Some(10));
+    assert!(data_dir.join("snapshot").exists(), "the installed snapshot was saved");
+
+    // Damaged bytes, and good bytes of another index than the snapshot covers.
+    let mut damaged = store_with(&[("k", "bad")]).encode_snapshot(20);
+    damaged[30] ^= 0x01;
+    fake_leader::send_snapshot(&mut leader, 20, damaged);
+    wait_until("the damaged snapshot to be refused", Duration::from_secs(10), || {
+        (info_number(node.client_address, "snapshots_rejected")? == 1).then_some(())
+    });
+    fake_leader::send_snapshot(&mut leader, 30, store_with(&[("k", "bad")]).encode_snapshot(29));
+    wait_until("the mislabelled snapshot to be refused", Duration::from_secs(10), || {
+        (info_number(node.client_address, "snapshots_rejected")? == 2).then_some(())
+    });
+    assert_eq!(stale_get(node.client_address, "k"), Reply::bulk("v"), "nothing of a refused snapshot applied");
+    assert_eq!(info_number(node.client_address, "snapshot_index"), Some(10), "nor saved");
+    assert_eq!(info_number(node.client_address, "snapshots_installed"), Some(1));
+    let mut client = node.client();
+    assert_eq!(client.command(&["PING"]).unwrap(), Reply::Simple("PONG".into()));
+
+    // A restart finds the installed snapshot, not the refused ones.
+    drop(leader);
+    drop(node);
+    let node = follower_of_a_fake_leader(data_dir);
+    wait_until("the restarted node to report its snapshot", Duration::from_secs(10), || {
+        (info_number(node.client_address, "snapshot_index")? == 10).then_some(())
+    });
+    assert_eq!(stale_get(node.client_address, "k"), Reply::bulk("v"));
+    assert_eq!(stale_get(node.client_address, "n"), Reply::bulk("1"));
+}
+
+// ----- crashes between the steps of a snapshot -----------------------------------
+
+/// The snapshot up to `upto` of the KV state in a stopped node's WAL, built
+/// offline from its entries (an independent replay of the committed commands).
+fn offline_snapshot(data_dir: &std::path::Path, upto: u64) -> conclave_storage::Snapshot {
+    use conclave_server::kv::{Envelope, KvStore};
+    use conclave_storage::LogStore;
+    let wal = conclave_storage::Wal::open(data_dir, conclave_storage::WalOptions::new(7, 1)).unwrap();
+    let restored = wal.restored_state().unwrap();
+    let (mut store, mut last_leader_term) = match &restored.snapshot {
+        Some(snapshot) => (KvStore::decode_snapshot(&snapshot.data).unwrap().0, snapshot.meta.last_leader_term),
+        None => (KvStore::default(), None),
+    };
+    let mut term = None;
+    for entry in restored.entries.iter().filter(|entry| entry.index <= upto) {
+        last_leader_term = entry.leader_term_record().or(last_leader_term);
+        if let conclave_core::Payload::Command(bytes) = &entry.payload {
+            store.apply(&Envelope::decode(bytes).expect("the server's own envelopes").command);
+        }
+        term = Some(entry.term);
+    }
+    conclave_storage::Snapshot {
+        last_included_index: upto,
+        last_included_term: term.expect("the WAL holds the entry at `upto`"),
+        voters: vec![1],
+        last_leader_term,
+        data: store.encode_snapshot(upto),
+    }
+}
+
+fn single_node(data_dir: &std::path::Path) -> support::node::TestNode {
+    let data_dir = data_dir.to_path_buf();
+    support::node::TestNode::start_leader(move |config| {
+        config.data_dir = data_dir;
+        config.snapshot.every_entries = 0;
+    })
+}
+
+#[test]
+fn a_crash_between_the_steps_of_a_snapshot_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("node1");
+    let mut acknowledged = BTreeMap::new();
+    let write =
+        |node: &support::node::TestNode, range: std::ops::Range<usize>, acknowledged: &mut BTreeMap<String, String>| {
+            let mut client = node.client();
+            for key in range {
+                let (name, value) = (format!("key-{key}"), value_of(key));
+                assert_eq!(client.command(&["SET", &name, &value]).unwrap(), Reply::Simple("OK".into()));
+                acknowledged.insert(name, value);
+            }
+            info_number(node.client_address, "commit_index").unwrap()
+        };
+    let reads_back = |node: &support::node::TestNode, acknowledged: &BTreeMap<String, String>| {
+        let mut client = node.client();
+        for (key, value) in acknowledged {
+            assert_eq!(client.command(&["GET", key]).unwrap(), Reply::bulk(value), "GET {key}");
+        }
+    };
+    let node = single_node(&data_dir);
+    let commit = write(&node, 0..120, &mut acknowledged);
+    drop(node);
+
+    // The snapshot file is durable, its WAL record is not (nor any deletion).
+    let first = commit - 20;
+    conclave_storage::snapshot::save(&data_dir, &offline_snapshot(&data_dir, first)).unwrap();
+    let node = single_node(&data_dir);
+    wait_until("the node to report the snapshot", Duration::from_secs(10), || {
+        (info_number(node.client_address, "snapshot_index")? == first).then_some(())
+    });
+    reads_back(&node, &acknowledged);
+    let commit = write(&node, 120..130, &mut acknowledged);
+    drop(node);
+
+    // File and WAL record durable, the covered segments not yet deleted.
+    {
+        use conclave_storage::LogStore;
+        let snapshot = offline_snapshot(&data_dir, commit - 5);
+        let mut wal = conclave_storage::Wal::open(&data_dir, conclave_storage::WalOptions::new(7, 1)).unwrap();
+        wal.save_snapshot(snapshot).unwrap();
+    }
+    let node = single_node(&data_dir);
+    wait_until("the node to report the second snapshot", Duration::from_secs(10), || {
+        (info_number(node.client_address, "snapshot_index")? == commit - 5).then_some(())
+    });
+    reads_back(&node, &acknowledged);
+    write(&node, 130..140, &mut acknowledged);
+    reads_back(&node, &acknowledged);
+}
+
+#[test]
+fn a_saved_snapshot_whose_data_is_not_a_kv_store_stops_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("node1");
+    let node = single_node(&data_dir);
+    let mut client = node.client();
+    assert_eq!(client.command(&["SET", "k", "v"]).unwrap(), Reply::Simple("OK".into()));
+    let commit = info_number(node.client_address, "commit_index").unwrap();
+    drop(node);
+    let mut snapshot = offline_snapshot(&data_dir, commit);
+    snapshot.data = b"not a KV snapshot, though long enough for its header".to_vec();
+    conclave_storage::snapshot::save(&data_dir, &snapshot).unwrap();
+    let saved = std::fs::read(data_dir.join("snapshot")).unwrap();
+
+    let mut config = single_node_config(dir.path());
+    config.data_dir = data_dir.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let error = match runtime.block_on(conclave_server::start(config)) {
+        Ok(_) => panic!("a node started from a snapshot that is not a KV store"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains(&format!("snapshot up to index {commit}")), "{error}");
+    assert!(error.contains("bad magic"), "{error}");
+    assert_eq!(std::fs::read(data_dir.join("snapshot")).unwrap(), saved, "the file is left as it was");
+}

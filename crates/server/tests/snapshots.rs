@@ -106,10 +106,22 @@ fn write(cluster: &Cluster, via: u64, range: std::ops::Range<usize>, acknowledge
     let mut client = Client::connect(cluster.address(via)).unwrap();
     for key in range {
         let (name, value) = (format!("key-{key}"), value_of(key));
-        let reply = client.command(&["SET", &name, &value]).unwrap();
+        let reply = retrying(&mut client, &["SET", &name, &value]);
         assert_eq!(reply, Reply::Simple("OK".into()), "SET {name}");
         acknowledged.insert(name, value);
     }
+}
+
+/// Sends `command` until it is not answered `-TRYAGAIN` (a leader change on a
+/// loaded machine), for a bounded time. Every command here is idempotent.
+fn retrying(client: &mut Client, command: &[&str]) -> Reply {
+    wait_until("an answer other than TRYAGAIN", Duration::from_secs(30), || {
+        let reply = client.command(command).unwrap();
+        match &reply {
+            Reply::Error(message) if message.starts_with("TRYAGAIN") => None,
+            _ => Some(reply),
+        }
+    })
 }
 
 /// Every acknowledged write reads back from node `via` (`stale`: from its own
@@ -120,7 +132,7 @@ fn assert_reads_back(cluster: &Cluster, via: u64, stale: bool, acknowledged: &BT
         assert_eq!(client.command(&["READONLY"]).unwrap(), Reply::Simple("OK".into()));
     }
     for (key, value) in acknowledged {
-        assert_eq!(client.command(&["GET", key]).unwrap(), Reply::bulk(value), "GET {key} from node {via}");
+        assert_eq!(retrying(&mut client, &["GET", key]), Reply::bulk(value), "GET {key} from node {via}");
     }
 }
 
@@ -357,7 +369,7 @@ fn a_crash_between_the_steps_of_a_snapshot_loses_nothing() {
             let mut client = node.client();
             for key in range {
                 let (name, value) = (format!("key-{key}"), value_of(key));
-                assert_eq!(client.command(&["SET", &name, &value]).unwrap(), Reply::Simple("OK".into()));
+                assert_eq!(retrying(&mut client, &["SET", &name, &value]), Reply::Simple("OK".into()));
                 acknowledged.insert(name, value);
             }
             info_number(node.client_address, "commit_index").unwrap()
@@ -365,7 +377,7 @@ fn a_crash_between_the_steps_of_a_snapshot_loses_nothing() {
     let reads_back = |node: &support::node::TestNode, acknowledged: &BTreeMap<String, String>| {
         let mut client = node.client();
         for (key, value) in acknowledged {
-            assert_eq!(client.command(&["GET", key]).unwrap(), Reply::bulk(value), "GET {key}");
+            assert_eq!(retrying(&mut client, &["GET", key]), Reply::bulk(value), "GET {key}");
         }
     };
     let node = single_node(&data_dir);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conclave_core::{Entry, Event, LogIndex, Node, NodeId, Output, Payload, ProposeError};
-use conclave_storage::{LogStore, Wal};
+use conclave_storage::Wal;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -27,7 +27,7 @@ use crate::peer::{PeerInput, Transport};
 use crate::status::{ElectionRound, NodeStatus};
 use persist::GroupCommit;
 use requests::{ReplySender, RequestError, Requests};
-use snapshot::restore_store;
+pub(crate) use snapshot::{restore_store, Restored};
 
 /// How often waiting requests are checked for their deadlines.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(20);
@@ -78,17 +78,16 @@ pub(crate) struct Driver {
 impl Driver {
     pub(crate) fn new(
         config: &ServerConfig,
-        node: Node,
+        restored: Restored,
         wal: Wal,
         transport: Transport,
         status: watch::Sender<NodeStatus>,
         incarnation: u64,
         observe: Arc<Observability>,
-    ) -> Result<Driver, ServerError> {
+    ) -> Driver {
         let timing = &config.timing;
-        let saved = wal.snapshot().map(|snapshot| (snapshot.last_included_index, &snapshot.data[..]));
-        let (store, applied_index) = restore_store(saved)?;
-        Ok(Driver {
+        let Restored { node, store, applied_index } = restored;
+        Driver {
             node,
             store,
             group_commit: GroupCommit::new(wal, observe.clone()),
@@ -113,7 +112,7 @@ impl Driver {
             core_config: config.core_config(),
             snapshots_installed: 0,
             snapshots_rejected: 0,
-        })
+        }
     }
 
     /// The status a driver for `config` publishes before it starts.

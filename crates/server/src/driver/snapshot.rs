@@ -23,6 +23,14 @@ use crate::error::ServerError;
 use crate::kv::KvStore;
 use crate::observe::metrics::increment;
 
+/// What a driver starts from: the core and the KV store it restored from the
+/// data dir, at `applied_index`.
+pub(crate) struct Restored {
+    pub(crate) node: Node,
+    pub(crate) store: KvStore,
+    pub(crate) applied_index: LogIndex,
+}
+
 /// The KV store and its applied index as restored from a node's saved snapshot
 /// (`covered`: its last index, and its data), an empty store at 0 without one.
 /// A snapshot that does not decode, or holds the state at another index than

@@ -73,6 +73,8 @@ pub(crate) struct Driver {
     core_config: conclave_core::Config,
     snapshots_installed: u64,
     snapshots_rejected: u64,
+    /// The stores of installed snapshots that passed screening, in queue order.
+    screened_installs: std::collections::VecDeque<(LogIndex, KvStore)>,
 }
 
 impl Driver {
@@ -112,6 +114,7 @@ impl Driver {
             core_config: config.core_config(),
             snapshots_installed: 0,
             snapshots_rejected: 0,
+            screened_installs: std::collections::VecDeque::new(),
         }
     }
 

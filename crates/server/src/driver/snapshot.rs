@@ -77,7 +77,11 @@ impl Driver {
         let Some(snapshot) = &output.snapshot else { return true };
         let covered = snapshot.meta.last_included_index;
         let problem = match KvStore::decode_snapshot(&snapshot.data) {
-            Ok((_, index)) if index == covered => return true,
+            Ok((store, index)) if index == covered => {
+                // Kept for the install, which comes in queue order.
+                self.screened_installs.push_back((index, store));
+                return true;
+            }
             Ok((_, index)) => format!("it holds the KV state at index {index}"),
             Err(error) => error.to_string(),
         };
@@ -97,10 +101,13 @@ impl Driver {
     /// Replaces the store with an installed snapshot (durable by now).
     pub(super) fn install_snapshot(&mut self, snapshot: &conclave_core::Snapshot) {
         let index = snapshot.meta.last_included_index;
-        match KvStore::decode_snapshot(&snapshot.data) {
-            Ok((store, _)) => self.store = store,
-            // Screened before it was persisted: cannot happen.
-            Err(error) => unreachable!("a screened snapshot stopped decoding: {error}"),
+        match self.screened_installs.pop_front() {
+            Some((screened, store)) if screened == index => self.store = store,
+            _ => match KvStore::decode_snapshot(&snapshot.data) {
+                Ok((store, _)) => self.store = store,
+                // Screened before it was persisted: cannot happen.
+                Err(error) => unreachable!("a screened snapshot stopped decoding: {error}"),
+            },
         }
         self.applied_index = index;
         // What this node asked for at those indexes is answered by the leader
@@ -129,6 +136,7 @@ impl Driver {
         self.store = store;
         self.applied_index = applied_index;
         self.reload_pending = false;
+        self.screened_installs.clear(); // Empty already: everything queued was released.
         info!(node = self.node.id(), applied_index, "core restarted from the WAL");
         let first = self.node.tick(self.last_tick_ms);
         self.enqueue(first);

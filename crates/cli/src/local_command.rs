@@ -86,6 +86,7 @@ pub fn node_config(args: &LocalArgs, members: &[Member], id: u64, dir: &Path, ti
         members: members.to_vec(),
         timing,
         limits: Limits::default(),
+        snapshot: Default::default(),
     }
 }
 

@@ -117,6 +117,35 @@ impl Default for Limits {
     }
 }
 
+/// When the KV store is snapshotted and the log compacted, and how snapshots
+/// travel (Raft §7).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotSettings {
+    /// Snapshot the KV store and compact the log after this many entries
+    /// applied since the last snapshot; 0 never snapshots (the WAL grows forever).
+    pub every_entries: u64,
+    /// A lagging follower gets the snapshot in `InstallSnapshot` chunks of at
+    /// most this many bytes.
+    pub chunk_bytes: usize,
+    /// The WAL rolls to a new segment file at this size; compaction deletes
+    /// whole segments that the snapshot covers.
+    pub wal_segment_bytes: u64,
+}
+
+impl Default for SnapshotSettings {
+    fn default() -> SnapshotSettings {
+        SnapshotSettings {
+            every_entries: 10_000,
+            chunk_bytes: 1 << 20,
+            wal_segment_bytes: conclave_storage::DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
+
+/// Smallest accepted `snapshot.wal_segment_bytes`.
+pub const MIN_WAL_SEGMENT_BYTES: u64 = 4096;
+
 /// The whole configuration of one `conclave serve` process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +173,9 @@ pub struct ServerConfig {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Snapshots and compaction.
+    #[serde(default)]
+    pub snapshot: SnapshotSettings,
 }
 
 /// Why a configuration is refused.
@@ -266,6 +298,7 @@ impl ServerConfig {
         }
         self.validate_timing()?;
         self.validate_limits()?;
+        self.validate_snapshot()?;
         // The core re-checks its own part and names the field it dislikes.
         self.core_config().validate().map_err(|error| invalid("timing", error.to_string()))
     }
@@ -388,6 +421,31 @@ impl ServerConfig {
         Ok(())
     }
 
+    fn validate_snapshot(&self) -> Result<(), ConfigError> {
+        let snapshot = &self.snapshot;
+        if snapshot.chunk_bytes == 0 {
+            return Err(invalid("snapshot.chunk_bytes", "must be greater than 0: a snapshot could never be sent"));
+        }
+        // A chunk travels in one peer frame, with its metadata around it.
+        let largest_chunk = snapshot.chunk_bytes.saturating_add(4096);
+        if largest_chunk > self.limits.max_frame_bytes {
+            return Err(invalid(
+                "snapshot.chunk_bytes",
+                format!(
+                    "{} bytes plus overhead do not fit one peer frame (limits.max_frame_bytes = {})",
+                    snapshot.chunk_bytes, self.limits.max_frame_bytes
+                ),
+            ));
+        }
+        if snapshot.wal_segment_bytes < MIN_WAL_SEGMENT_BYTES {
+            return Err(invalid(
+                "snapshot.wal_segment_bytes",
+                format!("{} is below the minimum of {MIN_WAL_SEGMENT_BYTES} bytes", snapshot.wal_segment_bytes),
+            ));
+        }
+        Ok(())
+    }
+
     /// The core's configuration derived from this one.
     pub fn core_config(&self) -> conclave_core::Config {
         let voters = self.members.iter().map(|member| member.id).collect();
@@ -401,6 +459,7 @@ impl ServerConfig {
         core.initial_leader = self.initial_leader;
         core.max_entries_per_message = self.limits.max_entries_per_message;
         core.max_command_bytes = self.limits.max_command_bytes;
+        core.snapshot_chunk_bytes = self.snapshot.chunk_bytes;
         core
     }
 }
@@ -494,9 +553,34 @@ mod tests {
         let mut config = base.clone();
         config.limits.max_frame_bytes = 1024;
         assert_eq!(error_key(&config), "limits.max_frame_bytes");
-        let mut config = base;
+        let mut config = base.clone();
         config.members[0].peer_address.set_port(0);
         assert_eq!(error_key(&config), "members[0].peer_address");
+        let mut config = base.clone();
+        config.snapshot.chunk_bytes = 0;
+        assert_eq!(error_key(&config), "snapshot.chunk_bytes");
+        let mut config = base.clone();
+        config.snapshot.chunk_bytes = config.limits.max_frame_bytes;
+        assert_eq!(error_key(&config), "snapshot.chunk_bytes");
+        let mut config = base;
+        config.snapshot.wal_segment_bytes = 100;
+        assert_eq!(error_key(&config), "snapshot.wal_segment_bytes");
+    }
+
+    #[test]
+    fn the_snapshot_section_has_defaults_and_refuses_unknown_keys() {
+        let config = ServerConfig::parse(&three_nodes()).unwrap();
+        assert_eq!(config.snapshot, SnapshotSettings::default());
+        assert_eq!(config.snapshot.every_entries, 10_000);
+        assert_eq!(config.core_config().snapshot_chunk_bytes, 1 << 20);
+        let text = three_nodes() + "[snapshot]\nevery_entries = 0\nchunk_bytes = 4096\n";
+        let config = ServerConfig::parse(&text).unwrap();
+        config.validate().unwrap();
+        assert_eq!((config.snapshot.every_entries, config.snapshot.chunk_bytes), (0, 4096));
+        let error = ServerConfig::parse(&(three_nodes() + "[snapshot]\nevery = 5\n")).unwrap_err();
+        assert!(error.contains("every"), "{error}");
+        let error = ServerConfig::parse(&(three_nodes() + "[snapshot]\nevery_entries = -1\n")).unwrap_err();
+        assert!(error.contains("every_entries") || error.contains("invalid value"), "{error}");
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub enum ServerError {
     /// The driver task died (a bug: a panic in the driver or the core).
     #[error("the driver task failed: {0}")]
     DriverTask(String),
+    /// A saved snapshot holds no usable KV state.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     /// The tokio runtime could not be built.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),

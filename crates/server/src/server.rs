@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::client::{self, ClientSettings};
 use crate::config::ServerConfig;
-use crate::driver::Driver;
+use crate::driver::{restore_store, Driver, Restored};
 use crate::error::ServerError;
 use crate::observe::Observability;
 use crate::peer::Transport;
@@ -53,20 +53,28 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let me = config.me().expect("validated: the node is a member").clone();
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| conclave_storage::StorageError::io(config.data_dir.clone(), source))?;
-    let wal = Wal::open(&config.data_dir, WalOptions::new(config.cluster_id, config.node_id))?;
+    let options =
+        WalOptions::new(config.cluster_id, config.node_id).with_segment_bytes(config.snapshot.wal_segment_bytes);
+    let wal = Wal::open(&config.data_dir, options)?;
     let restored = wal.restored_state()?;
     info!(
         node = config.node_id,
         term = restored.hard_state.term,
         entries = restored.entries.len(),
         commit = restored.hard_state.commit,
+        snapshot_index = restored.snapshot.as_ref().map_or(0, |snapshot| snapshot.meta.last_included_index),
         data_dir = %config.data_dir.display(),
         "restored from the WAL"
     );
     let incarnation = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos() as u64);
     // Elections need randomness; determinism is the simulator's business, not a live node's.
     let rng = rand_chacha::ChaCha8Rng::seed_from_u64(incarnation ^ config.node_id.rotate_left(32));
+    // The store first: a snapshot that is not a KV store stops the start before
+    // anything listens.
+    let saved = restored.snapshot.as_ref().map(|snapshot| (snapshot.meta.last_included_index, &snapshot.data[..]));
+    let (store, applied_index) = restore_store(saved)?;
     let node = Node::new(config.core_config(), restored, rng, 0)?;
+    let restored = Restored { node, store, applied_index };
 
     let peer_listener = bind(me.peer_address, "peers").await?;
     let client_listener = bind(me.client_address, "clients").await?;
@@ -87,7 +95,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
 
     let observe = Observability::new(config.node_id);
     let transport = Transport::start(&config, peer_listener, peer_tx, stop_peers_rx);
-    let driver = Driver::new(&config, node, wal, transport, status_tx, incarnation, observe.clone());
+    let driver = Driver::new(&config, restored, wal, transport, status_tx, incarnation, observe.clone());
     let grace = Duration::from_millis(config.timing.shutdown_grace_ms);
     let driver = tokio::spawn(driver.run(peer_rx, client_rx, drain_rx.clone(), grace));
     let settings = Arc::new(ClientSettings::new(&config, client_tx, status.clone(), observe.clone()));

@@ -50,6 +50,14 @@ pub struct NodeStatus {
     /// The vote exchange this node is in, if any (from its own events; the votes
     /// it received are not exposed by the core).
     pub election: Option<ElectionRound>,
+    /// Last index of the newest snapshot saved in the data dir (0 without one).
+    pub snapshot_index: LogIndex,
+    /// Snapshots of its own KV store this node saved since it started.
+    pub snapshots_taken: u64,
+    /// Snapshots this node installed from its leader since it started.
+    pub snapshots_installed: u64,
+    /// Snapshots from the leader refused because their data did not decode.
+    pub snapshots_rejected: u64,
 }
 
 /// This node's part in an election round, as its events tell it.
@@ -96,6 +104,10 @@ impl NodeStatus {
             followers: BTreeMap::new(),
             dropped: BTreeMap::new(),
             election: None,
+            snapshot_index: 8,
+            snapshots_taken: 1,
+            snapshots_installed: 0,
+            snapshots_rejected: 0,
         }
     }
 }

@@ -83,15 +83,22 @@ fn parse_prometheus(text: &str) -> (BTreeMap<String, String>, BTreeMap<String, f
 
 #[test]
 fn metrics_parse_as_prometheus_text_with_the_expected_names() {
-    let node = TestNode::start_leader(with_http);
+    let node = TestNode::start_leader(|config| {
+        with_http(config);
+        config.snapshot.every_entries = 2;
+    });
     let http = node.server.as_ref().unwrap().http_address.unwrap();
     let mut client = node.client();
     for index in 0..5 {
         assert_eq!(client.command(&["SET", &format!("k{index}"), "v"]).unwrap(), Reply::Simple("OK".into()));
     }
     assert!(client.command(&["NOSUCHCOMMAND"]).unwrap().is_error());
-    let (code, text) = http_get(http, "/metrics");
-    assert_eq!(code, 200);
+    // Snapshots are saved after the writes that trigger them are answered.
+    let text = wait_until("a snapshot to be saved", Duration::from_secs(10), || {
+        let (code, text) = http_get(http, "/metrics");
+        assert_eq!(code, 200);
+        (parse_prometheus(&text).1.get("conclave_snapshots_taken_total").copied().unwrap_or(0.0) >= 1.0).then_some(text)
+    });
     let (types, samples) = parse_prometheus(&text);
     let expected = [
         ("conclave_elections_started_total", "counter"),
@@ -104,6 +111,10 @@ fn metrics_parse_as_prometheus_text_with_the_expected_names() {
         ("conclave_messages_dropped_total", "counter"),
         ("conclave_failover_ms", "histogram"),
         ("conclave_fsync_ms", "histogram"),
+        ("conclave_snapshots_taken_total", "counter"),
+        ("conclave_snapshots_installed_total", "counter"),
+        ("conclave_snapshots_rejected_total", "counter"),
+        ("conclave_snapshot_index", "gauge"),
     ];
     for (name, kind) in expected {
         assert_eq!(types.get(name).map(String::as_str), Some(kind), "{name} in\n{text}");
@@ -115,6 +126,8 @@ fn metrics_parse_as_prometheus_text_with_the_expected_names() {
     assert!(samples["conclave_fsync_ms_count"] >= 1.0, "{text}");
     assert_eq!(samples["conclave_fsync_ms_bucket{le=\"+Inf\"}"], samples["conclave_fsync_ms_count"]);
     assert!(samples.contains_key("conclave_messages_dropped_total{reason=\"stale_term\"}"), "{text}");
+    assert!(samples["conclave_snapshot_index"] >= 2.0, "{text}");
+    assert_eq!(samples["conclave_snapshots_rejected_total"], 0.0, "{text}");
 }
 
 #[test]
@@ -129,7 +142,9 @@ fn status_health_and_events_of_a_leader() {
     assert_eq!(status["role"], "Leader");
     assert_eq!(status["leader"], 1);
     assert!(status["leader_term"].as_u64().is_some_and(|term| term >= 1), "{status}");
-    for field in ["last_term", "last_index", "commit_index", "applied_index", "followers", "dropped", "election"] {
+    let fields = ["last_term", "last_index", "commit_index", "applied_index", "followers", "dropped", "election"];
+    let snapshot_fields = ["snapshot_index", "snapshots_taken", "snapshots_installed", "snapshots_rejected"];
+    for field in fields.into_iter().chain(snapshot_fields) {
         assert!(status.get(field).is_some(), "{field} missing from {status}");
     }
     let (code, body) = http_get(http, "/health");

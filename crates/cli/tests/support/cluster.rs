@@ -38,6 +38,7 @@ impl Cluster {
                 members: members.clone(),
                 timing: Default::default(),
                 limits: Default::default(),
+                snapshot: Default::default(),
             };
             // Fail fast so that clients retry soon after a crash.
             config.timing.request_timeout_ms = 2_000;

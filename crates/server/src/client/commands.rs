@@ -248,7 +248,8 @@ pub fn info(status: &NodeStatus) -> String {
     text.push_str("\r\nredis_mode:standalone\r\n\r\n# Conclave\r\n");
     text.push_str(&format!(
         "node_id:{}\r\ncluster_id:{}\r\nrole:{}\r\nterm:{}\r\nleader_id:{leader}\r\ncommit_index:{}\r\n\
-         applied_index:{}\r\nlast_index:{}\r\nelection_mode:{}\r\npending_requests:{}\r\ndropped_peer_frames:{}\r\nwal_syncs:{}\r\n\r\n",
+         applied_index:{}\r\nlast_index:{}\r\nelection_mode:{}\r\npending_requests:{}\r\ndropped_peer_frames:{}\r\nwal_syncs:{}\r\n\
+         snapshot_index:{}\r\nsnapshots_taken:{}\r\nsnapshots_installed:{}\r\nsnapshots_rejected:{}\r\n\r\n",
         status.node_id,
         status.cluster_id,
         status.role_name(),
@@ -260,6 +261,10 @@ pub fn info(status: &NodeStatus) -> String {
         status.pending_requests,
         status.dropped_peer_frames,
         status.wal_syncs,
+        status.snapshot_index,
+        status.snapshots_taken,
+        status.snapshots_installed,
+        status.snapshots_rejected,
     ));
     text.push_str(&format!("# Keyspace\r\ndb0:keys={},expires=0,avg_ttl=0\r\n", status.keys));
     text

@@ -5,6 +5,7 @@
 
 mod persist;
 pub mod requests;
+mod snapshot;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::peer::{PeerInput, Transport};
 use crate::status::{ElectionRound, NodeStatus};
 use persist::GroupCommit;
 use requests::{ReplySender, RequestError, Requests};
+pub(crate) use snapshot::{restore_store, Restored};
 
 /// How often waiting requests are checked for their deadlines.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(20);
@@ -62,12 +64,23 @@ pub(crate) struct Driver {
     election: Option<ElectionRound>,
     /// When this node last lost its leader, until a new leader's first commit.
     leader_lost_at: Option<Instant>,
+    /// Snapshot every this many applied entries (0: never); see [`snapshot`].
+    snapshot_every: u64,
+    /// A refused snapshot doomed the core: drop its outputs, restart it from the WAL.
+    reload_pending: bool,
+    /// Core restarts after refused snapshots.
+    reloads: u64,
+    core_config: conclave_core::Config,
+    snapshots_installed: u64,
+    snapshots_rejected: u64,
+    /// The stores of installed snapshots that passed screening, in queue order.
+    screened_installs: std::collections::VecDeque<(LogIndex, KvStore)>,
 }
 
 impl Driver {
     pub(crate) fn new(
         config: &ServerConfig,
-        node: Node,
+        restored: Restored,
         wal: Wal,
         transport: Transport,
         status: watch::Sender<NodeStatus>,
@@ -75,9 +88,10 @@ impl Driver {
         observe: Arc<Observability>,
     ) -> Driver {
         let timing = &config.timing;
+        let Restored { node, store, applied_index } = restored;
         Driver {
             node,
-            store: KvStore::default(),
+            store,
             group_commit: GroupCommit::new(wal, observe.clone()),
             transport,
             requests: Requests::new(
@@ -88,12 +102,19 @@ impl Driver {
             start: Instant::now(),
             last_tick_ms: 0,
             incarnation,
-            applied_index: 0,
+            applied_index,
             accepted_forwards: BTreeMap::new(),
             election_mode: config.election_mode().unwrap_or_default(),
             observe,
             election: None,
             leader_lost_at: None,
+            snapshot_every: config.snapshot.every_entries,
+            reload_pending: false,
+            reloads: 0,
+            core_config: config.core_config(),
+            snapshots_installed: 0,
+            snapshots_rejected: 0,
+            screened_installs: std::collections::VecDeque::new(),
         }
     }
 
@@ -120,6 +141,10 @@ impl Driver {
             followers: BTreeMap::new(),
             dropped: BTreeMap::new(),
             election: None,
+            snapshot_index: 0,
+            snapshots_taken: 0,
+            snapshots_installed: 0,
+            snapshots_rejected: 0,
         }
     }
 
@@ -147,6 +172,7 @@ impl Driver {
             for output in self.group_commit.start_if_idle() {
                 self.release(output);
             }
+            self.reload_if_due()?;
             self.publish_status();
             // A deadline at or before the last tick already fired: wait a millisecond
             // rather than spin on it.
@@ -222,7 +248,7 @@ impl Driver {
     /// Queues an output behind every earlier one: nothing of it happens before
     /// the persists ahead of it completed.
     fn enqueue(&mut self, output: Output) {
-        if output.is_empty() {
+        if output.is_empty() || self.reload_pending || !self.screen_installed_snapshot(&output) {
             return;
         }
         if let Some(output) = self.group_commit.push(output) {
@@ -235,9 +261,13 @@ impl Driver {
         for message in output.messages {
             self.transport.send(message.to, &PeerFrame::Raft(message));
         }
+        if let Some(snapshot) = &output.snapshot {
+            self.install_snapshot(snapshot);
+        }
         for entry in output.committed_entries {
             self.apply(entry);
         }
+        self.maybe_snapshot();
         for event in output.events {
             log_event(self.node.id(), &event);
             self.observe_event(&event);
@@ -432,6 +462,10 @@ impl Driver {
             followers: core.followers,
             dropped,
             election: self.election,
+            snapshot_index: self.group_commit.durable_snapshot_index,
+            snapshots_taken: self.group_commit.snapshots_saved,
+            snapshots_installed: self.snapshots_installed,
+            snapshots_rejected: self.snapshots_rejected,
         };
         self.status.send_if_modified(|current| {
             if *current == status {

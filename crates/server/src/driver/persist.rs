@@ -2,33 +2,72 @@
 //! persisted together with one write and one sync, on a blocking thread so the
 //! driver keeps taking inputs meanwhile. An output is handed back (to be sent
 //! and applied) only after its own persist and every earlier one completed.
+//!
+//! Snapshots go through the same queue, in order with the outputs: a snapshot
+//! the core installed (`Output::snapshot`) is saved before its own batch's hard
+//! state and log write, and one the driver took ([`GroupCommit::save_snapshot`])
+//! after everything queued before it. Each save makes the snapshot file durable,
+//! then records it in the WAL, then deletes the segments it covers
+//! ([`conclave_storage::Wal::compact`]); a crash between any two of these steps
+//! recovers (docs/decisions.md).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use conclave_core::Output;
-use conclave_storage::{LogStore, PersistRequest, StorageError, Wal};
+use conclave_core::{LogIndex, Output};
+use conclave_storage::{LogStore, PersistRequest, Snapshot, StorageError, Wal};
 use tokio::task::JoinHandle;
 
 use crate::error::ServerError;
 use crate::observe::Observability;
 
-type Persisted = (Wal, Vec<Output>, Result<(), StorageError>);
+/// One thing to make durable, in queue order.
+#[derive(Debug)]
+enum Job {
+    /// A core output (hard state, log write, and possibly an installed snapshot).
+    Output(Output),
+    /// A snapshot of the driver's own state machine.
+    Snapshot(Snapshot),
+}
+
+impl Job {
+    fn needs_persist(&self) -> bool {
+        match self {
+            Job::Output(output) => output.needs_persist(),
+            Job::Snapshot(_) => true,
+        }
+    }
+}
+
+type Persisted = (Wal, Vec<Job>, Result<(), StorageError>);
 
 pub(crate) struct GroupCommit {
     /// The WAL while no persist runs (it travels to the blocking thread and back).
     wal: Option<Wal>,
     in_flight: Option<JoinHandle<Persisted>>,
-    /// Outputs waiting behind the persist in flight, in order.
-    queued: Vec<Output>,
+    /// Jobs waiting behind the persist in flight, in order.
+    queued: Vec<Job>,
     /// Persists started (one write and one sync each), for `INFO`.
     pub(crate) syncs: u64,
+    /// Snapshots of this node's own state machine made durable.
+    pub(crate) snapshots_saved: u64,
+    /// Last index of the newest snapshot made durable (0 without one).
+    pub(crate) durable_snapshot_index: LogIndex,
     observe: Arc<Observability>,
 }
 
 impl GroupCommit {
     pub(crate) fn new(wal: Wal, observe: Arc<Observability>) -> GroupCommit {
-        GroupCommit { wal: Some(wal), in_flight: None, queued: Vec::new(), syncs: 0, observe }
+        let durable_snapshot_index = wal.snapshot().map_or(0, |snapshot| snapshot.last_included_index);
+        GroupCommit {
+            wal: Some(wal),
+            in_flight: None,
+            queued: Vec::new(),
+            syncs: 0,
+            snapshots_saved: 0,
+            durable_snapshot_index,
+            observe,
+        }
     }
 
     /// Takes an output. Returns it at once if nothing is in flight or queued and it
@@ -37,8 +76,24 @@ impl GroupCommit {
         if self.in_flight.is_none() && self.queued.is_empty() && !output.needs_persist() {
             return Some(output);
         }
-        self.queued.push(output);
+        self.queued.push(Job::Output(output));
         None
+    }
+
+    /// Queues a snapshot of the state machine, saved after everything queued
+    /// before it (its entries are durable already: they were applied).
+    pub(crate) fn save_snapshot(&mut self, snapshot: Snapshot) {
+        self.queued.push(Job::Snapshot(snapshot));
+    }
+
+    /// True if nothing is in flight or queued.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.in_flight.is_none() && self.queued.is_empty()
+    }
+
+    /// The WAL, when no persist runs.
+    pub(crate) fn wal(&self) -> Option<&Wal> {
+        self.wal.as_ref()
     }
 
     /// Starts persisting everything queued if no persist runs. Returns queued
@@ -47,19 +102,18 @@ impl GroupCommit {
         if self.in_flight.is_some() || self.queued.is_empty() {
             return Vec::new();
         }
-        let outputs = std::mem::take(&mut self.queued);
-        if !outputs.iter().any(Output::needs_persist) {
-            return outputs;
+        let jobs = std::mem::take(&mut self.queued);
+        if !jobs.iter().any(Job::needs_persist) {
+            return outputs_of(jobs, &mut Vec::new());
         }
         let mut wal = self.wal.take().expect("the WAL is home while nothing is in flight");
         self.syncs += 1;
         let observe = self.observe.clone();
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            let requests: Vec<PersistRequest<'_>> = outputs.iter().map(PersistRequest::from_output).collect();
             let started = Instant::now();
-            let result = wal.persist(&requests);
+            let result = persist_jobs(&mut wal, &jobs);
             observe.metrics.fsync_ms.observe(started.elapsed().as_secs_f64() * 1000.0);
-            (wal, outputs, result)
+            (wal, jobs, result)
         }));
         Vec::new()
     }
@@ -72,9 +126,16 @@ impl GroupCommit {
         };
         let joined = handle.await;
         self.in_flight = None;
-        let (wal, outputs, result) = joined.map_err(|error| ServerError::PersistTask(error.to_string()))?;
+        let (wal, jobs, result) = joined.map_err(|error| ServerError::PersistTask(error.to_string()))?;
         self.wal = Some(wal);
         result?;
+        let mut saved = Vec::new();
+        let outputs = outputs_of(jobs, &mut saved);
+        self.snapshots_saved += saved.len() as u64;
+        self.observe.metrics.snapshots_taken.fetch_add(saved.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(index) = self.wal.as_ref().and_then(|wal| wal.snapshot()).map(|s| s.last_included_index) {
+            self.durable_snapshot_index = index;
+        }
         Ok(outputs)
     }
 
@@ -85,9 +146,52 @@ impl GroupCommit {
     }
 }
 
+/// The outputs among `jobs`, in order; the indexes of the driver's own
+/// snapshots go to `saved`.
+fn outputs_of(jobs: Vec<Job>, saved: &mut Vec<LogIndex>) -> Vec<Output> {
+    let mut outputs = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match job {
+            Job::Output(output) => outputs.push(output),
+            Job::Snapshot(snapshot) => saved.push(snapshot.last_included_index),
+        }
+    }
+    outputs
+}
+
+/// Persists `jobs` in order: runs of outputs with one write and one sync, each
+/// snapshot on its own before what follows it.
+fn persist_jobs(wal: &mut Wal, jobs: &[Job]) -> Result<(), StorageError> {
+    let mut requests: Vec<PersistRequest<'_>> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let snapshot = match job {
+            Job::Output(output) => output.snapshot.as_ref().map(Snapshot::from_core),
+            Job::Snapshot(snapshot) => Some(snapshot.clone()),
+        };
+        if let Some(snapshot) = snapshot {
+            // What is queued before the snapshot reaches the disk before it.
+            wal.persist(&requests)?;
+            requests.clear();
+            save_and_compact(wal, snapshot)?;
+        }
+        if let Job::Output(output) = job {
+            requests.push(PersistRequest::from_output(output));
+        }
+    }
+    wal.persist(&requests)
+}
+
+/// The snapshot file, then its WAL record (both durable in
+/// [`LogStore::save_snapshot`]), then the segments it covers deleted.
+fn save_and_compact(wal: &mut Wal, snapshot: Snapshot) -> Result<(), StorageError> {
+    let index = snapshot.last_included_index;
+    wal.save_snapshot(snapshot)?;
+    wal.compact(index)
+}
+
 #[cfg(test)]
 mod tests {
-    use conclave_core::{Event, HardState};
+    use conclave_core::{Entry, Event, HardState, LogWrite, Payload};
     use conclave_storage::WalOptions;
 
     use super::*;
@@ -119,5 +223,86 @@ mod tests {
         assert_eq!(group.completion().await.unwrap(), vec![durable(2), volatile(3)]);
         assert_eq!(group.syncs, 2);
         assert!(group.finish().await.is_none());
+    }
+
+    fn append(first: u64, count: u64) -> Output {
+        let entries = (first..first + count)
+            .map(|index| Entry { term: 1, index, payload: Payload::Command(vec![7; 100]) })
+            .collect();
+        Output {
+            hard_state: Some(HardState { term: 1, voted_for: Some(1), commit: first + count - 1 }),
+            log_write: Some(LogWrite { first_index: first, entries }),
+            ..Output::default()
+        }
+    }
+
+    fn snapshot(index: u64, term: u64) -> Snapshot {
+        Snapshot {
+            last_included_index: index,
+            last_included_term: term,
+            voters: vec![1],
+            last_leader_term: None,
+            data: format!("state at {index}").into_bytes(),
+        }
+    }
+
+    fn small_segments() -> WalOptions {
+        WalOptions::new(7, 1).with_segment_bytes(4096)
+    }
+
+    // The driver's own snapshot: saved after what was queued before it, then the
+    // segments it covers are deleted; a restart finds the snapshot and the rest.
+    #[tokio::test]
+    async fn a_snapshot_is_saved_in_order_and_the_segments_it_covers_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut group = GroupCommit::new(Wal::open(dir.path(), small_segments()).unwrap(), Observability::new(1));
+        for batch in 0..10 {
+            assert_eq!(group.push(append(batch * 20 + 1, 20)), None);
+            assert!(group.start_if_idle().is_empty());
+            assert_eq!(group.completion().await.unwrap().len(), 1);
+        }
+        let segments_before = group.wal().unwrap().segment_paths().len();
+        assert!(segments_before > 3, "small segments roll: {segments_before}");
+        group.save_snapshot(snapshot(150, 1));
+        assert_eq!(group.push(append(201, 10)), None, "queued behind the snapshot");
+        assert!(!group.is_idle());
+        assert!(group.start_if_idle().is_empty());
+        assert_eq!(group.completion().await.unwrap(), vec![append(201, 10)], "only outputs come back");
+        assert!(group.is_idle());
+        assert_eq!((group.durable_snapshot_index, group.snapshots_saved), (150, 1));
+        let wal = group.wal().unwrap();
+        let segments_after = wal.segment_paths().len();
+        assert!(segments_after < segments_before, "{segments_after} segments left of {segments_before}");
+        assert_eq!((wal.first_index(), wal.last_index()), (151, 210));
+        drop(group);
+        let wal = Wal::open(dir.path(), small_segments()).unwrap();
+        let restored = wal.restored_state().unwrap();
+        assert_eq!(restored.snapshot.map(|s| s.meta.last_included_index), Some(150));
+        assert_eq!(restored.entries.first().map(|entry| entry.index), Some(151));
+        assert_eq!(restored.entries.len(), 60);
+    }
+
+    // An installed snapshot goes to disk before its own batch's hard state, which
+    // already counts the snapshot's last index as committed.
+    #[tokio::test]
+    async fn an_installed_snapshot_is_saved_before_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut group = GroupCommit::new(Wal::open(dir.path(), small_segments()).unwrap(), Observability::new(1));
+        assert_eq!(group.push(append(1, 5)), None);
+        let installed = Output {
+            hard_state: Some(HardState { term: 3, voted_for: None, commit: 300 }),
+            snapshot: Some(snapshot(300, 3).to_core()),
+            ..Output::default()
+        };
+        assert_eq!(group.push(installed.clone()), None);
+        assert!(group.start_if_idle().is_empty());
+        assert_eq!(group.completion().await.unwrap(), vec![append(1, 5), installed]);
+        assert_eq!((group.durable_snapshot_index, group.snapshots_saved), (300, 0), "not this node's own");
+        drop(group);
+        let wal = Wal::open(dir.path(), small_segments()).unwrap();
+        let restored = wal.restored_state().unwrap();
+        assert_eq!(restored.hard_state.commit, 300);
+        assert_eq!(restored.snapshot.map(|s| s.meta.last_included_index), Some(300));
+        assert!(restored.entries.is_empty(), "the leader's snapshot superseded the log");
     }
 }

@@ -165,6 +165,19 @@ impl Requests {
         }
     }
 
+    /// The node jumped to a snapshot up to `index`: requests placed there or below
+    /// can no longer be matched to an applied entry. They stay waiting for the
+    /// leader's answer (forwarded ones) or their timeout, which says the outcome
+    /// is unknown.
+    pub(crate) fn unplace_upto(&mut self, index: LogIndex) {
+        while let Some(entry) = self.placed.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            entry.remove();
+        }
+    }
+
     /// Moves retries back to the leader queue and fails what waited too long.
     pub(crate) fn sweep(&mut self, now: Instant) {
         self.needs_leader.extend(self.retry_later.drain(..));

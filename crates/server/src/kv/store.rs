@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use super::command::{KvCommand, KvReply, SetCondition};
 
 /// The replicated store.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct KvStore {
-    data: HashMap<Vec<u8>, Vec<u8>>,
+    pub(super) data: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 const NOT_AN_INTEGER: &str = "value is not an integer or out of range";

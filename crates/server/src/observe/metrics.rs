@@ -80,6 +80,12 @@ pub struct Metrics {
     pub client_connections_open: AtomicU64,
     /// Error replies sent to clients.
     pub client_errors: AtomicU64,
+    /// Snapshots of this node's own KV store saved (the log compacted behind them).
+    pub snapshots_taken: AtomicU64,
+    /// Snapshots installed from the leader.
+    pub snapshots_installed: AtomicU64,
+    /// Snapshots from the leader refused because their data did not decode.
+    pub snapshots_rejected: AtomicU64,
     /// From losing the leader to the first commit of a new leader, as this node saw it.
     pub failover_ms: Histogram,
     /// One WAL write plus sync (a group commit).
@@ -96,6 +102,9 @@ impl Default for Metrics {
             client_connections: AtomicU64::new(0),
             client_connections_open: AtomicU64::new(0),
             client_errors: AtomicU64::new(0),
+            snapshots_taken: AtomicU64::new(0),
+            snapshots_installed: AtomicU64::new(0),
+            snapshots_rejected: AtomicU64::new(0),
             failover_ms: Histogram::new(&FAILOVER_BUCKETS_MS),
             fsync_ms: Histogram::new(&FSYNC_BUCKETS_MS),
         }
@@ -111,13 +120,20 @@ impl Metrics {
     /// The exposition text: these metrics and the dropped-message counters of `status`.
     pub fn render(&self, status: &NodeStatus) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &AtomicU64); 6] = [
+        let counters: [(&str, &str, &AtomicU64); 9] = [
             ("conclave_elections_started_total", "Election rounds this node started.", &self.elections_started),
             ("conclave_elections_won_total", "Elections this node won.", &self.elections_won),
             ("conclave_proposals_total", "Commands this node proposed as leader.", &self.proposals),
             ("conclave_commits_total", "Log entries committed and applied on this node.", &self.commits),
             ("conclave_client_connections_total", "Client connections accepted.", &self.client_connections),
             ("conclave_client_errors_total", "Error replies sent to clients.", &self.client_errors),
+            ("conclave_snapshots_taken_total", "Snapshots of this node's KV store saved.", &self.snapshots_taken),
+            ("conclave_snapshots_installed_total", "Snapshots installed from the leader.", &self.snapshots_installed),
+            (
+                "conclave_snapshots_rejected_total",
+                "Snapshots from the leader refused: their data did not decode.",
+                &self.snapshots_rejected,
+            ),
         ];
         for (name, help, counter) in counters {
             let _ = writeln!(
@@ -135,6 +151,9 @@ impl Metrics {
             let count = status.dropped.get(reason.name()).copied().unwrap_or(0);
             let _ = writeln!(out, "{name}{{reason=\"{}\"}} {count}", reason.name());
         }
+        let name = "conclave_snapshot_index";
+        let _ = writeln!(out, "# HELP {name} Last index of the newest saved snapshot.\n# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {}", status.snapshot_index);
         let name = "conclave_peer_frames_dropped_total";
         let _ = writeln!(out, "# HELP {name} Peer frames dropped from full send queues.\n# TYPE {name} counter");
         let _ = writeln!(out, "{name} {}", status.dropped_peer_frames);

@@ -31,6 +31,7 @@ pub fn single_node_config(dir: &std::path::Path) -> ServerConfig {
         members: vec![Member { id: 1, peer_address: any, client_address: any, http_address: None }],
         timing: Timing::default(),
         limits: Limits::default(),
+        snapshot: Default::default(),
     }
 }
 

@@ -1,0 +1,273 @@
+//! The KV store's snapshot form: the bytes a [`conclave_core::Snapshot`]
+//! carries for this state machine, saved in the storage crate's snapshot file
+//! and sent to lagging followers in `InstallSnapshot` chunks.
+//!
+//! # Format (version 1)
+//! All integers little-endian:
+//! ```text
+//! offset  0  magic          4 bytes  "CNKV"
+//! offset  4  version        u32      1
+//! offset  8  applied_index  u64      the log index the state is at
+//! offset 16  key_count      u64
+//! offset 24  pairs, keys in ascending byte order, each:
+//!            key_len u32, key bytes, value_len u32, value bytes
+//! end - 4    crc32c         u32      checksum of every byte before it
+//! ```
+//! The bytes are deterministic: equal stores at equal indexes encode the same,
+//! whatever order their keys were written in. The checksum is the state
+//! machine's own: the storage file has one of its own, but a snapshot also
+//! travels over the network, in chunks reassembled by the core, which never
+//! reads the bytes.
+
+use std::collections::HashMap;
+
+use conclave_core::LogIndex;
+use thiserror::Error;
+
+use super::store::KvStore;
+
+const MAGIC: &[u8; 4] = b"CNKV";
+/// The format this build writes and reads.
+pub const VERSION: u32 = 1;
+const HEADER_BYTES: usize = 24;
+const CHECKSUM_BYTES: usize = 4;
+
+/// Why snapshot bytes cannot be a KV store.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum SnapshotDecodeError {
+    /// Fewer bytes than a header and a checksum.
+    #[error("KV snapshot is {len} bytes, less than the {min} of an empty one")]
+    TooShort {
+        /// The length found.
+        len: usize,
+        /// The smallest valid length.
+        min: usize,
+    },
+    /// Not this format at all.
+    #[error("KV snapshot has a bad magic number (not a Conclave KV snapshot)")]
+    BadMagic,
+    /// A version this build does not read.
+    #[error("KV snapshot version {found} is not supported (this build reads version {VERSION})")]
+    UnsupportedVersion {
+        /// The version found.
+        found: u32,
+    },
+    /// The bytes were damaged (or cut short).
+    #[error("KV snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Checksum {
+        /// The checksum in the trailer.
+        stored: u32,
+        /// The checksum of the bytes.
+        computed: u32,
+    },
+    /// The checksum matched but the content breaks the format (a writer's bug).
+    #[error("KV snapshot is malformed at byte {offset}: {reason}")]
+    Malformed {
+        /// Where.
+        offset: usize,
+        /// What is wrong there.
+        reason: String,
+    },
+}
+
+impl KvStore {
+    /// The snapshot bytes of this store, which holds the state at `applied_index`.
+    pub fn encode_snapshot(&self, applied_index: LogIndex) -> Vec<u8> {
+        let mut pairs: Vec<(&Vec<u8>, &Vec<u8>)> = self.data.iter().collect();
+        pairs.sort_unstable_by(|left, right| left.0.cmp(right.0));
+        let content: usize = pairs.iter().map(|(key, value)| 8 + key.len() + value.len()).sum();
+        let mut bytes = Vec::with_capacity(HEADER_BYTES + content + CHECKSUM_BYTES);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        bytes.extend_from_slice(&applied_index.to_le_bytes());
+        bytes.extend_from_slice(&(pairs.len() as u64).to_le_bytes());
+        for (key, value) in pairs {
+            // Keys and values are bounded by the command size limit, far below 4 GiB.
+            bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(key);
+            bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(value);
+        }
+        let checksum = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&checksum.to_le_bytes());
+        bytes
+    }
+
+    /// The store and its applied index from snapshot bytes; damaged, truncated or
+    /// foreign bytes are an error that says what is wrong.
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<(KvStore, LogIndex), SnapshotDecodeError> {
+        let min = HEADER_BYTES + CHECKSUM_BYTES;
+        if bytes.len() < min {
+            return Err(SnapshotDecodeError::TooShort { len: bytes.len(), min });
+        }
+        if &bytes[..4] != MAGIC {
+            return Err(SnapshotDecodeError::BadMagic);
+        }
+        let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+        if version != VERSION {
+            return Err(SnapshotDecodeError::UnsupportedVersion { found: version });
+        }
+        let (body, trailer) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
+        let stored = u32::from_le_bytes(trailer.try_into().expect("4 bytes"));
+        let computed = crc32c::crc32c(body);
+        if stored != computed {
+            return Err(SnapshotDecodeError::Checksum { stored, computed });
+        }
+        let mut reader = Reader { bytes: body, position: 8 };
+        let applied_index = reader.u64("applied index")?;
+        let key_count = reader.u64("key count")?;
+        // Each pair takes at least 8 bytes: a count beyond that cannot be honest.
+        if key_count > (reader.remaining() / 8) as u64 {
+            return Err(reader
+                .malformed(format!("{key_count} keys cannot fit in the {} bytes that follow", reader.remaining())));
+        }
+        let mut data = HashMap::with_capacity(key_count as usize);
+        let mut previous: Option<&[u8]> = None;
+        for _ in 0..key_count {
+            let key_offset = reader.position;
+            let key = reader.field("key")?;
+            let value = reader.field("value")?;
+            if previous.is_some_and(|previous| previous >= key) {
+                return Err(SnapshotDecodeError::Malformed {
+                    offset: key_offset,
+                    reason: "keys are not in strictly ascending order".into(),
+                });
+            }
+            previous = Some(key);
+            data.insert(key.to_vec(), value.to_vec());
+        }
+        if reader.remaining() != 0 {
+            return Err(reader.malformed(format!("{} bytes follow the last key", reader.remaining())));
+        }
+        Ok((KvStore { data }, applied_index))
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.position
+    }
+
+    fn malformed(&self, reason: String) -> SnapshotDecodeError {
+        SnapshotDecodeError::Malformed { offset: self.position, reason }
+    }
+
+    fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8], SnapshotDecodeError> {
+        if self.remaining() < len {
+            return Err(self.malformed(format!("{what} needs {len} bytes, {} remain", self.remaining())));
+        }
+        let taken = &self.bytes[self.position..self.position + len];
+        self.position += len;
+        Ok(taken)
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, SnapshotDecodeError> {
+        Ok(u64::from_le_bytes(self.take(8, what)?.try_into().expect("8 bytes")))
+    }
+
+    fn field(&mut self, what: &str) -> Result<&'a [u8], SnapshotDecodeError> {
+        let len = u32::from_le_bytes(self.take(4, what)?.try_into().expect("4 bytes")) as usize;
+        self.take(len, what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{KvCommand, KvReply, SetCondition};
+
+    fn store(pairs: &[(&str, &str)]) -> KvStore {
+        let mut store = KvStore::default();
+        for (key, value) in pairs {
+            let command = KvCommand::Set {
+                key: key.as_bytes().to_vec(),
+                value: value.as_bytes().to_vec(),
+                condition: SetCondition::Always,
+            };
+            assert_eq!(store.apply(&command), KvReply::Ok);
+        }
+        store
+    }
+
+    #[test]
+    fn a_store_round_trips_with_its_index() {
+        let original = store(&[("b", "2"), ("a", "1"), ("", "empty key"), ("bin\0ary", "")]);
+        let bytes = original.encode_snapshot(42);
+        let (decoded, index) = KvStore::decode_snapshot(&bytes).unwrap();
+        assert_eq!(index, 42);
+        assert_eq!(decoded.data, original.data);
+        let (empty, index) = KvStore::decode_snapshot(&KvStore::default().encode_snapshot(7)).unwrap();
+        assert_eq!((empty.len(), index), (0, 7));
+    }
+
+    #[test]
+    fn the_bytes_do_not_depend_on_the_order_keys_were_written_in() {
+        let pairs = [("k1", "v1"), ("k2", "v2"), ("k3", "v3"), ("a", "x"), ("zz", "y")];
+        let mut reversed = pairs;
+        reversed.reverse();
+        assert_eq!(store(&pairs).encode_snapshot(9), store(&reversed).encode_snapshot(9));
+        assert_ne!(store(&pairs).encode_snapshot(9), store(&pairs).encode_snapshot(10));
+    }
+
+    #[test]
+    fn every_truncation_and_every_flipped_bit_is_refused() {
+        let bytes = store(&[("alpha", "1"), ("beta", "22"), ("gamma", "333")]).encode_snapshot(5);
+        for cut in 0..bytes.len() {
+            assert!(KvStore::decode_snapshot(&bytes[..cut]).is_err(), "cut at {cut} was accepted");
+        }
+        for position in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut damaged = bytes.clone();
+                damaged[position] ^= 1 << bit;
+                assert!(KvStore::decode_snapshot(&damaged).is_err(), "flip of bit {bit} at {position} was accepted");
+            }
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(KvStore::decode_snapshot(&longer).is_err(), "a trailing byte was accepted");
+    }
+
+    #[test]
+    fn each_kind_of_bad_bytes_says_what_is_wrong() {
+        let bytes = store(&[("a", "1"), ("b", "2")]).encode_snapshot(3);
+        assert_eq!(KvStore::decode_snapshot(b"CNKV"), Err(SnapshotDecodeError::TooShort { len: 4, min: 28 }));
+        let mut foreign = bytes.clone();
+        foreign[..4].copy_from_slice(b"JSON");
+        assert_eq!(KvStore::decode_snapshot(&foreign), Err(SnapshotDecodeError::BadMagic));
+        let mut future = bytes.clone();
+        future[4..8].copy_from_slice(&2u32.to_le_bytes());
+        let error = KvStore::decode_snapshot(&future).unwrap_err();
+        assert_eq!(error, SnapshotDecodeError::UnsupportedVersion { found: 2 });
+        assert!(error.to_string().contains("reads version 1"), "{error}");
+        let mut damaged = bytes.clone();
+        damaged[30] ^= 0x40;
+        assert!(matches!(KvStore::decode_snapshot(&damaged), Err(SnapshotDecodeError::Checksum { .. })));
+        // A writer's bug behind a valid checksum: keys out of order, a count too large.
+        let reseal = |mut body: Vec<u8>| {
+            body.truncate(body.len() - CHECKSUM_BYTES);
+            let checksum = crc32c::crc32c(&body);
+            body.extend_from_slice(&checksum.to_le_bytes());
+            body
+        };
+        let mut unsorted = bytes.clone();
+        let (first, second) = (HEADER_BYTES + 4, HEADER_BYTES + 4 + 1 + 4 + 1 + 4);
+        unsorted.swap(first, second);
+        let error = KvStore::decode_snapshot(&reseal(unsorted)).unwrap_err();
+        assert!(
+            matches!(&error, SnapshotDecodeError::Malformed { reason, .. } if reason.contains("ascending")),
+            "{error}"
+        );
+        let mut counted = bytes;
+        counted[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        let error = KvStore::decode_snapshot(&reseal(counted)).unwrap_err();
+        assert!(
+            matches!(&error, SnapshotDecodeError::Malformed { reason, .. } if reason.contains("cannot fit")),
+            "{error}"
+        );
+    }
+}

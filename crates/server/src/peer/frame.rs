@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::kv::KvReply;
 
 /// The only frame version this build speaks.
-pub const FRAME_VERSION: u8 = 1;
+pub const FRAME_VERSION: u8 = 2;
 
 /// Marks a Conclave peer handshake ("CNCL").
 pub const HANDSHAKE_MAGIC: u32 = 0x434E_434C;

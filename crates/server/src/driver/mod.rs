@@ -1,9 +1,11 @@
 //! The node driver: one task that owns the core [`Node`], feeds it a real
 //! monotonic clock, peer frames and client commands, and carries out each
 //! [`Output`] in the contract's order — persist (group commit, [`persist`]),
-//! then send, then apply to the KV store.
+//! then send, then apply to the KV store. Linearizable reads skip the log
+//! ([`reads`]: ReadIndex through the leader).
 
 mod persist;
+mod reads;
 pub mod requests;
 
 use std::collections::BTreeMap;
@@ -62,6 +64,8 @@ pub(crate) struct Driver {
     election: Option<ElectionRound>,
     /// When this node last lost its leader, until a new leader's first commit.
     leader_lost_at: Option<Instant>,
+    /// Linearizable reads this node's core holds as leader.
+    reads: reads::Reads,
 }
 
 impl Driver {
@@ -94,6 +98,7 @@ impl Driver {
             observe,
             election: None,
             leader_lost_at: None,
+            reads: reads::Reads::default(),
         }
     }
 
@@ -238,6 +243,8 @@ impl Driver {
         for entry in output.committed_entries {
             self.apply(entry);
         }
+        self.on_failed_reads(output.failed_reads);
+        self.on_read_states(output.read_states);
         for event in output.events {
             log_event(self.node.id(), &event);
             self.observe_event(&event);
@@ -322,6 +329,9 @@ impl Driver {
             PeerFrame::Forward { incarnation, request_id, command } => {
                 self.on_forward(input.from, incarnation, request_id, command)
             }
+            PeerFrame::ForwardRead { incarnation, request_id, command } => {
+                self.on_forward_read(input.from, incarnation, request_id, command)
+            }
             // Replies meant for an earlier run of this node are ignored.
             PeerFrame::ForwardReply { incarnation, .. }
             | PeerFrame::ForwardResult(ForwardResult { incarnation, .. })
@@ -361,6 +371,10 @@ impl Driver {
             return;
         }
         let id = self.requests.next_id();
+        if request.command.is_read() {
+            self.requests.add_read(id, request.command, request.reply, Instant::now());
+            return;
+        }
         let envelope = Envelope {
             origin: self.node.id(),
             incarnation: self.incarnation,
@@ -380,6 +394,13 @@ impl Driver {
             self.advance_clock();
         }
         while let Some(id) = self.requests.needs_leader.pop_front() {
+            if let Some(read) = self.requests.read(id).cloned() {
+                if !self.dispatch_read(id, read, leader) {
+                    self.requests.needs_leader.push_front(id);
+                    return;
+                }
+                continue;
+            }
             let Some(command) = self.requests.command(id).map(<[u8]>::to_vec) else { continue };
             if leader != self.node.id() {
                 let frame = PeerFrame::Forward { incarnation: self.incarnation, request_id: id, command };

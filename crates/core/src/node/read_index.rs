@@ -123,7 +123,7 @@ impl Node {
             }
             read.round = Some(round);
         }
-        if self.config.quorum() == 1 {
+        if self.config.quorum() == 1 || self.skips_read_confirmation() {
             self.reads.confirmed = round;
             return;
         }
@@ -181,6 +181,16 @@ impl Node {
             self.start_read_round_if_idle();
         }
         true
+    }
+
+    #[cfg(feature = "bug-injection")]
+    fn skips_read_confirmation(&self) -> bool {
+        self.config.injected_bug == Some(crate::config::InjectedBug::ReadWithoutLeadershipCheck)
+    }
+
+    #[cfg(not(feature = "bug-injection"))]
+    fn skips_read_confirmation(&self) -> bool {
+        false
     }
 
     /// Moves the confirmed reads to `ready`, once the leader may serve reads.

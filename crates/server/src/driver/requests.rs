@@ -251,6 +251,28 @@ mod tests {
     }
 
     #[test]
+    fn a_read_waits_for_a_leader_and_goes_back_to_waiting_when_its_leader_fails_it() {
+        let now = Instant::now();
+        let mut requests = Requests::new(Duration::from_secs(1), Duration::from_secs(5));
+        let (reply, mut answer) = oneshot::channel();
+        let id = requests.next_id();
+        let get = KvCommand::Get(b"k".to_vec());
+        requests.add_read(id, get.clone(), reply, now);
+        assert_eq!(requests.read(id), Some(&get));
+        assert_eq!(requests.command(id), None, "a read has no log envelope");
+        requests.mark_reading(id);
+        assert_eq!(requests.stage(id), Some(Stage::Reading));
+        assert_eq!(requests.read(id), None, "held by the core, not waiting");
+        // The core failed it (its node stopped leading): it waits again.
+        requests.retry(id);
+        requests.sweep(now);
+        assert_eq!(requests.needs_leader, [id]);
+        assert_eq!(requests.read(id), Some(&get));
+        requests.answer(id, KvReply::Nil);
+        assert_eq!(answer.try_recv().unwrap(), Ok(KvReply::Nil));
+    }
+
+    #[test]
     fn a_request_without_a_leader_fails_after_the_leader_wait() {
         let now = Instant::now();
         let mut requests = Requests::new(Duration::from_millis(100), Duration::from_secs(5));

@@ -260,6 +260,7 @@ mod tests {
         requests.add_read(id, get.clone(), reply, now);
         assert_eq!(requests.read(id), Some(&get));
         assert_eq!(requests.command(id), None, "a read has no log envelope");
+        assert_eq!(requests.needs_leader.pop_front(), Some(id), "dispatched");
         requests.mark_reading(id);
         assert_eq!(requests.stage(id), Some(Stage::Reading));
         assert_eq!(requests.read(id), None, "held by the core, not waiting");

@@ -280,3 +280,18 @@ fn reads_in_a_cluster_see_every_write_committed_before_them() {
         assert!(read_at >= committed_anywhere, "read {round} at {read_at} misses commit {committed_anywhere}");
     }
 }
+
+#[test]
+fn an_impossible_acknowledgement_confirms_no_read() {
+    // Bad input: an answer that acknowledges entries the leader never had is
+    // dropped whole, its round echo included.
+    let mut node = serving_leader(ElectionMode::Raft);
+    let term = node.term();
+    let _ = node.read_index(1).unwrap();
+    let before = node.status().dropped.get(DropReason::ImpossibleFields);
+    let output = node.step(msg(2, 1, term, answer(99, 1)));
+    assert!(output.read_states.is_empty());
+    assert_eq!(node.status().dropped.get(DropReason::ImpossibleFields), before + 1);
+    let output = node.step(msg(2, 1, term, answer(1, 1)));
+    assert_eq!(output.read_states, vec![ReadState { context: 1, index: 1 }]);
+}

@@ -36,7 +36,7 @@ use crate::message::Body;
 use crate::output::{Output, ReadState};
 use crate::progress::ProgressState;
 use crate::quorum;
-use crate::status::{DropReason, Role};
+use crate::status::Role;
 use crate::types::{LogIndex, NodeId};
 
 /// Why [`Node::read_index`] refused a read.
@@ -151,18 +151,14 @@ impl Node {
         );
     }
 
-    /// A follower echoed `read_round` in an answer of this leader's term.
-    /// Returns false if the echo is impossible (a round not yet started).
-    pub(crate) fn on_read_round_echo(&mut self, from: NodeId, read_round: u64) -> bool {
-        if read_round > self.reads.round {
-            self.dropped.record(DropReason::ImpossibleFields);
-            return false;
+    /// A follower echoed `read_round` (at most the latest round: the caller
+    /// drops impossible echoes) in an answer of this leader's term.
+    pub(crate) fn on_read_round_echo(&mut self, from: NodeId, read_round: u64) {
+        debug_assert!(read_round <= self.reads.round, "impossible echoes are dropped before");
+        if read_round <= self.reads.acks.get(&from).copied().unwrap_or(0) {
+            return;
         }
-        let acked = self.reads.acks.entry(from).or_default();
-        if read_round <= *acked {
-            return true;
-        }
-        *acked = read_round;
+        self.reads.acks.insert(from, read_round);
         let mut rounds: Vec<u64> =
             self.config
                 .voters
@@ -180,7 +176,6 @@ impl Node {
             self.reads.confirmed = confirmed;
             self.start_read_round_if_idle();
         }
-        true
     }
 
     #[cfg(feature = "bug-injection")]

@@ -212,18 +212,19 @@ impl Node {
         if self.role != Role::Leader {
             return; // An answer to a term this node no longer leads.
         }
-        // Any answer of this term, accepted or not, confirms the leadership.
-        if !self.on_read_round_echo(from, read_round) {
+        let last_index = self.log.last_index();
+        let impossible_match = matches!(outcome, AppendOutcome::Accepted { match_index } if match_index > last_index);
+        if impossible_match || read_round > self.reads.round {
+            // No correct follower acknowledges entries or a read round this
+            // leader never sent: drop the whole message, without effect.
+            self.dropped.record(DropReason::ImpossibleFields);
             return;
         }
-        let last_index = self.log.last_index();
+        // Any answer of this term, accepted or not, confirms the leadership.
+        self.on_read_round_echo(from, read_round);
         let progress = self.progress.get_mut(&from).expect("members are screened");
         match outcome {
             AppendOutcome::Accepted { match_index } => {
-                if match_index > last_index {
-                    self.dropped.record(DropReason::ImpossibleFields);
-                    return;
-                }
                 if progress.on_accepted(match_index) {
                     self.maybe_commit();
                 }

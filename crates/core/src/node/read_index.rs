@@ -84,7 +84,8 @@ impl Node {
     /// Takes a linearizable read identified by `context` (any value the driver
     /// chooses; it comes back verbatim). On a leader the read waits for a
     /// quorum's confirmation and for a commit of the leader's own term, then
-    /// appears in some later batch's `Output::read_states` with the index the
+    /// appears in this or a later batch's `Output::read_states` (this one only
+    /// when the leader is its own quorum) with the index the
     /// driver must have applied before serving it — or in `Output::failed_reads`
     /// if the node stops leading first. The returned batch holds the messages
     /// that start the confirmation (nothing to persist).

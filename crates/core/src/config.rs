@@ -67,6 +67,9 @@ pub enum InjectedBug {
     /// Grant a vote even after voting for another candidate in the same term
     /// (breaks Raft §5.2, one vote per term).
     VoteMoreThanOncePerTerm,
+    /// Release linearizable reads without a quorum confirming the leadership
+    /// (breaks Raft thesis §6.4: a deposed leader answers stale reads).
+    ReadWithoutLeadershipCheck,
 }
 
 impl Config {

@@ -11,6 +11,9 @@
 //! Once its state machine has applied an index, a driver may snapshot it and
 //! call [`Node::compact`]; a follower that needs compacted entries receives the
 //! leader's snapshot in chunks and hands it out in [`Output::snapshot`] (Raft §7).
+//! A linearizable read skips the log: [`Node::read_index`] on the leader, then
+//! serve it once [`Output::read_states`] names it and its index is applied
+//! (ReadIndex, Raft thesis §6.4).
 //!
 //! ```
 //! use conclave_core::{Config, Node, RestoredState};
@@ -30,6 +33,10 @@
 //! }
 //! let proposal = node.propose(b"set x 1".to_vec()).unwrap();
 //! assert_eq!(proposal.output.committed_entries.last().unwrap().index, proposal.index);
+//! // Alone, the leader is its own quorum: the read is confirmed at once, at the
+//! // index just applied.
+//! let read = node.read_index(99).unwrap();
+//! assert_eq!(read.read_states, vec![conclave_core::ReadState { context: 99, index: proposal.index }]);
 //! ```
 #![deny(missing_docs)]
 
@@ -52,8 +59,8 @@ pub use config::{Config, ConfigError};
 pub use election::ElectionMode;
 pub use entry::{Entry, LeaderTermRecord, Payload};
 pub use message::{AppendOutcome, Body, Message, PeerState, VoteChoice};
-pub use node::{CompactError, Node, Proposal, ProposeError, RestoredState, StartError};
-pub use output::{Event, HardState, LogWrite, Output};
+pub use node::{CompactError, Node, Proposal, ProposeError, ReadIndexError, RestoredState, StartError};
+pub use output::{Event, HardState, LogWrite, Output, ReadState};
 pub use snapshot::{Snapshot, SnapshotMeta};
 pub use status::{DropCounters, DropReason, FollowerStatus, Role, Status};
 pub use types::{ClusterId, LogIndex, NodeId, Term};

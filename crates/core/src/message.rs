@@ -56,9 +56,19 @@ pub enum Body {
         /// a follower may only commit what this very message proves it shares with
         /// the leader, so a larger value is impossible and the message is dropped.
         leader_commit: LogIndex,
+        /// The leader's latest ReadIndex confirmation round (thesis §6.4) when it
+        /// sent this message; 0 before its first. The follower echoes it, so the
+        /// answer proves the sender still led this term after the round began.
+        read_round: u64,
     },
     /// The answer to an `AppendEntries`.
-    AppendResponse(AppendOutcome),
+    AppendResponse {
+        /// What the follower did with it.
+        outcome: AppendOutcome,
+        /// The `read_round` of the `AppendEntries` answered. A value above the
+        /// leader's latest round is impossible and the message is dropped.
+        read_round: u64,
+    },
     /// Raft §7 InstallSnapshot, one chunk: the leader compacted the entries this
     /// follower needs, so it sends its snapshot instead, `data` being the bytes
     /// at `offset..offset + data.len()` of `total_bytes`. Chunks go one at a time;
@@ -213,7 +223,7 @@ impl Body {
             Body::VoteResponse { pre_vote: false, .. } => "VoteResponse",
             Body::AppendEntries { entries, .. } if entries.is_empty() => "Heartbeat",
             Body::AppendEntries { .. } => "AppendEntries",
-            Body::AppendResponse(_) => "AppendResponse",
+            Body::AppendResponse { .. } => "AppendResponse",
             Body::InstallSnapshot { .. } => "InstallSnapshot",
             Body::SnapshotResponse { .. } => "SnapshotResponse",
             Body::SubjectiveDown { down: true, .. } => "SubjectiveDown",

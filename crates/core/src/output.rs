@@ -33,6 +33,15 @@ pub struct LogWrite {
     pub entries: Vec<Entry>,
 }
 
+/// A linearizable read the leader confirmed (ReadIndex, Raft thesis §6.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReadState {
+    /// The context given to `Node::read_index`.
+    pub context: u64,
+    /// Serve the read from the state machine once it has applied this index.
+    pub index: LogIndex,
+}
+
 /// Something observable that happened while handling the input.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
@@ -148,7 +157,11 @@ pub enum Event {
 /// 3. Only then is the state machine replaced by `snapshot.data` (if any), and
 ///    then `committed_entries` applied to it, in order. They are always a prefix
 ///    of the persisted log, following the snapshot.
-/// 4. `events` are informational (logs, metrics, the simulator's checks).
+/// 4. Then `read_states` may be served: each once the state machine has
+///    applied its `index` (at once if it already has), and `failed_reads`
+///    answered with a retryable error (the node stopped leading; the reads
+///    may go to the new leader). Neither depends on this batch's persist.
+/// 5. `events` are informational (logs, metrics, the simulator's checks).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[must_use = "an output batch must be persisted, sent and applied"]
 pub struct Output {
@@ -167,6 +180,11 @@ pub struct Output {
     /// as the core did), and, once the batch is durable, replace the state
     /// machine with its data before applying `committed_entries`.
     pub snapshot: Option<Snapshot>,
+    /// Linearizable reads confirmed by a quorum (see `Node::read_index`).
+    pub read_states: Vec<ReadState>,
+    /// Contexts of reads this node held when it stopped leading: they will not
+    /// be confirmed here.
+    pub failed_reads: Vec<u64>,
     /// What happened, for observers.
     pub events: Vec<Event>,
 }
@@ -179,6 +197,8 @@ impl Output {
             && self.snapshot.is_none()
             && self.messages.is_empty()
             && self.committed_entries.is_empty()
+            && self.read_states.is_empty()
+            && self.failed_reads.is_empty()
             && self.events.is_empty()
     }
 

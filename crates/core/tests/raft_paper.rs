@@ -740,7 +740,7 @@ fn leader_backs_up_after_rejections_and_repairs_a_lagging_follower() {
         .trace
         .iter()
         .map(|(message, _)| message.clone())
-        .filter(|message| matches!(message.body, Body::AppendEntries { .. } | Body::AppendResponse(_)))
+        .filter(|message| matches!(message.body, Body::AppendEntries { .. } | Body::AppendResponse { .. }))
         .collect();
     assert_eq!(
         between,

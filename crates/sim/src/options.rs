@@ -73,6 +73,8 @@ pub struct RunParams {
     pub fsync_max_ms: u64,
     /// Gap between client proposals in the safety phase.
     pub proposal_interval_ms: u64,
+    /// Mean gap between client reads (both phases).
+    pub read_interval_ms: u64,
     /// Proposals the liveness phase requires to commit everywhere.
     pub liveness_proposals: u64,
     /// Entries per `AppendEntries`: small values split a new leader's catch-up
@@ -112,6 +114,8 @@ impl RunParams {
             // Drawn last, so the draws above are what they were before snapshots.
             snapshot_every: rng.gen_range(8..=48),
             snapshot_chunk_bytes: [64, 256, 4 << 10, 64 << 10][rng.gen_range(0..4)],
+            // After the snapshot draws, for the same reason.
+            read_interval_ms: rng.gen_range(5..=60),
         }
     }
 }

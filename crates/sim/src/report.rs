@@ -57,6 +57,12 @@ pub struct RunReport {
     pub faults: FaultCounts,
     /// Proposals the client made.
     pub proposals: u64,
+    /// Linearizable reads the client issued to a node that believed it led.
+    pub reads_issued: u64,
+    /// Of those, served (confirmed by ReadIndex and checked).
+    pub reads_served: u64,
+    /// Of those, failed because their node stopped leading (or crashed).
+    pub reads_failed: u64,
     /// Elections that ended with a leader.
     pub elections_won: u64,
     /// Of those, won by a node whose data was the newest among the eligible.

@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use conclave_core::{
-    Config, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, Role, Snapshot, Term,
+    Config, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, ReadState, Role, Snapshot, Term,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -40,6 +40,7 @@ enum SimEvent {
     Durable { node: usize, incarnation: u64 },
     Tick { node: usize, incarnation: u64 },
     Propose,
+    Read,
     InjectFault,
     Restart { node: usize },
     HealCut { id: u64 },
@@ -81,6 +82,8 @@ struct PendingBatch {
     snapshot: Option<Snapshot>,
     messages: Vec<Message>,
     committed_entries: Vec<Entry>,
+    read_states: Vec<ReadState>,
+    failed_reads: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -99,6 +102,9 @@ struct SimNode {
     liveness_applied: BTreeSet<u64>,
     /// What the node applied (its state machine), since its last start.
     machine: SimStateMachine,
+    /// Reads its core confirmed, waiting for the state machine to reach their
+    /// index: (context, read index). Volatile, like the driver's.
+    awaiting_reads: Vec<(u64, LogIndex)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +147,10 @@ pub struct Simulation {
     fault_rng: ChaCha8Rng,
     disk_rng: ChaCha8Rng,
     client_rng: ChaCha8Rng,
+    /// Draws the reads (its own stream, so proposals draw what they did before reads).
+    read_rng: ChaCha8Rng,
+    next_read_context: u64,
+    reads_issued: u64,
     invariants: Invariants,
     trace: Trace,
     phase: Phase,
@@ -187,6 +197,7 @@ impl Simulation {
                 last_index: 0,
                 liveness_applied: BTreeSet::new(),
                 machine: SimStateMachine::default(),
+                awaiting_reads: Vec::new(),
             })
             .collect();
         Simulation {
@@ -194,6 +205,7 @@ impl Simulation {
             fault_rng: stream("faults"),
             disk_rng: stream("disk"),
             client_rng: stream("client"),
+            read_rng: stream("reads"),
             trace: Trace::new(options.keep_full_trace),
             options,
             params,
@@ -215,6 +227,8 @@ impl Simulation {
             disruptions: 0,
             proposals: 0,
             next_command_id: 1,
+            next_read_context: 1,
+            reads_issued: 0,
             applied_commands: BTreeSet::new(),
             liveness_commands: Vec::new(),
             election: None,
@@ -237,6 +251,7 @@ impl Simulation {
             self.start_node(index);
         }
         self.schedule(self.params.proposal_interval_ms, SimEvent::Propose);
+        self.schedule(self.params.read_interval_ms, SimEvent::Read);
         let first_fault = self.fault_gap_ms();
         self.schedule(first_fault, SimEvent::InjectFault);
         self.schedule(self.params.safety_phase_ms, SimEvent::StartLiveness);
@@ -280,6 +295,9 @@ impl Simulation {
             disruptions: self.disruptions,
             faults: self.faults.clone(),
             proposals: self.proposals,
+            reads_issued: self.reads_issued,
+            reads_served: self.invariants.linearizable_reads.served(),
+            reads_failed: self.invariants.linearizable_reads.failed(),
             elections_won: self.elections_won,
             up_to_date_wins: self.up_to_date_wins,
             truncated_entries: self.truncated_entries,
@@ -303,6 +321,7 @@ impl Simulation {
             }
             SimEvent::Tick { node, incarnation } => self.tick(node, incarnation),
             SimEvent::Propose => self.propose(),
+            SimEvent::Read => self.read(),
             SimEvent::InjectFault => self.inject_fault(),
             SimEvent::Restart { node } => self.restart(node),
             SimEvent::HealCut { id } => {
@@ -436,6 +455,8 @@ impl Simulation {
             snapshot: output.snapshot,
             messages: output.messages,
             committed_entries: output.committed_entries,
+            read_states: output.read_states,
+            failed_reads: output.failed_reads,
         };
         if !needs_persist && node.pending.is_empty() {
             self.release(index, batch);
@@ -592,6 +613,25 @@ impl Simulation {
             }
             self.maybe_compact(index);
         }
+        for context in batch.failed_reads {
+            self.invariants.linearizable_reads.on_fail(context);
+        }
+        let node = &mut self.nodes[index];
+        node.awaiting_reads.extend(batch.read_states.iter().map(|read| (read.context, read.index)));
+        self.serve_reads(index);
+    }
+
+    /// Serves the confirmed reads whose index the node's state machine reached.
+    fn serve_reads(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        let (id, state_index) = (node.id, node.machine.index);
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            node.awaiting_reads.drain(..).partition(|(_, read_index)| *read_index <= state_index);
+        node.awaiting_reads = waiting;
+        for (context, read_index) in ready {
+            let result = self.invariants.linearizable_reads.on_serve(id, context, read_index, state_index);
+            self.check(result);
+        }
     }
 
     /// The node's state machine is replaced by `snapshot` (installed, or found
@@ -648,6 +688,17 @@ impl Simulation {
             return;
         }
         let pending: Vec<PendingBatch> = node.pending.drain(..).collect();
+        // Reads die with the process; the checker stops waiting for them.
+        let lost_reads: Vec<u64> = node
+            .awaiting_reads
+            .drain(..)
+            .map(|(context, _)| context)
+            .chain(pending.iter().flat_map(|batch| batch.read_states.iter().map(|read| read.context)))
+            .collect();
+        for context in lost_reads {
+            self.invariants.linearizable_reads.on_fail(context);
+        }
+        let node = &mut self.nodes[index];
         let mut kind = kind;
         match kind {
             FaultKind::Crash => {
@@ -1059,6 +1110,33 @@ impl Simulation {
                 self.schedule(LIVENESS_CLIENT_INTERVAL_MS, SimEvent::Propose);
             }
         }
+    }
+
+    /// Asks a node that believes it leads for a linearizable read. Any such
+    /// node, not only the newest leader: an old leader cut off in a minority is
+    /// the case ReadIndex exists for, and the checker must see it refuse to
+    /// answer stale.
+    fn read(&mut self) {
+        let leaders: Vec<usize> = (0..self.nodes.len())
+            .filter(|index| self.nodes[*index].core.as_ref().is_some_and(|core| core.role() == Role::Leader))
+            .collect();
+        if let Some(&index) = leaders.choose(&mut self.read_rng) {
+            self.advance_clock(index);
+            let context = self.next_read_context;
+            self.next_read_context += 1;
+            let acknowledged = self.invariants.state_machine_safety.applied_len();
+            let core = self.nodes[index].core.as_mut().expect("chosen among live nodes");
+            if let Ok(output) = core.read_index(context) {
+                let id = self.nodes[index].id;
+                self.reads_issued += 1;
+                self.invariants.linearizable_reads.on_issue(context, id, acknowledged);
+                let event = format!("read {context} issued (applied somewhere: {acknowledged})");
+                self.trace.record(self.now_ms, TraceEvent::Node { node: id, event });
+                self.absorb(index, output);
+            }
+        }
+        let jitter = self.read_rng.gen_range(0..=self.params.read_interval_ms);
+        self.schedule(self.params.read_interval_ms / 2 + jitter, SimEvent::Read);
     }
 
     /// Hands `command` to the current leader; true if it was appended.

@@ -34,6 +34,15 @@ fn voting_without_the_up_to_date_check_is_caught() {
     );
 }
 
+// Reference: Raft thesis §6.4 — a leader confirms it still leads before it
+// answers a read; without it a leader deposed in a minority answers stale.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "a sweep: run with `cargo test --release`")]
+fn reads_without_the_leadership_check_are_caught() {
+    let violation = first_violation(5, |config| config.injected_bug = Some(InjectedBug::ReadWithoutLeadershipCheck));
+    assert_eq!(violation.property, "linearizable_reads", "{}", violation.detail);
+}
+
 // Reference: Raft §5.2 — each server votes for at most one candidate per term;
 // without it two leaders can share a term.
 #[test]

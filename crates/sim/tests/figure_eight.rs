@@ -228,7 +228,7 @@ impl Cluster {
     fn replicate(&mut self, leader: NodeId, followers: &[NodeId]) {
         self.deliver_while(|message| match message.body {
             Body::AppendEntries { .. } => message.from == leader && followers.contains(&message.to),
-            Body::AppendResponse(_) => message.to == leader && followers.contains(&message.from),
+            Body::AppendResponse { .. } => message.to == leader && followers.contains(&message.from),
             _ => false,
         });
     }
@@ -366,7 +366,10 @@ fn play_figure_eight(bug: Option<InjectedBug>) -> Figure8 {
     //   S3 lacks index 2: it refuses the append that follows index 2 ...
     cluster.deliver_next(1, 3);
     let refusal = cluster.deliver_next(3, 1);
-    assert!(matches!(refusal.body, Body::AppendResponse(AppendOutcome::Rejected { prev_log_index: 2, .. })));
+    assert!(matches!(
+        refusal.body,
+        Body::AppendResponse { outcome: AppendOutcome::Rejected { prev_log_index: 2, .. }, .. }
+    ));
     //   ... so S1 sends the term-2 entry alone (one entry per message) ...
     let append = cluster.deliver_next(1, 3);
     assert!(matches!(append.body, Body::AppendEntries { ref entries, .. } if entries[..] == [noop(2, 2)]));

@@ -76,6 +76,15 @@ impl Node {
             ElectionMode::Fast | ElectionMode::Conclave => hash_fast_state(&self.fast, &clock, lease_ms, hasher),
         }
         self.serving.hash(hasher);
+        // ReadIndex: the round is stamped on every append and the pending reads
+        // decide later outputs, so all of it is hashed. (Reads are driver-facing,
+        // but two states that would release different reads do behave
+        // differently.) A checker that issues no reads keeps all of it at zero
+        // and empty, so it adds no states.
+        self.reads.round.hash(hasher);
+        self.reads.confirmed.hash(hasher);
+        self.reads.acks.hash(hasher);
+        self.reads.pending.hash(hasher);
         if self.config.election_mode.has_leader_terms() {
             // The vote lease is only read as `now < until`; the leader-elect
             // deadline only while leading. `restored_commit` only filters events.

@@ -27,10 +27,10 @@ impl Node {
             Body::VoteResponse { pre_vote, granted } => {
                 self.on_vote_response(message.from, message.term, pre_vote, granted)
             }
-            Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
-                self.on_append_entries(message.from, prev_log_index, prev_log_term, entries, leader_commit)
+            Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round } => {
+                self.on_append_entries(message.from, prev_log_index, prev_log_term, entries, leader_commit, read_round)
             }
-            Body::AppendResponse(outcome) => self.on_append_response(message.from, outcome),
+            Body::AppendResponse { outcome, read_round } => self.on_append_response(message.from, outcome, read_round),
             Body::InstallSnapshot { meta, total_bytes, offset, data, done } => {
                 self.on_install_snapshot(message.from, super::snapshot::Chunk { meta, total_bytes, offset, data, done })
             }
@@ -104,12 +104,12 @@ impl Node {
     fn answer_stale(&mut self, message: &Message) {
         self.dropped.record(DropReason::StaleTerm);
         match message.body {
-            Body::AppendEntries { prev_log_index, .. } => self.send(
+            Body::AppendEntries { prev_log_index, read_round, .. } => self.send(
                 message.from,
-                Body::AppendResponse(AppendOutcome::Rejected {
-                    prev_log_index,
-                    hint_index: prev_log_index.saturating_sub(1),
-                }),
+                Body::AppendResponse {
+                    outcome: AppendOutcome::Rejected { prev_log_index, hint_index: prev_log_index.saturating_sub(1) },
+                    read_round,
+                },
             ),
             Body::RequestVote { pre_vote, .. } => {
                 self.send(message.from, Body::VoteResponse { pre_vote, granted: false })
@@ -135,7 +135,7 @@ fn fields_are_possible(message: &Message) -> bool {
             *last_log_term <= term && (*last_log_index == 0) == (*last_log_term == 0)
         }
         Body::VoteResponse { .. } => true,
-        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
+        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, .. } => {
             if *prev_log_term > term || (*prev_log_index == 0) != (*prev_log_term == 0) {
                 return false;
             }
@@ -148,8 +148,8 @@ fn fields_are_possible(message: &Message) -> bool {
             }
             *leader_commit <= *prev_log_index + entries.len() as LogIndex
         }
-        Body::AppendResponse(AppendOutcome::Accepted { .. }) => true,
-        Body::AppendResponse(AppendOutcome::Rejected { prev_log_index, hint_index }) => {
+        Body::AppendResponse { outcome: AppendOutcome::Accepted { .. }, .. } => true,
+        Body::AppendResponse { outcome: AppendOutcome::Rejected { prev_log_index, hint_index }, .. } => {
             *hint_index <= prev_log_index.saturating_sub(1)
         }
         Body::InstallSnapshot { meta, total_bytes, offset, data, done } => {

@@ -11,10 +11,13 @@
 
 mod fingerprint;
 mod inbound;
+mod read_index;
 mod replication;
 mod roles;
 mod snapshot;
 mod validate;
+
+pub use read_index::ReadIndexError;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -166,6 +169,8 @@ pub struct Node {
     /// A snapshot being received from the leader, chunk by chunk. Volatile: a
     /// restart loses it and the leader starts again from byte 0.
     pub(crate) incoming_snapshot: Option<snapshot::IncomingSnapshot>,
+    /// Leader: linearizable reads waiting for confirmation (`read_index`).
+    pub(crate) reads: read_index::ReadIndexState,
 }
 
 impl Node {
@@ -226,6 +231,7 @@ impl Node {
             snapshot,
             outgoing_snapshots: BTreeMap::new(),
             incoming_snapshot: None,
+            reads: Default::default(),
         };
         node.reset_election_timer();
         node.on_start(restored_empty);
@@ -444,7 +450,11 @@ impl Node {
         if self.config.election_mode.has_leader_terms() {
             self.on_entries_committed(&out.committed_entries);
             out.events.append(&mut self.out.events);
+            out.failed_reads.append(&mut self.out.failed_reads);
         }
+        // After the commit handling above: a leader-elect serves from the batch
+        // in which its `BecomeLeader` committed.
+        self.release_reads(&mut out.read_states);
         self.assert_valid();
         out
     }

@@ -70,7 +70,8 @@ impl Node {
             let prev_log_term = self.log.term_at(prev_log_index).expect("next index is at most last index + 1");
             let last_sent = prev_log_index + entries.len() as LogIndex;
             let leader_commit = self.log.committed().min(last_sent);
-            self.send(to, Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit });
+            let read_round = self.reads.round;
+            self.send(to, Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round });
             self.progress.get_mut(&to).expect("checked above").on_sent(last_sent);
             if !streaming || last_sent >= self.log.last_index() {
                 return;
@@ -108,9 +109,16 @@ impl Node {
                     let prev_log_index = progress.match_index;
                     let prev_log_term = self.log.term_at(prev_log_index).expect("match index is in the log");
                     let leader_commit = self.log.committed().min(prev_log_index);
+                    let read_round = self.reads.round;
                     self.send(
                         peer,
-                        Body::AppendEntries { prev_log_index, prev_log_term, entries: Vec::new(), leader_commit },
+                        Body::AppendEntries {
+                            prev_log_index,
+                            prev_log_term,
+                            entries: Vec::new(),
+                            leader_commit,
+                            read_round,
+                        },
                     );
                 }
             }
@@ -126,6 +134,7 @@ impl Node {
         prev_log_term: Term,
         entries: Vec<Entry>,
         leader_commit: LogIndex,
+        read_round: u64,
     ) {
         if self.role == Role::Leader {
             // Two leaders in one term cannot happen under Raft's voting rules.
@@ -180,7 +189,8 @@ impl Node {
 
         if !prev_matches {
             let hint_index = self.rejection_hint(prev_log_index, prev_log_term);
-            self.send(from, Body::AppendResponse(AppendOutcome::Rejected { prev_log_index, hint_index }));
+            let outcome = AppendOutcome::Rejected { prev_log_index, hint_index };
+            self.send(from, Body::AppendResponse { outcome, read_round });
             return;
         }
         let last_new_index = prev_log_index + entries.len() as LogIndex;
@@ -193,7 +203,8 @@ impl Node {
         if commit_to > committed {
             self.log.commit_to(commit_to);
         }
-        self.send(from, Body::AppendResponse(AppendOutcome::Accepted { match_index: last_new_index }));
+        let outcome = AppendOutcome::Accepted { match_index: last_new_index };
+        self.send(from, Body::AppendResponse { outcome, read_round });
     }
 
     /// The highest index that may still match after a failed consistency check:
@@ -209,18 +220,23 @@ impl Node {
     }
 
     /// The leader's side: record the outcome and keep the follower fed.
-    pub(crate) fn on_append_response(&mut self, from: NodeId, outcome: AppendOutcome) {
+    pub(crate) fn on_append_response(&mut self, from: NodeId, outcome: AppendOutcome, read_round: u64) {
         if self.role != Role::Leader {
             return; // An answer to a term this node no longer leads.
         }
         let last_index = self.log.last_index();
+        let impossible_match = matches!(outcome, AppendOutcome::Accepted { match_index } if match_index > last_index);
+        if impossible_match || read_round > self.reads.round {
+            // No correct follower acknowledges entries or a read round this
+            // leader never sent: drop the whole message, without effect.
+            self.dropped.record(DropReason::ImpossibleFields);
+            return;
+        }
+        // Any answer of this term, accepted or not, confirms the leadership.
+        self.on_read_round_echo(from, read_round);
         let progress = self.progress.get_mut(&from).expect("members are screened");
         match outcome {
             AppendOutcome::Accepted { match_index } => {
-                if match_index > last_index {
-                    self.dropped.record(DropReason::ImpossibleFields);
-                    return;
-                }
                 if progress.on_accepted(match_index) {
                     self.maybe_commit();
                 }

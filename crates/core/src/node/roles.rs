@@ -82,6 +82,9 @@ impl Node {
     pub(crate) fn set_role(&mut self, role: Role) {
         if role != self.role {
             let from = self.role;
+            if from == Role::Leader {
+                self.fail_pending_reads();
+            }
             self.role = role;
             self.emit(Event::RoleChanged { from, to: role, term: self.term });
         }

@@ -8,6 +8,7 @@ impl Node {
     /// Checks every invariant of the node's state; the error says which broke.
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
+        self.validate_reads()?;
         if self.snapshot.as_ref().map(|snapshot| &snapshot.meta) != self.log.snapshot() {
             return Err(format!(
                 "the snapshot kept ({:?}) is not the log's base ({:?})",

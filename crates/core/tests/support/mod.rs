@@ -80,7 +80,7 @@ pub fn msg(from: NodeId, to: NodeId, term: Term, body: Body) -> Message {
 }
 
 pub fn append(prev_log_index: LogIndex, prev_log_term: Term, entries: Vec<Entry>, leader_commit: LogIndex) -> Body {
-    Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit }
+    Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round: 0 }
 }
 
 pub fn heartbeat(prev_log_index: LogIndex, prev_log_term: Term, leader_commit: LogIndex) -> Body {
@@ -104,11 +104,11 @@ pub fn pre_vote(granted: bool) -> Body {
 }
 
 pub fn accepted(match_index: LogIndex) -> Body {
-    Body::AppendResponse(AppendOutcome::Accepted { match_index })
+    Body::AppendResponse { outcome: AppendOutcome::Accepted { match_index }, read_round: 0 }
 }
 
 pub fn rejected(prev_log_index: LogIndex, hint_index: LogIndex) -> Body {
-    Body::AppendResponse(AppendOutcome::Rejected { prev_log_index, hint_index })
+    Body::AppendResponse { outcome: AppendOutcome::Rejected { prev_log_index, hint_index }, read_round: 0 }
 }
 
 /// An output that only sends `messages`.
@@ -162,6 +162,10 @@ pub struct Cluster {
     pub applied: BTreeMap<NodeId, Vec<Entry>>,
     /// Snapshots each node installed from its leader (`Output::snapshot`).
     pub installed: BTreeMap<NodeId, Vec<conclave_core::Snapshot>>,
+    /// Reads each node released (`Output::read_states`), in order.
+    pub reads: BTreeMap<NodeId, Vec<conclave_core::ReadState>>,
+    /// Reads each node failed (`Output::failed_reads`), in order.
+    pub failed_reads: BTreeMap<NodeId, Vec<u64>>,
 }
 
 impl Cluster {
@@ -198,7 +202,26 @@ impl Cluster {
             isolated: BTreeSet::new(),
             applied: BTreeMap::new(),
             installed: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            failed_reads: BTreeMap::new(),
         }
+    }
+
+    /// Asks node `id` for a linearizable read with `context`.
+    pub fn read_index(&mut self, id: NodeId, context: u64) -> Result<(), conclave_core::ReadIndexError> {
+        let output = self.node_mut(id).read_index(context)?;
+        let _ = self.absorb(id, output);
+        Ok(())
+    }
+
+    /// The index node `id` released the read `context` at, if it did.
+    pub fn read_released(&self, id: NodeId, context: u64) -> Option<LogIndex> {
+        self.reads.get(&id)?.iter().find(|read| read.context == context).map(|read| read.index)
+    }
+
+    /// Whether node `id` failed the read `context`.
+    pub fn read_failed(&self, id: NodeId, context: u64) -> bool {
+        self.failed_reads.get(&id).is_some_and(|failed| failed.contains(&context))
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -232,6 +255,8 @@ impl Cluster {
             assert_eq!(message.from, id, "a node sends in its own name");
             self.queue.push_back(message.clone());
         }
+        self.reads.entry(id).or_default().extend(output.read_states.iter().copied());
+        self.failed_reads.entry(id).or_default().extend(output.failed_reads.iter().copied());
         output
     }
 

@@ -1,9 +1,11 @@
 //! The node driver: one task that owns the core [`Node`], feeds it a real
 //! monotonic clock, peer frames and client commands, and carries out each
 //! [`Output`] in the contract's order — persist (group commit, [`persist`]),
-//! then send, then apply to the KV store.
+//! then send, then apply to the KV store. Linearizable reads skip the log
+//! ([`reads`]: ReadIndex through the leader).
 
 mod persist;
+mod reads;
 pub mod requests;
 mod snapshot;
 
@@ -75,6 +77,8 @@ pub(crate) struct Driver {
     snapshots_rejected: u64,
     /// The stores of installed snapshots that passed screening, in queue order.
     screened_installs: std::collections::VecDeque<(LogIndex, KvStore)>,
+    /// Linearizable reads this node's core holds as leader.
+    reads: reads::Reads,
 }
 
 impl Driver {
@@ -115,6 +119,7 @@ impl Driver {
             snapshots_installed: 0,
             snapshots_rejected: 0,
             screened_installs: std::collections::VecDeque::new(),
+            reads: reads::Reads::default(),
         }
     }
 
@@ -268,6 +273,8 @@ impl Driver {
             self.apply(entry);
         }
         self.maybe_snapshot();
+        self.on_failed_reads(output.failed_reads);
+        self.on_read_states(output.read_states);
         for event in output.events {
             log_event(self.node.id(), &event);
             self.observe_event(&event);
@@ -352,6 +359,9 @@ impl Driver {
             PeerFrame::Forward { incarnation, request_id, command } => {
                 self.on_forward(input.from, incarnation, request_id, command)
             }
+            PeerFrame::ForwardRead { incarnation, request_id, command } => {
+                self.on_forward_read(input.from, incarnation, request_id, command)
+            }
             // Replies meant for an earlier run of this node are ignored.
             PeerFrame::ForwardReply { incarnation, .. }
             | PeerFrame::ForwardResult(ForwardResult { incarnation, .. })
@@ -391,6 +401,10 @@ impl Driver {
             return;
         }
         let id = self.requests.next_id();
+        if request.command.is_read() {
+            self.requests.add_read(id, request.command, request.reply, Instant::now());
+            return;
+        }
         let envelope = Envelope {
             origin: self.node.id(),
             incarnation: self.incarnation,
@@ -410,6 +424,13 @@ impl Driver {
             self.advance_clock();
         }
         while let Some(id) = self.requests.needs_leader.pop_front() {
+            if let Some(read) = self.requests.read(id).cloned() {
+                if !self.dispatch_read(id, read, leader) {
+                    self.requests.needs_leader.push_front(id);
+                    return;
+                }
+                continue;
+            }
             let Some(command) = self.requests.command(id).map(<[u8]>::to_vec) else { continue };
             if leader != self.node.id() {
                 let frame = PeerFrame::Forward { incarnation: self.incarnation, request_id: id, command };

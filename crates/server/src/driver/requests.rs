@@ -8,7 +8,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::kv::KvReply;
+use crate::kv::{KvCommand, KvReply};
 
 /// Why a request got no answer from the state machine. Every variant says
 /// whether the command may have taken effect, so a client knows if a retry is safe.
@@ -52,12 +52,17 @@ pub(crate) enum Stage {
     Forwarded,
     /// Appended at (index, term): answered when that index is applied.
     Placed,
+    /// A linearizable read this node's core holds (it leads): answered once the
+    /// core confirms it and the store has applied up to its read index.
+    Reading,
 }
 
 pub(crate) struct Waiter {
     pub(crate) reply: ReplySender,
-    /// The encoded envelope, kept until it is placed.
+    /// The encoded envelope of a write, kept until it is placed (empty for a read).
     pub(crate) command: Vec<u8>,
+    /// A linearizable read: it goes through ReadIndex, never the log.
+    pub(crate) read: Option<KvCommand>,
     pub(crate) stage: Stage,
     pub(crate) started: Instant,
 }
@@ -102,13 +107,36 @@ impl Requests {
 
     /// Takes charge of a new request that waits for a leader.
     pub(crate) fn add(&mut self, id: u64, command: Vec<u8>, reply: ReplySender, now: Instant) {
-        self.waiters.insert(id, Waiter { reply, command, stage: Stage::NeedsLeader, started: now });
+        self.waiters.insert(id, Waiter { reply, command, read: None, stage: Stage::NeedsLeader, started: now });
         self.needs_leader.push_back(id);
+    }
+
+    /// Takes charge of a new linearizable read that waits for a leader.
+    pub(crate) fn add_read(&mut self, id: u64, read: KvCommand, reply: ReplySender, now: Instant) {
+        debug_assert!(read.is_read());
+        let waiter = Waiter { reply, command: Vec::new(), read: Some(read), stage: Stage::NeedsLeader, started: now };
+        self.waiters.insert(id, waiter);
+        self.needs_leader.push_back(id);
+    }
+
+    /// The read of a request still waiting for a leader, if it is a read.
+    pub(crate) fn read(&self, id: u64) -> Option<&KvCommand> {
+        self.waiters.get(&id).filter(|waiter| waiter.stage == Stage::NeedsLeader)?.read.as_ref()
+    }
+
+    /// This node's core holds the read.
+    pub(crate) fn mark_reading(&mut self, id: u64) {
+        if let Some(waiter) = self.waiters.get_mut(&id) {
+            waiter.stage = Stage::Reading;
+        }
     }
 
     /// The command bytes of a request still waiting for a leader.
     pub(crate) fn command(&self, id: u64) -> Option<&[u8]> {
-        self.waiters.get(&id).filter(|waiter| waiter.stage == Stage::NeedsLeader).map(|waiter| &waiter.command[..])
+        self.waiters
+            .get(&id)
+            .filter(|waiter| waiter.stage == Stage::NeedsLeader && waiter.read.is_none())
+            .map(|waiter| &waiter.command[..])
     }
 
     pub(crate) fn mark_forwarded(&mut self, id: u64) {
@@ -233,6 +261,29 @@ mod tests {
         assert_eq!(requests.stage(id), Some(Stage::Placed));
         requests.applied(5); // Index 5 applied as someone else's entry.
         assert_eq!(answer.try_recv().unwrap(), Err(RequestError::Overwritten { index: 5 }));
+    }
+
+    #[test]
+    fn a_read_waits_for_a_leader_and_goes_back_to_waiting_when_its_leader_fails_it() {
+        let now = Instant::now();
+        let mut requests = Requests::new(Duration::from_secs(1), Duration::from_secs(5));
+        let (reply, mut answer) = oneshot::channel();
+        let id = requests.next_id();
+        let get = KvCommand::Get(b"k".to_vec());
+        requests.add_read(id, get.clone(), reply, now);
+        assert_eq!(requests.read(id), Some(&get));
+        assert_eq!(requests.command(id), None, "a read has no log envelope");
+        assert_eq!(requests.needs_leader.pop_front(), Some(id), "dispatched");
+        requests.mark_reading(id);
+        assert_eq!(requests.stage(id), Some(Stage::Reading));
+        assert_eq!(requests.read(id), None, "held by the core, not waiting");
+        // The core failed it (its node stopped leading): it waits again.
+        requests.retry(id);
+        requests.sweep(now);
+        assert_eq!(requests.needs_leader, [id]);
+        assert_eq!(requests.read(id), Some(&get));
+        requests.answer(id, KvReply::Nil);
+        assert_eq!(answer.try_recv().unwrap(), Ok(KvReply::Nil));
     }
 
     #[test]

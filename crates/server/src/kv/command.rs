@@ -15,8 +15,9 @@ pub enum SetCondition {
     IfPresent,
 }
 
-/// One state-machine command. Reads are commands too: they go through the log
-/// so that their answer is linearizable (the state at their log position).
+/// One state-machine command. Writes go through the log; reads
+/// ([`KvCommand::is_read`]) are served by ReadIndex at the leader (or from the
+/// local store on a `READONLY` connection), never appended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvCommand {
     /// `GET key`.

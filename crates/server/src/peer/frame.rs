@@ -4,13 +4,18 @@
 //! length counts the version byte and the body. bincode 1.x was chosen because
 //! its decoder takes a byte limit, so a hostile length prefix inside the body
 //! (a `Vec` claiming 2^60 elements) fails instead of allocating.
+//!
+//! Version 2: appends and their answers carry a ReadIndex round, and a
+//! follower forwards linearizable reads ([`PeerFrame::ForwardRead`]). A node
+//! refuses frames of another version with a message naming both; the cluster
+//! is upgraded as a whole.
 
 use bincode::Options;
 use conclave_core::{Body, ClusterId, LogIndex, Message, NodeId, Term};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::kv::KvReply;
+use crate::kv::{KvCommand, KvReply};
 
 /// The only frame version this build speaks.
 pub const FRAME_VERSION: u8 = 2;
@@ -63,8 +68,20 @@ pub enum PeerFrame {
         /// What became of it.
         outcome: ForwardOutcome,
     },
-    /// The answer to a forwarded command, once applied.
+    /// The answer to a forwarded command, once applied; or to a forwarded
+    /// read, once confirmed and served.
     ForwardResult(ForwardResult),
+    /// A follower forwards a client's linearizable read to the leader, which
+    /// serves it by ReadIndex and answers with a [`PeerFrame::ForwardResult`]
+    /// (or a [`ForwardOutcome::NotLeader`] reply: the follower retries).
+    ForwardRead {
+        /// The follower's process incarnation, echoed in the replies.
+        incarnation: u64,
+        /// The follower's request id, echoed in the replies.
+        request_id: u64,
+        /// The read (never a write: the leader refuses those).
+        command: KvCommand,
+    },
 }
 
 /// The result of a forwarded command, sent by the leader that accepted it as
@@ -107,7 +124,7 @@ impl PeerFrame {
             PeerFrame::Raft(message) => {
                 !matches!(&message.body, Body::AppendEntries { entries, .. } if !entries.is_empty())
             }
-            PeerFrame::Forward { .. } => false,
+            PeerFrame::Forward { .. } | PeerFrame::ForwardRead { .. } => false,
             PeerFrame::ForwardReply { .. } | PeerFrame::ForwardResult(_) => true,
         }
     }
@@ -186,6 +203,23 @@ mod tests {
         let length = check_length(u32::from_be_bytes(bytes[..4].try_into().unwrap()), 1024).unwrap();
         assert_eq!(length, bytes.len() - 4);
         assert_eq!(decode::<PeerFrame>(&bytes[4..], 1024).unwrap(), frame);
+    }
+
+    #[test]
+    fn a_forwarded_read_round_trips_and_is_queued_like_a_forward() {
+        let frame = PeerFrame::ForwardRead { incarnation: 3, request_id: 4, command: KvCommand::Get(b"k".to_vec()) };
+        let bytes = encode(&frame, 1024).unwrap();
+        assert_eq!(decode::<PeerFrame>(&bytes[4..], 1024).unwrap(), frame);
+        assert!(!frame.is_urgent());
+    }
+
+    #[test]
+    fn a_frame_of_the_previous_version_is_refused_naming_both_versions() {
+        // Version 1 predates the ReadIndex round in appends: its bodies would
+        // decode into the wrong fields, so the version byte refuses them first.
+        let error = decode::<PeerFrame>(&[1, 0, 0], 1024).unwrap_err();
+        assert_eq!(error, FrameError::Version(1));
+        assert_eq!(error.to_string(), "frame version 1 is not supported (this build speaks version 2)");
     }
 
     #[test]

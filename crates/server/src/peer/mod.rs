@@ -98,7 +98,9 @@ impl Transport {
             Err(error) => return warn!(to, %error, "frame not sent"),
         };
         match frame {
-            PeerFrame::Forward { request_id, .. } => queue.push_bulk(bytes, Some(*request_id)),
+            PeerFrame::Forward { request_id, .. } | PeerFrame::ForwardRead { request_id, .. } => {
+                queue.push_bulk(bytes, Some(*request_id))
+            }
             frame if frame.is_urgent() => queue.push_urgent(bytes),
             _ => queue.push_bulk(bytes, None),
         }

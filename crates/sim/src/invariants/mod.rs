@@ -5,12 +5,14 @@
 mod election_safety;
 mod gapless_terms;
 mod leader_completeness;
+mod linearizable_reads;
 mod log_matching;
 mod state_machine_safety;
 
 pub use election_safety::ElectionSafety;
 pub use gapless_terms::GaplessTerms;
 pub use leader_completeness::LeaderCompleteness;
+pub use linearizable_reads::LinearizableReads;
 pub use log_matching::LogMatching;
 pub use state_machine_safety::StateMachineSafety;
 
@@ -59,4 +61,6 @@ pub struct Invariants {
     pub state_machine_safety: StateMachineSafety,
     /// Committed `BecomeLeader` leader terms are 1, 2, 3, … with one leader each.
     pub gapless_terms: GaplessTerms,
+    /// A read sees every write acknowledged before it was issued.
+    pub linearizable_reads: LinearizableReads,
 }

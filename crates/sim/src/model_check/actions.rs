@@ -329,11 +329,11 @@ pub(crate) fn describe_message(message: &Message) -> String {
             format!(", last {last_log_index}/t{last_log_term}")
         }
         Body::VoteResponse { granted, .. } => format!(", granted {granted}"),
-        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
+        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, .. } => {
             let terms: Vec<String> = entries.iter().map(|entry| format!("t{}", entry.term)).collect();
             format!(", prev {prev_log_index}/t{prev_log_term}, [{}], commit {leader_commit}", terms.join(","))
         }
-        Body::AppendResponse(outcome) => format!(", {outcome:?}"),
+        Body::AppendResponse { outcome, .. } => format!(", {outcome:?}"),
         Body::SubjectiveDown { leader, leader_term, .. } | Body::ObjectiveDown { leader, leader_term } => {
             format!(", leader {leader:?} of t{leader_term}")
         }

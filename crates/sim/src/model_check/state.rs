@@ -39,12 +39,14 @@ fn hash_message(message: &Message, hasher: &mut Fingerprinter) {
             (pre_vote, last_log_term, last_log_index).hash(hasher)
         }
         Body::VoteResponse { pre_vote, granted } => (pre_vote, granted).hash(hasher),
-        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
-            (prev_log_index, prev_log_term, entries, leader_commit).hash(hasher)
+        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round } => {
+            (prev_log_index, prev_log_term, entries, leader_commit, read_round).hash(hasher)
         }
-        Body::AppendResponse(AppendOutcome::Accepted { match_index }) => (0u8, match_index).hash(hasher),
-        Body::AppendResponse(AppendOutcome::Rejected { prev_log_index, hint_index }) => {
-            (1u8, prev_log_index, hint_index).hash(hasher)
+        Body::AppendResponse { outcome: AppendOutcome::Accepted { match_index }, read_round } => {
+            (0u8, match_index, read_round).hash(hasher)
+        }
+        Body::AppendResponse { outcome: AppendOutcome::Rejected { prev_log_index, hint_index }, read_round } => {
+            (1u8, prev_log_index, hint_index, read_round).hash(hasher)
         }
         Body::SubjectiveDown { leader, leader_term, down, last_log_term, last_log_index } => {
             (leader, leader_term, down, last_log_term, last_log_index).hash(hasher)

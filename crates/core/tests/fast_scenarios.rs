@@ -800,7 +800,12 @@ fn vote_msg(from: NodeId, to: NodeId, term: Term, ballot: Term, vote: VoteChoice
 }
 
 fn report(from: NodeId, to: NodeId, down: bool) -> Message {
-    msg(from, to, 1, Body::SubjectiveDown { leader: Some(1), leader_term: 1, down, last_log_term: 0, last_log_index: 0 })
+    msg(
+        from,
+        to,
+        1,
+        Body::SubjectiveDown { leader: Some(1), leader_term: 1, down, last_log_term: 0, last_log_index: 0 },
+    )
 }
 
 /// n2 of five, looking in the round for ballot 2 after an `ObjectiveDown` from n3.
@@ -1024,7 +1029,14 @@ fn objective_down_needs_strictly_more_than_half() {
     const FOUR: [NodeId; 4] = [1, 2, 3, 4];
     let mut node = fresh_follower(2, &FOUR);
     let _ = node.tick(10);
-    let report4 = |from: NodeId| msg(from, 2, 1, Body::SubjectiveDown { leader: Some(1), leader_term: 1, down: true, last_log_term: 0, last_log_index: 0 });
+    let report4 = |from: NodeId| {
+        msg(
+            from,
+            2,
+            1,
+            Body::SubjectiveDown { leader: Some(1), leader_term: 1, down: true, last_log_term: 0, last_log_index: 0 },
+        )
+    };
     assert!(node.step(report4(3)).is_empty());
     assert!(node.step(report4(4)).is_empty());
     assert_eq!(node.role(), Role::Follower);
@@ -1046,10 +1058,20 @@ fn reports_about_another_leader_or_term_do_not_count_against_mine() {
     let mut node = fresh_follower(2, &FIVE);
     let _ = node.tick(10);
     for from in [3, 4] {
-        let other = msg(from, 2, 1, Body::SubjectiveDown { leader: Some(5), leader_term: 1, down: true, last_log_term: 0, last_log_index: 0 });
+        let other = msg(
+            from,
+            2,
+            1,
+            Body::SubjectiveDown { leader: Some(5), leader_term: 1, down: true, last_log_term: 0, last_log_index: 0 },
+        );
         assert!(node.step(other).is_empty());
     }
-    let older = msg(5, 2, 1, Body::SubjectiveDown { leader: Some(1), leader_term: 0, down: true, last_log_term: 0, last_log_index: 0 });
+    let older = msg(
+        5,
+        2,
+        1,
+        Body::SubjectiveDown { leader: Some(1), leader_term: 0, down: true, last_log_term: 0, last_log_index: 0 },
+    );
     assert!(node.step(older).is_empty());
     assert_eq!(node.role(), Role::Follower);
 }
@@ -1061,7 +1083,12 @@ fn a_reported_data_version_is_the_first_vote_but_binds_only_once_confirmed() {
     // stale (the reporter's log can change after it), so a vote binds only once
     // its candidate voted the same in the round.
     let report_with = |from: NodeId, last_log_term: Term, last_log_index: LogIndex| {
-        msg(from, 2, 1, Body::SubjectiveDown { leader: Some(1), leader_term: 1, down: true, last_log_term, last_log_index })
+        msg(
+            from,
+            2,
+            1,
+            Body::SubjectiveDown { leader: Some(1), leader_term: 1, down: true, last_log_term, last_log_index },
+        )
     };
     let reported = vote_choice(5, 1, 7);
     let start = |node: &mut Node| {

@@ -41,6 +41,7 @@ impl TestCluster {
                     members: members.clone(),
                     timing: Timing::default(),
                     limits: Limits::default(),
+                    snapshot: Default::default(),
                 };
                 runtime.block_on(conclave_server::start(config)).expect("the node starts")
             })

@@ -218,7 +218,8 @@ fn evaluate(node: &mut Node) {
     // A member that reported since (a restarted one announces itself) is alive,
     // whatever the view: even the lost leader, back with maybe the newest data.
     let heard_alive = &node.fast.heard_alive;
-    let reported = |member: &NodeId| heard_alive.get(member).is_some_and(|(_, at_ms)| now_ms < at_ms + election_timeout_ms);
+    let reported =
+        |member: &NodeId| heard_alive.get(member).is_some_and(|(_, at_ms)| now_ms < at_ms + election_timeout_ms);
     let can_vote = |member: &NodeId| {
         round.received.contains_key(member)
             || reported(member)

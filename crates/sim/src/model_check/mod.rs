@@ -44,6 +44,9 @@ pub struct CheckOptions {
     pub max_log_length: usize,
     /// Client commands proposed in one execution, at most.
     pub max_proposals: u32,
+    /// Timer firings (`Timer` and `Advance`, all nodes together) in one
+    /// execution, at most; `None` leaves time unbounded.
+    pub max_timers: Option<u32>,
     /// Crashes in one execution, at most (each crashed node may restart).
     pub max_crashes: u32,
     /// Offer the separate drop action. Never delivering a message has the same
@@ -57,6 +60,10 @@ pub struct CheckOptions {
     /// copy. Off, every delivery keeps a copy (any message may be delivered any
     /// number of times, or never): the same node behaviours in fewer states.
     pub consuming_delivery: bool,
+    /// Only a node whose role is `Leader` may crash (a follower never does).
+    pub crash_leaders_only: bool,
+    /// A crashed node may restart from its disk. Off, crashes are crash-stop.
+    pub restart: bool,
     /// The search stops (incomplete) after this many distinct states.
     pub max_states: usize,
     /// The search stops (incomplete) after this many seconds.
@@ -64,6 +71,11 @@ pub struct CheckOptions {
     /// Run Raft's pre-vote round (the shipped default). Off, elections take two
     /// actions fewer per candidate, so the same depth reaches further.
     pub pre_vote: bool,
+    /// Start every node from the cold-start configuration naming this node
+    /// (1-based id) `initial_leader` (DESIGN.md §3.5, fast and conclave modes):
+    /// the first term is led without an election once every member confirms an
+    /// empty disk. `None` starts leaderless, as the shipped default does.
+    pub initial_leader: Option<u64>,
     /// Adjusts each node's config after the model's timings are set (tests inject
     /// bugs with it).
     pub config_hook: Option<fn(&mut Config)>,
@@ -84,12 +96,16 @@ impl CheckOptions {
             max_log_length: 4,
             max_proposals: 1,
             max_crashes: 1,
+            max_timers: None,
             drop_action: true,
             advance_action: true,
             consuming_delivery: false,
+            crash_leaders_only: false,
+            restart: true,
             max_states: 8_000_000,
             max_seconds: 600.0,
             pre_vote: true,
+            initial_leader: None,
             config_hook: None,
             leader_rule: LeaderRule::for_mode(mode),
             leader_claims: properties::leader_claims_for_mode(mode),

@@ -21,6 +21,17 @@ pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
     if options.nodes == 0 || options.nodes > 7 {
         return Err(format!("--nodes {} is out of range: the checker runs 1 to 7 nodes", options.nodes));
     }
+    if let Some(leader) = options.initial_leader {
+        if !options.mode.exchanges_votes() {
+            return Err(format!(
+                "--initial-leader needs a mode with the cold start (fast, conclave), not {}",
+                options.mode
+            ));
+        }
+        if leader == 0 || leader > options.nodes as u64 {
+            return Err(format!("--initial-leader {leader} is not a node: the nodes are 1 to {}", options.nodes));
+        }
+    }
     let started = Instant::now();
     let model = Model::new(options);
     let options = &model.options;

@@ -153,6 +153,8 @@ pub(crate) struct ModelState {
     pub network: Rc<Vec<Packet>>,
     pub proposals: u32,
     pub crashes: u32,
+    /// Timer firings so far (counted only under `max_timers`).
+    pub timers: u32,
     pub history: Rc<History>,
 }
 
@@ -165,7 +167,7 @@ impl ModelState {
         for packet in self.network.iter() {
             packet.key.hash(&mut hasher);
         }
-        (self.proposals, self.crashes).hash(&mut hasher);
+        (self.proposals, self.crashes, self.timers).hash(&mut hasher);
         self.history.hash(&mut hasher);
         hasher.finish()
     }

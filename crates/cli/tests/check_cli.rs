@@ -122,7 +122,10 @@ fn the_cycle_environment_options_are_accepted_and_reported() {
 #[test]
 fn a_bad_initial_leader_is_refused_with_a_clear_error() {
     for (args, expected) in [
-        (&["check", "--mode", "conclave", "--initial-leader", "4"][..], "--initial-leader 4 is not a node: the nodes are 1 to 3"),
+        (
+            &["check", "--mode", "conclave", "--initial-leader", "4"][..],
+            "--initial-leader 4 is not a node: the nodes are 1 to 3",
+        ),
         (&["check", "--mode", "conclave", "--initial-leader", "0"][..], "--initial-leader 0 is not a node"),
         (&["check", "--mode", "gapless", "--initial-leader", "1"][..], "needs a mode with the cold start"),
     ] {

@@ -76,6 +76,12 @@ fn raft_holds_through_elect_commit_crash_reelect() {
     assert_all_hold(&report);
     assert!(report.complete);
     assert_eq!(report.milestones.get("crash_and_reelected_after_commit"), Some(&9));
+    assert_eq!(report.milestones.get("leader_crashed_and_replaced"), Some(&9), "the leader itself crashed");
+    let cycle = report.cycle_trace.as_ref().expect("the path to the cycle");
+    assert_eq!(cycle.len(), 9);
+    assert!(cycle
+        .iter()
+        .any(|line| line.contains("n1 crashes") || line.contains("n2 crashes") || line.contains("n3 crashes")));
 }
 
 /// The restricted environment of the conclave cycle run (docs/model_check.md):

@@ -199,6 +199,7 @@ impl Model {
             Action::Drop { packet } => next.remove_packet(packet),
             Action::Crash { node } => {
                 next.crashes += 1;
+                self.note_leader_crash(&mut next, node);
                 let model_node = Rc::make_mut(&mut next.nodes[node]);
                 model_node.core = None;
                 model_node.applied.clear();
@@ -215,6 +216,18 @@ impl Model {
             }
         }
         next
+    }
+
+    /// Before node `index` crashes: if it is the established leader of the
+    /// highest term led so far, the history remembers that term, so that the
+    /// milestone `leader_crashed_and_replaced` means what it says.
+    fn note_leader_crash(&self, state: &mut ModelState, index: usize) {
+        let node = &state.nodes[index];
+        let leads = node.core.as_ref().is_some_and(|core| core.role() == Role::Leader);
+        let Some((&term, leaders)) = state.history.leaders.iter().next_back() else { return };
+        if leads && leaders.contains(&node.id) && state.history.crashed_leader_term < Some(term) {
+            Rc::make_mut(&mut state.history).crashed_leader_term = Some(term);
+        }
     }
 
     fn position(&self, id: NodeId) -> Option<usize> {
@@ -422,5 +435,32 @@ mod tests {
         assert_eq!(crashes(&state), 1, "only the leader may crash");
         let crashed = model.apply(&state, Action::Crash { node: 0 });
         assert!(!model.actions(&crashed).iter().any(|action| matches!(action, Action::Restart { .. })));
+        assert_eq!(crashed.history.crashed_leader_term, None, "its BecomeLeader had not committed");
+    }
+
+    fn deliver(model: &Model, state: &ModelState, matches: impl Fn(&Message) -> bool) -> ModelState {
+        let key = state.network.iter().find(|packet| matches(&packet.message)).expect("in flight").key;
+        model.apply(state, Action::Deliver { packet: key })
+    }
+
+    #[test]
+    fn the_crash_of_an_established_leader_is_remembered() {
+        let model = model(|options| {
+            options.initial_leader = Some(1);
+            options.consuming_delivery = true;
+        });
+        let mut state = model.initial_state().expect("starts");
+        for _ in 0..2 {
+            state = deliver(&model, &state, |message| message.to == 1);
+        }
+        state = deliver(&model, &state, |message| {
+            message.to == 2 && matches!(&message.body, Body::AppendEntries { entries, .. } if !entries.is_empty())
+        });
+        state = deliver(&model, &state, |message| message.to == 1 && matches!(message.body, Body::AppendResponse(_)));
+        assert_eq!(state.history.leaders.get(&1).map(|ids| ids.contains(&1)), Some(true), "BecomeLeader(1) committed");
+        let follower_crashed = model.apply(&state, Action::Crash { node: 2 });
+        assert_eq!(follower_crashed.history.crashed_leader_term, None);
+        let leader_crashed = model.apply(&state, Action::Crash { node: 0 });
+        assert_eq!(leader_crashed.history.crashed_leader_term, Some(1));
     }
 }

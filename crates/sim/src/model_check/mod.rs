@@ -147,8 +147,14 @@ pub struct CheckReport {
     /// The first depth at which some state reached each milestone:
     /// `leader_elected`, `entry_committed`, `reelected_after_commit` (a leader of
     /// a term above the term in which an entry was known committed), and
-    /// `crash_and_reelected_after_commit` (the same, with a crash in the run).
+    /// `crash_and_reelected_after_commit` (the same, with a crash in the run),
+    /// and `leader_crashed_and_replaced` (the full cycle: the established leader
+    /// of the highest term so far crashed, then a leader of a later term was
+    /// established; under `ByCommittedClaim` its `BecomeLeader` committed).
     pub milestones: BTreeMap<&'static str, usize>,
+    /// The path to the first state that completed the cycle
+    /// (`leader_crashed_and_replaced`), one line per action, if one was reached.
+    pub cycle_trace: Option<Vec<String>>,
 }
 
 impl CheckReport {
@@ -158,8 +164,9 @@ impl CheckReport {
     }
 
     /// `{"mode","states","depth","complete","violations","properties"}`, plus the
-    /// depth at which each milestone was first reached (`"milestones"`), and a
-    /// `"trace"` (the first counterexample's lines) when a property is violated.
+    /// depth at which each milestone was first reached (`"milestones"`), a
+    /// `"trace"` (the first counterexample's lines) when a property is violated,
+    /// and `"cycle_trace"` (the path to the first full cycle) when one was reached.
     pub fn to_json(&self) -> Value {
         let properties: serde_json::Map<String, Value> = self
             .properties
@@ -177,6 +184,9 @@ impl CheckReport {
         });
         if let Some(first) = self.counterexamples.first() {
             value["trace"] = json!(first.trace);
+        }
+        if let Some(cycle) = &self.cycle_trace {
+            value["cycle_trace"] = json!(cycle);
         }
         value
     }
@@ -205,6 +215,12 @@ impl CheckReport {
         );
         for (name, holds) in &self.properties {
             let _ = writeln!(text, "  {name:<34} {}", if *holds { "holds" } else { "VIOLATED" });
+        }
+        if let Some(cycle) = &self.cycle_trace {
+            let _ = writeln!(text, "\nthe first full cycle (leader_crashed_and_replaced) in {} actions:", cycle.len());
+            for line in cycle {
+                let _ = writeln!(text, "  {line}");
+            }
         }
         for counterexample in &self.counterexamples {
             let _ = writeln!(

@@ -139,6 +139,9 @@ pub(crate) struct History {
     pub applied: Vec<Entry>,
     /// Per node (by position): the highest committed leader term it ever held.
     pub committed_leader_term: Vec<u64>,
+    /// The highest term (leader term under `ByCommittedClaim`) whose leader was
+    /// established and still led when it crashed: a later leader replaced it.
+    pub crashed_leader_term: Option<Term>,
     /// A node's core panicked or refused its own disk: (node, what it said).
     pub node_failure: Option<(NodeId, String)>,
 }

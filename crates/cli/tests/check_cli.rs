@@ -128,6 +128,7 @@ fn a_bad_initial_leader_is_refused_with_a_clear_error() {
         ),
         (&["check", "--mode", "conclave", "--initial-leader", "0"][..], "--initial-leader 0 is not a node"),
         (&["check", "--mode", "gapless", "--initial-leader", "1"][..], "needs a mode with the cold start"),
+        (&["check", "--mode", "conclave", "--max-timers", "many"][..], "invalid value 'many' for '--max-timers"),
     ] {
         let output = conclave(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");

@@ -137,6 +137,32 @@ fn conclave_holds_after_a_failover_in_the_cycle_environment() {
     assert_eq!(report.states_per_depth.len(), 13);
 }
 
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn gapless_goes_through_a_full_cycle_in_twelve_actions() {
+    // Reference: DESIGN.md §3.4 — a leader counts once its BecomeLeader commits.
+    // Elect (3), commit (2), crash and restart of the leader, the second
+    // election (3), BecomeLeader(2) and its acknowledgement (2): 12 actions.
+    let mut options = election_options(|config| config.pre_vote = false, 12);
+    options.mode = ElectionMode::Gapless;
+    options.leader_rule = LeaderRule::for_mode(ElectionMode::Gapless);
+    options.leader_claims = conclave_sim::model_check::leader_claims_for_mode(ElectionMode::Gapless);
+    options.max_crashes = 1;
+    options.max_term = 2;
+    options.max_log_length = 2;
+    options.max_timers = Some(2);
+    options.crash_leaders_only = true;
+    let report = run(options);
+    assert_all_hold(&report);
+    assert!(report.complete);
+    // Any crash beside a re-election after a false suspicion comes earlier.
+    assert_eq!(report.milestones.get("crash_and_reelected_after_commit"), Some(&11));
+    assert_eq!(report.milestones.get("leader_crashed_and_replaced"), Some(&12));
+    let cycle = report.cycle_trace.as_ref().expect("the path to the cycle");
+    assert_eq!(cycle.len(), 12, "{}", cycle.join("\n"));
+    assert!(cycle.iter().any(|line| line.contains("n1 crashes")), "{}", cycle.join("\n"));
+}
+
 // Reference: Raft §5.2 — each server votes for at most one candidate per term;
 // without it two leaders share a term.
 #[test]

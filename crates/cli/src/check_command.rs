@@ -29,6 +29,10 @@ pub struct CheckArgs {
     /// Client commands per execution, at most.
     #[arg(long, default_value_t = 1)]
     proposals: u32,
+    /// Timer firings per execution (all nodes together), at most; unbounded if
+    /// left out.
+    #[arg(long)]
+    max_timers: Option<u32>,
     /// Crashes per execution, at most (a crashed node may restart).
     #[arg(long, default_value_t = 1)]
     crashes: u32,
@@ -42,6 +46,17 @@ pub struct CheckArgs {
     /// Turn Raft's pre-vote off (shorter elections: the same depth reaches further).
     #[arg(long)]
     no_pre_vote: bool,
+    /// Only a leader may crash.
+    #[arg(long)]
+    crash_leaders_only: bool,
+    /// A crashed node stays down (crash-stop): no restart action.
+    #[arg(long)]
+    no_restart: bool,
+    /// Cold start (fast, conclave): every node starts on an empty disk with this
+    /// node named `initial_leader`, which leads the first term once every member
+    /// confirms (DESIGN.md §3.5). Shortens the first election to two deliveries.
+    #[arg(long)]
+    initial_leader: Option<u64>,
     /// Stop, incomplete, after this many distinct states (about 1 KB each).
     #[arg(long, default_value_t = 8_000_000)]
     max_states: usize,
@@ -149,9 +164,13 @@ pub fn run(args: CheckArgs) -> ExitCode {
     options.max_log_length = args.max_log;
     options.max_proposals = args.proposals;
     options.max_crashes = args.crashes;
+    options.max_timers = args.max_timers;
     options.drop_action = !args.no_drop;
     options.advance_action = !args.no_advance;
     options.pre_vote = !args.no_pre_vote;
+    options.initial_leader = args.initial_leader;
+    options.crash_leaders_only = args.crash_leaders_only;
+    options.restart = !args.no_restart;
     options.max_states = args.max_states;
     options.max_seconds = args.max_seconds;
     let report = match check(options) {

@@ -88,3 +88,51 @@ fn the_seed_rules_as_written_are_reported_violated_with_their_traces() {
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["violations"], 0, "{report}");
 }
+
+#[test]
+fn the_cycle_environment_options_are_accepted_and_reported() {
+    let (code, report) = check_json(&[
+        "check",
+        "--mode",
+        "conclave",
+        "--depth",
+        "5",
+        "--no-drop",
+        "--no-advance",
+        "--proposals",
+        "0",
+        "--max-term",
+        "2",
+        "--max-log",
+        "2",
+        "--initial-leader",
+        "1",
+        "--crash-leaders-only",
+        "--no-restart",
+        "--max-timers",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["violations"], 0, "{report}");
+    assert_eq!(report["milestones"]["leader_elected"], 2, "the cold start leads at once: {report}");
+    assert_eq!(report["milestones"]["entry_committed"], 4, "{report}");
+}
+
+#[test]
+fn a_bad_initial_leader_is_refused_with_a_clear_error() {
+    for (args, expected) in [
+        (
+            &["check", "--mode", "conclave", "--initial-leader", "4"][..],
+            "--initial-leader 4 is not a node: the nodes are 1 to 3",
+        ),
+        (&["check", "--mode", "conclave", "--initial-leader", "0"][..], "--initial-leader 0 is not a node"),
+        (&["check", "--mode", "gapless", "--initial-leader", "1"][..], "needs a mode with the cold start"),
+        (&["check", "--mode", "conclave", "--max-timers", "many"][..], "invalid value 'many' for '--max-timers"),
+    ] {
+        let output = conclave(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).expect("stderr is UTF-8");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -77,6 +77,91 @@ fn raft_holds_through_elect_commit_crash_reelect() {
     assert_all_hold(&report);
     assert!(report.complete);
     assert_eq!(report.milestones.get("crash_and_reelected_after_commit"), Some(&9));
+    assert_eq!(report.milestones.get("leader_crashed_and_replaced"), Some(&9), "the leader itself crashed");
+    let cycle = report.cycle_trace.as_ref().expect("the path to the cycle");
+    assert_eq!(cycle.len(), 9);
+    assert!(cycle
+        .iter()
+        .any(|line| line.contains("n1 crashes") || line.contains("n2 crashes") || line.contains("n3 crashes")));
+}
+
+/// The restricted environment of the conclave cycle run (docs/model_check.md):
+/// cold start from n1, only leaders crash and stay down, at most `timers` timer
+/// firings in all.
+fn conclave_cycle_options(depth: usize, timers: u32) -> CheckOptions {
+    let mut options = CheckOptions::new(ElectionMode::Conclave, 3, depth);
+    options.drop_action = false;
+    options.advance_action = false;
+    options.max_proposals = 0;
+    options.max_term = 2;
+    options.max_log_length = 2;
+    options.initial_leader = Some(1);
+    options.crash_leaders_only = true;
+    options.restart = false;
+    options.max_timers = Some(timers);
+    options
+}
+
+#[test]
+fn conclave_cold_start_leads_in_two_actions_and_commits_in_four() {
+    // Reference: DESIGN.md §3.5 — both confirmations of an empty disk make n1
+    // the leader of term 1; its BecomeLeader commits once n2 or n3 acknowledges.
+    let report = run(conclave_cycle_options(6, 3));
+    assert_all_hold(&report);
+    assert!(report.complete);
+    assert_eq!(report.milestones.get("leader_elected"), Some(&2));
+    assert_eq!(report.milestones.get("entry_committed"), Some(&4));
+}
+
+#[test]
+fn the_timer_budget_bounds_the_search() {
+    // With no timer firing at all only the cold start's messages move: the space
+    // is finite (no new state after depth 12) and no failover is reached.
+    let small = run(conclave_cycle_options(16, 0));
+    let large = run(conclave_cycle_options(24, 0));
+    assert_all_hold(&large);
+    assert!(small.complete && large.complete);
+    assert!(large.depth < 16, "no new state beyond depth {}", large.depth);
+    assert_eq!(small.states, large.states, "the space is exhausted before depth 16");
+    assert_eq!(large.milestones.get("reelected_after_commit"), None);
+    assert!(run(conclave_cycle_options(16, 1)).states > small.states, "one firing adds states");
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn conclave_holds_after_a_failover_in_the_cycle_environment() {
+    // Depth 12 in the cycle environment: a false suspicion, the round and its
+    // binding votes are reached; the full cycle (depth 16) is `conclave check`'s.
+    let report = run(conclave_cycle_options(12, 3));
+    assert_all_hold(&report);
+    assert!(report.complete);
+    assert_eq!(report.states_per_depth.len(), 13);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn gapless_goes_through_a_full_cycle_in_twelve_actions() {
+    // Reference: DESIGN.md §3.4 — a leader counts once its BecomeLeader commits.
+    // Elect (3), commit (2), crash and restart of the leader, the second
+    // election (3), BecomeLeader(2) and its acknowledgement (2): 12 actions.
+    let mut options = election_options(|config| config.pre_vote = false, 12);
+    options.mode = ElectionMode::Gapless;
+    options.leader_rule = LeaderRule::for_mode(ElectionMode::Gapless);
+    options.leader_claims = conclave_sim::model_check::leader_claims_for_mode(ElectionMode::Gapless);
+    options.max_crashes = 1;
+    options.max_term = 2;
+    options.max_log_length = 2;
+    options.max_timers = Some(2);
+    options.crash_leaders_only = true;
+    let report = run(options);
+    assert_all_hold(&report);
+    assert!(report.complete);
+    // Any crash beside a re-election after a false suspicion comes earlier.
+    assert_eq!(report.milestones.get("crash_and_reelected_after_commit"), Some(&11));
+    assert_eq!(report.milestones.get("leader_crashed_and_replaced"), Some(&12));
+    let cycle = report.cycle_trace.as_ref().expect("the path to the cycle");
+    assert_eq!(cycle.len(), 12, "{}", cycle.join("\n"));
+    assert!(cycle.iter().any(|line| line.contains("n1 crashes")), "{}", cycle.join("\n"));
 }
 
 // Reference: Raft §5.2 — each server votes for at most one candidate per term;

@@ -88,6 +88,7 @@ impl Model {
                 // any 1 ms step (`Advance`), the worst case for safety.
                 config.vote_lease_ms = 1;
                 config.pre_vote = options.pre_vote;
+                config.initial_leader = options.initial_leader;
                 if let Some(hook) = options.config_hook {
                     hook(&mut config);
                 }
@@ -104,6 +105,7 @@ impl Model {
             network: Rc::new(Vec::new()),
             proposals: 0,
             crashes: 0,
+            timers: 0,
             history: Rc::new(History { committed_leader_term: vec![0; self.configs.len()], ..History::default() }),
         };
         for config in &self.configs {
@@ -133,22 +135,25 @@ impl Model {
             match &node.core {
                 Some(core) => {
                     let deadline_ms = core.next_deadline_ms();
+                    let time_left = self.options.max_timers.is_none_or(|limit| state.timers < limit);
                     // No timer at all (`u64::MAX`): only the clock can move.
-                    if deadline_ms != u64::MAX {
+                    if deadline_ms != u64::MAX && time_left {
                         actions.push(Action::Timer { node: index });
                     }
-                    if self.options.advance_action && deadline_ms > node.clock_ms + 1 {
+                    if self.options.advance_action && time_left && deadline_ms > node.clock_ms + 1 {
                         actions.push(Action::Advance { node: index });
                     }
                     if core.role() == Role::Leader && core.is_serving() && state.proposals < self.options.max_proposals
                     {
                         actions.push(Action::Propose { node: index });
                     }
-                    if state.crashes < self.options.max_crashes {
+                    let may_crash = !self.options.crash_leaders_only || core.role() == Role::Leader;
+                    if state.crashes < self.options.max_crashes && may_crash {
                         actions.push(Action::Crash { node: index });
                     }
                 }
-                None => actions.push(Action::Restart { node: index }),
+                None if self.options.restart => actions.push(Action::Restart { node: index }),
+                None => {}
             }
         }
         for packet in state.network.iter() {
@@ -170,6 +175,9 @@ impl Model {
     /// The state after `action`. The action must be enabled in `state`.
     pub fn apply(&self, state: &ModelState, action: Action) -> ModelState {
         let mut next = state.clone();
+        if self.options.max_timers.is_some() && matches!(action, Action::Timer { .. } | Action::Advance { .. }) {
+            next.timers += 1;
+        }
         match action {
             Action::Timer { node } => self.input(&mut next, node, |core, clock_ms| {
                 let at_ms = core.next_deadline_ms().max(*clock_ms);
@@ -191,6 +199,7 @@ impl Model {
             Action::Drop { packet } => next.remove_packet(packet),
             Action::Crash { node } => {
                 next.crashes += 1;
+                self.note_leader_crash(&mut next, node);
                 let model_node = Rc::make_mut(&mut next.nodes[node]);
                 model_node.core = None;
                 model_node.applied.clear();
@@ -207,6 +216,18 @@ impl Model {
             }
         }
         next
+    }
+
+    /// Before node `index` crashes: if it is the established leader of the
+    /// highest term led so far, the history remembers that term, so that the
+    /// milestone `leader_crashed_and_replaced` means what it says.
+    fn note_leader_crash(&self, state: &mut ModelState, index: usize) {
+        let node = &state.nodes[index];
+        let leads = node.core.as_ref().is_some_and(|core| core.role() == Role::Leader);
+        let Some((&term, leaders)) = state.history.leaders.iter().next_back() else { return };
+        if leads && leaders.contains(&node.id) && state.history.crashed_leader_term < Some(term) {
+            Rc::make_mut(&mut state.history).crashed_leader_term = Some(term);
+        }
     }
 
     fn position(&self, id: NodeId) -> Option<usize> {
@@ -353,4 +374,93 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .cloned()
         .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
         .unwrap_or_else(|| "a panic without a message".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conclave_core::ElectionMode;
+
+    fn model(configure: impl FnOnce(&mut CheckOptions)) -> Model {
+        let mut options = CheckOptions::new(ElectionMode::Conclave, 3, 1);
+        configure(&mut options);
+        Model::new(options)
+    }
+
+    fn timer_actions(actions: &[Action]) -> usize {
+        actions.iter().filter(|action| matches!(action, Action::Timer { .. } | Action::Advance { .. })).count()
+    }
+
+    #[test]
+    fn the_timer_budget_counts_firings_and_then_disables_timers() {
+        let model = model(|options| options.max_timers = Some(1));
+        let state = model.initial_state().expect("starts");
+        assert_eq!(timer_actions(&model.actions(&state)), 3, "each node's timer (1 ms away: no step before it)");
+        let after = model.apply(&state, Action::Timer { node: 0 });
+        assert_eq!(after.timers, 1);
+        assert_eq!(timer_actions(&model.actions(&after)), 0, "the budget is spent");
+        assert_ne!(state.fingerprint(), after.fingerprint());
+    }
+
+    #[test]
+    fn without_a_timer_budget_timers_are_not_counted() {
+        let model = model(|_| {});
+        let state = model.initial_state().expect("starts");
+        let after = model.apply(&state, Action::Timer { node: 0 });
+        assert_eq!(after.timers, 0);
+        assert_eq!(timer_actions(&model.actions(&after)), 3);
+    }
+
+    #[test]
+    fn only_leaders_crash_when_asked_and_crash_stop_has_no_restart() {
+        let model = model(|options| {
+            options.crash_leaders_only = true;
+            options.restart = false;
+            options.initial_leader = Some(1);
+            options.consuming_delivery = true;
+        });
+        let state = model.initial_state().expect("starts");
+        let crashes = |state: &ModelState| {
+            model.actions(state).iter().filter(|action| matches!(action, Action::Crash { .. })).count()
+        };
+        assert_eq!(crashes(&state), 0, "no leader yet");
+        // The cold start: both confirmations reach n1, which then leads term 1.
+        let mut state = state;
+        for _ in 0..2 {
+            let key = state.network.iter().find(|packet| packet.message.to == 1).expect("a confirmation").key;
+            state = model.apply(&state, Action::Deliver { packet: key });
+        }
+        assert_eq!(state.nodes[0].core.as_ref().map(Node::role), Some(Role::Leader));
+        assert!(model.actions(&state).contains(&Action::Crash { node: 0 }));
+        assert_eq!(crashes(&state), 1, "only the leader may crash");
+        let crashed = model.apply(&state, Action::Crash { node: 0 });
+        assert!(!model.actions(&crashed).iter().any(|action| matches!(action, Action::Restart { .. })));
+        assert_eq!(crashed.history.crashed_leader_term, None, "its BecomeLeader had not committed");
+    }
+
+    fn deliver(model: &Model, state: &ModelState, matches: impl Fn(&Message) -> bool) -> ModelState {
+        let key = state.network.iter().find(|packet| matches(&packet.message)).expect("in flight").key;
+        model.apply(state, Action::Deliver { packet: key })
+    }
+
+    #[test]
+    fn the_crash_of_an_established_leader_is_remembered() {
+        let model = model(|options| {
+            options.initial_leader = Some(1);
+            options.consuming_delivery = true;
+        });
+        let mut state = model.initial_state().expect("starts");
+        for _ in 0..2 {
+            state = deliver(&model, &state, |message| message.to == 1);
+        }
+        state = deliver(&model, &state, |message| {
+            message.to == 2 && matches!(&message.body, Body::AppendEntries { entries, .. } if !entries.is_empty())
+        });
+        state = deliver(&model, &state, |message| message.to == 1 && matches!(message.body, Body::AppendResponse(_)));
+        assert_eq!(state.history.leaders.get(&1).map(|ids| ids.contains(&1)), Some(true), "BecomeLeader(1) committed");
+        let follower_crashed = model.apply(&state, Action::Crash { node: 2 });
+        assert_eq!(follower_crashed.history.crashed_leader_term, None);
+        let leader_crashed = model.apply(&state, Action::Crash { node: 0 });
+        assert_eq!(leader_crashed.history.crashed_leader_term, Some(1));
+    }
 }

@@ -44,6 +44,9 @@ pub struct CheckOptions {
     pub max_log_length: usize,
     /// Client commands proposed in one execution, at most.
     pub max_proposals: u32,
+    /// Timer firings (`Timer` and `Advance`, all nodes together) in one
+    /// execution, at most; `None` leaves time unbounded.
+    pub max_timers: Option<u32>,
     /// Crashes in one execution, at most (each crashed node may restart).
     pub max_crashes: u32,
     /// Offer the separate drop action. Never delivering a message has the same
@@ -57,6 +60,10 @@ pub struct CheckOptions {
     /// copy. Off, every delivery keeps a copy (any message may be delivered any
     /// number of times, or never): the same node behaviours in fewer states.
     pub consuming_delivery: bool,
+    /// Only a node whose role is `Leader` may crash (a follower never does).
+    pub crash_leaders_only: bool,
+    /// A crashed node may restart from its disk. Off, crashes are crash-stop.
+    pub restart: bool,
     /// The search stops (incomplete) after this many distinct states.
     pub max_states: usize,
     /// The search stops (incomplete) after this many seconds.
@@ -64,6 +71,11 @@ pub struct CheckOptions {
     /// Run Raft's pre-vote round (the shipped default). Off, elections take two
     /// actions fewer per candidate, so the same depth reaches further.
     pub pre_vote: bool,
+    /// Start every node from the cold-start configuration naming this node
+    /// (1-based id) `initial_leader` (DESIGN.md §3.5, fast and conclave modes):
+    /// the first term is led without an election once every member confirms an
+    /// empty disk. `None` starts leaderless, as the shipped default does.
+    pub initial_leader: Option<u64>,
     /// Adjusts each node's config after the model's timings are set (tests inject
     /// bugs with it).
     pub config_hook: Option<fn(&mut Config)>,
@@ -84,12 +96,16 @@ impl CheckOptions {
             max_log_length: 4,
             max_proposals: 1,
             max_crashes: 1,
+            max_timers: None,
             drop_action: true,
             advance_action: true,
             consuming_delivery: false,
+            crash_leaders_only: false,
+            restart: true,
             max_states: 8_000_000,
             max_seconds: 600.0,
             pre_vote: true,
+            initial_leader: None,
             config_hook: None,
             leader_rule: LeaderRule::for_mode(mode),
             leader_claims: properties::leader_claims_for_mode(mode),
@@ -131,8 +147,14 @@ pub struct CheckReport {
     /// The first depth at which some state reached each milestone:
     /// `leader_elected`, `entry_committed`, `reelected_after_commit` (a leader of
     /// a term above the term in which an entry was known committed), and
-    /// `crash_and_reelected_after_commit` (the same, with a crash in the run).
+    /// `crash_and_reelected_after_commit` (the same, with a crash in the run),
+    /// and `leader_crashed_and_replaced` (the full cycle: the established leader
+    /// of the highest term so far crashed, then a leader of a later term was
+    /// established; under `ByCommittedClaim` its `BecomeLeader` committed).
     pub milestones: BTreeMap<&'static str, usize>,
+    /// The path to the first state that completed the cycle
+    /// (`leader_crashed_and_replaced`), one line per action, if one was reached.
+    pub cycle_trace: Option<Vec<String>>,
 }
 
 impl CheckReport {
@@ -142,8 +164,9 @@ impl CheckReport {
     }
 
     /// `{"mode","states","depth","complete","violations","properties"}`, plus the
-    /// depth at which each milestone was first reached (`"milestones"`), and a
-    /// `"trace"` (the first counterexample's lines) when a property is violated.
+    /// depth at which each milestone was first reached (`"milestones"`), a
+    /// `"trace"` (the first counterexample's lines) when a property is violated,
+    /// and `"cycle_trace"` (the path to the first full cycle) when one was reached.
     pub fn to_json(&self) -> Value {
         let properties: serde_json::Map<String, Value> = self
             .properties
@@ -161,6 +184,9 @@ impl CheckReport {
         });
         if let Some(first) = self.counterexamples.first() {
             value["trace"] = json!(first.trace);
+        }
+        if let Some(cycle) = &self.cycle_trace {
+            value["cycle_trace"] = json!(cycle);
         }
         value
     }
@@ -189,6 +215,12 @@ impl CheckReport {
         );
         for (name, holds) in &self.properties {
             let _ = writeln!(text, "  {name:<34} {}", if *holds { "holds" } else { "VIOLATED" });
+        }
+        if let Some(cycle) = &self.cycle_trace {
+            let _ = writeln!(text, "\nthe first full cycle (leader_crashed_and_replaced) in {} actions:", cycle.len());
+            for line in cycle {
+                let _ = writeln!(text, "  {line}");
+            }
         }
         for counterexample in &self.counterexamples {
             let _ = writeln!(

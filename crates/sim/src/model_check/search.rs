@@ -21,6 +21,17 @@ pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
     if options.nodes == 0 || options.nodes > 7 {
         return Err(format!("--nodes {} is out of range: the checker runs 1 to 7 nodes", options.nodes));
     }
+    if let Some(leader) = options.initial_leader {
+        if !options.mode.exchanges_votes() {
+            return Err(format!(
+                "--initial-leader needs a mode with the cold start (fast, conclave), not {}",
+                options.mode
+            ));
+        }
+        if leader == 0 || leader > options.nodes as u64 {
+            return Err(format!("--initial-leader {leader} is not a node: the nodes are 1 to {}", options.nodes));
+        }
+    }
     let started = Instant::now();
     let model = Model::new(options);
     let options = &model.options;
@@ -35,6 +46,8 @@ pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
     let mut states_per_depth = vec![1u64];
     let mut level_states;
     let mut milestones = BTreeMap::new();
+    // The first state that completed the cycle, to show the path to it.
+    let mut cycle_state = None;
     let mut stopped_early = !violated.is_empty();
     let mut depth = 0;
     'levels: while depth < options.depth && !frontier.is_empty() && !stopped_early {
@@ -56,7 +69,9 @@ pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
                 visited.insert(fingerprint, successor_id);
                 parents.push((id, Some(action)));
                 level_states += 1;
-                note_milestones(&successor, depth + 1, &mut milestones);
+                if note_milestones(&successor, depth + 1, &mut milestones) {
+                    cycle_state.get_or_insert(successor_id);
+                }
                 let before = violated.len();
                 record_violations(&successor, &model, successor_id, &mut violated);
                 // The last level is only checked: keeping it would double the memory.
@@ -101,12 +116,17 @@ pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
         elapsed_seconds: started.elapsed().as_secs_f64(),
         states_per_depth,
         milestones,
+        cycle_trace: cycle_state.map(|id| replay(&model, &parents, id)).transpose()?.map(|(_, trace)| trace),
     })
 }
 
+/// The milestone of a full elect → commit → crash → re-elect cycle.
+pub(crate) const CYCLE_MILESTONE: &str = "leader_crashed_and_replaced";
+
 /// Records the first depth at which the search reached each milestone, so a
-/// reader sees how far into the protocol a depth goes.
-fn note_milestones(state: &ModelState, depth: usize, milestones: &mut BTreeMap<&'static str, usize>) {
+/// reader sees how far into the protocol a depth goes. True if `state`
+/// completes the cycle ([`CYCLE_MILESTONE`]).
+fn note_milestones(state: &ModelState, depth: usize, milestones: &mut BTreeMap<&'static str, usize>) -> bool {
     let leader = state.nodes.iter().any(|node| node.core.as_ref().is_some_and(|core| core.role() == Role::Leader));
     let history = &state.history;
     let first_commit_term = history.committed.values().flatten().map(|(_, term)| *term).min();
@@ -119,12 +139,20 @@ fn note_milestones(state: &ModelState, depth: usize, milestones: &mut BTreeMap<&
         ("entry_committed", first_commit_term.is_some()),
         ("reelected_after_commit", reelected),
         ("crash_and_reelected_after_commit", reelected && state.crashes > 0),
+        // The full cycle: the established leader of the highest term crashed, and
+        // a leader of a later term was established after it.
+        (
+            CYCLE_MILESTONE,
+            reelected
+                && matches!((history.crashed_leader_term, last_leader_term), (Some(crashed), Some(last)) if last > crashed),
+        ),
     ];
-    for (name, reached) in reached {
+    for (name, reached) in reached.iter().copied() {
         if reached {
             milestones.entry(name).or_insert(depth);
         }
     }
+    reached.iter().any(|(name, reached)| *name == CYCLE_MILESTONE && *reached)
 }
 
 /// Checks every property not yet violated on `state`.
@@ -148,6 +176,20 @@ fn counterexample(
     id: u32,
     detail: &str,
 ) -> Result<Counterexample, String> {
+    let (state, mut trace) = replay(model, parents, id)?;
+    let name = PROPERTIES[property].name;
+    // The replay must reach the violating state again, or the trace would lie.
+    if (PROPERTIES[property].check)(&state, model).is_ok() {
+        return Err(format!("replaying the {} actions to the {name} violation did not reproduce it", trace.len()));
+    }
+    trace.push(format!("=> {name} violated: {detail}"));
+    Ok(Counterexample { property: name, detail: detail.to_string(), trace })
+}
+
+/// Rebuilds the path to state `id` by replaying its actions from the start
+/// (the core is deterministic, so the replay reaches the very states explored):
+/// the final state and one line per action.
+fn replay(model: &Model, parents: &[(u32, Option<Action>)], id: u32) -> Result<(ModelState, Vec<String>), String> {
     let mut actions = Vec::new();
     let mut cursor = id;
     while cursor != ROOT {
@@ -163,11 +205,5 @@ fn counterexample(
         trace.push(format!("{:>2}. {}", step + 1, model.describe(&state, *action, &next)));
         state = next;
     }
-    let name = PROPERTIES[property].name;
-    // The replay must reach the violating state again, or the trace would lie.
-    if (PROPERTIES[property].check)(&state, model).is_ok() {
-        return Err(format!("replaying the {} actions to the {name} violation did not reproduce it", actions.len()));
-    }
-    trace.push(format!("=> {name} violated: {detail}"));
-    Ok(Counterexample { property: name, detail: detail.to_string(), trace })
+    Ok((state, trace))
 }

@@ -143,6 +143,9 @@ pub(crate) struct History {
     pub applied: Vec<Entry>,
     /// Per node (by position): the highest committed leader term it ever held.
     pub committed_leader_term: Vec<u64>,
+    /// The highest term (leader term under `ByCommittedClaim`) whose leader was
+    /// established and still led when it crashed: a later leader replaced it.
+    pub crashed_leader_term: Option<Term>,
     /// A node's core panicked or refused its own disk: (node, what it said).
     pub node_failure: Option<(NodeId, String)>,
 }
@@ -157,6 +160,8 @@ pub(crate) struct ModelState {
     pub network: Rc<Vec<Packet>>,
     pub proposals: u32,
     pub crashes: u32,
+    /// Timer firings so far (counted only under `max_timers`).
+    pub timers: u32,
     pub history: Rc<History>,
 }
 
@@ -169,7 +174,7 @@ impl ModelState {
         for packet in self.network.iter() {
             packet.key.hash(&mut hasher);
         }
-        (self.proposals, self.crashes).hash(&mut hasher);
+        (self.proposals, self.crashes, self.timers).hash(&mut hasher);
         self.history.hash(&mut hasher);
         hasher.finish()
     }

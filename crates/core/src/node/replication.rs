@@ -141,7 +141,14 @@ impl Node {
             self.dropped.record(DropReason::ImpossibleFields);
             return;
         }
-        let heartbeat = entries.is_empty();
+        // A read probe (`read_index.rs`) is an empty append too, sent at once for
+        // each new read round; the periodic heartbeat repeats the round already
+        // sent. Only the latter counts against missed heartbeats.
+        let new_read_round = read_round > 0 && (self.term, read_round) > self.read_round_heard;
+        let heartbeat = entries.is_empty() && !new_read_round;
+        if new_read_round {
+            self.read_round_heard = (self.term, read_round);
+        }
         let (mut prev_log_index, mut prev_log_term, mut entries) = (prev_log_index, prev_log_term, entries);
         let base = self.log.snapshot_index();
         if prev_log_index < base {

@@ -456,7 +456,8 @@ mod tests {
         state = deliver(&model, &state, |message| {
             message.to == 2 && matches!(&message.body, Body::AppendEntries { entries, .. } if !entries.is_empty())
         });
-        state = deliver(&model, &state, |message| message.to == 1 && matches!(message.body, Body::AppendResponse { .. }));
+        state =
+            deliver(&model, &state, |message| message.to == 1 && matches!(message.body, Body::AppendResponse { .. }));
         assert_eq!(state.history.leaders.get(&1).map(|ids| ids.contains(&1)), Some(true), "BecomeLeader(1) committed");
         let follower_crashed = model.apply(&state, Action::Crash { node: 2 });
         assert_eq!(follower_crashed.history.crashed_leader_term, None);

@@ -60,6 +60,11 @@ pub enum Body {
         /// sent this message; 0 before its first. The follower echoes it, so the
         /// answer proves the sender still led this term after the round began.
         read_round: u64,
+        /// Sent by the leader's periodic heartbeat (never with entries), not by
+        /// replication or a read probe: followers count missed heartbeats only
+        /// (DESIGN.md §3.2), so neither write nor read load delays the detection
+        /// of a crashed leader.
+        heartbeat: bool,
     },
     /// The answer to an `AppendEntries`.
     AppendResponse {

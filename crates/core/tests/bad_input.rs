@@ -124,6 +124,18 @@ fn entry_term_above_message_term_is_impossible() {
 }
 
 #[test]
+fn a_heartbeat_with_entries_is_impossible() {
+    let mut node = follower();
+    let body = match append(3, 2, vec![entry(2, 4)], 3) {
+        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round, .. } => {
+            Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round, heartbeat: true }
+        }
+        other => unreachable!("{other:?}"),
+    };
+    assert_dropped(&mut node, msg(2, 1, 2, body), DropReason::ImpossibleFields);
+}
+
+#[test]
 fn leader_commit_beyond_what_the_message_carries_is_impossible() {
     let mut node = follower();
     assert_dropped(&mut node, msg(2, 1, 2, heartbeat(2, 2, 3)), DropReason::ImpossibleFields);

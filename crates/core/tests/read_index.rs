@@ -23,7 +23,14 @@ fn answer(match_index: u64, read_round: u64) -> Body {
 }
 
 fn probe(prev_log_index: u64, prev_log_term: u64, leader_commit: u64, read_round: u64) -> Body {
-    Body::AppendEntries { prev_log_index, prev_log_term, entries: Vec::new(), leader_commit, read_round }
+    Body::AppendEntries {
+        prev_log_index,
+        prev_log_term,
+        entries: Vec::new(),
+        leader_commit,
+        read_round,
+        heartbeat: false,
+    }
 }
 
 /// A leader of `mode` alone with injected peers whose first entry (no-op or

@@ -82,7 +82,6 @@ impl Node {
         // differently.) A checker that issues no reads keeps all of it at zero
         // and empty, so it adds no states.
         self.reads.round.hash(hasher);
-        self.read_round_heard.hash(hasher);
         self.reads.confirmed.hash(hasher);
         self.reads.acks.hash(hasher);
         self.reads.pending.hash(hasher);

@@ -27,8 +27,16 @@ impl Node {
             Body::VoteResponse { pre_vote, granted } => {
                 self.on_vote_response(message.from, message.term, pre_vote, granted)
             }
-            Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round } => {
-                self.on_append_entries(message.from, prev_log_index, prev_log_term, entries, leader_commit, read_round)
+            Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round, heartbeat } => {
+                self.on_append_entries(
+                    message.from,
+                    prev_log_index,
+                    prev_log_term,
+                    entries,
+                    leader_commit,
+                    read_round,
+                    heartbeat,
+                )
             }
             Body::AppendResponse { outcome, read_round } => self.on_append_response(message.from, outcome, read_round),
             Body::InstallSnapshot { meta, total_bytes, offset, data, done } => {
@@ -135,8 +143,12 @@ fn fields_are_possible(message: &Message) -> bool {
             *last_log_term <= term && (*last_log_index == 0) == (*last_log_term == 0)
         }
         Body::VoteResponse { .. } => true,
-        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, .. } => {
-            if *prev_log_term > term || (*prev_log_index == 0) != (*prev_log_term == 0) {
+        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, heartbeat, .. } => {
+            // A heartbeat never carries entries.
+            if *prev_log_term > term
+                || (*prev_log_index == 0) != (*prev_log_term == 0)
+                || (*heartbeat && !entries.is_empty())
+            {
                 return false;
             }
             let mut previous_term = *prev_log_term;

@@ -171,10 +171,6 @@ pub struct Node {
     pub(crate) incoming_snapshot: Option<snapshot::IncomingSnapshot>,
     /// Leader: linearizable reads waiting for confirmation (`read_index`).
     pub(crate) reads: read_index::ReadIndexState,
-    /// As a follower: the latest (term, read round) its leader's appends carried.
-    /// An empty append that brings a new round is a read probe, not a heartbeat:
-    /// read load must not delay failure detection (DESIGN.md §3.2).
-    pub(crate) read_round_heard: (Term, u64),
 }
 
 impl Node {
@@ -236,7 +232,6 @@ impl Node {
             outgoing_snapshots: BTreeMap::new(),
             incoming_snapshot: None,
             reads: Default::default(),
-            read_round_heard: (0, 0),
         };
         node.reset_election_timer();
         node.on_start(restored_empty);

@@ -148,7 +148,14 @@ impl Node {
         let read_round = self.reads.round;
         self.send(
             to,
-            Body::AppendEntries { prev_log_index, prev_log_term, entries: Vec::new(), leader_commit, read_round },
+            Body::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries: Vec::new(),
+                leader_commit,
+                read_round,
+                heartbeat: false,
+            },
         );
     }
 

@@ -71,7 +71,13 @@ impl Node {
             let last_sent = prev_log_index + entries.len() as LogIndex;
             let leader_commit = self.log.committed().min(last_sent);
             let read_round = self.reads.round;
-            self.send(to, Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round });
+            // Only the heartbeat timer sends without entries here (`max_entries` 0).
+            let heartbeat = max_entries == 0;
+            debug_assert!(!heartbeat || entries.is_empty());
+            self.send(
+                to,
+                Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round, heartbeat },
+            );
             self.progress.get_mut(&to).expect("checked above").on_sent(last_sent);
             if !streaming || last_sent >= self.log.last_index() {
                 return;
@@ -118,6 +124,7 @@ impl Node {
                             entries: Vec::new(),
                             leader_commit,
                             read_round,
+                            heartbeat: true,
                         },
                     );
                 }
@@ -127,6 +134,8 @@ impl Node {
 
     /// Raft §5.3 at the follower: the consistency check, conflict truncation,
     /// and commit up to what the leader proved shared.
+    // The fields of one `AppendEntries`, destructured once in `inbound`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_append_entries(
         &mut self,
         from: NodeId,
@@ -135,20 +144,14 @@ impl Node {
         entries: Vec<Entry>,
         leader_commit: LogIndex,
         read_round: u64,
+        heartbeat: bool,
     ) {
         if self.role == Role::Leader {
             // Two leaders in one term cannot happen under Raft's voting rules.
             self.dropped.record(DropReason::ImpossibleFields);
             return;
         }
-        // A read probe (`read_index.rs`) is an empty append too, sent at once for
-        // each new read round; the periodic heartbeat repeats the round already
-        // sent. Only the latter counts against missed heartbeats.
-        let new_read_round = read_round > 0 && (self.term, read_round) > self.read_round_heard;
-        let heartbeat = entries.is_empty() && !new_read_round;
-        if new_read_round {
-            self.read_round_heard = (self.term, read_round);
-        }
+        debug_assert!(!heartbeat || entries.is_empty(), "screened in `inbound`");
         let (mut prev_log_index, mut prev_log_term, mut entries) = (prev_log_index, prev_log_term, entries);
         let base = self.log.snapshot_index();
         if prev_log_index < base {

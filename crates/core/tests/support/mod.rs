@@ -80,7 +80,8 @@ pub fn msg(from: NodeId, to: NodeId, term: Term, body: Body) -> Message {
 }
 
 pub fn append(prev_log_index: LogIndex, prev_log_term: Term, entries: Vec<Entry>, leader_commit: LogIndex) -> Body {
-    Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round: 0 }
+    let heartbeat = entries.is_empty();
+    Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round: 0, heartbeat }
 }
 
 pub fn heartbeat(prev_log_index: LogIndex, prev_log_term: Term, leader_commit: LogIndex) -> Body {

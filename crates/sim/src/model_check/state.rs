@@ -39,8 +39,8 @@ fn hash_message(message: &Message, hasher: &mut Fingerprinter) {
             (pre_vote, last_log_term, last_log_index).hash(hasher)
         }
         Body::VoteResponse { pre_vote, granted } => (pre_vote, granted).hash(hasher),
-        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round } => {
-            (prev_log_index, prev_log_term, entries, leader_commit, read_round).hash(hasher)
+        Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round, heartbeat } => {
+            (prev_log_index, prev_log_term, entries, leader_commit, read_round, heartbeat).hash(hasher)
         }
         Body::AppendResponse { outcome: AppendOutcome::Accepted { match_index }, read_round } => {
             (0u8, match_index, read_round).hash(hasher)

@@ -17,6 +17,7 @@ fn local_runs_a_cluster_and_stops_it_on_sigterm() {
         .args(["local", "--nodes", "3", "--data-dir"])
         .arg(dir.path())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(local.stdout.take().unwrap());
@@ -24,7 +25,11 @@ fn local_runs_a_cluster_and_stops_it_on_sigterm() {
     let mut line = String::new();
     while clients.len() < 3 {
         line.clear();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "conclave local ended early");
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(&mut local.stderr.take().unwrap(), &mut stderr);
+            panic!("conclave local ended early ({:?}): {stderr}", local.wait());
+        }
         if let Some(rest) = line.strip_prefix(&format!("node {}: client ", clients.len() + 1)) {
             clients.push(rest.split_whitespace().next().unwrap().parse().unwrap());
         }

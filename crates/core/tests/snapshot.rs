@@ -402,6 +402,7 @@ fn a_transfer_keeps_a_window_of_chunks_in_flight_not_one() {
     // The next heartbeat finds node 3 behind the log's start: the transfer
     // starts with a whole window in one batch, before any answer; each answer
     // then slides the window, never beyond MAX_INFLIGHT_CHUNKS unanswered.
+    assert_eq!(MAX_INFLIGHT_CHUNKS, 8, "the window decisions.md gives");
     let window = MAX_INFLIGHT_CHUNKS as usize;
     let now = cluster.now_ms + HEARTBEAT_MS;
     cluster.tick_all(now);

@@ -75,10 +75,13 @@ fn seed_937_nodes_restarting_together_did_not_depose_a_working_leader() {
 /// again, so the follower applied none of the new commands within the liveness
 /// bound. Fixed by a window of `MAX_INFLIGHT_CHUNKS` chunks in flight per
 /// transfer (`conclave-core/tests/snapshot.rs`,
-/// `a_transfer_keeps_a_window_of_chunks_in_flight_not_one`).
+/// `a_transfer_keeps_a_window_of_chunks_in_flight_not_one`). Seed 644 of the
+/// same sweep failed the same way.
 #[test]
 fn seed_271_a_snapshot_sent_one_chunk_per_round_trip_never_caught_a_follower_up() {
     let options = SimOptions::new(ElectionMode::Fast, 5, FaultSet::parse("oneway").expect("known fault kinds"));
+    let (report, trace) = run_seed(&options, 644);
+    assert!(report.violation.is_none(), "seed 644: {:?}\n{}", report.violation, trace.join("\n"));
     let (report, trace) = run_seed(&options, 271);
     assert!(report.violation.is_none(), "{:?}\n{}", report.violation, trace.join("\n"));
     assert!(report.installed_snapshots > 0, "the run sent snapshots");

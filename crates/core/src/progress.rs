@@ -2,6 +2,12 @@
 
 use crate::types::LogIndex;
 
+/// A leader has at most this many snapshot chunks in flight to one follower: a
+/// transfer moves this many chunks per round trip, not one, so a follower
+/// catches up even on a slow link while the leader keeps compacting (simulator
+/// seed 271).
+pub const MAX_INFLIGHT_CHUNKS: u64 = 8;
+
 /// How the leader currently sends to a follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProgressState {
@@ -15,14 +21,18 @@ pub enum ProgressState {
     /// `next_index` optimistically.
     Replicate,
     /// The entries the follower needs were compacted: the leader sends its
-    /// snapshot, one chunk at a time (Raft §7).
+    /// snapshot in chunks, a bounded window of them in flight (Raft §7).
     Snapshot {
         /// Last index of the snapshot being sent.
         last_included_index: LogIndex,
-        /// Bytes the follower acknowledged holding: the next chunk starts here.
+        /// Bytes the follower acknowledged holding: the window starts here.
         offset: u64,
-        /// A chunk is in flight; wait for its answer (or the next heartbeat).
-        in_flight: bool,
+        /// Chunks sent from `offset` on and not yet answered; at most
+        /// `MAX_INFLIGHT_CHUNKS`.
+        in_flight: u64,
+        /// `offset` at the previous heartbeat: unchanged means the window was
+        /// lost and is sent again.
+        offset_at_heartbeat: u64,
     },
 }
 
@@ -92,17 +102,19 @@ impl Progress {
 
     /// Whether the leader may send an append now.
     pub fn can_send(&self) -> bool {
-        !matches!(
-            self.state,
-            ProgressState::Probe { in_flight: true } | ProgressState::Snapshot { in_flight: true, .. }
-        )
+        match self.state {
+            ProgressState::Probe { in_flight } => !in_flight,
+            ProgressState::Replicate => true,
+            ProgressState::Snapshot { in_flight, .. } => in_flight < MAX_INFLIGHT_CHUNKS,
+        }
     }
 
     /// Records that entries up to `last_sent` went out.
     pub fn on_sent(&mut self, last_sent: LogIndex) {
         match &mut self.state {
             ProgressState::Replicate => self.next_index = self.next_index.max(last_sent + 1),
-            ProgressState::Probe { in_flight } | ProgressState::Snapshot { in_flight, .. } => *in_flight = true,
+            ProgressState::Probe { in_flight } => *in_flight = true,
+            ProgressState::Snapshot { .. } => unreachable!("a snapshot transfer sends chunks, not entries"),
         }
     }
 }

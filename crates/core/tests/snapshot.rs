@@ -5,6 +5,7 @@
 
 mod support;
 
+use conclave_core::progress::MAX_INFLIGHT_CHUNKS;
 use conclave_core::{
     Body, CompactError, Config, ElectionMode, Entry, LeaderTermRecord, LogIndex, Message, Node, NodeId, Payload,
     RestoredState, Role, Snapshot, SnapshotMeta, StartError,
@@ -251,20 +252,23 @@ fn a_follower_that_restarts_mid_transfer_gets_the_snapshot_from_the_start() {
     }
     cluster.deliver_all();
     let applied = cluster.node(1).log().applied();
-    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(80)).expect("compact");
+    // 16 chunks: more than one window, so the transfer is still going when
+    // node 3 restarts.
+    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(256)).expect("compact");
     cluster.isolated.clear();
-    // Deliver until node 3 holds 48 bytes, then restart it from its disk (in
-    // this harness every batch is durable at once: its log and hard state).
+    // Deliver until node 3 took the chunk at 48, then restart it from its disk
+    // (in this harness every batch is durable at once: its log and hard state).
     let mut restarted = false;
     let end_ms = cluster.now_ms + 10 * HEARTBEAT_MS;
     while cluster.now_ms < end_ms {
         let now = cluster.now_ms + HEARTBEAT_MS / 5;
         cluster.tick_all(now);
         while let Some(message) = cluster.queue.pop_front() {
-            let at_48 = matches!(message.body, Body::SnapshotResponse { received_bytes: 48, .. });
+            let at_48 = message.to == 3 && matches!(message.body, Body::InstallSnapshot { offset: 48, .. });
             let _ = cluster.deliver(message);
             if at_48 && !restarted {
                 restarted = true;
+                assert!(!cluster.installed.contains_key(&3), "the transfer is under way");
                 let node = cluster.node(3);
                 let status = node.status();
                 let restored = RestoredState {
@@ -286,8 +290,11 @@ fn a_follower_that_restarts_mid_transfer_gets_the_snapshot_from_the_start() {
     assert!(restarted, "the transfer reached 48 bytes");
     assert_eq!(cluster.installed[&3], vec![snapshot], "installed whole, once");
     let offsets: Vec<u64> = install_chunks(&cluster, 3).iter().map(|(offset, _, _)| *offset).collect();
-    let restart_at = offsets.iter().position(|offset| *offset == 48).expect("the chunk at 48 went to the new node");
-    assert_eq!(offsets[restart_at + 1], 0, "the leader starts over from byte 0: {offsets:?}");
+    let restart_at = offsets.iter().position(|offset| *offset == 48).expect("the chunk at 48 went to the old node");
+    let again =
+        offsets[restart_at..].iter().position(|offset| *offset == 0).expect("the leader starts over: {offsets:?}");
+    let pass: Vec<u64> = offsets[restart_at + again..].to_vec();
+    assert_eq!(pass, (0..16).map(|chunk| chunk * 16).collect::<Vec<u64>>(), "a whole pass from byte 0: {offsets:?}");
     assert_eq!(cluster.node(3).log().committed(), applied);
 }
 
@@ -372,4 +379,69 @@ fn a_transfer_finishes_with_its_snapshot_when_the_leader_compacts_again() {
     let second = compacted_again.expect("the transfer reached 32 bytes");
     assert_eq!(cluster.installed[&3], vec![first, second.clone()], "the first transfer finished, then the newer one");
     assert_eq!(cluster.node(3).log().committed(), second.meta.last_included_index);
+}
+
+#[test]
+fn a_transfer_keeps_a_window_of_chunks_in_flight_not_one() {
+    // Reference: decisions.md, Snapshot chunks in flight — stop-and-wait moved
+    // one chunk per round trip, too slow for a follower to catch up while the
+    // leader compacts (simulator seed 271). The leader keeps up to
+    // MAX_INFLIGHT_CHUNKS unanswered chunks, sends more as answers come, and
+    // never more than the window.
+    let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
+    cluster.isolated.insert(3);
+    for command in 0..10 {
+        cluster.propose(1, format!("c{command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let applied = cluster.node(1).log().applied();
+    // 20 chunks: two and a half windows.
+    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(320)).expect("compact");
+    cluster.isolated.clear();
+
+    // The next heartbeat finds node 3 behind the log's start: the transfer
+    // starts with a whole window in one batch, before any answer; each answer
+    // then slides the window, never beyond MAX_INFLIGHT_CHUNKS unanswered.
+    assert_eq!(MAX_INFLIGHT_CHUNKS, 8, "the window decisions.md gives");
+    let window = MAX_INFLIGHT_CHUNKS as usize;
+    let now = cluster.now_ms + HEARTBEAT_MS;
+    cluster.tick_all(now);
+    let queued: Vec<u64> = cluster
+        .queue
+        .iter()
+        .filter_map(|message| match message.body {
+            Body::InstallSnapshot { offset, .. } if message.to == 3 => Some(offset),
+            _ => None,
+        })
+        .collect();
+    let (mut sent, mut answered, mut most_unanswered) = (queued.len(), 0usize, queued.len());
+    let mut first_batch = Some(queued).filter(|chunks| !chunks.is_empty());
+    let mut budget = 10_000;
+    while let Some(message) = cluster.queue.pop_front() {
+        budget -= 1;
+        assert!(budget > 0, "the transfer ends");
+        let answer = message.to == 1 && matches!(message.body, Body::SnapshotResponse { installed: false, .. });
+        let output = cluster.deliver(message).expect("no link is cut");
+        answered += usize::from(answer);
+        let chunks: Vec<u64> = output
+            .messages
+            .iter()
+            .filter_map(|out| match out.body {
+                Body::InstallSnapshot { offset, .. } if out.to == 3 => Some(offset),
+                _ => None,
+            })
+            .collect();
+        if first_batch.is_none() && !chunks.is_empty() {
+            first_batch = Some(chunks.clone());
+        }
+        sent += chunks.len();
+        most_unanswered = most_unanswered.max(sent - answered);
+    }
+    let first_batch = first_batch.expect("the transfer started");
+    assert_eq!(first_batch, (0..window as u64).map(|chunk| chunk * 16).collect::<Vec<u64>>(), "a full window at once");
+    assert_eq!(most_unanswered, window, "the window fills and never overflows");
+    assert_eq!(cluster.installed[&3], vec![snapshot], "installed whole, once");
+    let offsets: Vec<u64> = install_chunks(&cluster, 3).iter().map(|(offset, _, _)| *offset).collect();
+    assert_eq!(offsets, (0..20).map(|chunk| chunk * 16).collect::<Vec<u64>>(), "each chunk once, in order");
+    assert_eq!(cluster.node(3).log().committed(), applied);
 }

@@ -67,3 +67,27 @@ fn seed_937_nodes_restarting_together_did_not_depose_a_working_leader() {
         trace.iter().filter(|line| line.contains("disruption")).cloned().collect::<Vec<_>>().join("\n")
     );
 }
+
+/// Fast, 5 nodes, one-way link faults, default latency and loss. After the
+/// faults healed, the leader sent a lagging follower its snapshot (8752 bytes,
+/// 64-byte chunks) one chunk per round trip: over five seconds, by which time
+/// the leader had compacted past it and a second, larger snapshot took as long
+/// again, so the follower applied none of the new commands within the liveness
+/// bound. Fixed by a window of `MAX_INFLIGHT_CHUNKS` chunks in flight per
+/// transfer (`conclave-core/tests/snapshot.rs`,
+/// `a_transfer_keeps_a_window_of_chunks_in_flight_not_one`). Seed 644 of the
+/// same sweep failed the same way.
+#[test]
+fn seed_271_a_snapshot_sent_one_chunk_per_round_trip_never_caught_a_follower_up() {
+    let options = SimOptions::new(ElectionMode::Fast, 5, FaultSet::parse("oneway").expect("known fault kinds"));
+    let (report, trace) = run_seed(&options, 644);
+    assert!(report.violation.is_none(), "seed 644: {:?}\n{}", report.violation, trace.join("\n"));
+    let (report, trace) = run_seed(&options, 271);
+    assert!(report.violation.is_none(), "{:?}\n{}", report.violation, trace.join("\n"));
+    assert!(report.installed_snapshots > 0, "the run sent snapshots");
+    assert!(report.committed_entries > 1000, "the run did real work");
+    // The faults heal at 7719 ms; the run ends once every node applied the new
+    // commands: at 10.3 s with the window. With one chunk in flight it ends at
+    // 16.3 s, or (as it was) not within the 10 s bound at all.
+    assert!(report.simulated_ms < 13_000, "caught up {} ms into the run", report.simulated_ms);
+}

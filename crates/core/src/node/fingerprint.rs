@@ -56,8 +56,8 @@ impl Node {
                 match progress.state {
                     ProgressState::Probe { in_flight } => (0u8, in_flight).hash(hasher),
                     ProgressState::Replicate => 1u8.hash(hasher),
-                    ProgressState::Snapshot { last_included_index, offset, in_flight } => {
-                        (2u8, last_included_index, offset, in_flight).hash(hasher)
+                    ProgressState::Snapshot { last_included_index, offset, in_flight, offset_at_heartbeat } => {
+                        (2u8, last_included_index, offset, in_flight, offset_at_heartbeat).hash(hasher)
                     }
                 }
                 progress.recent_active.hash(hasher);

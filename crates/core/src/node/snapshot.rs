@@ -2,11 +2,14 @@
 //! a follower needs sends its snapshot instead, in chunks; the follower installs
 //! it and hands it to its driver.
 //!
-//! The transfer is stop-and-wait, one chunk in flight per follower. The follower
-//! answers every chunk with the bytes it holds, so the leader always continues
-//! from what is really there: after a lost chunk (resent at the next heartbeat,
-//! with no timer per message), a duplicate, or a follower restart (which loses
-//! the partial snapshot: the answer says 0 and the leader starts over).
+//! The leader keeps a window of up to `MAX_INFLIGHT_CHUNKS` chunks in flight per
+//! follower, from the bytes the follower acknowledged; the follower takes only
+//! the chunk that continues what it holds. It answers every chunk with the bytes
+//! it holds, so the leader always continues from what is really there: after a
+//! lost chunk (the window is resent at the next heartbeat that finds no
+//! progress, with no timer per message), a duplicate, or a follower restart
+//! (which loses the partial snapshot: the answer says 0 and the leader starts
+//! over).
 
 use std::sync::Arc;
 
@@ -15,7 +18,7 @@ use crate::config::Config;
 use crate::entry::Entry;
 use crate::message::Body;
 use crate::output::HardState;
-use crate::progress::ProgressState;
+use crate::progress::{ProgressState, MAX_INFLIGHT_CHUNKS};
 use crate::snapshot::{Snapshot, SnapshotMeta};
 use crate::status::{DropReason, Role};
 use crate::types::{LogIndex, NodeId};
@@ -87,46 +90,57 @@ impl Node {
         debug_assert_eq!(Some(&snapshot.meta), self.log.snapshot(), "the snapshot kept is the log's base");
         let last_included_index = snapshot.meta.last_included_index;
         let progress = self.progress.get_mut(&to).expect("a leader tracks every peer");
-        progress.state = ProgressState::Snapshot { last_included_index, offset: 0, in_flight: false };
+        progress.state =
+            ProgressState::Snapshot { last_included_index, offset: 0, in_flight: 0, offset_at_heartbeat: 0 };
         progress.next_index = last_included_index + 1;
         self.outgoing_snapshots.insert(to, snapshot);
         self.send_snapshot_chunk(to);
     }
 
-    /// Sends `to` the chunk at the offset it acknowledged, unless one is in
-    /// flight.
+    /// Sends `to` the chunks after those in flight, from the offset it
+    /// acknowledged, until the window is full or the last chunk is out.
     pub(crate) fn send_snapshot_chunk(&mut self, to: NodeId) {
-        let snapshot = self.outgoing_snapshots.get(&to).expect("a transfer keeps its snapshot");
-        let progress = self.progress.get_mut(&to).expect("a leader tracks every peer");
-        let ProgressState::Snapshot { last_included_index, offset, in_flight } = progress.state else {
-            unreachable!("chunks go only to followers in a snapshot transfer")
-        };
-        assert_eq!(last_included_index, snapshot.meta.last_included_index, "the transfer's own snapshot");
-        if in_flight {
-            return;
+        let chunk_bytes = self.config.snapshot_chunk_bytes as u64;
+        loop {
+            let snapshot = self.outgoing_snapshots.get(&to).expect("a transfer keeps its snapshot");
+            let progress = self.progress.get_mut(&to).expect("a leader tracks every peer");
+            let ProgressState::Snapshot { last_included_index, offset, in_flight, offset_at_heartbeat } =
+                progress.state
+            else {
+                unreachable!("chunks go only to followers in a snapshot transfer")
+            };
+            assert_eq!(last_included_index, snapshot.meta.last_included_index, "the transfer's own snapshot");
+            let total_bytes = snapshot.data.len() as u64;
+            let start = offset.saturating_add(in_flight.saturating_mul(chunk_bytes)).min(total_bytes);
+            if in_flight >= MAX_INFLIGHT_CHUNKS || (in_flight > 0 && start == total_bytes) {
+                return; // The window is full, or the last chunk is out.
+            }
+            let end = (start + chunk_bytes).min(total_bytes);
+            let body = Body::InstallSnapshot {
+                meta: snapshot.meta.clone(),
+                total_bytes,
+                offset: start,
+                data: snapshot.data[start as usize..end as usize].to_vec(),
+                done: end == total_bytes,
+            };
+            let in_flight = in_flight + 1;
+            progress.state = ProgressState::Snapshot { last_included_index, offset, in_flight, offset_at_heartbeat };
+            self.send(to, body);
         }
-        let total_bytes = snapshot.data.len() as u64;
-        let start = offset.min(total_bytes);
-        let end = (start + self.config.snapshot_chunk_bytes as u64).min(total_bytes);
-        let body = Body::InstallSnapshot {
-            meta: snapshot.meta.clone(),
-            total_bytes,
-            offset: start,
-            data: snapshot.data[start as usize..end as usize].to_vec(),
-            done: end == total_bytes,
-        };
-        progress.state = ProgressState::Snapshot { last_included_index, offset: start, in_flight: true };
-        self.send(to, body);
     }
 
-    /// The heartbeat of a follower in a snapshot transfer: the unanswered chunk
-    /// again (it may be lost), and an empty append at the snapshot's last entry,
-    /// which keeps the follower's timers quiet like any heartbeat (it is rejected
-    /// until the snapshot is installed, and the leader ignores that rejection).
+    /// The heartbeat of a follower in a snapshot transfer: the window again if
+    /// no chunk landed since the previous heartbeat (it may be lost), and an
+    /// empty append at the snapshot's last entry, which keeps the follower's
+    /// timers quiet like any heartbeat (it is rejected until the snapshot is
+    /// installed, and the leader ignores that rejection).
     pub(crate) fn snapshot_heartbeat(&mut self, to: NodeId) {
         let progress = self.progress.get_mut(&to).expect("a leader tracks every peer");
-        if let ProgressState::Snapshot { in_flight, .. } = &mut progress.state {
-            *in_flight = false;
+        if let ProgressState::Snapshot { offset, in_flight, offset_at_heartbeat, .. } = &mut progress.state {
+            if *offset == *offset_at_heartbeat {
+                *in_flight = 0;
+            }
+            *offset_at_heartbeat = *offset;
         }
         self.send_snapshot_chunk(to);
         // At the snapshot being sent, if the log still knows its term; else at
@@ -174,7 +188,9 @@ impl Node {
             self.send_append(from);
             return;
         }
-        let ProgressState::Snapshot { last_included_index: sending, offset, .. } = progress.state else {
+        let ProgressState::Snapshot { last_included_index: sending, offset, in_flight, offset_at_heartbeat } =
+            progress.state
+        else {
             progress.recent_active = true;
             return; // A late answer about a transfer that is over.
         };
@@ -188,14 +204,23 @@ impl Node {
         }
         progress.recent_active = true;
         if received_bytes == offset {
-            // No news (a duplicate, or the answer to a chunk that arrived out of
-            // order): sending on it would put a second chunk in flight for good,
-            // and duplicates would multiply them. The heartbeat resends.
+            // No news (a duplicate, or the answer to a chunk after a lost one):
+            // sending on it would let duplicates multiply the chunks in flight.
+            // The heartbeat resends.
             return;
         }
-        // Forward (the chunk landed) or back (the follower lost its partial
-        // snapshot by restarting): continue from what it holds.
-        progress.state = ProgressState::Snapshot { last_included_index, offset: received_bytes, in_flight: false };
+        let in_flight = if received_bytes > offset {
+            // Forward: the chunks up to `received_bytes` landed.
+            let chunk_bytes = self.config.snapshot_chunk_bytes as u64;
+            in_flight.saturating_sub((received_bytes - offset).div_ceil(chunk_bytes))
+        } else {
+            // Back: the follower lost its partial snapshot by restarting, and
+            // drops the chunks in flight after it.
+            0
+        };
+        // Continue from what it holds.
+        let offset = received_bytes;
+        progress.state = ProgressState::Snapshot { last_included_index, offset, in_flight, offset_at_heartbeat };
         self.send_snapshot_chunk(from);
     }
 

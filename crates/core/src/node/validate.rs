@@ -49,8 +49,12 @@ impl Node {
                 }
                 let last_index = self.log.last_index();
                 for (id, progress) in &self.progress {
-                    if let crate::progress::ProgressState::Snapshot { last_included_index, offset, .. } = progress.state
+                    if let crate::progress::ProgressState::Snapshot { last_included_index, offset, in_flight, .. } =
+                        progress.state
                     {
+                        if in_flight > crate::progress::MAX_INFLIGHT_CHUNKS {
+                            return Err(format!("{in_flight} snapshot chunks in flight to {id}"));
+                        }
                         let sending = self.outgoing_snapshots.get(id);
                         if sending.map(|snapshot| snapshot.meta.last_included_index) != Some(last_included_index)
                             || sending.is_some_and(|snapshot| offset > snapshot.data.len() as u64)

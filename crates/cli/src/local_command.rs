@@ -40,8 +40,24 @@ pub struct LocalArgs {
     pub cluster_id: u64,
 }
 
+/// A port that is free now, below the kernel's ephemeral range (32768 and up
+/// on Linux): between now and the node binding it, no outgoing connection — a
+/// peer dialling, a client — can be given it. Tried at random, so that clusters
+/// started at the same time (parallel tests) do not pick the same ports.
 fn free_port(ip: IpAddr) -> std::io::Result<u16> {
-    // Bind port 0 and release it: a small race, acceptable for a local playground.
+    use std::hash::{BuildHasher, Hasher};
+    const FIRST: u16 = 20_000;
+    const COUNT: u16 = 12_000;
+    let random = std::collections::hash_map::RandomState::new();
+    for attempt in 0..1_000u32 {
+        let mut hasher = random.build_hasher();
+        hasher.write_u32(attempt);
+        let port = FIRST + (hasher.finish() % u64::from(COUNT)) as u16;
+        if TcpListener::bind(SocketAddr::new(ip, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    // Everything tried is taken: fall back to one the kernel picks.
     Ok(TcpListener::bind(SocketAddr::new(ip, 0))?.local_addr()?.port())
 }
 

@@ -16,7 +16,21 @@ pub struct Cluster {
     children: Vec<Option<Child>>,
 }
 
+/// A free port below the kernel's ephemeral range (32768 and up), tried at
+/// random: no outgoing connection can take it before the node binds it, and
+/// clusters of tests running in parallel do not pick the same (CI once saw a
+/// cluster never agree on a leader: a node could not bind its port).
 fn free_address() -> SocketAddr {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new();
+    for attempt in 0..1_000u32 {
+        let mut hasher = random.build_hasher();
+        hasher.write_u32(attempt);
+        let port = 20_000 + (hasher.finish() % 12_000) as u16;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().unwrap();
+        }
+    }
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
@@ -103,6 +117,22 @@ impl Cluster {
 
     /// Waits until every node in `among` names the same leader, which says it leads.
     pub fn wait_for_leader(&self, among: &[u64]) -> u64 {
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.agreed_leader(among)));
+        found.unwrap_or_else(|_| {
+            // Say why: the last lines each node logged.
+            let tails: Vec<String> = among
+                .iter()
+                .map(|id| {
+                    let log = std::fs::read_to_string(self.log_path(*id)).unwrap_or_default();
+                    let lines: Vec<&str> = log.lines().collect();
+                    format!("--- node {id}:\n{}", lines[lines.len().saturating_sub(15)..].join("\n"))
+                })
+                .collect();
+            panic!("no leader that {among:?} all agree on within 20 s\n{}", tails.join("\n"))
+        })
+    }
+
+    fn agreed_leader(&self, among: &[u64]) -> u64 {
         wait_until("one leader all agree on", Duration::from_secs(20), || {
             let mut leaders = among.iter().map(|id| {
                 let info = info(self.address(*id))?;

@@ -8,8 +8,18 @@ use conclave_storage::{LogStore, StorageError, Wal, WalOptions};
 
 const PROBE_DIR: &str = "CONCLAVE_STORAGE_LOCK_PROBE_DIR";
 
+/// The tests of this file run one at a time. One of them starts a child process,
+/// and between its fork and its exec the child shares every open file of this
+/// process — a WAL's `LOCK` too, so a test that drops a WAL and reopens it at
+/// once could find the directory still locked (seen once in CI).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn a_second_open_in_the_same_process_is_locked_out_until_the_first_is_dropped() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("temp dir");
     let first = Wal::open(dir.path(), WalOptions::new(7, 1)).expect("open");
     match Wal::open(dir.path(), WalOptions::new(7, 1)) {
@@ -24,6 +34,7 @@ fn a_second_open_in_the_same_process_is_locked_out_until_the_first_is_dropped() 
 
 #[test]
 fn another_process_is_locked_out() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("temp dir");
     let _held = Wal::open(dir.path(), WalOptions::new(7, 1)).expect("open");
     let status = Command::new(std::env::current_exe().expect("test binary"))
@@ -38,12 +49,14 @@ fn another_process_is_locked_out() {
 /// Runs only as the child of `another_process_is_locked_out`.
 #[test]
 fn lock_probe_in_a_child_process() {
+    let _serial = serial();
     let Some(dir) = std::env::var_os(PROBE_DIR) else { return };
     assert!(matches!(Wal::open(dir, WalOptions::new(7, 1)), Err(StorageError::Locked { .. })));
 }
 
 #[test]
 fn another_cluster_id_is_refused_naming_both() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("temp dir");
     drop(Wal::open(dir.path(), WalOptions::new(7, 1)).expect("create"));
     let error = Wal::open(dir.path(), WalOptions::new(8, 1)).expect_err("wrong cluster");
@@ -54,6 +67,7 @@ fn another_cluster_id_is_refused_naming_both() {
 
 #[test]
 fn another_node_id_is_refused_naming_both() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("temp dir");
     drop(Wal::open(dir.path(), WalOptions::new(7, 1)).expect("create"));
     let error = Wal::open(dir.path(), WalOptions::new(7, 2)).expect_err("wrong node");
@@ -66,6 +80,7 @@ fn another_node_id_is_refused_naming_both() {
 
 #[test]
 fn a_damaged_meta_file_is_refused() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("temp dir");
     drop(Wal::open(dir.path(), WalOptions::new(7, 1)).expect("create"));
     let path = dir.path().join("meta");
@@ -80,6 +95,7 @@ fn a_damaged_meta_file_is_refused() {
 
 #[test]
 fn a_missing_meta_file_beside_wal_data_is_refused() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut wal = Wal::open(dir.path(), WalOptions::new(7, 1)).expect("create");
     let hard_state = conclave_core::HardState { term: 1, voted_for: None, commit: 0 };

@@ -32,7 +32,6 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::Node;
-use crate::message::Body;
 use crate::output::{Output, ReadState};
 use crate::progress::ProgressState;
 use crate::quorum;
@@ -144,19 +143,7 @@ impl Node {
         }
         let prev_log_index = progress.match_index;
         let Some(prev_log_term) = self.log.term_at(prev_log_index) else { return };
-        let leader_commit = self.log.committed().min(prev_log_index);
-        let read_round = self.reads.round;
-        self.send(
-            to,
-            Body::AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries: Vec::new(),
-                leader_commit,
-                read_round,
-                heartbeat: false,
-            },
-        );
+        self.send_empty_append(to, prev_log_index, prev_log_term, false);
     }
 
     /// A follower echoed `read_round` (at most the latest round: the caller

@@ -112,24 +112,35 @@ impl Node {
                     self.send_append_limited(peer, 0);
                 }
                 ProgressState::Replicate => {
-                    let prev_log_index = progress.match_index;
-                    let prev_log_term = self.log.term_at(prev_log_index).expect("match index is in the log");
-                    let leader_commit = self.log.committed().min(prev_log_index);
-                    let read_round = self.reads.round;
-                    self.send(
-                        peer,
-                        Body::AppendEntries {
-                            prev_log_index,
-                            prev_log_term,
-                            entries: Vec::new(),
-                            leader_commit,
-                            read_round,
-                            heartbeat: true,
-                        },
-                    );
+                    let match_index = progress.match_index;
+                    let match_term = self.log.term_at(match_index).expect("match index is in the log");
+                    self.send_empty_append(peer, match_index, match_term, true);
                 }
             }
         }
+    }
+
+    /// An `AppendEntries` without entries at `prev_log_index` (of term
+    /// `prev_log_term`): the heartbeat (`heartbeat`), or a read probe. It commits
+    /// at most what it proves shared and carries the current read round.
+    pub(crate) fn send_empty_append(
+        &mut self,
+        to: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        heartbeat: bool,
+    ) {
+        let leader_commit = self.log.committed().min(prev_log_index);
+        let read_round = self.reads.round;
+        let body = Body::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries: Vec::new(),
+            leader_commit,
+            read_round,
+            heartbeat,
+        };
+        self.send(to, body);
     }
 
     /// Raft §5.3 at the follower: the consistency check, conflict truncation,

@@ -148,19 +148,7 @@ impl Node {
         let sending = self.outgoing_snapshots[&to].meta.last_included_index;
         let prev_log_index = if self.log.is_compacted(sending) { self.log.snapshot_index() } else { sending };
         let prev_log_term = self.log.term_at(prev_log_index).expect("not compacted");
-        let leader_commit = self.log.committed().min(prev_log_index);
-        let read_round = self.reads.round;
-        self.send(
-            to,
-            Body::AppendEntries {
-                prev_log_index,
-                prev_log_term,
-                entries: Vec::new(),
-                leader_commit,
-                read_round,
-                heartbeat: true,
-            },
-        );
+        self.send_empty_append(to, prev_log_index, prev_log_term, true);
     }
 
     /// The leader's side: a follower's answer to a chunk.

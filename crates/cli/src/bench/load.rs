@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 
-use crate::demo::client::Reply;
+use crate::demo::client::{malformed, parse_reply_head, Reply, ReplyHead};
 
 /// `SET`s each client sends before the measured phase (not counted).
 pub const WARM_UP_PER_CLIENT: u64 = 10;
@@ -70,10 +70,6 @@ struct Connection {
     line: Vec<u8>,
 }
 
-fn malformed(what: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("malformed RESP reply: {what}"))
-}
-
 impl Connection {
     async fn connect(address: SocketAddr) -> std::io::Result<Connection> {
         let stream = tokio::time::timeout(REPLY_TIMEOUT, TcpStream::connect(address))
@@ -103,25 +99,20 @@ impl Connection {
         Ok(text.trim_end_matches(['\r', '\n']).to_string())
     }
 
-    /// Reads a reply of one of the kinds `SET` can get (a nested array is refused).
+    /// Reads a reply of one of the kinds `SET` can get (an array is refused).
     async fn read_reply(&mut self) -> std::io::Result<Reply> {
         let line = self.read_line().await?;
-        let (kind, rest) = line.split_at_checked(1).ok_or_else(|| malformed("empty line"))?;
-        let number = || rest.parse::<i64>().map_err(|_| malformed("bad length or integer"));
-        Ok(match kind {
-            "+" => Reply::Simple(rest.to_string()),
-            "-" => Reply::Error(rest.to_string()),
-            ":" => Reply::Integer(number()?),
-            "$" => match usize::try_from(number()?) {
-                Err(_) => Reply::Bulk(None),
-                Ok(length) => {
-                    let mut bytes = vec![0; length + 2];
-                    self.stream.read_exact(&mut bytes).await?;
-                    bytes.truncate(length);
-                    Reply::Bulk(Some(bytes))
-                }
-            },
-            _ => return Err(malformed(&format!("unexpected reply {line:?} to SET"))),
+        Ok(match parse_reply_head(&line)? {
+            ReplyHead::Done(Reply::Array(_)) | ReplyHead::Array(_) => {
+                return Err(malformed(&format!("unexpected reply {line:?} to SET")))
+            }
+            ReplyHead::Done(reply) => reply,
+            ReplyHead::Bulk(length) => {
+                let mut bytes = vec![0; length + 2];
+                self.stream.read_exact(&mut bytes).await?;
+                bytes.truncate(length);
+                Reply::Bulk(Some(bytes))
+            }
         })
     }
 

@@ -26,8 +26,33 @@ pub struct RespClient {
     writer: TcpStream,
 }
 
-fn malformed(what: &str) -> std::io::Error {
+pub(crate) fn malformed(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, format!("malformed RESP reply: {what}"))
+}
+
+/// What a reply's first line says: the whole reply, or what follows it.
+pub(crate) enum ReplyHead {
+    /// A reply complete in its first line (a null bulk string or array too).
+    Done(Reply),
+    /// A bulk string of this many bytes (and its CRLF) follows.
+    Bulk(usize),
+    /// This many replies follow.
+    Array(usize),
+}
+
+/// Parses a reply's first line, without its CRLF; shared by the blocking
+/// client here and the bench's async one.
+pub(crate) fn parse_reply_head(line: &str) -> std::io::Result<ReplyHead> {
+    let (kind, rest) = line.split_at_checked(1).ok_or_else(|| malformed("empty line"))?;
+    let number = || rest.parse::<i64>().map_err(|_| malformed("bad length or integer"));
+    Ok(match kind {
+        "+" => ReplyHead::Done(Reply::Simple(rest.to_string())),
+        "-" => ReplyHead::Done(Reply::Error(rest.to_string())),
+        ":" => ReplyHead::Done(Reply::Integer(number()?)),
+        "$" => usize::try_from(number()?).map_or(ReplyHead::Done(Reply::Bulk(None)), ReplyHead::Bulk),
+        "*" => usize::try_from(number()?).map_or(ReplyHead::Done(Reply::Array(None)), ReplyHead::Array),
+        _ => return Err(malformed("unknown reply type")),
+    })
 }
 
 impl RespClient {
@@ -68,26 +93,17 @@ impl RespClient {
 
     fn read_reply(&mut self) -> std::io::Result<Reply> {
         let line = self.read_line()?;
-        let (kind, rest) = line.split_at_checked(1).ok_or_else(|| malformed("empty line"))?;
-        let number = || rest.parse::<i64>().map_err(|_| malformed("bad length or integer"));
-        Ok(match kind {
-            "+" => Reply::Simple(rest.to_string()),
-            "-" => Reply::Error(rest.to_string()),
-            ":" => Reply::Integer(number()?),
-            "$" => match usize::try_from(number()?) {
-                Err(_) => Reply::Bulk(None),
-                Ok(length) => {
-                    let mut bytes = vec![0; length + 2];
-                    self.reader.read_exact(&mut bytes)?;
-                    bytes.truncate(length);
-                    Reply::Bulk(Some(bytes))
-                }
-            },
-            "*" => match usize::try_from(number()?) {
-                Err(_) => Reply::Array(None),
-                Ok(length) => Reply::Array(Some((0..length).map(|_| self.read_reply()).collect::<Result<_, _>>()?)),
-            },
-            _ => return Err(malformed("unknown reply type")),
+        Ok(match parse_reply_head(&line)? {
+            ReplyHead::Done(reply) => reply,
+            ReplyHead::Bulk(length) => {
+                let mut bytes = vec![0; length + 2];
+                self.reader.read_exact(&mut bytes)?;
+                bytes.truncate(length);
+                Reply::Bulk(Some(bytes))
+            }
+            ReplyHead::Array(length) => {
+                Reply::Array(Some((0..length).map(|_| self.read_reply()).collect::<Result<_, _>>()?))
+            }
         })
     }
 }

@@ -4,28 +4,17 @@
 //! clear message before any node starts.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+#[path = "support/process.rs"]
+mod process;
 
 /// Runs `conclave bench arguments` with `TMPDIR=tmp`, killing it if it overruns `timeout`.
 fn bench(tmp: &Path, arguments: &[&str], timeout: Duration) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_conclave"))
-        .arg("bench")
-        .args(arguments)
-        .env("TMPDIR", tmp)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("conclave bench took longer than {timeout:?}");
-        }
-        std::thread::park_timeout(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    let mut command = Command::new(env!("CARGO_BIN_EXE_conclave"));
+    command.arg("bench").args(arguments).env("TMPDIR", tmp);
+    process::output_within(command, "conclave bench", timeout)
 }
 
 #[test]

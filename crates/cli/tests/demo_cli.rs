@@ -6,26 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/process.rs"]
+mod process;
+
 /// Runs `conclave demo` with `arguments`, killing it if it overruns `timeout`.
 fn run_demo(data_dir: &Path, arguments: &[&str], timeout: Duration) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_conclave"))
-        .arg("demo")
-        .args(arguments)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + timeout;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("conclave demo took longer than {timeout:?}");
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+    let mut command = Command::new(env!("CARGO_BIN_EXE_conclave"));
+    command.arg("demo").args(arguments).arg("--data-dir").arg(data_dir);
+    process::output_within(command, "conclave demo", timeout)
 }
 
 #[test]

@@ -135,7 +135,13 @@ fn counts_against_my_leader(node: &Node, report: &FailReport) -> bool {
 
 /// Reports expire one election timeout after they arrive.
 pub(super) fn heard_recently(node: &Node, at_ms: u64) -> bool {
-    node.now_ms < at_ms + node.config.election_timeout_ms()
+    still_fresh(at_ms, node.now_ms, node.config.election_timeout_ms())
+}
+
+/// Whether something heard at `at_ms` is still fresh at `now_ms`: reports and
+/// signs of life last one election timeout (`expiry_ms`).
+pub(super) fn still_fresh(at_ms: u64, now_ms: u64, expiry_ms: u64) -> bool {
+    now_ms < at_ms + expiry_ms
 }
 
 /// Counts fresh reports about this node's leader; a majority makes it ODOWN.
@@ -145,7 +151,7 @@ fn check_objective_down(node: &mut Node) {
     }
     let expiry_ms = node.config.election_timeout_ms();
     let now_ms = node.now_ms;
-    node.fast.fail_table.retain(|_, report| now_ms < report.reported_at_ms + expiry_ms);
+    node.fast.fail_table.retain(|_, report| still_fresh(report.reported_at_ms, now_ms, expiry_ms));
     let agreeing = node.fast.fail_table.values().filter(|report| counts_against_my_leader(node, report)).count();
     if agreeing >= node.config.quorum() {
         let (leader, term) = (node.leader, node.term);

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{own_vote, Round};
+use super::{detector, own_vote, Round};
 use crate::message::{Body, PeerState, VoteChoice};
 use crate::node::Node;
 use crate::output::Event;
@@ -218,8 +218,9 @@ fn evaluate(node: &mut Node) {
     // A member that reported since (a restarted one announces itself) is alive,
     // whatever the view: even the lost leader, back with maybe the newest data.
     let heard_alive = &node.fast.heard_alive;
-    let reported =
-        |member: &NodeId| heard_alive.get(member).is_some_and(|(_, at_ms)| now_ms < at_ms + election_timeout_ms);
+    let reported = |member: &NodeId| {
+        heard_alive.get(member).is_some_and(|(_, at_ms)| detector::still_fresh(*at_ms, now_ms, election_timeout_ms))
+    };
     let can_vote = |member: &NodeId| {
         round.received.contains_key(member)
             || reported(member)

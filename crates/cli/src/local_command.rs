@@ -43,8 +43,10 @@ pub struct LocalArgs {
 /// A port that is free now, below the kernel's ephemeral range (32768 and up
 /// on Linux): between now and the node binding it, no outgoing connection — a
 /// peer dialling, a client — can be given it. Tried at random, so that clusters
-/// started at the same time (parallel tests) do not pick the same ports.
-fn free_port(ip: IpAddr) -> std::io::Result<u16> {
+/// started at the same time (parallel tests) do not pick the same ports. The
+/// probe stays bound in `held` until every port of the cluster is picked, so
+/// no port is picked twice.
+fn free_port(ip: IpAddr, held: &mut Vec<TcpListener>) -> std::io::Result<u16> {
     use std::hash::{BuildHasher, Hasher};
     const FIRST: u16 = 20_000;
     const COUNT: u16 = 12_000;
@@ -53,26 +55,38 @@ fn free_port(ip: IpAddr) -> std::io::Result<u16> {
         let mut hasher = random.build_hasher();
         hasher.write_u32(attempt);
         let port = FIRST + (hasher.finish() % u64::from(COUNT)) as u16;
-        if TcpListener::bind(SocketAddr::new(ip, port)).is_ok() {
+        if let Ok(listener) = TcpListener::bind(SocketAddr::new(ip, port)) {
+            held.push(listener);
             return Ok(port);
         }
     }
     // Everything tried is taken: fall back to one the kernel picks.
-    Ok(TcpListener::bind(SocketAddr::new(ip, 0))?.local_addr()?.port())
+    let listener = TcpListener::bind(SocketAddr::new(ip, 0))?;
+    let port = listener.local_addr()?.port();
+    held.push(listener);
+    Ok(port)
 }
 
-fn address(ip: IpAddr, base: Option<u16>, offset: u16, index: u64) -> std::io::Result<SocketAddr> {
+fn address(
+    ip: IpAddr,
+    base: Option<u16>,
+    offset: u16,
+    index: u64,
+    held: &mut Vec<TcpListener>,
+) -> std::io::Result<SocketAddr> {
     let port = match base {
         Some(base) => base
             .checked_add(offset + index as u16 - 1)
             .ok_or_else(|| std::io::Error::other("--base-port leaves no room for every node's ports"))?,
-        None => free_port(ip)?,
+        None => free_port(ip, held)?,
     };
     Ok(SocketAddr::new(ip, port))
 }
 
 /// Builds the members of a local cluster.
 pub fn members(args: &LocalArgs) -> std::io::Result<Vec<Member>> {
+    // Probes of the ports picked, released when every port is picked.
+    let mut held = Vec::new();
     (1..=args.nodes)
         .map(|id| {
             let ip = if args.distinct_addresses {
@@ -82,9 +96,9 @@ pub fn members(args: &LocalArgs) -> std::io::Result<Vec<Member>> {
             };
             Ok(Member {
                 id,
-                client_address: address(ip, args.base_port, 0, id)?,
-                peer_address: address(ip, args.base_port, 100, id)?,
-                http_address: Some(address(ip, args.base_port, 200, id)?),
+                client_address: address(ip, args.base_port, 0, id, &mut held)?,
+                peer_address: address(ip, args.base_port, 100, id, &mut held)?,
+                http_address: Some(address(ip, args.base_port, 200, id, &mut held)?),
             })
         })
         .collect()
@@ -211,6 +225,38 @@ async fn stop_all(children: &mut [(u64, Child)]) {
                 eprintln!("node {id} did not stop in time; killing it");
                 let _ = child.kill().await;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picked_ports_are_distinct_and_below_the_ephemeral_range() {
+        // A port picked twice made the demo refuse its own config once in CI
+        // ("127.0.0.1:21158 is used twice").
+        let args = LocalArgs {
+            nodes: 30,
+            base_port: None,
+            data_dir: None,
+            distinct_addresses: false,
+            election_mode: None,
+            password: None,
+            cluster_id: 1,
+        };
+        for _round in 0..5 {
+            let members = members(&args).unwrap();
+            let mut ports: Vec<u16> = members
+                .iter()
+                .flat_map(|member| [member.client_address, member.peer_address, member.http_address.unwrap()])
+                .map(|address| address.port())
+                .collect();
+            assert!(ports.iter().all(|port| (20_000..32_000).contains(port)), "{ports:?}");
+            ports.sort_unstable();
+            ports.dedup();
+            assert_eq!(ports.len(), 90, "every port picked once");
         }
     }
 }

@@ -20,27 +20,37 @@ pub struct Cluster {
 /// random: no outgoing connection can take it before the node binds it, and
 /// clusters of tests running in parallel do not pick the same (CI once saw a
 /// cluster never agree on a leader: a node could not bind its port).
-fn free_address() -> SocketAddr {
+/// The probe stays bound in `held` until the cluster's ports are all picked, so
+/// none is picked twice.
+fn free_address(held: &mut Vec<TcpListener>) -> SocketAddr {
     use std::hash::{BuildHasher, Hasher};
     let random = std::collections::hash_map::RandomState::new();
-    for attempt in 0..1_000u32 {
-        let mut hasher = random.build_hasher();
-        hasher.write_u32(attempt);
-        let port = 20_000 + (hasher.finish() % 12_000) as u16;
-        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
-            return listener.local_addr().unwrap();
-        }
-    }
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    let listener = (0..1_000u32)
+        .find_map(|attempt| {
+            let mut hasher = random.build_hasher();
+            hasher.write_u32(attempt);
+            TcpListener::bind(("127.0.0.1", 20_000 + (hasher.finish() % 12_000) as u16)).ok()
+        })
+        .unwrap_or_else(|| TcpListener::bind("127.0.0.1:0").unwrap());
+    let address = listener.local_addr().unwrap();
+    held.push(listener);
+    address
 }
 
 impl Cluster {
     /// Writes configs for `nodes` nodes (free ports picked now) without starting any.
     pub fn new(nodes: u64) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let mut held = Vec::new();
         let members: Vec<Member> = (1..=nodes)
-            .map(|id| Member { id, peer_address: free_address(), client_address: free_address(), http_address: None })
+            .map(|id| Member {
+                id,
+                peer_address: free_address(&mut held),
+                client_address: free_address(&mut held),
+                http_address: None,
+            })
             .collect();
+        drop(held);
         for member in &members {
             let mut config = ServerConfig {
                 cluster_id: 7,

@@ -297,11 +297,12 @@ impl Driver {
         match *event {
             Event::ElectionStarted { .. } => increment(&metrics.elections_started),
             Event::LeaderElect { .. } => increment(&metrics.elections_won),
-            Event::SubjectivelyDown { .. }
-            | Event::ObjectivelyDown { .. }
-            | Event::QuorumLost { .. }
-            | Event::LeaderChanged { leader: None, .. } => {
+            Event::SubjectivelyDown { .. } | Event::ObjectivelyDown { .. } | Event::QuorumLost { .. } => {
                 self.leader_lost_at.get_or_insert_with(Instant::now);
+            }
+            Event::LeaderChanged { leader: None, .. } => {
+                self.leader_lost_at.get_or_insert_with(Instant::now);
+                self.requests.retry_forwarded_reads();
             }
             Event::VoteChanged { ballot, candidate } => {
                 self.election = Some(ElectionRound { ballot, candidate, finalized: false })
@@ -311,8 +312,11 @@ impl Driver {
             }
             Event::LeaderTermCommitted { .. } => self.end_failover(),
             // Modes without leader terms have no BecomeLeader entry to wait for.
-            Event::LeaderChanged { leader: Some(_), .. } if !self.election_mode.has_leader_terms() => {
-                self.end_failover()
+            Event::LeaderChanged { leader: Some(_), .. } => {
+                self.requests.retry_forwarded_reads();
+                if !self.election_mode.has_leader_terms() {
+                    self.end_failover()
+                }
             }
             _ => {}
         }

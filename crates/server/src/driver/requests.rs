@@ -307,6 +307,20 @@ impl Requests {
         }
     }
 
+    /// The leader changed: reads forwarded to the old one go to the new one
+    /// (a read changes nothing, so sending it again is always safe), instead
+    /// of waiting out their timeout when the old leader is gone.
+    pub(crate) fn retry_forwarded_reads(&mut self) {
+        let mut ids: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, waiter)| waiter.stage == Stage::Forwarded && waiter.read.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        self.retry_all(ids);
+    }
+
     /// The request's command was applied with this answer.
     pub(crate) fn answer(&mut self, id: u64, reply: KvReply) {
         if let Some(waiter) = self.waiters.remove(&id) {

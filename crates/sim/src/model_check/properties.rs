@@ -2,7 +2,7 @@
 //! (DESIGN.md §4). Adding a property is adding one function and one row.
 //!
 //! Properties about the past (one leader per term *ever*, what was committed or
-//! applied *before*) read the state's `History`, which [`observe`] updates after
+//! applied *before*) read the state's `History`, which `observe` updates after
 //! every input from what the node's state then shows.
 
 use std::collections::BTreeMap;

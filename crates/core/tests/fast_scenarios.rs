@@ -1078,7 +1078,7 @@ fn reports_about_another_leader_or_term_do_not_count_against_mine() {
 
 #[test]
 fn a_reported_data_version_is_the_first_vote_but_binds_only_once_confirmed() {
-    // Reference: docs/decisions.md, "Data versions in SDOWN reports" — a round
+    // Reference: docs/decisions/0038-failover-speed.md (data versions in SDOWN reports) — a round
     // starts from the best version the reports carried, but a report may be
     // stale (the reporter's log can change after it), so a vote binds only once
     // its candidate voted the same in the round.

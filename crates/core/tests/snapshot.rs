@@ -174,7 +174,7 @@ fn node_new_refuses_a_snapshot_inconsistent_with_the_rest() {
 fn a_lagging_follower_catches_up_through_install_snapshot_after_the_leader_compacted() {
     // Reference: Raft §7 — "the leader must occasionally send snapshots to
     // followers that lag behind ... when it has already discarded the next log
-    // entry that it needs to send to a follower". Issue 5's acceptance item.
+    // entry that it needs to send to a follower".
     let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
     cluster.isolated.insert(3);
     for command in 0..20 {
@@ -300,7 +300,7 @@ fn a_follower_that_restarts_mid_transfer_gets_the_snapshot_from_the_start() {
 
 #[test]
 fn leader_terms_survive_compaction_in_gapless_mode() {
-    // Reference: DESIGN.md §3.4 — leader_term = (leader term of the last
+    // Reference: docs/design/leader-terms.md — leader_term = (leader term of the last
     // BecomeLeader in the candidate's own log) + 1; the snapshot's metadata
     // carries that BecomeLeader once the entry itself is compacted.
     let mut cluster = cluster_with(ElectionMode::Gapless, 64, 5);

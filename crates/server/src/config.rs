@@ -1,7 +1,8 @@
 //! The server's configuration file (TOML), its defaults and its validation.
 //!
-//! Every key is documented in `crates/server/README.md`. Unknown keys are refused
-//! by the parser (`deny_unknown_fields`); everything else is checked by
+//! Every key, its default and the reason for it are in `docs/operations.md`.
+//! Unknown keys are refused by the parser (`deny_unknown_fields`); everything
+//! else is checked by
 //! [`ServerConfig::validate`], whose errors name the key and say what is wrong.
 
 use std::collections::HashSet;

@@ -112,6 +112,34 @@ fn resolve(root: &Path, from: &Path, target: &str) -> Option<PathBuf> {
     resolved.starts_with(root).then_some(resolved)
 }
 
+/// The anchors GitHub gives the headings of a markdown file: lower case,
+/// punctuation dropped, spaces as hyphens, `-1`, `-2`, … for repeats.
+fn heading_anchors(text: &str) -> Vec<String> {
+    let mut anchors: Vec<String> = Vec::new();
+    let mut slugs: Vec<String> = Vec::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        let Some(title) = line.strip_prefix('#').filter(|_| !in_code) else { continue };
+        let title = title.trim_start_matches('#').trim();
+        let slug: String = title
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                '-' | '_' => Some(c),
+                c if c.is_alphanumeric() => Some(c.to_lowercase().next().unwrap_or(c)),
+                _ => None,
+            })
+            .collect();
+        let repeats = slugs.iter().filter(|known| **known == slug).count();
+        anchors.push(if repeats == 0 { slug.clone() } else { format!("{slug}-{repeats}") });
+        slugs.push(slug);
+    }
+    anchors
+}
+
 #[test]
 fn markdown_links_point_at_files_in_the_repository() {
     let root = root();
@@ -128,14 +156,18 @@ fn markdown_links_point_at_files_in_the_repository() {
                     }
                     continue;
                 }
-                let path = target.split('#').next().unwrap_or_default();
-                if path.is_empty() {
-                    continue; // An anchor in the same file.
-                }
-                match resolve(&root, &file, path) {
+                let (path, anchor) = target.split_once('#').unwrap_or((target.as_str(), ""));
+                let resolved = if path.is_empty() { Some(file.clone()) } else { resolve(&root, &file, path) };
+                match resolved {
                     None => problems.push(format!("{place}: link `{target}` leaves the repository")),
                     Some(resolved) if !resolved.exists() => {
                         problems.push(format!("{place}: link `{target}` names a file that does not exist"))
+                    }
+                    Some(resolved) if !anchor.is_empty() && resolved.extension().is_some_and(|ext| ext == "md") => {
+                        let text = fs::read_to_string(&resolved).expect("a linked markdown file is text");
+                        if !heading_anchors(&text).iter().any(|known| known == anchor) {
+                            problems.push(format!("{place}: link `{target}` names no heading of that file"));
+                        }
                     }
                     Some(_) => {}
                 }
@@ -157,7 +189,7 @@ fn mentioned_paths(line: &str) -> Vec<String> {
             let start = search + found;
             search = start + prefix.len();
             // A path starts at a word boundary (not inside `../docs/` or `my_docs/`).
-            if line[..start].chars().next_back().is_some_and(|c| is_path_char(c)) {
+            if line[..start].chars().next_back().is_some_and(is_path_char) {
                 continue;
             }
             let candidate: String = line[start..].chars().take_while(|c| is_path_char(*c)).collect();
@@ -185,7 +217,11 @@ fn every_file_the_documentation_names_exists() {
         for (number, line) in text.lines().enumerate() {
             for path in mentioned_paths(line) {
                 if !root.join(&path).exists() {
-                    problems.push(format!("{}:{}: names `{path}`, which does not exist", relative(&root, &file), number + 1));
+                    problems.push(format!(
+                        "{}:{}: names `{path}`, which does not exist",
+                        relative(&root, &file),
+                        number + 1
+                    ));
                 }
             }
         }
@@ -222,7 +258,8 @@ fn every_decision_record_is_in_the_index() {
         let text = fs::read_to_string(directory.join(name)).expect("readable record");
         let first = text.lines().next().unwrap_or_default();
         let Some(title) = first.strip_prefix(&format!("# {number}. ")) else {
-            problems.push(format!("docs/decisions/{name}: the first line must be `# {number}. Title`, found `{first}`"));
+            problems
+                .push(format!("docs/decisions/{name}: the first line must be `# {number}. Title`, found `{first}`"));
             continue;
         };
         for section in ["## Context", "## Decision", "## Consequences", "## Proof"] {

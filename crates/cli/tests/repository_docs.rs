@@ -257,14 +257,16 @@ fn every_decision_record_is_in_the_index() {
         }
         let text = fs::read_to_string(directory.join(name)).expect("readable record");
         let first = text.lines().next().unwrap_or_default();
-        let Some(title) = first.strip_prefix(&format!("# {number}. ")) else {
+        let Some(heading) = first.strip_prefix("# ") else {
             problems
                 .push(format!("docs/decisions/{name}: the first line must be `# {number}. Title`, found `{first}`"));
             continue;
         };
-        for section in ["## Context", "## Decision", "## Consequences", "## Proof"] {
-            if !text.lines().any(|line| line.trim() == section) {
-                problems.push(format!("docs/decisions/{name}: has no `{section}` section"));
+        // `# 0040. Title` is the form; `# 0040: Title` and `# Title` are read too.
+        let title = heading.strip_prefix(number).unwrap_or(heading).trim_start_matches(['.', ':', ' ', '—', '-']);
+        for section in ["## context", "## decision", "## consequences", "## proof"] {
+            if !text.lines().any(|line| line.trim().to_lowercase().starts_with(section)) {
+                problems.push(format!("docs/decisions/{name}: has no `{section}` section (heading level 2)"));
             }
         }
         if !index.contains(&format!("]({name})")) {

@@ -99,6 +99,21 @@ fn error_attributes(text: &str) -> Vec<String> {
     messages
 }
 
+/// The first string literal of every call of an error helper (`error(`) in
+/// `text`, when only `&`, `mut out,`, `format!(` and spaces come before it.
+fn error_call_literals(text: &str) -> Vec<String> {
+    let mut literals = Vec::new();
+    for (start, _) in text.match_indices("error(") {
+        let after = start + "error(".len();
+        let Some(quote) = text[after..].find('"').map(|offset| after + offset) else { continue };
+        let between = text[after..quote].replace("&mut out,", "").replace("format!(", "").replace('&', "");
+        if between.trim().is_empty() {
+            literals.push(string_literal(text, quote).0);
+        }
+    }
+    literals
+}
+
 /// The text of `pub enum NAME { … }` in `text`.
 fn enum_body<'a>(text: &'a str, name: &str) -> &'a str {
     let start = text.find(&format!("pub enum {name} ")).unwrap_or_else(|| panic!("enum {name} not found"));
@@ -148,14 +163,21 @@ fn client_errors() -> BTreeSet<String> {
     for message in error_attributes(&source_without_tests("src/resp/parser.rs")) {
         errors.insert(shown(&format!("ERR {message}")));
     }
-    // The client layer's literal replies.
-    let prefixes = ["ERR ", "-ERR ", "NOAUTH ", "WRONGPASS ", "TRYAGAIN "];
+    // The client layer's literal replies: every literal passed to an error
+    // helper (`error("…")`, `reply::error(&mut out, "…")`, with or without
+    // `format!`), and every literal that starts like a RESP error.
+    let prefixes = ["ERR ", "-ERR ", "-", "NOAUTH ", "WRONGPASS ", "TRYAGAIN ", "EXECABORT "];
     for file in ["src/client/commands.rs", "src/client/mod.rs"] {
-        for literal in string_literals(&source_without_tests(file)) {
-            // `ERR {error}` wraps the parser's errors, collected above.
-            if prefixes.iter().any(|prefix| literal.starts_with(prefix)) && literal != "ERR {error}" {
-                errors.insert(shown(&literal));
-            }
+        let text = source_without_tests(file);
+        let mut found: Vec<String> = error_call_literals(&text);
+        found.extend(
+            string_literals(&text)
+                .into_iter()
+                .filter(|literal| prefixes.iter().any(|prefix| literal.starts_with(prefix)) && literal.len() > 3),
+        );
+        // `ERR {error}` wraps the parser's errors, collected above.
+        for literal in found.into_iter().filter(|literal| literal != "ERR {error}") {
+            errors.insert(shown(&literal));
         }
     }
     // The KV store's errors go out as `ERR {message}` (`resp/reply.rs`): its
@@ -216,7 +238,11 @@ fn the_error_table_lists_every_error_a_client_can_get() {
          Missing rows (add `| `<text>` | may it have taken effect? | meaning |`):\n  {}\n\
          Rows the code no longer produces:\n  {}",
         missing.iter().map(|error| format!("`{error}`")).collect::<Vec<_>>().join("\n  "),
-        stale.iter().map(|row| format!("`{row}`")).collect::<Vec<_>>().join("\n  ")
+        if stale.is_empty() {
+            "(none)".to_string()
+        } else {
+            stale.iter().map(|row| format!("`{row}`")).collect::<Vec<_>>().join("\n  ")
+        }
     );
 }
 

@@ -54,7 +54,7 @@ pub struct CheckArgs {
     no_restart: bool,
     /// Cold start (fast, conclave): every node starts on an empty disk with this
     /// node named `initial_leader`, which leads the first term once every member
-    /// confirms (DESIGN.md §3.5). Shortens the first election to two deliveries.
+    /// confirms (docs/design/cold-start.md). Shortens the first election to two deliveries.
     #[arg(long)]
     initial_leader: Option<u64>,
     /// Stop, incomplete, after this many distinct states (about 1 KB each).
@@ -67,7 +67,7 @@ pub struct CheckArgs {
     #[arg(long)]
     json: bool,
     /// Check the seed document's leader-term rules instead of the shipped core,
-    /// in the abstract model of `seed_rules` (DESIGN.md §3.4): `seed` (exactly as
+    /// in the abstract model of `seed_rules` (docs/design/leader-terms.md): `seed` (exactly as
     /// written), `seed-committed` (last leader term from committed entries), or
     /// `repaired` (the rules the core runs, in the same abstract model). The seed
     /// variants are expected to be violated: exit 1 and the shortest traces.

@@ -1,4 +1,4 @@
-//! `conclave bench` against a real 3-node cluster (issue 6, acceptance): the
+//! `conclave bench` against a real 3-node cluster: the
 //! JSON shape, every requested write completed without an error, positive
 //! figures, the temporary data dir removed; and each bad flag refused with a
 //! clear message before any node starts.

@@ -55,7 +55,7 @@ fn check_json(args: &[&str]) -> (Option<i32>, Value) {
 
 #[test]
 fn gapless_and_conclave_hold_every_property() {
-    // Reference: DESIGN.md §3.4, §4 — the shipped rules, on the real core.
+    // Reference: docs/design/leader-terms.md, docs/design/invariants.md — the shipped rules, on the real core.
     for mode in ["gapless", "conclave"] {
         let (code, report) = check_json(&["check", "--mode", mode, "--nodes", "3", "--depth", "7", "--json"]);
         assert_eq!(code, Some(0), "{report}");
@@ -69,7 +69,7 @@ fn gapless_and_conclave_hold_every_property() {
 
 #[test]
 fn the_seed_rules_as_written_are_reported_violated_with_their_traces() {
-    // Reference: DESIGN.md §3.4 "What a model check found": as written, two
+    // Reference: docs/design/leader-terms.md "What a model check found": as written, two
     // entries share (index, term); with the last leader term taken from committed
     // entries, two leaders serve one term. The repaired rules hold.
     let (code, report) = check_json(&["check", "--variant", "seed", "--depth", "8", "--json"]);

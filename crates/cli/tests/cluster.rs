@@ -1,4 +1,4 @@
-//! Real `conclave serve` processes on loopback (issue 6 §8): replication across
+//! Real `conclave serve` processes on loopback: replication across
 //! nodes, failover after SIGKILL with no acknowledged write lost, catch-up of a
 //! restarted node, recovery of the whole cluster from its data dirs, a node of
 //! another cluster refused, and redis-cli / redis-benchmark against the cluster.

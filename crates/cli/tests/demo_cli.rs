@@ -1,4 +1,4 @@
-//! `conclave demo` end to end with small timings (issue 7 §4, acceptance): the
+//! `conclave demo` end to end with small timings: the
 //! JSON fields, no lost writes, the newest data winning, consecutive leader
 //! terms; and the HTML report rendered by headless Chromium when installed.
 

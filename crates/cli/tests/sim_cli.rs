@@ -121,7 +121,7 @@ fn one_seed_replays_to_the_same_trace_hash() {
 
 #[test]
 fn comparing_every_mode_shows_gapless_leader_terms_only_where_promised() {
-    // Reference: DESIGN.md §4.2, §5 (`term_gaps`, `leaders_per_term_max`).
+    // Reference: invariant 2 in docs/design/invariants.md, docs/design/simulator.md (`term_gaps`, `leaders_per_term_max`).
     let args = [
         "sim",
         "--compare",

@@ -15,25 +15,25 @@ pub struct Config {
     pub cluster_id: ClusterId,
     /// Every voting member, this node included.
     pub voters: Vec<NodeId>,
-    /// Which election protocol runs (DESIGN.md §3).
+    /// Which election protocol runs (docs/design/elections.md).
     pub election_mode: ElectionMode,
     /// A leader sends a heartbeat at least this often.
     pub heartbeat_interval_ms: u64,
     /// A follower counts one miss per heartbeat timeout without hearing from its
     /// leader; at least `heartbeat_interval_ms`.
     pub heartbeat_timeout_ms: u64,
-    /// Misses after which the leader is down for this node (DESIGN.md §3.2). The
+    /// Misses after which the leader is down for this node (docs/design/detection.md). The
     /// election timeout is `miss_limit × heartbeat_timeout_ms`; the `raft` mode
     /// draws each timeout from `[T, 2T)` around it.
     pub miss_limit: u32,
     /// `fast` mode: quiet window after a quorum agrees before a vote is final
-    /// (DESIGN.md §3.3).
+    /// (docs/design/vote-exchange.md).
     pub finalize_wait_ms: u64,
     /// `fast` mode: the node that leads the first term of a brand-new cluster
-    /// without an election (DESIGN.md §3.5). Ignored by a node with durable state.
+    /// without an election (docs/design/cold-start.md). Ignored by a node with durable state.
     pub initial_leader: Option<NodeId>,
     /// `gapless`/`conclave` modes: after granting a vote, no other vote for this
-    /// long, whatever the ballot (DESIGN.md §3.4). Must be below the election
+    /// long, whatever the ballot (docs/design/leader-terms.md). Must be below the election
     /// timeout, so that a node can campaign itself once it expired.
     pub vote_lease_ms: u64,
     /// Run a pre-vote round before campaigning (thesis §9.6).
@@ -73,7 +73,7 @@ pub enum InjectedBug {
 }
 
 impl Config {
-    /// A configuration with the shipped defaults (DESIGN.md §6) for `id` in a
+    /// A configuration with the shipped defaults (docs/operations.md) for `id` in a
     /// cluster of `voters`.
     pub fn new(id: NodeId, cluster_id: ClusterId, voters: Vec<NodeId>) -> Config {
         Config {
@@ -86,7 +86,7 @@ impl Config {
             miss_limit: 5,
             finalize_wait_ms: 100,
             initial_leader: None,
-            // 0.8 × the default election timeout of 250 ms (DESIGN.md §6).
+            // 0.8 × the default election timeout of 250 ms (docs/operations.md).
             vote_lease_ms: 200,
             pre_vote: true,
             check_quorum: true,
@@ -183,7 +183,7 @@ impl Config {
         Ok(())
     }
 
-    /// The election timeout: `miss_limit` heartbeat timeouts (DESIGN.md §3.2, §6).
+    /// The election timeout: `miss_limit` heartbeat timeouts (docs/design/detection.md, docs/operations.md).
     pub fn election_timeout_ms(&self) -> u64 {
         self.heartbeat_timeout_ms * u64::from(self.miss_limit)
     }

@@ -23,7 +23,7 @@ pub enum Payload {
     Noop,
     /// An opaque client command for the state machine.
     Command(Vec<u8>),
-    /// `gapless` and `conclave` modes (DESIGN.md §3.4): the entry a leader-elect
+    /// `gapless` and `conclave` modes (docs/design/leader-terms.md): the entry a leader-elect
     /// appends first, in place of `Noop`. The entry's own `term` is the ballot
     /// that elected it; `leader_term` is the gapless term it leads: one above the
     /// `leader_term` of the previous `BecomeLeader` in its log (1 if none). It

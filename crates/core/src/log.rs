@@ -254,7 +254,7 @@ impl RaftLog {
             .or_else(|| self.snapshot.as_ref().and_then(|meta| meta.last_leader_term))
     }
 
-    /// The newest `BecomeLeader` in the log, committed or not (DESIGN.md §3.4: a
+    /// The newest `BecomeLeader` in the log, committed or not (docs/design/leader-terms.md: a
     /// candidate's leader term is one above it); the snapshot's record if no
     /// `BecomeLeader` follows it. A scan from the end: it runs once per won
     /// election, and a `BecomeLeader` heads every leader's entries.
@@ -314,7 +314,7 @@ impl RaftLog {
         self.validate()
     }
 
-    /// Checks the `BecomeLeader` entries (DESIGN.md §3.4): leader terms 1, 2, 3, …
+    /// Checks the `BecomeLeader` entries (docs/design/leader-terms.md): leader terms 1, 2, 3, …
     /// with no hole along the log, each heading its ballot's entries. The
     /// expectation starts from the snapshot's last `BecomeLeader`, if any.
     pub fn validate_leader_terms(&self) -> Result<(), String> {
@@ -456,7 +456,7 @@ mod tests {
 
     #[test]
     fn leader_terms_fall_back_to_the_snapshot_record() {
-        // Reference: DESIGN.md §3.4 — the last BecomeLeader may only be in the
+        // Reference: docs/design/leader-terms.md — the last BecomeLeader may only be in the
         // snapshot's metadata after compaction.
         let record = LeaderTermRecord { leader_term: 4, leader: 2, ballot: 3, index: 2 };
         let mut log = RaftLog::restore_with_snapshot(snapshot_meta(5, 3, Some(record)), vec![entry(3, 6)], 6);

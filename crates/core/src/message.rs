@@ -1,7 +1,7 @@
 //! Messages exchanged between nodes.
 //!
 //! Every message carries the cluster id and the sender's id; the receiving node
-//! checks both before anything else (DESIGN.md §2, `Node::step`).
+//! checks both before anything else (docs/design/architecture.md, `Node::step`).
 
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +62,7 @@ pub enum Body {
         read_round: u64,
         /// Sent by the leader's periodic heartbeat (never with entries), not by
         /// replication or a read probe: followers count missed heartbeats only
-        /// (DESIGN.md §3.2), so neither write nor read load delays the detection
+        /// (docs/design/detection.md), so neither write nor read load delays the detection
         /// of a crashed leader.
         heartbeat: bool,
     },
@@ -102,7 +102,7 @@ pub enum Body {
         /// up to `last_included_index`.
         installed: bool,
     },
-    /// `fast` mode (DESIGN.md §3.2): the sender has lost (`down`) or regained
+    /// `fast` mode (docs/design/detection.md): the sender has lost (`down`) or regained
     /// (`!down`) its link to `leader` of `leader_term`.
     SubjectiveDown {
         /// The leader concerned (`None`: the sender knew no leader in that term).
@@ -113,7 +113,7 @@ pub enum Body {
         down: bool,
         /// The sender's data version when it reported: term of its last log
         /// entry. Lets the round that follows start from the best version
-        /// already known (DESIGN notes: "data versions in SDOWN reports").
+        /// already known (docs/decisions/0038-failover-speed.md).
         last_log_term: Term,
         /// Index of the sender's last log entry.
         last_log_index: LogIndex,
@@ -126,7 +126,7 @@ pub enum Body {
         /// The term it led.
         leader_term: Term,
     },
-    /// `fast` mode (DESIGN.md §3.3): the sender's current vote in the round that
+    /// `fast` mode (docs/design/vote-exchange.md): the sender's current vote in the round that
     /// binds `ballot`, or, if it is not looking, the leader it follows.
     Vote {
         /// The term the round will bind.
@@ -136,7 +136,7 @@ pub enum Body {
         /// Whether the sender is looking, following or leading.
         state: PeerState,
     },
-    /// `fast` mode (DESIGN.md §3.3): the leader's CheckQuorum view, sent once per
+    /// `fast` mode (docs/design/vote-exchange.md): the leader's CheckQuorum view, sent once per
     /// election timeout: the members it heard from during the last one. When the
     /// leader is lost, a member it had not heard from is known down, so a round
     /// need not wait `finalize_wait` for that member's vote.
@@ -144,7 +144,7 @@ pub enum Body {
         /// Members (the leader excluded) that answered the leader recently.
         active: Vec<NodeId>,
     },
-    /// `fast` mode (DESIGN.md §3.5): "the leader is `leader` of `leader_term`",
+    /// `fast` mode (docs/design/cold-start.md): "the leader is `leader` of `leader_term`",
     /// sent to a node that acts on another belief.
     Correction {
         /// The leader the sender follows (or is).
@@ -156,7 +156,7 @@ pub enum Body {
 
 /// A candidate and its data version. Votes are ordered by
 /// (last log term, last log index, node id): ids are unique, so there is always
-/// exactly one best vote (DESIGN.md §3.3).
+/// exactly one best vote (docs/design/vote-exchange.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VoteChoice {
     /// The candidate.

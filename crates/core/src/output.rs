@@ -73,7 +73,7 @@ pub enum Event {
         /// The term it led.
         term: Term,
     },
-    /// `fast` mode: this node lost its link to `leader` (DESIGN.md §3.2).
+    /// `fast` mode: this node lost its link to `leader` (docs/design/detection.md).
     SubjectivelyDown {
         /// The leader concerned.
         leader: Option<NodeId>,
@@ -102,7 +102,7 @@ pub enum Event {
         candidate: NodeId,
     },
     /// `fast` mode: a node that started from an empty data dir learned the cluster
-    /// is at `term`; it abstains from voting in that term (DESIGN.md §3.5).
+    /// is at `term`; it abstains from voting in that term (docs/design/cold-start.md).
     AbstainedAfterDataLoss {
         /// The term it joined.
         term: Term,

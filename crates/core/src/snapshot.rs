@@ -27,7 +27,7 @@ pub struct SnapshotMeta {
     /// The last `BecomeLeader` at or below `last_included_index` (`gapless`,
     /// `conclave`), so that leader terms survive compaction: the next leader
     /// term is one above it even when no `BecomeLeader` is left in the log
-    /// (DESIGN.md §3.4). `None` in modes without leader terms or before any.
+    /// (docs/design/leader-terms.md). `None` in modes without leader terms or before any.
     pub last_leader_term: Option<LeaderTermRecord>,
 }
 

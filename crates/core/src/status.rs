@@ -44,7 +44,7 @@ pub enum DropReason {
     /// A message of another election mode's protocol (a misconfigured peer).
     WrongElectionMode,
     /// A vote request while this node's vote lease for another candidate runs
-    /// (DESIGN.md §3.4).
+    /// (docs/design/leader-terms.md).
     VoteLease,
     /// An `InstallSnapshot` chunk for a snapshot that ends at or below this
     /// node's commit index: it already holds all of it (a late duplicate). It
@@ -140,7 +140,7 @@ pub struct Status {
     /// Last index of the latest snapshot (0 without one): the log holds entries
     /// from the next index on.
     pub snapshot_index: LogIndex,
-    /// Leads and takes proposals (false for a leader-elect, DESIGN.md §3.4).
+    /// Leads and takes proposals (false for a leader-elect, docs/design/leader-terms.md).
     pub serving: bool,
     /// `gapless`/`conclave`: the newest committed leader term, if any.
     pub leader_term: Option<u64>,

@@ -7,7 +7,7 @@ pub type NodeId = u64;
 /// a network cannot mix their traffic.
 pub type ClusterId = u64;
 
-/// A Raft term. DESIGN.md §3.4 calls it the *ballot*: it orders votes and log
+/// A Raft term. docs/design/leader-terms.md calls it the *ballot*: it orders votes and log
 /// entries in every election mode.
 pub type Term = u64;
 

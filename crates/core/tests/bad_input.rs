@@ -276,7 +276,7 @@ fn another_election_mode_s_messages_are_dropped() {
 
 #[test]
 fn vote_request_during_vote_lease_is_dropped() {
-    // Reference: DESIGN.md §3.4 (vote lease): after granting a vote, no other
+    // Reference: docs/design/leader-terms.md (vote lease): after granting a vote, no other
     // vote, whatever the ballot, until the lease ends.
     let mut gapless = config(1, &VOTERS);
     gapless.election_mode = ElectionMode::Gapless;
@@ -412,7 +412,7 @@ fn snapshot_responses_with_impossible_fields_are_dropped() {
 
 #[test]
 fn a_liveness_view_naming_a_stranger_or_its_sender_is_impossible() {
-    // Reference: DESIGN.md §3.3 — the leader's view lists the members it heard
+    // Reference: docs/design/vote-exchange.md — the leader's view lists the members it heard
     // from: never itself, never a non-member.
     let mut fast = config(1, &VOTERS);
     fast.election_mode = ElectionMode::Fast;
@@ -509,7 +509,7 @@ fn node_new_refuses_an_inconsistent_restored_state() {
     assert_eq!((node.term(), node.status().voted_for, node.status().commit), (2, Some(2), 2));
 
     // BecomeLeader entries whose leader terms leave a hole, or that do not head
-    // their ballot (DESIGN.md §3.4).
+    // their ballot (docs/design/leader-terms.md).
     let become_leader =
         |term, index, leader_term| Entry { term, index, payload: Payload::BecomeLeader { leader_term, leader: 2 } };
     assert_restore_error(hard_state(3, None, 0), vec![become_leader(1, 1, 1), become_leader(3, 2, 3)], "expected 2");

@@ -1,10 +1,10 @@
-//! Scenario tests of the `fast` election mode (DESIGN.md §3.2, §3.3, §3.5) on
+//! Scenario tests of the `fast` election mode (docs/design/detection.md, docs/design/vote-exchange.md, docs/design/cold-start.md) on
 //! real nodes over a timed, FIFO, in-memory network ([`TimedCluster`]), plus
 //! unit-level tests of its rules on single nodes. Each test is named after the
 //! situation of the seed document it checks.
 //!
 //! Every cluster starts from empty data dirs with `initial_leader = 1`, so node 1
-//! leads term 1 without an election (§3.5). Timings are the defaults: heartbeat
+//! leads term 1 without an election (docs/design/cold-start.md). Timings are the defaults: heartbeat
 //! 50 ms, heartbeat timeout 50 ms, 5 misses (election timeout 250 ms),
 //! `finalize_wait` 100 ms.
 
@@ -137,8 +137,8 @@ fn vote_choice(candidate: NodeId, last_log_term: Term, last_log_index: LogIndex)
 
 #[test]
 fn one_broken_link_to_the_leader_starts_no_election() {
-    // Reference: DESIGN.md §3.2 — "SDOWN alone starts nothing"; ODOWN needs
-    // strictly more than half of the voters; §1 (b): elections "never let a
+    // Reference: docs/design/detection.md — "SDOWN alone starts nothing"; ODOWN needs
+    // strictly more than half of the voters; the README: elections "never let a
     // one-sided link failure start an election".
     let mut cluster = cluster(5, 1);
     let cut_at = cluster.now_ms;
@@ -211,7 +211,7 @@ fn one_broken_link_to_the_leader_starts_no_election() {
 
 #[test]
 fn leader_crash_starts_every_live_node_within_one_network_delay() {
-    // Reference: DESIGN.md §3.2 — "The first node to see ODOWN broadcasts
+    // Reference: docs/design/detection.md — "The first node to see ODOWN broadcasts
     // ObjectiveDown{leader, term} and starts the election; a node receiving it
     // starts at once. So every live node starts within about one network delay of
     // the first — the precondition of the fast election."
@@ -275,8 +275,8 @@ fn leader_crash_starts_every_live_node_within_one_network_delay() {
 
 #[test]
 fn the_newest_data_wins() {
-    // Reference: DESIGN.md §3.3 — "A vote names a candidate and its data version:
-    // (last_log_term, last_log_index, node_id), ordered lexicographically"; §1 (a):
+    // Reference: docs/design/vote-exchange.md — "A vote names a candidate and its data version:
+    // (last_log_term, last_log_index, node_id), ordered lexicographically"; the README:
     // elections "pick the node with the newest data".
     let mut cluster = cluster(5, 3);
     // n2 has the lowest id of the survivors: only its data can make it win.
@@ -370,7 +370,7 @@ impl BestVoteArrival {
 
 #[test]
 fn the_best_nodes_votes_arrive_last_and_the_finalize_window_still_elects_it() {
-    // Reference: DESIGN.md §3.3 — "When a quorum of `received` (self included)
+    // Reference: docs/design/vote-exchange.md — "When a quorum of `received` (self included)
     // equals its own vote, wait finalize_wait. If a vote arrives in that window
     // that changes its vote, continue"; "The best node can still be missed when
     // its votes arrive late ... the finalize window [is one of] the two defences".
@@ -410,7 +410,7 @@ fn the_best_nodes_votes_arrive_last_and_the_finalize_window_still_elects_it() {
 
 #[test]
 fn without_the_window_a_late_best_node_loses_to_a_worse_one() {
-    // Reference: DESIGN.md §3.3 — "The best node can still be missed when its
+    // Reference: docs/design/vote-exchange.md — "The best node can still be missed when its
     // votes arrive late (queued, or it started late)": a vote that arrives after
     // the window closed no longer counts; this is why the window exists.
     let (mut cluster, crash_at, arrival) = late_best_votes(FINALIZE_WAIT_MS + 100, 4);
@@ -451,7 +451,7 @@ fn round_lengths_after(early: NodeId, wait_ms: u64, seed: u64) -> Vec<u64> {
 
 #[test]
 fn a_member_the_leader_had_not_heard_from_does_not_delay_the_round() {
-    // Reference: DESIGN.md §3.3 — "When every member that is not objectively
+    // Reference: docs/design/vote-exchange.md — "When every member that is not objectively
     // down has voted and all agree ... finalize at once". The leader's `Liveness`
     // view marks a member silent for an election timeout as down, so when the
     // leader is lost too the survivors do not wait `finalize_wait` for its vote.
@@ -465,7 +465,7 @@ fn a_member_the_leader_had_not_heard_from_does_not_delay_the_round() {
 
 #[test]
 fn restarted_initial_leader_is_corrected() {
-    // Reference: DESIGN.md §3.5 — "A node that receives heartbeats from a node
+    // Reference: docs/design/cold-start.md — "A node that receives heartbeats from a node
     // other than its current leader (a restarted initial leader that believes the
     // config, say) answers Correction{leader, term}"; a node that starts empty
     // while the cluster has state "abstains from every vote and follows the
@@ -522,7 +522,7 @@ fn restarted_initial_leader_is_corrected() {
 
 #[test]
 fn restarted_initial_leader_that_had_followed_the_new_leader_catches_up() {
-    // Reference: DESIGN.md §3.5 — the stale initial leader "abstains from every vote
+    // Reference: docs/design/cold-start.md — the stale initial leader "abstains from every vote
     // and follows the corrected leader". Following means catching up: the leader
     // acknowledged entries from n1 before its disk was replaced, and must not take
     // its empty log's rejections for stale ones.
@@ -562,8 +562,8 @@ fn restarted_initial_leader_that_had_followed_the_new_leader_catches_up() {
 
 #[test]
 fn the_initial_leader_cut_off_in_a_minority_steps_down_and_rejoins_as_a_follower() {
-    // Reference: DESIGN.md §3.2 — "A leader that hears from no majority for an
-    // election timeout steps down (CheckQuorum)"; §3.5 — a node that started from
+    // Reference: docs/design/detection.md — "A leader that hears from no majority for an
+    // election timeout steps down (CheckQuorum)"; docs/design/cold-start.md — a node that started from
     // an empty data dir "finds out [the cluster has state] from a correction or
     // from any message of a higher ballot" and "cannot know what it voted before".
     // The cold-started initial leader led only after every member confirmed an
@@ -615,7 +615,7 @@ fn the_initial_leader_cut_off_in_a_minority_steps_down_and_rejoins_as_a_follower
 
 #[test]
 fn restarted_follower_with_a_stale_config_is_corrected_by_the_leader() {
-    // Reference: DESIGN.md §3.5 — "A leader that receives a Correction naming
+    // Reference: docs/design/cold-start.md — "A leader that receives a Correction naming
     // someone else (a restarted follower whose config still names the initial
     // leader) does not step down: it answers that follower directly with its own
     // (leader, term), and the follower joins."
@@ -674,7 +674,7 @@ fn restarted_follower_with_a_stale_config_is_corrected_by_the_leader() {
 
 #[test]
 fn a_partitioned_minority_never_elects() {
-    // Reference: DESIGN.md §3.2 — ODOWN needs "strictly more than half of the
+    // Reference: docs/design/detection.md — ODOWN needs "strictly more than half of the
     // voting members"; a minority can hold its leader SDOWN but never start an
     // election; CheckQuorum keeps the majority's leader, which still hears a
     // majority.
@@ -719,7 +719,7 @@ fn a_partitioned_minority_never_elects() {
 
 #[test]
 fn a_winner_not_acknowledged_in_time_gives_up() {
-    // Reference: DESIGN.md §3.3 — finalizing binds; ZooKeeper's FLE can leave a
+    // Reference: docs/design/vote-exchange.md — finalizing binds; ZooKeeper's FLE can leave a
     // node waiting forever for votes that changed (ZOOKEEPER-3109): a candidate
     // that gets no quorum of binding votes within an election timeout gives up,
     // and a later round elects a leader.
@@ -830,7 +830,7 @@ fn broadcast_vote(from: NodeId, term: Term, ballot: Term, vote: VoteChoice) -> V
 
 #[test]
 fn votes_are_ordered_by_last_log_term_then_last_log_index_then_node_id() {
-    // Reference: DESIGN.md §3.3 — "A vote names a candidate and its data version:
+    // Reference: docs/design/vote-exchange.md — "A vote names a candidate and its data version:
     // (last_log_term, last_log_index, node_id), ordered lexicographically. Ids are
     // unique, so the order is strict"; "On a vote of the same round better than
     // its own: adopt it, broadcast the change ... Worse votes are recorded, not
@@ -871,7 +871,7 @@ fn votes_are_ordered_by_last_log_term_then_last_log_index_then_node_id() {
 
 #[test]
 fn a_vote_changed_within_the_window_postpones_finalizing() {
-    // Reference: DESIGN.md §3.3 — "If a vote arrives in that window that changes
+    // Reference: docs/design/vote-exchange.md — "If a vote arrives in that window that changes
     // its vote, continue"; "When every member that is not objectively down has
     // voted and all agree, no better vote can come: finalize at once".
     let mut node = looking_n2();
@@ -895,7 +895,7 @@ fn a_vote_changed_within_the_window_postpones_finalizing() {
 
 #[test]
 fn a_vote_from_an_older_round_is_answered_with_the_current_rounds_vote() {
-    // Reference: DESIGN.md §3.3 — "A vote from an older round is answered with the
+    // Reference: docs/design/vote-exchange.md — "A vote from an older round is answered with the
     // current round's vote".
     let mut node = fresh_follower(2, &FIVE);
     // A later term's ODOWN: n2 adopts term 2 and looks in the round for ballot 3.
@@ -910,7 +910,7 @@ fn a_vote_from_an_older_round_is_answered_with_the_current_rounds_vote() {
 
 #[test]
 fn a_settled_node_tells_a_looking_node_who_leads() {
-    // Reference: DESIGN.md §3.3 — "a LOOKING node that asks a node already
+    // Reference: docs/design/vote-exchange.md — "a LOOKING node that asks a node already
     // FOLLOWING/LEADING learns the established leader directly".
     let mut follower = fresh_follower(3, &FIVE);
     let output = follower.step(vote_msg(2, 3, 1, 2, vote_choice(2, 0, 0)));
@@ -970,7 +970,7 @@ fn a_settled_node_tells_a_looking_node_who_leads() {
 
 #[test]
 fn subjective_down_is_retracted_when_the_leader_is_heard_again() {
-    // Reference: DESIGN.md §3.2 — "at miss_limit (default 5) misses the leader is
+    // Reference: docs/design/detection.md — "at miss_limit (default 5) misses the leader is
     // subjectively down (SDOWN) for this node ... The node broadcasts
     // SubjectiveDown{leader, term} ... Reports expire (after one election timeout)
     // and are retracted when a node hears the leader again."
@@ -1002,7 +1002,7 @@ fn subjective_down_is_retracted_when_the_leader_is_heard_again() {
 
 #[test]
 fn objective_down_needs_strictly_more_than_half() {
-    // Reference: DESIGN.md §3.2 — "When strictly more than half of the voting
+    // Reference: docs/design/detection.md — "When strictly more than half of the voting
     // members (self included) hold the leader SDOWN, the leader is objectively
     // down (ODOWN). The first node to see ODOWN broadcasts ObjectiveDown{leader,
     // term} and starts the election".
@@ -1052,7 +1052,7 @@ fn objective_down_needs_strictly_more_than_half() {
 
 #[test]
 fn reports_about_another_leader_or_term_do_not_count_against_mine() {
-    // Reference: DESIGN.md §3.2 — the fail table holds (leader, term) per report;
+    // Reference: docs/design/detection.md — the fail table holds (leader, term) per report;
     // ODOWN is about one leader of one term, so reports about a different leader
     // (or an older term) prove nothing about this node's leader.
     let mut node = fresh_follower(2, &FIVE);
@@ -1078,7 +1078,7 @@ fn reports_about_another_leader_or_term_do_not_count_against_mine() {
 
 #[test]
 fn a_reported_data_version_is_the_first_vote_but_binds_only_once_confirmed() {
-    // Reference: docs/decisions.md, "Data versions in SDOWN reports" — a round
+    // Reference: docs/decisions/0038-failover-speed.md (data versions in SDOWN reports) — a round
     // starts from the best version the reports carried, but a report may be
     // stale (the reporter's log can change after it), so a vote binds only once
     // its candidate voted the same in the round.

@@ -1,4 +1,4 @@
-//! The gapless leader-term rules (DESIGN.md §3.4, seed 003, the repaired rules)
+//! The gapless leader-term rules (docs/design/leader-terms.md, seed 003, the repaired rules)
 //! in the `gapless` and `conclave` modes: `BecomeLeader` entries, the
 //! leader-elect that serves only once its entry commits, leader terms taken from
 //! the candidate's own log, voters that do not check the leader term, and the
@@ -38,7 +38,7 @@ fn committed_leader_terms(node: &Node) -> Vec<(u64, NodeId)> {
 
 #[test]
 fn a_leader_elect_serves_only_once_its_become_leader_entry_commits() {
-    // Reference: DESIGN.md §3.4 — "a leader-elect ... serves as leader only once
+    // Reference: docs/design/leader-terms.md — "a leader-elect ... serves as leader only once
     // that entry is committed".
     let mut node = node_from(gapless(1), RestoredState::default(), 1);
     let output = elect_alone(&mut node);
@@ -64,7 +64,7 @@ fn a_leader_elect_serves_only_once_its_become_leader_entry_commits() {
 
 #[test]
 fn the_leader_term_is_one_above_the_last_become_leader_in_the_own_log_committed_or_not() {
-    // Reference: DESIGN.md §3.4 — leader_term = (leader term of the last
+    // Reference: docs/design/leader-terms.md — leader_term = (leader term of the last
     // BecomeLeader in the candidate's own log, committed or not) + 1.
     let entries = vec![become_leader(1, 1, 1, 2), entry(1, 2), become_leader(3, 3, 2, 3)];
     let restored = RestoredState { hard_state: hard_state(3, None, 2), entries, snapshot: None };
@@ -78,7 +78,7 @@ fn the_leader_term_is_one_above_the_last_become_leader_in_the_own_log_committed_
 
 #[test]
 fn a_leader_elect_that_cannot_commit_gives_up_after_an_election_timeout() {
-    // Reference: DESIGN.md §3.4 — "A leader-elect that cannot commit its
+    // Reference: docs/design/leader-terms.md — "A leader-elect that cannot commit its
     // BecomeLeader within a bounded time gives up."
     let mut node = node_from(Config { check_quorum: false, ..gapless(1) }, RestoredState::default(), 1);
     let _ = elect_alone(&mut node);
@@ -99,7 +99,7 @@ fn a_leader_elect_that_cannot_commit_gives_up_after_an_election_timeout() {
 
 #[test]
 fn a_voter_that_holds_a_higher_leader_term_still_votes_for_a_newer_log() {
-    // Reference: DESIGN.md §3.4 — the leader term is not checked when voting;
+    // Reference: docs/design/leader-terms.md — the leader term is not checked when voting;
     // "≥ my last + 1" deadlocks because the live node with the newer log can hold
     // the lower leader term. Here node 1 holds BecomeLeader(3) from ballot 3 that
     // never committed, while node 2's log is newer (ballot 4) with leader term 2.
@@ -133,7 +133,7 @@ fn a_voter_that_holds_a_higher_leader_term_still_votes_for_a_newer_log() {
 
 #[test]
 fn an_uncommitted_become_leader_may_be_replaced_so_a_held_leader_term_can_go_back() {
-    // Reference: DESIGN.md §3.4 — what is promised is about the committed log; the
+    // Reference: docs/design/leader-terms.md — what is promised is about the committed log; the
     // leader term a node merely holds can go back when its uncommitted
     // BecomeLeader is truncated (documented, not prevented).
     let mut truncating = node_from(
@@ -155,7 +155,7 @@ fn an_uncommitted_become_leader_may_be_replaced_so_a_held_leader_term_can_go_bac
 
 #[test]
 fn the_gapless_mode_campaigns_like_raft_one_vote_per_ballot() {
-    // Reference: DESIGN.md §3.4 — "A node casts at most one vote per ballot".
+    // Reference: docs/design/leader-terms.md — "A node casts at most one vote per ballot".
     let mut node = node_from(Config { check_quorum: false, ..gapless(1) }, RestoredState::default(), 1);
     let output = node.step(msg(2, 1, 1, vote_request(0, 0)));
     assert_eq!(output.messages, vec![msg(1, 2, 1, vote(true))]);
@@ -167,7 +167,7 @@ fn the_gapless_mode_campaigns_like_raft_one_vote_per_ballot() {
 
 // ---------------------------------------------------------------------------
 // The conclave mode: the fast election chooses who, the gapless rules choose
-// which leader term and when the winner serves (DESIGN.md §3.6).
+// which leader term and when the winner serves (docs/design/elections.md).
 // ---------------------------------------------------------------------------
 
 const DELAY_MS: (u64, u64) = (2, 10);

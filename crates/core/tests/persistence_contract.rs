@@ -1,4 +1,4 @@
-//! The persist-before-send contract's finer points (DESIGN.md §2): what a batch's
+//! The persist-before-send contract's finer points (docs/design/architecture.md): what a batch's
 //! hard state may claim about the log.
 
 mod support;

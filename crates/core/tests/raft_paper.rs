@@ -1120,7 +1120,7 @@ fn leader_steps_down_when_no_majority_answers_for_an_election_timeout() {
     for beat in 1..5 {
         let output = node.tick(start + beat * HEARTBEAT_MS);
         // Unanswered probes are re-sent with every heartbeat, as heartbeats:
-        // without entries (followers count missed heartbeats, DESIGN.md §3.2).
+        // without entries (followers count missed heartbeats, docs/design/detection.md).
         assert_eq!(output, only_messages(vec![msg(1, 2, 1, heartbeat(0, 0, 0)), msg(1, 3, 1, heartbeat(0, 0, 0))]));
         assert_eq!(node.role(), Role::Leader);
     }

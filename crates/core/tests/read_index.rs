@@ -133,7 +133,7 @@ fn a_follower_answers_with_the_round_it_was_sent() {
 fn a_leader_that_has_not_committed_an_entry_of_its_term_holds_its_reads() {
     // Reference: Raft thesis §6.4 step 1 — the leader's commit index is current
     // only once it committed an entry of its own term; in raft mode that is its
-    // no-op, in gapless and conclave its BecomeLeader (DESIGN.md §3.4: the
+    // no-op, in gapless and conclave its BecomeLeader (docs/design/leader-terms.md: the
     // leader-elect does not serve).
     // (conclave shares gapless's rule; its fast election needs real peers.)
     for mode in [ElectionMode::Raft, ElectionMode::Gapless] {
@@ -226,7 +226,7 @@ fn an_echo_of_a_round_not_yet_started_is_dropped() {
 
 #[test]
 fn a_partitioned_old_leader_never_releases_a_read() {
-    // The stale-leader case of DESIGN.md §3.4: cut off, node 1 still believes it
+    // The stale-leader case of docs/design/leader-terms.md: cut off, node 1 still believes it
     // leads. Its read must not come back while the majority elects a new leader
     // and commits a write the old leader never sees.
     let mut cluster = Cluster::new(3, 10);

@@ -174,7 +174,7 @@ fn node_new_refuses_a_snapshot_inconsistent_with_the_rest() {
 fn a_lagging_follower_catches_up_through_install_snapshot_after_the_leader_compacted() {
     // Reference: Raft §7 — "the leader must occasionally send snapshots to
     // followers that lag behind ... when it has already discarded the next log
-    // entry that it needs to send to a follower". Issue 5's acceptance item.
+    // entry that it needs to send to a follower".
     let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
     cluster.isolated.insert(3);
     for command in 0..20 {
@@ -214,7 +214,7 @@ fn a_lagging_follower_catches_up_through_install_snapshot_after_the_leader_compa
 
 #[test]
 fn a_lost_chunk_is_resent_at_the_next_heartbeat() {
-    // Reference: Raft §7 with the heartbeat retransmission of decisions.md: no
+    // Reference: Raft §7 with the heartbeat retransmission of docs/decisions/0033-snapshots-in-the-core.md: no
     // timer per message; the follower's answer says where to continue.
     let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
     cluster.isolated.insert(3);
@@ -300,7 +300,7 @@ fn a_follower_that_restarts_mid_transfer_gets_the_snapshot_from_the_start() {
 
 #[test]
 fn leader_terms_survive_compaction_in_gapless_mode() {
-    // Reference: DESIGN.md §3.4 — leader_term = (leader term of the last
+    // Reference: docs/design/leader-terms.md — leader_term = (leader term of the last
     // BecomeLeader in the candidate's own log) + 1; the snapshot's metadata
     // carries that BecomeLeader once the entry itself is compacted.
     let mut cluster = cluster_with(ElectionMode::Gapless, 64, 5);
@@ -343,7 +343,7 @@ fn leader_terms_survive_compaction_in_gapless_mode() {
 
 #[test]
 fn a_transfer_finishes_with_its_snapshot_when_the_leader_compacts_again() {
-    // Reference: decisions.md, Snapshots — restarting a transfer with every newer
+    // Reference: docs/decisions/0033-snapshots-in-the-core.md — restarting a transfer with every newer
     // snapshot could keep a slow follower from ever finishing (simulator seed 66).
     let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
     cluster.isolated.insert(3);
@@ -383,7 +383,7 @@ fn a_transfer_finishes_with_its_snapshot_when_the_leader_compacts_again() {
 
 #[test]
 fn a_transfer_keeps_a_window_of_chunks_in_flight_not_one() {
-    // Reference: decisions.md, Snapshot chunks in flight — stop-and-wait moved
+    // Reference: docs/decisions/0034-snapshot-chunk-window.md — stop-and-wait moved
     // one chunk per round trip, too slow for a follower to catch up while the
     // leader compacts (simulator seed 271). The leader keeps up to
     // MAX_INFLIGHT_CHUNKS unanswered chunks, sends more as answers come, and
@@ -402,7 +402,7 @@ fn a_transfer_keeps_a_window_of_chunks_in_flight_not_one() {
     // The next heartbeat finds node 3 behind the log's start: the transfer
     // starts with a whole window in one batch, before any answer; each answer
     // then slides the window, never beyond MAX_INFLIGHT_CHUNKS unanswered.
-    assert_eq!(MAX_INFLIGHT_CHUNKS, 8, "the window decisions.md gives");
+    assert_eq!(MAX_INFLIGHT_CHUNKS, 8, "the window docs/decisions/0034 gives");
     let window = MAX_INFLIGHT_CHUNKS as usize;
     let now = cluster.now_ms + HEARTBEAT_MS;
     cluster.tick_all(now);

@@ -1,7 +1,8 @@
 //! The server's configuration file (TOML), its defaults and its validation.
 //!
-//! Every key is documented in `crates/server/README.md`. Unknown keys are refused
-//! by the parser (`deny_unknown_fields`); everything else is checked by
+//! Every key, its default and the reason for it are in `docs/operations.md`.
+//! Unknown keys are refused by the parser (`deny_unknown_fields`); everything
+//! else is checked by
 //! [`ServerConfig::validate`], whose errors name the key and say what is wrong.
 
 use std::collections::HashSet;
@@ -27,7 +28,7 @@ pub struct Member {
     pub http_address: Option<SocketAddr>,
 }
 
-/// Every timing, in milliseconds (DESIGN.md §6 for the protocol ones).
+/// Every timing, in milliseconds (docs/operations.md for the protocol ones).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timing {
@@ -39,7 +40,7 @@ pub struct Timing {
     pub miss_limit: u32,
     /// `fast` mode: quiet window before a vote is final.
     pub finalize_wait_ms: u64,
-    /// Vote lease of the gapless rules (DESIGN.md §3.4); must be below the election
+    /// Vote lease of the gapless rules (docs/design/leader-terms.md); must be below the election
     /// timeout. Default: 0.8 × election timeout.
     pub vote_lease_ms: Option<u64>,
     /// Longest a client request waits for its answer before `-TRYAGAIN`.
@@ -159,7 +160,7 @@ pub struct ServerConfig {
     /// Election mode name (`raft`, `fast`, …); default: the core's default.
     #[serde(default)]
     pub election_mode: Option<String>,
-    /// The node that leads the first term of a brand-new cluster (DESIGN.md §3.5).
+    /// The node that leads the first term of a brand-new cluster (docs/design/cold-start.md).
     #[serde(default)]
     pub initial_leader: Option<NodeId>,
     /// When set, clients must `AUTH` with it before any other command.

@@ -35,7 +35,7 @@ pub struct NodeStatus {
     pub dropped_peer_frames: u64,
     /// WAL syncs so far (each covers every output gathered meanwhile: group commit).
     pub wal_syncs: u64,
-    /// Leads and takes proposals (a leader-elect does not yet, DESIGN.md §3.4).
+    /// Leads and takes proposals (a leader-elect does not yet, docs/design/leader-terms.md).
     pub serving: bool,
     /// The newest committed gapless leader term, if the mode has them.
     pub leader_term: Option<u64>,

@@ -1,4 +1,4 @@
-//! Bad input on the client port (issue 6 §6): every case gets an error and/or a
+//! Bad input on the client port: every case gets an error and/or a
 //! closed connection, and the server keeps serving everyone else.
 
 mod support;

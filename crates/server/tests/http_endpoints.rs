@@ -1,5 +1,5 @@
 //! The HTTP endpoint of one node: `/status`, `/health`, `/events` and
-//! `/metrics` (parsed as Prometheus text) — issue 7 §1 and §2.
+//! `/metrics` (parsed as Prometheus text).
 
 mod support;
 

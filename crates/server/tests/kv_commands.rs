@@ -1,4 +1,4 @@
-//! The RESP command set against a one-node cluster (issue 6 §5).
+//! The RESP command set against a one-node cluster.
 
 mod support;
 

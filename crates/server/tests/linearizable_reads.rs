@@ -1,5 +1,5 @@
-//! Linearizable reads across a three-node in-process cluster on loopback
-//! (issue 6 item 5): a read through a follower sees a write acknowledged just
+//! Linearizable reads across a three-node in-process cluster on loopback:
+//! a read through a follower sees a write acknowledged just
 //! before through another node, reads never enter the log (ReadIndex through
 //! the leader), and a `READONLY` connection still reads its node's own state.
 

@@ -1,4 +1,4 @@
-//! Bad input on the peer port (issue 6 §3, §6): a malformed or oversized frame,
+//! Bad input on the peer port: a malformed or oversized frame,
 //! a wrong cluster id, an unknown node id — each refused (and logged), the
 //! connection closed, the node unharmed.
 

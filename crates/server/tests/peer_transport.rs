@@ -1,5 +1,5 @@
 //! The peer transport dials from the node's own peer IP and opens with a
-//! handshake naming cluster, sender and addressee (issue 6 §3).
+//! handshake naming cluster, sender and addressee.
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! Snapshots end to end (issue 6 item 4): a three-node cluster that snapshots
+//! Snapshots end to end: a three-node cluster that snapshots
 //! every 50 entries compacts its WAL, a follower stopped meanwhile catches up
 //! through InstallSnapshot and serves the data, and a full restart keeps every
 //! acknowledged write.

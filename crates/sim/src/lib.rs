@@ -13,7 +13,7 @@
 //!
 //! [`model_check`] explores, exhaustively to a bounded depth, every interleaving
 //! of timers, deliveries, losses, duplicates, crashes and restarts of the same
-//! real cores, and reports each property of DESIGN.md §4 with a shortest trace
+//! real cores, and reports each property of docs/design/invariants.md with a shortest trace
 //! when one breaks (`conclave check`; docs/model_check.md).
 #![deny(missing_docs)]
 

@@ -1,4 +1,4 @@
-//! What one run measured, and the summary over a sweep of seeds (DESIGN.md §5).
+//! What one run measured, and the summary over a sweep of seeds (docs/design/simulator.md).
 
 use serde::Serialize;
 
@@ -51,7 +51,7 @@ pub struct RunReport {
     /// Entries committed (applied by at least one node).
     pub committed_entries: u64,
     /// Terms bound while the leader could still reach a majority: a raft
-    /// campaign, or a finalized fast-mode vote (DESIGN.md §5).
+    /// campaign, or a finalized fast-mode vote (docs/design/simulator.md).
     pub disruptions: u64,
     /// Faults injected, by kind.
     pub faults: FaultCounts,
@@ -69,7 +69,7 @@ pub struct RunReport {
     pub up_to_date_wins: u64,
     /// Uncommitted entries thrown away by log truncation.
     pub truncated_entries: u64,
-    /// Holes in the committed leader-term sequence (DESIGN.md §5).
+    /// Holes in the committed leader-term sequence (docs/design/simulator.md).
     pub term_gaps: u64,
     /// Most leaders seen for one committed leader term.
     pub leaders_per_term_max: u64,
@@ -153,7 +153,7 @@ pub struct SweepReport {
     pub truncated_entries: u64,
     /// Holes in the committed leader-term sequences of all runs: `BecomeLeader`
     /// leader terms in `gapless`/`conclave` (0 is the promise), Raft terms that
-    /// had no leader in `raft`/`fast` (DESIGN.md §5).
+    /// had no leader in `raft`/`fast` (docs/design/simulator.md).
     pub term_gaps: u64,
     /// Most leaders seen for one committed leader term in any run (1 is the
     /// promise; 0 when no mode entry carries a leader term).

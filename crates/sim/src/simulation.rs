@@ -114,7 +114,7 @@ enum Phase {
 }
 
 /// An election in progress, from its first start to the next leader: who could
-/// win and what data each had when it started (DESIGN.md §5).
+/// win and what data each had when it started (docs/design/simulator.md).
 #[derive(Clone, Debug)]
 struct ElectionEpoch {
     /// (last log term, last log index) of each node alive in the majority side.
@@ -1005,7 +1005,7 @@ impl Simulation {
     }
 
     /// A leader was elected: was its data the newest among the nodes alive in the
-    /// majority side when the election started (and still alive), DESIGN.md §5?
+    /// majority side when the election started (and still alive), docs/design/simulator.md?
     /// A winner that restarted during the election is judged by its data now (no
     /// leader means no new entries).
     fn on_election_won(&mut self, winner: usize) {

@@ -2,7 +2,7 @@
 //! the applied index, a chained fingerprint of every applied entry, and the ids
 //! of the applied commands. Its snapshot is exactly that, serialized, so a node
 //! that installs or restores a snapshot resumes with a state the checkers can
-//! compare against the one applied sequence (DESIGN.md §4.5).
+//! compare against the one applied sequence (invariant 5 in docs/design/invariants.md).
 
 use conclave_core::{Entry, LogIndex, Payload};
 

@@ -1,11 +1,11 @@
-//! The `fast` mode against the `raft` baseline on the same seeds (DESIGN.md §3.2,
-//! §3.3, §5): safety under every fault, the newest data wins, a one-sided link
+//! The `fast` mode against the `raft` baseline on the same seeds (docs/design/detection.md,
+//! docs/design/vote-exchange.md, docs/design/simulator.md): safety under every fault, the newest data wins, a one-sided link
 //! failure starts no election, and failover is faster.
 
 use conclave_core::ElectionMode;
 use conclave_sim::{run_sweep, FaultKind, FaultSet, SimOptions, SweepReport};
 
-/// DESIGN.md §6 defaults: election timeout 250 ms, finalize window 100 ms.
+/// docs/operations.md defaults: election timeout 250 ms, finalize window 100 ms.
 const ELECTION_TIMEOUT_MS: u64 = 250;
 const FINALIZE_WAIT_MS: u64 = 100;
 const MAX_LATENCY_MS: u64 = 10;
@@ -27,7 +27,7 @@ fn crash_only() -> FaultSet {
     FaultSet::NONE.with(FaultKind::Crash).with(FaultKind::Restart)
 }
 
-// Reference: DESIGN.md §4 — invariants 1, 3, 4, 5 hold in the fast mode under every fault.
+// Reference: docs/design/invariants.md — invariants 1, 3, 4, 5 hold in the fast mode under every fault.
 #[test]
 #[cfg_attr(debug_assertions, ignore = "a sweep: run with `cargo test --release`")]
 fn fast_mode_survives_every_fault() {
@@ -48,7 +48,7 @@ fn fast_mode_survives_every_fault() {
     }
 }
 
-// Reference: DESIGN.md §3.3 — the node with the newest data wins; §5 up_to_date_winner_ratio.
+// Reference: docs/design/vote-exchange.md — the node with the newest data wins; up_to_date_winner_ratio in docs/design/simulator.md.
 #[test]
 #[cfg_attr(debug_assertions, ignore = "a sweep: run with `cargo test --release`")]
 fn the_newest_data_wins_after_crashes() {
@@ -64,7 +64,7 @@ fn the_newest_data_wins_after_crashes() {
     assert!(lossy_ratio >= 0.99, "fast ratio with 1% loss {lossy_ratio}");
 }
 
-// Reference: DESIGN.md §3.2 — a node that only lost its own link starts nothing.
+// Reference: docs/design/detection.md — a node that only lost its own link starts nothing.
 #[test]
 #[cfg_attr(debug_assertions, ignore = "a sweep: run with `cargo test --release`")]
 fn a_one_way_link_failure_disrupts_nothing() {
@@ -76,7 +76,7 @@ fn a_one_way_link_failure_disrupts_nothing() {
     assert!(fast.faults.get(FaultKind::OneWayLink) > 0);
 }
 
-// Reference: DESIGN.md §3.2, §3.3 — synchronized start and the skipped quiet
+// Reference: docs/design/detection.md, docs/design/vote-exchange.md — synchronized start and the skipped quiet
 // window make a single failover faster than the baseline's.
 #[test]
 #[cfg_attr(debug_assertions, ignore = "a sweep: run with `cargo test --release`")]
@@ -87,7 +87,7 @@ fn a_single_failover_is_faster_than_raft() {
     assert!(fast_ms.count > 100 && raft_ms.count > 100, "{fast_ms:?} {raft_ms:?}");
     assert!(fast_ms.p50 < raft_ms.p50, "fast {fast_ms:?} vs raft {raft_ms:?}");
     assert!(fast_ms.p99 < raft_ms.p99, "fast {fast_ms:?} vs raft {raft_ms:?}");
-    // DESIGN.md's target for the tail is election timeout + finalize window + 4
+    // The target for the tail (docs/design/simulator.md) is election timeout + finalize window + 4
     // one-way delays (390 ms here). It is reported, not asserted: a single crash
     // with another member already down makes every survivor wait the full window
     // (the dead member never votes), which puts the p99 near 460 ms.

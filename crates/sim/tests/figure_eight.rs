@@ -1,7 +1,7 @@
 //! Raft §5.4.2, Figure 8, scripted on five real cores.
 //!
 //! The random sweep reaches this interleaving only about once in several thousand
-//! seeds (docs/decisions.md, "Checker proofs"), so it is played by hand here: the
+//! seeds (docs/decisions/0007-checkers-proved-by-injected-bugs.md), so it is played by hand here: the
 //! script chooses which of the nodes' own messages arrive and which are lost, and
 //! "crashes" a node by dropping it and later rebuilding it with `Node::new` from
 //! its disk. Every output is fed to the simulator's checkers exactly as

@@ -1,4 +1,4 @@
-//! Linearizable reads under faults (DESIGN.md §4.6, Raft thesis §6.4): the
+//! Linearizable reads under faults (invariant 6 in docs/design/invariants.md, Raft thesis §6.4): the
 //! simulated client asks any node that believes it leads for a read, and the
 //! `linearizable_reads` checker requires every served read to include every
 //! write applied anywhere before the read was issued. Each mode runs a few seeds

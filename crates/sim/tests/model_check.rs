@@ -1,4 +1,4 @@
-//! The model checker over the real core (DESIGN.md §4): the shipped rules hold
+//! The model checker over the real core (docs/design/invariants.md): the shipped rules hold
 //! in every state it reaches, and removing one rule (feature `bug-injection`)
 //! makes it report the broken property with a short trace. A checker that never
 //! fires proves nothing.
@@ -104,7 +104,7 @@ fn conclave_cycle_options(depth: usize, timers: u32) -> CheckOptions {
 
 #[test]
 fn conclave_cold_start_leads_in_two_actions_and_commits_in_four() {
-    // Reference: DESIGN.md §3.5 — both confirmations of an empty disk make n1
+    // Reference: docs/design/cold-start.md — both confirmations of an empty disk make n1
     // the leader of term 1; its BecomeLeader commits once n2 or n3 acknowledges.
     let report = run(conclave_cycle_options(6, 3));
     assert_all_hold(&report);
@@ -141,7 +141,7 @@ fn conclave_holds_after_a_failover_in_the_cycle_environment() {
 #[test]
 #[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
 fn gapless_goes_through_a_full_cycle_in_twelve_actions() {
-    // Reference: DESIGN.md §3.4 — a leader counts once its BecomeLeader commits.
+    // Reference: docs/design/leader-terms.md — a leader counts once its BecomeLeader commits.
     // Elect (3), commit (2), crash and restart of the leader, the second
     // election (3), BecomeLeader(2) and its acknowledgement (2): 12 actions.
     let mut options = election_options(|config| config.pre_vote = false, 12);
@@ -225,7 +225,7 @@ fn noop_as_leader_claim(entry: &Entry) -> Option<LeaderClaim> {
     matches!(entry.payload, Payload::Noop).then_some(LeaderClaim { leader_term: entry.term, leader_id: 0 })
 }
 
-// Reference: DESIGN.md §4.2 — the gapless properties are wired and can fire:
+// Reference: invariant 2 in docs/design/invariants.md — the gapless properties are wired and can fire:
 // raft skips terms (a candidate times out and campaigns again), so its no-ops
 // read as leader claims have holes.
 #[test]

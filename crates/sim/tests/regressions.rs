@@ -19,7 +19,7 @@ fn seed_5000036_torn_conflict_truncation_kept_a_commit_over_replaced_entries() {
     assert!(report.committed_entries > 100, "the run did real work");
 }
 
-/// The crash-only sweep of the comparison: 5 nodes, latency 1–10 ms,
+/// The crash-only sweep that compares the modes (docs/design/elections.md): 5 nodes, latency 1–10 ms,
 /// no loss.
 fn crash_only(mode: ElectionMode) -> SimOptions {
     let mut options = SimOptions::new(mode, 5, FaultSet::parse("crash").expect("known fault kinds"));

@@ -1,5 +1,5 @@
 //! Seed 003's election rules exactly as written break Raft's safety, and the
-//! checker finds it (issue 4, item 3); the repaired rules of DESIGN.md §3.4 hold
+//! checker finds it (docs/seed_rules_counterexamples.md); the repaired rules of docs/design/leader-terms.md hold
 //! at the same bounds. A checker that never fails proves nothing.
 
 use std::time::Instant;
@@ -46,7 +46,7 @@ fn seed_rules_as_written_let_two_entries_share_index_and_term() {
     let result = run("as written", || check(SeedVariant::AsWritten, bounds()));
     let (property, trace) = result.violation.expect("the seed's rules as written break a property");
     assert_eq!(property, "log_matching");
-    // DESIGN.md §3.4 reports 8 steps in a finer-grained model; this one needs 6.
+    // docs/design/leader-terms.md reports 8 steps in a finer-grained model; this one needs 6.
     assert!(trace.len() <= 8, "shortest trace has {} steps", trace.len());
     assert!(trace.last().is_some_and(|step| step.contains("appends BecomeLeader(t1")));
 }
@@ -59,7 +59,7 @@ fn seed_rules_with_committed_last_leader_term_elect_two_leaders_in_one_term() {
     });
     let (property, trace) = result.violation.expect("two leaders serve in one term");
     assert_eq!(property, "election_safety");
-    // DESIGN.md §3.4 reports 14 steps; this model needs 12.
+    // docs/design/leader-terms.md reports 14 steps; this model needs 12.
     assert!(trace.len() <= 14, "shortest trace has {} steps", trace.len());
     let served: Vec<&String> = trace.iter().filter(|step| step.contains("serves as leader of term 1")).collect();
     assert_eq!(served.len(), 2, "two nodes serve as leader of term 1");

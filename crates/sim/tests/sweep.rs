@@ -61,7 +61,7 @@ fn assert_clean_without_failovers(report: &SweepReport) {
     assert_eq!(report.disruptions, 0);
 }
 
-// Reference: DESIGN.md §2 (persist before send) — a power loss drops every
+// Reference: docs/design/architecture.md (persist before send) — a power loss drops every
 // unsynced batch with its messages, a torn write keeps only a batch's hard-state
 // record; neither may break an invariant, in either mode.
 #[test]
@@ -79,7 +79,7 @@ fn disk_faults_break_no_invariant_in_any_mode() {
     }
 }
 
-// Reference: DESIGN.md §3.4, §4.2 — in the modes with leader terms, the committed
+// Reference: docs/design/leader-terms.md, invariant 2 in docs/design/invariants.md — in the modes with leader terms, the committed
 // `BecomeLeader` entries carry leader terms 1, 2, 3, … with one leader each under
 // every fault, and (the liveness phase) once faults heal a leader is established
 // and serves in every seed: every node applies 20 new commands within 10 s.
@@ -101,7 +101,7 @@ fn gapless_and_conclave_modes_keep_leader_terms_gapless_under_every_fault() {
     assert!(report.term_gaps > 0, "raft leaves terms without a leader: {}", report.summary_line());
 }
 
-// Reference: Raft §7, issue 5 — nodes snapshot their state machine and compact
+// Reference: Raft §7, docs/design/snapshots.md — nodes snapshot their state machine and compact
 // their logs during the sweep, lagging and restarted followers catch up through
 // `InstallSnapshot`, and no invariant breaks in any mode (the checkers accept a
 // node whose state machine jumps to a snapshot only if the snapshot equals that

@@ -134,7 +134,7 @@ impl DemoCluster {
     }
 
     /// Starts a killed node with an empty data dir and a config naming itself the
-    /// initial leader: it believes it leads term 1 until corrected (DESIGN.md §3.5).
+    /// initial leader: it believes it leads term 1 until corrected (docs/design/cold-start.md).
     pub fn restart_as_stale_leader(&mut self, id: u64) -> std::io::Result<()> {
         let data_dir = self.dir.join(format!("node{id}"));
         if data_dir.exists() {

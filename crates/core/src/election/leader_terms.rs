@@ -1,4 +1,4 @@
-//! Gapless leader terms (DESIGN.md §3.4, seed 003, the repaired rules), shared
+//! Gapless leader terms (docs/design/leader-terms.md, seed 003, the repaired rules), shared
 //! by the `gapless` and `conclave` modes.
 //!
 //! - The **ballot** is Raft's term: it orders votes and entries, and every Raft
@@ -7,7 +7,7 @@
 //! - The **leader term** is data in the log: a winner appends
 //!   `BecomeLeader{leader_term = (leader term of the last BecomeLeader in its own
 //!   log, committed or not) + 1}` as its first entry. It is not checked when
-//!   voting — every voter-side leader-term rule deadlocks (DESIGN.md §3.4). Both
+//!   voting — every voter-side leader-term rule deadlocks (docs/design/leader-terms.md). Both
 //!   seed theorems then follow from Raft's leader completeness: a committed
 //!   `BecomeLeader(t)` is in every later leader's log, so nobody picks `t` again,
 //!   and `BecomeLeader(t)` directly follows `BecomeLeader(t - 1)` in every log.

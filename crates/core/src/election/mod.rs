@@ -1,7 +1,7 @@
 //! Election modes: the one place where the node asks "how do we elect?".
 //!
 //! Log replication, commit and persistence are shared by every mode; only the
-//! election path dispatches on [`ElectionMode`]. DESIGN.md §3 describes the
+//! election path dispatches on [`ElectionMode`]. docs/design/elections.md describes the
 //! modes. Two questions decide a mode's behaviour, and each has one module:
 //! *who is elected and when* — Raft campaigns (`raft`: modes `raft`, `gapless`)
 //! or the vote exchange (`fast`: modes `fast`, `conclave`) — and *which leader
@@ -27,17 +27,17 @@ use crate::types::{LogIndex, NodeId, Term};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ElectionMode {
-    /// Raft §5 with PreVote and CheckQuorum: the measured baseline (DESIGN.md §3.1).
+    /// Raft §5 with PreVote and CheckQuorum: the measured baseline (docs/design/elections.md).
     Raft,
     /// Counted misses, subjective/objective down, and a vote exchange that elects
-    /// the node with the newest data (DESIGN.md §3.2, §3.3, §3.5).
+    /// the node with the newest data (docs/design/detection.md, docs/design/vote-exchange.md, docs/design/cold-start.md).
     Fast,
     /// Raft campaigns with gapless leader terms: a vote lease, a `BecomeLeader`
     /// entry carrying leader term = previous + 1, and a leader-elect that serves
-    /// only once that entry commits (DESIGN.md §3.4, the repaired rules).
+    /// only once that entry commits (docs/design/leader-terms.md, the repaired rules).
     Gapless,
     /// The default: the fast election decides who and when, the gapless rules
-    /// decide which leader term and when the winner serves (DESIGN.md §3.6).
+    /// decide which leader term and when the winner serves (docs/design/elections.md).
     #[default]
     Conclave,
 }

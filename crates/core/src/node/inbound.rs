@@ -87,7 +87,7 @@ impl Node {
                 self.dropped.record(DropReason::LeaderLease);
                 false
             }
-            // The vote lease (DESIGN.md §3.4): no other vote, whatever the ballot,
+            // The vote lease (docs/design/leader-terms.md): no other vote, whatever the ballot,
             // and no term change that would shut out the candidate voted for.
             Body::RequestVote { .. } if self.vote_lease_refuses(message.from) => {
                 self.dropped.record(DropReason::VoteLease);

@@ -157,7 +157,7 @@ pub struct Node {
     /// State of the `fast` election mode (idle in other modes).
     pub(crate) fast: crate::election::fast::FastState,
     /// A leader that may take proposals: at once in `raft` and `fast`; in modes
-    /// with leader terms only once its `BecomeLeader` committed (DESIGN.md §3.4).
+    /// with leader terms only once its `BecomeLeader` committed (docs/design/leader-terms.md).
     /// False whenever the node does not lead.
     pub(crate) serving: bool,
     /// State of the gapless leader-term rules (idle in modes without them).

@@ -90,7 +90,7 @@ impl Node {
 
     /// Raft §5.2: the leader's periodic heartbeat, which also probes followers
     /// that are probing or whose acknowledgements stalled. A heartbeat never
-    /// carries entries: followers count missed heartbeats (DESIGN.md §3.2), so
+    /// carries entries: followers count missed heartbeats (docs/design/detection.md), so
     /// each follower gets one empty `AppendEntries` per interval whatever its
     /// progress, and a heartbeat is never stuck behind a large message. A probe
     /// that matches is answered and the entries follow (one round trip more than

@@ -30,13 +30,13 @@ impl Node {
     /// Raft §5.2: a candidate that wins a majority leads; it appends a no-op so
     /// that entries of earlier terms can commit (Raft §5.4.2, §8) — in modes with
     /// leader terms a `BecomeLeader` instead, and it serves once that commits
-    /// (DESIGN.md §3.4).
+    /// (docs/design/leader-terms.md).
     pub(crate) fn become_leader(&mut self) {
         assert_eq!(self.role, Role::Candidate, "only a candidate becomes leader");
         assert_eq!(self.voted_for, Some(self.config.id), "a candidate votes for itself");
         let last_index = self.log.last_index();
         self.progress = self.peers().into_iter().map(|peer| (peer, Progress::new(last_index))).collect();
-        // Whom the election heard from: the first liveness view (DESIGN.md §3.3).
+        // Whom the election heard from: the first liveness view (docs/design/vote-exchange.md).
         let answered: Vec<NodeId> = self.votes.answered().filter(|voter| *voter != self.config.id).collect();
         self.votes = VoteTally::default();
         self.fast.round = None;
@@ -50,7 +50,7 @@ impl Node {
         self.append_as_leader(payload);
         if self.config.election_mode.exchanges_votes() && self.role == Role::Leader {
             // Followers learn at once whom the election heard from, so a leader
-            // lost right after winning leaves a usable view (DESIGN.md §3.3).
+            // lost right after winning leaves a usable view (docs/design/vote-exchange.md).
             crate::election::fast::broadcast_liveness(self, answered);
         }
     }

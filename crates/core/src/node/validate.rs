@@ -37,7 +37,7 @@ impl Node {
                 }
                 if self.config.election_mode.has_leader_terms() {
                     // A leader-elect has a deadline; a serving leader's own
-                    // `BecomeLeader` of this ballot is committed (DESIGN.md §3.4).
+                    // `BecomeLeader` of this ballot is committed (docs/design/leader-terms.md).
                     let own = self.log.committed_leader_term_record();
                     let established = own.is_some_and(|r| r.leader == self.config.id && r.ballot == self.term);
                     if self.serving != established {

@@ -243,7 +243,7 @@ impl Driver {
     }
 
     /// Ticks the node if the clock moved: the core expects a tick before a step
-    /// or proposal whenever time passed (docs/decisions.md).
+    /// or proposal whenever time passed (docs/decisions/0001-time-enters-through-tick.md).
     fn advance_clock(&mut self) {
         let now_ms = self.now_ms().max(self.last_tick_ms);
         if now_ms > self.last_tick_ms || now_ms >= self.node.next_deadline_ms() {

@@ -9,7 +9,7 @@
 //! after everything queued before it. Each save makes the snapshot file durable,
 //! then records it in the WAL, then deletes the segments it covers
 //! ([`conclave_storage::Wal::compact`]); a crash between any two of these steps
-//! recovers (docs/decisions.md).
+//! recovers (docs/decisions/0035-server-snapshots.md).
 
 use std::sync::Arc;
 use std::time::Instant;

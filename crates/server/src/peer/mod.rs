@@ -1,8 +1,8 @@
 //! The peer transport: TCP between nodes.
 //!
 //! Each node dials every other node once and uses that connection only to send
-//! (one task per peer, [`outbound`]); what it receives arrives on connections
-//! the others dialled ([`inbound`]). Frames are length-prefixed with a version
+//! (one task per peer, `outbound`); what it receives arrives on connections
+//! the others dialled (`inbound`). Frames are length-prefixed with a version
 //! byte ([`frame`]); each peer has a two-class bounded queue ([`queue`]).
 
 pub mod frame;

@@ -1,4 +1,4 @@
-//! Election safety (Raft §5.2, DESIGN.md §4.1): at most one leader per term.
+//! Election safety (Raft §5.2, invariant 1 in docs/design/invariants.md): at most one leader per term.
 
 use std::collections::BTreeMap;
 

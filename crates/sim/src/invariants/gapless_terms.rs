@@ -1,4 +1,4 @@
-//! Gapless leader terms (DESIGN.md §4.2, seed 003): the `BecomeLeader` entries
+//! Gapless leader terms (invariant 2 in docs/design/invariants.md, seed 003): the `BecomeLeader` entries
 //! of every committed prefix carry leader terms 1, 2, 3, … with no hole and one
 //! leader each, and no node's committed leader term decreases.
 //!

@@ -1,4 +1,4 @@
-//! Leader completeness (Raft §5.4, DESIGN.md §4.4): an entry committed in term
+//! Leader completeness (Raft §5.4, invariant 4 in docs/design/invariants.md): an entry committed in term
 //! T is in the log of every leader of a term above T.
 //!
 //! Logs are passed with the index of their first entry: entries below it were

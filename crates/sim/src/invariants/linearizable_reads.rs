@@ -1,4 +1,4 @@
-//! Linearizable reads (DESIGN.md §4.6, Raft thesis §6.4): a read served at read
+//! Linearizable reads (invariant 6 in docs/design/invariants.md, Raft thesis §6.4): a read served at read
 //! index R returns a state that includes every write acknowledged before the
 //! read was issued. A write counts as acknowledged once any node applied it, so
 //! at issue time the checker notes the longest applied sequence; the read's

@@ -1,4 +1,4 @@
-//! Log matching (Raft §5.3, DESIGN.md §4.3): two logs holding an entry with the
+//! Log matching (Raft §5.3, invariant 3 in docs/design/invariants.md): two logs holding an entry with the
 //! same (index, term) are identical up to that entry.
 //!
 //! Each node's log is summarized by a chain of hashes, `chain[i] = H(chain[i-1],

@@ -1,4 +1,4 @@
-//! Invariant checkers, outside the nodes, one per file (DESIGN.md §4). Each
+//! Invariant checkers, outside the nodes, one per file (docs/design/invariants.md). Each
 //! names the property it checks; the simulator feeds them what it observes after
 //! every step and stops the run at the first violation.
 

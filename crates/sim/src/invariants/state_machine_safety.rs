@@ -1,4 +1,4 @@
-//! State machine safety (Raft §5.4.3, DESIGN.md §4.5): no two nodes apply
+//! State machine safety (Raft §5.4.3, invariant 5 in docs/design/invariants.md): no two nodes apply
 //! different entries at one index; each node applies in order, without gaps. A
 //! node that installs or restores a snapshot jumps to its index, and the
 //! snapshot's chained fingerprint must equal that prefix of the one applied

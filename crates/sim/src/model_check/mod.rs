@@ -1,5 +1,5 @@
 //! An exhaustive, bounded model checker over the real [`conclave_core::Node`]
-//! (DESIGN.md §4; docs/model_check.md says how to read its output).
+//! (docs/design/invariants.md; docs/model_check.md says how to read its output).
 //!
 //! A breadth-first search from a fresh cluster explores every interleaving of
 //! these actions, up to a depth: a node's next timer fires, a node's clock moves
@@ -72,7 +72,7 @@ pub struct CheckOptions {
     /// actions fewer per candidate, so the same depth reaches further.
     pub pre_vote: bool,
     /// Start every node from the cold-start configuration naming this node
-    /// (1-based id) `initial_leader` (DESIGN.md §3.5, fast and conclave modes):
+    /// (1-based id) `initial_leader` (docs/design/cold-start.md, fast and conclave modes):
     /// the first term is led without an election once every member confirms an
     /// empty disk. `None` starts leaderless, as the shipped default does.
     pub initial_leader: Option<u64>,

@@ -1,8 +1,8 @@
 //! The properties, as a table of named functions over a model state
-//! (DESIGN.md §4). Adding a property is adding one function and one row.
+//! (docs/design/invariants.md). Adding a property is adding one function and one row.
 //!
 //! Properties about the past (one leader per term *ever*, what was committed or
-//! applied *before*) read the state's `History`, which [`observe`] updates after
+//! applied *before*) read the state's `History`, which `observe` updates after
 //! every input from what the node's state then shows.
 
 use std::collections::BTreeMap;
@@ -35,7 +35,7 @@ pub const PROPERTIES: &[Property] = &[
 ];
 
 /// A log entry's claim that `leader_id` leads gapless leader term `leader_term`
-/// (the `BecomeLeader` entry of DESIGN.md §3.4).
+/// (the `BecomeLeader` entry of docs/design/leader-terms.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LeaderClaim {
     /// The gapless leader term.
@@ -67,7 +67,7 @@ pub fn leader_claims_for_mode(mode: ElectionMode) -> LeaderClaimFn {
     }
 }
 
-/// What makes a node the leader of a term, for election safety (DESIGN.md §4.1).
+/// What makes a node the leader of a term, for election safety (invariant 1 in docs/design/invariants.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaderRule {
     /// A node whose role is `Leader` in term (ballot) t leads t (raft, fast).
@@ -78,7 +78,7 @@ pub enum LeaderRule {
 }
 
 impl LeaderRule {
-    /// The rule DESIGN.md §4.1 gives `mode`.
+    /// The rule invariant 1 in docs/design/invariants.md gives `mode`.
     pub fn for_mode(mode: ElectionMode) -> LeaderRule {
         match mode {
             ElectionMode::Raft | ElectionMode::Fast => LeaderRule::ByRole,
@@ -169,7 +169,7 @@ fn logs(state: &ModelState) -> impl Iterator<Item = (NodeId, Log<'_>, u64)> {
     })
 }
 
-/// DESIGN.md §4.1, Raft §5.2: at most one leader per term, over the whole run.
+/// invariant 1 in docs/design/invariants.md, Raft §5.2: at most one leader per term, over the whole run.
 fn election_safety(state: &ModelState, _model: &Model) -> Result<(), String> {
     for (term, leaders) in &state.history.leaders {
         if leaders.len() > 1 {
@@ -180,7 +180,7 @@ fn election_safety(state: &ModelState, _model: &Model) -> Result<(), String> {
     Ok(())
 }
 
-/// DESIGN.md §4.3, Raft §5.3: two logs with an entry of the same (index, term)
+/// invariant 3 in docs/design/invariants.md, Raft §5.3: two logs with an entry of the same (index, term)
 /// are identical up to it. Checked on the highest such index of each pair.
 fn log_matching(state: &ModelState, _model: &Model) -> Result<(), String> {
     let all: Vec<(NodeId, Log<'_>, u64)> = logs(state).collect();
@@ -201,7 +201,7 @@ fn log_matching(state: &ModelState, _model: &Model) -> Result<(), String> {
     Ok(())
 }
 
-/// DESIGN.md §4.4, Raft §5.4: an entry known committed in term t is in the log
+/// invariant 4 in docs/design/invariants.md, Raft §5.4: an entry known committed in term t is in the log
 /// of every leader of a term above t.
 fn leader_completeness(state: &ModelState, _model: &Model) -> Result<(), String> {
     for node in &state.nodes {
@@ -223,7 +223,7 @@ fn leader_completeness(state: &ModelState, _model: &Model) -> Result<(), String>
     Ok(())
 }
 
-/// DESIGN.md §4.5, Raft §5.4.3: one entry is ever committed at an index, and
+/// invariant 5 in docs/design/invariants.md, Raft §5.4.3: one entry is ever committed at an index, and
 /// every node's applied sequence is a prefix of the longest one applied.
 fn state_machine_safety(state: &ModelState, _model: &Model) -> Result<(), String> {
     for (index, known) in &state.history.committed {
@@ -257,7 +257,7 @@ fn node_invariants(state: &ModelState, _model: &Model) -> Result<(), String> {
     Ok(())
 }
 
-/// DESIGN.md §4.2: the leader claims of every committed prefix carry leader
+/// invariant 2 in docs/design/invariants.md: the leader claims of every committed prefix carry leader
 /// terms 1, 2, 3, … with no hole, and each leader term names one leader on every
 /// node. Vacuous while no payload carries a claim (see [`no_leader_claims`]).
 fn gapless_terms(state: &ModelState, model: &Model) -> Result<(), String> {
@@ -284,7 +284,7 @@ fn gapless_terms(state: &ModelState, model: &Model) -> Result<(), String> {
     Ok(())
 }
 
-/// DESIGN.md §4.2: no node's committed leader term ever decreases (crashes
+/// invariant 2 in docs/design/invariants.md: no node's committed leader term ever decreases (crashes
 /// included: a restarted node's committed prefix comes from its disk).
 /// Vacuous while no payload carries a claim.
 fn committed_leader_term_monotonic(state: &ModelState, model: &Model) -> Result<(), String> {

@@ -1,10 +1,10 @@
-//! # The seed's election rules as an abstract model (seed 003, DESIGN.md §3.4)
+//! # The seed's election rules as an abstract model (seed 003, docs/design/leader-terms.md)
 //!
 //! The seed "one legal leader per term" cannot run inside the shipped core,
 //! which enforces Raft's monotonic terms and one vote per term. This module
 //! models it on its own, exactly as written, with a small exhaustive
 //! explicit-state checker, so that a test can show the checker finding the
-//! counterexamples DESIGN.md §3.4 lists, and the same search at the same bounds
+//! counterexamples docs/design/leader-terms.md lists, and the same search at the same bounds
 //! finding none for the repaired rules. See `docs/seed_rules_counterexamples.md`.
 //!
 //! The model: 3 nodes; per node a persistent term, vote, log and commit index,

@@ -29,7 +29,7 @@ pub enum SeedVariant {
     AsWritten,
     /// As written, but `last_leader_term` is taken from committed entries only.
     CommittedLastLeaderTerm,
-    /// DESIGN.md §3.4's repaired rules: a Raft ballot orders votes and entries,
+    /// docs/design/leader-terms.md's repaired rules: a Raft ballot orders votes and entries,
     /// the leader term is data in `BecomeLeader`, the lease only withholds votes.
     Repaired,
 }

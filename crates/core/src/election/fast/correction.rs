@@ -1,5 +1,5 @@
 //! Cold start from `initial_leader`, correction messages, and the node that
-//! started from an empty data dir (DESIGN.md §3.5).
+//! started from an empty data dir (docs/design/cold-start.md).
 
 use super::detector;
 use crate::message::{Body, Message};

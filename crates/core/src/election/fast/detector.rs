@@ -1,5 +1,5 @@
 //! Failure detection by counted misses, the subjective fail table and objective
-//! down (DESIGN.md §3.2).
+//! down (docs/design/detection.md).
 
 use super::{round, FailReport};
 use crate::message::{Body, VoteChoice};
@@ -14,7 +14,7 @@ pub(super) fn restart_watch(node: &mut Node) {
     node.fast.miss_deadline_ms = node.now_ms + node.config.heartbeat_timeout_ms;
 }
 
-/// Misses count heartbeats, not traffic (DESIGN.md §3.2, "heartbeat loss is
+/// Misses count heartbeats, not traffic (docs/design/detection.md, "heartbeat loss is
 /// counted"): the leader sends one to every follower each heartbeat interval
 /// whatever else it sends, so the count, and the moment a crashed leader is
 /// suspected, does not depend on client load. Any contact still retracts an

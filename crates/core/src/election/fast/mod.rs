@@ -1,4 +1,4 @@
-//! The `fast` election mode (DESIGN.md §3.2, §3.3, §3.5; seed 000).
+//! The `fast` election mode (docs/design/detection.md, docs/design/vote-exchange.md, docs/design/cold-start.md; seed 000).
 //!
 //! *When*: a follower counts missed heartbeats; at `miss_limit` the leader is
 //! subjectively down for it (SDOWN) and it tells everyone. Once strictly more than
@@ -94,7 +94,7 @@ pub(crate) struct FastState {
     /// Corrections received: corrector -> (leader, term) it named.
     pub corrections: BTreeMap<NodeId, (NodeId, Term)>,
     /// Started from an empty data dir and not yet known to be in step with the
-    /// cluster (DESIGN.md §3.5).
+    /// cluster (docs/design/cold-start.md).
     pub started_empty: bool,
     /// The latest `Liveness` from this node's leader: (leader, its term, the
     /// members it heard from). Kept after the leader is lost: that is its use.

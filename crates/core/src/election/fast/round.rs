@@ -1,5 +1,5 @@
 //! The vote exchange: adopt better votes, wait for a quiet window once a quorum
-//! agrees, then finalize a binding vote (DESIGN.md §3.3).
+//! agrees, then finalize a binding vote (docs/design/vote-exchange.md).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -90,7 +90,7 @@ pub(super) fn on_vote(
         node.become_follower(node.term, None);
     }
     // A node under a vote lease waits for the candidate it voted for rather
-    // than being pulled into the next round (DESIGN.md §3.4).
+    // than being pulled into the next round (docs/design/leader-terms.md).
     let leaderless_follower = node.role == Role::Follower && super::lost_leader(node) && !node.vote_lease_active();
     if leaderless_follower && state == PeerState::Looking && ballot > node.term {
         // No working leader to defend and someone is electing one: take part.
@@ -266,7 +266,7 @@ fn finalize(node: &mut Node) {
     if let Some((holder, until_ms)) = node.terms.vote_lease {
         let round = node.fast.round.as_mut().expect("looking");
         if holder != round.vote.candidate && node.now_ms < until_ms {
-            // The vote lease (DESIGN.md §3.4): bind no other vote before it ends.
+            // The vote lease (docs/design/leader-terms.md): bind no other vote before it ends.
             round.finalize_at_ms = Some(until_ms);
             return;
         }

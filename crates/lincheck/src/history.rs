@@ -103,7 +103,8 @@ pub fn parse_json_lines(text: &str) -> Result<Vec<Event>, HistoryError> {
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(index, line)| {
-            serde_json::from_str(line).map_err(|error| HistoryError::Malformed { line: index + 1, reason: error.to_string() })
+            serde_json::from_str(line)
+                .map_err(|error| HistoryError::Malformed { line: index + 1, reason: error.to_string() })
         })
         .collect()
 }
@@ -146,7 +147,10 @@ pub fn operations(events: &[Event]) -> Result<Vec<Operation>, HistoryError> {
                 if open.contains_key(&process) {
                     return Err(inconsistent(format!("process {process} invokes with an operation still open")));
                 }
-                open.insert(process, (index, event.f.clone(), Operation { process, key, kind, call: event.time, ret: None }));
+                open.insert(
+                    process,
+                    (index, event.f.clone(), Operation { process, key, kind, call: event.time, ret: None }),
+                );
             }
             completion => {
                 let Some((position, f, mut operation)) = open.remove(&process) else {

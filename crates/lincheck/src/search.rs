@@ -179,7 +179,7 @@ pub fn check_key(history: &[Operation], limits: &Limits) -> KeyVerdict {
                 reason: format!("gave up after {} search steps", limits.steps),
             };
         }
-        if steps % 4096 == 0 && started.elapsed() > limits.time {
+        if steps.is_multiple_of(4096) && started.elapsed() > limits.time {
             return KeyVerdict::Unknown {
                 operations: count,
                 steps,

@@ -6,15 +6,18 @@
 //!   linearization of the whole history, cut at `T`, would be one of the cut
 //!   history, so if the cut one has none, the whole one has none;
 //! * removing reads: they change no register, so a linearization of the whole
-//!   history minus its reads is one of the history without them.
+//!   history minus its reads is one of the history without them;
+//! * removing a write whose value nobody reads or compares with (see
+//!   `removable`).
 //!
 //! The smallest cut is found by bisection (a cut history that is not
-//! linearizable stays so when cut later), then reads are removed one at a
-//! time while the history stays not linearizable, within a time budget.
+//! linearizable stays so when cut later), then removable operations go, in
+//! halves, quarters, … down to one at a time, while the history stays not
+//! linearizable, within a time budget.
 
 use std::time::{Duration, Instant};
 
-use crate::model::{relevant, Operation};
+use crate::model::{relevant, OpKind, Operation};
 use crate::search::{check_key, KeyVerdict, Limits};
 
 /// A smaller history, still not linearizable, that shows why `history` (one
@@ -44,26 +47,56 @@ pub fn shrink(history: &[Operation], limits: &Limits) -> Vec<Operation> {
         current = cut(&current, cuts[high]);
     }
 
-    // The reads, except the ones completing last (the ones the cut exposed).
-    let last = current.iter().filter_map(|operation| operation.ret).max();
-    let removable = |operation: &Operation| operation.kind.is_read() && operation.ret != last;
-    let without_reads: Vec<Operation> = current.iter().filter(|operation| !removable(operation)).cloned().collect();
-    if violates(&without_reads) {
-        return without_reads;
-    }
-    let mut index = 0;
-    while index < current.len() && started.elapsed() < budget {
-        if removable(&current[index]) {
-            let mut candidate = current.clone();
-            candidate.remove(index);
+    // Then remove what may be removed, in halves, quarters, … (delta debugging).
+    let mut chunk = current.len().div_ceil(2);
+    while chunk >= 1 && started.elapsed() < budget {
+        let candidates: Vec<usize> = (0..current.len()).filter(|&index| removable(&current, index)).collect();
+        let mut removed_any = false;
+        for group in candidates.chunks(chunk) {
+            if started.elapsed() >= budget {
+                break;
+            }
+            let candidate: Vec<Operation> = current
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| !group.contains(index))
+                .map(|(_, operation)| operation.clone())
+                .collect();
             if violates(&candidate) {
                 current = candidate;
-                continue;
+                removed_any = true;
+                break;
             }
         }
-        index += 1;
+        if !removed_any {
+            if chunk == 1 {
+                break;
+            }
+            chunk = chunk.div_ceil(2);
+        } else {
+            chunk = chunk.min(current.len().div_ceil(2)).max(1);
+        }
     }
     current
+}
+
+/// True if removing `history[index]` keeps "not linearizable" true of the
+/// original: a read (it changes nothing), or a write or compare-and-set whose
+/// value no operation left reads or compares with (in a linearization, the
+/// next operation that depends on the register after it is a write, so it can
+/// go). Values are unique per write in the nemesis's histories; a delete is
+/// never removed, as its "value" (none) is read often.
+fn removable(history: &[Operation], index: usize) -> bool {
+    let written = match history[index].kind {
+        OpKind::Read(_) => return true,
+        OpKind::Write(None) => return false,
+        OpKind::Write(Some(value)) | OpKind::Cas { new: value, .. } => value,
+    };
+    !history.iter().any(|operation| match operation.kind {
+        OpKind::Read(seen) => seen == Some(written),
+        OpKind::Cas { expected, .. } => expected == written,
+        OpKind::Write(_) => false,
+    })
 }
 
 /// The history cut at `time` (see the module's doc).

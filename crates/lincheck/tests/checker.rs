@@ -33,7 +33,12 @@ fn linearizable(history: &[Operation]) -> bool {
 fn sequential_and_overlapping_histories_are_linearizable() {
     assert!(linearizable(&[]));
     assert!(linearizable(&[read(0, None, 0, 1)]));
-    assert!(linearizable(&[write(0, 1, 0, 10), read(1, Some(1), 20, 30), cas(0, 1, 2, 40, 50), read(1, Some(2), 60, 70)]));
+    assert!(linearizable(&[
+        write(0, 1, 0, 10),
+        read(1, Some(1), 20, 30),
+        cas(0, 1, 2, 40, 50),
+        read(1, Some(2), 60, 70)
+    ]));
     // A read overlapping a write may see either value.
     assert!(linearizable(&[write(0, 1, 0, 10), write(1, 2, 20, 40), read(2, Some(1), 25, 30)]));
     assert!(linearizable(&[write(0, 1, 0, 10), write(1, 2, 20, 40), read(2, Some(2), 25, 30)]));
@@ -114,20 +119,19 @@ fn the_history_format_round_trips_and_bad_lines_get_clear_errors() {
     assert_eq!(events[1].process, Process::Named("nemesis".into()));
     let again: Vec<String> = events.iter().map(Event::to_json_line).collect();
     assert_eq!(parse_json_lines(&again.join("\n")).unwrap(), events);
-    assert_eq!(
-        operations(&events).unwrap(),
-        vec![Operation::ok(3, "k1", OpKind::Cas { expected: 17, new: 18 }, 5, 9)]
-    );
+    assert_eq!(operations(&events).unwrap(), vec![Operation::ok(3, "k1", OpKind::Cas { expected: 17, new: 18 }, 5, 9)]);
 
     assert!(matches!(parse_json_lines("{\"process\": 1}\nnot json"), Err(HistoryError::Malformed { line: 1, .. })));
-    let unmatched = parse_json_lines(r#"{"process": 1, "type": "ok", "f": "read", "key": "k", "value": null, "time": 1}"#);
+    let unmatched =
+        parse_json_lines(r#"{"process": 1, "type": "ok", "f": "read", "key": "k", "value": null, "time": 1}"#);
     assert!(matches!(operations(&unmatched.unwrap()), Err(HistoryError::Inconsistent { event: 1, .. })));
     let twice = parse_json_lines(
         r#"{"process": 1, "type": "invoke", "f": "read", "key": "k", "value": null, "time": 1}
 {"process": 1, "type": "invoke", "f": "read", "key": "k", "value": null, "time": 2}"#,
     );
     assert!(matches!(operations(&twice.unwrap()), Err(HistoryError::Inconsistent { event: 2, .. })));
-    let bad_cas = parse_json_lines(r#"{"process": 1, "type": "invoke", "f": "cas", "key": "k", "value": 3, "time": 1}"#);
+    let bad_cas =
+        parse_json_lines(r#"{"process": 1, "type": "invoke", "f": "cas", "key": "k", "value": 3, "time": 1}"#);
     assert!(matches!(operations(&bad_cas.unwrap()), Err(HistoryError::Inconsistent { event: 1, .. })));
 }
 
@@ -310,10 +314,7 @@ fn the_search_answers_unknown_when_out_of_steps_or_time() {
     hard.push(read(200, Some(1000), 200, 201));
     let started = std::time::Instant::now();
     let verdict = check_key(&hard, &Limits { steps: u64::MAX, time: Duration::from_millis(300) });
-    assert!(
-        matches!(verdict, KeyVerdict::Unknown { .. } | KeyVerdict::NotLinearizable { .. }),
-        "{verdict:?}"
-    );
+    assert!(matches!(verdict, KeyVerdict::Unknown { .. } | KeyVerdict::NotLinearizable { .. }), "{verdict:?}");
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 

@@ -237,15 +237,14 @@ fn run_cluster(
         }
     };
     let outcome = (|| -> std::io::Result<()> {
-        while !interrupted.load(Ordering::SeqCst) {
+        let over = || Instant::now() >= deadline || interrupted.load(Ordering::SeqCst);
+        while !over() {
             wait((Instant::now() + Duration::from_millis(args.interval_ms)).min(deadline), &status);
-            if Instant::now() >= deadline || interrupted.load(Ordering::SeqCst) || args.faults.0.is_empty() {
-                if Instant::now() >= deadline || interrupted.load(Ordering::SeqCst) {
-                    break;
-                }
-                continue;
+            if over() {
+                break;
             }
-            let kind = *args.faults.0.choose(&mut rng).expect("not empty");
+            // With no faults, the load just runs to the deadline.
+            let Some(&kind) = args.faults.0.choose(&mut rng) else { continue };
             let description = nemesis.inject(&mut cluster, kind, args.target, &recorder, &mut rng)?;
             status = format!("{kind}: {description}");
             progress.suspend(|| println!("{:>7.1} s  {kind} {description}", started.elapsed().as_secs_f64()));

@@ -130,3 +130,70 @@ fn pump(mut from: TcpStream, mut to: TcpStream, closed: &AtomicBool) {
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// An echo server standing in for node 2's peer port.
+    fn echo() -> SocketAddr {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut reader = stream.try_clone().unwrap();
+                    let mut writer = stream;
+                    let _ = std::io::copy(&mut reader, &mut writer);
+                });
+            }
+        });
+        address
+    }
+
+    fn member(id: u64, peer_address: SocketAddr) -> Member {
+        Member { id, peer_address, client_address: peer_address, http_address: None }
+    }
+
+    fn round_trip(address: SocketAddr) -> std::io::Result<Vec<u8>> {
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(b"ping")?;
+        let mut reply = [0u8; 4];
+        stream.read_exact(&mut reply)?;
+        Ok(reply.to_vec())
+    }
+
+    #[test]
+    fn a_cut_link_closes_its_connections_and_refuses_new_ones_until_healed() {
+        let unused = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
+        let links = Links::start(&[member(1, unused), member(2, echo())]).unwrap();
+        let one_to_two = links.address(1, 2);
+        assert_eq!(round_trip(one_to_two).unwrap(), b"ping");
+
+        let mut open = TcpStream::connect(one_to_two).unwrap();
+        open.write_all(b"ping").unwrap();
+        let mut reply = [0u8; 4];
+        open.read_exact(&mut reply).unwrap();
+        links.set(|from, to| !(from == 1 && to == 2));
+        // The open connection ends (EOF or reset) within a bounded time.
+        open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let ended = loop {
+            match open.read(&mut reply) {
+                Ok(0) | Err(_) => break true,
+                Ok(_) if Instant::now() < deadline => continue,
+                Ok(_) => break false,
+            }
+        };
+        assert!(ended, "the cut did not close the open connection");
+        assert!(round_trip(one_to_two).is_err(), "a new connection went through a cut link");
+
+        links.heal();
+        assert_eq!(round_trip(one_to_two).unwrap(), b"ping");
+    }
+}

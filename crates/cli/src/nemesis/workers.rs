@@ -221,3 +221,33 @@ pub fn worker(load: &Load, process: u64, seed: u64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(message: &str) -> std::io::Result<Reply> {
+        Ok(Reply::Error(message.into()))
+    }
+
+    #[test]
+    fn replies_map_to_ok_fail_or_unknown_as_the_server_words_them() {
+        let write = Request::Write(Some(7));
+        assert_eq!(outcome(&write, Ok(Reply::Simple("OK".into()))), Outcome::Ok(None));
+        assert_eq!(outcome(&Request::Write(None), Ok(Reply::Integer(0))), Outcome::Ok(None));
+        assert_eq!(outcome(&Request::Read, Ok(Reply::Bulk(None))), Outcome::Ok(None));
+        assert_eq!(outcome(&Request::Read, Ok(Reply::Bulk(Some(b"42".to_vec())))), Outcome::Ok(Some(42)));
+        // Something no worker wrote reads as a value no one wrote.
+        assert_eq!(outcome(&Request::Read, Ok(Reply::Bulk(Some(b"x".to_vec())))), Outcome::Ok(Some(u64::MAX)));
+        assert_eq!(outcome(&Request::Cas(1, 2), Ok(Reply::Integer(1))), Outcome::Ok(None));
+        assert_eq!(outcome(&Request::Cas(1, 2), Ok(Reply::Integer(0))), Outcome::Fail);
+        let not_done = "TRYAGAIN no leader elected within 1000 ms; the command did not take effect, retry";
+        assert_eq!(outcome(&write, error(not_done)), Outcome::Fail);
+        let maybe = "TRYAGAIN request timed out after 1500 ms; it may or may not have taken effect";
+        assert_eq!(outcome(&write, error(maybe)), Outcome::Info);
+        assert_eq!(outcome(&write, error("ERR something new")), Outcome::Info);
+        let timeout = std::io::Error::new(std::io::ErrorKind::WouldBlock, "timed out");
+        assert_eq!(outcome(&write, Err(timeout)), Outcome::Info);
+        assert_eq!(outcome(&write, Ok(Reply::Integer(3))), Outcome::Info);
+    }
+}

@@ -35,7 +35,8 @@ fuzz_target!(|data: &[u8]| {
     }
     // In memory where there is a tmpfs: recovery's syncs cost nothing there.
     let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.expect("a temporary directory");
+    let dir =
+        if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.expect("a temporary directory");
     std::fs::write(dir.path().join(segment::segment_name(1)), &segment).expect("the segment is written");
     let _ = recovery::recover(dir.path());
 });

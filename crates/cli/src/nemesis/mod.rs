@@ -342,12 +342,12 @@ impl Nemesis {
 /// like any other operation, by a process of its own; a failed read is tried
 /// again, a few times).
 fn read_back(cluster: &Cluster, load: &Load, first_process: u64, interrupted: &AtomicBool) -> std::io::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut process = first_process;
     for key in &load.keys {
         loop {
             if Instant::now() > deadline || interrupted.load(Ordering::SeqCst) {
-                return Err(std::io::Error::other(format!("could not read {key} back within 30 s of the heal")));
+                return Err(std::io::Error::other(format!("could not read {key} back within 60 s of the heal")));
             }
             let Some(leader) = cluster.leader() else {
                 std::thread::sleep(Duration::from_millis(50));

@@ -625,3 +625,17 @@ fn regression_fuzz_append_past_the_last_index_is_dropped_not_a_panic() {
     let body = append(u64::MAX, 2, vec![entry], 0);
     assert_dropped(&mut node, msg(2, 1, 2, body), DropReason::ImpossibleFields);
 }
+
+/// Found by the `core_step` fuzz target: a rejection whose `prev_log_index`
+/// lies past the leader's log moved the follower's next index beyond the last
+/// index + 1, and the next append panicked looking up the previous entry's
+/// term. A leader never sent such an index; the rejection is dropped.
+#[test]
+fn regression_fuzz_rejection_past_the_leaders_log_is_dropped_not_a_panic() {
+    let mut node = leader();
+    let last = node.log().last_index();
+    // The follower acknowledges everything: its progress streams (Replicate).
+    let _ = node.step(msg(2, 1, 1, accepted(last)));
+    assert_dropped(&mut node, msg(2, 1, 1, rejected(last + 1_000, last + 998)), DropReason::ImpossibleFields);
+    assert_dropped(&mut node, msg(2, 1, 1, rejected(u64::MAX, u64::MAX - 1)), DropReason::ImpossibleFields);
+}

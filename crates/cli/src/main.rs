@@ -4,6 +4,7 @@ mod bench;
 mod check_command;
 mod demo;
 mod local_command;
+mod nemesis;
 mod serve_command;
 mod sim_command;
 
@@ -36,6 +37,9 @@ enum Command {
     /// Measure write throughput and p50/p99 latency of a local cluster (fsync on)
     /// at several numbers of concurrent clients.
     Bench(bench::BenchArgs),
+    /// Run a local cluster under client load while injecting faults (kill,
+    /// pause, partition, …), then check the recorded history for linearizability.
+    Nemesis(nemesis::NemesisArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +51,6 @@ fn main() -> ExitCode {
         Command::Local(args) => local_command::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Nemesis(args) => nemesis::run(args),
     }
 }

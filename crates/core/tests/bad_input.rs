@@ -596,3 +596,46 @@ fn garbage_never_panics() {
         }
     }
 }
+
+/// Found by the `core_step` fuzz target: a `Vote` whose message term is the
+/// last `u64` overflowed `term + 1` in the field check (a panic in builds with
+/// overflow checks, which the release profile has): any peer past the
+/// handshake could crash a node. No correct node reaches that term.
+#[test]
+fn regression_fuzz_forged_last_term_is_dropped_not_a_panic() {
+    let mut conclave = config(1, &VOTERS);
+    conclave.election_mode = ElectionMode::default();
+    let mut node = node_from(conclave, RestoredState::default(), 1);
+    let vote = |ballot| Body::Vote {
+        ballot,
+        vote: VoteChoice { candidate: 2, last_log_term: 0, last_log_index: 0 },
+        state: PeerState::Looking,
+    };
+    assert_dropped(&mut node, msg(2, 1, u64::MAX, vote(37)), DropReason::ImpossibleFields);
+    assert_dropped(&mut node, msg(2, 1, 5, vote(u64::MAX)), DropReason::ImpossibleFields);
+    assert_dropped(&mut node, msg(2, 1, u64::MAX, heartbeat(0, 0, 0)), DropReason::ImpossibleFields);
+    assert_dropped(&mut node, msg(2, 1, u64::MAX, vote_request(0, 0)), DropReason::ImpossibleFields);
+}
+
+/// The same family: an append whose indexes run past the end of `u64`.
+#[test]
+fn regression_fuzz_append_past_the_last_index_is_dropped_not_a_panic() {
+    let mut node = follower();
+    let entry = Entry { term: 2, index: 0, payload: Payload::Noop };
+    let body = append(u64::MAX, 2, vec![entry], 0);
+    assert_dropped(&mut node, msg(2, 1, 2, body), DropReason::ImpossibleFields);
+}
+
+/// Found by the `core_step` fuzz target: a rejection whose `prev_log_index`
+/// lies past the leader's log moved the follower's next index beyond the last
+/// index + 1, and the next append panicked looking up the previous entry's
+/// term. A leader never sent such an index; the rejection is dropped.
+#[test]
+fn regression_fuzz_rejection_past_the_leaders_log_is_dropped_not_a_panic() {
+    let mut node = leader();
+    let last = node.log().last_index();
+    // The follower acknowledges everything: its progress streams (Replicate).
+    let _ = node.step(msg(2, 1, 1, accepted(last)));
+    assert_dropped(&mut node, msg(2, 1, 1, rejected(last + 1_000, last + 998)), DropReason::ImpossibleFields);
+    assert_dropped(&mut node, msg(2, 1, 1, rejected(u64::MAX, u64::MAX - 1)), DropReason::ImpossibleFields);
+}

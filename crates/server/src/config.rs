@@ -461,7 +461,31 @@ impl ServerConfig {
         core.max_entries_per_message = self.limits.max_entries_per_message;
         core.max_command_bytes = self.limits.max_command_bytes;
         core.snapshot_chunk_bytes = self.snapshot.chunk_bytes;
+        #[cfg(feature = "bug-injection")]
+        inject_bugs(&mut core);
         core
+    }
+}
+
+/// Test builds only (feature `bug-injection`): breaks the rules named in
+/// `CONCLAVE_INJECTED_BUGS` (comma-separated), so the nemesis can prove its
+/// checker catches a server that breaks them:
+/// * `read-without-leadership-check`: reads released without a quorum
+///   confirming the leadership (the core's `ReadWithoutLeadershipCheck`);
+/// * `no-check-quorum`: a leader that hears from no majority keeps leading
+///   (without it, a deposed leader steps down within an election timeout,
+///   which leaves the first bug a narrow window).
+#[cfg(feature = "bug-injection")]
+fn inject_bugs(core: &mut conclave_core::Config) {
+    let Ok(names) = std::env::var("CONCLAVE_INJECTED_BUGS") else { return };
+    for name in names.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+        match name {
+            "read-without-leadership-check" => {
+                core.injected_bug = Some(conclave_core::InjectedBug::ReadWithoutLeadershipCheck)
+            }
+            "no-check-quorum" => core.check_quorum = false,
+            other => panic!("CONCLAVE_INJECTED_BUGS: unknown bug {other:?}"),
+        }
     }
 }
 

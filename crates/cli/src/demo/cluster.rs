@@ -39,7 +39,8 @@ pub struct NodeView {
 }
 
 impl NodeView {
-    fn parse(status: &Value) -> Option<NodeView> {
+    /// Reads a `/status` answer.
+    pub fn parse(status: &Value) -> Option<NodeView> {
         Some(NodeView {
             id: status["node_id"].as_u64()?,
             role: status["role"].as_str()?.to_string(),

@@ -4,7 +4,7 @@
 use super::Node;
 use crate::message::{AppendOutcome, Body, Message};
 use crate::status::DropReason;
-use crate::types::LogIndex;
+use crate::types::{LogIndex, Term};
 
 impl Node {
     pub(crate) fn handle_message(&mut self, message: Message) {
@@ -138,6 +138,12 @@ impl Node {
 /// Checks fields against what a correct sender can produce, without state.
 fn fields_are_possible(message: &Message) -> bool {
     let term = message.term;
+    // No correct node reaches the last term: it would have campaigned 2⁶⁴
+    // times. Refusing it keeps `term + 1` (a campaign, a vote round) from
+    // overflowing on a forged one.
+    if term == Term::MAX {
+        return false;
+    }
     match &message.body {
         Body::RequestVote { last_log_term, last_log_index, .. } => {
             *last_log_term <= term && (*last_log_index == 0) == (*last_log_term == 0)
@@ -152,13 +158,15 @@ fn fields_are_possible(message: &Message) -> bool {
                 return false;
             }
             let mut previous_term = *prev_log_term;
-            for (expected_index, entry) in (*prev_log_index + 1..).zip(entries) {
+            // Indexes past the end of u64 are forged (and would overflow below).
+            let Some(last_index) = prev_log_index.checked_add(entries.len() as LogIndex) else { return false };
+            for (expected_index, entry) in (prev_log_index.saturating_add(1)..=last_index).zip(entries) {
                 if entry.index != expected_index || entry.term < previous_term.max(1) || entry.term > term {
                     return false;
                 }
                 previous_term = entry.term;
             }
-            *leader_commit <= *prev_log_index + entries.len() as LogIndex
+            *leader_commit <= last_index
         }
         Body::AppendResponse { outcome: AppendOutcome::Accepted { .. }, .. } => true,
         Body::AppendResponse { outcome: AppendOutcome::Rejected { prev_log_index, hint_index }, .. } => {
@@ -177,6 +185,7 @@ fn fields_are_possible(message: &Message) -> bool {
         Body::Liveness { active } => !active.contains(&message.from),
         Body::Vote { ballot, vote, .. } => {
             *ballot >= 1
+                && *ballot < Term::MAX
                 && vote.last_log_term < (*ballot).max(term + 1)
                 && (vote.last_log_index == 0) == (vote.last_log_term == 0)
         }

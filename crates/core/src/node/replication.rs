@@ -249,10 +249,18 @@ impl Node {
             return; // An answer to a term this node no longer leads.
         }
         let last_index = self.log.last_index();
-        let impossible_match = matches!(outcome, AppendOutcome::Accepted { match_index } if match_index > last_index);
-        if impossible_match || read_round > self.reads.round {
-            // No correct follower acknowledges entries or a read round this
-            // leader never sent: drop the whole message, without effect.
+        // A leader never truncates its own log within its term, so every
+        // index it sent, and so every index a follower can accept or reject
+        // as `prev_log_index`, is at most its last index.
+        let impossible_index = match outcome {
+            AppendOutcome::Accepted { match_index } => match_index > last_index,
+            AppendOutcome::Rejected { prev_log_index, .. } => prev_log_index > last_index,
+        };
+        if impossible_index || read_round > self.reads.round {
+            // No correct follower acknowledges or rejects entries, or echoes a
+            // read round, that this leader never sent: drop the whole message,
+            // without effect (a forged rejection far ahead once moved the
+            // follower's next index past the log, and the next append panicked).
             self.dropped.record(DropReason::ImpossibleFields);
             return;
         }

@@ -48,9 +48,9 @@ pub(crate) struct PeerSettings {
     pub(crate) handshake_timeout: Duration,
     pub(crate) reconnect_min: Duration,
     pub(crate) reconnect_max: Duration,
-    /// The election timeout: a connection whose peer stays silent this long
-    /// while spoken to is redialled, and one dial (connect and handshake) gets
-    /// at most this long, so that a healed link carries the log again within
+    /// The election timeout: a connection whose peer stays silent twice this
+    /// long while spoken to is redialled, and one dial (connect and handshake)
+    /// gets at most this long, so that a healed link carries the log again within
     /// about one election timeout (docs/decisions/0052).
     pub(crate) election_timeout: Duration,
     /// When each peer was last heard from.
@@ -61,6 +61,15 @@ pub(crate) struct PeerSettings {
 }
 
 impl PeerSettings {
+    /// A peer silent this long while spoken to gets its connection redialled:
+    /// two election timeouts, so that a peer that is only slow (a loaded host,
+    /// a long fsync before it answers) is not cut off for it; a connection that
+    /// is really stuck is found well before its link heals after any cut that
+    /// outlasts TCP's own first retransmissions.
+    pub(crate) fn silence_limit(&self) -> Duration {
+        self.election_timeout * 2
+    }
+
     /// The longest a dial may take: connect, then the handshake's reply.
     pub(crate) fn dial_timeout(&self) -> Duration {
         self.handshake_timeout.min(self.election_timeout)

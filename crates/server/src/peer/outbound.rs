@@ -8,7 +8,7 @@
 //! (docs/decisions/0050). A timeout, an unreachable host, or a redial that
 //! succeeds is no such evidence: the counted misses judge those.
 //!
-//! A connection on which the peer stays silent for an election timeout while
+//! A connection on which the peer stays silent for two election timeouts while
 //! this node speaks to it (heartbeats, or anything the peer answers) is closed
 //! and redialled, and the kernel gives up on unacknowledged data as fast (TCP
 //! user timeout): a link that was cut and healed carries frames again within
@@ -41,7 +41,7 @@ const SECOND_REDIAL_DELAY: Duration = Duration::from_millis(5);
 enum Ended {
     /// Closed or reset by the peer's side, or a write failed.
     Lost(io::Error),
-    /// The peer stayed silent for an election timeout while spoken to.
+    /// The peer stayed silent while spoken to (`PeerSettings::silence_limit`).
     Silent,
 }
 
@@ -101,8 +101,8 @@ pub(crate) async fn run(
                         warn!(
                             peer,
                             %address,
-                            silent_ms = settings.election_timeout.as_millis() as u64,
-                            "peer silent for an election timeout while spoken to; redialling"
+                            silent_ms = settings.silence_limit().as_millis() as u64,
+                            "peer silent while spoken to; redialling"
                         );
                     }
                 }
@@ -272,6 +272,6 @@ impl Silence {
             self.spoken_at_ms = None;
             return false;
         }
-        settings.heard.now_ms() >= spoken_at_ms + settings.election_timeout.as_millis() as u64
+        settings.heard.now_ms() >= spoken_at_ms + settings.silence_limit().as_millis() as u64
     }
 }

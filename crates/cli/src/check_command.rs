@@ -52,6 +52,10 @@ pub struct CheckArgs {
     /// A crashed node stays down (crash-stop): no restart action.
     #[arg(long)]
     no_restart: bool,
+    /// Add the transport's evidence to the environment: while a node is down,
+    /// any live node may be told its process is gone (a refused redial).
+    #[arg(long)]
+    process_gone: bool,
     /// Cold start (fast, conclave): every node starts on an empty disk with this
     /// node named `initial_leader`, which leads the first term once every member
     /// confirms (docs/design/cold-start.md). Shortens the first election to two deliveries.
@@ -171,6 +175,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
     options.initial_leader = args.initial_leader;
     options.crash_leaders_only = args.crash_leaders_only;
     options.restart = !args.no_restart;
+    options.process_gone_action = args.process_gone;
     options.max_states = args.max_states;
     options.max_seconds = args.max_seconds;
     let report = match check(options) {

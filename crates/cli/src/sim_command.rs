@@ -37,7 +37,8 @@ pub struct SimArgs {
     #[arg(long, conflicts_with_all = ["seeds", "first_seed"])]
     seed: Option<u64>,
     /// Faults to inject: all, none, network, crash, or a comma-separated list of
-    /// partition, asymmetric_partition, link_break, isolate, loss, duplicate, reorder.
+    /// crash, host_crash, restart, partition, asymmetric_partition, link_break, oneway,
+    /// isolate, loss, duplicate, reorder, link_flap, unsynced_loss, torn_write.
     #[arg(long, default_value = "all", value_parser = FaultSet::parse)]
     faults: FaultSet,
     /// Print one JSON object instead of the readable summary.
@@ -46,6 +47,11 @@ pub struct SimArgs {
     /// With --seed: print every event of the run.
     #[arg(long, requires = "seed")]
     trace: bool,
+    /// Nodes ignore the evidence that a crashed leader's process is gone (a
+    /// refused redial), so a process crash is found by counted misses only, as
+    /// a host crash is (`timing.fast_detection = false`).
+    #[arg(long)]
+    no_fast_detection: bool,
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -77,6 +83,7 @@ pub fn run(args: SimArgs) -> ExitCode {
     let mut options = SimOptions::new(args.mode, args.nodes as usize, args.faults);
     options.latency_ms = args.latency_ms;
     options.loss_probability = args.loss;
+    options.fast_detection = !args.no_fast_detection;
     if let Some(seed) = args.seed {
         options.keep_full_trace = args.trace;
         return replay(&options, seed, args.json);
@@ -156,6 +163,11 @@ fn replay(options: &SimOptions, seed: u64, json: bool) -> ExitCode {
     }
 }
 
+/// One figure of the failovers a leader's crash of `kind` started.
+fn by_kind(report: &SweepReport, kind: &str, figure: fn(&conclave_sim::Percentiles) -> u64) -> String {
+    report.failover_ms_by_crash_kind.get(kind).map_or("-".into(), |percentiles| figure(percentiles).to_string())
+}
+
 /// How one row of the comparison table reads a report.
 type Column = Box<dyn Fn(&SweepReport) -> String>;
 
@@ -184,6 +196,12 @@ fn print_comparison(reports: &[SweepReport], json: bool) -> ExitCode {
             ("single-fault failover p99", Box::new(|r| r.single_fault_failover_ms.p99.to_string())),
             ("single-fault failover max", Box::new(|r| r.single_fault_failover_ms.max.to_string())),
             ("single-fault failovers", Box::new(|r| r.single_fault_failover_ms.count.to_string())),
+            ("process-crash failover p50", Box::new(|r| by_kind(r, "process", |p| p.p50))),
+            ("process-crash failover p99", Box::new(|r| by_kind(r, "process", |p| p.p99))),
+            ("process-crash failovers", Box::new(|r| by_kind(r, "process", |p| p.count))),
+            ("host-crash failover p50", Box::new(|r| by_kind(r, "host", |p| p.p50))),
+            ("host-crash failover p99", Box::new(|r| by_kind(r, "host", |p| p.p99))),
+            ("host-crash failovers", Box::new(|r| by_kind(r, "host", |p| p.count))),
             ("disruptions", Box::new(|r| r.disruptions.to_string())),
             ("truncated_entries", Box::new(|r| r.truncated_entries.to_string())),
             ("term_gaps", Box::new(|r| r.term_gaps.to_string())),
@@ -221,6 +239,12 @@ fn print_summary(report: &SweepReport) {
     println!("{}", report.summary_line());
     let faults: Vec<String> = report.faults.0.iter().map(|(name, count)| format!("{name}={count}")).collect();
     println!("faults injected: {}", faults.join(" "));
+    for (kind, failovers) in &report.failover_ms_by_crash_kind {
+        println!(
+            "{kind}-crash failover_ms p50={} p99={} max={} (n={})",
+            failovers.p50, failovers.p99, failovers.max, failovers.count
+        );
+    }
     for violation in &report.violation_details {
         print_violation(&report.mode, report.nodes, &report.fault_set, violation);
     }

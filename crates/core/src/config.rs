@@ -42,6 +42,11 @@ pub struct Config {
     /// and a node that heard from a leader within an election timeout ignores
     /// vote requests (thesis §9.6).
     pub check_quorum: bool,
+    /// Act on the driver's evidence that the leader's process is gone
+    /// ([`crate::Node::peer_process_gone`]) at once, as if the miss counter had
+    /// reached `miss_limit`. Off, the evidence is ignored and counted misses are
+    /// the only detector.
+    pub fast_detection: bool,
     /// At most this many entries go in one `AppendEntries`.
     pub max_entries_per_message: usize,
     /// Largest command `propose` accepts.
@@ -90,6 +95,7 @@ impl Config {
             vote_lease_ms: 200,
             pre_vote: true,
             check_quorum: true,
+            fast_detection: true,
             max_entries_per_message: 64,
             max_command_bytes: 1 << 20,
             snapshot_chunk_bytes: 64 << 10,

@@ -73,6 +73,18 @@ pub enum Event {
         /// The term it led.
         term: Term,
     },
+    /// This node concluded that its `leader` is gone, and `detector` says how:
+    /// counted missed heartbeats, or its transport's evidence that the leader's
+    /// process is gone. In `fast`/`conclave` the `SubjectivelyDown` follows; in
+    /// `raft`/`gapless` a campaign (pre-vote first) follows.
+    FailureDetected {
+        /// The leader concerned.
+        leader: NodeId,
+        /// Its term.
+        term: Term,
+        /// Which detector fired.
+        detector: Detector,
+    },
     /// `fast` mode: this node lost its link to `leader` (docs/design/detection.md).
     SubjectivelyDown {
         /// The leader concerned.
@@ -140,6 +152,31 @@ pub enum Event {
         /// Its term.
         term: Term,
     },
+}
+
+/// Which failure detector made a node give up on its leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// `miss_limit` heartbeat timeouts passed without a heartbeat
+    /// (docs/design/detection.md; in `raft` mode the randomized election timeout).
+    Misses,
+    /// The driver's transport found the leader's process gone: its host
+    /// refused a connection to the leader's peer port ([`crate::Node::peer_process_gone`]).
+    ProcessGone,
+}
+
+impl Detector {
+    /// Every detector, in report order.
+    pub const ALL: [Detector; 2] = [Detector::Misses, Detector::ProcessGone];
+
+    /// The name used in logs, metrics and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Detector::Misses => "misses",
+            Detector::ProcessGone => "process_gone",
+        }
+    }
 }
 
 /// One batch of work for the driver, produced by every input.

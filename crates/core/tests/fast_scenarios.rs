@@ -11,7 +11,7 @@
 mod support;
 
 use conclave_core::{
-    Body, Config, ElectionMode, Event, LogIndex, Message, Node, NodeId, PeerState, Role, Term, VoteChoice,
+    Body, Config, Detector, ElectionMode, Event, LogIndex, Message, Node, NodeId, PeerState, Role, Term, VoteChoice,
 };
 use support::*;
 
@@ -978,7 +978,13 @@ fn subjective_down_is_retracted_when_the_leader_is_heard_again() {
     let output = node.tick(ELECTION_TIMEOUT_MS - 1);
     assert!(output.is_empty(), "four misses are not enough: {output:?}");
     let output = node.tick(ELECTION_TIMEOUT_MS);
-    assert_eq!(output.events, vec![Event::SubjectivelyDown { leader: Some(1), term: 1 }]);
+    assert_eq!(
+        output.events,
+        vec![
+            Event::FailureDetected { leader: 1, term: 1, detector: Detector::Misses },
+            Event::SubjectivelyDown { leader: Some(1), term: 1 }
+        ]
+    );
     assert_eq!(output.messages, [1, 3, 4, 5].map(|to| report(2, to, true)).to_vec());
     let output = node.step(msg(1, 2, 1, heartbeat(0, 0, 0)));
     let mut expected: Vec<Message> = [1, 3, 4, 5].map(|to| report(2, to, false)).to_vec();
@@ -1044,8 +1050,12 @@ fn objective_down_needs_strictly_more_than_half() {
     let _ = node.tick(ELECTION_TIMEOUT_MS - HEARTBEAT_MS);
     let output = node.step(report4(3));
     assert_eq!(
-        output.events[..2],
-        [Event::SubjectivelyDown { leader: Some(1), term: 1 }, Event::ObjectivelyDown { leader: Some(1), term: 1 }]
+        output.events[..3],
+        [
+            Event::FailureDetected { leader: 1, term: 1, detector: Detector::Misses },
+            Event::SubjectivelyDown { leader: Some(1), term: 1 },
+            Event::ObjectivelyDown { leader: Some(1), term: 1 }
+        ]
     );
     assert_eq!(node.role(), Role::Looking);
 }

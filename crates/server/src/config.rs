@@ -48,9 +48,15 @@ pub struct Timing {
     /// Longest a request waits for a leader to be known (during an election).
     pub leader_wait_ms: u64,
     /// First delay before redialling a peer; doubles up to `reconnect_max_ms`.
+    /// A connection that was up and is lost is redialled at once.
     pub reconnect_min_ms: u64,
-    /// Largest delay between redials.
+    /// Largest delay between redials. Kept well below the election timeout, so
+    /// that a healed link is dialled again soon (docs/decisions/0052).
     pub reconnect_max_ms: u64,
+    /// Act on the transport's evidence that the leader's process is gone (a
+    /// lost connection, then a refused redial: docs/decisions/0050) at once,
+    /// instead of counting `miss_limit` missed heartbeats. Off: misses only.
+    pub fast_detection: bool,
     /// A client that sent part of a request and then nothing for this long is closed.
     pub client_read_timeout_ms: u64,
     /// A client idle (between requests) this long is closed; 0 keeps idle clients forever.
@@ -72,7 +78,8 @@ impl Default for Timing {
             request_timeout_ms: 5_000,
             leader_wait_ms: 3_000,
             reconnect_min_ms: 50,
-            reconnect_max_ms: 1_000,
+            reconnect_max_ms: 100,
+            fast_detection: true,
             client_read_timeout_ms: 10_000,
             client_idle_timeout_ms: 0,
             peer_handshake_timeout_ms: 5_000,
@@ -461,6 +468,7 @@ impl ServerConfig {
         core.max_entries_per_message = self.limits.max_entries_per_message;
         core.max_command_bytes = self.limits.max_command_bytes;
         core.snapshot_chunk_bytes = self.snapshot.chunk_bytes;
+        core.fast_detection = self.timing.fast_detection;
         #[cfg(feature = "bug-injection")]
         inject_bugs(&mut core);
         core

@@ -91,13 +91,14 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let (stop_peers, stop_peers_rx) = watch::channel(false);
     let (status_tx, status) = watch::channel(Driver::initial_status(&config));
     let (peer_tx, peer_rx) = mpsc::channel(8192);
+    let (gone_tx, gone_rx) = mpsc::channel(64);
     let (client_tx, client_rx) = mpsc::channel(65_536);
 
     let observe = Observability::new(config.node_id);
-    let transport = Transport::start(&config, peer_listener, peer_tx, stop_peers_rx);
+    let transport = Transport::start(&config, peer_listener, peer_tx, gone_tx, stop_peers_rx);
     let driver = Driver::new(&config, restored, wal, transport, status_tx, incarnation, observe.clone());
     let grace = Duration::from_millis(config.timing.shutdown_grace_ms);
-    let driver = tokio::spawn(driver.run(peer_rx, client_rx, drain_rx.clone(), grace));
+    let driver = tokio::spawn(driver.run(peer_rx, gone_rx, client_rx, drain_rx.clone(), grace));
     let settings = Arc::new(ClientSettings::new(&config, client_tx, status.clone(), observe.clone()));
     tokio::spawn(client::run_listener(client_listener, settings, drain_rx.clone()));
     if let Some(listener) = http_listener {

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
-    /// A node stops; its volatile state and unsynced writes are lost.
+    /// A node's *process* stops (a crash, an OOM kill, `kill -9`); its host stays
+    /// up and its written data survives in the page cache. Its peers' connections
+    /// reset and their redials are refused, about one network delay later: the
+    /// evidence `Node::peer_process_gone` acts on.
     Crash,
     /// A crashed node starts again from what it had persisted.
     Restart,
@@ -36,11 +39,17 @@ pub enum FaultKind {
     /// The machine loses power mid-write: the oldest unsynced batch keeps its
     /// hard-state record but loses its log record; later batches are lost.
     TornWrite,
+    /// The node's *host* stops (power loss, kernel panic, a hang): its peers hear
+    /// silence, not a refusal, and every write not yet fsynced is lost.
+    HostCrash,
+    /// A connection between two nodes resets and its redial succeeds at once:
+    /// the messages in flight on it are lost, nothing else (no evidence either).
+    LinkFlap,
 }
 
 impl FaultKind {
     /// Every kind, in report order.
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 14] = [
         FaultKind::Crash,
         FaultKind::Restart,
         FaultKind::Partition,
@@ -53,6 +62,8 @@ impl FaultKind {
         FaultKind::Reorder,
         FaultKind::UnsyncedLoss,
         FaultKind::TornWrite,
+        FaultKind::HostCrash,
+        FaultKind::LinkFlap,
     ];
 
     /// Name in reports, JSON and on the command line.
@@ -70,6 +81,8 @@ impl FaultKind {
             FaultKind::Reorder => "reorder",
             FaultKind::UnsyncedLoss => "unsynced_loss",
             FaultKind::TornWrite => "torn_write",
+            FaultKind::HostCrash => "host_crash",
+            FaultKind::LinkFlap => "link_flap",
         }
     }
 }
@@ -100,8 +113,8 @@ impl FaultSet {
     }
 
     /// Parses `all`, `none`, or a comma-separated list of kinds and groups
-    /// (`network` = partitions, links, one-way links, isolation, loss, duplication, reordering;
-    /// `crash` also enables restarts).
+    /// (`network` = partitions, links, one-way links, isolation, loss, duplication, reordering,
+    /// link flaps; `crash` = process crashes, host crashes and restarts).
     pub fn parse(text: &str) -> Result<FaultSet, String> {
         let mut set = FaultSet::NONE;
         for word in text.split(',').map(str::trim).filter(|word| !word.is_empty()) {
@@ -117,10 +130,11 @@ impl FaultSet {
                     FaultKind::Loss,
                     FaultKind::Duplicate,
                     FaultKind::Reorder,
+                    FaultKind::LinkFlap,
                 ]
                 .into_iter()
                 .fold(set, FaultSet::with),
-                "crash" => set.with(FaultKind::Crash).with(FaultKind::Restart),
+                "crash" => set.with(FaultKind::Crash).with(FaultKind::HostCrash).with(FaultKind::Restart),
                 "disk" => set.with(FaultKind::UnsyncedLoss).with(FaultKind::TornWrite).with(FaultKind::Restart),
                 other => match FaultKind::ALL.into_iter().find(|kind| kind.name() == other) {
                     Some(kind) => set.with(kind),

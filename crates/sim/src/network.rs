@@ -103,6 +103,12 @@ impl Network {
         (-uniform.ln() * self.latency_mean_ms).min(self.latency_mean_ms * 20.0) as u64
     }
 
+    /// One network delay, drawn as for a message: how long a peer's kernel takes
+    /// to answer (a reset, a refused connect).
+    pub fn draw_delay_ms(&mut self) -> u64 {
+        self.latency(false)
+    }
+
     /// Minimum plus jitter; a reordered message waits 20 to 300 ms more.
     fn latency(&mut self, reordered: bool) -> u64 {
         let held_back = if reordered { self.rng.gen_range(20..=300) } else { 0 };

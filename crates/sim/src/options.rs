@@ -28,6 +28,9 @@ pub struct SimOptions {
     pub latency_ms: Option<(u64, u64)>,
     /// Fixed message-loss probability instead of the seed's.
     pub loss_probability: Option<f64>,
+    /// Nodes act on the evidence that a peer's process is gone
+    /// (`Config::fast_detection`); off, a process crash is found by misses only.
+    pub fast_detection: bool,
 }
 
 impl SimOptions {
@@ -41,6 +44,7 @@ impl SimOptions {
             config_hook: None,
             latency_ms: None,
             loss_probability: None,
+            fast_detection: true,
         }
     }
 }

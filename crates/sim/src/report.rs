@@ -1,5 +1,7 @@
 //! What one run measured, and the summary over a sweep of seeds (docs/design/simulator.md).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::faults::FaultCounts;
@@ -48,6 +50,11 @@ pub struct RunReport {
     pub failovers_without_quorum: u64,
     /// The subset of `failover_ms` during which no other fault was injected.
     pub single_fault_failover_ms: Vec<u64>,
+    /// `failover_ms` of failovers that a leader's crash started, by the kind of
+    /// crash: `process` (its host refuses redials) or `host` (silence).
+    pub failover_ms_by_crash_kind: BTreeMap<String, Vec<u64>>,
+    /// The same for `single_fault_failover_ms`.
+    pub single_fault_failover_ms_by_crash_kind: BTreeMap<String, Vec<u64>>,
     /// Entries committed (applied by at least one node).
     pub committed_entries: u64,
     /// Terms bound while the leader could still reach a majority: a raft
@@ -139,6 +146,12 @@ pub struct SweepReport {
     /// Failover time over failovers during which no other fault was injected:
     /// the protocol's own cost for one failure.
     pub single_fault_failover_ms: Percentiles,
+    /// Failovers a leader's crash started, by the kind of crash: `process` (its
+    /// host refuses redials: the transport's evidence) or `host` (silence: the
+    /// counted misses).
+    pub failover_ms_by_crash_kind: BTreeMap<String, Percentiles>,
+    /// The same, over failovers during which no other fault was injected.
+    pub single_fault_failover_ms_by_crash_kind: BTreeMap<String, Percentiles>,
     /// Entries committed.
     pub committed_entries: u64,
     /// Elections started while the leader could still reach a majority.
@@ -183,7 +196,15 @@ impl SweepReport {
         let mut faults = FaultCounts::default();
         let mut failovers = Vec::new();
         let mut single_fault_failovers = Vec::new();
+        let mut by_kind: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let mut single_by_kind: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         for run in runs {
+            for (kind, times) in &run.failover_ms_by_crash_kind {
+                by_kind.entry(kind.clone()).or_default().extend_from_slice(times);
+            }
+            for (kind, times) in &run.single_fault_failover_ms_by_crash_kind {
+                single_by_kind.entry(kind.clone()).or_default().extend_from_slice(times);
+            }
             faults.add(&run.faults);
             failovers.extend_from_slice(&run.failover_ms);
             single_fault_failovers.extend_from_slice(&run.single_fault_failover_ms);
@@ -203,6 +224,14 @@ impl SweepReport {
             failover_ms: Percentiles::of(&failovers),
             failovers_without_quorum: runs.iter().map(|run| run.failovers_without_quorum).sum(),
             single_fault_failover_ms: Percentiles::of(&single_fault_failovers),
+            failover_ms_by_crash_kind: by_kind
+                .iter()
+                .map(|(kind, times)| (kind.clone(), Percentiles::of(times)))
+                .collect(),
+            single_fault_failover_ms_by_crash_kind: single_by_kind
+                .iter()
+                .map(|(kind, times)| (kind.clone(), Percentiles::of(times)))
+                .collect(),
             committed_entries: runs.iter().map(|run| run.committed_entries).sum(),
             disruptions: runs.iter().map(|run| run.disruptions).sum(),
             elections_won,

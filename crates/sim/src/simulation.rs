@@ -36,14 +36,33 @@ const MAX_ACTIVE_CUTS: usize = 2;
 
 #[derive(Debug)]
 enum SimEvent {
-    Deliver(Message),
-    Durable { node: usize, incarnation: u64 },
-    Tick { node: usize, incarnation: u64 },
+    Deliver {
+        message: Message,
+        sent_at_ms: u64,
+    },
+    /// `observer`'s redial to crashed `gone` is refused (a process crash): evidence.
+    ProcessGone {
+        observer: usize,
+        gone: usize,
+        incarnation: u64,
+    },
+    Durable {
+        node: usize,
+        incarnation: u64,
+    },
+    Tick {
+        node: usize,
+        incarnation: u64,
+    },
     Propose,
     Read,
     InjectFault,
-    Restart { node: usize },
-    HealCut { id: u64 },
+    Restart {
+        node: usize,
+    },
+    HealCut {
+        id: u64,
+    },
     StartLiveness,
 }
 
@@ -126,6 +145,8 @@ struct PendingFailover {
     started_at_ms: u64,
     old_term: Term,
     old_leader: NodeId,
+    /// The kind of crash that started it, if a crash of the leader did.
+    crash_kind: Option<&'static str>,
     /// At some point no majority of the other nodes was alive and connected, so
     /// no election could finish: the time measures the outage, not the protocol.
     quorum_lost: bool,
@@ -164,6 +185,10 @@ pub struct Simulation {
     failover_ms: Vec<u64>,
     failovers_without_quorum: u64,
     single_fault_failover_ms: Vec<u64>,
+    failover_ms_by_crash_kind: BTreeMap<String, Vec<u64>>,
+    single_fault_failover_ms_by_crash_kind: BTreeMap<String, Vec<u64>>,
+    /// When each directed link last flapped (its connection reset).
+    flapped_at_ms: BTreeMap<(NodeId, NodeId), u64>,
     disruptions: u64,
     proposals: u64,
     next_command_id: u64,
@@ -224,6 +249,9 @@ impl Simulation {
             failover_ms: Vec::new(),
             failovers_without_quorum: 0,
             single_fault_failover_ms: Vec::new(),
+            failover_ms_by_crash_kind: BTreeMap::new(),
+            single_fault_failover_ms_by_crash_kind: BTreeMap::new(),
+            flapped_at_ms: BTreeMap::new(),
             disruptions: 0,
             proposals: 0,
             next_command_id: 1,
@@ -291,6 +319,8 @@ impl Simulation {
             failover_ms: self.failover_ms.clone(),
             failovers_without_quorum: self.failovers_without_quorum,
             single_fault_failover_ms: self.single_fault_failover_ms.clone(),
+            failover_ms_by_crash_kind: self.failover_ms_by_crash_kind.clone(),
+            single_fault_failover_ms_by_crash_kind: self.single_fault_failover_ms_by_crash_kind.clone(),
             committed_entries: self.invariants.state_machine_safety.applied_len(),
             disruptions: self.disruptions,
             faults: self.faults.clone(),
@@ -311,7 +341,8 @@ impl Simulation {
 
     fn handle(&mut self, event: SimEvent) {
         match event {
-            SimEvent::Deliver(message) => self.deliver(message),
+            SimEvent::Deliver { message, sent_at_ms } => self.deliver(message, sent_at_ms),
+            SimEvent::ProcessGone { observer, gone, incarnation } => self.process_gone(observer, gone, incarnation),
             SimEvent::Durable { node, incarnation } => {
                 if self.nodes[node].incarnation == incarnation && self.nodes[node].core.is_some() {
                     let batch = self.nodes[node].pending.pop_front().expect("one durable event per pending batch");
@@ -367,6 +398,7 @@ impl Simulation {
         config.election_mode = self.options.mode;
         config.max_entries_per_message = self.params.max_entries_per_message;
         config.snapshot_chunk_bytes = self.params.snapshot_chunk_bytes;
+        config.fast_detection = self.options.fast_detection;
         if let Some(hook) = self.options.config_hook {
             hook(&mut config);
         }
@@ -714,10 +746,11 @@ impl Simulation {
             },
             _ => {}
         }
-        if pending.is_empty() {
-            kind = FaultKind::Crash; // Nothing unsynced to lose: a plain crash.
+        if pending.is_empty() && matches!(kind, FaultKind::UnsyncedLoss | FaultKind::TornWrite) {
+            kind = FaultKind::HostCrash; // Nothing unsynced to lose: a plain power loss.
         }
         node.incarnation += 1;
+        let incarnation = node.incarnation;
         node.tick_at_ms = None;
         node.last_durable_at_ms = 0;
         let id = node.id;
@@ -727,9 +760,22 @@ impl Simulation {
             let event = format!("{} lost {} unsynced batch(es)", kind.name(), pending.len());
             self.trace.record(self.now_ms, TraceEvent::Node { node: id, event });
         }
+        if kind == FaultKind::Crash {
+            // The host answers for the dead process: each peer's connection
+            // resets and its redial is refused, about one network delay later.
+            for observer in (0..self.nodes.len()).filter(|other| *other != index) {
+                let delay_ms = self.network.draw_delay_ms();
+                self.schedule(delay_ms, SimEvent::ProcessGone { observer, gone: index, incarnation });
+            }
+        }
         if let Some((leader, term)) = leader_before {
             if leader == index {
                 self.start_failover(id, term);
+                if let Some(failover) = &mut self.failover {
+                    if failover.started_at_ms == self.now_ms && failover.old_leader == id {
+                        failover.crash_kind.get_or_insert(crash_kind_name(kind));
+                    }
+                }
             }
         }
         self.note_quorum_for_failover();
@@ -773,19 +819,22 @@ impl Simulation {
                     self.faults.record(FaultKind::Duplicate);
                 }
                 for delay_ms in delays_ms {
-                    self.schedule(delay_ms, SimEvent::Deliver(message.clone()));
+                    let sent_at_ms = self.now_ms;
+                    self.schedule(delay_ms, SimEvent::Deliver { message: message.clone(), sent_at_ms });
                 }
             }
         }
     }
 
-    fn deliver(&mut self, message: Message) {
+    fn deliver(&mut self, message: Message, sent_at_ms: u64) {
         let (from, to, kind) = (message.from, message.to, message.body.kind());
         let index = (to - 1) as usize;
         let cause = if self.nodes[index].core.is_none() {
             Some(DropCause::Down)
         } else if !self.network.is_open(from, to) {
             Some(DropCause::Cut)
+        } else if self.flapped_at_ms.get(&(from, to)).is_some_and(|at_ms| *at_ms > sent_at_ms) {
+            Some(DropCause::Flap)
         } else {
             None
         };
@@ -800,6 +849,46 @@ impl Simulation {
         let core = self.nodes[index].core.as_mut().expect("checked above");
         let output = core.step(message);
         self.absorb(index, output);
+    }
+
+    /// A process crash's evidence reaches `observer`: its redial to `gone` was
+    /// refused. Only while `gone` is still down (a restarted process accepts the
+    /// redial) and the link between them is open (a cut link times out instead).
+    fn process_gone(&mut self, observer: usize, gone: usize, incarnation: u64) {
+        let still_down = self.nodes[gone].core.is_none() && self.nodes[gone].incarnation == incarnation;
+        let (observer_id, gone_id) = (self.nodes[observer].id, self.nodes[gone].id);
+        let linked = self.network.is_open(observer_id, gone_id) && self.network.is_open(gone_id, observer_id);
+        if !still_down || !linked || self.nodes[observer].core.is_none() {
+            return;
+        }
+        self.advance_clock(observer);
+        let event = format!("redial to n{gone_id} refused: its process is gone");
+        self.trace.record(self.now_ms, TraceEvent::Node { node: observer_id, event });
+        let output = self.nodes[observer].core.as_mut().expect("checked above").peer_process_gone(gone_id);
+        self.absorb(observer, output);
+    }
+
+    /// A connection between two nodes resets and is redialled at once: what was
+    /// in flight on it is lost, both ways. No evidence: the redial succeeds.
+    fn inject_flap(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.iter().map(|node| node.id).collect();
+        if ids.len() < 2 {
+            return;
+        }
+        // Half the time a link of the leader: the flap must not cost it its term.
+        let leader = self.current_leader().map(|(index, _)| self.nodes[index].id);
+        let first = match leader {
+            Some(leader) if self.fault_rng.gen_bool(0.5) => leader,
+            _ => *ids.choose(&mut self.fault_rng).expect("at least two nodes"),
+        };
+        let others: Vec<NodeId> = ids.iter().copied().filter(|id| *id != first).collect();
+        let second = *others.choose(&mut self.fault_rng).expect("at least two nodes");
+        self.flapped_at_ms.insert((first, second), self.now_ms);
+        self.flapped_at_ms.insert((second, first), self.now_ms);
+        self.faults.record(FaultKind::LinkFlap);
+        let event = format!("link to n{second} flapped: in-flight messages lost, the redial succeeds");
+        self.trace.record(self.now_ms, TraceEvent::Node { node: first, event });
+        self.last_fault_at_ms = Some(self.now_ms);
     }
 
     // ----- faults ---------------------------------------------------------------
@@ -817,8 +906,10 @@ impl Simulation {
         let cuts_allowed = self.network.active_cuts() < MAX_ACTIVE_CUTS;
         let kinds: Vec<FaultKind> = [
             FaultKind::Crash,
+            FaultKind::HostCrash,
             FaultKind::UnsyncedLoss,
             FaultKind::TornWrite,
+            FaultKind::LinkFlap,
             FaultKind::Partition,
             FaultKind::AsymmetricPartition,
             FaultKind::LinkBreak,
@@ -826,16 +917,18 @@ impl Simulation {
             FaultKind::Isolate,
         ]
         .into_iter()
-        .filter(|kind| faults.contains(*kind) && (is_crash(*kind) || cuts_allowed))
+        .filter(|kind| faults.contains(*kind) && (is_crash(*kind) || *kind == FaultKind::LinkFlap || cuts_allowed))
         .collect();
         if let Some(kind) = kinds.choose(&mut self.fault_rng).copied() {
             if is_crash(kind) {
                 self.inject_crash(kind);
+            } else if kind == FaultKind::LinkFlap {
+                self.inject_flap();
             } else {
                 self.inject_cut(kind);
             }
         }
-        if ![FaultKind::Crash, FaultKind::UnsyncedLoss, FaultKind::TornWrite]
+        if ![FaultKind::Crash, FaultKind::HostCrash, FaultKind::UnsyncedLoss, FaultKind::TornWrite, FaultKind::LinkFlap]
             .into_iter()
             .any(|kind| faults.contains(kind))
             && ![
@@ -870,7 +963,8 @@ impl Simulation {
         let with_pending: Vec<usize> = (0..self.nodes.len())
             .filter(|index| self.nodes[*index].core.is_some() && !self.nodes[*index].pending.is_empty())
             .collect();
-        let target = if kind != FaultKind::Crash && !with_pending.is_empty() {
+        let disk_fault = matches!(kind, FaultKind::UnsyncedLoss | FaultKind::TornWrite);
+        let target = if disk_fault && !with_pending.is_empty() {
             with_pending.choose(&mut self.fault_rng).copied()
         } else {
             self.pick_target()
@@ -1042,6 +1136,7 @@ impl Simulation {
                 started_at_ms: self.now_ms,
                 old_term,
                 old_leader,
+                crash_kind: None,
                 quorum_lost: false,
                 faults_seen: u32::from(unsettled),
             });
@@ -1069,8 +1164,17 @@ impl Simulation {
                 self.failovers_without_quorum += 1;
             } else {
                 self.failover_ms.push(elapsed_ms);
+                if let Some(kind) = failover.crash_kind {
+                    self.failover_ms_by_crash_kind.entry(kind.to_string()).or_default().push(elapsed_ms);
+                }
                 if failover.faults_seen <= 1 {
                     self.single_fault_failover_ms.push(elapsed_ms);
+                    if let Some(kind) = failover.crash_kind {
+                        self.single_fault_failover_ms_by_crash_kind
+                            .entry(kind.to_string())
+                            .or_default()
+                            .push(elapsed_ms);
+                    }
                 }
             }
             let event = format!(
@@ -1212,5 +1316,15 @@ impl Simulation {
 
 /// Faults that stop a node (the rest cut links).
 fn is_crash(kind: FaultKind) -> bool {
-    matches!(kind, FaultKind::Crash | FaultKind::UnsyncedLoss | FaultKind::TornWrite)
+    matches!(kind, FaultKind::Crash | FaultKind::HostCrash | FaultKind::UnsyncedLoss | FaultKind::TornWrite)
+}
+
+/// How a crashed leader's peers find out: `process` (its host refuses their
+/// redials) or `host` (silence), the keys of `failover_ms_by_crash_kind`.
+fn crash_kind_name(kind: FaultKind) -> &'static str {
+    if kind == FaultKind::Crash {
+        "process"
+    } else {
+        "host"
+    }
 }

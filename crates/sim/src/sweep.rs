@@ -37,6 +37,8 @@ pub fn run_seed(options: &SimOptions, seed: u64) -> (RunReport, Vec<String>) {
             failover_ms: Vec::new(),
             failovers_without_quorum: 0,
             single_fault_failover_ms: Vec::new(),
+            failover_ms_by_crash_kind: Default::default(),
+            single_fault_failover_ms_by_crash_kind: Default::default(),
             committed_entries: 0,
             disruptions: 0,
             faults: Default::default(),

@@ -50,6 +50,8 @@ pub enum DropCause {
     Cut,
     /// The receiver is down.
     Down,
+    /// In flight on a connection that reset (a link flap).
+    Flap,
 }
 
 /// One step of a run. Field names (from, to, node, term, index) say what they hold.

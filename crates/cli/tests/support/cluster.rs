@@ -109,6 +109,32 @@ impl Cluster {
         child.wait().unwrap();
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to node `id`'s process.
+    pub fn signal(&self, id: u64, signal: &str) {
+        let child = self.children[id as usize - 1].as_ref().expect("node runs");
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill -{signal} node {id}");
+    }
+
+    /// Rewrites node `id`'s config file (before it starts).
+    pub fn edit_config(&self, id: u64, edit: impl FnOnce(&mut ServerConfig)) {
+        let path = self.dir.path().join(format!("node{id}.toml"));
+        let mut config = ServerConfig::load_with(&path, &[]).unwrap();
+        edit(&mut config);
+        config.validate().unwrap();
+        std::fs::write(path, config.to_toml()).unwrap();
+    }
+
+    /// One `INFO` field of node `id`, if it answers.
+    pub fn info_field(&self, id: u64, field: &str) -> Option<String> {
+        info(self.address(id))?.into_iter().find(|(key, _)| key == field).map(|(_, value)| value)
+    }
+
+    /// Node `id`'s log so far.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
+    }
+
     /// Graceful stop: closing stdin makes the node drain and exit.
     pub fn stop(&mut self, id: u64) {
         let mut child = self.children[id as usize - 1].take().expect("node runs");

@@ -140,6 +140,15 @@ impl Node {
         }
     }
 
+    /// The transport's evidence that `peer`'s process is gone (`Node::peer_process_gone`).
+    pub(crate) fn on_peer_process_gone(&mut self, peer: NodeId) {
+        if self.config.election_mode.exchanges_votes() {
+            fast::on_peer_process_gone(self, peer)
+        } else {
+            raft::on_peer_process_gone(self, peer)
+        }
+    }
+
     /// The node became a follower.
     pub(crate) fn on_follow(&mut self) {
         if self.config.election_mode.exchanges_votes() {

@@ -4,7 +4,7 @@ use rand::Rng;
 
 use crate::message::Body;
 use crate::node::Node;
-use crate::output::Event;
+use crate::output::{Detector, Event};
 use crate::quorum::{VoteResult, VoteTally};
 use crate::status::Role;
 use crate::types::{LogIndex, NodeId, Term};
@@ -16,11 +16,33 @@ pub(super) fn draw_election_timeout_ms(node: &mut Node) -> u64 {
 }
 
 pub(super) fn on_election_timeout(node: &mut Node) {
+    // A follower that still had its leader's lease counted misses; one whose
+    // lease the transport's evidence ended has said so already.
+    if let (Role::Follower, Some(leader), Some(_)) = (node.role, node.leader, node.last_leader_contact_ms) {
+        node.emit(Event::FailureDetected { leader, term: node.term, detector: Detector::Misses });
+    }
     if node.config.pre_vote {
         start_pre_vote(node);
     } else {
         start_campaign(node);
     }
+}
+
+/// The transport found the process of `peer` gone. About this node's leader it
+/// is a campaign trigger: the leader's lease ends (this node grants pre-votes and
+/// votes to others at once) and the election timer is brought forward to a
+/// random point within one heartbeat timeout, so that the followers, which all
+/// learn within about one network delay, do not all campaign at once and split
+/// the vote. PreVote, the vote rules and the vote lease still apply; hearing the
+/// leader again restores its lease and re-arms the timer (docs/decisions/0050).
+pub(super) fn on_peer_process_gone(node: &mut Node, peer: NodeId) {
+    if node.role != Role::Follower || node.leader != Some(peer) || node.last_leader_contact_ms.is_none() {
+        return;
+    }
+    node.emit(Event::FailureDetected { leader: peer, term: node.term, detector: Detector::ProcessGone });
+    node.last_leader_contact_ms = None;
+    let jitter_ms = node.rng.gen_range(0..node.config.heartbeat_timeout_ms.max(1));
+    node.election_deadline_ms = node.election_deadline_ms.min(node.now_ms + jitter_ms);
 }
 
 /// Thesis §9.6: ask whether a majority would vote before raising any term, so a

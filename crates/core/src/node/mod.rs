@@ -265,6 +265,25 @@ impl Node {
         self.finish()
     }
 
+    /// Evidence from the driver's transport that `peer`'s *process* is gone: a
+    /// connection to its peer port was reset and a redial was refused (its host
+    /// answers, nothing listens). If `peer` is this node's leader (and
+    /// `fast_detection` is on), the leader is down for this node at once,
+    /// exactly as if `miss_limit` heartbeats had been missed: in `fast` and
+    /// `conclave` it sends its SDOWN report (objective down still needs a
+    /// majority of reports); in `raft` and `gapless` it campaigns within a
+    /// heartbeat timeout (pre-vote first). Hearing the leader again retracts it,
+    /// as after misses. About any other node, or when off, it changes nothing.
+    ///
+    /// Timeouts, unreachable hosts and resets whose redial succeeds are no such
+    /// evidence: the driver must not call this for them (docs/decisions/0050).
+    pub fn peer_process_gone(&mut self, peer: NodeId) -> Output {
+        if self.config.fast_detection && peer != self.config.id {
+            self.on_peer_process_gone(peer);
+        }
+        self.finish()
+    }
+
     /// Appends `command` to the log if this node leads.
     pub fn propose(&mut self, command: Vec<u8>) -> Result<Proposal, ProposeError> {
         if self.role != Role::Leader {

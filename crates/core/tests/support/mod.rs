@@ -511,6 +511,13 @@ impl TimedCluster {
         self.start(id, RestoredState::default());
     }
 
+    /// `observer`'s transport found the process of `gone` dead (a refused redial).
+    pub fn process_gone(&mut self, observer: NodeId, gone: NodeId) {
+        self.sync(observer);
+        let output = self.nodes.get_mut(&observer).expect("up").peer_process_gone(gone);
+        self.absorb(observer, output);
+    }
+
     /// Cuts the directed link `from` → `to`.
     pub fn cut_link(&mut self, from: NodeId, to: NodeId) {
         self.cut.insert((from, to));

@@ -161,6 +161,7 @@ impl Driver {
     pub(crate) async fn run(
         mut self,
         mut peers: mpsc::Receiver<PeerInput>,
+        mut process_gone: mpsc::Receiver<NodeId>,
         mut clients: mpsc::Receiver<ClientRequest>,
         mut shutdown: watch::Receiver<bool>,
         grace: Duration,
@@ -206,6 +207,7 @@ impl Driver {
                         }
                     }
                 }
+                Some(peer) = process_gone.recv() => self.on_process_gone(peer),
                 Some(request) = clients.recv() => {
                     self.on_client(request);
                     for _ in 0..1024 {
@@ -296,6 +298,10 @@ impl Driver {
         let metrics = &self.observe.metrics;
         match *event {
             Event::ElectionStarted { .. } => increment(&metrics.elections_started),
+            Event::FailureDetected { detector, .. } => {
+                metrics.failure_detected(detector);
+                self.leader_lost_at.get_or_insert_with(Instant::now);
+            }
             Event::LeaderElect { .. } => increment(&metrics.elections_won),
             Event::SubjectivelyDown { .. } | Event::ObjectivelyDown { .. } | Event::QuorumLost { .. } => {
                 self.leader_lost_at.get_or_insert_with(Instant::now);
@@ -388,6 +394,14 @@ impl Driver {
                 ForwardOutcome::Refused(reason) => self.requests.fail(request_id, RequestError::Refused(reason)),
             },
         }
+    }
+
+    /// The transport found `peer`'s process gone (a refused redial): evidence
+    /// for the core, which acts on it only if `peer` is its leader.
+    fn on_process_gone(&mut self, peer: NodeId) {
+        self.advance_clock();
+        let output = self.node.peer_process_gone(peer);
+        self.enqueue(output);
     }
 
     /// A follower's client command: propose it if we lead, and say where it went.

@@ -6,12 +6,13 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use conclave_core::DropReason;
+use conclave_core::{Detector, DropReason};
 
 use crate::status::NodeStatus;
 
 /// Bucket upper bounds for the failover time, in milliseconds.
-const FAILOVER_BUCKETS_MS: [f64; 10] = [50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 2000.0, 5000.0, 10000.0];
+const FAILOVER_BUCKETS_MS: [f64; 14] =
+    [5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 2000.0, 5000.0, 10000.0];
 /// Bucket upper bounds for a WAL write plus sync, in milliseconds.
 const FSYNC_BUCKETS_MS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0];
 
@@ -86,6 +87,9 @@ pub struct Metrics {
     pub snapshots_installed: AtomicU64,
     /// Snapshots from the leader refused because their data did not decode.
     pub snapshots_rejected: AtomicU64,
+    /// Times this node gave up on its leader, by the detector that fired (in
+    /// `Detector::ALL` order).
+    pub failures_detected: [AtomicU64; 2],
     /// From losing the leader to the first commit of a new leader, as this node saw it.
     pub failover_ms: Histogram,
     /// One WAL write plus sync (a group commit).
@@ -105,6 +109,7 @@ impl Default for Metrics {
             snapshots_taken: AtomicU64::new(0),
             snapshots_installed: AtomicU64::new(0),
             snapshots_rejected: AtomicU64::new(0),
+            failures_detected: [AtomicU64::new(0), AtomicU64::new(0)],
             failover_ms: Histogram::new(&FAILOVER_BUCKETS_MS),
             fsync_ms: Histogram::new(&FSYNC_BUCKETS_MS),
         }
@@ -117,6 +122,12 @@ pub fn increment(counter: &AtomicU64) {
 }
 
 impl Metrics {
+    /// Counts one failure detection by `detector`.
+    pub fn failure_detected(&self, detector: Detector) {
+        let slot = Detector::ALL.iter().position(|known| *known == detector).expect("every detector is listed");
+        increment(&self.failures_detected[slot]);
+    }
+
     /// The exposition text: these metrics and the dropped-message counters of `status`.
     pub fn render(&self, status: &NodeStatus) -> String {
         let mut out = String::with_capacity(4096);
@@ -150,6 +161,14 @@ impl Metrics {
         for reason in DropReason::ALL {
             let count = status.dropped.get(reason.name()).copied().unwrap_or(0);
             let _ = writeln!(out, "{name}{{reason=\"{}\"}} {count}", reason.name());
+        }
+        let name = "conclave_failures_detected_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Times this node gave up on its leader, by the detector that fired.\n# TYPE {name} counter"
+        );
+        for (detector, count) in Detector::ALL.iter().zip(&self.failures_detected) {
+            let _ = writeln!(out, "{name}{{detector=\"{}\"}} {}", detector.name(), count.load(Ordering::Relaxed));
         }
         let name = "conclave_snapshot_index";
         let _ = writeln!(out, "# HELP {name} Last index of the newest saved snapshot.\n# TYPE {name} gauge");

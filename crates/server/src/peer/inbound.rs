@@ -97,6 +97,7 @@ async fn serve(
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "sender mismatch"));
             }
         }
+        settings.heard.note(peer);
         if to_driver.send(PeerInput { from: peer, frame }).await.is_err() {
             return Ok(()); // The driver stopped.
         }

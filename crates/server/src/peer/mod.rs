@@ -12,8 +12,9 @@ pub mod queue;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use conclave_core::{ClusterId, NodeId};
 use tokio::net::TcpListener;
@@ -47,6 +48,63 @@ pub(crate) struct PeerSettings {
     pub(crate) handshake_timeout: Duration,
     pub(crate) reconnect_min: Duration,
     pub(crate) reconnect_max: Duration,
+    /// The election timeout: a connection whose peer stays silent twice this
+    /// long while spoken to is redialled, and one dial (connect and handshake)
+    /// gets at most this long, so that a healed link carries the log again within
+    /// about one election timeout (docs/decisions/0052).
+    pub(crate) election_timeout: Duration,
+    /// When each peer was last heard from.
+    pub(crate) heard: HeardFrom,
+    /// Where the evidence that a peer's process is gone goes (the driver), if
+    /// `timing.fast_detection` is on.
+    pub(crate) process_gone: Option<mpsc::Sender<NodeId>>,
+}
+
+impl PeerSettings {
+    /// A peer silent this long while spoken to gets its connection redialled:
+    /// two election timeouts, so that a peer that is only slow (a loaded host,
+    /// a long fsync before it answers) is not cut off for it; a connection that
+    /// is really stuck is found well before its link heals after any cut that
+    /// outlasts TCP's own first retransmissions.
+    pub(crate) fn silence_limit(&self) -> Duration {
+        self.election_timeout * 2
+    }
+
+    /// The longest a dial may take: connect, then the handshake's reply.
+    pub(crate) fn dial_timeout(&self) -> Duration {
+        self.handshake_timeout.min(self.election_timeout)
+    }
+}
+
+/// When each peer was last heard from: any frame, on any connection it dialled.
+#[derive(Debug)]
+pub(crate) struct HeardFrom {
+    start: Instant,
+    /// Peer -> milliseconds after `start` of its latest frame (0: never).
+    at_ms: HashMap<NodeId, AtomicU64>,
+}
+
+impl HeardFrom {
+    fn new(peers: impl IntoIterator<Item = NodeId>) -> HeardFrom {
+        HeardFrom { start: Instant::now(), at_ms: peers.into_iter().map(|id| (id, AtomicU64::new(0))).collect() }
+    }
+
+    /// Milliseconds since the transport started.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64 + 1
+    }
+
+    /// A frame from `peer` arrived.
+    pub(crate) fn note(&self, peer: NodeId) {
+        if let Some(at_ms) = self.at_ms.get(&peer) {
+            at_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// When `peer` was last heard from (0: never).
+    pub(crate) fn last_ms(&self, peer: NodeId) -> u64 {
+        self.at_ms.get(&peer).map_or(0, |at_ms| at_ms.load(Ordering::Relaxed))
+    }
 }
 
 /// The sending side, used by the driver.
@@ -57,11 +115,14 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Starts listening on `listener` and dialling every other member.
+    /// Starts listening on `listener` and dialling every other member. A peer
+    /// whose process is found gone (a lost connection, then a refused redial) is
+    /// named on `process_gone`, if `timing.fast_detection` is on.
     pub(crate) fn start(
         config: &ServerConfig,
         listener: TcpListener,
         to_driver: mpsc::Sender<PeerInput>,
+        process_gone: mpsc::Sender<NodeId>,
         shutdown: watch::Receiver<bool>,
     ) -> Transport {
         let me = config.me().expect("validated: the node is a member");
@@ -74,6 +135,9 @@ impl Transport {
             handshake_timeout: Duration::from_millis(config.timing.peer_handshake_timeout_ms),
             reconnect_min: Duration::from_millis(config.timing.reconnect_min_ms),
             reconnect_max: Duration::from_millis(config.timing.reconnect_max_ms),
+            election_timeout: Duration::from_millis(config.election_timeout_ms()),
+            heard: HeardFrom::new(config.members.iter().map(|member| member.id)),
+            process_gone: config.timing.fast_detection.then_some(process_gone),
         });
         let mut queues = HashMap::new();
         for member in config.members.iter().filter(|member| member.id != config.node_id) {

@@ -1,9 +1,24 @@
 //! Dialling one peer: connect from our own peer IP, handshake, then write its
 //! queue in batches; on any error, redial with exponential backoff.
+//!
+//! A connection that was up and is lost (closed or reset) is redialled at once.
+//! If that redial is *refused* — or, when the first one raced the peer's
+//! listener going away, a second quick one is — the peer's host answered and
+//! nothing listens on its port: its process is gone, and the driver is told
+//! (docs/decisions/0050). A timeout, an unreachable host, or a redial that
+//! succeeds is no such evidence: the counted misses judge those.
+//!
+//! A connection on which the peer stays silent for two election timeouts while
+//! this node speaks to it (heartbeats, or anything the peer answers) is closed
+//! and redialled, and the kernel gives up on unacknowledged data as fast (TCP
+//! user timeout): a link that was cut and healed carries frames again within
+//! about one election timeout instead of waiting out TCP's retransmission
+//! backoff (docs/decisions/0052).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use conclave_core::NodeId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -17,6 +32,29 @@ use super::{PeerSettings, HANDSHAKE_LIMIT};
 
 /// Bytes gathered into one write.
 const BATCH_BYTES: usize = 256 * 1024;
+/// Pause before the second redial after a lost connection, when the first one
+/// connected but was reset (the peer's listener was closing).
+const SECOND_REDIAL_DELAY: Duration = Duration::from_millis(5);
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Ended {
+    /// Closed or reset by the peer's side, or a write failed.
+    Lost(io::Error),
+    /// The peer stayed silent while spoken to (`PeerSettings::silence_limit`).
+    Silent,
+}
+
+/// What the redial right after a lost connection found.
+#[derive(Debug)]
+enum Redial {
+    /// Connected again: the peer is alive (a link flap, or it restarted).
+    Connected(TcpStream),
+    /// Refused: the peer's process is gone.
+    Refused,
+    /// Anything else (a timeout, an unreachable host): no evidence either way.
+    Failed(io::Error),
+}
 
 /// Keeps a connection to `peer` alive until shutdown, writing `queue` to it.
 pub(crate) async fn run(
@@ -27,21 +65,49 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = settings.reconnect_min;
+    let mut ready: Option<TcpStream> = None;
     loop {
-        let attempt = tokio::select! {
-            _ = shutdown.changed() => return,
-            attempt = connect(&settings, peer, address) => attempt,
+        let attempt = match ready.take() {
+            Some(stream) => Ok(stream),
+            None => tokio::select! {
+                _ = shutdown.changed() => return,
+                attempt = connect(&settings, peer, address) => attempt,
+            },
         };
         match attempt {
             Ok(stream) => {
                 info!(peer, %address, "connected to peer");
                 backoff = settings.reconnect_min;
-                tokio::select! {
+                let ended = tokio::select! {
                     _ = shutdown.changed() => return,
-                    error = write_queue(stream, &queue) => {
-                        warn!(peer, %address, %error, "peer connection lost; redialling");
+                    ended = write_queue(stream, &queue, &settings, peer) => ended,
+                };
+                match ended {
+                    Ended::Lost(error) => {
+                        warn!(peer, %address, %error, "peer connection lost; redialling at once");
+                        let redial = tokio::select! {
+                            _ = shutdown.changed() => return,
+                            redial = redial_after_loss(&settings, peer, address) => redial,
+                        };
+                        match redial {
+                            Redial::Connected(stream) => ready = Some(stream),
+                            Redial::Refused => report_process_gone(&settings, peer, address),
+                            Redial::Failed(error) => {
+                                debug!(peer, %address, %error, "redial failed: no evidence either way")
+                            }
+                        }
+                    }
+                    Ended::Silent => {
+                        warn!(
+                            peer,
+                            %address,
+                            silent_ms = settings.silence_limit().as_millis() as u64,
+                            "peer silent while spoken to; redialling"
+                        );
                     }
                 }
+                // A connection that was up: the next dial goes at once.
+                continue;
             }
             Err(error) => {
                 debug!(peer, %address, %error, retry_in_ms = backoff.as_millis() as u64, "cannot reach peer");
@@ -55,6 +121,37 @@ pub(crate) async fn run(
     }
 }
 
+/// The redial right after a lost connection: refused means the peer's process
+/// is gone. A redial that connected but was reset before its handshake reply
+/// raced the peer's listener closing: a second one, a moment later, decides.
+async fn redial_after_loss(settings: &PeerSettings, peer: NodeId, address: SocketAddr) -> Redial {
+    for attempt in 0..2 {
+        match connect(settings, peer, address).await {
+            Ok(stream) => return Redial::Connected(stream),
+            Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => return Redial::Refused,
+            Err(error) if attempt == 0 && is_reset(&error) => tokio::time::sleep(SECOND_REDIAL_DELAY).await,
+            Err(error) => return Redial::Failed(error),
+        }
+    }
+    Redial::Failed(io::Error::new(io::ErrorKind::ConnectionReset, "reset twice"))
+}
+
+fn is_reset(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::UnexpectedEof
+    )
+}
+
+fn report_process_gone(settings: &PeerSettings, peer: NodeId, address: SocketAddr) {
+    let Some(process_gone) = &settings.process_gone else {
+        return info!(peer, %address, "peer refused our redial (fast detection is off)");
+    };
+    warn!(peer, %address, "peer refused our redial: its process is gone");
+    // A full channel means the driver has plenty of the same news already.
+    let _ = process_gone.try_send(peer);
+}
+
 async fn connect(settings: &PeerSettings, peer: NodeId, address: SocketAddr) -> io::Result<TcpStream> {
     let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     // Bind to our own peer IP so that each node's traffic has its own source
@@ -62,15 +159,17 @@ async fn connect(settings: &PeerSettings, peer: NodeId, address: SocketAddr) -> 
     if !settings.own_ip.is_unspecified() && same_family(settings.own_ip, address.ip()) {
         socket.bind(SocketAddr::new(settings.own_ip, 0))?;
     }
-    let mut stream = tokio::time::timeout(settings.handshake_timeout, socket.connect(address))
+    let dial_timeout = settings.dial_timeout();
+    let mut stream = tokio::time::timeout(dial_timeout, socket.connect(address))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
+    set_user_timeout(&stream, settings.election_timeout * 2);
     let handshake =
         Handshake { magic: HANDSHAKE_MAGIC, cluster_id: settings.cluster_id, from: settings.node_id, to: peer };
     let bytes = frame::encode(&handshake, HANDSHAKE_LIMIT).map_err(io::Error::other)?;
     stream.write_all(&bytes).await?;
-    let reply = tokio::time::timeout(settings.handshake_timeout, read_reply(&mut stream))
+    let reply = tokio::time::timeout(dial_timeout, read_reply(&mut stream))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no handshake reply"))??;
     match reply {
@@ -93,21 +192,44 @@ fn same_family(a: IpAddr, b: IpAddr) -> bool {
     a.is_ipv4() == b.is_ipv4()
 }
 
-/// Writes the queue until the connection fails; returns the error.
-async fn write_queue(stream: TcpStream, queue: &PeerQueue) -> io::Error {
+/// The kernel gives up on data left unacknowledged this long (instead of
+/// retransmitting for many minutes), and on an idle connection whose peer is
+/// gone (keepalive): the connection fails, and is redialled.
+fn set_user_timeout(stream: &TcpStream, timeout: Duration) {
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(1))
+        .with_interval(Duration::from_secs(1))
+        .with_retries(3);
+    if let Err(error) = socket.set_tcp_keepalive(&keepalive).and_then(|()| socket.set_tcp_user_timeout(Some(timeout))) {
+        debug!(%error, "cannot set the peer connection's keepalive and user timeout");
+    }
+}
+
+/// Writes the queue until the connection fails or the peer falls silent.
+async fn write_queue(stream: TcpStream, queue: &PeerQueue, settings: &PeerSettings, peer: NodeId) -> Ended {
     let (mut reader, writer) = stream.into_split();
     let mut writer = BufWriter::with_capacity(BATCH_BYTES, writer);
     let mut scratch = [0u8; 64];
+    let mut silence = Silence { peer, spoken_at_ms: None };
+    let mut check = tokio::time::interval(settings.election_timeout / 4);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = queue.wait() => {}
             // The acceptor never writes after the handshake: a read that returns
             // means it closed the connection.
             read = reader.read(&mut scratch) => {
-                return match read {
+                return Ended::Lost(match read {
                     Ok(_) => io::Error::new(io::ErrorKind::ConnectionReset, "peer closed the connection"),
                     Err(error) => error,
-                };
+                });
+            }
+            _ = check.tick() => {
+                if silence.is_stale(settings) {
+                    return Ended::Silent;
+                }
+                continue;
             }
         }
         loop {
@@ -117,12 +239,39 @@ async fn write_queue(stream: TcpStream, queue: &PeerQueue) -> io::Error {
             }
             for frame in &batch {
                 if let Err(error) = writer.write_all(frame).await {
-                    return error;
+                    return Ended::Lost(error);
                 }
             }
+            silence.spoke(settings);
         }
         if let Err(error) = writer.flush().await {
-            return error;
+            return Ended::Lost(error);
         }
+    }
+}
+
+/// Whether the peer stays silent while spoken to: the first frame written
+/// after the peer was last heard starts the clock; hearing it stops it.
+struct Silence {
+    peer: NodeId,
+    /// When the first frame since the peer was last heard was written.
+    spoken_at_ms: Option<u64>,
+}
+
+impl Silence {
+    fn spoke(&mut self, settings: &PeerSettings) {
+        let heard_ms = settings.heard.last_ms(self.peer);
+        if self.spoken_at_ms.is_none_or(|at_ms| heard_ms >= at_ms) {
+            self.spoken_at_ms = Some(settings.heard.now_ms());
+        }
+    }
+
+    fn is_stale(&mut self, settings: &PeerSettings) -> bool {
+        let Some(spoken_at_ms) = self.spoken_at_ms else { return false };
+        if settings.heard.last_ms(self.peer) >= spoken_at_ms {
+            self.spoken_at_ms = None;
+            return false;
+        }
+        settings.heard.now_ms() >= spoken_at_ms + settings.silence_limit().as_millis() as u64
     }
 }

@@ -51,6 +51,14 @@ pub enum Action {
         /// Position of the node.
         node: usize,
     },
+    /// `observer`'s redial to the crashed node `gone` is refused: the
+    /// transport's evidence that its process is gone (`Node::peer_process_gone`).
+    ProcessGone {
+        /// Position of the node told.
+        observer: usize,
+        /// Position of the crashed node.
+        gone: usize,
+    },
     /// A crashed node starts again from its disk.
     Restart {
         /// Position of the node.
@@ -156,6 +164,13 @@ impl Model {
                 None => {}
             }
         }
+        if self.options.process_gone_action {
+            for gone in (0..state.nodes.len()).filter(|index| state.nodes[*index].core.is_none()) {
+                for observer in (0..state.nodes.len()).filter(|index| state.nodes[*index].core.is_some()) {
+                    actions.push(Action::ProcessGone { observer, gone });
+                }
+            }
+        }
         for packet in state.network.iter() {
             let receiver_up = self.position(packet.message.to).is_some_and(|to| state.nodes[to].core.is_some());
             if receiver_up && self.options.consuming_delivery {
@@ -204,6 +219,10 @@ impl Model {
                 model_node.core = None;
                 model_node.applied.clear();
                 model_node.refresh_fingerprint();
+            }
+            Action::ProcessGone { observer, gone } => {
+                let gone_id = self.configs[gone].id;
+                self.input(&mut next, observer, |core, _| core.peer_process_gone(gone_id));
             }
             Action::Restart { node } => self.start(&mut next, node),
             Action::Propose { node } => {
@@ -303,6 +322,9 @@ impl Model {
                 format!("drop {}", describe_message(&before.packet(packet).expect("in flight").message))
             }
             Action::Crash { node } => format!("{} crashes", name(node)),
+            Action::ProcessGone { observer, gone } => {
+                format!("{}'s redial to {} is refused (its process is gone)", name(observer), name(gone))
+            }
             Action::Restart { node } => format!("{} restarts from its disk", name(node)),
             Action::Propose { node } => format!("client proposes command #{} to {}", before.proposals + 1, name(node)),
         };

@@ -5,7 +5,8 @@
 //! these actions, up to a depth: a node's next timer fires, a node's clock moves
 //! one millisecond, a message in flight is delivered (consumed, or kept so it can
 //! be delivered again: duplication) or dropped, a node crashes (keeping what its
-//! outputs asked to persist) or restarts, the leader accepts a client command.
+//! outputs asked to persist) or restarts, a live node is told a crashed node's
+//! process is gone (a refused redial), the leader accepts a client command.
 //! Each distinct state is expanded once (a fingerprint set; absolute clocks are
 //! left out, see `Node::model_fingerprint`), and every new state is checked
 //! against the property table ([`properties::PROPERTIES`]). A violation comes
@@ -64,6 +65,12 @@ pub struct CheckOptions {
     pub crash_leaders_only: bool,
     /// A crashed node may restart from its disk. Off, crashes are crash-stop.
     pub restart: bool,
+    /// While a node is down, any live node may be handed the evidence that its
+    /// process is gone (a refused redial: `Node::peer_process_gone`), any
+    /// number of times. Off (the default, which keeps the bounds' figures as
+    /// they were), the environment has no such input; `conclave check
+    /// --process-gone` turns it on.
+    pub process_gone_action: bool,
     /// The search stops (incomplete) after this many distinct states.
     pub max_states: usize,
     /// The search stops (incomplete) after this many seconds.
@@ -102,6 +109,7 @@ impl CheckOptions {
             consuming_delivery: false,
             crash_leaders_only: false,
             restart: true,
+            process_gone_action: false,
             max_states: 8_000_000,
             max_seconds: 600.0,
             pre_vote: true,

@@ -4,7 +4,7 @@
 use super::{round, FailReport};
 use crate::message::{Body, VoteChoice};
 use crate::node::Node;
-use crate::output::Event;
+use crate::output::{Detector, Event};
 use crate::status::Role;
 use crate::types::{NodeId, Term};
 
@@ -39,7 +39,7 @@ pub(super) fn on_tick(node: &mut Node) {
         node.fast.misses = node.fast.misses.saturating_add(windows.min(u64::from(u32::MAX)) as u32);
         node.fast.miss_deadline_ms += windows * timeout_ms;
         if node.fast.misses >= node.config.miss_limit && !node.fast.subjectively_down {
-            declare_subjectively_down(node);
+            declare_subjectively_down(node, Detector::Misses);
             return;
         }
     }
@@ -62,7 +62,22 @@ pub(super) fn announce_restart(node: &mut Node) {
     broadcast_report(node, false);
 }
 
-fn declare_subjectively_down(node: &mut Node) {
+/// The transport found the process of `peer` gone (its host refused a redial).
+/// About this node's leader, that is the miss counter reaching its limit at once:
+/// the same SDOWN, the same report, and objective down still needs a majority
+/// of them. A leader that is reachable is never reported this way, since every
+/// redial to it succeeds (docs/decisions/0050).
+pub(super) fn on_peer_process_gone(node: &mut Node, peer: NodeId) {
+    if matches!(node.role, Role::Follower) && node.leader == Some(peer) && !node.fast.subjectively_down {
+        node.fast.misses = node.fast.misses.max(node.config.miss_limit);
+        declare_subjectively_down(node, Detector::ProcessGone);
+    }
+}
+
+fn declare_subjectively_down(node: &mut Node, detector: Detector) {
+    if let Some(leader) = node.leader {
+        node.emit(Event::FailureDetected { leader, term: node.term, detector });
+    }
     node.fast.subjectively_down = true;
     node.fast.report_at_ms = node.now_ms + node.config.heartbeat_timeout_ms;
     node.emit(Event::SubjectivelyDown { leader: node.leader, term: node.term });
@@ -114,7 +129,7 @@ pub(super) fn on_report(
     // its own SDOWN counts as down, so that nodes that lost the same leader agree
     // within about one network delay, while a node that hears its leader stays out.
     if !node.fast.subjectively_down && node.fast.misses + 1 >= node.config.miss_limit {
-        declare_subjectively_down(node);
+        declare_subjectively_down(node, Detector::Misses);
     } else {
         check_objective_down(node);
     }

@@ -226,6 +226,11 @@ pub(super) fn on_heard_from_leader(node: &mut Node, heartbeat: bool) {
     }
 }
 
+/// The transport's evidence that `peer`'s process is gone.
+pub(super) fn on_peer_process_gone(node: &mut Node, peer: NodeId) {
+    detector::on_peer_process_gone(node, peer);
+}
+
 /// The node (re)started following, or stopped looking, in its current term.
 pub(super) fn on_follow(node: &mut Node) {
     node.fast.round = None;

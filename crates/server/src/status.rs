@@ -58,6 +58,12 @@ pub struct NodeStatus {
     pub snapshots_installed: u64,
     /// Snapshots from the leader refused because their data did not decode.
     pub snapshots_rejected: u64,
+    /// The last applied index that is durable in the state machine's store:
+    /// the WAL is never compacted beyond it.
+    pub durable_applied_index: LogIndex,
+    /// How late the driver loop's timers fired at worst since the start, in
+    /// milliseconds (a stall of the task that sends heartbeats shows here).
+    pub driver_lateness_ms_max: u64,
 }
 
 /// This node's part in an election round, as its events tell it.
@@ -108,6 +114,8 @@ impl NodeStatus {
             snapshots_taken: 1,
             snapshots_installed: 0,
             snapshots_rejected: 0,
+            durable_applied_index: 8,
+            driver_lateness_ms_max: 3,
         }
     }
 }

@@ -130,8 +130,27 @@ impl EngineStore {
         let exists = path.try_exists().map_err(|error| engine_error(path, error))?;
         let mut builder = redb::Builder::new();
         builder.set_cache_size(cache_bytes as usize);
-        let db = if exists { builder.open(path) } else { builder.create(path) };
-        let db = db.map_err(|error| engine_error(path, format!("cannot open it as a state machine file: {error}")))?;
+        // The engine asserts some of its file's invariants rather than return
+        // an error (a truncated file, say): that is a damaged file too.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if exists {
+                builder.open(path)
+            } else {
+                builder.create(path)
+            }
+        }));
+        let db = match opened {
+            Ok(result) => result
+                .map_err(|error| engine_error(path, format!("cannot open it as a state machine file: {error}")))?,
+            Err(panic) => {
+                let reason = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| text.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                return Err(engine_error(path, format!("the file is damaged or truncated ({reason})")));
+            }
+        };
         let mut store =
             EngineStore { db, path: path.to_path_buf(), identity, cache_bytes, applied_index: 0, durable_index: 0 };
         if exists {
@@ -364,4 +383,102 @@ impl EngineStore {
 fn sync_parent(path: &Path) -> Result<(), MachineError> {
     let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::File::open(parent).and_then(|dir| dir.sync_all()).map_err(|error| engine_error(parent, error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::SetCondition;
+
+    const ME: EngineIdentity = EngineIdentity { cluster_id: 7, node_id: 1 };
+
+    fn set(key: &str, value: &str) -> KvCommand {
+        KvCommand::Set { key: key.into(), value: value.into(), condition: SetCondition::Always }
+    }
+
+    fn filled(path: &Path, count: u64) -> EngineStore {
+        let mut store = EngineStore::open(path, ME, 1 << 20).unwrap();
+        let commands: Vec<KvCommand> = (0..count).map(|i| set(&format!("key-{i}"), &format!("value-{i}"))).collect();
+        let batch: Vec<BatchEntry<'_>> = commands.iter().enumerate().map(|(i, c)| (i as u64 + 1, Some(c))).collect();
+        assert_eq!(store.apply_batch(&batch).unwrap().len(), count as usize);
+        store
+    }
+
+    #[test]
+    fn the_applied_index_survives_a_reopen_once_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ENGINE_FILE);
+        let mut store = filled(&path, 50);
+        assert_eq!((store.applied_index(), store.durable_index()), (50, 0), "batches commit without an fsync");
+        store.flush().unwrap();
+        assert_eq!(store.durable_index(), 50);
+        drop(store);
+        let store = EngineStore::open(&path, ME, 1 << 20).unwrap();
+        assert_eq!(store.applied_index(), 50);
+        assert_eq!(store.read(&KvCommand::Get("key-7".into())).unwrap(), KvReply::Bulk("value-7".into()));
+        assert_eq!(store.key_count().unwrap(), 50);
+    }
+
+    #[test]
+    fn the_engine_and_the_map_encode_the_same_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = filled(&dir.path().join(ENGINE_FILE), 40);
+        let mut map = crate::kv::KvStore::default();
+        for i in 0..40 {
+            map.apply(&set(&format!("key-{i}"), &format!("value-{i}")));
+        }
+        let job = store.snapshot_job().unwrap();
+        assert_eq!(job().unwrap(), map.encode_snapshot(40));
+    }
+
+    // A crash mid-install leaves the old file whole; bad bytes change nothing.
+    #[test]
+    fn a_snapshot_is_built_beside_the_old_state_and_bad_bytes_keep_the_old_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = filled(&dir.path().join(ENGINE_FILE), 10);
+        let mut other = crate::kv::KvStore::default();
+        other.apply(&set("only", "this"));
+        let bytes = other.encode_snapshot(99);
+        let mut damaged = bytes.clone();
+        damaged[30] ^= 1;
+        assert!(matches!(store.install_snapshot(&damaged), Err(MachineError::Snapshot(_))));
+        assert_eq!((store.applied_index(), store.key_count().unwrap()), (10, 10), "the old state is kept");
+        assert!(!dir.path().join(INSTALLING_FILE).exists(), "the partial file is removed");
+        // A leftover of a crash mid-install is replaced by the next install.
+        std::fs::write(dir.path().join(INSTALLING_FILE), b"half a file").unwrap();
+        assert_eq!(store.install_snapshot(&bytes).unwrap(), 99);
+        assert_eq!(store.read(&KvCommand::Get("only".into())).unwrap(), KvReply::Bulk("this".into()));
+        assert_eq!(store.key_count().unwrap(), 1);
+        drop(store);
+        let store = EngineStore::open(&dir.path().join(ENGINE_FILE), ME, 1 << 20).unwrap();
+        assert_eq!((store.applied_index(), store.durable_index()), (99, 99));
+    }
+
+    // Bad input: a damaged, truncated or foreign file is refused, named, and left as it was.
+    #[test]
+    fn a_corrupt_truncated_or_foreign_engine_file_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ENGINE_FILE);
+        let mut store = filled(&path, 200);
+        store.flush().unwrap();
+        drop(store);
+        let good = std::fs::read(&path).unwrap();
+        let refuse = |bytes: &[u8], identity: EngineIdentity, what: &str| {
+            std::fs::write(&path, bytes).unwrap();
+            let error = EngineStore::open(&path, identity, 1 << 20).expect_err(what).to_string();
+            assert!(error.contains(&path.display().to_string()), "{what}: {error}");
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "{what}: the file is left as it was");
+        };
+        refuse(&good[..good.len() / 3], ME, "truncated to a third");
+        refuse(&[], ME, "truncated to nothing");
+        refuse(&vec![0x5a; good.len()], ME, "overwritten");
+        let mut header = good.clone();
+        for byte in &mut header[..64] {
+            *byte ^= 0xff;
+        }
+        refuse(&header, ME, "a damaged header");
+        refuse(&good, EngineIdentity { cluster_id: 7, node_id: 2 }, "another node's");
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(EngineStore::open(&path, ME, 1 << 20).unwrap().applied_index(), 200);
+    }
 }

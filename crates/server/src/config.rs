@@ -167,6 +167,27 @@ pub enum EngineKind {
     Memory,
 }
 
+impl EngineKind {
+    /// The name in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Redb => "redb",
+            EngineKind::Memory => "memory",
+        }
+    }
+}
+
+impl StateMachineSettings {
+    /// The memory bound on the store's data: the cache for the engine, 0 (none)
+    /// for the in-memory store.
+    pub fn cache_bytes_bound(&self) -> u64 {
+        match self.engine {
+            EngineKind::Redb => self.cache_bytes,
+            EngineKind::Memory => 0,
+        }
+    }
+}
+
 /// The state machine's store and its apply loop.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -64,6 +64,11 @@ pub struct NodeStatus {
     /// How late the driver loop's timers fired at worst since the start, in
     /// milliseconds (a stall of the task that sends heartbeats shows here).
     pub driver_lateness_ms_max: u64,
+    /// The state machine's store: `redb` or `memory`.
+    pub state_machine_engine: &'static str,
+    /// The memory the store may use for its data (the engine's cache), in
+    /// bytes; 0 for the in-memory store, which holds all of it.
+    pub state_machine_cache_bytes: u64,
 }
 
 /// This node's part in an election round, as its events tell it.
@@ -116,6 +121,8 @@ impl NodeStatus {
             snapshots_rejected: 0,
             durable_applied_index: 8,
             driver_lateness_ms_max: 3,
+            state_machine_engine: "redb",
+            state_machine_cache_bytes: 1 << 28,
         }
     }
 }

@@ -346,3 +346,97 @@ impl ApplyLoop {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use conclave_core::Entry;
+
+    use super::*;
+    use crate::kv::{KvStore, SetCondition};
+
+    fn set_entry(index: LogIndex, value: &str) -> Entry {
+        let command = KvCommand::Set { key: b"k".to_vec(), value: value.into(), condition: SetCondition::Always };
+        let envelope = Envelope { origin: 1, incarnation: 9, request_id: index, command };
+        Entry { term: 1, index, payload: Payload::Command(envelope.encode()) }
+    }
+
+    fn get() -> KvCommand {
+        KvCommand::Get(b"k".to_vec())
+    }
+
+    fn next(reports: &mut tokio::sync::mpsc::UnboundedReceiver<ApplyReport>) -> ApplyReport {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match reports.try_recv() {
+                Ok(report) => return report,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                Err(error) => panic!("no report within 10 s: {error}"),
+            }
+        }
+    }
+
+    // The interface contract with the driver: a read is served exactly where it
+    // was placed in the stream, after the entries before it and none after.
+    #[test]
+    fn a_read_is_served_at_its_place_in_the_stream() {
+        let (sender, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let policy = FlushPolicy { interval: Duration::from_secs(1), bytes: 1 << 20 };
+        let mut applier = Applier::start(1, Box::new(KvStore::default()), policy, sender);
+        applier.send(ApplyItem::Apply(vec![set_entry(1, "one")]));
+        applier.send(ApplyItem::ServeRead { target: ReadTarget::Driver(100), command: get() });
+        applier.send(ApplyItem::Apply(vec![set_entry(2, "two")]));
+        applier.send(ApplyItem::Apply(vec![set_entry(3, "three")]));
+        applier.send(ApplyItem::ServeRead { target: ReadTarget::Driver(101), command: get() });
+        // Replayed entries (at or below the applied index) are skipped.
+        applier.send(ApplyItem::Apply(vec![set_entry(2, "two again")]));
+        applier.send(ApplyItem::ServeRead { target: ReadTarget::Driver(102), command: get() });
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            match next(&mut reports) {
+                ApplyReport::Read { context, reply } => seen.push((context, reply)),
+                ApplyReport::Applied { commands, .. } => {
+                    assert!(commands.iter().all(|command| command.origin.0 == 1 && command.reply == KvReply::Ok))
+                }
+                ApplyReport::Failed(failure) => panic!("{failure}"),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (100, KvReply::Bulk("one".into())),
+                (101, KvReply::Bulk("three".into())),
+                (102, KvReply::Bulk("three".into()))
+            ]
+        );
+        applier.stop();
+    }
+
+    #[test]
+    fn a_snapshot_is_taken_at_the_point_of_the_stream_it_was_asked_at() {
+        let (sender, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let policy = FlushPolicy { interval: Duration::from_secs(1), bytes: 1 << 20 };
+        let dir = tempfile::tempdir().unwrap();
+        let identity = crate::kv::EngineIdentity { cluster_id: 7, node_id: 1 };
+        let engine = crate::kv::EngineStore::open(&dir.path().join("state.redb"), identity, 1 << 20).unwrap();
+        let mut applier = Applier::start(1, Box::new(engine), policy, sender);
+        applier.send(ApplyItem::Apply(vec![set_entry(1, "one"), set_entry(2, "two")]));
+        applier.send(ApplyItem::TakeSnapshot);
+        applier.send(ApplyItem::Apply(vec![set_entry(3, "three")]));
+        let (mut snapshot, mut durable) = (None, 0);
+        while snapshot.is_none() {
+            match next(&mut reports) {
+                ApplyReport::SnapshotTaken { index, data } => snapshot = Some((index, data)),
+                ApplyReport::Durable { index } => durable = durable.max(index),
+                ApplyReport::Failed(failure) => panic!("{failure}"),
+                _ => {}
+            }
+        }
+        let (index, data) = snapshot.unwrap();
+        assert_eq!(index, 2);
+        assert!(durable >= 2, "a snapshot is taken at a durable index");
+        let (store, at) = KvStore::decode_snapshot(&data).unwrap();
+        assert_eq!((at, store.read(&get())), (2, KvReply::Bulk("two".into())));
+        applier.stop();
+    }
+}

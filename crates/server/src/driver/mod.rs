@@ -89,6 +89,8 @@ pub(crate) struct Driver {
     snapshots_rejected: u64,
     /// How late the driver loop's timers fire, worst so far (milliseconds).
     lateness_max_ms: u64,
+    engine_name: &'static str,
+    cache_bytes: u64,
     /// Linearizable reads this node's core holds as leader.
     reads: reads::Reads,
 }
@@ -140,6 +142,8 @@ impl Driver {
             snapshots_installed: 0,
             snapshots_rejected: 0,
             lateness_max_ms: 0,
+            engine_name: config.state_machine.engine.name(),
+            cache_bytes: config.state_machine.cache_bytes_bound(),
             reads: reads::Reads::default(),
         }
     }
@@ -173,6 +177,8 @@ impl Driver {
             snapshots_rejected: 0,
             durable_applied_index: 0,
             driver_lateness_ms_max: 0,
+            state_machine_engine: config.state_machine.engine.name(),
+            state_machine_cache_bytes: config.state_machine.cache_bytes_bound(),
         }
     }
 
@@ -552,6 +558,8 @@ impl Driver {
             snapshots_rejected: self.snapshots_rejected,
             durable_applied_index: self.durable_applied_index,
             driver_lateness_ms_max: self.lateness_max_ms,
+            state_machine_engine: self.engine_name,
+            state_machine_cache_bytes: self.cache_bytes,
         };
         self.status.send_if_modified(|current| {
             if *current == status {

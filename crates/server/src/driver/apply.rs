@@ -101,8 +101,9 @@ pub(crate) enum ApplyReport {
     SnapshotTaken {
         /// The index it holds the state at.
         index: LogIndex,
-        /// Its bytes.
-        data: Vec<u8>,
+        /// Its bytes (shared, as the core keeps them: made on the snapshot
+        /// thread, so the driver copies nothing).
+        data: Arc<[u8]>,
     },
     /// Everything up to `index` is durable in the store.
     Durable {
@@ -335,7 +336,7 @@ impl ApplyLoop {
         // The view holds the state at `index` while the next batches commit.
         let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
             let report = match job() {
-                Ok(data) => ApplyReport::SnapshotTaken { index, data },
+                Ok(data) => ApplyReport::SnapshotTaken { index, data: data.into() },
                 Err(failure) => ApplyReport::Failed(failure),
             };
             let _ = reports.send(report);

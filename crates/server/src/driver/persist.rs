@@ -26,8 +26,10 @@ use crate::observe::Observability;
 enum Job {
     /// A core output (hard state, log write, and possibly an installed snapshot).
     Output(Output),
-    /// A snapshot of the driver's own state machine.
-    Snapshot(Snapshot),
+    /// A snapshot of the driver's own state machine (its bytes are shared
+    /// with the core's: the copy into the storage form is made on the persist
+    /// thread, never on the driver).
+    Snapshot(conclave_core::Snapshot),
 }
 
 impl Job {
@@ -82,7 +84,7 @@ impl GroupCommit {
 
     /// Queues a snapshot of the state machine, saved after everything queued
     /// before it (its entries are durable already: they were applied).
-    pub(crate) fn save_snapshot(&mut self, snapshot: Snapshot) {
+    pub(crate) fn save_snapshot(&mut self, snapshot: conclave_core::Snapshot) {
         self.queued.push(Job::Snapshot(snapshot));
     }
 
@@ -153,7 +155,7 @@ fn outputs_of(jobs: Vec<Job>, saved: &mut Vec<LogIndex>) -> Vec<Output> {
     for job in jobs {
         match job {
             Job::Output(output) => outputs.push(output),
-            Job::Snapshot(snapshot) => saved.push(snapshot.last_included_index),
+            Job::Snapshot(snapshot) => saved.push(snapshot.meta.last_included_index),
         }
     }
     outputs
@@ -166,7 +168,7 @@ fn persist_jobs(wal: &mut Wal, jobs: &[Job]) -> Result<(), StorageError> {
     for job in jobs {
         let snapshot = match job {
             Job::Output(output) => output.snapshot.as_ref().map(Snapshot::from_core),
-            Job::Snapshot(snapshot) => Some(snapshot.clone()),
+            Job::Snapshot(snapshot) => Some(Snapshot::from_core(snapshot)),
         };
         if let Some(snapshot) = snapshot {
             // What is queued before the snapshot reaches the disk before it.
@@ -263,7 +265,7 @@ mod tests {
         }
         let segments_before = group.wal().unwrap().segment_paths().len();
         assert!(segments_before > 3, "small segments roll: {segments_before}");
-        group.save_snapshot(snapshot(150, 1));
+        group.save_snapshot(snapshot(150, 1).to_core());
         assert_eq!(group.push(append(201, 10)), None, "queued behind the snapshot");
         assert!(!group.is_idle());
         assert!(group.start_if_idle().is_empty());

@@ -129,7 +129,7 @@ impl Driver {
     }
 
     /// The apply thread's snapshot, at `index`: compact the log behind it.
-    pub(super) fn on_snapshot_taken(&mut self, index: LogIndex, data: Vec<u8>) {
+    pub(super) fn on_snapshot_taken(&mut self, index: LogIndex, data: std::sync::Arc<[u8]>) {
         self.triggers.in_flight = false;
         self.triggers.last_snapshot_at = Instant::now();
         self.triggers.last_snapshot_bytes = data.len() as u64;
@@ -137,7 +137,7 @@ impl Driver {
         match self.node.compact(index, data) {
             Ok(snapshot) => {
                 info!(node = self.node.id(), index, bytes, "snapshot taken; log compacted");
-                self.group_commit.save_snapshot(conclave_storage::Snapshot::from_core(&snapshot));
+                self.group_commit.save_snapshot(snapshot);
             }
             Err(error) => warn!(node = self.node.id(), %error, "no snapshot taken"),
         }

@@ -173,7 +173,8 @@ impl EngineStore {
 
     /// A fresh file: the identity, the format and applied index 0, durable.
     fn write_meta(&mut self, applied_index: LogIndex) -> Result<(), MachineError> {
-        let txn = self.db.begin_write().map_err(|error| self.error(error))?;
+        let mut txn = self.db.begin_write().map_err(|error| self.error(error))?;
+        txn.set_quick_repair(true);
         {
             let mut meta = txn.open_table(META).map_err(|error| self.error(error))?;
             for (key, value) in [
@@ -308,6 +309,10 @@ impl StateMachine for EngineStore {
         }
         let mut txn = self.db.begin_write().map_err(|error| self.error(error))?;
         txn.set_durability(Durability::Immediate);
+        // The allocator state goes with the durable commit: reopening after a
+        // crash then needs no walk of the whole file (restart time does not
+        // grow with the data).
+        txn.set_quick_repair(true);
         txn.commit().map_err(|error| self.error(error))?;
         self.durable_index = self.applied_index;
         Ok(())
@@ -364,7 +369,8 @@ impl EngineStore {
             durable_index: 0,
         };
         fresh.write_meta(0)?;
-        let txn = fresh.db.begin_write().map_err(|error| engine_error(building, error))?;
+        let mut txn = fresh.db.begin_write().map_err(|error| engine_error(building, error))?;
+        txn.set_quick_repair(true);
         let index = {
             let mut table = txn.open_table(DATA).map_err(|error| engine_error(building, error))?;
             let (index, _) = visit_snapshot(bytes, |key, value| {

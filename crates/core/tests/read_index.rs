@@ -302,3 +302,43 @@ fn an_impossible_acknowledgement_confirms_no_read() {
     let output = node.step(msg(2, 1, term, answer(1, 1)));
     assert_eq!(output.read_states, vec![ReadState { context: 1, index: 1 }]);
 }
+
+#[test]
+fn a_read_is_confirmed_no_later_than_the_commit_of_an_entry_proposed_after_it() {
+    // What lets a driver serve a connection's pipelined read before its next
+    // write: a read waiting for the next round (one is in flight) joins a new
+    // round the moment an entry is proposed, and the answers that commit the
+    // entry confirm the read in the same batch.
+    let mut node = serving_leader(ElectionMode::Raft);
+    let term = node.term();
+    let _ = node.read_index(1).unwrap(); // Round 1 in flight.
+    let _ = node.read_index(2).unwrap(); // Waits for the next round.
+    let write = node.propose(b"later".to_vec()).unwrap();
+    for message in &write.output.messages {
+        assert!(matches!(message.body, Body::AppendEntries { read_round: 2, .. }), "{message:?}");
+    }
+    let output = node.step(msg(2, 1, term, answer(write.index, 2)));
+    assert_eq!(node.log().committed(), write.index, "the entry commits on this answer");
+    assert_eq!(
+        output.read_states,
+        vec![ReadState { context: 1, index: 1 }, ReadState { context: 2, index: 1 }],
+        "both reads are released with it, at an index below the entry"
+    );
+    assert_eq!(output.committed_entries.last().map(|entry| entry.index), Some(write.index));
+}
+
+#[test]
+fn a_read_held_for_the_leaders_first_commit_never_requires_a_later_entry() {
+    // A read that arrives before the leader committed in its term takes its
+    // index when released, but never above the leader's last index when the
+    // read arrived: an entry proposed after the read is not part of it.
+    let mut node = node_from(in_mode(1, ElectionMode::Raft), Default::default(), 1);
+    let _ = elect_alone(&mut node);
+    let term = node.term();
+    let _ = node.read_index(9).unwrap();
+    let later = node.propose(b"after the read".to_vec()).unwrap();
+    assert_eq!(later.index, 2, "the no-op is at 1");
+    let output = node.step(msg(2, 1, term, answer(later.index, 1)));
+    assert_eq!(node.log().committed(), later.index);
+    assert_eq!(output.read_states, vec![ReadState { context: 9, index: 1 }]);
+}

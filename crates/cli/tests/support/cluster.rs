@@ -118,6 +118,13 @@ impl Cluster {
         assert!(status.success(), "node {id} exited with {status}");
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to node `id`'s process.
+    pub fn send_signal(&self, id: u64, signal: &str) {
+        let pid = self.children[id as usize - 1].as_ref().expect("node runs").id();
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
     pub fn address(&self, id: u64) -> SocketAddr {
         self.members[id as usize - 1].client_address
     }

@@ -28,6 +28,17 @@
 //! A leader that stops leading fails every read it holds (`Output::failed_reads`);
 //! a node that does not lead refuses reads (the driver forwards them to the
 //! leader).
+//!
+//! Two more guarantees let a driver run a client connection's commands in the
+//! order sent (a pipelined read sees the writes before it and none after it):
+//! * a read's index is never above the leader's last index when the read
+//!   arrived, so an entry proposed after the read is never required by it;
+//! * a read is released no later than the commit of any entry proposed after
+//!   it: proposing an entry starts a new round for the reads still without one,
+//!   and the `AppendEntries` carrying the entry carries that round, so the very
+//!   answers that commit the entry confirm the read. A driver that serves a
+//!   read as soon as it has applied up to the read's index, *between* the
+//!   entries of a batch, therefore serves it before any later entry.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -60,6 +71,9 @@ pub(crate) struct PendingRead {
     /// The commit index when it arrived, if the leader had then committed an
     /// entry of its own term; otherwise taken when it is released.
     pub(crate) index: Option<LogIndex>,
+    /// The leader's last index when it arrived: the read never requires an
+    /// entry proposed after it.
+    pub(crate) ceiling: LogIndex,
 }
 
 /// The leader's ReadIndex bookkeeping.
@@ -93,7 +107,8 @@ impl Node {
             return Err(ReadIndexError::NotLeader { leader: self.leader });
         }
         let index = self.has_committed_own_term().then(|| self.log.committed());
-        self.reads.pending.push_back(PendingRead { context, round: None, index });
+        let ceiling = self.log.last_index();
+        self.reads.pending.push_back(PendingRead { context, round: None, index, ceiling });
         self.start_read_round_if_idle();
         Ok(self.finish())
     }
@@ -111,9 +126,29 @@ impl Node {
 
     /// Starts a round for the reads that have none, unless one is in flight.
     fn start_read_round_if_idle(&mut self) {
-        let waiting = self.reads.pending.back().is_some_and(|read| read.round.is_none());
-        if !waiting || self.reads.confirmed < self.reads.round {
+        if self.reads.confirmed < self.reads.round || !self.assign_round_to_waiting_reads() {
             return;
+        }
+        if self.reads.confirmed == self.reads.round {
+            return; // Confirmed at once: this leader is its own quorum.
+        }
+        for peer in self.peers() {
+            self.send_read_probe(peer);
+        }
+    }
+
+    /// The leader is about to send a new entry: reads still without a round
+    /// join a new one, which the entry's `AppendEntries` carries, so they are
+    /// confirmed no later than the entry commits (see the module docs).
+    pub(crate) fn piggyback_waiting_reads(&mut self) {
+        self.assign_round_to_waiting_reads();
+    }
+
+    /// Gives the reads without a round a new one; false if there were none.
+    fn assign_round_to_waiting_reads(&mut self) -> bool {
+        let waiting = self.reads.pending.back().is_some_and(|read| read.round.is_none());
+        if !waiting {
+            return false;
         }
         self.reads.round += 1;
         let round = self.reads.round;
@@ -125,11 +160,8 @@ impl Node {
         }
         if self.config.quorum() == 1 || self.skips_read_confirmation() {
             self.reads.confirmed = round;
-            return;
         }
-        for peer in self.peers() {
-            self.send_read_probe(peer);
-        }
+        true
     }
 
     /// An empty `AppendEntries` at the follower's match index, which it holds
@@ -194,7 +226,11 @@ impl Node {
                 _ => break,
             }
             let read = self.reads.pending.pop_front().expect("front exists");
-            ready.push(ReadState { context: read.context, index: read.index.unwrap_or(self.log.committed()) });
+            // A read that arrived before this leader committed in its term takes
+            // the commit index now, but never an entry proposed after it: both
+            // are at least every index an earlier leader committed.
+            let index = read.index.unwrap_or_else(|| self.log.committed().min(read.ceiling));
+            ready.push(ReadState { context: read.context, index });
         }
     }
 
@@ -228,6 +264,12 @@ impl Node {
             }
             if read.index.is_some_and(|index| index > self.log.committed()) {
                 return Err(format!("read {} has index {:?} beyond the commit index", read.context, read.index));
+            }
+            if read.index.is_some_and(|index| index > read.ceiling) || read.ceiling > self.log.last_index() {
+                return Err(format!(
+                    "read {} has index {:?} above its ceiling {}",
+                    read.context, read.index, read.ceiling
+                ));
             }
             previous = read.round;
         }

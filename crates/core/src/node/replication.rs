@@ -20,6 +20,9 @@ impl Node {
         assert_eq!(self.role, Role::Leader, "only a leader appends new entries");
         let index = self.log.last_index() + 1;
         self.log.append(Entry { term: self.term, index, payload });
+        // Reads that arrived before this entry are confirmed by the answers
+        // that commit it (read_index.rs).
+        self.piggyback_waiting_reads();
         // A single-node cluster commits on its own; others wait for acknowledgements.
         self.maybe_commit();
         for peer in self.peers() {

@@ -16,7 +16,22 @@ pub struct Session {
     pub stale_reads: bool,
     /// `CLIENT SETNAME`.
     pub name: Option<Vec<u8>>,
+    /// Between `MULTI` and `EXEC`/`DISCARD`: the commands queued so far.
+    pub transaction: Option<Transaction>,
 }
+
+/// A `MULTI` block being queued.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    /// The queued commands, in order.
+    pub commands: Vec<KvCommand>,
+    /// A command was refused while queueing: `EXEC` discards the whole block.
+    pub aborted: bool,
+}
+
+/// Most commands one transaction may queue (its log entry is also bounded by
+/// `limits.max_command_bytes`).
+pub const MAX_TRANSACTION_COMMANDS: usize = 10_000;
 
 /// What to do with one command.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,7 +83,18 @@ pub fn interpret(arguments: &[Vec<u8>], session: &mut Session, context: &Context
     if !session.authenticated && !matches!(name.as_str(), "auth" | "quit") {
         return error("NOAUTH Authentication required.");
     }
+    if session.transaction.is_some() {
+        return in_transaction(&name, rest, session);
+    }
     match name.as_str() {
+        "multi" => {
+            session.transaction = Some(Transaction::default());
+            ok()
+        }
+        "exec" => error("ERR EXEC without MULTI"),
+        "discard" => error("ERR DISCARD without MULTI"),
+        "watch" => error(WATCH_UNSUPPORTED),
+        "unwatch" => ok(), // Nothing is ever watched.
         "ping" => match rest {
             [] => Action::Reply(b"+PONG\r\n".to_vec()),
             [message] => bulk(message),
@@ -99,6 +125,75 @@ pub fn interpret(arguments: &[Vec<u8>], session: &mut Session, context: &Context
         "client" => client(rest, session),
         _ => kv(&name, rest).unwrap_or_else(|| unknown(&name, rest)),
     }
+}
+
+const WATCH_UNSUPPORTED: &str =
+    "ERR WATCH is not supported by conclave: make the update conditional with CAS, or queue it in MULTI/EXEC";
+
+/// A command between `MULTI` and `EXEC`: KV commands are queued (`+QUEUED`) and
+/// run together as one log entry at `EXEC`; a command refused here (wrong
+/// arity, unknown, not a KV command) makes `EXEC` discard the block, as in Redis.
+fn in_transaction(name: &str, rest: &[Vec<u8>], session: &mut Session) -> Action {
+    let transaction = session.transaction.as_mut().expect("called inside MULTI");
+    match name {
+        "exec" => {
+            let transaction = session.transaction.take().expect("inside MULTI");
+            if transaction.aborted {
+                return error("EXECABORT Transaction discarded because of previous errors.");
+            }
+            if transaction.commands.is_empty() {
+                return Action::Reply(b"*0\r\n".to_vec());
+            }
+            Action::Kv(KvCommand::Transaction(transaction.commands))
+        }
+        "discard" => {
+            session.transaction = None;
+            ok()
+        }
+        "multi" => error("ERR MULTI calls can not be nested"),
+        "watch" => error("ERR WATCH inside MULTI is not allowed"),
+        "quit" => Action::Close(b"+OK\r\n".to_vec()),
+        _ => {
+            let refused = |transaction: &mut Transaction, action: Action| {
+                transaction.aborted = true;
+                action
+            };
+            match kv(name, rest) {
+                Some(Action::Kv(_)) if transaction.commands.len() >= MAX_TRANSACTION_COMMANDS => refused(
+                    transaction,
+                    error(&format!("ERR a transaction holds at most {MAX_TRANSACTION_COMMANDS} commands")),
+                ),
+                Some(Action::Kv(command)) => {
+                    transaction.commands.push(command);
+                    Action::Reply(b"+QUEUED\r\n".to_vec())
+                }
+                Some(refusal) => refused(transaction, refusal),
+                None if is_direct(name) => refused(
+                    transaction,
+                    error(&format!("ERR '{name}' cannot be queued in a transaction: only data commands can")),
+                ),
+                None => refused(transaction, unknown(name, rest)),
+            }
+        }
+    }
+}
+
+/// Commands answered by the node itself, never queued in a transaction.
+fn is_direct(name: &str) -> bool {
+    matches!(
+        name,
+        "ping"
+            | "echo"
+            | "auth"
+            | "select"
+            | "readonly"
+            | "readwrite"
+            | "info"
+            | "command"
+            | "config"
+            | "client"
+            | "unwatch"
+    )
 }
 
 fn unknown(name: &str, rest: &[Vec<u8>]) -> Action {
@@ -332,6 +427,36 @@ mod tests {
         assert!(reply_text(run("AUTH wrong", Some("s3cret"), &mut session)).starts_with("-WRONGPASS"));
         assert_eq!(reply_text(run("AUTH s3cret", Some("s3cret"), &mut session)), "+OK\r\n");
         assert!(matches!(run("GET k", Some("s3cret"), &mut session), Action::Kv(_)));
+    }
+
+    #[test]
+    fn multi_queues_data_commands_and_exec_runs_them_as_one() {
+        let mut session = Session { authenticated: true, ..Session::default() };
+        assert_eq!(reply_text(run("EXEC", None, &mut session)), "-ERR EXEC without MULTI\r\n");
+        assert_eq!(reply_text(run("MULTI", None, &mut session)), "+OK\r\n");
+        assert_eq!(reply_text(run("SET k v", None, &mut session)), "+QUEUED\r\n");
+        assert_eq!(reply_text(run("INCR n", None, &mut session)), "+QUEUED\r\n");
+        assert!(reply_text(run("MULTI", None, &mut session)).starts_with("-ERR MULTI calls can not be nested"));
+        assert_eq!(
+            run("EXEC", None, &mut session),
+            Action::Kv(KvCommand::Transaction(vec![
+                KvCommand::Set { key: b"k".to_vec(), value: b"v".to_vec(), condition: SetCondition::Always },
+                KvCommand::IncrBy { key: b"n".to_vec(), delta: 1 },
+            ]))
+        );
+        assert!(session.transaction.is_none());
+        // An empty block answers an empty array without touching the log.
+        run("MULTI", None, &mut session);
+        assert_eq!(reply_text(run("EXEC", None, &mut session)), "*0\r\n");
+        // A refused command dooms the block.
+        run("MULTI", None, &mut session);
+        assert!(reply_text(run("PING", None, &mut session)).starts_with("-ERR 'ping' cannot be queued"));
+        assert!(reply_text(run("NOSUCH x", None, &mut session)).starts_with("-ERR unknown command"));
+        assert!(reply_text(run("EXEC", None, &mut session)).starts_with("-EXECABORT"));
+        assert!(reply_text(run("WATCH k", None, &mut session)).contains("WATCH is not supported"));
+        run("MULTI", None, &mut session);
+        assert_eq!(reply_text(run("DISCARD", None, &mut session)), "+OK\r\n");
+        assert_eq!(reply_text(run("DISCARD", None, &mut session)), "-ERR DISCARD without MULTI\r\n");
     }
 
     #[test]

@@ -153,7 +153,8 @@ async fn serve(
                         }
                         Action::Kv(command) => {
                             let (reply, answer) = oneshot::channel();
-                            let request = ClientRequest { command, stale_read: session.stale_reads, reply };
+                            let request =
+                                ClientRequest { command, stale_read: session.stale_reads, connection: id, reply };
                             if settings.to_driver.send(request).await.is_err() {
                                 pending.push(Pending::Ready(error_bytes(&RequestError::ShuttingDown)));
                             } else {

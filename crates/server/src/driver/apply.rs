@@ -25,7 +25,6 @@ use conclave_core::{Entry, LogIndex, NodeId, Payload};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, warn};
 
-use super::requests::ReplySender;
 use crate::kv::{Envelope, KvCommand, KvReply, MachineError, StateMachine};
 
 /// One step of the apply stream, carried out in the order sent.
@@ -57,8 +56,6 @@ pub(crate) enum ApplyItem {
 pub(crate) enum ReadTarget {
     /// Back to the driver under this context (the read's asker is there).
     Driver(u64),
-    /// Straight to a client (a `READONLY` connection's read).
-    Client(ReplySender),
 }
 
 /// A command entry's answer, for whoever proposed it.
@@ -310,9 +307,6 @@ impl ApplyLoop {
         let reply = self.machine.read(command)?;
         match target {
             ReadTarget::Driver(context) => self.report(ApplyReport::Read { context, reply }),
-            ReadTarget::Client(sender) => {
-                let _ = sender.send(Ok(reply)); // The client may have gone.
-            }
         }
         Ok(())
     }

@@ -44,6 +44,9 @@ pub struct ClientRequest {
     pub command: KvCommand,
     /// Serve a read from this node's state without going through the log.
     pub stale_read: bool,
+    /// The client connection it came on: a connection's commands take effect
+    /// in the order sent.
+    pub connection: u64,
     /// Where the answer goes.
     pub reply: ReplySender,
 }
@@ -257,10 +260,10 @@ impl Driver {
                 _ = sweep.tick() => {
                     // Forwards stuck in the queue of a node that is no longer the
                     // leader (it crashed, say) were never sent: send them anew.
-                    for id in self.transport.take_unsent_forwards(self.node.leader()) {
-                        self.requests.retry(id);
-                    }
+                    let unsent = self.transport.take_unsent_forwards(self.node.leader());
+                    self.requests.retry_all(unsent);
                     self.requests.sweep(Instant::now());
+                    self.requests.forget_settled_writes(self.applied_index);
                 }
             }
             self.dispatch_waiting();
@@ -313,15 +316,30 @@ impl Driver {
         if let Some(snapshot) = &output.snapshot {
             self.install_snapshot(snapshot);
         }
-        if let Some(last) = output.committed_entries.last() {
-            self.submitted_index = self.submitted_index.max(last.index);
+        self.on_failed_reads(output.failed_reads);
+        // Reads confirmed in this batch are served between its entries, as soon
+        // as their index is applied: before any entry proposed after them
+        // (`Node::read_index`), so a connection's pipelined commands take
+        // effect in the order sent. The apply stream keeps that order.
+        self.on_read_states(output.read_states);
+        if !output.committed_entries.is_empty() {
             increment_by(&self.observe.metrics.commits, output.committed_entries.len() as u64);
             self.triggers.count(&output.committed_entries);
-            self.applier.send(ApplyItem::Apply(output.committed_entries));
+            let mut batch = Vec::with_capacity(output.committed_entries.len());
+            for entry in output.committed_entries {
+                self.submitted_index = self.submitted_index.max(entry.index);
+                batch.push(entry);
+                if self.reads_due() {
+                    self.applier.send(ApplyItem::Apply(std::mem::take(&mut batch)));
+                    self.serve_applied_reads();
+                }
+            }
+            if !batch.is_empty() {
+                self.applier.send(ApplyItem::Apply(batch));
+            }
         }
+        self.serve_stale_reads();
         self.maybe_snapshot();
-        self.on_failed_reads(output.failed_reads);
-        self.on_read_states(output.read_states);
         for event in output.events {
             log_event(self.node.id(), &event);
             self.observe_event(&event);
@@ -335,11 +353,12 @@ impl Driver {
         match *event {
             Event::ElectionStarted { .. } => increment(&metrics.elections_started),
             Event::LeaderElect { .. } => increment(&metrics.elections_won),
-            Event::SubjectivelyDown { .. }
-            | Event::ObjectivelyDown { .. }
-            | Event::QuorumLost { .. }
-            | Event::LeaderChanged { leader: None, .. } => {
+            Event::SubjectivelyDown { .. } | Event::ObjectivelyDown { .. } | Event::QuorumLost { .. } => {
                 self.leader_lost_at.get_or_insert_with(Instant::now);
+            }
+            Event::LeaderChanged { leader: None, .. } => {
+                self.leader_lost_at.get_or_insert_with(Instant::now);
+                self.requests.retry_forwarded_reads();
             }
             Event::VoteChanged { ballot, candidate } => {
                 self.election = Some(ElectionRound { ballot, candidate, finalized: false })
@@ -349,8 +368,11 @@ impl Driver {
             }
             Event::LeaderTermCommitted { .. } => self.end_failover(),
             // Modes without leader terms have no BecomeLeader entry to wait for.
-            Event::LeaderChanged { leader: Some(_), .. } if !self.election_mode.has_leader_terms() => {
-                self.end_failover()
+            Event::LeaderChanged { leader: Some(_), .. } => {
+                self.requests.retry_forwarded_reads();
+                if !self.election_mode.has_leader_terms() {
+                    self.end_failover()
+                }
             }
             _ => {}
         }
@@ -427,8 +449,8 @@ impl Driver {
             PeerFrame::Forward { incarnation, request_id, command } => {
                 self.on_forward(input.from, incarnation, request_id, command)
             }
-            PeerFrame::ForwardRead { incarnation, request_id, command } => {
-                self.on_forward_read(input.from, incarnation, request_id, command)
+            PeerFrame::ForwardRead { incarnation, request_id, command, min_index } => {
+                self.on_forward_read(input.from, incarnation, request_id, command, min_index)
             }
             // Replies meant for an earlier run of this node are ignored.
             PeerFrame::ForwardReply { incarnation, .. }
@@ -464,14 +486,16 @@ impl Driver {
     }
 
     fn on_client(&mut self, request: ClientRequest) {
+        let id = self.requests.next_id();
         if request.stale_read && request.command.is_read() {
-            let target = ReadTarget::Client(request.reply);
-            self.applier.send(ApplyItem::ServeRead { target, command: request.command });
+            // A stale read still sees its connection's earlier writes: it waits
+            // until they are sent to be applied here.
+            self.requests.add_stale_read(id, request.connection, request.command, request.reply, Instant::now());
+            self.serve_stale_reads();
             return;
         }
-        let id = self.requests.next_id();
         if request.command.is_read() {
-            self.requests.add_read(id, request.command, request.reply, Instant::now());
+            self.requests.add_read(id, request.connection, request.command, request.reply, Instant::now());
             return;
         }
         let envelope = Envelope {
@@ -480,10 +504,13 @@ impl Driver {
             request_id: id,
             command: request.command,
         };
-        self.requests.add(id, envelope.encode(), request.reply, Instant::now());
+        self.requests.add(id, request.connection, envelope.encode(), request.reply, Instant::now());
     }
 
-    /// Sends requests that wait for a leader to the leader, if one is known.
+    /// Sends requests that wait for a leader to the leader, if one is known,
+    /// oldest first. A connection's requests keep their order: a read whose
+    /// connection's earlier write has no log index yet waits (and so does
+    /// everything after it on that connection), other connections go on.
     fn dispatch_waiting(&mut self) {
         if self.requests.needs_leader.is_empty() {
             return;
@@ -492,11 +519,29 @@ impl Driver {
         if leader == self.node.id() {
             self.advance_clock();
         }
+        let mut kept = std::collections::VecDeque::new();
+        let mut blocked = std::collections::HashSet::new();
         while let Some(id) = self.requests.needs_leader.pop_front() {
+            let Some(connection) = self.requests.connection(id) else { continue };
+            if blocked.contains(&connection) {
+                kept.push_back(id);
+                continue;
+            }
             if let Some(read) = self.requests.read(id).cloned() {
-                if !self.dispatch_read(id, read, leader) {
-                    self.requests.needs_leader.push_front(id);
-                    return;
+                let min_index = match self.requests.read_after(id) {
+                    requests::ReadAfter::Unplaced(_) => {
+                        blocked.insert(connection);
+                        kept.push_back(id);
+                        continue;
+                    }
+                    requests::ReadAfter::Index(index) => index,
+                    requests::ReadAfter::Nothing => 0,
+                };
+                if !self.dispatch_read(id, read, leader, min_index) {
+                    // No leader takes reads now: keep the rest for the next try.
+                    kept.push_back(id);
+                    kept.extend(self.requests.needs_leader.drain(..));
+                    break;
                 }
                 continue;
             }
@@ -515,11 +560,37 @@ impl Driver {
                 }
                 Err(ProposeError::NotLeader { .. } | ProposeError::NotYetServing { .. }) => {
                     // Leader-elect not yet serving: wait for the next event.
-                    self.requests.needs_leader.push_front(id);
-                    return;
+                    kept.push_back(id);
+                    kept.extend(self.requests.needs_leader.drain(..));
+                    break;
                 }
                 Err(error) => self.requests.fail(id, RequestError::Refused(error.to_string())),
             }
+        }
+        self.requests.needs_leader = kept;
+    }
+
+    /// Serves the `READONLY` reads whose connection's earlier write is applied
+    /// here (or did not take effect).
+    fn serve_stale_reads(&mut self) {
+        if self.requests.stale_reads.is_empty() {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.requests.stale_reads);
+        for id in waiting {
+            let ready = match self.requests.read_after(id) {
+                requests::ReadAfter::Nothing => true,
+                requests::ReadAfter::Index(index) => index <= self.submitted_index,
+                requests::ReadAfter::Unplaced(_) => false,
+            };
+            if !ready {
+                self.requests.stale_reads.push(id);
+                continue;
+            }
+            let Some(read) = self.requests.stale_read(id) else { continue };
+            // Answered by the apply thread under its request id (`answer_read`).
+            let command = read.clone();
+            self.applier.send(ApplyItem::ServeRead { target: ReadTarget::Driver(id), command });
         }
     }
 

@@ -39,6 +39,9 @@ enum Asker {
 struct HeldRead {
     asker: Asker,
     command: KvCommand,
+    /// The index of the asking connection's latest earlier write (0: none):
+    /// the read is served at a state that includes it.
+    min_index: LogIndex,
 }
 
 /// Reads this node's core holds or confirmed, by context. A local read's
@@ -54,18 +57,19 @@ pub(crate) struct Reads {
 
 impl Driver {
     /// Sends the waiting read `id` to the leader, or hands it to this node's
-    /// core if it leads. Returns false if the core refused it (the read stays
-    /// queued until the next leader is known).
-    pub(super) fn dispatch_read(&mut self, id: u64, command: KvCommand, leader: NodeId) -> bool {
+    /// core if it leads; it must see the state at `min_index` (its connection's
+    /// latest earlier write) or later. Returns false if the core refused it (the
+    /// read stays queued until the next leader is known).
+    pub(super) fn dispatch_read(&mut self, id: u64, command: KvCommand, leader: NodeId, min_index: LogIndex) -> bool {
         if leader != self.node.id() {
-            let frame = PeerFrame::ForwardRead { incarnation: self.incarnation, request_id: id, command };
+            let frame = PeerFrame::ForwardRead { incarnation: self.incarnation, request_id: id, command, min_index };
             self.transport.send(leader, &frame);
             self.requests.mark_forwarded(id);
             return true;
         }
         match self.node.read_index(id) {
             Ok(output) => {
-                self.reads.held.insert(id, HeldRead { asker: Asker::Local, command });
+                self.reads.held.insert(id, HeldRead { asker: Asker::Local, command, min_index });
                 self.requests.mark_reading(id);
                 self.enqueue(output);
                 true
@@ -75,16 +79,27 @@ impl Driver {
     }
 
     /// A follower's client read: take it if this node leads, else say who does.
-    pub(super) fn on_forward_read(&mut self, from: NodeId, incarnation: u64, request_id: u64, command: KvCommand) {
+    pub(super) fn on_forward_read(
+        &mut self,
+        from: NodeId,
+        incarnation: u64,
+        request_id: u64,
+        command: KvCommand,
+        min_index: LogIndex,
+    ) {
         if !command.is_read() {
             let outcome = ForwardOutcome::Refused("a forwarded read must be a read command".into());
             return self.transport.send(from, &PeerFrame::ForwardReply { incarnation, request_id, outcome });
         }
+        // The index a follower names is one its leader gave the connection's
+        // write. Above this log's end it is not an entry of this leader's log
+        // (that write will never commit here), so it asks for nothing more.
+        let min_index = min_index.min(self.node.log().last_index());
         let context = self.requests.next_id();
         match self.node.read_index(context) {
             Ok(output) => {
                 let asker = Asker::Peer { from, incarnation, request_id };
-                self.reads.held.insert(context, HeldRead { asker, command });
+                self.reads.held.insert(context, HeldRead { asker, command, min_index });
                 self.enqueue(output);
             }
             Err(ReadIndexError::NotLeader { leader }) => {
@@ -94,10 +109,13 @@ impl Driver {
         }
     }
 
-    /// Confirmed reads: serve those the store has reached, keep the rest.
+    /// Confirmed reads: serve those the store has reached, keep the rest until
+    /// it reaches their index (the confirmed one, or the asking connection's
+    /// latest write if that is later).
     pub(super) fn on_read_states(&mut self, ready: Vec<ReadState>) {
         for read in ready {
-            self.reads.awaiting_apply.entry(read.index).or_default().push(read.context);
+            let min_index = self.reads.held.get(&read.context).map_or(0, |held| held.min_index);
+            self.reads.awaiting_apply.entry(read.index.max(min_index)).or_default().push(read.context);
         }
         self.serve_applied_reads();
     }
@@ -132,9 +150,15 @@ impl Driver {
         }
     }
 
+    /// True if a confirmed read waits for an index already sent to be applied.
+    pub(super) fn reads_due(&self) -> bool {
+        self.reads.awaiting_apply.first_key_value().is_some_and(|(index, _)| *index <= self.submitted_index)
+    }
+
     /// The apply thread's answer to the read placed under `context`.
     pub(super) fn answer_read(&mut self, context: u64, reply: KvReply) {
-        let Some(held) = self.reads.held.remove(&context) else { return };
+        // Not held: a `READONLY` read, under its request id.
+        let Some(held) = self.reads.held.remove(&context) else { return self.requests.answer(context, reply) };
         match held.asker {
             Asker::Local => self.requests.answer(context, reply),
             Asker::Peer { from, incarnation, request_id } => {

@@ -38,6 +38,11 @@ pub enum RequestError {
     /// The node is stopping.
     #[error("TRYAGAIN server is shutting down; the request may or may not have taken effect")]
     ShuttingDown,
+    /// The leader changed while this request was on its way, and a later
+    /// command of the same connection was already sent on: running this one now
+    /// would run it after that one.
+    #[error("TRYAGAIN leader changed while the request was in flight; it did not take effect, retry")]
+    Reordered,
 }
 
 /// Where the driver sends a request's outcome.
@@ -59,17 +64,50 @@ pub(crate) enum Stage {
 
 pub(crate) struct Waiter {
     pub(crate) reply: ReplySender,
+    /// The client connection it came on: its commands run in the order sent.
+    pub(crate) connection: u64,
     /// The encoded envelope of a write, kept until it is placed (empty for a read).
     pub(crate) command: Vec<u8>,
     /// A linearizable read: it goes through ReadIndex, never the log.
     pub(crate) read: Option<KvCommand>,
+    /// A read's view of its connection's latest earlier write.
+    pub(crate) after: ReadAfter,
     pub(crate) stage: Stage,
     pub(crate) started: Instant,
+}
+
+/// A connection's latest write, which its later reads must see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LastWrite {
+    /// Its request id.
+    pub(crate) id: u64,
+    /// Its log index, once placed.
+    pub(crate) index: Option<LogIndex>,
+    /// Answered or failed.
+    pub(crate) done: bool,
+}
+
+/// What a read must see of its connection's latest earlier write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadAfter {
+    /// Nothing: no earlier write of the connection can have taken effect.
+    Nothing,
+    /// That write (of this request id) has no log index yet: the read waits.
+    Unplaced(u64),
+    /// The read must see the state at this index or later.
+    Index(LogIndex),
 }
 
 /// Every request the driver is responsible for.
 pub(crate) struct Requests {
     waiters: HashMap<u64, Waiter>,
+    /// Each connection's latest write, while a later read may need it.
+    last_writes: HashMap<u64, LastWrite>,
+    /// Reads waiting to learn the log index of a write, by the write's id.
+    dependents: HashMap<u64, Vec<u64>>,
+    /// `READONLY` reads waiting for their connection's earlier write to be
+    /// applied here, with that write's index once known.
+    pub(crate) stale_reads: Vec<u64>,
     /// Ids waiting for a leader, oldest first.
     pub(crate) needs_leader: VecDeque<u64>,
     /// Ids to retry after a "not the leader" answer, at the next sweep.
@@ -85,6 +123,9 @@ impl Requests {
     pub(crate) fn new(leader_wait: Duration, timeout: Duration) -> Requests {
         Requests {
             waiters: HashMap::new(),
+            last_writes: HashMap::new(),
+            dependents: HashMap::new(),
+            stale_reads: Vec::new(),
             needs_leader: VecDeque::new(),
             retry_later: Vec::new(),
             placed: BTreeMap::new(),
@@ -105,18 +146,95 @@ impl Requests {
         self.waiters.len()
     }
 
-    /// Takes charge of a new request that waits for a leader.
-    pub(crate) fn add(&mut self, id: u64, command: Vec<u8>, reply: ReplySender, now: Instant) {
-        self.waiters.insert(id, Waiter { reply, command, read: None, stage: Stage::NeedsLeader, started: now });
+    /// Takes charge of a new write of `connection` that waits for a leader.
+    pub(crate) fn add(&mut self, id: u64, connection: u64, command: Vec<u8>, reply: ReplySender, now: Instant) {
+        let after = ReadAfter::Nothing;
+        let waiter = Waiter { reply, connection, command, read: None, after, stage: Stage::NeedsLeader, started: now };
+        self.waiters.insert(id, waiter);
+        self.last_writes.insert(connection, LastWrite { id, index: None, done: false });
         self.needs_leader.push_back(id);
     }
 
-    /// Takes charge of a new linearizable read that waits for a leader.
-    pub(crate) fn add_read(&mut self, id: u64, read: KvCommand, reply: ReplySender, now: Instant) {
+    /// Takes charge of a new linearizable read of `connection` that waits for a leader.
+    pub(crate) fn add_read(&mut self, id: u64, connection: u64, read: KvCommand, reply: ReplySender, now: Instant) {
         debug_assert!(read.is_read());
-        let waiter = Waiter { reply, command: Vec::new(), read: Some(read), stage: Stage::NeedsLeader, started: now };
-        self.waiters.insert(id, waiter);
+        self.insert_read(id, connection, read, reply, Stage::NeedsLeader, now);
         self.needs_leader.push_back(id);
+    }
+
+    fn insert_read(
+        &mut self,
+        id: u64,
+        connection: u64,
+        read: KvCommand,
+        reply: ReplySender,
+        stage: Stage,
+        now: Instant,
+    ) {
+        let after = match self.last_writes.get(&connection) {
+            None | Some(LastWrite { index: None, done: true, .. }) => ReadAfter::Nothing,
+            Some(LastWrite { index: Some(index), .. }) => ReadAfter::Index(*index),
+            Some(LastWrite { id: write, index: None, done: false }) => {
+                self.dependents.entry(*write).or_default().push(id);
+                ReadAfter::Unplaced(*write)
+            }
+        };
+        let waiter = Waiter { reply, connection, command: Vec::new(), read: Some(read), after, stage, started: now };
+        self.waiters.insert(id, waiter);
+    }
+
+    /// Takes charge of a `READONLY` read that must wait until its connection's
+    /// earlier write is applied here.
+    pub(crate) fn add_stale_read(
+        &mut self,
+        id: u64,
+        connection: u64,
+        read: KvCommand,
+        reply: ReplySender,
+        now: Instant,
+    ) {
+        self.insert_read(id, connection, read, reply, Stage::Reading, now);
+        self.stale_reads.push(id);
+    }
+
+    /// The connection a request came on.
+    pub(crate) fn connection(&self, id: u64) -> Option<u64> {
+        self.waiters.get(&id).map(|waiter| waiter.connection)
+    }
+
+    /// What the read `id` must see of its connection's earlier writes.
+    pub(crate) fn read_after(&self, id: u64) -> ReadAfter {
+        self.waiters.get(&id).map_or(ReadAfter::Nothing, |waiter| waiter.after)
+    }
+
+    /// The write `write` now has a log index (`Some`), or surely took no
+    /// effect (`None`): the reads waiting on it learn what to see.
+    fn resolve_dependents(&mut self, write: u64, index: Option<LogIndex>) {
+        for read in self.dependents.remove(&write).unwrap_or_default() {
+            if let Some(waiter) = self.waiters.get_mut(&read) {
+                waiter.after = index.map_or(ReadAfter::Nothing, ReadAfter::Index);
+            }
+        }
+    }
+
+    /// The read of a waiting stale read (`READONLY`).
+    pub(crate) fn stale_read(&self, id: u64) -> Option<&KvCommand> {
+        self.waiters.get(&id)?.read.as_ref()
+    }
+
+    /// Forgets the connections' writes that no later read can need any more:
+    /// done, and applied here (or never placed).
+    pub(crate) fn forget_settled_writes(&mut self, applied: LogIndex) {
+        self.last_writes.retain(|_, write| !(write.done && write.index.is_none_or(|index| index <= applied)));
+    }
+
+    /// True if `id`'s connection has a later request out at a leader (forwarded,
+    /// placed or being read): re-running `id` now would reorder the two.
+    fn overtaken(&self, id: u64) -> bool {
+        let Some(connection) = self.connection(id) else { return false };
+        self.waiters
+            .iter()
+            .any(|(other, waiter)| *other > id && waiter.connection == connection && waiter.stage != Stage::NeedsLeader)
     }
 
     /// The read of a request still waiting for a leader, if it is a read.
@@ -150,6 +268,10 @@ impl Requests {
         let Some(waiter) = self.waiters.get_mut(&id) else { return };
         waiter.stage = Stage::Placed;
         waiter.command = Vec::new();
+        if let Some(write) = self.last_writes.get_mut(&waiter.connection).filter(|write| write.id == id) {
+            write.index = Some(index);
+        }
+        self.resolve_dependents(id, Some(index));
         if index <= applied {
             // Its index was applied before we learned it, and not as this request.
             self.fail(id, RequestError::Overwritten { index });
@@ -158,25 +280,79 @@ impl Requests {
         }
     }
 
-    /// The leader said it is not the leader: try again at the next sweep.
+    /// The leader said it is not the leader: try again at the next sweep —
+    /// unless a later command of the same connection is already out at a
+    /// leader, which this one must not follow (it fails, not applied).
     pub(crate) fn retry(&mut self, id: u64) {
-        if let Some(waiter) = self.waiters.get_mut(&id) {
-            waiter.stage = Stage::NeedsLeader;
-            self.retry_later.push(id);
+        if !self.waiters.contains_key(&id) {
+            return;
         }
+        self.waiters.get_mut(&id).expect("checked").stage = Stage::NeedsLeader;
+        if self.overtaken(id) {
+            return self.fail(id, RequestError::Reordered);
+        }
+        self.retry_later.push(id);
+    }
+
+    /// Sends several requests back to wait for a leader at once (forwards that
+    /// were never sent): none of them counts as having overtaken another.
+    pub(crate) fn retry_all(&mut self, ids: Vec<u64>) {
+        for id in &ids {
+            if let Some(waiter) = self.waiters.get_mut(id) {
+                waiter.stage = Stage::NeedsLeader;
+            }
+        }
+        for id in ids {
+            self.retry(id);
+        }
+    }
+
+    /// The leader changed: reads forwarded to the old one go to the new one
+    /// (a read changes nothing, so sending it again is always safe), instead
+    /// of waiting out their timeout when the old leader is gone.
+    pub(crate) fn retry_forwarded_reads(&mut self) {
+        let mut ids: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, waiter)| waiter.stage == Stage::Forwarded && waiter.read.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        self.retry_all(ids);
     }
 
     /// The request's command was applied with this answer.
     pub(crate) fn answer(&mut self, id: u64, reply: KvReply) {
         if let Some(waiter) = self.waiters.remove(&id) {
+            self.settle_write(waiter.connection, id, true);
             let _ = waiter.reply.send(Ok(reply)); // The client may have gone.
         }
     }
 
     pub(crate) fn fail(&mut self, id: u64, error: RequestError) {
         if let Some(waiter) = self.waiters.remove(&id) {
+            // A write that surely did not take effect need not be waited for.
+            let took_effect = !matches!(
+                error,
+                RequestError::NoLeader { .. } | RequestError::Overwritten { .. } | RequestError::Reordered
+            );
+            self.settle_write(waiter.connection, id, took_effect);
             let _ = waiter.reply.send(Err(error));
         }
+    }
+
+    fn settle_write(&mut self, connection: u64, id: u64, may_have_taken_effect: bool) {
+        let mut index = None;
+        if let Some(write) = self.last_writes.get_mut(&connection).filter(|write| write.id == id) {
+            write.done = true;
+            if !may_have_taken_effect {
+                write.index = None;
+            }
+            index = write.index;
+        }
+        // A write answered without a known index was answered by its leader
+        // (which applied it): the leader's reads see it already.
+        self.resolve_dependents(id, index);
     }
 
     /// Index `index` was applied: every request placed there (or below) that was
@@ -208,7 +384,12 @@ impl Requests {
 
     /// Moves retries back to the leader queue and fails what waited too long.
     pub(crate) fn sweep(&mut self, now: Instant) {
-        self.needs_leader.extend(self.retry_later.drain(..));
+        // Retries go first, oldest first, so a connection's commands keep their order.
+        let mut retries: Vec<u64> = self.retry_later.drain(..).collect();
+        retries.sort_unstable();
+        for id in retries.into_iter().rev() {
+            self.needs_leader.push_front(id);
+        }
         let leader_wait = self.leader_wait;
         let timeout = self.timeout;
         let expired: Vec<(u64, RequestError)> = self
@@ -256,7 +437,7 @@ mod tests {
         let mut requests = Requests::new(Duration::from_secs(1), Duration::from_secs(5));
         let (reply, mut answer) = oneshot::channel();
         let id = requests.next_id();
-        requests.add(id, vec![1], reply, now);
+        requests.add(id, 1, vec![1], reply, now);
         requests.mark_placed(id, 5, 2, 3);
         assert_eq!(requests.stage(id), Some(Stage::Placed));
         requests.applied(5); // Index 5 applied as someone else's entry.
@@ -270,7 +451,7 @@ mod tests {
         let (reply, mut answer) = oneshot::channel();
         let id = requests.next_id();
         let get = KvCommand::Get(b"k".to_vec());
-        requests.add_read(id, get.clone(), reply, now);
+        requests.add_read(id, 1, get.clone(), reply, now);
         assert_eq!(requests.read(id), Some(&get));
         assert_eq!(requests.command(id), None, "a read has no log envelope");
         assert_eq!(requests.needs_leader.pop_front(), Some(id), "dispatched");
@@ -292,7 +473,7 @@ mod tests {
         let mut requests = Requests::new(Duration::from_millis(100), Duration::from_secs(5));
         let (reply, mut answer) = oneshot::channel();
         let id = requests.next_id();
-        requests.add(id, vec![1], reply, now);
+        requests.add(id, 1, vec![1], reply, now);
         requests.sweep(now + Duration::from_millis(50));
         assert!(answer.try_recv().is_err(), "still waiting");
         requests.sweep(now + Duration::from_millis(100));

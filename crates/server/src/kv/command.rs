@@ -57,6 +57,9 @@ pub enum KvCommand {
         /// Value it gets.
         new: Vec<u8>,
     },
+    /// `MULTI … EXEC`: the queued commands, applied together as one log entry
+    /// (all of them or none), each answered as if run alone in this order.
+    Transaction(Vec<KvCommand>),
 }
 
 impl KvCommand {
@@ -81,6 +84,8 @@ pub enum KvReply {
     Array(Vec<Option<Vec<u8>>>),
     /// `-ERR message`.
     Error(String),
+    /// `EXEC`'s answer: one reply per queued command.
+    Multi(Vec<KvReply>),
 }
 
 /// What a log entry's command bytes hold: the command and who is waiting for it.

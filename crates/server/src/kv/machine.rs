@@ -109,6 +109,13 @@ pub(crate) fn execute(table: &mut impl KvTable, command: &KvCommand) -> Result<K
             Ok(KvReply::Integer(removed))
         }
         KvCommand::IncrBy { key, delta } => increment(table, key, *delta),
+        KvCommand::Transaction(commands) => {
+            let mut replies = Vec::with_capacity(commands.len());
+            for command in commands {
+                replies.push(execute(table, command)?);
+            }
+            Ok(KvReply::Multi(replies))
+        }
         KvCommand::Cas { key, expected, new } => {
             if table.get(key)?.as_deref() == Some(&expected[..]) {
                 table.put(key, new)?;

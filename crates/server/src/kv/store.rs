@@ -141,6 +141,24 @@ mod tests {
     }
 
     #[test]
+    fn a_transaction_runs_its_commands_in_order_and_answers_each() {
+        let mut store = KvStore::default();
+        let transaction = KvCommand::Transaction(vec![
+            set("k", "1", SetCondition::Always),
+            KvCommand::IncrBy { key: "k".into(), delta: 2 },
+            KvCommand::Get("k".into()),
+            set("s", "text", SetCondition::Always),
+            KvCommand::IncrBy { key: "s".into(), delta: 1 },
+            KvCommand::Del(vec!["s".into()]),
+        ]);
+        assert!(!transaction.is_read(), "a transaction goes through the log");
+        let KvReply::Multi(replies) = store.apply(&transaction) else { panic!("EXEC answers one reply per command") };
+        assert_eq!(replies[..4], [KvReply::Ok, KvReply::Integer(3), KvReply::Bulk("3".into()), KvReply::Ok]);
+        assert!(matches!(replies[4], KvReply::Error(_)), "a runtime error fails only its command");
+        assert_eq!(replies[5], KvReply::Integer(1));
+    }
+
+    #[test]
     fn cas_swaps_only_on_a_match() {
         let mut store = KvStore::default();
         store.apply(&set("k", "a", SetCondition::Always));

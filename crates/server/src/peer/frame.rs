@@ -6,7 +6,9 @@
 //! (a `Vec` claiming 2^60 elements) fails instead of allocating.
 //!
 //! Version 2: appends and their answers carry a ReadIndex round, and a
-//! follower forwards linearizable reads ([`PeerFrame::ForwardRead`]). A node
+//! follower forwards linearizable reads ([`PeerFrame::ForwardRead`]).
+//! Version 3: a forwarded read names the index of its connection's latest
+//! earlier write, so it is served after that write. A node
 //! refuses frames of another version with a message naming both; the cluster
 //! is upgraded as a whole.
 
@@ -18,7 +20,7 @@ use thiserror::Error;
 use crate::kv::{KvCommand, KvReply};
 
 /// The only frame version this build speaks.
-pub const FRAME_VERSION: u8 = 2;
+pub const FRAME_VERSION: u8 = 3;
 
 /// Marks a Conclave peer handshake ("CNCL").
 pub const HANDSHAKE_MAGIC: u32 = 0x434E_434C;
@@ -81,6 +83,10 @@ pub enum PeerFrame {
         request_id: u64,
         /// The read (never a write: the leader refuses those).
         command: KvCommand,
+        /// The log index the leader gave the asking connection's latest earlier
+        /// write (0: none outstanding): the read is served at a state that
+        /// includes it, so a pipelined read sees the write before it.
+        min_index: LogIndex,
     },
 }
 
@@ -207,7 +213,12 @@ mod tests {
 
     #[test]
     fn a_forwarded_read_round_trips_and_is_queued_like_a_forward() {
-        let frame = PeerFrame::ForwardRead { incarnation: 3, request_id: 4, command: KvCommand::Get(b"k".to_vec()) };
+        let frame = PeerFrame::ForwardRead {
+            incarnation: 3,
+            request_id: 4,
+            command: KvCommand::Get(b"k".to_vec()),
+            min_index: 9,
+        };
         let bytes = encode(&frame, 1024).unwrap();
         assert_eq!(decode::<PeerFrame>(&bytes[4..], 1024).unwrap(), frame);
         assert!(!frame.is_urgent());
@@ -215,11 +226,11 @@ mod tests {
 
     #[test]
     fn a_frame_of_the_previous_version_is_refused_naming_both_versions() {
-        // Version 1 predates the ReadIndex round in appends: its bodies would
+        // Version 2 predates the forwarded read's `min_index`: its bodies would
         // decode into the wrong fields, so the version byte refuses them first.
-        let error = decode::<PeerFrame>(&[1, 0, 0], 1024).unwrap_err();
-        assert_eq!(error, FrameError::Version(1));
-        assert_eq!(error.to_string(), "frame version 1 is not supported (this build speaks version 2)");
+        let error = decode::<PeerFrame>(&[2, 0, 0], 1024).unwrap_err();
+        assert_eq!(error, FrameError::Version(2));
+        assert_eq!(error.to_string(), "frame version 2 is not supported (this build speaks version 3)");
     }
 
     #[test]

@@ -55,6 +55,12 @@ pub fn kv(out: &mut Vec<u8>, reply: &KvReply) {
             }
         }
         KvReply::Error(message) => error(out, &format!("ERR {message}")),
+        KvReply::Multi(replies) => {
+            array_header(out, replies.len());
+            for reply in replies {
+                kv(out, reply);
+            }
+        }
     }
 }
 

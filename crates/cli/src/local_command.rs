@@ -117,6 +117,7 @@ pub fn node_config(args: &LocalArgs, members: &[Member], id: u64, dir: &Path, ti
         timing,
         limits: Limits::default(),
         snapshot: Default::default(),
+        state_machine: Default::default(),
     }
 }
 

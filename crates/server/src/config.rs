@@ -126,13 +126,23 @@ impl Default for Limits {
 }
 
 /// When the KV store is snapshotted and the log compacted, and how snapshots
-/// travel (Raft §7).
+/// travel (Raft §7). A snapshot is taken when any trigger fires; with every
+/// trigger at 0 the node never snapshots (the WAL grows forever).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnapshotSettings {
-    /// Snapshot the KV store and compact the log after this many entries
-    /// applied since the last snapshot; 0 never snapshots (the WAL grows forever).
+    /// Snapshot after this many entries applied since the last snapshot (0: no
+    /// count trigger). Exact: nodes with this trigger compact at the same index.
     pub every_entries: u64,
+    /// Snapshot once the log since the last snapshot holds this many bytes of
+    /// commands, or as many as the last snapshot held if that is more (so the
+    /// cost of snapshots per write stays constant as the data grows); each node
+    /// adds its own jitter of up to a fifth, so nodes compact at different
+    /// indexes (0: no size trigger).
+    pub log_bytes: u64,
+    /// Snapshot this many seconds after the last one if anything was applied
+    /// since (0: no time trigger); jittered per node as `log_bytes`.
+    pub interval_secs: u64,
     /// A lagging follower gets the snapshot in `InstallSnapshot` chunks of at
     /// most this many bytes.
     pub chunk_bytes: usize,
@@ -144,12 +154,76 @@ pub struct SnapshotSettings {
 impl Default for SnapshotSettings {
     fn default() -> SnapshotSettings {
         SnapshotSettings {
-            every_entries: 10_000,
+            every_entries: 0,
+            log_bytes: 64 << 20,
+            interval_secs: 3600,
             chunk_bytes: 1 << 20,
             wal_segment_bytes: conclave_storage::DEFAULT_SEGMENT_BYTES,
         }
     }
 }
+
+/// Which store holds the KV data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// The embedded engine file `state.redb` in the data dir (the default):
+    /// restart and compaction costs do not grow with the data.
+    #[default]
+    Redb,
+    /// A map in memory, rebuilt from the snapshot file at every start.
+    Memory,
+}
+
+impl EngineKind {
+    /// The name in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Redb => "redb",
+            EngineKind::Memory => "memory",
+        }
+    }
+}
+
+impl StateMachineSettings {
+    /// The memory bound on the store's data: the cache for the engine, 0 (none)
+    /// for the in-memory store.
+    pub fn cache_bytes_bound(&self) -> u64 {
+        match self.engine {
+            EngineKind::Redb => self.cache_bytes,
+            EngineKind::Memory => 0,
+        }
+    }
+}
+
+/// The state machine's store and its apply loop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateMachineSettings {
+    /// Where the data lives.
+    pub engine: EngineKind,
+    /// The engine's page cache in bytes: the memory its data may take.
+    pub cache_bytes: u64,
+    /// Applied batches commit without an fsync; a durable commit follows at
+    /// least this often (milliseconds)…
+    pub flush_interval_ms: u64,
+    /// …and after this many bytes of commands applied since the last one.
+    pub flush_bytes: u64,
+}
+
+impl Default for StateMachineSettings {
+    fn default() -> StateMachineSettings {
+        StateMachineSettings {
+            engine: EngineKind::Redb,
+            cache_bytes: 256 << 20,
+            flush_interval_ms: 1000,
+            flush_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Smallest accepted `state_machine.cache_bytes`.
+pub const MIN_CACHE_BYTES: u64 = 1 << 20;
 
 /// Smallest accepted `snapshot.wal_segment_bytes`.
 pub const MIN_WAL_SEGMENT_BYTES: u64 = 4096;
@@ -184,6 +258,9 @@ pub struct ServerConfig {
     /// Snapshots and compaction.
     #[serde(default)]
     pub snapshot: SnapshotSettings,
+    /// The state machine's store.
+    #[serde(default)]
+    pub state_machine: StateMachineSettings,
 }
 
 /// Why a configuration is refused.
@@ -445,6 +522,23 @@ impl ServerConfig {
                 ),
             ));
         }
+        let machine = &self.state_machine;
+        if machine.cache_bytes < MIN_CACHE_BYTES {
+            return Err(invalid(
+                "state_machine.cache_bytes",
+                format!("{} is below the minimum of {MIN_CACHE_BYTES} bytes", machine.cache_bytes),
+            ));
+        }
+        if machine.flush_interval_ms == 0 || machine.flush_bytes == 0 {
+            return Err(invalid(
+                if machine.flush_interval_ms == 0 {
+                    "state_machine.flush_interval_ms"
+                } else {
+                    "state_machine.flush_bytes"
+                },
+                "must be greater than 0: the WAL could never be compacted",
+            ));
+        }
         if snapshot.wal_segment_bytes < MIN_WAL_SEGMENT_BYTES {
             return Err(invalid(
                 "snapshot.wal_segment_bytes",
@@ -604,7 +698,7 @@ mod tests {
     fn the_snapshot_section_has_defaults_and_refuses_unknown_keys() {
         let config = ServerConfig::parse(&three_nodes()).unwrap();
         assert_eq!(config.snapshot, SnapshotSettings::default());
-        assert_eq!(config.snapshot.every_entries, 10_000);
+        assert_eq!((config.snapshot.every_entries, config.snapshot.log_bytes), (0, 64 << 20));
         assert_eq!(config.core_config().snapshot_chunk_bytes, 1 << 20);
         let text = three_nodes() + "[snapshot]\nevery_entries = 0\nchunk_bytes = 4096\n";
         let config = ServerConfig::parse(&text).unwrap();

@@ -37,6 +37,9 @@ pub enum ServerError {
     /// A saved snapshot holds no usable KV state.
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// The state machine's store could not be opened, read or written.
+    #[error("state machine: {0}")]
+    Machine(#[from] crate::kv::MachineError),
     /// The tokio runtime could not be built.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use conclave_core::Node;
+use conclave_core::{LogIndex, Node};
 use conclave_storage::{LogStore, Wal, WalOptions};
 use rand::SeedableRng;
 use tokio::net::TcpListener;
@@ -16,9 +16,11 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::client::{self, ClientSettings};
-use crate::config::ServerConfig;
+use crate::config::{EngineKind, ServerConfig};
 use crate::driver::{restore_store, Driver, Restored};
 use crate::error::ServerError;
+use crate::kv::engine::ENGINE_FILE;
+use crate::kv::{EngineIdentity, EngineStore, StateMachine};
 use crate::observe::Observability;
 use crate::peer::Transport;
 use crate::status::NodeStatus;
@@ -66,15 +68,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         data_dir = %config.data_dir.display(),
         "restored from the WAL"
     );
+    let observe = Observability::new(config.node_id);
     let incarnation = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos() as u64);
     // Elections need randomness; determinism is the simulator's business, not a live node's.
     let rng = rand_chacha::ChaCha8Rng::seed_from_u64(incarnation ^ config.node_id.rotate_left(32));
-    // The store first: a snapshot that is not a KV store stops the start before
-    // anything listens.
+    // The store first: one that cannot be opened, or a snapshot that is not a
+    // KV store, stops the start before anything listens.
     let saved = restored.snapshot.as_ref().map(|snapshot| (snapshot.meta.last_included_index, &snapshot.data[..]));
-    let (store, applied_index) = restore_store(saved)?;
+    let (machine, applied_index) = open_machine(&config, saved, &observe)?;
     let node = Node::new(config.core_config(), restored, rng, 0)?;
-    let restored = Restored { node, store, applied_index };
+    let restored = Restored { node, machine, applied_index };
 
     let peer_listener = bind(me.peer_address, "peers").await?;
     let client_listener = bind(me.client_address, "clients").await?;
@@ -94,7 +97,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let (gone_tx, gone_rx) = mpsc::channel(64);
     let (client_tx, client_rx) = mpsc::channel(65_536);
 
-    let observe = Observability::new(config.node_id);
     let transport = Transport::start(&config, peer_listener, peer_tx, gone_tx, stop_peers_rx);
     let driver = Driver::new(&config, restored, wal, transport, status_tx, incarnation, observe.clone());
     let grace = Duration::from_millis(config.timing.shutdown_grace_ms);
@@ -106,6 +108,66 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     }
     info!(node = config.node_id, %client_address, %peer_address, ?http_address, "serving");
     Ok(RunningServer { client_address, peer_address, http_address, status, drain, stop_peers, driver })
+}
+
+/// The state machine of `config`, at its applied index. The engine opens at
+/// the index its file records; if that is behind the saved snapshot (the node
+/// crashed after saving a leader's snapshot, before the engine switched to
+/// it, or the file is new), the snapshot is installed into it first.
+fn open_machine(
+    config: &ServerConfig,
+    saved: Option<(LogIndex, &[u8])>,
+    observe: &Observability,
+) -> Result<(Box<dyn StateMachine>, LogIndex), ServerError> {
+    match config.state_machine.engine {
+        EngineKind::Memory => {
+            let (store, applied_index) = restore_store(saved)?;
+            Ok((Box::new(store), applied_index))
+        }
+        EngineKind::Redb => {
+            let path = config.data_dir.join(ENGINE_FILE);
+            let identity = EngineIdentity { cluster_id: config.cluster_id, node_id: config.node_id };
+            let cache_bytes = config.state_machine.cache_bytes;
+            observe.metrics.state_machine_cache_bytes.store(cache_bytes, std::sync::atomic::Ordering::Relaxed);
+            let mut engine = EngineStore::open(&path, identity, cache_bytes)?;
+            if let Some((covered, data)) = saved {
+                // The saved snapshot is what this node sends a lagging follower:
+                // one that is not a KV state stops the start (one pass, no copy).
+                check_saved_snapshot(covered, data)?;
+                if engine.applied_index() < covered {
+                    warn!(
+                        node = config.node_id,
+                        engine_index = engine.applied_index(),
+                        snapshot_index = covered,
+                        path = %path.display(),
+                        "the state machine file is behind the saved snapshot; installing the snapshot into it"
+                    );
+                    let index = engine.install_snapshot(data).map_err(|error| {
+                        ServerError::Snapshot(format!("the saved snapshot up to index {covered}: {error}"))
+                    })?;
+                    if index != covered {
+                        return Err(ServerError::Snapshot(format!(
+                            "the saved snapshot up to index {covered} holds the KV state at index {index}"
+                        )));
+                    }
+                }
+            }
+            let applied_index = engine.applied_index();
+            info!(node = config.node_id, applied_index, path = %path.display(), "state machine opened");
+            Ok((Box::new(engine), applied_index))
+        }
+    }
+}
+
+fn check_saved_snapshot(covered: LogIndex, data: &[u8]) -> Result<(), ServerError> {
+    let checked = crate::kv::snapshot::visit_snapshot(data, |_, _| Ok::<_, crate::kv::SnapshotDecodeError>(()));
+    match checked {
+        Ok((index, _)) if index == covered => Ok(()),
+        Ok((index, _)) => Err(ServerError::Snapshot(format!(
+            "the saved snapshot up to index {covered} holds the KV state at index {index}"
+        ))),
+        Err(error) => Err(ServerError::Snapshot(format!("the saved snapshot up to index {covered}: {error}"))),
+    }
 }
 
 impl RunningServer {

@@ -58,6 +58,17 @@ pub struct NodeStatus {
     pub snapshots_installed: u64,
     /// Snapshots from the leader refused because their data did not decode.
     pub snapshots_rejected: u64,
+    /// The last applied index that is durable in the state machine's store:
+    /// the WAL is never compacted beyond it.
+    pub durable_applied_index: LogIndex,
+    /// How late the driver loop's timers fired at worst since the start, in
+    /// milliseconds (a stall of the task that sends heartbeats shows here).
+    pub driver_lateness_ms_max: u64,
+    /// The state machine's store: `redb` or `memory`.
+    pub state_machine_engine: &'static str,
+    /// The memory the store may use for its data (the engine's cache), in
+    /// bytes; 0 for the in-memory store, which holds all of it.
+    pub state_machine_cache_bytes: u64,
 }
 
 /// This node's part in an election round, as its events tell it.
@@ -108,6 +119,10 @@ impl NodeStatus {
             snapshots_taken: 1,
             snapshots_installed: 0,
             snapshots_rejected: 0,
+            durable_applied_index: 8,
+            driver_lateness_ms_max: 3,
+            state_machine_engine: "redb",
+            state_machine_cache_bytes: 1 << 28,
         }
     }
 }

@@ -42,6 +42,7 @@ impl TestCluster {
                     timing: Timing::default(),
                     limits: Limits::default(),
                     snapshot: Default::default(),
+                    state_machine: Default::default(),
                 };
                 runtime.block_on(conclave_server::start(config)).expect("the node starts")
             })

@@ -155,6 +155,32 @@ impl Wal {
         &self.dir
     }
 
+    /// Records in the WAL a snapshot whose file the caller already made durable
+    /// with [`snapshot::save`] in this WAL's directory (so that writing a large
+    /// snapshot file need not hold up the WAL's appends); the second half of
+    /// [`LogStore::save_snapshot`]. A crash between the two recovers as one
+    /// between the halves of `save_snapshot` does.
+    pub fn record_saved_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let index = snapshot.last_included_index;
+        if index < self.state.snapshot_index() {
+            return Err(StorageError::StaleSnapshot { index, current: self.state.snapshot_index() });
+        }
+        self.record_marker(snapshot)
+    }
+
+    fn record_marker(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
+        let (index, term) = (snapshot.last_included_index, snapshot.last_included_term);
+        let log_discarded = self.state.term_at(index) != Some(term);
+        self.buffer.clear();
+        let marker = Record::SnapshotMarker { last_included_index: index, last_included_term: term, log_discarded };
+        codec::encode_record(&marker, &mut self.buffer).map_err(StorageError::invalid_write)?;
+        self.append_buffer(1, 0)?;
+        self.state.apply_snapshot_marker(index, term, log_discarded);
+        self.snapshot = Some(snapshot);
+        Ok(())
+    }
+
     /// The options it was opened with.
     pub fn options(&self) -> &WalOptions {
         &self.options
@@ -270,7 +296,7 @@ impl LogStore for Wal {
 
     fn save_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
         self.check_usable()?;
-        let (index, term) = (snapshot.last_included_index, snapshot.last_included_term);
+        let index = snapshot.last_included_index;
         if index < self.state.snapshot_index() {
             return Err(StorageError::StaleSnapshot { index, current: self.state.snapshot_index() });
         }
@@ -278,14 +304,7 @@ impl LogStore for Wal {
             self.poisoned = Some(error.to_string());
             return Err(error);
         }
-        let log_discarded = self.state.term_at(index) != Some(term);
-        self.buffer.clear();
-        let marker = Record::SnapshotMarker { last_included_index: index, last_included_term: term, log_discarded };
-        codec::encode_record(&marker, &mut self.buffer).map_err(StorageError::invalid_write)?;
-        self.append_buffer(1, 0)?;
-        self.state.apply_snapshot_marker(index, term, log_discarded);
-        self.snapshot = Some(snapshot);
-        Ok(())
+        self.record_marker(snapshot)
     }
 
     fn snapshot(&self) -> Option<&Snapshot> {

@@ -63,6 +63,7 @@ impl Cluster {
                 timing: Default::default(),
                 limits: Default::default(),
                 snapshot: Default::default(),
+                state_machine: Default::default(),
             };
             // Fail fast so that clients retry soon after a crash.
             config.timing.request_timeout_ms = 2_000;

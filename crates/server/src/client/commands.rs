@@ -361,6 +361,16 @@ pub fn info(status: &NodeStatus) -> String {
         status.snapshots_installed,
         status.snapshots_rejected,
     ));
+    let resident = crate::observe::metrics::resident_bytes().unwrap_or(0);
+    text.push_str(&format!(
+        "# Memory\r\nused_memory_rss:{resident}\r\nmaxmemory:{}\r\nstate_machine_engine:{}\r\n\
+         state_machine_cache_bytes:{}\r\ndurable_applied_index:{}\r\ndriver_lateness_ms_max:{}\r\n\r\n",
+        status.state_machine_cache_bytes,
+        status.state_machine_engine,
+        status.state_machine_cache_bytes,
+        status.durable_applied_index,
+        status.driver_lateness_ms_max,
+    ));
     text.push_str(&format!("# Keyspace\r\ndb0:keys={},expires=0,avg_ttl=0\r\n", status.keys));
     text
 }
@@ -405,6 +415,9 @@ mod tests {
         assert_eq!(reply_text(run("config get save", None, &mut session)), "*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
         assert_eq!(reply_text(run("QUIT", None, &mut session)), "+OK\r\n");
         assert!(reply_text(run("info", None, &mut session)).contains("role:follower"));
+        let info = reply_text(run("info", None, &mut session));
+        assert!(info.contains("# Memory\r\nused_memory_rss:"), "{info}");
+        assert!(info.contains("state_machine_cache_bytes:268435456\r\n"), "{info}");
     }
 
     #[test]

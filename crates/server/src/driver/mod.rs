@@ -4,6 +4,7 @@
 //! then send, then apply to the KV store. Linearizable reads skip the log
 //! ([`reads`]: ReadIndex through the leader).
 
+mod apply;
 mod persist;
 mod reads;
 pub mod requests;
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conclave_core::{Entry, Event, LogIndex, Node, NodeId, Output, Payload, ProposeError};
+use conclave_core::{Event, LogIndex, Node, NodeId, Output, ProposeError};
 use conclave_storage::Wal;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -21,12 +22,14 @@ use tracing::{info, warn};
 
 use crate::config::ServerConfig;
 use crate::error::ServerError;
-use crate::kv::{Envelope, KvCommand, KvStore};
-use crate::observe::metrics::increment;
+use crate::kv::{Envelope, KvCommand};
+use crate::observe::metrics::{increment, increment_by};
 use crate::observe::{wall_clock_ms, Observability};
 use crate::peer::frame::{ForwardOutcome, ForwardResult, PeerFrame};
 use crate::peer::{PeerInput, Transport};
 use crate::status::{ElectionRound, NodeStatus};
+pub(crate) use apply::FlushPolicy;
+use apply::{Applier, ApplyItem, ApplyReport, ReadTarget};
 use persist::GroupCommit;
 use requests::{ReplySender, RequestError, Requests};
 pub(crate) use snapshot::{restore_store, Restored};
@@ -51,7 +54,16 @@ pub struct ClientRequest {
 /// Owns the node and everything that must stay in step with it.
 pub(crate) struct Driver {
     node: Node,
-    store: KvStore,
+    /// The apply thread, which owns the state machine.
+    applier: Applier,
+    /// What the apply thread reports.
+    reports: mpsc::UnboundedReceiver<ApplyReport>,
+    /// The last index sent to the apply thread: a read placed now sees it.
+    submitted_index: u64,
+    /// Keys in the store, as last reported.
+    keys: u64,
+    /// The store's durable applied index, as last reported.
+    durable_applied_index: u64,
     group_commit: GroupCommit,
     transport: Transport,
     requests: Requests,
@@ -69,8 +81,8 @@ pub(crate) struct Driver {
     election: Option<ElectionRound>,
     /// When this node last lost its leader, until a new leader's first commit.
     leader_lost_at: Option<Instant>,
-    /// Snapshot every this many applied entries (0: never); see [`snapshot`].
-    snapshot_every: u64,
+    /// When to snapshot; see [`snapshot`].
+    triggers: snapshot::Triggers,
     /// A refused snapshot doomed the core: drop its outputs, restart it from the WAL.
     reload_pending: bool,
     /// Core restarts after refused snapshots.
@@ -78,8 +90,10 @@ pub(crate) struct Driver {
     core_config: conclave_core::Config,
     snapshots_installed: u64,
     snapshots_rejected: u64,
-    /// The stores of installed snapshots that passed screening, in queue order.
-    screened_installs: std::collections::VecDeque<(LogIndex, KvStore)>,
+    /// How late the driver loop's timers fire, worst so far (milliseconds).
+    lateness_max_ms: u64,
+    engine_name: &'static str,
+    cache_bytes: u64,
     /// Linearizable reads this node's core holds as leader.
     reads: reads::Reads,
 }
@@ -95,10 +109,19 @@ impl Driver {
         observe: Arc<Observability>,
     ) -> Driver {
         let timing = &config.timing;
-        let Restored { node, store, applied_index } = restored;
+        let Restored { node, machine, applied_index } = restored;
+        let (report_sender, reports) = mpsc::unbounded_channel();
+        let policy = FlushPolicy {
+            interval: Duration::from_millis(config.state_machine.flush_interval_ms),
+            bytes: config.state_machine.flush_bytes,
+        };
         Driver {
             node,
-            store,
+            applier: Applier::start(config.node_id, machine, policy, report_sender),
+            reports,
+            submitted_index: applied_index,
+            keys: 0,
+            durable_applied_index: applied_index,
             group_commit: GroupCommit::new(wal, observe.clone()),
             transport,
             requests: Requests::new(
@@ -115,13 +138,15 @@ impl Driver {
             observe,
             election: None,
             leader_lost_at: None,
-            snapshot_every: config.snapshot.every_entries,
+            triggers: snapshot::Triggers::new(config),
             reload_pending: false,
             reloads: 0,
             core_config: config.core_config(),
             snapshots_installed: 0,
             snapshots_rejected: 0,
-            screened_installs: std::collections::VecDeque::new(),
+            lateness_max_ms: 0,
+            engine_name: config.state_machine.engine.name(),
+            cache_bytes: config.state_machine.cache_bytes_bound(),
             reads: reads::Reads::default(),
         }
     }
@@ -153,6 +178,10 @@ impl Driver {
             snapshots_taken: 0,
             snapshots_installed: 0,
             snapshots_rejected: 0,
+            durable_applied_index: 0,
+            driver_lateness_ms_max: 0,
+            state_machine_engine: config.state_machine.engine.name(),
+            state_machine_cache_bytes: config.state_machine.cache_bytes_bound(),
         }
     }
 
@@ -217,7 +246,19 @@ impl Driver {
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => self.advance_clock(),
+                Some(report) = self.reports.recv() => {
+                    self.on_report(report)?;
+                    for _ in 0..256 {
+                        match self.reports.try_recv() {
+                            Ok(report) => self.on_report(report)?,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.observe_lateness(deadline);
+                    self.advance_clock();
+                }
                 _ = sweep.tick() => {
                     // Forwards stuck in the queue of a node that is no longer the
                     // leader (it crashed, say) were never sent: send them anew.
@@ -236,6 +277,9 @@ impl Driver {
             }
         }
         self.requests.fail_all(RequestError::ShuttingDown);
+        // The apply thread makes what it applied durable and closes the store.
+        let mut applier = self.applier.detach();
+        let _ = tokio::task::spawn_blocking(move || applier.stop()).await;
         info!(node = self.node.id(), "driver stopped");
         Ok(())
     }
@@ -278,11 +322,23 @@ impl Driver {
         // Reads confirmed in this batch are served between its entries, as soon
         // as their index is applied: before any entry proposed after them
         // (`Node::read_index`), so a connection's pipelined commands take
-        // effect in the order sent.
+        // effect in the order sent. The apply stream keeps that order.
         self.on_read_states(output.read_states);
-        for entry in output.committed_entries {
-            self.apply(entry);
-            self.serve_applied_reads();
+        if !output.committed_entries.is_empty() {
+            increment_by(&self.observe.metrics.commits, output.committed_entries.len() as u64);
+            self.triggers.count(&output.committed_entries);
+            let mut batch = Vec::with_capacity(output.committed_entries.len());
+            for entry in output.committed_entries {
+                self.submitted_index = self.submitted_index.max(entry.index);
+                batch.push(entry);
+                if self.reads_due() {
+                    self.applier.send(ApplyItem::Apply(std::mem::take(&mut batch)));
+                    self.serve_applied_reads();
+                }
+            }
+            if !batch.is_empty() {
+                self.applier.send(ApplyItem::Apply(batch));
+            }
         }
         self.serve_stale_reads();
         self.maybe_snapshot();
@@ -335,37 +391,58 @@ impl Driver {
         }
     }
 
-    fn apply(&mut self, entry: Entry) {
-        debug_assert!(entry.index > self.applied_index, "entries are applied once, in order");
-        self.applied_index = entry.index;
-        increment(&self.observe.metrics.commits);
-        // Only commands touch the store; every other payload (Noop, and whatever
-        // the core adds, such as BecomeLeader) only takes up its index.
-        if let Payload::Command(bytes) = &entry.payload {
-            match Envelope::decode(bytes) {
-                Some(envelope) => {
-                    let reply = self.store.apply(&envelope.command);
-                    let key = (envelope.origin, envelope.incarnation, envelope.request_id);
-                    if envelope.origin == self.node.id() && envelope.incarnation == self.incarnation {
-                        self.requests.answer(envelope.request_id, reply);
-                    } else if self.accepted_forwards.get(&entry.index) == Some(&key) {
-                        let (origin, incarnation, request_id) = key;
-                        let result = ForwardResult { incarnation, request_id, reply };
-                        self.transport.send(origin, &PeerFrame::ForwardResult(result));
-                    }
+    /// What the apply thread reports: answers go to their askers.
+    fn on_report(&mut self, report: ApplyReport) -> Result<(), ServerError> {
+        match report {
+            ApplyReport::Applied { index, commands, keys } => {
+                for command in commands {
+                    self.answer_applied(command);
                 }
-                // Every node skips the same bytes, so the stores stay identical.
-                None => warn!(index = entry.index, "committed command does not decode; skipped"),
+                self.applied_index = index;
+                self.keys = keys;
+                self.requests.applied(index);
+                // Forwards accepted at this index or below are settled either way.
+                while let Some(first) = self.accepted_forwards.first_entry() {
+                    if *first.key() > index {
+                        break;
+                    }
+                    first.remove();
+                }
             }
-        }
-        self.requests.applied(entry.index);
-        // Forwards accepted at this index or below are settled either way.
-        while let Some(first) = self.accepted_forwards.first_entry() {
-            if *first.key() > entry.index {
-                break;
+            ApplyReport::Read { context, reply } => self.answer_read(context, reply),
+            ApplyReport::Installed { index, keys } => {
+                self.applied_index = index;
+                self.keys = keys;
+                info!(node = self.node.id(), index, keys, "installed the leader's snapshot");
             }
-            first.remove();
+            ApplyReport::SnapshotTaken { index, data } => self.on_snapshot_taken(index, data),
+            ApplyReport::Durable { index } => self.durable_applied_index = index,
+            ApplyReport::Failed(failure) => return Err(ServerError::Machine(failure)),
         }
+        Ok(())
+    }
+
+    fn answer_applied(&mut self, command: apply::AppliedCommand) {
+        let apply::AppliedCommand { index, origin: key, reply } = command;
+        let (origin, incarnation, request_id) = key;
+        if origin == self.node.id() && incarnation == self.incarnation {
+            self.requests.answer(request_id, reply);
+        } else if self.accepted_forwards.get(&index) == Some(&key) {
+            let result = ForwardResult { incarnation, request_id, reply };
+            self.transport.send(origin, &PeerFrame::ForwardResult(result));
+        }
+    }
+
+    /// Records how late a timer fired against its deadline.
+    fn observe_lateness(&mut self, deadline: Instant) {
+        let late = Instant::now().saturating_duration_since(deadline);
+        let late_ms = late.as_secs_f64() * 1000.0;
+        self.observe.metrics.driver_lateness_ms.observe(late_ms);
+        self.lateness_max_ms = self.lateness_max_ms.max(late.as_millis() as u64);
+        self.observe
+            .metrics
+            .driver_lateness_ms_max
+            .fetch_max(self.lateness_max_ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn on_peer(&mut self, input: PeerInput) {
@@ -426,7 +503,7 @@ impl Driver {
         let id = self.requests.next_id();
         if request.stale_read && request.command.is_read() {
             // A stale read still sees its connection's earlier writes: it waits
-            // until they are applied here.
+            // until they are sent to be applied here.
             self.requests.add_stale_read(id, request.connection, request.command, request.reply, Instant::now());
             self.serve_stale_reads();
             return;
@@ -517,7 +594,7 @@ impl Driver {
         for id in waiting {
             let ready = match self.requests.read_after(id) {
                 requests::ReadAfter::Nothing => true,
-                requests::ReadAfter::Index(index) => index <= self.applied_index,
+                requests::ReadAfter::Index(index) => index <= self.submitted_index,
                 requests::ReadAfter::Unplaced(_) => false,
             };
             if !ready {
@@ -525,8 +602,9 @@ impl Driver {
                 continue;
             }
             let Some(read) = self.requests.stale_read(id) else { continue };
-            let reply = self.store.read(read);
-            self.requests.answer(id, reply);
+            // Answered by the apply thread under its request id (`answer_read`).
+            let command = read.clone();
+            self.applier.send(ApplyItem::ServeRead { target: ReadTarget::Driver(id), command });
         }
     }
 
@@ -548,7 +626,7 @@ impl Driver {
             commit_index: node.log().committed(),
             applied_index: self.applied_index,
             last_index: node.log().last_index(),
-            keys: self.store.len(),
+            keys: self.keys as usize,
             pending_requests: self.requests.len(),
             dropped_peer_frames: self.transport.dropped_frames(),
             wal_syncs: self.group_commit.syncs,
@@ -563,6 +641,10 @@ impl Driver {
             snapshots_taken: self.group_commit.snapshots_saved,
             snapshots_installed: self.snapshots_installed,
             snapshots_rejected: self.snapshots_rejected,
+            durable_applied_index: self.durable_applied_index,
+            driver_lateness_ms_max: self.lateness_max_ms,
+            state_machine_engine: self.engine_name,
+            state_machine_cache_bytes: self.cache_bytes,
         };
         self.status.send_if_modified(|current| {
             if *current == status {

@@ -6,7 +6,11 @@
 //! Snapshots go through the same queue, in order with the outputs: a snapshot
 //! the core installed (`Output::snapshot`) is saved before its own batch's hard
 //! state and log write, and one the driver took ([`GroupCommit::save_snapshot`])
-//! after everything queued before it. Each save makes the snapshot file durable,
+//! after everything queued before it. The file of the driver's own snapshot is
+//! written beside the queue when no other snapshot file is being written, so
+//! that a large file's write and sync does not hold up the persists (and the
+//! heartbeats they release) behind it; its WAL record then takes its turn.
+//! Each save makes the snapshot file durable,
 //! then records it in the WAL, then deletes the segments it covers
 //! ([`conclave_storage::Wal::compact`]); a crash between any two of these steps
 //! recovers (docs/decisions/0035-server-snapshots.md).
@@ -26,25 +30,43 @@ use crate::observe::Observability;
 enum Job {
     /// A core output (hard state, log write, and possibly an installed snapshot).
     Output(Output),
-    /// A snapshot of the driver's own state machine.
-    Snapshot(Snapshot),
+    /// A snapshot of the driver's own state machine (its bytes are shared
+    /// with the core's: the copy into the storage form is made on the persist
+    /// thread, never on the driver).
+    Snapshot(conclave_core::Snapshot),
+    /// The WAL record of a snapshot of the driver's own state machine whose
+    /// file was written beside the queue (see [`GroupCommit::save_snapshot`]).
+    Record(conclave_core::Snapshot),
 }
 
 impl Job {
     fn needs_persist(&self) -> bool {
         match self {
             Job::Output(output) => output.needs_persist(),
-            Job::Snapshot(_) => true,
+            Job::Snapshot(_) | Job::Record(_) => true,
         }
+    }
+
+    /// Whether persisting it writes the snapshot file.
+    fn writes_snapshot_file(&self) -> bool {
+        matches!(self, Job::Snapshot(_)) || matches!(self, Job::Output(output) if output.snapshot.is_some())
     }
 }
 
 type Persisted = (Wal, Vec<Job>, Result<(), StorageError>);
+type SideWrite = (conclave_core::Snapshot, Result<(), StorageError>);
 
 pub(crate) struct GroupCommit {
     /// The WAL while no persist runs (it travels to the blocking thread and back).
     wal: Option<Wal>,
     in_flight: Option<JoinHandle<Persisted>>,
+    /// Whether the persist in flight writes the snapshot file.
+    in_flight_installs: bool,
+    /// The file of this node's own snapshot, written beside the queue: a large
+    /// file's write and sync must not hold up the small persists behind it
+    /// (and the messages they release, heartbeats among them).
+    side_write: Option<JoinHandle<SideWrite>>,
+    dir: std::path::PathBuf,
     /// Jobs waiting behind the persist in flight, in order.
     queued: Vec<Job>,
     /// Persists started (one write and one sync each), for `INFO`.
@@ -59,9 +81,13 @@ pub(crate) struct GroupCommit {
 impl GroupCommit {
     pub(crate) fn new(wal: Wal, observe: Arc<Observability>) -> GroupCommit {
         let durable_snapshot_index = wal.snapshot().map_or(0, |snapshot| snapshot.last_included_index);
+        let dir = wal.dir().to_path_buf();
         GroupCommit {
             wal: Some(wal),
             in_flight: None,
+            in_flight_installs: false,
+            side_write: None,
+            dir,
             queued: Vec::new(),
             syncs: 0,
             snapshots_saved: 0,
@@ -82,13 +108,37 @@ impl GroupCommit {
 
     /// Queues a snapshot of the state machine, saved after everything queued
     /// before it (its entries are durable already: they were applied).
-    pub(crate) fn save_snapshot(&mut self, snapshot: Snapshot) {
-        self.queued.push(Job::Snapshot(snapshot));
+    ///
+    /// Its file is written beside the queue when no other snapshot file is
+    /// being written (one the core installed, in a persist, or another of its
+    /// own): once durable, its WAL record takes its turn in the queue. Else it
+    /// waits in the queue and is written there, as before.
+    pub(crate) fn save_snapshot(&mut self, snapshot: conclave_core::Snapshot) {
+        let installing = self.in_flight_installs || self.queued.iter().any(Job::writes_snapshot_file);
+        if self.side_write.is_some() || installing {
+            self.queued.push(Job::Snapshot(snapshot));
+            return;
+        }
+        let dir = self.dir.clone();
+        self.side_write = Some(tokio::task::spawn_blocking(move || {
+            let result = conclave_storage::snapshot::save(&dir, &Snapshot::from_core(&snapshot));
+            (snapshot, result)
+        }));
+    }
+
+    /// The snapshot file written beside the queue is durable: its WAL record
+    /// joins the queue.
+    fn side_write_done(&mut self, joined: Result<SideWrite, tokio::task::JoinError>) -> Result<(), ServerError> {
+        self.side_write = None;
+        let (snapshot, result) = joined.map_err(|error| ServerError::PersistTask(error.to_string()))?;
+        result?;
+        self.queued.push(Job::Record(snapshot));
+        Ok(())
     }
 
     /// True if nothing is in flight or queued.
     pub(crate) fn is_idle(&self) -> bool {
-        self.in_flight.is_none() && self.queued.is_empty()
+        self.in_flight.is_none() && self.queued.is_empty() && self.side_write.is_none()
     }
 
     /// The WAL, when no persist runs.
@@ -102,10 +152,15 @@ impl GroupCommit {
         if self.in_flight.is_some() || self.queued.is_empty() {
             return Vec::new();
         }
+        // One snapshot file written at a time: one in the queue waits for ours.
+        if self.side_write.is_some() && self.queued.iter().any(Job::writes_snapshot_file) {
+            return Vec::new();
+        }
         let jobs = std::mem::take(&mut self.queued);
         if !jobs.iter().any(Job::needs_persist) {
             return outputs_of(jobs, &mut Vec::new());
         }
+        self.in_flight_installs = jobs.iter().any(Job::writes_snapshot_file);
         let mut wal = self.wal.take().expect("the WAL is home while nothing is in flight");
         self.syncs += 1;
         let observe = self.observe.clone();
@@ -120,12 +175,24 @@ impl GroupCommit {
 
     /// Completes when the persist in flight is durable, with its outputs; never
     /// completes if none is in flight.
+    /// A snapshot file written beside the queue completing counts as a
+    /// completion with no outputs.
     pub(crate) async fn completion(&mut self) -> Result<Vec<Output>, ServerError> {
-        let Some(handle) = self.in_flight.as_mut() else {
-            return std::future::pending().await;
-        };
-        let joined = handle.await;
+        tokio::select! {
+            joined = async { self.side_write.as_mut().expect("checked").await }, if self.side_write.is_some() => {
+                self.side_write_done(joined)?;
+                Ok(Vec::new())
+            }
+            joined = async { self.in_flight.as_mut().expect("checked").await }, if self.in_flight.is_some() => {
+                self.persisted(joined)
+            }
+            else => std::future::pending().await,
+        }
+    }
+
+    fn persisted(&mut self, joined: Result<Persisted, tokio::task::JoinError>) -> Result<Vec<Output>, ServerError> {
         self.in_flight = None;
+        self.in_flight_installs = false;
         let (wal, jobs, result) = joined.map_err(|error| ServerError::PersistTask(error.to_string()))?;
         self.wal = Some(wal);
         result?;
@@ -141,8 +208,8 @@ impl GroupCommit {
 
     /// Waits for the persist in flight, if any (shutdown).
     pub(crate) async fn finish(&mut self) -> Option<Result<Vec<Output>, ServerError>> {
-        self.in_flight.as_ref()?;
-        Some(self.completion().await)
+        let joined = self.in_flight.as_mut()?.await;
+        Some(self.persisted(joined))
     }
 }
 
@@ -153,7 +220,7 @@ fn outputs_of(jobs: Vec<Job>, saved: &mut Vec<LogIndex>) -> Vec<Output> {
     for job in jobs {
         match job {
             Job::Output(output) => outputs.push(output),
-            Job::Snapshot(snapshot) => saved.push(snapshot.last_included_index),
+            Job::Snapshot(snapshot) | Job::Record(snapshot) => saved.push(snapshot.meta.last_included_index),
         }
     }
     outputs
@@ -164,9 +231,21 @@ fn outputs_of(jobs: Vec<Job>, saved: &mut Vec<LogIndex>) -> Vec<Output> {
 fn persist_jobs(wal: &mut Wal, jobs: &[Job]) -> Result<(), StorageError> {
     let mut requests: Vec<PersistRequest<'_>> = Vec::with_capacity(jobs.len());
     for job in jobs {
+        if let Job::Record(snapshot) = job {
+            wal.persist(&requests)?;
+            requests.clear();
+            // A newer snapshot (a leader's) was saved since: the file is its.
+            if snapshot.meta.last_included_index > wal.snapshot().map_or(0, |saved| saved.last_included_index) {
+                let index = snapshot.meta.last_included_index;
+                wal.record_saved_snapshot(Snapshot::from_core(snapshot))?;
+                wal.compact(index)?;
+            }
+            continue;
+        }
         let snapshot = match job {
             Job::Output(output) => output.snapshot.as_ref().map(Snapshot::from_core),
-            Job::Snapshot(snapshot) => Some(snapshot.clone()),
+            Job::Snapshot(snapshot) => Some(Snapshot::from_core(snapshot)),
+            Job::Record(_) => None,
         };
         if let Some(snapshot) = snapshot {
             // What is queued before the snapshot reaches the disk before it.
@@ -263,11 +342,20 @@ mod tests {
         }
         let segments_before = group.wal().unwrap().segment_paths().len();
         assert!(segments_before > 3, "small segments roll: {segments_before}");
-        group.save_snapshot(snapshot(150, 1));
-        assert_eq!(group.push(append(201, 10)), None, "queued behind the snapshot");
+        group.save_snapshot(snapshot(150, 1).to_core());
+        assert_eq!(group.push(append(201, 10)), None, "persisted while the snapshot file is written beside");
         assert!(!group.is_idle());
-        assert!(group.start_if_idle().is_empty());
-        assert_eq!(group.completion().await.unwrap(), vec![append(201, 10)], "only outputs come back");
+        // The file's write and the append complete in either order; the WAL
+        // record of the snapshot then takes its turn in the queue.
+        let mut released = Vec::new();
+        for _ in 0..10 {
+            if group.is_idle() {
+                break;
+            }
+            assert!(group.start_if_idle().is_empty());
+            released.extend(group.completion().await.unwrap());
+        }
+        assert_eq!(released, vec![append(201, 10)], "only outputs come back");
         assert!(group.is_idle());
         assert_eq!((group.durable_snapshot_index, group.snapshots_saved), (150, 1));
         let wal = group.wal().unwrap();

@@ -4,7 +4,9 @@
 //! ([`conclave_core::Node::read_index`]); the driver serves it from the store
 //! once it has applied up to the read's index. A follower forwards the read to
 //! the leader ([`PeerFrame::ForwardRead`]), exactly as it forwards writes, and
-//! the leader answers with the value ([`PeerFrame::ForwardResult`]). A read the
+//! the leader answers with the value ([`PeerFrame::ForwardResult`]). A
+//! confirmed read is placed in the apply stream right after the entries up to
+//! its index ([`super::apply`]), and served there by the apply thread. A read the
 //! core fails (its node stopped leading) goes back to wait for the next leader:
 //! reads change nothing, so retrying one is always safe. Connections in
 //! `READONLY` mode skip all of this and read the local store.
@@ -13,8 +15,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use conclave_core::{LogIndex, NodeId, ReadIndexError, ReadState};
 
+use super::apply::{ApplyItem, ReadTarget};
 use super::Driver;
-use crate::kv::KvCommand;
+use crate::kv::{KvCommand, KvReply};
 use crate::peer::frame::{ForwardOutcome, ForwardResult, PeerFrame};
 
 /// Who asked for a read the core holds.
@@ -47,7 +50,8 @@ struct HeldRead {
 #[derive(Debug, Default)]
 pub(crate) struct Reads {
     held: HashMap<u64, HeldRead>,
-    /// Confirmed reads waiting for the store to apply up to their index.
+    /// Confirmed reads waiting for the entries up to their index to be sent to
+    /// the apply thread.
     awaiting_apply: BTreeMap<LogIndex, Vec<u64>>,
 }
 
@@ -131,22 +135,35 @@ impl Driver {
         }
     }
 
-    /// Serves every confirmed read whose index the store has applied.
+    /// Places every confirmed read whose index was sent to the apply thread
+    /// in the apply stream, where it is served after exactly those entries.
     pub(super) fn serve_applied_reads(&mut self) {
         while let Some(entry) = self.reads.awaiting_apply.first_entry() {
-            if *entry.key() > self.applied_index {
+            if *entry.key() > self.submitted_index {
                 break;
             }
             for context in entry.remove() {
-                let Some(held) = self.reads.held.remove(&context) else { continue };
-                let reply = self.store.read(&held.command);
-                match held.asker {
-                    Asker::Local => self.requests.answer(context, reply),
-                    Asker::Peer { from, incarnation, request_id } => {
-                        let result = ForwardResult { incarnation, request_id, reply };
-                        self.transport.send(from, &PeerFrame::ForwardResult(result));
-                    }
-                }
+                let Some(held) = self.reads.held.get(&context) else { continue };
+                let command = held.command.clone();
+                self.applier.send(ApplyItem::ServeRead { target: ReadTarget::Driver(context), command });
+            }
+        }
+    }
+
+    /// True if a confirmed read waits for an index already sent to be applied.
+    pub(super) fn reads_due(&self) -> bool {
+        self.reads.awaiting_apply.first_key_value().is_some_and(|(index, _)| *index <= self.submitted_index)
+    }
+
+    /// The apply thread's answer to the read placed under `context`.
+    pub(super) fn answer_read(&mut self, context: u64, reply: KvReply) {
+        // Not held: a `READONLY` read, under its request id.
+        let Some(held) = self.reads.held.remove(&context) else { return self.requests.answer(context, reply) };
+        match held.asker {
+            Asker::Local => self.requests.answer(context, reply),
+            Asker::Peer { from, incarnation, request_id } => {
+                let result = ForwardResult { incarnation, request_id, reply };
+                self.transport.send(from, &PeerFrame::ForwardResult(result));
             }
         }
     }

@@ -1,33 +1,43 @@
 //! The driver's side of snapshots (Raft §7):
-//! * every `snapshot.every_entries` applied entries, the KV store is encoded at
-//!   the applied index, the core compacts its log in memory
-//!   ([`conclave_core::Node::compact`]) and the snapshot is queued behind the
-//!   persists ahead of it, where it is made durable before any WAL segment it
-//!   covers is deleted ([`super::persist`]);
+//! * when a trigger fires ([`Triggers`]: entries, log bytes or time since the
+//!   last snapshot), the apply thread is asked for a snapshot; it makes its
+//!   store durable and encodes the state from a consistent view off the driver
+//!   task. The bytes come back at the index they hold: the core compacts its
+//!   log in memory ([`conclave_core::Node::compact`]) and the snapshot is
+//!   queued behind the persists ahead of it, where it is made durable before
+//!   any WAL segment it covers is deleted ([`super::persist`]). That index is
+//!   durable in the store, so the WAL is never compacted beyond it;
 //! * a snapshot the core installed from its leader (`Output::snapshot`) is
-//!   decoded before anything of its batch is persisted: a snapshot that does not
-//!   decode is never saved or applied — its batch is dropped, as a crash before
-//!   its sync would, the error is logged and counted, and the core is restarted
-//!   from the WAL once the persists ahead are done (the leader then sends the
-//!   snapshot again);
-//! * at start, the KV store is restored from the saved snapshot and the core
-//!   hands out the committed entries after it.
+//!   checked (format and checksum) before anything of its batch is persisted:
+//!   a snapshot that does not decode is never saved or applied — its batch is
+//!   dropped, as a crash before its sync would, the error is logged and
+//!   counted, and the core is restarted from the WAL once the persists ahead
+//!   are done (the leader then sends the snapshot again). Once durable it goes
+//!   into the apply stream, where the store is rebuilt beside the old one;
+//! * at start, the store opens at its own applied index (the engine) or is
+//!   restored from the saved snapshot (in memory), and the core hands out the
+//!   committed entries after its snapshot: the apply thread skips those the
+//!   store holds already.
 
-use conclave_core::{LogIndex, Node, Output};
+use std::time::{Duration, Instant};
+
+use conclave_core::{Entry, LogIndex, Node, Output, Payload};
 use conclave_storage::LogStore;
 use rand::SeedableRng;
 use tracing::{error, info, warn};
 
+use super::apply::ApplyItem;
 use super::Driver;
+use crate::config::ServerConfig;
 use crate::error::ServerError;
-use crate::kv::KvStore;
+use crate::kv::{KvStore, StateMachine};
 use crate::observe::metrics::increment;
 
-/// What a driver starts from: the core and the KV store it restored from the
-/// data dir, at `applied_index`.
+/// What a driver starts from: the core and the state machine it restored from
+/// the data dir, at `applied_index`.
 pub(crate) struct Restored {
     pub(crate) node: Node,
-    pub(crate) store: KvStore,
+    pub(crate) machine: Box<dyn StateMachine>,
     pub(crate) applied_index: LogIndex,
 }
 
@@ -47,24 +57,87 @@ pub(crate) fn restore_store(saved: Option<(LogIndex, &[u8])>) -> Result<(KvStore
     Ok((store, index))
 }
 
+/// When to snapshot: any trigger that is set and due fires.
+pub(crate) struct Triggers {
+    every_entries: u64,
+    log_bytes: u64,
+    interval: Duration,
+    /// This node's jitter on the size and time triggers, in percent (0–20):
+    /// nodes with the same settings compact at different indexes.
+    jitter_percent: u64,
+    /// Command bytes applied since the last snapshot was asked for.
+    bytes_since: u64,
+    /// Bytes of the last snapshot taken (the size trigger grows with the data).
+    last_snapshot_bytes: u64,
+    last_snapshot_at: Instant,
+    /// A snapshot was asked for and has not come back.
+    pub(crate) in_flight: bool,
+}
+
+impl Triggers {
+    pub(crate) fn new(config: &ServerConfig) -> Triggers {
+        let settings = &config.snapshot;
+        Triggers {
+            every_entries: settings.every_entries,
+            log_bytes: settings.log_bytes,
+            interval: Duration::from_secs(settings.interval_secs),
+            jitter_percent: config.node_id.wrapping_mul(0x9E37_79B9) % 21,
+            bytes_since: 0,
+            last_snapshot_bytes: 0,
+            last_snapshot_at: Instant::now(),
+            in_flight: false,
+        }
+    }
+
+    /// Entries sent to be applied: their command bytes count toward the size trigger.
+    pub(crate) fn count(&mut self, entries: &[Entry]) {
+        for entry in entries {
+            if let Payload::Command(bytes) = &entry.payload {
+                self.bytes_since += bytes.len() as u64;
+            }
+        }
+    }
+
+    fn jittered(&self, value: u64) -> u64 {
+        value.saturating_mul(100 + self.jitter_percent) / 100
+    }
+
+    /// Whether to snapshot now, with `base` the current snapshot's last index
+    /// and `submitted` the last index sent to be applied.
+    fn due(&self, base: LogIndex, submitted: LogIndex) -> bool {
+        if self.in_flight || submitted <= base {
+            return false;
+        }
+        let by_entries = self.every_entries > 0 && submitted >= base.saturating_add(self.every_entries);
+        let by_bytes =
+            self.log_bytes > 0 && self.bytes_since >= self.jittered(self.log_bytes.max(self.last_snapshot_bytes));
+        let interval_ms = self.jittered(self.interval.as_millis() as u64);
+        let by_time = interval_ms > 0 && self.last_snapshot_at.elapsed() >= Duration::from_millis(interval_ms);
+        by_entries || by_bytes || by_time
+    }
+}
+
 impl Driver {
-    /// Snapshots the store and compacts the log if `every_entries` entries were
-    /// applied since the last snapshot.
+    /// Asks the apply thread for a snapshot if a trigger is due.
     pub(super) fn maybe_snapshot(&mut self) {
-        let every = self.snapshot_every;
-        if every == 0 || self.reload_pending {
+        if self.reload_pending || !self.triggers.due(self.node.log().snapshot_index(), self.submitted_index) {
             return;
         }
-        let base = self.node.log().snapshot_index();
-        if self.applied_index < base.saturating_add(every) {
-            return;
-        }
-        let data = self.store.encode_snapshot(self.applied_index);
+        self.triggers.in_flight = true;
+        self.triggers.bytes_since = 0;
+        self.applier.send(ApplyItem::TakeSnapshot);
+    }
+
+    /// The apply thread's snapshot, at `index`: compact the log behind it.
+    pub(super) fn on_snapshot_taken(&mut self, index: LogIndex, data: std::sync::Arc<[u8]>) {
+        self.triggers.in_flight = false;
+        self.triggers.last_snapshot_at = Instant::now();
+        self.triggers.last_snapshot_bytes = data.len() as u64;
         let bytes = data.len();
-        match self.node.compact(self.applied_index, data) {
+        match self.node.compact(index, data) {
             Ok(snapshot) => {
-                info!(node = self.node.id(), index = self.applied_index, bytes, "snapshot taken; log compacted");
-                self.group_commit.save_snapshot(conclave_storage::Snapshot::from_core(&snapshot));
+                info!(node = self.node.id(), index, bytes, "snapshot taken; log compacted");
+                self.group_commit.save_snapshot(snapshot);
             }
             Err(error) => warn!(node = self.node.id(), %error, "no snapshot taken"),
         }
@@ -76,13 +149,11 @@ impl Driver {
     pub(super) fn screen_installed_snapshot(&mut self, output: &Output) -> bool {
         let Some(snapshot) = &output.snapshot else { return true };
         let covered = snapshot.meta.last_included_index;
-        let problem = match KvStore::decode_snapshot(&snapshot.data) {
-            Ok((store, index)) if index == covered => {
-                // Kept for the install, which comes in queue order.
-                self.screened_installs.push_back((index, store));
-                return true;
-            }
-            Ok((_, index)) => format!("it holds the KV state at index {index}"),
+        let checked =
+            crate::kv::snapshot::visit_snapshot(&snapshot.data, |_, _| Ok::<_, crate::kv::SnapshotDecodeError>(()));
+        let problem = match checked {
+            Ok((index, _)) if index == covered => return true,
+            Ok((index, _)) => format!("it holds the KV state at index {index}"),
             Err(error) => error.to_string(),
         };
         self.snapshots_rejected += 1;
@@ -98,46 +169,36 @@ impl Driver {
         false
     }
 
-    /// Replaces the store with an installed snapshot (durable by now).
+    /// Sends an installed snapshot (durable by now) into the apply stream.
     pub(super) fn install_snapshot(&mut self, snapshot: &conclave_core::Snapshot) {
         let index = snapshot.meta.last_included_index;
-        match self.screened_installs.pop_front() {
-            Some((screened, store)) if screened == index => self.store = store,
-            _ => match KvStore::decode_snapshot(&snapshot.data) {
-                Ok((store, _)) => self.store = store,
-                // Screened before it was persisted: cannot happen.
-                Err(error) => unreachable!("a screened snapshot stopped decoding: {error}"),
-            },
-        }
-        self.applied_index = index;
+        self.applier.send(ApplyItem::InstallSnapshot { index, data: snapshot.data.clone() });
+        self.submitted_index = index;
+        self.triggers.bytes_since = 0;
         // What this node asked for at those indexes is answered by the leader
         // (forwarded) or times out: it cannot tell from here.
         self.requests.unplace_upto(index);
         self.accepted_forwards.retain(|&placed, _| placed > index);
         self.snapshots_installed += 1;
         increment(&self.observe.metrics.snapshots_installed);
-        info!(node = self.node.id(), index, keys = self.store.len(), "installed the leader's snapshot");
     }
 
     /// After a refused snapshot, once the persists ahead of it are done: a new
-    /// core and store from what the WAL holds, as at a process restart.
+    /// core from what the WAL holds, as at a process restart. The store keeps
+    /// its state: everything it applied was committed, and the apply thread
+    /// skips the entries the new core hands out again.
     pub(super) fn reload_if_due(&mut self) -> Result<(), ServerError> {
         if !self.reload_pending || !self.group_commit.is_idle() {
             return Ok(());
         }
         let wal = self.group_commit.wal().expect("the WAL is home when nothing is in flight");
         let restored = wal.restored_state()?;
-        let saved = restored.snapshot.as_ref().map(|snapshot| (snapshot.meta.last_included_index, &snapshot.data[..]));
-        let (store, applied_index) = restore_store(saved)?;
         self.reloads += 1;
         let seed = self.incarnation ^ self.reloads.rotate_left(17) ^ self.node.id().rotate_left(32);
         let rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         self.node = Node::new(self.core_config.clone(), restored, rng, self.last_tick_ms)?;
-        self.store = store;
-        self.applied_index = applied_index;
         self.reload_pending = false;
-        self.screened_installs.clear(); // Empty already: everything queued was released.
-        info!(node = self.node.id(), applied_index, "core restarted from the WAL");
+        info!(node = self.node.id(), applied_index = self.applied_index, "core restarted from the WAL");
         let first = self.node.tick(self.last_tick_ms);
         self.enqueue(first);
         Ok(())

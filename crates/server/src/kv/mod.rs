@@ -1,9 +1,13 @@
 //! The replicated key-value state machine and its commands.
 
 pub mod command;
+pub mod engine;
+pub mod machine;
 pub mod snapshot;
 pub mod store;
 
 pub use command::{Envelope, KvCommand, KvReply, SetCondition};
+pub use engine::{EngineIdentity, EngineStore};
+pub use machine::{MachineError, StateMachine};
 pub use snapshot::SnapshotDecodeError;
 pub use store::KvStore;

@@ -70,76 +70,123 @@ pub enum SnapshotDecodeError {
     },
 }
 
+/// Writes the snapshot bytes of a state at one applied index, pair by pair, in
+/// strictly ascending key order (any store's view: a map's sorted entries, or
+/// an engine's read transaction).
+pub(crate) struct SnapshotWriter {
+    bytes: Vec<u8>,
+    key_count: u64,
+    written: u64,
+}
+
+impl SnapshotWriter {
+    /// A snapshot at `applied_index` of `key_count` pairs; `size_hint`: their bytes.
+    pub(crate) fn new(applied_index: LogIndex, key_count: u64, size_hint: usize) -> SnapshotWriter {
+        let mut bytes = Vec::with_capacity(HEADER_BYTES + size_hint + CHECKSUM_BYTES);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        bytes.extend_from_slice(&applied_index.to_le_bytes());
+        bytes.extend_from_slice(&key_count.to_le_bytes());
+        SnapshotWriter { bytes, key_count, written: 0 }
+    }
+
+    /// The next pair.
+    pub(crate) fn pair(&mut self, key: &[u8], value: &[u8]) {
+        // Keys and values are bounded by the command size limit, far below 4 GiB.
+        self.bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(value);
+        self.written += 1;
+    }
+
+    /// The bytes, sealed with their checksum.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        assert_eq!(self.written, self.key_count, "a snapshot's key count matches its pairs");
+        let checksum = crc32c::crc32c(&self.bytes);
+        self.bytes.extend_from_slice(&checksum.to_le_bytes());
+        self.bytes
+    }
+}
+
+/// Checks snapshot bytes whole (format, version, checksum) and then hands
+/// each pair to `visit`, in ascending key order. Returns the applied index.
+/// Damaged, truncated or foreign bytes are an error that says what is wrong,
+/// found before `visit` sees anything but a structural error of a writer's
+/// bug behind a valid checksum (found as the pairs are read).
+pub(crate) fn visit_snapshot<E: From<SnapshotDecodeError>>(
+    bytes: &[u8],
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+) -> Result<(LogIndex, u64), E> {
+    let min = HEADER_BYTES + CHECKSUM_BYTES;
+    if bytes.len() < min {
+        return Err(SnapshotDecodeError::TooShort { len: bytes.len(), min }.into());
+    }
+    if &bytes[..4] != MAGIC {
+        return Err(SnapshotDecodeError::BadMagic.into());
+    }
+    let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(SnapshotDecodeError::UnsupportedVersion { found: version }.into());
+    }
+    let (body, trailer) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
+    let stored = u32::from_le_bytes(trailer.try_into().expect("4 bytes"));
+    let computed = crc32c::crc32c(body);
+    if stored != computed {
+        return Err(SnapshotDecodeError::Checksum { stored, computed }.into());
+    }
+    let mut reader = Reader { bytes: body, position: 8 };
+    let applied_index = reader.u64("applied index")?;
+    let key_count = reader.u64("key count")?;
+    // Each pair takes at least 8 bytes: a count beyond that cannot be honest.
+    if key_count > (reader.remaining() / 8) as u64 {
+        return Err(reader
+            .malformed(format!("{key_count} keys cannot fit in the {} bytes that follow", reader.remaining()))
+            .into());
+    }
+    let mut previous: Option<&[u8]> = None;
+    for _ in 0..key_count {
+        let key_offset = reader.position;
+        let key = reader.field("key")?;
+        let value = reader.field("value")?;
+        if previous.is_some_and(|previous| previous >= key) {
+            return Err(SnapshotDecodeError::Malformed {
+                offset: key_offset,
+                reason: "keys are not in strictly ascending order".into(),
+            }
+            .into());
+        }
+        previous = Some(key);
+        visit(key, value)?;
+    }
+    if reader.remaining() != 0 {
+        return Err(reader.malformed(format!("{} bytes follow the last key", reader.remaining())).into());
+    }
+    Ok((applied_index, key_count))
+}
+
 impl KvStore {
     /// The snapshot bytes of this store, which holds the state at `applied_index`.
     pub fn encode_snapshot(&self, applied_index: LogIndex) -> Vec<u8> {
         let mut pairs: Vec<(&Vec<u8>, &Vec<u8>)> = self.data.iter().collect();
         pairs.sort_unstable_by(|left, right| left.0.cmp(right.0));
         let content: usize = pairs.iter().map(|(key, value)| 8 + key.len() + value.len()).sum();
-        let mut bytes = Vec::with_capacity(HEADER_BYTES + content + CHECKSUM_BYTES);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&VERSION.to_le_bytes());
-        bytes.extend_from_slice(&applied_index.to_le_bytes());
-        bytes.extend_from_slice(&(pairs.len() as u64).to_le_bytes());
+        let mut writer = SnapshotWriter::new(applied_index, pairs.len() as u64, content);
         for (key, value) in pairs {
-            // Keys and values are bounded by the command size limit, far below 4 GiB.
-            bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
-            bytes.extend_from_slice(key);
-            bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
-            bytes.extend_from_slice(value);
+            writer.pair(key, value);
         }
-        let checksum = crc32c::crc32c(&bytes);
-        bytes.extend_from_slice(&checksum.to_le_bytes());
-        bytes
+        writer.finish()
     }
 
     /// The store and its applied index from snapshot bytes; damaged, truncated or
     /// foreign bytes are an error that says what is wrong.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<(KvStore, LogIndex), SnapshotDecodeError> {
-        let min = HEADER_BYTES + CHECKSUM_BYTES;
-        if bytes.len() < min {
-            return Err(SnapshotDecodeError::TooShort { len: bytes.len(), min });
-        }
-        if &bytes[..4] != MAGIC {
-            return Err(SnapshotDecodeError::BadMagic);
-        }
-        let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-        if version != VERSION {
-            return Err(SnapshotDecodeError::UnsupportedVersion { found: version });
-        }
-        let (body, trailer) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
-        let stored = u32::from_le_bytes(trailer.try_into().expect("4 bytes"));
-        let computed = crc32c::crc32c(body);
-        if stored != computed {
-            return Err(SnapshotDecodeError::Checksum { stored, computed });
-        }
-        let mut reader = Reader { bytes: body, position: 8 };
-        let applied_index = reader.u64("applied index")?;
-        let key_count = reader.u64("key count")?;
-        // Each pair takes at least 8 bytes: a count beyond that cannot be honest.
-        if key_count > (reader.remaining() / 8) as u64 {
-            return Err(reader
-                .malformed(format!("{key_count} keys cannot fit in the {} bytes that follow", reader.remaining())));
-        }
-        let mut data = HashMap::with_capacity(key_count as usize);
-        let mut previous: Option<&[u8]> = None;
-        for _ in 0..key_count {
-            let key_offset = reader.position;
-            let key = reader.field("key")?;
-            let value = reader.field("value")?;
-            if previous.is_some_and(|previous| previous >= key) {
-                return Err(SnapshotDecodeError::Malformed {
-                    offset: key_offset,
-                    reason: "keys are not in strictly ascending order".into(),
-                });
-            }
-            previous = Some(key);
+        let mut data = HashMap::new();
+        let (applied_index, _) = visit_snapshot(bytes, |key, value| {
             data.insert(key.to_vec(), value.to_vec());
-        }
-        if reader.remaining() != 0 {
-            return Err(reader.malformed(format!("{} bytes follow the last key", reader.remaining())));
-        }
-        Ok((KvStore { data }, applied_index))
+            Ok::<_, SnapshotDecodeError>(())
+        })?;
+        Ok((KvStore { data, applied_index }, applied_index))
     }
 }
 

@@ -1,17 +1,41 @@
-//! The key-value state machine: deterministic, so every node that applies the
-//! same committed log holds the same data and computes the same answers.
+//! The in-memory key-value state machine: deterministic, so every node that
+//! applies the same committed log holds the same data and computes the same
+//! answers. Served nodes keep their data in [`super::EngineStore`]; this one
+//! serves tests and the simulator, behind the same [`StateMachine`] trait.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::command::{KvCommand, KvReply, SetCondition};
+use conclave_core::LogIndex;
 
-/// The replicated store.
+use super::command::{KvCommand, KvReply};
+use super::machine::{self, BatchEntry, KvTable, MachineError, SnapshotJob, StateMachine};
+
+/// The replicated store, in memory.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct KvStore {
     pub(super) data: HashMap<Vec<u8>, Vec<u8>>,
+    pub(super) applied_index: LogIndex,
 }
 
-const NOT_AN_INTEGER: &str = "value is not an integer or out of range";
+impl KvTable for HashMap<Vec<u8>, Vec<u8>> {
+    fn get(&self, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>, MachineError> {
+        Ok(HashMap::get(self, key).map(|value| Cow::Borrowed(&value[..])))
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), MachineError> {
+        self.insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Result<bool, MachineError> {
+        Ok(HashMap::remove(self, key).is_some())
+    }
+
+    fn count(&self) -> Result<u64, MachineError> {
+        Ok(self.len() as u64)
+    }
+}
 
 impl KvStore {
     /// Number of keys.
@@ -26,90 +50,70 @@ impl KvStore {
 
     /// Applies (or, for reads, evaluates) `command` and returns its answer.
     pub fn apply(&mut self, command: &KvCommand) -> KvReply {
-        match command {
-            KvCommand::Set { .. }
-            | KvCommand::MSet(_)
-            | KvCommand::Del(_)
-            | KvCommand::IncrBy { .. }
-            | KvCommand::Cas { .. } => self.write(command),
-            KvCommand::Transaction(commands) => {
-                KvReply::Multi(commands.iter().map(|command| self.apply(command)).collect())
-            }
-            read => self.read(read),
-        }
+        machine::execute(&mut self.data, command).expect("a map in memory does not fail")
     }
 
     /// Evaluates a read command without changing anything.
     pub fn read(&self, command: &KvCommand) -> KvReply {
-        match command {
-            KvCommand::Get(key) => self.data.get(key).map_or(KvReply::Nil, |value| KvReply::Bulk(value.clone())),
-            KvCommand::MGet(keys) => KvReply::Array(keys.iter().map(|key| self.data.get(key).cloned()).collect()),
-            KvCommand::Exists(keys) => {
-                KvReply::Integer(keys.iter().filter(|key| self.data.contains_key(*key)).count() as i64)
-            }
-            KvCommand::DbSize => KvReply::Integer(self.data.len() as i64),
-            _ => KvReply::Error("internal: a write command reached the read path".into()),
-        }
+        machine::evaluate(&self.data, command).expect("a map in memory does not fail")
+    }
+}
+
+impl StateMachine for KvStore {
+    fn applied_index(&self) -> LogIndex {
+        self.applied_index
     }
 
-    fn write(&mut self, command: &KvCommand) -> KvReply {
-        match command {
-            KvCommand::Set { key, value, condition } => {
-                let exists = self.data.contains_key(key);
-                let allowed = match condition {
-                    SetCondition::Always => true,
-                    SetCondition::IfAbsent => !exists,
-                    SetCondition::IfPresent => exists,
-                };
-                if !allowed {
-                    return KvReply::Nil;
-                }
-                self.data.insert(key.clone(), value.clone());
-                KvReply::Ok
-            }
-            KvCommand::MSet(pairs) => {
-                for (key, value) in pairs {
-                    self.data.insert(key.clone(), value.clone());
-                }
-                KvReply::Ok
-            }
-            KvCommand::Del(keys) => {
-                KvReply::Integer(keys.iter().filter(|key| self.data.remove(*key).is_some()).count() as i64)
-            }
-            KvCommand::IncrBy { key, delta } => self.increment(key, *delta),
-            KvCommand::Cas { key, expected, new } => {
-                if self.data.get(key) == Some(expected) {
-                    self.data.insert(key.clone(), new.clone());
-                    KvReply::Integer(1)
-                } else {
-                    KvReply::Integer(0)
-                }
-            }
-            read => self.read(read),
-        }
+    /// Never durable: a node on this store restarts from its snapshot file.
+    fn durable_index(&self) -> LogIndex {
+        self.applied_index
     }
 
-    fn increment(&mut self, key: &[u8], delta: i64) -> KvReply {
-        let current = match self.data.get(key) {
-            None => 0,
-            Some(bytes) => match std::str::from_utf8(bytes).ok().and_then(|text| text.parse::<i64>().ok()) {
-                Some(number) => number,
-                None => return KvReply::Error(NOT_AN_INTEGER.into()),
-            },
-        };
-        match current.checked_add(delta) {
-            Some(next) => {
-                self.data.insert(key.to_vec(), next.to_string().into_bytes());
-                KvReply::Integer(next)
+    fn apply_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<Vec<KvReply>, MachineError> {
+        let mut replies = Vec::new();
+        for (index, command) in batch {
+            debug_assert!(*index > self.applied_index, "entries are applied once, in order");
+            if let Some(command) = command {
+                replies.push(self.apply(command));
             }
-            None => KvReply::Error("increment or decrement would overflow".into()),
+            self.applied_index = *index;
         }
+        Ok(replies)
+    }
+
+    fn read(&self, command: &KvCommand) -> Result<KvReply, MachineError> {
+        Ok(KvStore::read(self, command))
+    }
+
+    fn key_count(&self) -> Result<u64, MachineError> {
+        Ok(self.data.len() as u64)
+    }
+
+    fn flush(&mut self) -> Result<(), MachineError> {
+        Ok(())
+    }
+
+    /// Encoded at once (a copy of the map would cost as much).
+    fn snapshot_job(&self) -> Result<SnapshotJob, MachineError> {
+        let bytes = self.encode_snapshot(self.applied_index);
+        Ok(Box::new(move || Ok(bytes)))
+    }
+
+    fn install_snapshot(&mut self, bytes: &[u8]) -> Result<LogIndex, MachineError> {
+        let (store, index) = KvStore::decode_snapshot(bytes)?;
+        *self = store;
+        Ok(index)
+    }
+
+    fn cache_bytes(&self) -> Option<u64> {
+        None
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::SetCondition;
 
     fn set(key: &str, value: &str, condition: SetCondition) -> KvCommand {
         KvCommand::Set { key: key.into(), value: value.into(), condition }

@@ -16,6 +16,9 @@ const FAILOVER_BUCKETS_MS: [f64; 14] =
 /// Bucket upper bounds for a WAL write plus sync, in milliseconds.
 const FSYNC_BUCKETS_MS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0];
 
+/// Bucket upper bounds for how late a driver timer fired, in milliseconds.
+const LATENESS_BUCKETS_MS: [f64; 12] = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0];
+
 /// A cumulative histogram with fixed buckets.
 #[derive(Debug)]
 pub struct Histogram {
@@ -94,6 +97,13 @@ pub struct Metrics {
     pub failover_ms: Histogram,
     /// One WAL write plus sync (a group commit).
     pub fsync_ms: Histogram,
+    /// How late the driver loop's timers (ticks) fired against their deadline:
+    /// a stall of the task that sends heartbeats shows here.
+    pub driver_lateness_ms: Histogram,
+    /// The worst lateness so far (a gauge, milliseconds).
+    pub driver_lateness_ms_max: AtomicU64,
+    /// The state machine's configured cache in bytes (a gauge; 0: unbounded).
+    pub state_machine_cache_bytes: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -112,6 +122,9 @@ impl Default for Metrics {
             failures_detected: [AtomicU64::new(0), AtomicU64::new(0)],
             failover_ms: Histogram::new(&FAILOVER_BUCKETS_MS),
             fsync_ms: Histogram::new(&FSYNC_BUCKETS_MS),
+            driver_lateness_ms: Histogram::new(&LATENESS_BUCKETS_MS),
+            driver_lateness_ms_max: AtomicU64::new(0),
+            state_machine_cache_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -119,6 +132,18 @@ impl Default for Metrics {
 /// Adds one to a counter.
 pub fn increment(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds `amount` to a counter.
+pub fn increment_by(counter: &AtomicU64, amount: u64) {
+    counter.fetch_add(amount, Ordering::Relaxed);
+}
+
+/// This process's resident memory in bytes (Linux; `None` elsewhere).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 impl Metrics {
@@ -173,6 +198,25 @@ impl Metrics {
         let name = "conclave_snapshot_index";
         let _ = writeln!(out, "# HELP {name} Last index of the newest saved snapshot.\n# TYPE {name} gauge");
         let _ = writeln!(out, "{name} {}", status.snapshot_index);
+        let name = "conclave_durable_applied_index";
+        let _ = writeln!(out, "# HELP {name} Last applied index durable in the state machine.\n# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {}", status.durable_applied_index);
+        let gauges = [
+            (
+                "conclave_driver_lateness_max_ms",
+                "Worst lateness of a driver timer so far, in milliseconds.",
+                self.driver_lateness_ms_max.load(Ordering::Relaxed),
+            ),
+            (
+                "conclave_state_machine_cache_bytes",
+                "The state machine's configured cache in bytes (0: unbounded, in memory).",
+                self.state_machine_cache_bytes.load(Ordering::Relaxed),
+            ),
+            ("conclave_resident_memory_bytes", "Resident memory of this process.", resident_bytes().unwrap_or(0)),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
         let name = "conclave_peer_frames_dropped_total";
         let _ = writeln!(out, "# HELP {name} Peer frames dropped from full send queues.\n# TYPE {name} counter");
         let _ = writeln!(out, "{name} {}", status.dropped_peer_frames);
@@ -182,6 +226,11 @@ impl Metrics {
             "Milliseconds from losing the leader to the first commit of the new leader, as this node saw it.",
         );
         self.fsync_ms.render(&mut out, "conclave_fsync_ms", "Milliseconds of one WAL write and sync.");
+        self.driver_lateness_ms.render(
+            &mut out,
+            "conclave_driver_lateness_ms",
+            "Milliseconds a driver timer fired after its deadline (a stall of the task that sends heartbeats).",
+        );
         out
     }
 }

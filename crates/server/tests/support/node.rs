@@ -32,6 +32,7 @@ pub fn single_node_config(dir: &std::path::Path) -> ServerConfig {
         timing: Timing::default(),
         limits: Limits::default(),
         snapshot: Default::default(),
+        state_machine: Default::default(),
     }
 }
 

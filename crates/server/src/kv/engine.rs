@@ -1,0 +1,490 @@
+//! The state machine on an embedded engine (redb, a copy-on-write B+tree in
+//! one file, as etcd's bbolt): the data and the applied index change together
+//! in one write transaction per applied batch, so the file always holds the
+//! state at the index it records.
+//!
+//! Batches commit without an fsync ([`redb::Durability::None`]): the WAL holds
+//! every applied entry already, so a crash only loses applies that are replayed
+//! from it. [`StateMachine::flush`] commits durably; the apply loop calls it by
+//! time and by bytes, and the WAL is compacted only up to
+//! [`StateMachine::durable_index`].
+//!
+//! The file is `state.redb` in the data dir. A snapshot from the leader is
+//! built beside it, in `state.redb.installing`, and renamed over it once
+//! complete and durable (then the directory is synced): a crash mid-install
+//! leaves the old file whole, and the leftover is deleted at the next install.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use conclave_core::{ClusterId, LogIndex, NodeId};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::command::{KvCommand, KvReply};
+use super::machine::{self, BatchEntry, KvTable, MachineError, SnapshotJob, StateMachine};
+use super::snapshot::{visit_snapshot, SnapshotWriter};
+
+/// The engine file's name in the data dir.
+pub const ENGINE_FILE: &str = "state.redb";
+/// Where a snapshot being installed is built, beside [`ENGINE_FILE`].
+pub const INSTALLING_FILE: &str = "state.redb.installing";
+/// The layout of the tables below; a file of another layout is refused.
+const FORMAT_VERSION: u64 = 1;
+
+const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const APPLIED_INDEX: &str = "applied_index";
+const CLUSTER_ID: &str = "cluster_id";
+const NODE_ID: &str = "node_id";
+const FORMAT: &str = "format_version";
+
+/// Whose state a file holds: a file of another cluster or node is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineIdentity {
+    /// The cluster.
+    pub cluster_id: ClusterId,
+    /// The node.
+    pub node_id: NodeId,
+}
+
+/// The KV state machine in an engine file.
+pub struct EngineStore {
+    db: Database,
+    path: PathBuf,
+    identity: EngineIdentity,
+    cache_bytes: u64,
+    applied_index: LogIndex,
+    durable_index: LogIndex,
+}
+
+impl std::fmt::Debug for EngineStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("EngineStore")
+            .field("path", &self.path)
+            .field("applied_index", &self.applied_index)
+            .field("durable_index", &self.durable_index)
+            .finish()
+    }
+}
+
+fn engine_error(path: &Path, error: impl std::fmt::Display) -> MachineError {
+    MachineError::Engine { path: path.to_path_buf(), message: error.to_string() }
+}
+
+struct WriteTable<'a, 'txn> {
+    table: &'a mut redb::Table<'txn, &'static [u8], &'static [u8]>,
+    path: &'a Path,
+}
+
+impl KvTable for WriteTable<'_, '_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>, MachineError> {
+        let value = self.table.get(key).map_err(|error| engine_error(self.path, error))?;
+        Ok(value.map(|guard| Cow::Owned(guard.value().to_vec())))
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), MachineError> {
+        self.table.insert(key, value).map_err(|error| engine_error(self.path, error))?;
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Result<bool, MachineError> {
+        let removed = self.table.remove(key).map_err(|error| engine_error(self.path, error))?;
+        Ok(removed.is_some())
+    }
+
+    fn count(&self) -> Result<u64, MachineError> {
+        self.table.len().map_err(|error| engine_error(self.path, error))
+    }
+}
+
+struct ReadTable<'a> {
+    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    path: &'a Path,
+}
+
+impl KvTable for ReadTable<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>, MachineError> {
+        let value = self.table.get(key).map_err(|error| engine_error(self.path, error))?;
+        Ok(value.map(|guard| Cow::Owned(guard.value().to_vec())))
+    }
+
+    fn put(&mut self, _key: &[u8], _value: &[u8]) -> Result<(), MachineError> {
+        Err(engine_error(self.path, "internal: a write on a read view"))
+    }
+
+    fn remove(&mut self, _key: &[u8]) -> Result<bool, MachineError> {
+        Err(engine_error(self.path, "internal: a write on a read view"))
+    }
+
+    fn count(&self) -> Result<u64, MachineError> {
+        self.table.len().map_err(|error| engine_error(self.path, error))
+    }
+}
+
+impl EngineStore {
+    /// Opens the engine file at `path`, or creates it if there is none. A file
+    /// that is damaged, truncated, not an engine file, or another node's, is
+    /// an error naming it: it is never silently replaced by an empty state.
+    pub fn open(path: &Path, identity: EngineIdentity, cache_bytes: u64) -> Result<EngineStore, MachineError> {
+        let exists = path.try_exists().map_err(|error| engine_error(path, error))?;
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(cache_bytes as usize);
+        // The engine asserts some of its file's invariants rather than return
+        // an error (a truncated file, say): that is a damaged file too.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if exists {
+                builder.open(path)
+            } else {
+                builder.create(path)
+            }
+        }));
+        let db = match opened {
+            Ok(result) => result
+                .map_err(|error| engine_error(path, format!("cannot open it as a state machine file: {error}")))?,
+            Err(panic) => {
+                let reason = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| text.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                return Err(engine_error(path, format!("the file is damaged or truncated ({reason})")));
+            }
+        };
+        let mut store =
+            EngineStore { db, path: path.to_path_buf(), identity, cache_bytes, applied_index: 0, durable_index: 0 };
+        if exists {
+            store.check_meta()?;
+        } else {
+            store.write_meta(0)?;
+            sync_parent(path)?;
+        }
+        Ok(store)
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, error: impl std::fmt::Display) -> MachineError {
+        engine_error(&self.path, error)
+    }
+
+    /// A fresh file: the identity, the format and applied index 0, durable.
+    fn write_meta(&mut self, applied_index: LogIndex) -> Result<(), MachineError> {
+        let mut txn = self.db.begin_write().map_err(|error| self.error(error))?;
+        txn.set_quick_repair(true);
+        {
+            let mut meta = txn.open_table(META).map_err(|error| self.error(error))?;
+            for (key, value) in [
+                (FORMAT, FORMAT_VERSION),
+                (CLUSTER_ID, self.identity.cluster_id),
+                (NODE_ID, self.identity.node_id),
+                (APPLIED_INDEX, applied_index),
+            ] {
+                meta.insert(key, value).map_err(|error| self.error(error))?;
+            }
+            txn.open_table(DATA).map_err(|error| self.error(error))?;
+        }
+        txn.commit().map_err(|error| self.error(error))?;
+        self.applied_index = applied_index;
+        self.durable_index = applied_index;
+        Ok(())
+    }
+
+    /// An existing file: its format and identity must be this node's.
+    fn check_meta(&mut self) -> Result<(), MachineError> {
+        let txn = self.db.begin_read().map_err(|error| self.error(error))?;
+        let meta = txn
+            .open_table(META)
+            .map_err(|error| self.error(format!("not a state machine file (no metadata table: {error})")))?;
+        let read = |key: &str| -> Result<u64, MachineError> {
+            match meta.get(key).map_err(|error| self.error(error))? {
+                Some(value) => Ok(value.value()),
+                None => Err(self.error(format!("not a state machine file (no {key} in its metadata)"))),
+            }
+        };
+        let format = read(FORMAT)?;
+        if format != FORMAT_VERSION {
+            return Err(self.error(format!("format {format} is not the {FORMAT_VERSION} this build reads")));
+        }
+        let found = EngineIdentity { cluster_id: read(CLUSTER_ID)?, node_id: read(NODE_ID)? };
+        if found != self.identity {
+            return Err(self.error(format!(
+                "it holds the state of node {} of cluster {}, not of node {} of cluster {}",
+                found.node_id, found.cluster_id, self.identity.node_id, self.identity.cluster_id
+            )));
+        }
+        txn.open_table(DATA).map_err(|error| self.error(format!("no data table: {error}")))?;
+        self.applied_index = read(APPLIED_INDEX)?;
+        self.durable_index = self.applied_index;
+        Ok(())
+    }
+
+    /// A consistent view at the applied index, to encode on another thread
+    /// while writes go on (the engine keeps the pages the view sees).
+    pub fn snapshot_view(&self) -> Result<SnapshotView, MachineError> {
+        let txn = self.db.begin_read().map_err(|error| self.error(error))?;
+        Ok(SnapshotView { txn, path: self.path.clone(), applied_index: self.applied_index })
+    }
+}
+
+/// A read transaction of an [`EngineStore`], at one applied index.
+pub struct SnapshotView {
+    txn: redb::ReadTransaction,
+    path: PathBuf,
+    applied_index: LogIndex,
+}
+
+impl SnapshotView {
+    /// The index the view is at.
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied_index
+    }
+
+    /// The snapshot bytes of the view.
+    pub fn encode(&self) -> Result<Vec<u8>, MachineError> {
+        let error = |error: redb::Error| engine_error(&self.path, error);
+        let table = self.txn.open_table(DATA).map_err(|e| error(e.into()))?;
+        let count = table.len().map_err(|e| error(e.into()))?;
+        let hint = table.stats().map_or(0, |stats| stats.stored_bytes() as usize);
+        let mut writer = SnapshotWriter::new(self.applied_index, count, hint);
+        for pair in table.iter().map_err(|e| error(e.into()))? {
+            let (key, value) = pair.map_err(|e| error(e.into()))?;
+            writer.pair(key.value(), value.value());
+        }
+        Ok(writer.finish())
+    }
+}
+
+impl StateMachine for EngineStore {
+    fn applied_index(&self) -> LogIndex {
+        self.applied_index
+    }
+
+    fn durable_index(&self) -> LogIndex {
+        self.durable_index
+    }
+
+    fn apply_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<Vec<KvReply>, MachineError> {
+        let Some(&(last, _)) = batch.last() else { return Ok(Vec::new()) };
+        let mut txn = self.db.begin_write().map_err(|error| self.error(error))?;
+        txn.set_durability(Durability::None);
+        let mut replies = Vec::new();
+        {
+            let mut table = txn.open_table(DATA).map_err(|error| self.error(error))?;
+            let mut table = WriteTable { table: &mut table, path: &self.path };
+            let mut previous = self.applied_index;
+            for &(index, command) in batch {
+                assert!(index > previous, "entries are applied once, in order: {index} after {previous}");
+                previous = index;
+                if let Some(command) = command {
+                    replies.push(machine::execute(&mut table, command)?);
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(|error| self.error(error))?;
+            meta.insert(APPLIED_INDEX, last).map_err(|error| self.error(error))?;
+        }
+        txn.commit().map_err(|error| self.error(error))?;
+        self.applied_index = last;
+        Ok(replies)
+    }
+
+    fn read(&self, command: &KvCommand) -> Result<KvReply, MachineError> {
+        let txn = self.db.begin_read().map_err(|error| self.error(error))?;
+        let table = txn.open_table(DATA).map_err(|error| self.error(error))?;
+        machine::evaluate(&ReadTable { table, path: &self.path }, command)
+    }
+
+    fn key_count(&self) -> Result<u64, MachineError> {
+        let txn = self.db.begin_read().map_err(|error| self.error(error))?;
+        let table = txn.open_table(DATA).map_err(|error| self.error(error))?;
+        table.len().map_err(|error| self.error(error))
+    }
+
+    fn flush(&mut self) -> Result<(), MachineError> {
+        if self.durable_index == self.applied_index {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write().map_err(|error| self.error(error))?;
+        txn.set_durability(Durability::Immediate);
+        // The allocator state goes with the durable commit: reopening after a
+        // crash then needs no walk of the whole file (restart time does not
+        // grow with the data).
+        txn.set_quick_repair(true);
+        txn.commit().map_err(|error| self.error(error))?;
+        self.durable_index = self.applied_index;
+        Ok(())
+    }
+
+    fn snapshot_job(&self) -> Result<SnapshotJob, MachineError> {
+        let view = self.snapshot_view()?;
+        Ok(Box::new(move || view.encode()))
+    }
+
+    fn install_snapshot(&mut self, bytes: &[u8]) -> Result<LogIndex, MachineError> {
+        let building = self.path.with_file_name(INSTALLING_FILE);
+        let index = match self.build_beside(&building, bytes) {
+            Ok(index) => index,
+            Err(error) => {
+                let _ = std::fs::remove_file(&building);
+                return Err(error);
+            }
+        };
+        // Durable and closed: the switch is one rename, then the directory sync.
+        std::fs::rename(&building, &self.path)
+            .map_err(|error| self.error(format!("cannot switch to {}: {error}", building.display())))?;
+        sync_parent(&self.path)?;
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(self.cache_bytes as usize);
+        self.db = builder.open(&self.path).map_err(|error| self.error(error))?;
+        self.applied_index = index;
+        self.durable_index = index;
+        Ok(index)
+    }
+
+    fn cache_bytes(&self) -> Option<u64> {
+        Some(self.cache_bytes)
+    }
+}
+
+impl EngineStore {
+    /// Builds a new engine file at `building` from snapshot bytes, durable.
+    fn build_beside(&self, building: &Path, bytes: &[u8]) -> Result<LogIndex, MachineError> {
+        match std::fs::remove_file(building) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(engine_error(building, format!("cannot remove a leftover: {error}"))),
+        }
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(self.cache_bytes as usize);
+        let db = builder.create(building).map_err(|error| engine_error(building, error))?;
+        let mut fresh = EngineStore {
+            db,
+            path: building.to_path_buf(),
+            identity: self.identity,
+            cache_bytes: self.cache_bytes,
+            applied_index: 0,
+            durable_index: 0,
+        };
+        fresh.write_meta(0)?;
+        let mut txn = fresh.db.begin_write().map_err(|error| engine_error(building, error))?;
+        txn.set_quick_repair(true);
+        let index = {
+            let mut table = txn.open_table(DATA).map_err(|error| engine_error(building, error))?;
+            let (index, _) = visit_snapshot(bytes, |key, value| {
+                table.insert(key, value).map(|_| ()).map_err(|error| engine_error(building, error))
+            })?;
+            let mut meta = txn.open_table(META).map_err(|error| engine_error(building, error))?;
+            meta.insert(APPLIED_INDEX, index).map_err(|error| engine_error(building, error))?;
+            index
+        };
+        txn.commit().map_err(|error| engine_error(building, error))?;
+        Ok(index)
+    }
+}
+
+/// Syncs the directory holding `path`, so a create or rename in it survives a crash.
+fn sync_parent(path: &Path) -> Result<(), MachineError> {
+    let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(parent).and_then(|dir| dir.sync_all()).map_err(|error| engine_error(parent, error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::SetCondition;
+
+    const ME: EngineIdentity = EngineIdentity { cluster_id: 7, node_id: 1 };
+
+    fn set(key: &str, value: &str) -> KvCommand {
+        KvCommand::Set { key: key.into(), value: value.into(), condition: SetCondition::Always }
+    }
+
+    fn filled(path: &Path, count: u64) -> EngineStore {
+        let mut store = EngineStore::open(path, ME, 1 << 20).unwrap();
+        let commands: Vec<KvCommand> = (0..count).map(|i| set(&format!("key-{i}"), &format!("value-{i}"))).collect();
+        let batch: Vec<BatchEntry<'_>> = commands.iter().enumerate().map(|(i, c)| (i as u64 + 1, Some(c))).collect();
+        assert_eq!(store.apply_batch(&batch).unwrap().len(), count as usize);
+        store
+    }
+
+    #[test]
+    fn the_applied_index_survives_a_reopen_once_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ENGINE_FILE);
+        let mut store = filled(&path, 50);
+        assert_eq!((store.applied_index(), store.durable_index()), (50, 0), "batches commit without an fsync");
+        store.flush().unwrap();
+        assert_eq!(store.durable_index(), 50);
+        drop(store);
+        let store = EngineStore::open(&path, ME, 1 << 20).unwrap();
+        assert_eq!(store.applied_index(), 50);
+        assert_eq!(store.read(&KvCommand::Get("key-7".into())).unwrap(), KvReply::Bulk("value-7".into()));
+        assert_eq!(store.key_count().unwrap(), 50);
+    }
+
+    #[test]
+    fn the_engine_and_the_map_encode_the_same_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = filled(&dir.path().join(ENGINE_FILE), 40);
+        let mut map = crate::kv::KvStore::default();
+        for i in 0..40 {
+            map.apply(&set(&format!("key-{i}"), &format!("value-{i}")));
+        }
+        let job = store.snapshot_job().unwrap();
+        assert_eq!(job().unwrap(), map.encode_snapshot(40));
+    }
+
+    // A crash mid-install leaves the old file whole; bad bytes change nothing.
+    #[test]
+    fn a_snapshot_is_built_beside_the_old_state_and_bad_bytes_keep_the_old_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = filled(&dir.path().join(ENGINE_FILE), 10);
+        let mut other = crate::kv::KvStore::default();
+        other.apply(&set("only", "this"));
+        let bytes = other.encode_snapshot(99);
+        let mut damaged = bytes.clone();
+        damaged[30] ^= 1;
+        assert!(matches!(store.install_snapshot(&damaged), Err(MachineError::Snapshot(_))));
+        assert_eq!((store.applied_index(), store.key_count().unwrap()), (10, 10), "the old state is kept");
+        assert!(!dir.path().join(INSTALLING_FILE).exists(), "the partial file is removed");
+        // A leftover of a crash mid-install is replaced by the next install.
+        std::fs::write(dir.path().join(INSTALLING_FILE), b"half a file").unwrap();
+        assert_eq!(store.install_snapshot(&bytes).unwrap(), 99);
+        assert_eq!(store.read(&KvCommand::Get("only".into())).unwrap(), KvReply::Bulk("this".into()));
+        assert_eq!(store.key_count().unwrap(), 1);
+        drop(store);
+        let store = EngineStore::open(&dir.path().join(ENGINE_FILE), ME, 1 << 20).unwrap();
+        assert_eq!((store.applied_index(), store.durable_index()), (99, 99));
+    }
+
+    // Bad input: a damaged, truncated or foreign file is refused, named, and left as it was.
+    #[test]
+    fn a_corrupt_truncated_or_foreign_engine_file_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ENGINE_FILE);
+        let mut store = filled(&path, 200);
+        store.flush().unwrap();
+        drop(store);
+        let good = std::fs::read(&path).unwrap();
+        let refuse = |bytes: &[u8], identity: EngineIdentity, what: &str| {
+            std::fs::write(&path, bytes).unwrap();
+            let error = EngineStore::open(&path, identity, 1 << 20).expect_err(what).to_string();
+            assert!(error.contains(&path.display().to_string()), "{what}: {error}");
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "{what}: the file is left as it was");
+        };
+        refuse(&good[..good.len() / 3], ME, "truncated to a third");
+        refuse(&[], ME, "truncated to nothing");
+        refuse(&vec![0x5a; good.len()], ME, "overwritten");
+        let mut header = good.clone();
+        for byte in &mut header[..64] {
+            *byte ^= 0xff;
+        }
+        refuse(&header, ME, "a damaged header");
+        refuse(&good, EngineIdentity { cluster_id: 7, node_id: 2 }, "another node's");
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(EngineStore::open(&path, ME, 1 << 20).unwrap().applied_index(), 200);
+    }
+}

@@ -2,7 +2,7 @@
 //! [`KvStore`](super::KvStore) (tests, the simulator) or the embedded engine
 //! [`EngineStore`](super::EngineStore) (a served node's default).
 //!
-//! The command semantics are written once, over [`KvTable`]: both stores give
+//! The command semantics are written once, over `KvTable`: both stores give
 //! the same answers to the same commands, and every node that applies the same
 //! committed log holds the same data.
 

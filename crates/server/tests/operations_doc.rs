@@ -182,7 +182,12 @@ fn client_errors() -> BTreeSet<String> {
     }
     // The KV store's errors go out as `ERR {message}` (`resp/reply.rs`): its
     // `KvReply::Error("…")` literals and the constants it uses for them.
-    let store = source_without_tests("src/kv/store.rs");
+    let store = ["src/kv/store.rs", "src/kv/machine.rs"]
+        .into_iter()
+        .filter(|file| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file).exists())
+        .map(source_without_tests)
+        .collect::<Vec<_>>()
+        .join("\n");
     for (marker, _) in store.match_indices("KvReply::Error(\"") {
         let (message, _) = string_literal(&store, marker + "KvReply::Error(".len());
         errors.insert(shown(&format!("ERR {message}")));
@@ -263,11 +268,16 @@ fn the_configuration_tables_list_every_key() {
     let mut keys = Vec::new();
     for field in struct_fields(&config, "ServerConfig") {
         match field.as_str() {
-            "timing" | "limits" | "snapshot" | "members" => {}
+            "timing" | "limits" | "snapshot" | "state_machine" | "members" => {}
             _ => keys.push(field),
         }
     }
-    for (section, name) in [("timing", "Timing"), ("limits", "Limits"), ("snapshot", "SnapshotSettings")] {
+    for (section, name) in [
+        ("timing", "Timing"),
+        ("limits", "Limits"),
+        ("snapshot", "SnapshotSettings"),
+        ("state_machine", "StateMachineSettings"),
+    ] {
         keys.extend(struct_fields(&config, name).into_iter().map(|field| format!("{section}.{field}")));
     }
     keys.extend(struct_fields(&config, "Member").into_iter().map(|field| format!("members[].{field}")));

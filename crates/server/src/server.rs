@@ -49,6 +49,42 @@ fn local_address(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(fallback)
 }
 
+/// The file in the data dir that holds the node's latest incarnation.
+pub const INCARNATION_FILE: &str = "incarnation";
+
+/// This start's incarnation, greater than every earlier start's of the node
+/// from this data dir: the latest one is kept durably in
+/// [`INCARNATION_FILE`] and this one is the greater of the next number and
+/// the wall clock in nanoseconds (so a node whose data dir was wiped still
+/// gets a greater one, unless its clock went back). The state machine keeps
+/// request ids by incarnation and refuses an older incarnation's entries
+/// (docs/decisions/0060-exactly-once-writes.md), so it must never repeat.
+/// Called with the data dir locked (the WAL is open).
+pub fn next_incarnation(data_dir: &std::path::Path) -> Result<u64, ServerError> {
+    let path = data_dir.join(INCARNATION_FILE);
+    let io = |path: &std::path::Path, source| conclave_storage::StorageError::io(path, source);
+    let previous = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text.trim().parse::<u64>().map_err(|_| {
+            let reason = format!("not an incarnation number: {:?}", text.trim());
+            io(&path, std::io::Error::new(std::io::ErrorKind::InvalidData, reason))
+        })?),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => return Err(io(&path, source).into()),
+    };
+    let clock = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos() as u64);
+    let incarnation = previous.map_or(clock, |previous| clock.max(previous.saturating_add(1)));
+    let temporary = data_dir.join(format!("{INCARNATION_FILE}.tmp"));
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&temporary).map_err(|source| io(&temporary, source))?;
+        file.write_all(format!("{incarnation}\n").as_bytes()).map_err(|source| io(&temporary, source))?;
+        file.sync_all().map_err(|source| io(&temporary, source))?;
+    }
+    std::fs::rename(&temporary, &path).map_err(|source| io(&path, source))?;
+    std::fs::File::open(data_dir).and_then(|dir| dir.sync_all()).map_err(|source| io(data_dir, source))?;
+    Ok(incarnation)
+}
+
 /// Validates `config`, restores the node from its data dir and starts serving.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     config.validate()?;
@@ -69,7 +105,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         "restored from the WAL"
     );
     let observe = Observability::new(config.node_id);
-    let incarnation = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos() as u64);
+    let incarnation = next_incarnation(&config.data_dir)?;
     // Elections need randomness; determinism is the simulator's business, not a live node's.
     let rng = rand_chacha::ChaCha8Rng::seed_from_u64(incarnation ^ config.node_id.rotate_left(32));
     // The store first: one that cannot be opened, or a snapshot that is not a
@@ -160,7 +196,8 @@ fn open_machine(
 }
 
 fn check_saved_snapshot(covered: LogIndex, data: &[u8]) -> Result<(), ServerError> {
-    let checked = crate::kv::snapshot::visit_snapshot(data, |_, _| Ok::<_, crate::kv::SnapshotDecodeError>(()));
+    let checked =
+        crate::kv::snapshot::visit_snapshot(data, |_, _| Ok::<_, crate::kv::SnapshotDecodeError>(()), |_| Ok(()));
     match checked {
         Ok((index, _)) if index == covered => Ok(()),
         Ok((index, _)) => Err(ServerError::Snapshot(format!(
@@ -202,4 +239,23 @@ impl RunningServer {
 
 fn flatten(joined: Result<Result<(), ServerError>, tokio::task::JoinError>) -> Result<(), ServerError> {
     joined.map_err(|error| ServerError::DriverTask(error.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_start_gets_a_greater_incarnation_even_if_the_clock_is_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = next_incarnation(dir.path()).unwrap();
+        let second = next_incarnation(dir.path()).unwrap();
+        assert!(second > first, "{second} after {first}");
+        // A clock far behind the saved number: the number still grows.
+        std::fs::write(dir.path().join(INCARNATION_FILE), format!("{}\n", u64::MAX - 5)).unwrap();
+        assert_eq!(next_incarnation(dir.path()).unwrap(), u64::MAX - 4);
+        std::fs::write(dir.path().join(INCARNATION_FILE), "garbage").unwrap();
+        let error = next_incarnation(dir.path()).unwrap_err().to_string();
+        assert!(error.contains(INCARNATION_FILE), "{error}");
+    }
 }

@@ -287,8 +287,7 @@ impl ApplyLoop {
             decoded.push((entry.index, envelope));
         }
         let Some(&(index, _)) = decoded.last() else { return Ok(()) };
-        let batch: Vec<_> =
-            decoded.iter().map(|(index, envelope)| (*index, envelope.as_ref().map(|e| &e.command))).collect();
+        let batch: Vec<_> = decoded.iter().map(|(index, envelope)| (*index, envelope.as_ref())).collect();
         let replies = self.machine.apply_batch(&batch)?;
         let commands = decoded
             .iter()
@@ -351,7 +350,7 @@ mod tests {
 
     fn set_entry(index: LogIndex, value: &str) -> Entry {
         let command = KvCommand::Set { key: b"k".to_vec(), value: value.into(), condition: SetCondition::Always };
-        let envelope = Envelope { origin: 1, incarnation: 9, request_id: index, command };
+        let envelope = Envelope { origin: 1, incarnation: 9, request_id: index, command, settled_below: 0 };
         Entry { term: 1, index, payload: Payload::Command(envelope.encode()) }
     }
 

@@ -517,6 +517,7 @@ impl Driver {
             incarnation: self.incarnation,
             request_id: id,
             command: request.command,
+            settled_below: self.requests.settled_below(id),
         };
         self.requests.add(id, request.connection, envelope.encode(), request.reply, Instant::now());
     }

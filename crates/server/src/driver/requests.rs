@@ -1,6 +1,6 @@
 //! Client requests in flight at the driver, and how each can end.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use conclave_core::{LogIndex, Term};
@@ -114,6 +114,9 @@ pub(crate) struct Requests {
     retry_later: Vec<u64>,
     /// Ids by the log index they were placed at.
     placed: BTreeMap<LogIndex, Vec<(u64, Term)>>,
+    /// Ids of the writes not yet settled (answered or failed): they may still
+    /// be sent (again) to a leader.
+    open_writes: BTreeSet<u64>,
     next_id: u64,
     leader_wait: Duration,
     timeout: Duration,
@@ -129,6 +132,7 @@ impl Requests {
             needs_leader: VecDeque::new(),
             retry_later: Vec::new(),
             placed: BTreeMap::new(),
+            open_writes: BTreeSet::new(),
             next_id: 1,
             leader_wait,
             timeout,
@@ -142,6 +146,12 @@ impl Requests {
         id
     }
 
+    /// What a new write `id` tells the state machine: every write below this
+    /// id is settled here and never sent again (so its saved result may go).
+    pub(crate) fn settled_below(&self, id: u64) -> u64 {
+        self.open_writes.first().map_or(id, |&open| open.min(id))
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.waiters.len()
     }
@@ -151,6 +161,7 @@ impl Requests {
         let after = ReadAfter::Nothing;
         let waiter = Waiter { reply, connection, command, read: None, after, stage: Stage::NeedsLeader, started: now };
         self.waiters.insert(id, waiter);
+        self.open_writes.insert(id);
         self.last_writes.insert(connection, LastWrite { id, index: None, done: false });
         self.needs_leader.push_back(id);
     }
@@ -342,6 +353,7 @@ impl Requests {
     }
 
     fn settle_write(&mut self, connection: u64, id: u64, may_have_taken_effect: bool) {
+        self.open_writes.remove(&id);
         let mut index = None;
         if let Some(write) = self.last_writes.get_mut(&connection).filter(|write| write.id == id) {
             write.done = true;

@@ -149,8 +149,11 @@ impl Driver {
     pub(super) fn screen_installed_snapshot(&mut self, output: &Output) -> bool {
         let Some(snapshot) = &output.snapshot else { return true };
         let covered = snapshot.meta.last_included_index;
-        let checked =
-            crate::kv::snapshot::visit_snapshot(&snapshot.data, |_, _| Ok::<_, crate::kv::SnapshotDecodeError>(()));
+        let checked = crate::kv::snapshot::visit_snapshot(
+            &snapshot.data,
+            |_, _| Ok::<_, crate::kv::SnapshotDecodeError>(()),
+            |_| Ok(()),
+        );
         let problem = match checked {
             Ok((index, _)) if index == covered => return true,
             Ok((index, _)) => format!("it holds the KV state at index {index}"),

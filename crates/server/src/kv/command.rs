@@ -88,18 +88,35 @@ pub enum KvReply {
     Multi(Vec<KvReply>),
 }
 
-/// What a log entry's command bytes hold: the command and who is waiting for it.
+/// What a log entry's command bytes hold: the command and its request id,
+/// `(origin, incarnation, request_id)`, unique over the cluster's life: the
+/// state machine applies each id at most once ([`super::dedup`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     /// The node whose client asked.
     pub origin: NodeId,
-    /// That node's process incarnation, so a restarted node never mistakes an old
-    /// entry for a new request with the same id.
+    /// That node's process incarnation, greater at each start of the node
+    /// (docs/decisions/0060-exactly-once-writes.md), so a restarted node never
+    /// mistakes an old entry for a new request with the same id.
     pub incarnation: u64,
     /// The request id at the origin.
     pub request_id: u64,
     /// The command.
     pub command: KvCommand,
+    /// Every write of this origin and incarnation with a smaller request id is
+    /// settled at the origin (answered or given up): it is never sent again,
+    /// so the state machine may forget its saved result.
+    pub settled_below: u64,
+}
+
+/// The envelope of builds before request ids were deduplicated: decoded with
+/// nothing settled.
+#[derive(Deserialize)]
+struct EnvelopeV1 {
+    origin: NodeId,
+    incarnation: u64,
+    request_id: u64,
+    command: KvCommand,
 }
 
 impl Envelope {
@@ -108,8 +125,49 @@ impl Envelope {
         bincode::DefaultOptions::new().serialize(self).expect("an envelope always encodes")
     }
 
-    /// Decodes a log entry's bytes; `None` if they are not an envelope.
+    /// Decodes a log entry's bytes; `None` if they are not an envelope. Entries
+    /// written by earlier builds (no `settled_below`) decode with it 0.
     pub fn decode(bytes: &[u8]) -> Option<Envelope> {
-        bincode::DefaultOptions::new().with_limit(bytes.len() as u64 + 64).deserialize(bytes).ok()
+        let options = bincode::DefaultOptions::new().with_limit(bytes.len() as u64 + 64);
+        if let Ok(envelope) = options.deserialize::<Envelope>(bytes) {
+            return Some(envelope);
+        }
+        let old: EnvelopeV1 = options.deserialize(bytes).ok()?;
+        Some(Envelope {
+            origin: old.origin,
+            incarnation: old.incarnation,
+            request_id: old.request_id,
+            command: old.command,
+            settled_below: 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_round_trips_and_an_old_one_decodes_with_nothing_settled() {
+        let envelope = Envelope {
+            origin: 2,
+            incarnation: 7,
+            request_id: 40,
+            command: KvCommand::IncrBy { key: b"n".to_vec(), delta: 1 },
+            settled_below: 33,
+        };
+        assert_eq!(Envelope::decode(&envelope.encode()), Some(envelope.clone()));
+        #[derive(Serialize)]
+        struct Old<'a> {
+            origin: NodeId,
+            incarnation: u64,
+            request_id: u64,
+            command: &'a KvCommand,
+        }
+        let old = Old { origin: 2, incarnation: 7, request_id: 40, command: &envelope.command };
+        let bytes = bincode::DefaultOptions::new().serialize(&old).unwrap();
+        assert_eq!(Envelope::decode(&bytes), Some(Envelope { settled_below: 0, ..envelope.clone() }));
+        assert_eq!(Envelope::decode(&envelope.encode()[..5]), None);
+        assert_eq!(Envelope::decode(b"not an envelope at all"), None);
     }
 }

@@ -9,6 +9,10 @@
 //! time and by bytes, and the WAL is compacted only up to
 //! [`StateMachine::durable_index`].
 //!
+//! The deduplication table ([`super::dedup`]) lives in two more tables of
+//! the same file, changed in the same write transaction as the data it
+//! belongs to.
+//!
 //! The file is `state.redb` in the data dir. A snapshot from the leader is
 //! built beside it, in `state.redb.installing`, and renamed over it once
 //! complete and durable (then the directory is synced): a crash mid-install
@@ -21,6 +25,7 @@ use conclave_core::{ClusterId, LogIndex, NodeId};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::command::{KvCommand, KvReply};
+use super::dedup::{self, decode_reply, encode_reply, DedupTable, OriginRecord, Session};
 use super::machine::{self, BatchEntry, KvTable, MachineError, SnapshotJob, StateMachine};
 use super::snapshot::{visit_snapshot, SnapshotWriter};
 
@@ -28,10 +33,17 @@ use super::snapshot::{visit_snapshot, SnapshotWriter};
 pub const ENGINE_FILE: &str = "state.redb";
 /// Where a snapshot being installed is built, beside [`ENGINE_FILE`].
 pub const INSTALLING_FILE: &str = "state.redb.installing";
-/// The layout of the tables below; a file of another layout is refused.
-const FORMAT_VERSION: u64 = 1;
+/// The layout of the tables below; a file of another layout is refused, but
+/// for format 1 (no deduplication tables), upgraded in place when opened.
+const FORMAT_VERSION: u64 = 2;
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
+/// Sessions of the deduplication table by node: incarnation, floor, result
+/// count (u64 little-endian each).
+const SESSIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("dedup_sessions");
+/// Saved results by (node, incarnation, request id), u64 big-endian each so
+/// that keys sort as the tuples do.
+const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("dedup_results");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const APPLIED_INDEX: &str = "applied_index";
 const CLUSTER_ID: &str = "cluster_id";
@@ -122,6 +134,126 @@ impl KvTable for ReadTable<'_> {
     }
 }
 
+fn result_key(node: NodeId, incarnation: u64, request_id: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..8].copy_from_slice(&node.to_be_bytes());
+    key[8..16].copy_from_slice(&incarnation.to_be_bytes());
+    key[16..].copy_from_slice(&request_id.to_be_bytes());
+    key
+}
+
+fn encode_session(session: Session) -> [u8; 24] {
+    let mut bytes = [0u8; 24];
+    bytes[..8].copy_from_slice(&session.incarnation.to_le_bytes());
+    bytes[8..16].copy_from_slice(&session.floor.to_le_bytes());
+    bytes[16..].copy_from_slice(&session.results.to_le_bytes());
+    bytes
+}
+
+fn decode_session(path: &Path, bytes: &[u8]) -> Result<Session, MachineError> {
+    let word = |at: usize| bytes.get(at..at + 8).map(|word| u64::from_le_bytes(word.try_into().expect("8 bytes")));
+    match (bytes.len(), word(0), word(8), word(16)) {
+        (24, Some(incarnation), Some(floor), Some(results)) => Ok(Session { incarnation, floor, results }),
+        _ => Err(engine_error(path, format!("a deduplication session of {} bytes, not 24", bytes.len()))),
+    }
+}
+
+fn decode_saved(path: &Path, bytes: &[u8]) -> Result<KvReply, MachineError> {
+    decode_reply(bytes).ok_or_else(|| engine_error(path, "a saved result in the deduplication table does not decode"))
+}
+
+struct WriteDedup<'a, 'txn> {
+    sessions: &'a mut redb::Table<'txn, u64, &'static [u8]>,
+    results: &'a mut redb::Table<'txn, &'static [u8], &'static [u8]>,
+    path: &'a Path,
+}
+
+impl WriteDedup<'_, '_> {
+    fn ids_below(&self, node: NodeId, incarnation: u64, below: u64) -> Result<Vec<[u8; 24]>, MachineError> {
+        let error = |error: redb::StorageError| engine_error(self.path, error);
+        let (start, end) = (result_key(node, incarnation, 0), result_key(node, incarnation, below));
+        let mut keys = Vec::new();
+        for pair in self.results.range(&start[..]..&end[..]).map_err(error)? {
+            let (key, _) = pair.map_err(error)?;
+            keys.push(key.value().try_into().map_err(|_| engine_error(self.path, "a result key is not 24 bytes"))?);
+        }
+        Ok(keys)
+    }
+}
+
+impl DedupTable for WriteDedup<'_, '_> {
+    fn session(&self, node: NodeId) -> Result<Option<Session>, MachineError> {
+        let value = self.sessions.get(node).map_err(|error| engine_error(self.path, error))?;
+        value.map(|guard| decode_session(self.path, guard.value())).transpose()
+    }
+
+    fn set_session(&mut self, node: NodeId, session: Session) -> Result<(), MachineError> {
+        self.sessions.insert(node, &encode_session(session)[..]).map_err(|error| engine_error(self.path, error))?;
+        Ok(())
+    }
+
+    fn result(&self, node: NodeId, incarnation: u64, request_id: u64) -> Result<Option<KvReply>, MachineError> {
+        let key = result_key(node, incarnation, request_id);
+        let value = self.results.get(&key[..]).map_err(|error| engine_error(self.path, error))?;
+        value.map(|guard| decode_saved(self.path, guard.value())).transpose()
+    }
+
+    fn put_result(
+        &mut self,
+        node: NodeId,
+        incarnation: u64,
+        request_id: u64,
+        reply: &KvReply,
+    ) -> Result<(), MachineError> {
+        let key = result_key(node, incarnation, request_id);
+        self.results.insert(&key[..], &encode_reply(reply)[..]).map_err(|error| engine_error(self.path, error))?;
+        Ok(())
+    }
+
+    fn remove_results_below(&mut self, node: NodeId, incarnation: u64, below: u64) -> Result<u64, MachineError> {
+        let keys = self.ids_below(node, incarnation, below)?;
+        for key in &keys {
+            self.results.remove(&key[..]).map_err(|error| engine_error(self.path, error))?;
+        }
+        Ok(keys.len() as u64)
+    }
+
+    fn lowest_result(&self, node: NodeId, incarnation: u64) -> Result<Option<u64>, MachineError> {
+        let error = |error: redb::StorageError| engine_error(self.path, error);
+        let (start, end) = (result_key(node, incarnation, 0), result_key(node, incarnation, u64::MAX));
+        let mut range = self.results.range(&start[..]..=&end[..]).map_err(error)?;
+        match range.next() {
+            Some(pair) => {
+                let (key, _) = pair.map_err(error)?;
+                let key = key.value();
+                Ok(Some(u64::from_be_bytes(key[16..24].try_into().expect("a 24-byte key"))))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// The deduplication table of a read transaction, as a snapshot holds it.
+fn read_origins(txn: &redb::ReadTransaction, path: &Path) -> Result<Vec<OriginRecord>, MachineError> {
+    let error = |error: redb::Error| engine_error(path, error);
+    let sessions = txn.open_table(SESSIONS).map_err(|e| error(e.into()))?;
+    let results = txn.open_table(RESULTS).map_err(|e| error(e.into()))?;
+    let mut origins = Vec::new();
+    for pair in sessions.iter().map_err(|e| error(e.into()))? {
+        let (node, session) = pair.map_err(|e| error(e.into()))?;
+        let (node, session) = (node.value(), decode_session(path, session.value())?);
+        let (start, end) = (result_key(node, session.incarnation, 0), result_key(node, session.incarnation, u64::MAX));
+        let mut saved = Vec::with_capacity(session.results as usize);
+        for pair in results.range(&start[..]..=&end[..]).map_err(|e| error(e.into()))? {
+            let (key, value) = pair.map_err(|e| error(e.into()))?;
+            let id = u64::from_be_bytes(key.value()[16..24].try_into().expect("a 24-byte key"));
+            saved.push((id, decode_saved(path, value.value())?));
+        }
+        origins.push(OriginRecord { node, session, results: saved });
+    }
+    Ok(origins)
+}
+
 impl EngineStore {
     /// Opens the engine file at `path`, or creates it if there is none. A file
     /// that is damaged, truncated, not an engine file, or another node's, is
@@ -186,6 +318,8 @@ impl EngineStore {
                 meta.insert(key, value).map_err(|error| self.error(error))?;
             }
             txn.open_table(DATA).map_err(|error| self.error(error))?;
+            txn.open_table(SESSIONS).map_err(|error| self.error(error))?;
+            txn.open_table(RESULTS).map_err(|error| self.error(error))?;
         }
         txn.commit().map_err(|error| self.error(error))?;
         self.applied_index = applied_index;
@@ -206,8 +340,8 @@ impl EngineStore {
             }
         };
         let format = read(FORMAT)?;
-        if format != FORMAT_VERSION {
-            return Err(self.error(format!("format {format} is not the {FORMAT_VERSION} this build reads")));
+        if format != FORMAT_VERSION && format != 1 {
+            return Err(self.error(format!("format {format} is not the 1 or {FORMAT_VERSION} this build reads")));
         }
         let found = EngineIdentity { cluster_id: read(CLUSTER_ID)?, node_id: read(NODE_ID)? };
         if found != self.identity {
@@ -219,7 +353,25 @@ impl EngineStore {
         txn.open_table(DATA).map_err(|error| self.error(format!("no data table: {error}")))?;
         self.applied_index = read(APPLIED_INDEX)?;
         self.durable_index = self.applied_index;
+        drop(meta);
+        drop(txn);
+        if format == 1 {
+            self.upgrade_from_format_1()?;
+        }
         Ok(())
+    }
+
+    /// A file of format 1 gets the (empty) deduplication tables, durably.
+    fn upgrade_from_format_1(&mut self) -> Result<(), MachineError> {
+        let mut txn = self.db.begin_write().map_err(|error| self.error(error))?;
+        txn.set_quick_repair(true);
+        {
+            txn.open_table(SESSIONS).map_err(|error| self.error(error))?;
+            txn.open_table(RESULTS).map_err(|error| self.error(error))?;
+            let mut meta = txn.open_table(META).map_err(|error| self.error(error))?;
+            meta.insert(FORMAT, FORMAT_VERSION).map_err(|error| self.error(error))?;
+        }
+        txn.commit().map_err(|error| self.error(error))
     }
 
     /// A consistent view at the applied index, to encode on another thread
@@ -254,7 +406,7 @@ impl SnapshotView {
             let (key, value) = pair.map_err(|e| error(e.into()))?;
             writer.pair(key.value(), value.value());
         }
-        Ok(writer.finish())
+        Ok(writer.finish(&read_origins(&self.txn, &self.path)?))
     }
 }
 
@@ -275,12 +427,15 @@ impl StateMachine for EngineStore {
         {
             let mut table = txn.open_table(DATA).map_err(|error| self.error(error))?;
             let mut table = WriteTable { table: &mut table, path: &self.path };
+            let mut sessions = txn.open_table(SESSIONS).map_err(|error| self.error(error))?;
+            let mut results = txn.open_table(RESULTS).map_err(|error| self.error(error))?;
+            let mut dedup = WriteDedup { sessions: &mut sessions, results: &mut results, path: &self.path };
             let mut previous = self.applied_index;
-            for &(index, command) in batch {
+            for &(index, envelope) in batch {
                 assert!(index > previous, "entries are applied once, in order: {index} after {previous}");
                 previous = index;
-                if let Some(command) = command {
-                    replies.push(machine::execute(&mut table, command)?);
+                if let Some(envelope) = envelope {
+                    replies.push(dedup::apply_once(&mut table, &mut dedup, envelope)?);
                 }
             }
             let mut meta = txn.open_table(META).map_err(|error| self.error(error))?;
@@ -373,9 +528,19 @@ impl EngineStore {
         txn.set_quick_repair(true);
         let index = {
             let mut table = txn.open_table(DATA).map_err(|error| engine_error(building, error))?;
-            let (index, _) = visit_snapshot(bytes, |key, value| {
-                table.insert(key, value).map(|_| ()).map_err(|error| engine_error(building, error))
-            })?;
+            let mut sessions = txn.open_table(SESSIONS).map_err(|error| engine_error(building, error))?;
+            let mut results = txn.open_table(RESULTS).map_err(|error| engine_error(building, error))?;
+            let (index, _) = visit_snapshot(
+                bytes,
+                |key, value| table.insert(key, value).map(|_| ()).map_err(|error| engine_error(building, error)),
+                |record| {
+                    let mut dedup = WriteDedup { sessions: &mut sessions, results: &mut results, path: building };
+                    for (id, reply) in &record.results {
+                        dedup.put_result(record.node, record.session.incarnation, *id, reply)?;
+                    }
+                    dedup.set_session(record.node, record.session)
+                },
+            )?;
             let mut meta = txn.open_table(META).map_err(|error| engine_error(building, error))?;
             meta.insert(APPLIED_INDEX, index).map_err(|error| engine_error(building, error))?;
             index
@@ -402,10 +567,15 @@ mod tests {
         KvCommand::Set { key: key.into(), value: value.into(), condition: SetCondition::Always }
     }
 
+    fn envelope(i: u64) -> crate::kv::Envelope {
+        let command = set(&format!("key-{i}"), &format!("value-{i}"));
+        crate::kv::Envelope { origin: 1 + i % 2, incarnation: 5, request_id: i + 1, command, settled_below: i / 2 }
+    }
+
     fn filled(path: &Path, count: u64) -> EngineStore {
         let mut store = EngineStore::open(path, ME, 1 << 20).unwrap();
-        let commands: Vec<KvCommand> = (0..count).map(|i| set(&format!("key-{i}"), &format!("value-{i}"))).collect();
-        let batch: Vec<BatchEntry<'_>> = commands.iter().enumerate().map(|(i, c)| (i as u64 + 1, Some(c))).collect();
+        let envelopes: Vec<_> = (0..count).map(envelope).collect();
+        let batch: Vec<BatchEntry<'_>> = envelopes.iter().enumerate().map(|(i, e)| (i as u64 + 1, Some(e))).collect();
         assert_eq!(store.apply_batch(&batch).unwrap().len(), count as usize);
         store
     }
@@ -431,8 +601,9 @@ mod tests {
         let store = filled(&dir.path().join(ENGINE_FILE), 40);
         let mut map = crate::kv::KvStore::default();
         for i in 0..40 {
-            map.apply(&set(&format!("key-{i}"), &format!("value-{i}")));
+            map.apply_envelope(&envelope(i));
         }
+        assert!(map.saved_results() > 0, "the snapshots hold a deduplication table");
         let job = store.snapshot_job().unwrap();
         assert_eq!(job().unwrap(), map.encode_snapshot(40));
     }
@@ -458,6 +629,31 @@ mod tests {
         drop(store);
         let store = EngineStore::open(&dir.path().join(ENGINE_FILE), ME, 1 << 20).unwrap();
         assert_eq!((store.applied_index(), store.durable_index()), (99, 99));
+    }
+
+    // A file of format 1 (before the deduplication tables) is upgraded when opened.
+    #[test]
+    fn a_format_1_file_is_upgraded_in_place_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ENGINE_FILE);
+        let mut store = filled(&path, 10);
+        store.flush().unwrap();
+        drop(store);
+        {
+            let db = Database::open(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(SESSIONS).unwrap();
+            txn.delete_table(RESULTS).unwrap();
+            txn.open_table(META).unwrap().insert(FORMAT, 1).unwrap();
+            txn.commit().unwrap();
+        }
+        let mut store = EngineStore::open(&path, ME, 1 << 20).unwrap();
+        assert_eq!((store.applied_index(), store.key_count().unwrap()), (10, 10));
+        let retried = envelope(9);
+        assert_eq!(store.apply_batch(&[(11, Some(&retried))]).unwrap(), vec![KvReply::Ok]);
+        drop(store);
+        let txn = Database::open(&path).unwrap().begin_read().unwrap();
+        assert_eq!(txn.open_table(META).unwrap().get(FORMAT).unwrap().unwrap().value(), FORMAT_VERSION);
     }
 
     // Bad input: a damaged, truncated or foreign file is refused, named, and left as it was.

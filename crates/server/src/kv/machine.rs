@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use conclave_core::LogIndex;
 use thiserror::Error;
 
-use super::command::{KvCommand, KvReply, SetCondition};
+use super::command::{Envelope, KvCommand, KvReply, SetCondition};
 
 const NOT_AN_INTEGER: &str = "value is not an integer or out of range";
 
@@ -33,8 +33,8 @@ pub enum MachineError {
 }
 
 /// One entry for [`StateMachine::apply_batch`]: its index and, for commands,
-/// the command (other payloads only take up their index).
-pub type BatchEntry<'a> = (LogIndex, Option<&'a KvCommand>);
+/// the envelope (other payloads only take up their index).
+pub type BatchEntry<'a> = (LogIndex, Option<&'a Envelope>);
 
 /// Makes snapshot bytes; see [`StateMachine::snapshot_job`].
 pub type SnapshotJob = Box<dyn FnOnce() -> Result<Vec<u8>, MachineError> + Send>;
@@ -48,7 +48,10 @@ pub trait StateMachine: Send {
     /// machine. The WAL must not be compacted beyond it.
     fn durable_index(&self) -> LogIndex;
     /// Applies `batch` (indexes ascending, each above the applied index) as one
-    /// atomic change and returns the answer of each command, in order.
+    /// atomic change and returns the answer of each command, in order. Each
+    /// request id is applied at most once ([`super::dedup`]): an id applied
+    /// before answers its saved result, and the deduplication table changes in
+    /// the same atomic change as the data.
     fn apply_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<Vec<KvReply>, MachineError>;
     /// Evaluates a read command against the state applied so far.
     fn read(&self, command: &KvCommand) -> Result<KvReply, MachineError>;

@@ -1,6 +1,7 @@
 //! The replicated key-value state machine and its commands.
 
 pub mod command;
+pub mod dedup;
 pub mod engine;
 pub mod machine;
 pub mod snapshot;

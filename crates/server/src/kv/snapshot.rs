@@ -2,17 +2,24 @@
 //! carries for this state machine, saved in the storage crate's snapshot file
 //! and sent to lagging followers in `InstallSnapshot` chunks.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //! All integers little-endian:
 //! ```text
 //! offset  0  magic          4 bytes  "CNKV"
-//! offset  4  version        u32      1
+//! offset  4  version        u32      2
 //! offset  8  applied_index  u64      the log index the state is at
 //! offset 16  key_count      u64
 //! offset 24  pairs, keys in ascending byte order, each:
 //!            key_len u32, key bytes, value_len u32, value bytes
+//!            origin_count   u64      the deduplication table (super::dedup):
+//!            origins, node ids ascending, each:
+//!            node u64, incarnation u64, floor u64, result_count u64,
+//!            results, request ids ascending, each:
+//!            request_id u64, reply_len u32, reply bytes (bincode of the KvReply)
 //! end - 4    crc32c         u32      checksum of every byte before it
 //! ```
+//! Version 1 is the same without the deduplication table (from `origin_count`
+//! on): it still loads, with an empty table.
 //! The bytes are deterministic: equal stores at equal indexes encode the same,
 //! whatever order their keys were written in. The checksum is the state
 //! machine's own: the storage file has one of its own, but a snapshot also
@@ -24,11 +31,14 @@ use std::collections::HashMap;
 use conclave_core::LogIndex;
 use thiserror::Error;
 
+use super::dedup::{decode_reply, encode_reply, DedupMap, OriginRecord, Session};
 use super::store::KvStore;
 
 const MAGIC: &[u8; 4] = b"CNKV";
-/// The format this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format this build writes (it reads this one and version 1).
+pub const VERSION: u32 = 2;
+/// The oldest format this build reads: without the deduplication table.
+pub const OLDEST_VERSION: u32 = 1;
 const HEADER_BYTES: usize = 24;
 const CHECKSUM_BYTES: usize = 4;
 
@@ -47,7 +57,7 @@ pub enum SnapshotDecodeError {
     #[error("KV snapshot has a bad magic number (not a Conclave KV snapshot)")]
     BadMagic,
     /// A version this build does not read.
-    #[error("KV snapshot version {found} is not supported (this build reads version {VERSION})")]
+    #[error("KV snapshot version {found} is not supported (this build reads versions {OLDEST_VERSION} to {VERSION})")]
     UnsupportedVersion {
         /// The version found.
         found: u32,
@@ -100,9 +110,24 @@ impl SnapshotWriter {
         self.written += 1;
     }
 
-    /// The bytes, sealed with their checksum.
-    pub(crate) fn finish(mut self) -> Vec<u8> {
+    /// The bytes, with the deduplication table (`origins` ascending by node,
+    /// each's results ascending by id), sealed with their checksum.
+    pub(crate) fn finish(mut self, origins: &[OriginRecord]) -> Vec<u8> {
         assert_eq!(self.written, self.key_count, "a snapshot's key count matches its pairs");
+        self.bytes.extend_from_slice(&(origins.len() as u64).to_le_bytes());
+        for record in origins {
+            let Session { incarnation, floor, results } = record.session;
+            debug_assert_eq!(results, record.results.len() as u64, "a session counts its results");
+            for field in [record.node, incarnation, floor, record.results.len() as u64] {
+                self.bytes.extend_from_slice(&field.to_le_bytes());
+            }
+            for (id, reply) in &record.results {
+                let reply = encode_reply(reply);
+                self.bytes.extend_from_slice(&id.to_le_bytes());
+                self.bytes.extend_from_slice(&(reply.len() as u32).to_le_bytes());
+                self.bytes.extend_from_slice(&reply);
+            }
+        }
         let checksum = crc32c::crc32c(&self.bytes);
         self.bytes.extend_from_slice(&checksum.to_le_bytes());
         self.bytes
@@ -110,13 +135,15 @@ impl SnapshotWriter {
 }
 
 /// Checks snapshot bytes whole (format, version, checksum) and then hands
-/// each pair to `visit`, in ascending key order. Returns the applied index.
+/// each pair to `visit`, in ascending key order, and each origin of the
+/// deduplication table to `visit_origin`. Returns the applied index.
 /// Damaged, truncated or foreign bytes are an error that says what is wrong,
 /// found before `visit` sees anything but a structural error of a writer's
 /// bug behind a valid checksum (found as the pairs are read).
 pub(crate) fn visit_snapshot<E: From<SnapshotDecodeError>>(
     bytes: &[u8],
     mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+    mut visit_origin: impl FnMut(OriginRecord) -> Result<(), E>,
 ) -> Result<(LogIndex, u64), E> {
     let min = HEADER_BYTES + CHECKSUM_BYTES;
     if bytes.len() < min {
@@ -126,7 +153,7 @@ pub(crate) fn visit_snapshot<E: From<SnapshotDecodeError>>(
         return Err(SnapshotDecodeError::BadMagic.into());
     }
     let version = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(SnapshotDecodeError::UnsupportedVersion { found: version }.into());
     }
     let (body, trailer) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
@@ -159,10 +186,65 @@ pub(crate) fn visit_snapshot<E: From<SnapshotDecodeError>>(
         previous = Some(key);
         visit(key, value)?;
     }
+    if version >= 2 {
+        read_origins(&mut reader, &mut visit_origin)?;
+    }
     if reader.remaining() != 0 {
         return Err(reader.malformed(format!("{} bytes follow the last key", reader.remaining())).into());
     }
     Ok((applied_index, key_count))
+}
+
+/// Reads the deduplication table of a version 2 snapshot.
+fn read_origins<E: From<SnapshotDecodeError>>(
+    reader: &mut Reader<'_>,
+    visit_origin: &mut impl FnMut(OriginRecord) -> Result<(), E>,
+) -> Result<(), E> {
+    let origin_count = reader.u64("origin count")?;
+    if origin_count > (reader.remaining() / 32) as u64 {
+        return Err(reader
+            .malformed(format!("{origin_count} origins cannot fit in the {} bytes that follow", reader.remaining()))
+            .into());
+    }
+    let mut previous_node = None;
+    for _ in 0..origin_count {
+        let offset = reader.position;
+        let node = reader.u64("origin node")?;
+        if previous_node.is_some_and(|previous| previous >= node) {
+            return Err(SnapshotDecodeError::Malformed {
+                offset,
+                reason: "origins are not in strictly ascending order".into(),
+            }
+            .into());
+        }
+        previous_node = Some(node);
+        let incarnation = reader.u64("origin incarnation")?;
+        let floor = reader.u64("origin floor")?;
+        let count = reader.u64("result count")?;
+        if count > (reader.remaining() / 12) as u64 {
+            return Err(reader
+                .malformed(format!("{count} results cannot fit in the {} bytes that follow", reader.remaining()))
+                .into());
+        }
+        let mut results = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let offset = reader.position;
+            let id = reader.u64("request id")?;
+            if id < floor || results.last().is_some_and(|&(previous, _)| previous >= id) {
+                return Err(SnapshotDecodeError::Malformed {
+                    offset,
+                    reason: format!("request id {id} is below its origin's floor {floor} or out of order"),
+                }
+                .into());
+            }
+            let bytes = reader.field("reply")?;
+            let reply = decode_reply(bytes)
+                .ok_or_else(|| reader.malformed(format!("the reply of request id {id} does not decode")))?;
+            results.push((id, reply));
+        }
+        visit_origin(OriginRecord { node, session: Session { incarnation, floor, results: count }, results })?;
+    }
+    Ok(())
 }
 
 impl KvStore {
@@ -175,18 +257,26 @@ impl KvStore {
         for (key, value) in pairs {
             writer.pair(key, value);
         }
-        writer.finish()
+        writer.finish(&self.dedup.records())
     }
 
     /// The store and its applied index from snapshot bytes; damaged, truncated or
     /// foreign bytes are an error that says what is wrong.
     pub fn decode_snapshot(bytes: &[u8]) -> Result<(KvStore, LogIndex), SnapshotDecodeError> {
         let mut data = HashMap::new();
-        let (applied_index, _) = visit_snapshot(bytes, |key, value| {
-            data.insert(key.to_vec(), value.to_vec());
-            Ok::<_, SnapshotDecodeError>(())
-        })?;
-        Ok((KvStore { data, applied_index }, applied_index))
+        let mut dedup = DedupMap::default();
+        let (applied_index, _) = visit_snapshot(
+            bytes,
+            |key, value| {
+                data.insert(key.to_vec(), value.to_vec());
+                Ok::<_, SnapshotDecodeError>(())
+            },
+            |record| {
+                dedup.insert(record);
+                Ok(())
+            },
+        )?;
+        Ok((KvStore { data, applied_index, dedup }, applied_index))
     }
 }
 
@@ -261,6 +351,53 @@ mod tests {
         assert_ne!(store(&pairs).encode_snapshot(9), store(&pairs).encode_snapshot(10));
     }
 
+    // Version 1 (before the deduplication table) still loads, with an empty table.
+    #[test]
+    fn a_version_1_snapshot_loads_with_an_empty_deduplication_table() {
+        let original = store(&[("a", "1"), ("b", "22")]);
+        let mut bytes = original.encode_snapshot(12);
+        bytes.truncate(bytes.len() - CHECKSUM_BYTES - 8); // The checksum and the empty table's count.
+        bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
+        let checksum = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&checksum.to_le_bytes());
+        let (decoded, index) = KvStore::decode_snapshot(&bytes).unwrap();
+        assert_eq!((index, &decoded.data, decoded.saved_results()), (12, &original.data, 0));
+    }
+
+    #[test]
+    fn a_deduplication_table_round_trips_and_its_damage_is_refused() {
+        let mut original = store(&[("k", "v")]);
+        for id in 1..=3 {
+            let command = KvCommand::IncrBy { key: b"n".to_vec(), delta: 1 };
+            original.apply_envelope(&crate::kv::Envelope {
+                origin: 2,
+                incarnation: 9,
+                request_id: id,
+                command,
+                settled_below: 1,
+            });
+        }
+        let bytes = original.encode_snapshot(4);
+        let (decoded, _) = KvStore::decode_snapshot(&bytes).unwrap();
+        assert_eq!(decoded.dedup, original.dedup);
+        assert_eq!(decoded.saved_results(), 3);
+        for cut in 0..bytes.len() {
+            assert!(KvStore::decode_snapshot(&bytes[..cut]).is_err(), "cut at {cut} was accepted");
+        }
+        // A result id below its origin's floor, behind a valid checksum: a writer's bug, refused.
+        let reseal = |mut body: Vec<u8>| {
+            body.truncate(body.len() - CHECKSUM_BYTES);
+            let checksum = crc32c::crc32c(&body);
+            body.extend_from_slice(&checksum.to_le_bytes());
+            body
+        };
+        let floor_at = HEADER_BYTES + 2 * (4 + 1 + 4 + 1) + 8 + 8 + 8; // Two pairs, the count, node, incarnation.
+        let mut raised = bytes.clone();
+        raised[floor_at..floor_at + 8].copy_from_slice(&2u64.to_le_bytes());
+        let error = KvStore::decode_snapshot(&reseal(raised)).unwrap_err();
+        assert!(matches!(&error, SnapshotDecodeError::Malformed { reason, .. } if reason.contains("floor")), "{error}");
+    }
+
     #[test]
     fn every_truncation_and_every_flipped_bit_is_refused() {
         let bytes = store(&[("alpha", "1"), ("beta", "22"), ("gamma", "333")]).encode_snapshot(5);
@@ -287,10 +424,10 @@ mod tests {
         foreign[..4].copy_from_slice(b"JSON");
         assert_eq!(KvStore::decode_snapshot(&foreign), Err(SnapshotDecodeError::BadMagic));
         let mut future = bytes.clone();
-        future[4..8].copy_from_slice(&2u32.to_le_bytes());
+        future[4..8].copy_from_slice(&3u32.to_le_bytes());
         let error = KvStore::decode_snapshot(&future).unwrap_err();
-        assert_eq!(error, SnapshotDecodeError::UnsupportedVersion { found: 2 });
-        assert!(error.to_string().contains("reads version 1"), "{error}");
+        assert_eq!(error, SnapshotDecodeError::UnsupportedVersion { found: 3 });
+        assert!(error.to_string().contains("reads versions 1 to 2"), "{error}");
         let mut damaged = bytes.clone();
         damaged[30] ^= 0x40;
         assert!(matches!(KvStore::decode_snapshot(&damaged), Err(SnapshotDecodeError::Checksum { .. })));

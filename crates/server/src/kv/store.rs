@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use conclave_core::LogIndex;
 
-use super::command::{KvCommand, KvReply};
+use super::command::{Envelope, KvCommand, KvReply};
+use super::dedup::{self, DedupMap};
 use super::machine::{self, BatchEntry, KvTable, MachineError, SnapshotJob, StateMachine};
 
 /// The replicated store, in memory.
@@ -16,6 +17,8 @@ use super::machine::{self, BatchEntry, KvTable, MachineError, SnapshotJob, State
 pub struct KvStore {
     pub(super) data: HashMap<Vec<u8>, Vec<u8>>,
     pub(super) applied_index: LogIndex,
+    /// The request ids applied, with their results.
+    pub(super) dedup: DedupMap,
 }
 
 impl KvTable for HashMap<Vec<u8>, Vec<u8>> {
@@ -53,6 +56,17 @@ impl KvStore {
         machine::execute(&mut self.data, command).expect("a map in memory does not fail")
     }
 
+    /// Applies `envelope`'s command unless its request id was applied before,
+    /// and returns its answer (the saved one for an id applied before).
+    pub fn apply_envelope(&mut self, envelope: &Envelope) -> KvReply {
+        dedup::apply_once(&mut self.data, &mut self.dedup, envelope).expect("a map in memory does not fail")
+    }
+
+    /// Saved results of request ids (all origins).
+    pub fn saved_results(&self) -> usize {
+        self.dedup.results.len()
+    }
+
     /// Evaluates a read command without changing anything.
     pub fn read(&self, command: &KvCommand) -> KvReply {
         machine::evaluate(&self.data, command).expect("a map in memory does not fail")
@@ -73,8 +87,8 @@ impl StateMachine for KvStore {
         let mut replies = Vec::new();
         for (index, command) in batch {
             debug_assert!(*index > self.applied_index, "entries are applied once, in order");
-            if let Some(command) = command {
-                replies.push(self.apply(command));
+            if let Some(envelope) = command {
+                replies.push(self.apply_envelope(envelope));
             }
             self.applied_index = *index;
         }

@@ -104,6 +104,7 @@ fn metrics_parse_as_prometheus_text_with_the_expected_names() {
         ("conclave_elections_started_total", "counter"),
         ("conclave_elections_won_total", "counter"),
         ("conclave_proposals_total", "counter"),
+        ("conclave_requests_resent_total", "counter"),
         ("conclave_commits_total", "counter"),
         ("conclave_client_connections_total", "counter"),
         ("conclave_client_connections_open", "gauge"),

@@ -374,8 +374,14 @@ impl Driver {
             }
             Event::LeaderTermCommitted { .. } => self.end_failover(),
             // Modes without leader terms have no BecomeLeader entry to wait for.
-            Event::LeaderChanged { leader: Some(_), .. } => {
-                self.requests.retry_forwarded_reads();
+            Event::LeaderChanged { leader: Some(leader), .. } => {
+                // Writes sent to the lost leader go to the new one under the
+                // same request id (applied once), and so do forwarded reads.
+                let resent = self.requests.resend_after_leader_change(leader);
+                if resent > 0 {
+                    info!(node = self.node.id(), leader, resent, "requests sent again to the new leader");
+                    increment_by(&self.observe.metrics.requests_resent, resent as u64);
+                }
                 if !self.election_mode.has_leader_terms() {
                     self.end_failover()
                 }
@@ -564,11 +570,12 @@ impl Driver {
             if leader != self.node.id() {
                 let frame = PeerFrame::Forward { incarnation: self.incarnation, request_id: id, command };
                 self.transport.send(leader, &frame);
-                self.requests.mark_forwarded(id);
+                self.requests.mark_forwarded(id, leader);
                 continue;
             }
             match self.node.propose(command) {
                 Ok(proposal) => {
+                    self.requests.mark_proposed(id, leader);
                     self.requests.mark_placed(id, proposal.index, proposal.term, self.applied_index);
                     increment(&self.observe.metrics.proposals);
                     self.enqueue(proposal.output);

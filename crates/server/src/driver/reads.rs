@@ -64,7 +64,7 @@ impl Driver {
         if leader != self.node.id() {
             let frame = PeerFrame::ForwardRead { incarnation: self.incarnation, request_id: id, command, min_index };
             self.transport.send(leader, &frame);
-            self.requests.mark_forwarded(id);
+            self.requests.mark_forwarded(id, leader);
             return true;
         }
         match self.node.read_index(id) {

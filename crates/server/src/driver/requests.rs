@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use conclave_core::{LogIndex, Term};
+use conclave_core::{LogIndex, NodeId, Term};
 use thiserror::Error;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -66,8 +66,12 @@ pub(crate) struct Waiter {
     pub(crate) reply: ReplySender,
     /// The client connection it came on: its commands run in the order sent.
     pub(crate) connection: u64,
-    /// The encoded envelope of a write, kept until it is placed (empty for a read).
+    /// The encoded envelope of a write (empty for a read), kept until it is
+    /// settled: it is sent again, under the same request id, if its leader is
+    /// lost (the state machine applies an id once).
     pub(crate) command: Vec<u8>,
+    /// The node it was last sent to (forwarded, or proposed here).
+    pub(crate) sent_to: Option<NodeId>,
     /// A linearizable read: it goes through ReadIndex, never the log.
     pub(crate) read: Option<KvCommand>,
     /// A read's view of its connection's latest earlier write.
@@ -117,6 +121,9 @@ pub(crate) struct Requests {
     /// Ids of the writes not yet settled (answered or failed): they may still
     /// be sent (again) to a leader.
     open_writes: BTreeSet<u64>,
+    /// Each connection's latest request id answered or failed: an earlier
+    /// write still open is never sent again (it would run after it).
+    last_settled: HashMap<u64, u64>,
     next_id: u64,
     leader_wait: Duration,
     timeout: Duration,
@@ -133,6 +140,7 @@ impl Requests {
             retry_later: Vec::new(),
             placed: BTreeMap::new(),
             open_writes: BTreeSet::new(),
+            last_settled: HashMap::new(),
             next_id: 1,
             leader_wait,
             timeout,
@@ -159,7 +167,8 @@ impl Requests {
     /// Takes charge of a new write of `connection` that waits for a leader.
     pub(crate) fn add(&mut self, id: u64, connection: u64, command: Vec<u8>, reply: ReplySender, now: Instant) {
         let after = ReadAfter::Nothing;
-        let waiter = Waiter { reply, connection, command, read: None, after, stage: Stage::NeedsLeader, started: now };
+        let stage = Stage::NeedsLeader;
+        let waiter = Waiter { reply, connection, command, sent_to: None, read: None, after, stage, started: now };
         self.waiters.insert(id, waiter);
         self.open_writes.insert(id);
         self.last_writes.insert(connection, LastWrite { id, index: None, done: false });
@@ -190,7 +199,8 @@ impl Requests {
                 ReadAfter::Unplaced(*write)
             }
         };
-        let waiter = Waiter { reply, connection, command: Vec::new(), read: Some(read), after, stage, started: now };
+        let command = Vec::new();
+        let waiter = Waiter { reply, connection, command, sent_to: None, read: Some(read), after, stage, started: now };
         self.waiters.insert(id, waiter);
     }
 
@@ -237,6 +247,8 @@ impl Requests {
     /// done, and applied here (or never placed).
     pub(crate) fn forget_settled_writes(&mut self, applied: LogIndex) {
         self.last_writes.retain(|_, write| !(write.done && write.index.is_none_or(|index| index <= applied)));
+        let open: std::collections::HashSet<u64> = self.waiters.values().map(|waiter| waiter.connection).collect();
+        self.last_settled.retain(|connection, _| open.contains(connection));
     }
 
     /// True if `id`'s connection has a later request out at a leader (forwarded,
@@ -268,24 +280,101 @@ impl Requests {
             .map(|waiter| &waiter.command[..])
     }
 
-    pub(crate) fn mark_forwarded(&mut self, id: u64) {
+    /// Sent to `leader` (forwarded; for a write, or proposed there if it is this node).
+    pub(crate) fn mark_forwarded(&mut self, id: u64, leader: NodeId) {
         if let Some(waiter) = self.waiters.get_mut(&id) {
             waiter.stage = Stage::Forwarded;
+            waiter.sent_to = Some(leader);
         }
+    }
+
+    /// Proposed by this node, `me`, as leader (placed next, by [`Requests::mark_placed`]).
+    pub(crate) fn mark_proposed(&mut self, id: u64, me: NodeId) {
+        if let Some(waiter) = self.waiters.get_mut(&id) {
+            waiter.sent_to = Some(me);
+        }
+    }
+
+    /// True if `id` still has a log placement whose outcome is unknown.
+    fn has_placement(&self, id: u64) -> bool {
+        self.placed.values().any(|ids| ids.iter().any(|&(placed, _)| placed == id))
+    }
+
+    /// The leader is now `leader`: the writes sent to another node (forwarded
+    /// to the lost leader, or proposed here while this node led) are sent to
+    /// it again under the same request id, and so are the forwarded reads, in
+    /// id order. The state machine applies an id once, so a write whose first
+    /// copy also commits is answered with its one result. A write is not sent
+    /// again if a later request of its connection was answered already, or is
+    /// out at a leader (it would run after it): it keeps waiting for its first
+    /// copy's outcome. Returns how many were sent again.
+    pub(crate) fn resend_after_leader_change(&mut self, leader: NodeId) -> usize {
+        let mut chosen: Vec<(u64, Stage)> = self
+            .waiters
+            .iter()
+            .filter(|(id, waiter)| match &waiter.read {
+                Some(_) => waiter.stage == Stage::Forwarded,
+                None => {
+                    matches!(waiter.stage, Stage::Forwarded | Stage::Placed)
+                        && waiter.sent_to != Some(leader)
+                        && self.last_settled.get(&waiter.connection).is_none_or(|&settled| settled < **id)
+                }
+            })
+            .map(|(id, waiter)| (*id, waiter.stage))
+            .collect();
+        chosen.sort_unstable_by_key(|(id, _)| *id);
+        for (id, _) in &chosen {
+            self.waiters.get_mut(id).expect("chosen from the waiters").stage = Stage::NeedsLeader;
+        }
+        let mut resent = Vec::new();
+        for (id, stage) in chosen {
+            let is_read = self.waiters[&id].read.is_some();
+            if !self.overtaken(id) {
+                resent.push(id);
+            } else if is_read {
+                self.fail(id, RequestError::Reordered);
+            } else {
+                // Its first copy decides: it may have taken effect.
+                self.waiters.get_mut(&id).expect("chosen from the waiters").stage = stage;
+            }
+        }
+        // A later read of a connection whose write goes again must see the new copy.
+        let mut latest_write: HashMap<u64, u64> = HashMap::new();
+        for &id in &resent {
+            let waiter = &self.waiters[&id];
+            if waiter.read.is_some() {
+                if let Some(&write) = latest_write.get(&waiter.connection) {
+                    self.waiters.get_mut(&id).expect("resent").after = ReadAfter::Unplaced(write);
+                    self.dependents.entry(write).or_default().push(id);
+                }
+            } else {
+                latest_write.insert(waiter.connection, id);
+                if let Some(last) = self.last_writes.get_mut(&waiter.connection).filter(|last| last.id == id) {
+                    last.index = None;
+                }
+            }
+        }
+        let count = resent.len();
+        self.needs_leader.extend(resent);
+        self.needs_leader.make_contiguous().sort_unstable();
+        count
     }
 
     /// The request is in the log at (index, term); `applied` is the applied index.
     pub(crate) fn mark_placed(&mut self, id: u64, index: LogIndex, term: Term, applied: LogIndex) {
         let Some(waiter) = self.waiters.get_mut(&id) else { return };
         waiter.stage = Stage::Placed;
-        waiter.command = Vec::new();
         if let Some(write) = self.last_writes.get_mut(&waiter.connection).filter(|write| write.id == id) {
             write.index = Some(index);
         }
         self.resolve_dependents(id, Some(index));
         if index <= applied {
-            // Its index was applied before we learned it, and not as this request.
-            self.fail(id, RequestError::Overwritten { index });
+            // Its index was applied before we learned it, and not as this
+            // request: it did not take effect there (nor anywhere, unless an
+            // earlier copy is still placed).
+            if !self.has_placement(id) {
+                self.fail(id, RequestError::Overwritten { index });
+            }
         } else {
             self.placed.entry(index).or_default().push((id, term));
         }
@@ -335,6 +424,7 @@ impl Requests {
     /// The request's command was applied with this answer.
     pub(crate) fn answer(&mut self, id: u64, reply: KvReply) {
         if let Some(waiter) = self.waiters.remove(&id) {
+            self.note_settled(waiter.connection, id);
             self.settle_write(waiter.connection, id, true);
             let _ = waiter.reply.send(Ok(reply)); // The client may have gone.
         }
@@ -342,6 +432,7 @@ impl Requests {
 
     pub(crate) fn fail(&mut self, id: u64, error: RequestError) {
         if let Some(waiter) = self.waiters.remove(&id) {
+            self.note_settled(waiter.connection, id);
             // A write that surely did not take effect need not be waited for.
             let took_effect = !matches!(
                 error,
@@ -350,6 +441,11 @@ impl Requests {
             self.settle_write(waiter.connection, id, took_effect);
             let _ = waiter.reply.send(Err(error));
         }
+    }
+
+    fn note_settled(&mut self, connection: u64, id: u64) {
+        let latest = self.last_settled.entry(connection).or_insert(id);
+        *latest = (*latest).max(id);
     }
 
     fn settle_write(&mut self, connection: u64, id: u64, may_have_taken_effect: bool) {
@@ -376,7 +472,13 @@ impl Requests {
             }
             let (slot, ids) = entry.remove_entry();
             for (id, _term) in ids {
-                self.fail(id, RequestError::Overwritten { index: slot });
+                // Lost its slot; it did not take effect unless another copy
+                // (sent to a later leader) is placed or on its way.
+                let waiting_on_copy =
+                    self.has_placement(id) || self.waiters.get(&id).is_some_and(|waiter| waiter.stage != Stage::Placed);
+                if !waiting_on_copy {
+                    self.fail(id, RequestError::Overwritten { index: slot });
+                }
             }
         }
     }
@@ -491,5 +593,73 @@ mod tests {
         requests.sweep(now + Duration::from_millis(100));
         assert_eq!(answer.try_recv().unwrap(), Err(RequestError::NoLeader { waited_ms: 100 }));
         assert_eq!(requests.len(), 0);
+    }
+
+    #[test]
+    fn a_write_sent_to_a_lost_leader_goes_to_the_new_one_and_waits_for_its_copy() {
+        let now = Instant::now();
+        let mut requests = Requests::new(Duration::from_secs(1), Duration::from_secs(5));
+        let (reply, mut answer) = oneshot::channel();
+        let id = requests.next_id();
+        requests.add(id, 1, b"envelope".to_vec(), reply, now);
+        assert_eq!(requests.needs_leader.pop_front(), Some(id));
+        requests.mark_forwarded(id, 2);
+        requests.mark_placed(id, 7, 3, 5);
+        assert_eq!(requests.resend_after_leader_change(2), 0, "its leader still leads");
+        assert_eq!(requests.resend_after_leader_change(3), 1);
+        assert_eq!(requests.needs_leader, [id]);
+        assert_eq!(requests.command(id), Some(&b"envelope"[..]), "the same envelope, the same request id");
+        // The old slot goes to another entry: the copy decides, not that slot.
+        requests.applied(7);
+        assert!(answer.try_recv().is_err(), "not failed: the copy is on its way");
+        requests.needs_leader.clear();
+        requests.mark_forwarded(id, 3);
+        requests.mark_placed(id, 9, 4, 7);
+        requests.answer(id, KvReply::Integer(1));
+        assert_eq!(answer.try_recv().unwrap(), Ok(KvReply::Integer(1)));
+    }
+
+    #[test]
+    fn a_write_passed_by_a_later_answer_of_its_connection_is_not_sent_again() {
+        let now = Instant::now();
+        let mut requests = Requests::new(Duration::from_secs(1), Duration::from_secs(5));
+        let (first_reply, mut first) = oneshot::channel();
+        let (second_reply, _second) = oneshot::channel();
+        let (other_reply, _other) = oneshot::channel();
+        let (w1, w2, w3) = (requests.next_id(), requests.next_id(), requests.next_id());
+        requests.add(w1, 1, vec![1], first_reply, now);
+        requests.add(w2, 1, vec![2], second_reply, now);
+        requests.add(w3, 2, vec![3], other_reply, now);
+        requests.needs_leader.clear();
+        for (id, index) in [(w1, 4), (w2, 5), (w3, 6)] {
+            requests.mark_forwarded(id, 2);
+            requests.mark_placed(id, index, 3, 3);
+        }
+        requests.answer(w2, KvReply::Ok);
+        assert_eq!(requests.resend_after_leader_change(3), 1, "only the other connection's write");
+        assert_eq!(requests.needs_leader, [w3]);
+        // Its first copy decides: it lost its slot, so it did not take effect.
+        requests.applied(4);
+        assert_eq!(first.try_recv().unwrap(), Err(RequestError::Overwritten { index: 4 }));
+    }
+
+    #[test]
+    fn settled_below_names_the_oldest_open_write() {
+        let now = Instant::now();
+        let mut requests = Requests::new(Duration::from_secs(1), Duration::from_secs(5));
+        let ids: Vec<u64> = (0..3).map(|_| requests.next_id()).collect();
+        assert_eq!(requests.settled_below(ids[0]), ids[0]);
+        let mut answers = Vec::new();
+        for &id in &ids {
+            let (reply, answer) = oneshot::channel();
+            requests.add(id, 1, vec![1], reply, now);
+            answers.push(answer);
+        }
+        assert_eq!(requests.settled_below(9), ids[0]);
+        requests.answer(ids[0], KvReply::Ok);
+        requests.fail(ids[1], RequestError::Timeout { waited_ms: 1 });
+        assert_eq!(requests.settled_below(9), ids[2]);
+        requests.answer(ids[2], KvReply::Ok);
+        assert_eq!(requests.settled_below(9), 9);
     }
 }

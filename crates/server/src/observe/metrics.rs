@@ -78,6 +78,9 @@ pub struct Metrics {
     pub proposals: AtomicU64,
     /// Log entries committed and applied here.
     pub commits: AtomicU64,
+    /// Requests sent again, under the same request id, to a new leader after
+    /// the one they were sent to was lost.
+    pub requests_resent: AtomicU64,
     /// Client connections accepted.
     pub client_connections: AtomicU64,
     /// Client connections open now (a gauge).
@@ -113,6 +116,7 @@ impl Default for Metrics {
             elections_won: AtomicU64::new(0),
             proposals: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            requests_resent: AtomicU64::new(0),
             client_connections: AtomicU64::new(0),
             client_connections_open: AtomicU64::new(0),
             client_errors: AtomicU64::new(0),
@@ -156,11 +160,16 @@ impl Metrics {
     /// The exposition text: these metrics and the dropped-message counters of `status`.
     pub fn render(&self, status: &NodeStatus) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &AtomicU64); 9] = [
+        let counters: [(&str, &str, &AtomicU64); 10] = [
             ("conclave_elections_started_total", "Election rounds this node started.", &self.elections_started),
             ("conclave_elections_won_total", "Elections this node won.", &self.elections_won),
             ("conclave_proposals_total", "Commands this node proposed as leader.", &self.proposals),
             ("conclave_commits_total", "Log entries committed and applied on this node.", &self.commits),
+            (
+                "conclave_requests_resent_total",
+                "Requests sent again to a new leader after theirs was lost.",
+                &self.requests_resent,
+            ),
             ("conclave_client_connections_total", "Client connections accepted.", &self.client_connections),
             ("conclave_client_errors_total", "Error replies sent to clients.", &self.client_errors),
             ("conclave_snapshots_taken_total", "Snapshots of this node's KV store saved.", &self.snapshots_taken),

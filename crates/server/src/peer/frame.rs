@@ -8,7 +8,11 @@
 //! Version 2: appends and their answers carry a ReadIndex round, and a
 //! follower forwards linearizable reads ([`PeerFrame::ForwardRead`]).
 //! Version 3: a forwarded read names the index of its connection's latest
-//! earlier write, so it is served after that write. A node
+//! earlier write, so it is served after that write.
+//! Version 4: the log envelopes inside appends and forwards carry
+//! `settled_below` (exactly-once writes, docs/decisions/0060-exactly-once-writes.md),
+//! which a version 3 node cannot decode: it would skip those entries and its
+//! state would part from the others'. A node
 //! refuses frames of another version with a message naming both; the cluster
 //! is upgraded as a whole.
 
@@ -20,7 +24,7 @@ use thiserror::Error;
 use crate::kv::{KvCommand, KvReply};
 
 /// The only frame version this build speaks.
-pub const FRAME_VERSION: u8 = 3;
+pub const FRAME_VERSION: u8 = 4;
 
 /// Marks a Conclave peer handshake ("CNCL").
 pub const HANDSHAKE_MAGIC: u32 = 0x434E_434C;
@@ -226,11 +230,11 @@ mod tests {
 
     #[test]
     fn a_frame_of_the_previous_version_is_refused_naming_both_versions() {
-        // Version 2 predates the forwarded read's `min_index`: its bodies would
-        // decode into the wrong fields, so the version byte refuses them first.
-        let error = decode::<PeerFrame>(&[2, 0, 0], 1024).unwrap_err();
-        assert_eq!(error, FrameError::Version(2));
-        assert_eq!(error.to_string(), "frame version 2 is not supported (this build speaks version 3)");
+        // Version 3 predates the envelope's `settled_below`: its node would skip
+        // this build's entries, so the version byte refuses them first.
+        let error = decode::<PeerFrame>(&[3, 0, 0], 1024).unwrap_err();
+        assert_eq!(error, FrameError::Version(3));
+        assert_eq!(error.to_string(), "frame version 3 is not supported (this build speaks version 4)");
     }
 
     #[test]

@@ -182,7 +182,7 @@ fn client_errors() -> BTreeSet<String> {
     }
     // The KV store's errors go out as `ERR {message}` (`resp/reply.rs`): its
     // `KvReply::Error("…")` literals and the constants it uses for them.
-    let store = ["src/kv/store.rs", "src/kv/machine.rs"]
+    let store = ["src/kv/store.rs", "src/kv/machine.rs", "src/kv/dedup.rs"]
         .into_iter()
         .filter(|file| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file).exists())
         .map(source_without_tests)
@@ -192,9 +192,15 @@ fn client_errors() -> BTreeSet<String> {
         let (message, _) = string_literal(&store, marker + "KvReply::Error(".len());
         errors.insert(shown(&format!("ERR {message}")));
     }
-    for line in store.lines().filter(|line| line.trim_start().starts_with("const ") && line.contains(": &str = \"")) {
-        let quote = line.find('"').expect("a string constant");
-        let (message, _) = string_literal(line, quote);
+    // String constants, `pub` or not, their literal on the same line or the next.
+    for (marker, _) in store.match_indices(": &str =") {
+        let line_start = store[..marker].rfind('\n').map_or(0, |at| at + 1);
+        let head = store[line_start..marker].trim_start();
+        if !(head.starts_with("const ") || head.starts_with("pub const ")) {
+            continue;
+        }
+        let quote = marker + store[marker..].find('"').expect("a string constant");
+        let (message, _) = string_literal(&store, quote);
         errors.insert(shown(&format!("ERR {message}")));
     }
     // Refusals of forwarded requests, relayed as `ERR {reason}` (`RequestError::Refused`).

@@ -31,6 +31,9 @@ pub struct SimOptions {
     /// Nodes act on the evidence that a peer's process is gone
     /// (`Config::fast_detection`); off, a process crash is found by misses only.
     pub fast_detection: bool,
+    /// Bug injection: the state machine model applies a command id it applied
+    /// before again (no deduplication); the `exactly_once` checker must catch it.
+    pub apply_duplicates: bool,
 }
 
 impl SimOptions {
@@ -45,6 +48,7 @@ impl SimOptions {
             latency_ms: None,
             loss_probability: None,
             fast_detection: true,
+            apply_duplicates: false,
         }
     }
 }

@@ -31,6 +31,10 @@ const MAX_STEPS: u64 = 20_000_000;
 const LIVENESS_CLIENT_INTERVAL_MS: u64 = 20;
 /// When the liveness-phase client proposes a command again.
 const LIVENESS_RETRY_MS: u64 = 1_000;
+/// The most unsettled safety-phase commands the client keeps to propose again.
+const MAX_UNSETTLED: usize = 64;
+/// How long the client keeps an unsettled command to propose again.
+const UNSETTLED_MS: u64 = 5_000;
 /// At most this many network cuts at once.
 const MAX_ACTIVE_CUTS: usize = 2;
 
@@ -193,6 +197,11 @@ pub struct Simulation {
     proposals: u64,
     next_command_id: u64,
     applied_commands: BTreeSet<u64>,
+    /// Safety-phase commands appended but applied nowhere yet: (id, the node
+    /// that appended it, when). When another node leads, the client proposes
+    /// them again under the same id, as a server sends a lost leader's writes
+    /// to the next one (docs/decisions/0060-exactly-once-writes.md).
+    unsettled: VecDeque<(u64, NodeId, u64)>,
     liveness_commands: Vec<(u64, Option<u64>)>,
     election: Option<ElectionEpoch>,
     elections_won: u64,
@@ -221,7 +230,7 @@ impl Simulation {
                 known_commit: 0,
                 last_index: 0,
                 liveness_applied: BTreeSet::new(),
-                machine: SimStateMachine::default(),
+                machine: SimStateMachine::new(options.apply_duplicates),
                 awaiting_reads: Vec::new(),
             })
             .collect();
@@ -258,6 +267,7 @@ impl Simulation {
             next_read_context: 1,
             reads_issued: 0,
             applied_commands: BTreeSet::new(),
+            unsettled: VecDeque::new(),
             liveness_commands: Vec::new(),
             election: None,
             elections_won: 0,
@@ -423,9 +433,10 @@ impl Simulation {
                 let result = self.invariants.log_matching.on_restart(id, base, &log);
                 self.check(result);
                 self.invariants.state_machine_safety.on_restart(id);
+                self.invariants.exactly_once.on_restart(id);
                 self.invariants.gapless_terms.on_restart(id);
                 self.nodes[index].liveness_applied.clear();
-                self.nodes[index].machine = SimStateMachine::default();
+                self.nodes[index].machine = SimStateMachine::new(self.options.apply_duplicates);
                 if let Some(snapshot) = &snapshot {
                     self.load_snapshot(index, snapshot);
                 }
@@ -643,6 +654,8 @@ impl Simulation {
                 self.applied_commands.insert(*command);
                 node.liveness_applied.insert(*command);
             }
+            let result = self.invariants.exactly_once.on_effects(id, &node.machine.commands[first_command..]);
+            self.check(result);
             self.maybe_compact(index);
         }
         for context in batch.failed_reads {
@@ -683,6 +696,9 @@ impl Simulation {
         }
         let result = self.invariants.state_machine_safety.on_snapshot(id, machine.index, machine.chain);
         self.check(result);
+        let result = self.invariants.exactly_once.on_snapshot(id, &machine.commands);
+        self.check(result);
+        let machine = machine.with_apply_duplicates(self.options.apply_duplicates);
         let leader_term = snapshot.meta.last_leader_term.map_or(0, |record| record.leader_term);
         self.invariants.gapless_terms.on_snapshot(id, leader_term);
         let node = &mut self.nodes[index];
@@ -1197,9 +1213,15 @@ impl Simulation {
     fn propose(&mut self) {
         match self.phase {
             Phase::Safety => {
+                self.propose_unsettled_again();
                 let command = self.next_command_id;
                 self.next_command_id += 1;
-                self.propose_command(command);
+                if let Some(node) = self.propose_command(command) {
+                    self.unsettled.push_back((command, node, self.now_ms));
+                    if self.unsettled.len() > MAX_UNSETTLED {
+                        self.unsettled.pop_front();
+                    }
+                }
                 let jitter = self.client_rng.gen_range(0..=self.params.proposal_interval_ms);
                 self.schedule(self.params.proposal_interval_ms / 2 + jitter, SimEvent::Propose);
             }
@@ -1207,7 +1229,7 @@ impl Simulation {
                 for position in 0..self.liveness_commands.len() {
                     let (command, proposed_at) = self.liveness_commands[position];
                     let due = proposed_at.is_none_or(|at_ms| self.now_ms >= at_ms + LIVENESS_RETRY_MS);
-                    if due && !self.applied_commands.contains(&command) && self.propose_command(command) {
+                    if due && !self.applied_commands.contains(&command) && self.propose_command(command).is_some() {
                         self.liveness_commands[position].1 = Some(self.now_ms);
                     }
                 }
@@ -1243,9 +1265,28 @@ impl Simulation {
         self.schedule(self.params.read_interval_ms / 2 + jitter, SimEvent::Read);
     }
 
-    /// Hands `command` to the current leader; true if it was appended.
-    fn propose_command(&mut self, command: u64) -> bool {
-        let Some((leader, _)) = self.current_leader() else { return false };
+    /// Proposes again, to the current leader, the unsettled commands another
+    /// node appended (its leadership may be lost); forgets the settled and the
+    /// old ones.
+    fn propose_unsettled_again(&mut self) {
+        let now_ms = self.now_ms;
+        let applied = &self.applied_commands;
+        self.unsettled.retain(|(command, _, at_ms)| !applied.contains(command) && now_ms < at_ms + UNSETTLED_MS);
+        let Some((leader, _)) = self.current_leader() else { return };
+        let leader = self.nodes[leader].id;
+        for position in 0..self.unsettled.len() {
+            let (command, node, _) = self.unsettled[position];
+            if node != leader {
+                if let Some(node) = self.propose_command(command) {
+                    self.unsettled[position].1 = node;
+                }
+            }
+        }
+    }
+
+    /// Hands `command` to the current leader; the leader's id if it was appended.
+    fn propose_command(&mut self, command: u64) -> Option<NodeId> {
+        let Some((leader, _)) = self.current_leader() else { return None };
         self.advance_clock(leader);
         let core = self.nodes[leader].core.as_mut().expect("leaders are live");
         match core.propose(command.to_le_bytes().to_vec()) {
@@ -1254,9 +1295,9 @@ impl Simulation {
                 let node = self.nodes[leader].id;
                 self.trace.record(self.now_ms, TraceEvent::Proposed { node, index: proposal.index, id: command });
                 self.absorb(leader, proposal.output);
-                true
+                Some(node)
             }
-            Err(_) => false,
+            Err(_) => None,
         }
     }
 

@@ -1,8 +1,13 @@
 //! The simulated state machine: the sequence of entries a node applied, kept as
 //! the applied index, a chained fingerprint of every applied entry, and the ids
-//! of the applied commands. Its snapshot is exactly that, serialized, so a node
+//! of the applied commands. A command's id is its request id, as the server's
+//! envelope carries one: an entry whose id was applied before takes no effect
+//! (exactly-once writes, docs/decisions/0060-exactly-once-writes.md), so the
+//! client may propose an id again after losing its leader. Its snapshot is exactly that, serialized, so a node
 //! that installs or restores a snapshot resumes with a state the checkers can
 //! compare against the one applied sequence (invariant 5 in docs/design/invariants.md).
+
+use std::collections::BTreeSet;
 
 use conclave_core::{Entry, LogIndex, Payload};
 
@@ -16,8 +21,13 @@ pub struct SimStateMachine {
     pub index: LogIndex,
     /// `chain_step` over the fingerprints of entries 1..=index.
     pub chain: u64,
-    /// Ids of the applied commands, in order.
+    /// Ids of the commands that took effect, in order (each once).
     pub commands: Vec<u64>,
+    /// The same ids, to find a duplicate (derived from `commands`).
+    seen: BTreeSet<u64>,
+    /// Bug injection for the `exactly_once` checker: apply a command whose id
+    /// was applied before again (no deduplication).
+    pub apply_duplicates: bool,
 }
 
 /// The chained fingerprint after applying an entry with `fingerprint`.
@@ -29,6 +39,18 @@ pub fn chain_step(previous: u64, fingerprint: u64) -> u64 {
 }
 
 impl SimStateMachine {
+    /// An empty state; `apply_duplicates` injects the bug the `exactly_once`
+    /// checker must catch.
+    pub fn new(apply_duplicates: bool) -> SimStateMachine {
+        SimStateMachine { apply_duplicates, ..SimStateMachine::default() }
+    }
+
+    /// This state, applying duplicates from now on or not.
+    pub fn with_apply_duplicates(mut self, apply_duplicates: bool) -> SimStateMachine {
+        self.apply_duplicates = apply_duplicates;
+        self
+    }
+
     /// Applies `entries`, which must follow the applied index.
     pub fn apply(&mut self, entries: &[Entry]) {
         for entry in entries {
@@ -36,7 +58,10 @@ impl SimStateMachine {
             self.index = entry.index;
             self.chain = chain_step(self.chain, entry_fingerprint(entry));
             if let Payload::Command(bytes) = &entry.payload {
-                self.commands.push(command_id(bytes));
+                let id = command_id(bytes);
+                if self.seen.insert(id) || self.apply_duplicates {
+                    self.commands.push(id);
+                }
             }
         }
     }
@@ -63,7 +88,9 @@ impl SimStateMachine {
         if words.len() < 3 || words[2] as usize != words.len() - 3 {
             return Err(format!("snapshot data of {} words does not hold its command list", words.len()));
         }
-        Ok(SimStateMachine { index: words[0], chain: words[1], commands: words[3..].to_vec() })
+        let commands = words[3..].to_vec();
+        let seen = commands.iter().copied().collect();
+        Ok(SimStateMachine { index: words[0], chain: words[1], commands, seen, apply_duplicates: false })
     }
 }
 
@@ -89,5 +116,21 @@ mod tests {
         assert_eq!(machine.commands, vec![7]);
         assert_eq!(SimStateMachine::decode(&machine.encode()), Ok(machine.clone()));
         assert!(SimStateMachine::decode(&machine.encode()[..20]).is_err());
+    }
+
+    #[test]
+    fn a_command_id_applied_before_takes_no_effect_unless_the_bug_is_injected() {
+        let command = |index, id: u64| Entry { term: 1, index, payload: Payload::Command(id.to_le_bytes().to_vec()) };
+        let entries = [command(1, 7), command(2, 8), command(3, 7)];
+        let mut machine = SimStateMachine::default();
+        machine.apply(&entries);
+        assert_eq!((machine.index, &machine.commands), (3, &vec![7, 8]));
+        // Restored from its snapshot, it still knows id 7.
+        let mut restored = SimStateMachine::decode(&machine.encode()).unwrap();
+        restored.apply(&[command(4, 7)]);
+        assert_eq!(restored.commands, vec![7, 8]);
+        let mut broken = SimStateMachine::new(true);
+        broken.apply(&entries);
+        assert_eq!(broken.commands, vec![7, 8, 7]);
     }
 }

@@ -57,3 +57,18 @@ fn voting_twice_in_a_term_is_caught() {
         violation.detail
     );
 }
+
+// Reference: Raft thesis §6.3 — the state machine applies each request id
+// once; without it a command the client proposed again after losing its
+// leader takes effect twice when both copies commit.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "a sweep: run with `cargo test --release`")]
+fn applying_a_retried_command_again_is_caught() {
+    let mut options = SimOptions::new(ElectionMode::Raft, 5, FaultSet::all());
+    options.apply_duplicates = true;
+    let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
+    let violation = find_violation(&options, 0, SEED_BUDGET, threads)
+        .unwrap_or_else(|| panic!("no checker fired in {SEED_BUDGET} seeds"));
+    eprintln!("seed {}: {} — {}", violation.seed, violation.property, violation.detail);
+    assert_eq!(violation.property, "exactly_once", "{}", violation.detail);
+}

@@ -3,6 +3,7 @@
 //! every step and stops the run at the first violation.
 
 mod election_safety;
+mod exactly_once;
 mod gapless_terms;
 mod leader_completeness;
 mod linearizable_reads;
@@ -10,6 +11,7 @@ mod log_matching;
 mod state_machine_safety;
 
 pub use election_safety::ElectionSafety;
+pub use exactly_once::ExactlyOnce;
 pub use gapless_terms::GaplessTerms;
 pub use leader_completeness::LeaderCompleteness;
 pub use linearizable_reads::LinearizableReads;
@@ -63,4 +65,6 @@ pub struct Invariants {
     pub gapless_terms: GaplessTerms,
     /// A read sees every write acknowledged before it was issued.
     pub linearizable_reads: LinearizableReads,
+    /// No command id takes effect twice on a node.
+    pub exactly_once: ExactlyOnce,
 }

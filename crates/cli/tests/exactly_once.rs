@@ -240,7 +240,7 @@ fn pose_as_peer(cluster: &Cluster, from: u64, to: u64) -> TcpStream {
     stream
 }
 
-/// Forwards `envelope` to `leader` as member `from` would.
+/// Forwards `envelopes` to `leader` as member `from` would.
 fn forward(cluster: &Cluster, from: u64, leader: u64, envelopes: &[Envelope]) {
     let mut stream = pose_as_peer(cluster, from, leader);
     for envelope in envelopes {
@@ -275,9 +275,8 @@ fn retried_id_after_snapshot_and_restart(engine: EngineKind) {
         cluster.start_node(node, &[]);
     }
     // Node 3 never runs: the test speaks for it on the peer port.
+    assert_eq!(forward_until(&cluster, &[incr(1)], |count| count >= 1), 1, "sent again and again, applied once");
     let leader = cluster.wait_for_leader(&[1, 2]);
-    forward(&cluster, 3, leader, &[incr(1)]);
-    assert_eq!(counter_when(&cluster, |count| count >= 1), 1);
     let applied = info_number(&cluster, leader, "applied_index").unwrap();
     for i in 0..12 {
         cluster.write_acked(&[1, 2], &format!("filler-{i}"), "x");
@@ -294,19 +293,29 @@ fn retried_id_after_snapshot_and_restart(engine: EngineKind) {
     for node in 1..=2 {
         cluster.start_node(node, &[]);
     }
-    let leader = cluster.wait_for_leader(&[1, 2]);
     // The retry of id 1, then a new id 2 behind it on the same connection.
-    forward(&cluster, 3, leader, &[incr(1), incr(2)]);
-    let count = counter_when(&cluster, |count| count >= 2);
+    let count = forward_until(&cluster, &[incr(1), incr(2)], |count| count >= 2);
     assert_eq!(count, 2, "{}: the retried id was applied again after the restart", engine.name());
 }
 
-/// The count of `once` through node 1 or 2 once `ready` holds of it.
-fn counter_when(cluster: &Cluster, ready: impl Fn(i64) -> bool) -> i64 {
-    wait_until("the forwarded increments applied", Duration::from_secs(30), || {
-        let count = counter(cluster, &[1, 2], "once");
-        ready(count).then_some(count)
-    })
+/// Forwards `envelopes` to the leader of nodes 1 and 2, again and again (a
+/// leader-elect turns forwards away until it serves), until the count of
+/// `once` satisfies `ready`; returns it.
+fn forward_until(cluster: &Cluster, envelopes: &[Envelope], ready: impl Fn(i64) -> bool) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for _attempt in 0..200 {
+        let leader = cluster.wait_for_leader(&[1, 2]);
+        forward(cluster, 3, leader, envelopes);
+        let until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < until {
+            let count = counter(cluster, &[1, 2], "once");
+            if ready(count) {
+                return count;
+            }
+        }
+        assert!(Instant::now() < deadline, "the forwarded increments were not applied within 30 s");
+    }
+    panic!("the forwarded increments were not applied in 200 attempts")
 }
 
 #[test]

@@ -72,6 +72,8 @@ pub(crate) struct Waiter {
     pub(crate) command: Vec<u8>,
     /// The node it was last sent to (forwarded, or proposed here).
     pub(crate) sent_to: Option<NodeId>,
+    /// Sent again after a leader change: an earlier copy may be in some log.
+    pub(crate) resent: bool,
     /// A linearizable read: it goes through ReadIndex, never the log.
     pub(crate) read: Option<KvCommand>,
     /// A read's view of its connection's latest earlier write.
@@ -168,7 +170,8 @@ impl Requests {
     pub(crate) fn add(&mut self, id: u64, connection: u64, command: Vec<u8>, reply: ReplySender, now: Instant) {
         let after = ReadAfter::Nothing;
         let stage = Stage::NeedsLeader;
-        let waiter = Waiter { reply, connection, command, sent_to: None, read: None, after, stage, started: now };
+        let waiter =
+            Waiter { reply, connection, command, sent_to: None, resent: false, read: None, after, stage, started: now };
         self.waiters.insert(id, waiter);
         self.open_writes.insert(id);
         self.last_writes.insert(connection, LastWrite { id, index: None, done: false });
@@ -200,7 +203,9 @@ impl Requests {
             }
         };
         let command = Vec::new();
-        let waiter = Waiter { reply, connection, command, sent_to: None, read: Some(read), after, stage, started: now };
+        let (sent_to, resent) = (None, false);
+        let waiter =
+            Waiter { reply, connection, command, sent_to, resent, read: Some(read), after, stage, started: now };
         self.waiters.insert(id, waiter);
     }
 
@@ -330,6 +335,7 @@ impl Requests {
         for (id, stage) in chosen {
             let is_read = self.waiters[&id].read.is_some();
             if !self.overtaken(id) {
+                self.waiters.get_mut(&id).expect("chosen from the waiters").resent = true;
                 resent.push(id);
             } else if is_read {
                 self.fail(id, RequestError::Reordered);
@@ -389,6 +395,13 @@ impl Requests {
         }
         self.waiters.get_mut(&id).expect("checked").stage = Stage::NeedsLeader;
         if self.overtaken(id) {
+            let waiter = &self.waiters[&id];
+            if waiter.read.is_none() && (waiter.resent || self.has_placement(id)) {
+                // An earlier copy may still commit: it cannot be called not
+                // applied. It waits for that copy's answer, or its timeout.
+                self.waiters.get_mut(&id).expect("checked").stage = Stage::Forwarded;
+                return;
+            }
             return self.fail(id, RequestError::Reordered);
         }
         self.retry_later.push(id);
@@ -661,5 +674,28 @@ mod tests {
         assert_eq!(requests.settled_below(9), ids[2]);
         requests.answer(ids[2], KvReply::Ok);
         assert_eq!(requests.settled_below(9), 9);
+    }
+
+    #[test]
+    fn a_write_sent_again_is_never_called_not_applied_when_its_new_leader_turns_it_away() {
+        let now = Instant::now();
+        let mut requests = Requests::new(Duration::from_secs(1), Duration::from_secs(5));
+        let (first_reply, mut first) = oneshot::channel();
+        let (second_reply, _second) = oneshot::channel();
+        let (w1, w2) = (requests.next_id(), requests.next_id());
+        requests.add(w1, 1, vec![1], first_reply, now);
+        requests.add(w2, 1, vec![2], second_reply, now);
+        requests.needs_leader.clear();
+        requests.mark_forwarded(w1, 2); // No answer: node 2 may have appended it.
+        assert_eq!(requests.resend_after_leader_change(3), 1);
+        requests.needs_leader.clear();
+        requests.mark_forwarded(w1, 3);
+        requests.mark_forwarded(w2, 3);
+        // Node 3 turns w1 away while w2 is out: w1 cannot run after w2, but
+        // its first copy may commit, so it is not failed as not applied.
+        requests.retry(w1);
+        assert!(first.try_recv().is_err(), "w1 waits for its first copy or its timeout");
+        requests.sweep(now + Duration::from_secs(5));
+        assert!(matches!(first.try_recv().unwrap(), Err(RequestError::Timeout { .. })));
     }
 }

@@ -220,8 +220,10 @@ fn no_increment_is_applied_twice_when_the_leader_is_paused_under_load() {
          {resent} requests sent again to a new leader",
         outcomes.len()
     );
-    // Requests without a definite answer are only those of a connection that broke.
-    assert!(unknown <= ROUNDS * 3 * BATCH, "{unknown} increments without a definite answer");
+    // Requests without a definite answer: at most one batch of a connection
+    // that broke. (Before a leader-elect held forwards until it served, it
+    // turned sent-again writes away, and each round left dozens to time out.)
+    assert!(unknown <= BATCH, "{unknown} increments without a definite answer");
 }
 
 /// A connection to `cluster`'s node `to` posing as member `from` (which does

@@ -1286,7 +1286,7 @@ impl Simulation {
 
     /// Hands `command` to the current leader; the leader's id if it was appended.
     fn propose_command(&mut self, command: u64) -> Option<NodeId> {
-        let Some((leader, _)) = self.current_leader() else { return None };
+        let (leader, _) = self.current_leader()?;
         self.advance_clock(leader);
         let core = self.nodes[leader].core.as_mut().expect("leaders are live");
         match core.propose(command.to_le_bytes().to_vec()) {

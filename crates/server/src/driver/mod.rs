@@ -34,6 +34,9 @@ use persist::GroupCommit;
 use requests::{ReplySender, RequestError, Requests};
 pub(crate) use snapshot::{restore_store, Restored};
 
+/// The most forwards a leader-elect holds until it serves; more are turned away.
+const MAX_HELD_FORWARDS: usize = 65_536;
+
 /// How often waiting requests are checked for their deadlines.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -75,6 +78,11 @@ pub(crate) struct Driver {
     /// Forwards this node proposed as leader, by log index: (origin, incarnation,
     /// request id). When the entry there is applied, the origin gets its result.
     accepted_forwards: BTreeMap<LogIndex, (NodeId, u64, u64)>,
+    /// Forwards that reached this node while it was a leader-elect, in arrival
+    /// order: proposed once it serves, turned away (`NotLeader`) if it does
+    /// not get to. Turning them away at once would make their origin send them
+    /// again after later writes of the same connection.
+    held_forwards: std::collections::VecDeque<(NodeId, u64, u64, Vec<u8>)>,
     election_mode: conclave_core::ElectionMode,
     observe: Arc<Observability>,
     /// The vote exchange in progress, from this node's events.
@@ -134,6 +142,7 @@ impl Driver {
             incarnation,
             applied_index,
             accepted_forwards: BTreeMap::new(),
+            held_forwards: std::collections::VecDeque::new(),
             election_mode: config.election_mode().unwrap_or_default(),
             observe,
             election: None,
@@ -268,6 +277,7 @@ impl Driver {
                     self.requests.forget_settled_writes(self.applied_index);
                 }
             }
+            self.propose_held_forwards();
             self.dispatch_waiting();
         }
         // Finish the sync in flight so that what was acknowledged to peers is durable.
@@ -489,7 +499,11 @@ impl Driver {
 
     /// A follower's client command: propose it if we lead, and say where it went.
     fn on_forward(&mut self, from: NodeId, incarnation: u64, request_id: u64, command: Vec<u8>) {
-        let outcome = match self.node.propose(command) {
+        if !self.held_forwards.is_empty() {
+            // Behind the ones held already, to keep their order.
+            return self.hold_forward(from, incarnation, request_id, command);
+        }
+        let outcome = match self.node.propose(command.clone()) {
             Ok(proposal) => {
                 let outcome = ForwardOutcome::Accepted { index: proposal.index, term: proposal.term };
                 self.accepted_forwards.insert(proposal.index, (from, incarnation, request_id));
@@ -498,11 +512,47 @@ impl Driver {
                 outcome
             }
             Err(ProposeError::NotLeader { leader }) => ForwardOutcome::NotLeader { leader },
-            // A leader-elect serves once its BecomeLeader commits: the origin retries later.
-            Err(ProposeError::NotYetServing { .. }) => ForwardOutcome::NotLeader { leader: Some(self.node.id()) },
+            // A leader-elect serves once its BecomeLeader commits: held until then.
+            Err(ProposeError::NotYetServing { .. }) => {
+                return self.hold_forward(from, incarnation, request_id, command)
+            }
             Err(error) => ForwardOutcome::Refused(error.to_string()),
         };
         self.transport.send(from, &PeerFrame::ForwardReply { incarnation, request_id, outcome });
+    }
+
+    fn hold_forward(&mut self, from: NodeId, incarnation: u64, request_id: u64, command: Vec<u8>) {
+        if self.held_forwards.len() >= MAX_HELD_FORWARDS {
+            let outcome = ForwardOutcome::NotLeader { leader: Some(self.node.id()) };
+            return self.transport.send(from, &PeerFrame::ForwardReply { incarnation, request_id, outcome });
+        }
+        self.held_forwards.push_back((from, incarnation, request_id, command));
+    }
+
+    /// Proposes the held forwards once this node serves, in arrival order, or
+    /// turns them all away if it no longer may lead.
+    fn propose_held_forwards(&mut self) {
+        if self.held_forwards.is_empty() {
+            return;
+        }
+        self.advance_clock();
+        while let Some((from, incarnation, request_id, command)) = self.held_forwards.pop_front() {
+            let outcome = match self.node.propose(command.clone()) {
+                Ok(proposal) => {
+                    self.accepted_forwards.insert(proposal.index, (from, incarnation, request_id));
+                    increment(&self.observe.metrics.proposals);
+                    self.enqueue(proposal.output);
+                    ForwardOutcome::Accepted { index: proposal.index, term: proposal.term }
+                }
+                Err(ProposeError::NotYetServing { .. }) => {
+                    self.held_forwards.push_front((from, incarnation, request_id, command));
+                    return;
+                }
+                Err(ProposeError::NotLeader { leader }) => ForwardOutcome::NotLeader { leader },
+                Err(error) => ForwardOutcome::Refused(error.to_string()),
+            };
+            self.transport.send(from, &PeerFrame::ForwardReply { incarnation, request_id, outcome });
+        }
     }
 
     fn on_client(&mut self, request: ClientRequest) {

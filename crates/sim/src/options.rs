@@ -31,6 +31,10 @@ pub struct SimOptions {
     /// Nodes act on the evidence that a peer's process is gone
     /// (`Config::fast_detection`); off, a process crash is found by misses only.
     pub fast_detection: bool,
+    /// Leaders send their appends before their own persist completes
+    /// (`Config::parallel_persist`, as the server does); off, every message
+    /// waits for its batch's fsync.
+    pub parallel_persist: bool,
 }
 
 impl SimOptions {
@@ -45,6 +49,7 @@ impl SimOptions {
             latency_ms: None,
             loss_probability: None,
             fast_detection: true,
+            parallel_persist: true,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! names the property it checks; the simulator feeds them what it observes after
 //! every step and stops the run at the first violation.
 
+mod durable_commits;
 mod election_safety;
 mod gapless_terms;
 mod leader_completeness;
@@ -9,6 +10,7 @@ mod linearizable_reads;
 mod log_matching;
 mod state_machine_safety;
 
+pub use durable_commits::DurableCommits;
 pub use election_safety::ElectionSafety;
 pub use gapless_terms::GaplessTerms;
 pub use leader_completeness::LeaderCompleteness;
@@ -63,4 +65,6 @@ pub struct Invariants {
     pub gapless_terms: GaplessTerms,
     /// A read sees every write acknowledged before it was issued.
     pub linearizable_reads: LinearizableReads,
+    /// A leader's commits are on a majority of disks.
+    pub durable_commits: DurableCommits,
 }

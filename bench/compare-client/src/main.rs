@@ -171,6 +171,21 @@ async fn client(number: usize, args: std::sync::Arc<Args>, measure_from: Instant
     out
 }
 
+/// `text` as a JSON string.
+fn json_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[tokio::main]
 async fn main() {
     let args = match parse_args() {
@@ -210,6 +225,6 @@ async fn main() {
         ms(0.99),
         histogram.max() as f64 / 1000.0,
         errors,
-        first_error.map_or("null".to_string(), |e: String| format!("{:?}", e)),
+        first_error.map_or("null".to_string(), |e: String| json_string(&e)),
     );
 }

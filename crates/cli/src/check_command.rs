@@ -56,6 +56,10 @@ pub struct CheckArgs {
     /// any live node may be told its process is gone (a refused redial).
     #[arg(long)]
     process_gone: bool,
+    /// Leaders persist before sending their appends (the library default)
+    /// instead of in parallel, as the server runs (docs/decisions/0068).
+    #[arg(long)]
+    no_parallel_persist: bool,
     /// Cold start (fast, conclave): every node starts on an empty disk with this
     /// node named `initial_leader`, which leads the first term once every member
     /// confirms (docs/design/cold-start.md). Shortens the first election to two deliveries.
@@ -176,6 +180,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
     options.crash_leaders_only = args.crash_leaders_only;
     options.restart = !args.no_restart;
     options.process_gone_action = args.process_gone;
+    options.parallel_persist = !args.no_parallel_persist;
     options.max_states = args.max_states;
     options.max_seconds = args.max_seconds;
     let report = match check(options) {

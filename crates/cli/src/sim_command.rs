@@ -52,6 +52,10 @@ pub struct SimArgs {
     /// a host crash is (`timing.fast_detection = false`).
     #[arg(long)]
     no_fast_detection: bool,
+    /// Leaders wait for their own fsync before sending appends (the library
+    /// default), instead of persisting in parallel as the server does.
+    #[arg(long)]
+    no_parallel_persist: bool,
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -84,6 +88,7 @@ pub fn run(args: SimArgs) -> ExitCode {
     options.latency_ms = args.latency_ms;
     options.loss_probability = args.loss;
     options.fast_detection = !args.no_fast_detection;
+    options.parallel_persist = !args.no_parallel_persist;
     if let Some(seed) = args.seed {
         options.keep_full_trace = args.trace;
         return replay(&options, seed, args.json);

@@ -54,6 +54,15 @@ pub struct Config {
     /// Snapshot data goes to a lagging follower in chunks of at most this many
     /// bytes, one `InstallSnapshot` per chunk (Raft §7).
     pub snapshot_chunk_bytes: usize,
+    /// The leader writes its log in parallel with replicating it (Raft thesis
+    /// §10.2.1): its `AppendEntries` go in [`crate::Output::early_messages`],
+    /// which may leave before the batch is durable, and it counts itself toward
+    /// a commit only up to what the driver reported durable with
+    /// [`crate::Node::persisted`]. A driver that turns this on must report
+    /// every persist; off (the library default), every message waits for its
+    /// batch's persist and the leader counts its whole log
+    /// (docs/decisions/0068-parallel-leader-persist.md).
+    pub parallel_persist: bool,
     /// Test-only: remove one safety rule so tests can prove the checkers fire.
     #[cfg(feature = "bug-injection")]
     pub injected_bug: Option<InjectedBug>,
@@ -75,6 +84,10 @@ pub enum InjectedBug {
     /// Release linearizable reads without a quorum confirming the leadership
     /// (breaks Raft thesis §6.4: a deposed leader answers stale reads).
     ReadWithoutLeadershipCheck,
+    /// With `parallel_persist`, count the leader's own entries toward a commit
+    /// before the driver reported them durable (breaks thesis §10.2.1: a crash
+    /// loses an entry that was counted as stored).
+    CountUnpersistedOwnEntries,
 }
 
 impl Config {
@@ -99,6 +112,7 @@ impl Config {
             max_entries_per_message: 64,
             max_command_bytes: 1 << 20,
             snapshot_chunk_bytes: 64 << 10,
+            parallel_persist: false,
             #[cfg(feature = "bug-injection")]
             injected_bug: None,
         }

@@ -18,12 +18,14 @@ pub struct HardState {
     /// Highest index known committed, capped at the entries persisted by earlier
     /// batches (never the entries of this batch's own `log_write`, which a crash
     /// may lose while keeping this record). Raft does not need it persisted; it
-    /// lets a restarted node re-apply its committed prefix at once.
+    /// lets a restarted node re-apply its committed prefix at once. With
+    /// `Config::parallel_persist` a commit advance alone is not handed out:
+    /// it rides along with the next term, vote or log change.
     pub commit: LogIndex,
 }
 
 /// A rewrite of the persisted log's tail.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LogWrite {
     /// Remove every persisted entry at this index or above, then append `entries`.
     /// Usually `first_index` is the old last index + 1 (a plain append); a lower
@@ -31,6 +33,21 @@ pub struct LogWrite {
     pub first_index: LogIndex,
     /// Entries from `first_index` on, contiguous. Empty for a pure truncation.
     pub entries: Vec<Entry>,
+}
+
+/// What a batch made durable, as the core names it: the last entry it wrote
+/// (or its snapshot's), in the log as it stood between two rewrites. Opaque to
+/// the driver, which only hands it back to `Node::persisted`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DurableMark {
+    /// Index of the last entry written.
+    pub index: LogIndex,
+    /// Its term.
+    pub term: Term,
+    /// How many times the log had been rewritten below its end (conflict
+    /// truncations, installed snapshots) when the batch was made: a report
+    /// from before a later rewrite says nothing about the rewritten log.
+    pub rewrites: u64,
 }
 
 /// A linearizable read the leader confirmed (ReadIndex, Raft thesis §6.4).
@@ -191,6 +208,16 @@ impl Detector {
 /// 2. Only then are `messages` sent. A vote or an acknowledgement sent before its
 ///    state is durable could be forgotten by a crash, letting a node vote twice
 ///    or a leader count an entry that is gone.
+///
+///    The exception is `early_messages` (only with `Config::parallel_persist`):
+///    a leader's `AppendEntries`, heartbeats and snapshot chunks, sent at once,
+///    before this batch's persist and any earlier one still in flight
+///    (Raft thesis §10.2.1). They are safe to send early because the leader's
+///    term is already durable (the core puts a message there only once an entry
+///    of the current term was reported durable) and the leader counts its own
+///    entries toward a commit only once the driver reports them durable: after
+///    persisting a batch (and every earlier one) whose `durable_mark` is set,
+///    the driver calls `Node::persisted` with it.
 /// 3. Only then is the state machine replaced by `snapshot.data` (if any), and
 ///    then `committed_entries` applied to it, in order. They are always a prefix
 ///    of the persisted log, following the snapshot.
@@ -209,6 +236,13 @@ pub struct Output {
     /// Messages to send once the above is durable. Delivery may be lossy,
     /// duplicated and reordered: the protocol tolerates all three.
     pub messages: Vec<Message>,
+    /// Set when the batch writes log entries or a snapshot: once the batch is
+    /// durable, hand it to `Node::persisted` (required with
+    /// `Config::parallel_persist`, harmless without).
+    pub durable_mark: Option<DurableMark>,
+    /// Messages that need not wait for any persist: send them at once (see the
+    /// contract above). Always empty without `Config::parallel_persist`.
+    pub early_messages: Vec<Message>,
     /// Newly committed entries to apply, in index order, after persisting.
     pub committed_entries: Vec<Entry>,
     /// A snapshot this node installed from its leader (Raft §7): persist it
@@ -233,6 +267,7 @@ impl Output {
             && self.log_write.is_none()
             && self.snapshot.is_none()
             && self.messages.is_empty()
+            && self.early_messages.is_empty()
             && self.committed_entries.is_empty()
             && self.read_states.is_empty()
             && self.failed_reads.is_empty()

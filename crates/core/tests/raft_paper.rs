@@ -7,7 +7,8 @@ mod support;
 use std::collections::BTreeSet;
 
 use conclave_core::{
-    Body, Config, DropReason, Event, LogWrite, Message, Node, NodeId, Output, ProposeError, RestoredState, Role,
+    Body, Config, DropReason, DurableMark, Event, LogWrite, Message, Node, NodeId, Output, ProposeError, RestoredState,
+    Role,
 };
 use support::*;
 
@@ -18,6 +19,11 @@ const VOTERS: [NodeId; 3] = [1, 2, 3];
 fn restored(config: Config, hard: conclave_core::HardState, terms: &[u64], seed: u64) -> Node {
     let entries = log_with_terms(terms);
     node_at(config, RestoredState { hard_state: hard, entries, snapshot: None }, seed, ELECTION_TIMEOUT_MS)
+}
+
+/// What a batch that wrote up to `index` (of `term`) asks the driver to report.
+fn mark(index: u64, term: u64, rewrites: u64) -> Option<DurableMark> {
+    Some(DurableMark { index, term, rewrites })
 }
 
 /// Output of a node that only adopted `hard_state` and sent `messages`.
@@ -294,6 +300,7 @@ fn candidate_with_majority_becomes_leader_and_appends_a_noop() {
         find(2, 1, "VoteResponse"),
         Output {
             log_write: Some(LogWrite { first_index: 1, entries: vec![noop(1, 1)] }),
+            durable_mark: mark(1, 1, 0),
             messages: vec![
                 msg(1, 2, 1, append(0, 0, vec![noop(1, 1)], 0)),
                 msg(1, 3, 1, append(0, 0, vec![noop(1, 1)], 0)),
@@ -310,6 +317,7 @@ fn candidate_with_majority_becomes_leader_and_appends_a_noop() {
         find(1, 2, "AppendEntries"),
         Output {
             log_write: Some(LogWrite { first_index: 1, entries: vec![noop(1, 1)] }),
+            durable_mark: mark(1, 1, 0),
             messages: vec![msg(2, 1, 1, accepted(1))],
             events: vec![Event::LeaderChanged { leader: Some(1), term: 1 }],
             ..Output::default()
@@ -337,6 +345,7 @@ fn candidate_steps_down_on_append_entries_from_leader_of_same_term() {
         output,
         Output {
             log_write: Some(LogWrite { first_index: 1, entries: vec![noop(1, 1)] }),
+            durable_mark: mark(1, 1, 0),
             messages: vec![msg(1, 2, 1, accepted(1))],
             events: vec![
                 Event::RoleChanged { from: Role::Candidate, to: Role::Follower, term: 1 },
@@ -621,6 +630,7 @@ fn follower_truncates_conflicting_suffix_and_appends_new_entries() {
         Output {
             hard_state: Some(hard_state(3, None, 0)),
             log_write: Some(LogWrite { first_index: 3, entries: new.clone() }),
+            durable_mark: mark(5, 3, 1),
             messages: vec![msg(2, 1, 3, accepted(5))],
             events: vec![Event::LeaderChanged { leader: Some(1), term: 3 }],
             ..Output::default()
@@ -639,6 +649,7 @@ fn follower_appends_new_entries_after_a_matching_prefix() {
         output,
         Output {
             log_write: Some(LogWrite { first_index: 3, entries: vec![entry(1, 3), entry(1, 4)] }),
+            durable_mark: mark(4, 1, 0),
             messages: vec![msg(2, 1, 1, accepted(4))],
             events: vec![Event::LeaderChanged { leader: Some(1), term: 1 }],
             ..Output::default()
@@ -692,6 +703,7 @@ fn follower_commit_is_min_of_leader_commit_and_last_new_entry() {
         Output {
             hard_state: Some(hard_state(1, None, 4)),
             log_write: Some(LogWrite { first_index: 6, entries: vec![entry(1, 6)] }),
+            durable_mark: mark(6, 1, 0),
             messages: vec![msg(2, 1, 1, accepted(6))],
             committed_entries: vec![entry(1, 3), entry(1, 4)],
             ..Output::default()
@@ -788,6 +800,7 @@ fn leader_commits_an_entry_of_its_term_once_a_majority_stores_it() {
         proposal.output,
         Output {
             log_write: Some(LogWrite { first_index: 2, entries: vec![e2.clone()] }),
+            durable_mark: mark(2, 1, 0),
             messages: (2..=5).map(|to| msg(1, to, 1, append(1, 1, vec![e2.clone()], 1))).collect(),
             ..Output::default()
         }

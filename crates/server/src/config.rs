@@ -57,6 +57,10 @@ pub struct Timing {
     /// lost connection, then a refused redial: docs/decisions/0050) at once,
     /// instead of counting `miss_limit` missed heartbeats. Off: misses only.
     pub fast_detection: bool,
+    /// The leader sends its appends and heartbeats while its own fsync runs,
+    /// and counts itself toward a commit once that fsync completes (Raft
+    /// thesis §10.2.1, docs/decisions/0068). Off: it persists, then sends.
+    pub parallel_persist: bool,
     /// A client that sent part of a request and then nothing for this long is closed.
     pub client_read_timeout_ms: u64,
     /// A client idle (between requests) this long is closed; 0 keeps idle clients forever.
@@ -80,6 +84,7 @@ impl Default for Timing {
             reconnect_min_ms: 50,
             reconnect_max_ms: 100,
             fast_detection: true,
+            parallel_persist: true,
             client_read_timeout_ms: 10_000,
             client_idle_timeout_ms: 0,
             peer_handshake_timeout_ms: 5_000,
@@ -563,6 +568,7 @@ impl ServerConfig {
         core.max_command_bytes = self.limits.max_command_bytes;
         core.snapshot_chunk_bytes = self.snapshot.chunk_bytes;
         core.fast_detection = self.timing.fast_detection;
+        core.parallel_persist = self.timing.parallel_persist;
         #[cfg(feature = "bug-injection")]
         inject_bugs(&mut core);
         core

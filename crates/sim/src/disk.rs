@@ -43,6 +43,18 @@ impl SimDisk {
         }
     }
 
+    /// Whether the disk holds the entry at `index` with `term` (a snapshot
+    /// covering `index` holds committed entries only: it counts).
+    pub fn holds(&self, index: u64, term: u64) -> bool {
+        if index <= self.snapshot_index() {
+            return true;
+        }
+        match self.store.entries(index..index + 1) {
+            Ok(entries) => entries.first().is_some_and(|entry| entry.term == term),
+            Err(_) => false,
+        }
+    }
+
     /// Last index of the saved snapshot (0 without one).
     pub fn snapshot_index(&self) -> u64 {
         self.store.first_index() - 1

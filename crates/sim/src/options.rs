@@ -34,6 +34,10 @@ pub struct SimOptions {
     /// Bug injection: the state machine model applies a command id it applied
     /// before again (no deduplication); the `exactly_once` checker must catch it.
     pub apply_duplicates: bool,
+    /// Leaders send their appends before their own persist completes
+    /// (`Config::parallel_persist`, as the server does); off, every message
+    /// waits for its batch's fsync.
+    pub parallel_persist: bool,
 }
 
 impl SimOptions {
@@ -49,6 +53,7 @@ impl SimOptions {
             loss_probability: None,
             fast_detection: true,
             apply_duplicates: false,
+            parallel_persist: true,
         }
     }
 }

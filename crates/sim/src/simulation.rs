@@ -10,7 +10,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use conclave_core::{
-    Config, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, ReadState, Role, Snapshot, Term,
+    Config, DurableMark, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, ReadState, Role,
+    Snapshot, Term,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -107,6 +108,8 @@ struct PendingBatch {
     committed_entries: Vec<Entry>,
     read_states: Vec<ReadState>,
     failed_reads: Vec<u64>,
+    /// Reported to the core once the batch is durable (`Node::persisted`).
+    durable_mark: Option<DurableMark>,
 }
 
 #[derive(Debug)]
@@ -409,6 +412,7 @@ impl Simulation {
         config.max_entries_per_message = self.params.max_entries_per_message;
         config.snapshot_chunk_bytes = self.params.snapshot_chunk_bytes;
         config.fast_detection = self.options.fast_detection;
+        config.parallel_persist = self.options.parallel_persist;
         if let Some(hook) = self.options.config_hook {
             hook(&mut config);
         }
@@ -484,8 +488,14 @@ impl Simulation {
     }
 
     /// Observes one output batch, then queues it behind its fsync.
-    fn absorb(&mut self, index: usize, output: Output) {
+    fn absorb(&mut self, index: usize, mut output: Output) {
         self.observe(index, &output);
+        // A leader's replication traffic leaves at once, before its own persist
+        // (and any earlier one) completes: the core counts those entries for
+        // itself only once reported durable.
+        for message in std::mem::take(&mut output.early_messages) {
+            self.send(message);
+        }
         let needs_persist = output.needs_persist();
         let node = &mut self.nodes[index];
         node.batches += 1;
@@ -500,6 +510,7 @@ impl Simulation {
             committed_entries: output.committed_entries,
             read_states: output.read_states,
             failed_reads: output.failed_reads,
+            durable_mark: output.durable_mark,
         };
         if !needs_persist && node.pending.is_empty() {
             self.release(index, batch);
@@ -615,6 +626,12 @@ impl Simulation {
             self.nodes[index].known_commit = commit;
             self.trace.record(self.now_ms, TraceEvent::Commit { node: id, index: commit });
             if role == Role::Leader {
+                let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
+                let entry_term = core.log().term_at(commit).expect("a commit is in the log");
+                let holders = self.nodes.iter().filter(|node| node.disk.holds(commit, entry_term)).count();
+                let members = self.nodes.len();
+                let result = self.invariants.durable_commits.on_leader_commit(id, commit, entry_term, holders, members);
+                self.check(result);
                 self.on_leader_commit(term);
             }
         }
@@ -664,6 +681,13 @@ impl Simulation {
         let node = &mut self.nodes[index];
         node.awaiting_reads.extend(batch.read_states.iter().map(|read| (read.context, read.index)));
         self.serve_reads(index);
+        if let Some(mark) = batch.durable_mark {
+            let Some(core) = self.nodes[index].core.as_mut() else { return };
+            let output = core.persisted(mark);
+            if !output.is_empty() {
+                self.absorb(index, output);
+            }
+        }
     }
 
     /// Serves the confirmed reads whose index the node's state machine reached.

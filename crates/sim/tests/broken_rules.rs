@@ -72,3 +72,17 @@ fn applying_a_retried_command_again_is_caught() {
     eprintln!("seed {}: {} — {}", violation.seed, violation.property, violation.detail);
     assert_eq!(violation.property, "exactly_once", "{}", violation.detail);
 }
+
+// Reference: Raft thesis §10.2.1 — a leader that sends its appends before its
+// own write is durable may count itself toward a commit only once that write
+// completes; counting it earlier commits an entry that only a minority of
+// disks holds (one power loss from being lost).
+#[test]
+#[cfg_attr(debug_assertions, ignore = "a sweep: run with `cargo test --release`")]
+fn counting_the_leaders_unpersisted_entries_is_caught() {
+    let violation = first_violation(3, |config| {
+        assert!(config.parallel_persist, "the simulator runs leaders as the server does");
+        config.injected_bug = Some(InjectedBug::CountUnpersistedOwnEntries);
+    });
+    assert_eq!(violation.property, "durable_commits", "{}", violation.detail);
+}

@@ -42,6 +42,9 @@ impl Node {
         self.role.hash(hasher);
         self.leader.hash(hasher);
         self.persisted_hard_state.hash(hasher);
+        if self.config.parallel_persist {
+            (self.durable_index, self.log_rewrites).hash(hasher);
+        }
         self.votes.hash(hasher);
         // Only read as `now < contact + election timeout` (the CheckQuorum lease).
         let lease_ms = self.config.election_timeout_ms();

@@ -29,7 +29,7 @@ use crate::config::{Config, ConfigError};
 use crate::entry::{Entry, Payload};
 use crate::log::RaftLog;
 use crate::message::{Body, Message};
-use crate::output::{Event, HardState, Output};
+use crate::output::{DurableMark, Event, HardState, Output};
 use crate::progress::Progress;
 use crate::quorum::VoteTally;
 use crate::snapshot::{Snapshot, SnapshotMeta};
@@ -154,6 +154,12 @@ pub struct Node {
     /// The last index of the log as handed out for persisting so far (equal to
     /// the log's last index between inputs).
     pub(crate) persisted_last_index: LogIndex,
+    /// The longest prefix of the log the driver reported durable
+    /// ([`Node::persisted`]); what a leader counts for itself toward a commit
+    /// with `parallel_persist`. Lowered when the log is rewritten below it.
+    pub(crate) durable_index: LogIndex,
+    /// Rewrites of the log below its end so far (see [`DurableMark`]).
+    pub(crate) log_rewrites: u64,
     /// State of the `fast` election mode (idle in other modes).
     pub(crate) fast: crate::election::fast::FastState,
     /// A leader that may take proposals: at once in `raft` and `fast`; in modes
@@ -225,6 +231,8 @@ impl Node {
             out: Output::default(),
             persisted_hard_state: hard_state,
             persisted_last_index: log_last_index,
+            durable_index: log_last_index,
+            log_rewrites: 0,
             fast: Default::default(),
             serving: false,
             terms: crate::election::leader_terms::LeaderTermsState { restored_commit: commit, ..Default::default() },
@@ -280,6 +288,24 @@ impl Node {
     pub fn peer_process_gone(&mut self, peer: NodeId) -> Output {
         if self.config.fast_detection && peer != self.config.id {
             self.on_peer_process_gone(peer);
+        }
+        self.finish()
+    }
+
+    /// The driver made the batch that carried `mark` durable, after every
+    /// earlier batch ([`Output::durable_mark`]). With `parallel_persist`, a
+    /// leader counts itself toward a commit only up to what was reported here.
+    /// A mark from before a later rewrite of the log changes nothing: the
+    /// batch of the rewrite brings its own. Without `parallel_persist` it is
+    /// optional.
+    pub fn persisted(&mut self, mark: DurableMark) -> Output {
+        if mark.rewrites == self.log_rewrites && mark.index > self.durable_index && mark.index <= self.log.last_index()
+        {
+            debug_assert!(self.log.term_at(mark.index).is_none_or(|term| term == mark.term));
+            self.durable_index = mark.index;
+            if self.role == Role::Leader {
+                self.maybe_commit();
+            }
         }
         self.finish()
     }
@@ -342,6 +368,13 @@ impl Node {
                 .min(self.terms.leader_elect_deadline_ms.unwrap_or(u64::MAX)),
             _ => self.election_deadline_ms(),
         }
+    }
+
+    /// The longest prefix of the log the driver reported durable
+    /// ([`Node::persisted`]); with `parallel_persist`, what a leader counts
+    /// for itself toward a commit.
+    pub fn durable_index(&self) -> LogIndex {
+        self.durable_index
     }
 
     /// This node's id.
@@ -423,7 +456,46 @@ impl Node {
 
     pub(crate) fn send_with_term(&mut self, to: NodeId, term: Term, body: Body) {
         debug_assert_ne!(to, self.config.id, "a node never messages itself");
-        self.out.messages.push(Message { cluster_id: self.config.cluster_id, from: self.config.id, to, term, body });
+        let early = self.may_send_before_persist(&body);
+        let message = Message { cluster_id: self.config.cluster_id, from: self.config.id, to, term, body };
+        if early {
+            self.out.early_messages.push(message);
+        } else {
+            self.out.messages.push(message);
+        }
+    }
+
+    /// Whether `body` may leave before the persists in flight complete
+    /// (docs/decisions/0068-parallel-leader-persist.md): a leader's replication
+    /// traffic, once an entry of its own term is durable. That entry was
+    /// written with or after the hard state holding the term and the leader's
+    /// vote for itself, so a crash cannot make this node forget the term its
+    /// messages carry; the entries they carry count for it only once durable.
+    fn may_send_before_persist(&self, body: &Body) -> bool {
+        self.config.parallel_persist
+            && self.role == Role::Leader
+            && matches!(body, Body::AppendEntries { .. } | Body::InstallSnapshot { .. })
+            && self.log.term_at(self.durable_index) == Some(self.term)
+    }
+
+    /// The highest index this node counts as stored on its own disk toward a
+    /// commit: everything handed out, unless the leader persists in parallel,
+    /// then only what the driver reported durable.
+    pub(crate) fn own_match_index(&self) -> LogIndex {
+        if !self.config.parallel_persist || self.counts_unpersisted_own_entries() {
+            return self.log.last_index();
+        }
+        self.durable_index.min(self.log.last_index())
+    }
+
+    #[cfg(feature = "bug-injection")]
+    fn counts_unpersisted_own_entries(&self) -> bool {
+        self.config.injected_bug == Some(crate::config::InjectedBug::CountUnpersistedOwnEntries)
+    }
+
+    #[cfg(not(feature = "bug-injection"))]
+    fn counts_unpersisted_own_entries(&self) -> bool {
+        false
     }
 
     pub(crate) fn emit(&mut self, event: Event) {
@@ -456,8 +528,35 @@ impl Node {
                 hard_state.commit = hard_state.commit.min(first_index - 1);
             }
         }
+        let rewrites_log = log_write.as_ref().is_some_and(|(first_index, _)| *first_index <= self.persisted_last_index);
+        if rewrites_log || out.snapshot.is_some() {
+            // What was reported durable from the rewrite point on is replaced,
+            // and reports of batches made before now say nothing about it.
+            self.log_rewrites += 1;
+            if let Some((first_index, _)) = &log_write {
+                self.durable_index = self.durable_index.min(first_index - 1);
+            }
+        }
+        self.durable_index = self.durable_index.min(self.log.last_index());
+        let written = log_write.as_ref().and_then(|(_, entries)| entries.last()).map(|entry| (entry.index, entry.term));
+        let snapshot_end =
+            out.snapshot.as_ref().map(|snapshot| (snapshot.meta.last_included_index, snapshot.meta.last_included_term));
+        out.durable_mark =
+            written.or(snapshot_end).map(|(index, term)| DurableMark { index, term, rewrites: self.log_rewrites });
         self.persisted_last_index = self.log.last_index();
-        if hard_state != self.persisted_hard_state {
+        // With `parallel_persist`, a commit advance alone costs no write: the
+        // next term, vote or log change carries it (the commit index is
+        // advisory), so applying a commit never waits for an fsync.
+        let commit_only = hard_state.term == self.persisted_hard_state.term
+            && hard_state.voted_for == self.persisted_hard_state.voted_for;
+        let carried = log_write.is_some() || out.snapshot.is_some();
+        // Except a commit of a `BecomeLeader`: the committed leader term a node
+        // knows never falls, restarts included (docs/design/invariants.md), at
+        // the price of one write per leader term.
+        let committed = self.log.take_committed_unapplied();
+        let commits_leader_term = committed.iter().any(|entry| entry.leader_term_record().is_some());
+        let write_it = !self.config.parallel_persist || !commit_only || carried || commits_leader_term;
+        if hard_state != self.persisted_hard_state && write_it {
             assert!(hard_state.term >= self.persisted_hard_state.term, "the persisted term never decreases");
             out.hard_state = Some(hard_state);
             self.persisted_hard_state = hard_state;
@@ -465,7 +564,7 @@ impl Node {
         if let Some((first_index, entries)) = log_write {
             out.log_write = Some(crate::output::LogWrite { first_index, entries });
         }
-        out.committed_entries = self.log.take_committed_unapplied();
+        out.committed_entries = committed;
         if self.config.election_mode.has_leader_terms() {
             self.on_entries_committed(&out.committed_entries);
             out.events.append(&mut self.out.events);

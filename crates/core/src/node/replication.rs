@@ -289,7 +289,7 @@ impl Node {
             .config
             .voters
             .iter()
-            .map(|id| if *id == self.config.id { self.log.last_index() } else { self.progress[id].match_index })
+            .map(|id| if *id == self.config.id { self.own_match_index() } else { self.progress[id].match_index })
             .collect();
         let candidate = quorum::committed_index(&mut match_indexes);
         if candidate <= self.log.committed() {

@@ -24,6 +24,13 @@ impl Node {
                 return Err(format!("voted for non-member {voted_for}"));
             }
         }
+        if self.durable_index > self.log.last_index() {
+            return Err(format!(
+                "durable index {} beyond the last index {}",
+                self.durable_index,
+                self.log.last_index()
+            ));
+        }
         if self.persisted_hard_state.term > self.term {
             return Err("persisted term ahead of current term".into());
         }

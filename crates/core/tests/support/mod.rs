@@ -252,12 +252,18 @@ impl Cluster {
             assert_eq!(node.log().entry(entry.index), Some(entry), "node {id} applies what its log holds");
             applied.push(entry.clone());
         }
-        for message in &output.messages {
+        for message in output.early_messages.iter().chain(&output.messages) {
             assert_eq!(message.from, id, "a node sends in its own name");
             self.queue.push_back(message.clone());
         }
         self.reads.entry(id).or_default().extend(output.read_states.iter().copied());
         self.failed_reads.entry(id).or_default().extend(output.failed_reads.iter().copied());
+        // This harness persists at once: report it, as a driver must with
+        // `parallel_persist`.
+        if let Some(mark) = output.durable_mark.filter(|_| self.nodes[&id].config().parallel_persist) {
+            let reported = self.node_mut(id).persisted(mark);
+            let _ = self.absorb(id, reported);
+        }
         output
     }
 

@@ -89,6 +89,8 @@ pub(crate) struct Driver {
     election: Option<ElectionRound>,
     /// When this node last lost its leader, until a new leader's first commit.
     leader_lost_at: Option<Instant>,
+    /// The newest completed persist not yet reported to the core.
+    unreported_mark: Option<conclave_core::DurableMark>,
     /// When to snapshot; see [`snapshot`].
     triggers: snapshot::Triggers,
     /// A refused snapshot doomed the core: drop its outputs, restart it from the WAL.
@@ -147,6 +149,7 @@ impl Driver {
             observe,
             election: None,
             leader_lost_at: None,
+            unreported_mark: None,
             triggers: snapshot::Triggers::new(config),
             reload_pending: false,
             reloads: 0,
@@ -219,6 +222,7 @@ impl Driver {
             for output in self.group_commit.start_if_idle() {
                 self.release(output);
             }
+            self.report_persisted();
             self.reload_if_due()?;
             self.publish_status();
             // A deadline at or before the last tick already fired: wait a millisecond
@@ -234,6 +238,7 @@ impl Driver {
                     for output in done? {
                         self.release(output);
                     }
+                    self.report_persisted();
                 }
                 Some(input) = peers.recv() => {
                     self.on_peer(input);
@@ -315,6 +320,13 @@ impl Driver {
         if output.is_empty() || self.reload_pending || !self.screen_installed_snapshot(&output) {
             return;
         }
+        let mut output = output;
+        // A leader's appends and heartbeats leave at once, while its own
+        // persist (and any earlier one) runs: the core counts those entries for
+        // itself only once `persisted` reports them (docs/decisions/0068).
+        for message in std::mem::take(&mut output.early_messages) {
+            self.transport.send(message.to, &PeerFrame::Raft(message));
+        }
         if let Some(output) = self.group_commit.push(output) {
             self.release(output);
         }
@@ -356,6 +368,22 @@ impl Driver {
             log_event(self.node.id(), &event);
             self.observe_event(&event);
             self.observe.events.record(wall_clock_ms(), event);
+        }
+        if output.durable_mark.is_some() {
+            // Reported once every output released with it is carried out
+            // (`report_persisted`): what the report produces must not overtake
+            // them.
+            self.unreported_mark = output.durable_mark;
+        }
+    }
+
+    /// Tells the core the newest persist that completed, once every output
+    /// it released is carried out: the leader may now count its own entries
+    /// toward a commit (docs/decisions/0068).
+    fn report_persisted(&mut self) {
+        if let Some(mark) = self.unreported_mark.take() {
+            let output = self.node.persisted(mark);
+            self.enqueue(output);
         }
     }
 

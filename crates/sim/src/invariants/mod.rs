@@ -2,6 +2,7 @@
 //! names the property it checks; the simulator feeds them what it observes after
 //! every step and stops the run at the first violation.
 
+mod durable_commits;
 mod election_safety;
 mod exactly_once;
 mod gapless_terms;
@@ -10,6 +11,7 @@ mod linearizable_reads;
 mod log_matching;
 mod state_machine_safety;
 
+pub use durable_commits::DurableCommits;
 pub use election_safety::ElectionSafety;
 pub use exactly_once::ExactlyOnce;
 pub use gapless_terms::GaplessTerms;
@@ -67,4 +69,6 @@ pub struct Invariants {
     pub linearizable_reads: LinearizableReads,
     /// No command id takes effect twice on a node.
     pub exactly_once: ExactlyOnce,
+    /// A leader's commits are on a majority of disks.
+    pub durable_commits: DurableCommits,
 }

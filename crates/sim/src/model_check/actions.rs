@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::properties;
-use super::state::{Disk, History, ModelNode, ModelState};
+use super::state::{Disk, History, ModelNode, ModelState, Unsynced};
 use super::CheckOptions;
 
 /// The cluster id of the model's nodes.
@@ -59,6 +59,12 @@ pub enum Action {
         /// Position of the crashed node.
         gone: usize,
     },
+    /// The node's writes that are still unsynced (a leader's appends, sent
+    /// before they were durable) reach its disk, and the core is told.
+    Sync {
+        /// Position of the node.
+        node: usize,
+    },
     /// A crashed node starts again from its disk.
     Restart {
         /// Position of the node.
@@ -70,6 +76,9 @@ pub enum Action {
         node: usize,
     },
 }
+
+/// One input to a core: what it is given, and its clock to move.
+type CoreInput<'a> = Box<dyn FnOnce(&mut Node, &mut u64) -> Output + 'a>;
 
 /// What the actions need to know about the run.
 pub(crate) struct Model {
@@ -97,6 +106,7 @@ impl Model {
                 config.vote_lease_ms = 1;
                 config.pre_vote = options.pre_vote;
                 config.initial_leader = options.initial_leader;
+                config.parallel_persist = options.parallel_persist;
                 if let Some(hook) = options.config_hook {
                     hook(&mut config);
                 }
@@ -123,6 +133,7 @@ impl Model {
                 clock_ms: 0,
                 incarnation: 0,
                 disk: Disk::default(),
+                unsynced: Vec::new(),
                 applied: Vec::new(),
                 fingerprint: 0,
             }));
@@ -154,6 +165,9 @@ impl Model {
                     if core.role() == Role::Leader && core.is_serving() && state.proposals < self.options.max_proposals
                     {
                         actions.push(Action::Propose { node: index });
+                    }
+                    if !node.unsynced.is_empty() {
+                        actions.push(Action::Sync { node: index });
                     }
                     let may_crash = !self.options.crash_leaders_only || core.role() == Role::Leader;
                     if state.crashes < self.options.max_crashes && may_crash {
@@ -218,12 +232,15 @@ impl Model {
                 let model_node = Rc::make_mut(&mut next.nodes[node]);
                 model_node.core = None;
                 model_node.applied.clear();
+                // What was not synced is lost; followers may hold it already.
+                model_node.unsynced.clear();
                 model_node.refresh_fingerprint();
             }
             Action::ProcessGone { observer, gone } => {
                 let gone_id = self.configs[gone].id;
                 self.input(&mut next, observer, |core, _| core.peer_process_gone(gone_id));
             }
+            Action::Sync { node } => self.sync(&mut next, node),
             Action::Restart { node } => self.start(&mut next, node),
             Action::Propose { node } => {
                 let command = vec![b'a' + next.proposals as u8];
@@ -277,6 +294,12 @@ impl Model {
 
     /// Feeds node `index` one input and acts on the output.
     fn input(&self, state: &mut ModelState, index: usize, input: impl FnOnce(&mut Node, &mut u64) -> Output) {
+        self.input_boxed(state, index, Box::new(input));
+    }
+
+    /// [`Model::input`] without a type parameter, so that reporting a persist
+    /// (an input that follows an input) can recurse.
+    fn input_boxed(&self, state: &mut ModelState, index: usize, input: CoreInput<'_>) {
         let node = Rc::make_mut(&mut state.nodes[index]);
         let mut clock_ms = node.clock_ms;
         let core = node.core.as_mut().expect("only live nodes get input");
@@ -290,11 +313,48 @@ impl Model {
             }
         };
         node.clock_ms = clock_ms;
-        node.disk.persist(output.hard_state, output.log_write.as_ref());
+        // Applying a committed entry needs no local copy on disk: a majority
+        // holds it durably.
         node.applied.extend(output.committed_entries.iter().cloned());
+        let early = !output.early_messages.is_empty();
+        let deferred = early && output.messages.is_empty() && output.snapshot.is_none();
+        if deferred {
+            // A leader's appends went out before its own write: the write stays
+            // unsynced until a `Sync` (or is lost in a crash).
+            if output.needs_persist() {
+                node.unsynced.push(Unsynced {
+                    hard_state: output.hard_state,
+                    log_write: output.log_write,
+                    mark: output.durable_mark,
+                });
+            }
+        } else if output.needs_persist() || !output.messages.is_empty() {
+            // Anything else waits for every earlier write (persists are ordered).
+            let mut mark = node.flush_unsynced();
+            node.disk.persist(output.hard_state, output.log_write.as_ref());
+            mark = output.durable_mark.or(mark);
+            node.refresh_fingerprint();
+            state.send(output.early_messages);
+            state.send(output.messages);
+            properties::observe(self, state, index);
+            if let Some(mark) = mark {
+                self.input_boxed(state, index, Box::new(move |core, _| core.persisted(mark)));
+            }
+            return;
+        }
         node.refresh_fingerprint();
-        state.send(output.messages);
+        state.send(output.early_messages);
         properties::observe(self, state, index);
+    }
+
+    /// Node `index`'s unsynced writes reach its disk; its core is told.
+    fn sync(&self, state: &mut ModelState, index: usize) {
+        let node = Rc::make_mut(&mut state.nodes[index]);
+        let mark = node.flush_unsynced();
+        node.refresh_fingerprint();
+        if let Some(mark) = mark {
+            self.input_boxed(state, index, Box::new(move |core, _| core.persisted(mark)));
+        }
     }
 
     fn fail(&self, state: &mut ModelState, index: usize, problem: String) {
@@ -325,6 +385,7 @@ impl Model {
             Action::ProcessGone { observer, gone } => {
                 format!("{}'s redial to {} is refused (its process is gone)", name(observer), name(gone))
             }
+            Action::Sync { node } => format!("{}'s unsynced writes reach its disk", name(node)),
             Action::Restart { node } => format!("{} restarts from its disk", name(node)),
             Action::Propose { node } => format!("client proposes command #{} to {}", before.proposals + 1, name(node)),
         };

@@ -71,6 +71,11 @@ pub struct CheckOptions {
     /// they were), the environment has no such input; `conclave check
     /// --process-gone` turns it on.
     pub process_gone_action: bool,
+    /// Leaders send their appends before their own write is durable
+    /// (`Config::parallel_persist`); the write waits for a `Sync` action or is
+    /// lost in a crash. On by default, as the server runs; `--no-parallel-persist`
+    /// checks the library default.
+    pub parallel_persist: bool,
     /// The search stops (incomplete) after this many distinct states.
     pub max_states: usize,
     /// The search stops (incomplete) after this many seconds.
@@ -110,6 +115,7 @@ impl CheckOptions {
             crash_leaders_only: false,
             restart: true,
             process_gone_action: false,
+            parallel_persist: true,
             max_states: 8_000_000,
             max_seconds: 600.0,
             pre_vote: true,

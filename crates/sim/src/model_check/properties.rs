@@ -32,6 +32,7 @@ pub const PROPERTIES: &[Property] = &[
     Property { name: "node_invariants", check: node_invariants },
     Property { name: "gapless_terms", check: gapless_terms },
     Property { name: "committed_leader_term_monotonic", check: committed_leader_term_monotonic },
+    Property { name: "committed_is_durable_on_a_majority", check: committed_is_durable_on_a_majority },
 ];
 
 /// A log entry's claim that `leader_id` leads gapless leader term `leader_term`
@@ -217,6 +218,28 @@ fn leader_completeness(state: &ModelState, _model: &Model) -> Result<(), String>
                         entry.term
                     ));
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Raft §5.4 and thesis §10.2.1: every entry ever known committed is on the
+/// *disks* of a majority, not only in their memory. A leader that persists in
+/// parallel with replicating counts itself only once its write is durable;
+/// counting it earlier breaks this at once, before any crash shows it.
+fn committed_is_durable_on_a_majority(state: &ModelState, _model: &Model) -> Result<(), String> {
+    let majority = state.nodes.len() / 2 + 1;
+    for (index, known) in &state.history.committed {
+        for (entry, _) in known {
+            let stored = state.nodes.iter().filter(|node| node.disk.entries.get(*index as usize - 1) == Some(entry));
+            let count = stored.count();
+            if count < majority {
+                return Err(format!(
+                    "index {index} (term {}) is committed but durable on {count} of {} disks",
+                    entry.term,
+                    state.nodes.len()
+                ));
             }
         }
     }

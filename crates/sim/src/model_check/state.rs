@@ -8,7 +8,9 @@ use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 use super::fingerprint::Fingerprinter;
-use conclave_core::{AppendOutcome, Body, Entry, HardState, LogIndex, LogWrite, Message, Node, NodeId, Term};
+use conclave_core::{
+    AppendOutcome, Body, DurableMark, Entry, HardState, LogIndex, LogWrite, Message, Node, NodeId, Term,
+};
 
 /// A message in flight with its content hash, which orders the network and
 /// names the message in actions.
@@ -77,6 +79,15 @@ impl Disk {
     }
 }
 
+/// A batch whose messages left before its write was durable (a leader's
+/// appends, `Config::parallel_persist`).
+#[derive(Clone, Debug, Hash)]
+pub(crate) struct Unsynced {
+    pub hard_state: Option<HardState>,
+    pub log_write: Option<LogWrite>,
+    pub mark: Option<DurableMark>,
+}
+
 /// One member: its core while it runs, its disk always.
 #[derive(Clone, Debug)]
 pub(crate) struct ModelNode {
@@ -89,6 +100,8 @@ pub(crate) struct ModelNode {
     /// Starts so far, to seed each incarnation's RNG.
     pub incarnation: u64,
     pub disk: Disk,
+    /// Writes not yet on `disk`, oldest first (lost in a crash).
+    pub unsynced: Vec<Unsynced>,
     /// Entries this incarnation applied, in order (volatile: lost in a crash).
     pub applied: Vec<Entry>,
     /// Hash of the node's state, kept up to date by every change.
@@ -96,15 +109,28 @@ pub(crate) struct ModelNode {
 }
 
 impl ModelNode {
+    /// Writes every unsynced batch to the disk, in order; returns the newest
+    /// mark to report to the core.
+    pub fn flush_unsynced(&mut self) -> Option<DurableMark> {
+        let mut mark = None;
+        for batch in self.unsynced.drain(..) {
+            self.disk.persist(batch.hard_state, batch.log_write.as_ref());
+            mark = batch.mark.or(mark);
+        }
+        mark
+    }
+
     pub fn refresh_fingerprint(&mut self) {
         let mut hasher = Fingerprinter::default();
         self.id.hash(&mut hasher);
         match &self.core {
-            // A live node's disk equals its state (persist happens at each step),
-            // and its applied entries are its log's applied prefix.
+            // A live node's disk equals its state but for the unsynced writes
+            // (persist happens at each step otherwise), and its applied
+            // entries are its log's applied prefix.
             Some(core) => {
                 1u8.hash(&mut hasher);
                 core.model_fingerprint(&mut hasher);
+                self.unsynced.hash(&mut hasher);
             }
             None => {
                 0u8.hash(&mut hasher);

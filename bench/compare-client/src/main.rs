@@ -142,6 +142,9 @@ async fn client(number: usize, args: std::sync::Arc<Args>, measure_from: Instant
                         out.errors += 1;
                         out.first_error.get_or_insert(e);
                     }
+                    // A reconnect backoff inside the run's bounded window (a
+                    // refused dial must not spin a core the servers need),
+                    // not a wait for a condition: the loop ends at `end`.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -202,9 +202,18 @@ fn bench(args: &BenchArgs, stop: Stop, dir: &Path) -> Result<BenchReport, String
     for (run, &clients) in args.clients.iter().enumerate() {
         say(format!("run {}: {clients} client{}", run + 1, if clients == 1 { "" } else { "s" }));
         let addresses = (0..clients).map(|client| targets[client % targets.len()]).collect();
+        let before = ElectionMark::of(&cluster);
         let result = runtime.block_on(load::run(run, addresses, stop, args.value_bytes));
+        let elections = ElectionMark::of(&cluster).since(before);
+        if elections.leader_changes > 0 {
+            say(format!(
+                "run {}: the leader changed {} times with no fault injected",
+                run + 1,
+                elections.leader_changes
+            ));
+        }
         let verified = read_back(leader_address, run, &result.written, args.value_bytes, request_timeout)?;
-        runs.push(RunFigures::of(&result, verified));
+        runs.push(RunFigures::of(&result, verified, elections));
     }
     cluster.stop();
     Ok(BenchReport {
@@ -215,6 +224,36 @@ fn bench(args: &BenchArgs, stop: Stop, dir: &Path) -> Result<BenchReport, String
         leader,
         runs,
     })
+}
+
+/// Where the cluster's elections stand, from every live node's `/status`: the
+/// highest ballot and the highest committed leader term any of them reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ElectionMark {
+    ballot: u64,
+    leader_term: u64,
+}
+
+impl ElectionMark {
+    fn of(cluster: &DemoCluster) -> ElectionMark {
+        cluster.live().into_iter().filter_map(|id| cluster.view(id)).fold(ElectionMark::default(), |mark, view| {
+            ElectionMark {
+                ballot: mark.ballot.max(view.term),
+                leader_term: mark.leader_term.max(view.leader_term.unwrap_or(0)),
+            }
+        })
+    }
+
+    /// The elections between `before` and this mark. Ballots and leader terms
+    /// only grow, so a leader lost and regained between two looks still counts.
+    fn since(self, before: ElectionMark) -> report::Elections {
+        let ballots = self.ballot.saturating_sub(before.ballot);
+        // Modes with leader terms count leaders by them (a ballot may bind
+        // without a new leader); the others have one leader per term at most.
+        let leader_changes =
+            if self.leader_term > 0 { self.leader_term.saturating_sub(before.leader_term) } else { ballots };
+        report::Elections { ballots, leader_changes }
+    }
 }
 
 /// Retries one `SET` until the node acknowledges it (its leader serves).

@@ -27,6 +27,19 @@ pub struct RunFigures {
     pub duration_ms: f64,
     /// Keys read back and found with the value written.
     pub verified: usize,
+    /// New ballots bound during the run (elections started and settled).
+    pub ballots: u64,
+    /// New leaders during the run: with no fault injected, any is a failure.
+    pub leader_changes: u64,
+}
+
+/// The elections a run saw, from the nodes' `/status` before and after it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Elections {
+    /// Increase of the highest ballot any node reports.
+    pub ballots: u64,
+    /// Increase of the highest committed leader term (the ballot in modes without leader terms).
+    pub leader_changes: u64,
 }
 
 /// The nearest-rank percentile `p` (0 < p ≤ 1) of sorted values, in ms.
@@ -44,7 +57,7 @@ fn round3(value: f64) -> f64 {
 
 impl RunFigures {
     /// The figures of `result`, whose sample of `verified` keys read back.
-    pub fn of(result: &RunResult, verified: usize) -> RunFigures {
+    pub fn of(result: &RunResult, verified: usize, elections: Elections) -> RunFigures {
         let seconds = result.elapsed.as_secs_f64();
         let acknowledged = result.latencies_us.len() as f64;
         RunFigures {
@@ -58,6 +71,8 @@ impl RunFigures {
             max_ms: round3(percentile_ms(&result.latencies_us, 1.0)),
             duration_ms: round3(seconds * 1000.0),
             verified,
+            ballots: elections.ballots,
+            leader_changes: elections.leader_changes,
         }
     }
 }
@@ -85,20 +100,28 @@ impl BenchReport {
         serde_json::to_string(self).expect("the report has no map with non-string keys")
     }
 
-    /// What went wrong, one line per run with errors (none: the bench passed).
+    /// What went wrong, one line per run with errors or a leader change (none:
+    /// the bench passed). The bench injects no fault, so a new leader means the
+    /// load alone cost the cluster its leader.
     pub fn failures(&self) -> Vec<String> {
-        self.runs
-            .iter()
-            .filter(|run| run.errors > 0)
-            .map(|run| {
-                format!(
+        let mut failures = Vec::new();
+        for run in &self.runs {
+            if run.errors > 0 {
+                failures.push(format!(
                     "{} errors with {} clients; the first: {}",
                     run.errors,
                     run.clients,
                     run.first_error.as_deref().unwrap_or("(no text)")
-                )
-            })
-            .collect()
+                ));
+            }
+            if run.leader_changes > 0 {
+                failures.push(format!(
+                    "{} leader changes with {} clients and no fault injected",
+                    run.leader_changes, run.clients
+                ));
+            }
+        }
+        failures
     }
 
     /// The table.
@@ -109,13 +132,20 @@ impl BenchReport {
             self.nodes, self.value_bytes, self.leader
         );
         out.push_str(&format!(
-            "{:>8} {:>9} {:>7} {:>11} {:>9} {:>9} {:>9}\n",
-            "clients", "requests", "errors", "ops/s", "p50 ms", "p99 ms", "max ms"
+            "{:>8} {:>9} {:>7} {:>11} {:>9} {:>9} {:>9} {:>15}\n",
+            "clients", "requests", "errors", "ops/s", "p50 ms", "p99 ms", "max ms", "leader changes"
         ));
         for run in &self.runs {
             out.push_str(&format!(
-                "{:>8} {:>9} {:>7} {:>11.1} {:>9.3} {:>9.3} {:>9.3}\n",
-                run.clients, run.requests, run.errors, run.ops_per_sec, run.p50_ms, run.p99_ms, run.max_ms
+                "{:>8} {:>9} {:>7} {:>11.1} {:>9.3} {:>9.3} {:>9.3} {:>15}\n",
+                run.clients,
+                run.requests,
+                run.errors,
+                run.ops_per_sec,
+                run.p50_ms,
+                run.p99_ms,
+                run.max_ms,
+                run.leader_changes
             ));
         }
         out
@@ -129,6 +159,10 @@ mod tests {
     use super::*;
 
     fn report(errors: u64) -> BenchReport {
+        report_with(errors, Elections::default())
+    }
+
+    fn report_with(errors: u64, elections: Elections) -> BenchReport {
         let result = RunResult {
             clients: 2,
             requests: 4,
@@ -138,7 +172,7 @@ mod tests {
             latencies_us: vec![1000, 2000, 3000, 4000],
             written: vec![0, 1, 2, 3],
         };
-        let runs = vec![RunFigures::of(&result, 4)];
+        let runs = vec![RunFigures::of(&result, 4, elections)];
         BenchReport { nodes: 3, fsync: true, value_bytes: 128, target: "leader", leader: 2, runs }
     }
 
@@ -146,6 +180,17 @@ mod tests {
     fn a_run_with_errors_is_a_failure_naming_the_first_error() {
         assert!(report(0).failures().is_empty());
         assert_eq!(report(3).failures(), vec!["3 errors with 2 clients; the first: -TRYAGAIN later".to_string()]);
+    }
+
+    #[test]
+    fn a_run_that_changed_leader_is_a_failure() {
+        let report = report_with(0, Elections { ballots: 2, leader_changes: 1 });
+        assert_eq!(report.failures(), vec!["1 leader changes with 2 clients and no fault injected".to_string()]);
+        let value: serde_json::Value = serde_json::from_str(&report.to_json_line()).unwrap();
+        assert_eq!(
+            (value["runs"][0]["ballots"].as_u64(), value["runs"][0]["leader_changes"].as_u64()),
+            (Some(2), Some(1))
+        );
     }
 
     #[test]

@@ -142,7 +142,7 @@ async fn serve(
                 Ok(Some((request, used))) => {
                     buffer.advance(used);
                     let Request::Command(arguments) = request else { continue };
-                    let status = settings.status.borrow().clone();
+                    let status = || settings.status.borrow().clone();
                     let context = Context { password: settings.password.as_deref(), status: &status };
                     match commands::interpret(&arguments, &mut session, &context) {
                         Action::Reply(bytes) => pending.push(Pending::Ready(bytes)),

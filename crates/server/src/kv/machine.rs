@@ -62,7 +62,7 @@ pub trait StateMachine: Send {
     /// A job that makes the snapshot bytes ([`super::snapshot`]) of the state
     /// at the applied index, from a consistent view taken now. The job may run
     /// on another thread while batches keep being applied.
-    fn snapshot_job(&self) -> Result<SnapshotJob, MachineError>;
+    fn snapshot_job(&mut self) -> Result<SnapshotJob, MachineError>;
     /// Replaces the whole state with snapshot bytes (checked first: bytes that
     /// do not decode change nothing). Returns the index they hold.
     fn install_snapshot(&mut self, bytes: &[u8]) -> Result<LogIndex, MachineError>;
@@ -132,7 +132,7 @@ pub(crate) fn execute(table: &mut impl KvTable, command: &KvCommand) -> Result<K
 }
 
 /// Evaluates a read command on `table` without changing anything.
-pub(crate) fn evaluate(table: &impl KvTable, command: &KvCommand) -> Result<KvReply, MachineError> {
+pub(crate) fn evaluate(table: &(impl KvTable + ?Sized), command: &KvCommand) -> Result<KvReply, MachineError> {
     Ok(match command {
         KvCommand::Get(key) => table.get(key)?.map_or(KvReply::Nil, |value| KvReply::Bulk(value.into_owned())),
         KvCommand::MGet(keys) => {

@@ -108,7 +108,7 @@ impl StateMachine for KvStore {
     }
 
     /// Encoded at once (a copy of the map would cost as much).
-    fn snapshot_job(&self) -> Result<SnapshotJob, MachineError> {
+    fn snapshot_job(&mut self) -> Result<SnapshotJob, MachineError> {
         let bytes = self.encode_snapshot(self.applied_index);
         Ok(Box::new(move || Ok(bytes)))
     }

@@ -49,6 +49,10 @@ pub struct Config {
     pub fast_detection: bool,
     /// At most this many entries go in one `AppendEntries`.
     pub max_entries_per_message: usize,
+    /// At most this many payload bytes go in one `AppendEntries` (but always
+    /// one entry): a catch-up of large values is cut into messages a follower
+    /// takes in one step, not one frame of `max_entries_per_message` of them.
+    pub max_bytes_per_message: usize,
     /// Largest command `propose` accepts.
     pub max_command_bytes: usize,
     /// Snapshot data goes to a lagging follower in chunks of at most this many
@@ -110,6 +114,7 @@ impl Config {
             check_quorum: true,
             fast_detection: true,
             max_entries_per_message: 64,
+            max_bytes_per_message: 1 << 20,
             max_command_bytes: 1 << 20,
             snapshot_chunk_bytes: 64 << 10,
             parallel_persist: false,
@@ -190,6 +195,9 @@ impl Config {
                 key: "max_entries_per_message",
                 reason: "must be greater than 0".into(),
             });
+        }
+        if self.max_bytes_per_message == 0 {
+            return Err(ConfigError::Invalid { key: "max_bytes_per_message", reason: "must be greater than 0".into() });
         }
         if self.max_command_bytes == 0 {
             return Err(ConfigError::Invalid { key: "max_command_bytes", reason: "must be greater than 0".into() });

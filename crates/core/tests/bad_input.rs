@@ -476,6 +476,11 @@ fn node_new_refuses_every_invalid_config() {
         "max_entries_per_message",
         "greater than 0",
     );
+    assert_config_error(
+        Config { max_bytes_per_message: 0, ..valid.clone() },
+        "max_bytes_per_message",
+        "greater than 0",
+    );
     assert_config_error(Config { max_command_bytes: 0, ..valid.clone() }, "max_command_bytes", "greater than 0");
     for mode in [ElectionMode::Gapless, ElectionMode::Conclave] {
         let leased = Config { election_mode: mode, ..valid.clone() };

@@ -7,8 +7,8 @@ mod support;
 use std::collections::BTreeSet;
 
 use conclave_core::{
-    Body, Config, DropReason, DurableMark, Event, LogWrite, Message, Node, NodeId, Output, ProposeError, RestoredState,
-    Role,
+    Body, Config, DropReason, DurableMark, Entry, Event, LogWrite, Message, Node, NodeId, Output, ProposeError,
+    RestoredState, Role,
 };
 use support::*;
 
@@ -1226,4 +1226,43 @@ fn single_node_cluster_elects_itself_and_commits_alone() {
     assert_eq!(output.committed_entries, vec![noop(1, 1)]);
     let proposal = node.propose(b"x".to_vec()).unwrap();
     assert_eq!(proposal.output.committed_entries.len(), 1);
+}
+
+#[test]
+fn a_catch_up_is_cut_into_appends_of_at_most_max_bytes_per_message() {
+    // A follower that missed many large entries gets them in messages of at
+    // most `max_bytes_per_message` of payload, and an entry larger than the
+    // bound still goes, alone: replication never stalls on the bound.
+    const MAX_BYTES: usize = 250;
+    let mut cluster = Cluster::with_config(3, 41, |config| config.max_bytes_per_message = MAX_BYTES);
+    cluster.elect(1);
+    cluster.isolated.insert(3);
+    let mut last = 0;
+    for round in 0..30u8 {
+        let size = if round == 17 { 400 } else { 100 };
+        last = cluster.propose(1, &vec![round; size]);
+        cluster.deliver_all();
+    }
+    cluster.isolated.clear();
+    let end = cluster.now_ms + 2_000;
+    cluster.run_until(end, 10);
+    assert_eq!(cluster.node(3).status().commit, last, "the follower caught up");
+    let appends: Vec<Vec<Entry>> = cluster
+        .trace
+        .iter()
+        .filter(|(message, _)| message.from == 1 && message.to == 3)
+        .filter_map(|(message, _)| match &message.body {
+            Body::AppendEntries { entries, .. } if !entries.is_empty() => Some(entries.clone()),
+            _ => None,
+        })
+        .collect();
+    for entries in &appends {
+        let bytes: usize = entries.iter().map(Entry::payload_len).sum();
+        assert!(bytes <= MAX_BYTES || entries.len() == 1, "{} entries of {bytes} bytes in one append", entries.len());
+    }
+    assert!(appends.iter().any(|entries| entries.len() > 1), "the catch-up batches entries up to the bound");
+    assert!(
+        appends.iter().any(|entries| entries.len() == 1 && entries[0].payload_len() > MAX_BYTES),
+        "the oversized entry went alone"
+    );
 }

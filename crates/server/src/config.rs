@@ -109,6 +109,8 @@ pub struct Limits {
     pub max_command_bytes: usize,
     /// Most entries in one AppendEntries.
     pub max_entries_per_message: usize,
+    /// Most payload bytes in one AppendEntries (one entry always goes).
+    pub max_append_bytes: usize,
     /// Largest peer frame sent or accepted.
     pub max_frame_bytes: usize,
     /// Frames queued per peer and priority class before the oldest is dropped.
@@ -124,6 +126,7 @@ impl Default for Limits {
             max_inline_bytes: 64 * 1024,
             max_command_bytes: 1024 * 1024,
             max_entries_per_message: 64,
+            max_append_bytes: 1024 * 1024,
             max_frame_bytes: 80 * 1024 * 1024,
             peer_queue_frames: 4_096,
         }
@@ -487,6 +490,7 @@ impl ServerConfig {
             ("limits.max_inline_bytes", limits.max_inline_bytes),
             ("limits.max_command_bytes", limits.max_command_bytes),
             ("limits.max_entries_per_message", limits.max_entries_per_message),
+            ("limits.max_append_bytes", limits.max_append_bytes),
             ("limits.max_frame_bytes", limits.max_frame_bytes),
             ("limits.peer_queue_frames", limits.peer_queue_frames),
         ];
@@ -565,6 +569,7 @@ impl ServerConfig {
         core.vote_lease_ms = self.vote_lease_ms();
         core.initial_leader = self.initial_leader;
         core.max_entries_per_message = self.limits.max_entries_per_message;
+        core.max_bytes_per_message = self.limits.max_append_bytes;
         core.max_command_bytes = self.limits.max_command_bytes;
         core.snapshot_chunk_bytes = self.snapshot.chunk_bytes;
         core.fast_detection = self.timing.fast_detection;

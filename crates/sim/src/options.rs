@@ -93,6 +93,8 @@ pub struct RunParams {
     /// Entries per `AppendEntries`: small values split a new leader's catch-up
     /// across messages, which exposes commit-rule bugs that big batches mask.
     pub max_entries_per_message: usize,
+    /// Payload bytes per `AppendEntries`: small values cut appends by size.
+    pub max_bytes_per_message: usize,
     /// Each node snapshots its state machine and compacts its log every this
     /// many applied entries.
     pub snapshot_every: u64,
@@ -129,6 +131,8 @@ impl RunParams {
             snapshot_chunk_bytes: [64, 256, 4 << 10, 64 << 10][rng.gen_range(0..4)],
             // After the snapshot draws, for the same reason.
             read_interval_ms: rng.gen_range(5..=60),
+            // Last again: every earlier draw keeps its value.
+            max_bytes_per_message: [16, 200, 4 << 10, 1 << 20][rng.gen_range(0..4)],
         }
     }
 }

@@ -410,6 +410,7 @@ impl Simulation {
         let mut config = Config::new(id, SIM_CLUSTER_ID, voters);
         config.election_mode = self.options.mode;
         config.max_entries_per_message = self.params.max_entries_per_message;
+        config.max_bytes_per_message = self.params.max_bytes_per_message;
         config.snapshot_chunk_bytes = self.params.snapshot_chunk_bytes;
         config.fast_detection = self.options.fast_detection;
         config.parallel_persist = self.options.parallel_persist;

@@ -14,6 +14,11 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 /// Writes `bytes` to `dir/name` atomically: a temporary file, synced, renamed
 /// over the target, then the directory synced.
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    write_parts_atomically(dir, name, &[bytes])
+}
+
+/// [`write_atomically`] of a file made of `parts`, one after the other.
+pub fn write_parts_atomically(dir: &Path, name: &str, parts: &[&[u8]]) -> Result<(), StorageError> {
     let temporary = dir.join(format!("{name}.tmp"));
     let target = dir.join(name);
     let mut file = OpenOptions::new()
@@ -22,7 +27,9 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Stor
         .truncate(true)
         .open(&temporary)
         .map_err(|source| StorageError::io(&temporary, source))?;
-    file.write_all(bytes).map_err(|source| StorageError::io(&temporary, source))?;
+    for part in parts {
+        file.write_all(part).map_err(|source| StorageError::io(&temporary, source))?;
+    }
     file.sync_all().map_err(|source| StorageError::io(&temporary, source))?;
     drop(file);
     fs::rename(&temporary, &target).map_err(|source| StorageError::io(&target, source))?;

@@ -78,16 +78,16 @@ impl Snapshot {
     }
 }
 
-/// Encodes `snapshot` in the file format above.
-pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
-    let mut body = Vec::with_capacity(28 + 8 * snapshot.voters.len() + snapshot.data.len());
-    body.extend_from_slice(&snapshot.last_included_index.to_le_bytes());
-    body.extend_from_slice(&snapshot.last_included_term.to_le_bytes());
-    body.extend_from_slice(&(snapshot.voters.len() as u32).to_le_bytes());
-    for voter in &snapshot.voters {
+/// The body up to the data (what the snapshot covers, and the data's length).
+fn body_prefix(meta: &SnapshotMeta, data_len: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(64 + 8 * meta.voters.len());
+    body.extend_from_slice(&meta.last_included_index.to_le_bytes());
+    body.extend_from_slice(&meta.last_included_term.to_le_bytes());
+    body.extend_from_slice(&(meta.voters.len() as u32).to_le_bytes());
+    for voter in &meta.voters {
         body.extend_from_slice(&voter.to_le_bytes());
     }
-    match &snapshot.last_leader_term {
+    match &meta.last_leader_term {
         None => body.extend_from_slice(&0u32.to_le_bytes()),
         Some(record) => {
             body.extend_from_slice(&1u32.to_le_bytes());
@@ -96,14 +96,28 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
             }
         }
     }
-    body.extend_from_slice(&(snapshot.data.len() as u64).to_le_bytes());
-    body.extend_from_slice(&snapshot.data);
-    let mut file = Vec::with_capacity(HEADER_BYTES + body.len());
-    file.extend_from_slice(MAGIC);
-    file.extend_from_slice(&VERSION.to_le_bytes());
-    file.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    file.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-    file.extend_from_slice(&body);
+    body.extend_from_slice(&(data_len as u64).to_le_bytes());
+    body
+}
+
+/// The file in two parts, the header with the body's prefix and then the
+/// data itself, so that a large snapshot is written without a copy of it.
+fn file_parts(meta: &SnapshotMeta, data: &[u8]) -> Vec<u8> {
+    let prefix = body_prefix(meta, data.len());
+    let checksum = crc32c::crc32c_append(crc32c::crc32c(&prefix), data);
+    let mut head = Vec::with_capacity(HEADER_BYTES + prefix.len());
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&VERSION.to_le_bytes());
+    head.extend_from_slice(&((prefix.len() + data.len()) as u64).to_le_bytes());
+    head.extend_from_slice(&checksum.to_le_bytes());
+    head.extend_from_slice(&prefix);
+    head
+}
+
+/// Encodes `snapshot` in the file format above.
+pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
+    let mut file = file_parts(&snapshot.meta(), &snapshot.data);
+    file.extend_from_slice(&snapshot.data);
     file
 }
 
@@ -179,6 +193,13 @@ pub fn save(dir: &Path, snapshot: &Snapshot) -> Result<(), StorageError> {
     fs_util::write_atomically(dir, SNAPSHOT_FILE, &encode(snapshot))
 }
 
+/// [`save`] of a core snapshot, its data written from where it is: no copy of
+/// a snapshot that may be as large as the state machine.
+pub fn save_core(dir: &Path, snapshot: &conclave_core::Snapshot) -> Result<(), StorageError> {
+    let head = file_parts(&snapshot.meta, &snapshot.data);
+    fs_util::write_parts_atomically(dir, SNAPSHOT_FILE, &[&head, &snapshot.data])
+}
+
 /// Loads the snapshot file in `dir`, if there is one; a damaged file is
 /// [`StorageError::Corrupt`].
 pub fn load(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
@@ -190,6 +211,23 @@ pub fn load(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_core_snapshot_is_saved_as_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = LeaderTermRecord { leader_term: 4, leader: 2, ballot: 3, index: 7 };
+        let meta = SnapshotMeta {
+            last_included_index: 9,
+            last_included_term: 3,
+            voters: vec![1, 2, 3],
+            last_leader_term: Some(record),
+        };
+        let core = conclave_core::Snapshot::new(meta, (0..=255u8).cycle().take(70_000).collect::<Vec<u8>>());
+        save_core(dir.path(), &core).unwrap();
+        let written = std::fs::read(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        assert_eq!(written, encode(&Snapshot::from_core(&core)));
+        assert_eq!(load(dir.path()).unwrap().unwrap().to_core(), core);
+    }
 
     #[test]
     fn snapshot_round_trips_and_every_truncation_is_refused() {

@@ -66,7 +66,8 @@ impl Node {
                 return; // Wait for acknowledgements before sending more.
             }
             let prev_log_index = progress.next_index - 1;
-            let entries = self.log.entries_from(progress.next_index, max_entries).to_vec();
+            let entries = self.log.entries_from(progress.next_index, max_entries);
+            let entries = entries[..within_bytes(entries, self.config.max_bytes_per_message)].to_vec();
             if entries.is_empty() && streaming {
                 return; // Nothing new; heartbeats keep the follower informed.
             }
@@ -310,4 +311,18 @@ impl Node {
     fn commits_previous_terms(&self) -> bool {
         false
     }
+}
+
+/// How many of `entries`, from the first, fit in `max_bytes` of payload: at
+/// least one, so that an entry larger than the bound still goes out alone.
+fn within_bytes(entries: &[crate::entry::Entry], max_bytes: usize) -> usize {
+    let mut total = 0usize;
+    let fitting = entries
+        .iter()
+        .take_while(|entry| {
+            total = total.saturating_add(entry.payload_len());
+            total <= max_bytes
+        })
+        .count();
+    fitting.max(1).min(entries.len())
 }

@@ -124,7 +124,7 @@ impl GroupCommit {
         }
         let dir = self.dir.clone();
         self.side_write = Some(tokio::task::spawn_blocking(move || {
-            let result = conclave_storage::snapshot::save(&dir, &Snapshot::from_core(&snapshot));
+            let result = conclave_storage::snapshot::save_core(&dir, &snapshot);
             (snapshot, result)
         }));
     }

@@ -6,8 +6,7 @@
 //! hands an installed one to the driver (`Output::snapshot`), which owns the
 //! state machine.
 
-use std::sync::Arc;
-
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::entry::LeaderTermRecord;
@@ -69,19 +68,20 @@ impl SnapshotMeta {
     }
 }
 
-/// A snapshot: its metadata and the state machine's bytes. Cloning shares the
-/// bytes.
+/// A snapshot: its metadata and the state machine's bytes. Cloning and
+/// slicing share the bytes, and a `Vec` becomes them without a copy: a
+/// snapshot is as large as the state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     /// What it covers.
     pub meta: SnapshotMeta,
     /// The serialized state machine, opaque to the core.
-    pub data: Arc<[u8]>,
+    pub data: Bytes,
 }
 
 impl Snapshot {
     /// A snapshot of `data` covering `meta`.
-    pub fn new(meta: SnapshotMeta, data: impl Into<Arc<[u8]>>) -> Snapshot {
+    pub fn new(meta: SnapshotMeta, data: impl Into<Bytes>) -> Snapshot {
         Snapshot { meta, data: data.into() }
     }
 }

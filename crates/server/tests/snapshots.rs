@@ -347,7 +347,7 @@ fn offline_snapshot(data_dir: &std::path::Path, upto: u64) -> conclave_storage::
         last_included_term: term.expect("the WAL holds the entry at `upto`"),
         voters: vec![1],
         last_leader_term,
-        data: store.encode_snapshot(upto),
+        data: store.encode_snapshot(upto).into(),
     }
 }
 
@@ -421,7 +421,7 @@ fn a_saved_snapshot_whose_data_is_not_a_kv_store_stops_the_start_with_a_clear_er
     let commit = info_number(node.client_address, "commit_index").unwrap();
     drop(node);
     let mut snapshot = offline_snapshot(&data_dir, commit);
-    snapshot.data = b"not a KV snapshot, though long enough for its header".to_vec();
+    snapshot.data = b"not a KV snapshot, though long enough for its header".to_vec().into();
     conclave_storage::snapshot::save(&data_dir, &snapshot).unwrap();
     let saved = std::fs::read(data_dir.join("snapshot")).unwrap();
 

@@ -100,7 +100,7 @@ pub fn compact_prefix<S: LogStore>(make: impl Fn() -> S, reopen: impl Fn(S) -> S
         last_included_term: 1,
         voters: vec![1, 2, 3],
         last_leader_term: None,
-        data: b"state".to_vec(),
+        data: b"state".to_vec().into(),
     };
     store.save_snapshot(snapshot.clone()).expect("save snapshot");
     assert_log(&store, 6, &log.entries[5..]);
@@ -131,7 +131,7 @@ pub fn snapshot_replaces_a_divergent_log<S: LogStore>(make: impl Fn() -> S, reop
         last_included_term: 2,
         voters: vec![1],
         last_leader_term: None,
-        data: Vec::new(),
+        data: Vec::new().into(),
     };
     store.save_snapshot(snapshot.clone()).expect("save snapshot");
     assert_log(&store, 4, &[]);
@@ -167,7 +167,7 @@ pub fn restore_snapshot_and_suffix<S: LogStore>(make: impl Fn() -> S, reopen: im
         last_included_term: 2,
         voters: vec![1, 2, 3],
         last_leader_term: Some(record),
-        data: b"state at 7".to_vec(),
+        data: b"state at 7".to_vec().into(),
     };
     store.save_snapshot(snapshot.clone()).expect("save snapshot");
     store.compact(7).expect("compact");
@@ -207,7 +207,7 @@ pub fn stale_snapshot_is_refused<S: LogStore>(make: impl Fn() -> S, reopen: impl
         last_included_term: 1,
         voters: vec![1],
         last_leader_term: None,
-        data: b"4".to_vec(),
+        data: b"4".to_vec().into(),
     };
     store.save_snapshot(newer.clone()).expect("save snapshot");
     let older = Snapshot {
@@ -215,7 +215,7 @@ pub fn stale_snapshot_is_refused<S: LogStore>(make: impl Fn() -> S, reopen: impl
         last_included_term: 1,
         voters: vec![1],
         last_leader_term: None,
-        data: b"2".to_vec(),
+        data: b"2".to_vec().into(),
     };
     assert!(matches!(store.save_snapshot(older), Err(StorageError::StaleSnapshot { index: 2, current: 4 })));
     let store = reopen(store);

@@ -19,6 +19,7 @@
 
 use std::path::Path;
 
+use bytes::Bytes;
 use conclave_core::{LeaderTermRecord, LogIndex, NodeId, SnapshotMeta, Term};
 
 use crate::error::StorageError;
@@ -44,8 +45,9 @@ pub struct Snapshot {
     /// The last `BecomeLeader` the snapshot covers (`gapless`, `conclave`), so
     /// that the core's leader terms survive compaction.
     pub last_leader_term: Option<LeaderTermRecord>,
-    /// The serialized state machine.
-    pub data: Vec<u8>,
+    /// The serialized state machine (shared, not copied, by clones and by
+    /// [`Snapshot::to_core`]).
+    pub data: Bytes,
 }
 
 impl Snapshot {
@@ -58,7 +60,7 @@ impl Snapshot {
             last_included_term: meta.last_included_term,
             voters: meta.voters.clone(),
             last_leader_term: meta.last_leader_term,
-            data: snapshot.data.to_vec(),
+            data: snapshot.data.clone(),
         }
     }
 
@@ -183,7 +185,7 @@ fn decode_body(body: &[u8], version: u32) -> Result<Snapshot, (u64, String)> {
     if data_len != reader.remaining() as u64 {
         return Err((reader.position(), format!("data length {data_len} but {} bytes remain", reader.remaining())));
     }
-    let data = reader.take(reader.remaining(), "data")?.to_vec();
+    let data = Bytes::copy_from_slice(reader.take(reader.remaining(), "data")?);
     Ok(Snapshot { last_included_index, last_included_term, voters, last_leader_term, data })
 }
 
@@ -237,7 +239,7 @@ mod tests {
             last_included_term: 3,
             voters: vec![1, 2, 3],
             last_leader_term: Some(record),
-            data: b"kv".to_vec(),
+            data: Bytes::from_static(b"kv"),
         };
         let bytes = encode(&snapshot);
         assert_eq!(decode(&bytes), Ok(snapshot.clone()));
@@ -277,7 +279,7 @@ mod tests {
             last_included_term: 2,
             voters: vec![1],
             last_leader_term: None,
-            data: b"ab".to_vec(),
+            data: Bytes::from_static(b"ab"),
         };
         assert_eq!(decode(&file), Ok(expected));
     }

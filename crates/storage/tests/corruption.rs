@@ -116,7 +116,7 @@ fn wal_with_snapshot(root: &std::path::Path) -> Wal {
         last_included_term: 1,
         voters: vec![1, 2, 3],
         last_leader_term: None,
-        data: vec![7; 100],
+        data: vec![7; 100].into(),
     };
     wal.save_snapshot(snapshot).expect("snapshot");
     wal

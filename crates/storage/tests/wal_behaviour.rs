@@ -70,7 +70,7 @@ fn compaction_removes_only_whole_segments_the_snapshot_covers() {
         last_included_term: term,
         voters: vec![1],
         last_leader_term: None,
-        data: vec![],
+        data: Vec::new().into(),
     })
     .expect("snapshot");
     wal.compact(snapshot_index).expect("compact");
@@ -103,7 +103,7 @@ fn a_snapshot_file_without_its_marker_still_discards_a_divergent_log() {
         last_included_term: 2,
         voters: vec![1],
         last_leader_term: None,
-        data: vec![],
+        data: Vec::new().into(),
     };
     conclave_storage::snapshot::save(dir.path(), &installed).expect("the file alone");
     let wal = Wal::open(dir.path(), options()).expect("reopen");

@@ -20,7 +20,6 @@ mod validate;
 pub use read_index::ReadIndexError;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
@@ -334,7 +333,7 @@ impl Node {
     ///
     /// `upto_index` must have been handed out in `committed_entries` (and
     /// applied by the driver), and be above the current snapshot's last index.
-    pub fn compact(&mut self, upto_index: LogIndex, data: impl Into<Arc<[u8]>>) -> Result<Snapshot, CompactError> {
+    pub fn compact(&mut self, upto_index: LogIndex, data: impl Into<bytes::Bytes>) -> Result<Snapshot, CompactError> {
         if upto_index > self.log.applied() {
             return Err(CompactError::BeyondApplied { upto_index, applied: self.log.applied() });
         }

@@ -11,8 +11,6 @@
 //! (which loses the partial snapshot: the answer says 0 and the leader starts
 //! over).
 
-use std::sync::Arc;
-
 use super::Node;
 use crate::config::Config;
 use crate::entry::Entry;
@@ -273,7 +271,7 @@ impl Node {
         }
         let incoming = self.incoming_snapshot.take().expect("checked above");
         debug_assert_eq!(received_bytes, incoming.total_bytes, "the last chunk ends the data");
-        self.install_snapshot(Snapshot { meta: incoming.meta, data: Arc::from(incoming.data) });
+        self.install_snapshot(Snapshot { meta: incoming.meta, data: incoming.data.into() });
         self.send(from, Body::SnapshotResponse { last_included_index, received_bytes, installed: true });
     }
 

@@ -17,7 +17,6 @@
 //! batches go on being applied.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -46,7 +45,7 @@ pub(crate) enum ApplyItem {
         /// The index it covers.
         index: LogIndex,
         /// Its bytes.
-        data: Arc<[u8]>,
+        data: bytes::Bytes,
     },
     /// Make everything applied durable, then snapshot the state at this point.
     TakeSnapshot,
@@ -100,7 +99,7 @@ pub(crate) enum ApplyReport {
         index: LogIndex,
         /// Its bytes (shared, as the core keeps them: made on the snapshot
         /// thread, so the driver copies nothing).
-        data: Arc<[u8]>,
+        data: bytes::Bytes,
     },
     /// Everything up to `index` is durable in the store.
     Durable {

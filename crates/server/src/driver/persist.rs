@@ -324,7 +324,7 @@ mod tests {
             last_included_term: term,
             voters: vec![1],
             last_leader_term: None,
-            data: format!("state at {index}").into_bytes(),
+            data: format!("state at {index}").into_bytes().into(),
         }
     }
 

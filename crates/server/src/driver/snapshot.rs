@@ -129,7 +129,7 @@ impl Driver {
     }
 
     /// The apply thread's snapshot, at `index`: compact the log behind it.
-    pub(super) fn on_snapshot_taken(&mut self, index: LogIndex, data: std::sync::Arc<[u8]>) {
+    pub(super) fn on_snapshot_taken(&mut self, index: LogIndex, data: bytes::Bytes) {
         self.triggers.in_flight = false;
         self.triggers.last_snapshot_at = Instant::now();
         self.triggers.last_snapshot_bytes = data.len() as u64;

@@ -162,6 +162,8 @@ fn a_disk_fault_stops_the_node_and_loses_nothing(victim: Victim, fault: &str, ex
         .lines()
         .find(|line| line.contains("stopped") && line.contains("ERROR"))
         .unwrap_or_else(|| panic!("node {victim} logs its fatal error; log:\n{log}"));
+    let errors = log.lines().filter(|line| line.contains(" ERROR ")).count();
+    assert_eq!(errors, 1, "node {victim} logs one error line; log:\n{log}");
     for fragment in expected {
         assert!(fatal.contains(fragment), "the fatal error names {fragment:?}: {fatal}");
     }

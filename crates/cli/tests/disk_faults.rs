@@ -247,7 +247,7 @@ fn a_full_disk_under_the_wal_or_the_state_machine_stops_the_node_and_loses_nothi
     a_disk_fault_stops_the_node_and_loses_nothing(
         Victim::Leader,
         "state-apply:enospc",
-        &["state machine file", "state.redb", "commit of applied entries", "os error 28"],
+        &["state machine file", "state.redb", "applied entries up to index", "os error 28"],
     );
 }
 

@@ -24,9 +24,10 @@ pub enum Point {
     WalWrite,
     /// The `fdatasync` of a WAL segment after that write.
     WalFsync,
-    /// The commit of a batch of entries applied to the state machine's file.
+    /// Applied entries written into the state machine file's open write
+    /// transaction, and its commits without an fsync.
     StateApply,
-    /// The durable (synced) commit of the state machine's file.
+    /// The durable (synced) commit of the state machine file.
     StateFlush,
 }
 

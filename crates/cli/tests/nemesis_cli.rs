@@ -70,6 +70,60 @@ fn a_minute_of_kills_pauses_and_partitions_on_five_nodes_is_linearizable() {
     assert!(!operations(&events).unwrap().is_empty());
 }
 
+/// `--faults disk` (issue 16, the `disk` fault; docs/decisions/0069): each
+/// fault arms a WAL fsync or write, or a state machine commit or flush, to
+/// fail on one node (any: with this seed, followers and leaders); the node
+/// stops itself with exit status 1, and is started again with the fault
+/// disarmed at the heal.
+/// The verdict stays linearizable. The `conclave` binary of the tests is
+/// built with the test-only feature `disk-faults` (this package's
+/// dev-dependency on the server turns it on).
+#[test]
+fn disk_faults_stop_their_node_and_the_history_stays_linearizable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = nemesis(
+        &[
+            "--nodes",
+            "3",
+            "--time",
+            "24",
+            "--faults",
+            "disk",
+            "--target",
+            "any",
+            "--workers",
+            "6",
+            "--interval-ms",
+            "1500",
+            "--fault-ms",
+            "2500",
+            "--seed",
+            "69",
+            "--data-dir",
+            dir.path().join("cluster").to_str().unwrap(),
+        ],
+        Duration::from_secs(240),
+    );
+    println!("{stdout}");
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("verdict: linearizable"), "{stdout}");
+    let injected = figure(&stdout, "faults:", "injected");
+    assert_eq!(injected, figure(&stdout, "faults:", "healed"), "{stdout}");
+    let heals: Vec<&str> = stdout.lines().filter(|line| line.contains(" heal disk ")).collect();
+    assert_eq!(heals.len() as u64, injected, "{stdout}");
+    // Every fault stopped its node, but perhaps the last, cut short by the end
+    // of the run before its node reached the armed point.
+    let stopped = heals.iter().filter(|line| line.contains("had stopped itself (exit status: 1)")).count() as u64;
+    assert!(injected >= 4 && stopped + 1 >= injected, "{stdout}");
+    assert!(figure(&stdout, "operations:", "ok") > 100, "{stdout}");
+    for id in 1..=3 {
+        let log = std::fs::read_to_string(dir.path().join("cluster").join(format!("node{id}.log"))).unwrap();
+        for line in log.lines().filter(|line| line.contains("ERROR") && line.contains("stopped")) {
+            assert!(line.contains("failed: "), "a disk fault's stop names what failed: {line}");
+        }
+    }
+}
+
 /// Recorded by `conclave nemesis --faults partition --target leader` against a
 /// server built with the core's `bug-injection` feature and
 /// `ReadWithoutLeadershipCheck` (a deposed leader answers reads from its own

@@ -34,6 +34,8 @@ pub mod resp;
 pub mod server;
 pub mod status;
 
+/// Injected disk faults (test builds only, feature `disk-faults`).
+pub use conclave_storage::fault as disk_fault;
 pub use config::{ConfigError, Member, ServerConfig};
 pub use driver::requests::RequestError;
 pub use error::ServerError;

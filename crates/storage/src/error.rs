@@ -8,7 +8,7 @@ use thiserror::Error;
 
 /// Why a storage operation failed.
 ///
-/// `Io`, `Corrupt` and `Poisoned` are fatal for the node: its durable state is
+/// `Io`, `Failed`, `Corrupt` and `Poisoned` are fatal for the node: its durable state is
 /// unknown or damaged and it must stop. The others refuse one request and leave
 /// the store as it was.
 #[derive(Debug, Error)]
@@ -17,6 +17,17 @@ pub enum StorageError {
     #[error("I/O error on {path}: {source}")]
     Io {
         /// The file or directory involved.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// A write or a sync that makes data durable failed (a full disk, an
+    /// I/O error): what is on disk is unknown from there on.
+    #[error("{operation} of {path} failed: {source}")]
+    Failed {
+        /// What was being done: `write`, `fsync`.
+        operation: &'static str,
+        /// The file.
         path: PathBuf,
         /// What the operating system said.
         source: io::Error,
@@ -109,6 +120,11 @@ impl StorageError {
     /// Builds an [`StorageError::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> StorageError {
         StorageError::Io { path: path.into(), source }
+    }
+
+    /// Builds a [`StorageError::Failed`]: `operation` of `path` failed.
+    pub fn failed(operation: &'static str, path: impl Into<PathBuf>, source: io::Error) -> StorageError {
+        StorageError::Failed { operation, path: path.into(), source }
     }
 
     /// Builds a [`StorageError::Corrupt`].

@@ -34,6 +34,7 @@ pub mod codec;
 pub mod conformance;
 pub mod dir_lock;
 pub mod error;
+pub mod fault;
 mod fs_util;
 pub mod log_state;
 pub mod memory;

@@ -12,6 +12,7 @@ use conclave_core::{LogIndex, LogWrite};
 
 use crate::codec::{self, FrameError, Record};
 use crate::error::StorageError;
+use crate::fault::{self, Point};
 use crate::fs_util;
 
 const PREFIX: &str = "wal-";
@@ -145,8 +146,12 @@ impl ActiveSegment {
     /// data before returning.
     pub fn append(&mut self, bytes: &[u8], records: u64, max_touched_index: LogIndex) -> Result<(), StorageError> {
         let path = &self.info.path;
-        self.file.write_all(bytes).map_err(|source| StorageError::io(path, source))?;
-        self.file.sync_data().map_err(|source| StorageError::io(path, source))?;
+        fault::check(Point::WalWrite)
+            .and_then(|()| self.file.write_all(bytes))
+            .map_err(|source| StorageError::failed("write", path, source))?;
+        fault::check(Point::WalFsync)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| StorageError::failed("fsync", path, source))?;
         self.len += bytes.len() as u64;
         self.info.record_count += records;
         self.info.max_touched_index = self.info.max_touched_index.max(max_touched_index);

@@ -1,13 +1,15 @@
 //! The nemesis's cluster: `conclave serve` processes started by `conclave
 //! local`'s launcher code, each on its own loopback address, every link
 //! between two nodes through a proxy ([`super::proxy`]), and each process
-//! killable, stoppable, pausable and wipeable.
+//! killable, stoppable, pausable and wipeable, and (in a build with the
+//! test-only feature `disk-faults`) its disk faults armed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use conclave_server::config::Timing;
+use conclave_server::disk_fault;
 use conclave_server::Member;
 
 use super::proxy::Links;
@@ -84,20 +86,57 @@ impl Cluster {
 
     /// Starts node `id` from its data dir (if it is not running).
     pub fn spawn(&mut self, id: u64) -> std::io::Result<()> {
-        if self.node(id).child.is_some() {
+        if self.exited(id)?.is_none() && self.node(id).child.is_some() {
             return Ok(());
         }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("node{id}.log")))?;
         let mut command = local_command::serve_command(&self.executable, &self.dir.join(format!("node{id}.toml")));
         command.stderr(log);
+        if disk_fault::ENABLED {
+            command.env(disk_fault::ENV, self.arming_file(id));
+        }
         let child = command.spawn()?;
         *self.node(id) = Node { child: Some(child), paused: false };
         Ok(())
     }
 
+    /// If node `id` exited on its own (a disk fault stops it), how; the node
+    /// then counts as not running.
+    pub fn exited(&mut self, id: u64) -> std::io::Result<Option<ExitStatus>> {
+        let Some(child) = self.node(id).child.as_mut() else { return Ok(None) };
+        let status = child.try_wait()?;
+        if status.is_some() {
+            *self.node(id) = Node { child: None, paused: false };
+        }
+        Ok(status)
+    }
+
+    /// The file that arms node `id`'s disk faults (`conclave_storage::fault`).
+    fn arming_file(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("node{id}.disk-faults"))
+    }
+
+    /// Arms `fault` (an arming file's text) on node `id`: its next durable
+    /// write at that point fails, and the node stops itself.
+    pub fn arm_disk_fault(&mut self, id: u64, fault: &str) -> std::io::Result<()> {
+        if !disk_fault::ENABLED {
+            return Err(std::io::Error::other(super::faults::DISK_NOT_BUILT));
+        }
+        std::fs::write(self.arming_file(id), fault)
+    }
+
+    /// Disarms node `id`'s disk faults.
+    fn disarm_disk_faults(&self, id: u64) -> std::io::Result<()> {
+        match std::fs::remove_file(self.arming_file(id)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
+    }
+
     /// SIGKILL: no shutdown, no final sync.
     pub fn kill(&mut self, id: u64) -> std::io::Result<()> {
         self.resume(id)?;
+        self.exited(id)?;
         if let Some(mut child) = self.node(id).child.take() {
             child.kill()?;
             child.wait()?;
@@ -108,6 +147,7 @@ impl Cluster {
     /// A graceful stop: stdin closed, then SIGKILL if it lingers past `grace`.
     pub fn stop(&mut self, id: u64, grace: Duration) -> std::io::Result<()> {
         self.resume(id)?;
+        self.exited(id)?;
         let Some(mut child) = self.node(id).child.take() else { return Ok(()) };
         drop(child.stdin.take());
         let deadline = Instant::now() + grace;
@@ -183,11 +223,12 @@ impl Cluster {
             .map(|view| view.id)
     }
 
-    /// Heals everything: every link, every paused node resumed, every stopped
-    /// node started again.
+    /// Heals everything: every link, every paused node resumed, every disk
+    /// fault disarmed, every stopped node started again.
     pub fn heal(&mut self) -> std::io::Result<()> {
         self.links.heal();
         for id in self.ids() {
+            self.disarm_disk_faults(id)?;
             self.resume(id)?;
             self.spawn(id)?;
         }

@@ -19,12 +19,18 @@ pub enum FaultKind {
     Partition,
     /// SIGKILL a node and empty its data dir; start it again when healed.
     Wipe,
+    /// Fail a node's WAL write or fsync, or its state machine's commit or
+    /// flush, with EIO or ENOSPC (test builds only: feature `disk-faults`):
+    /// the node stops itself; it is started again, the fault disarmed, when
+    /// healed.
+    Disk,
 }
 
 impl FaultKind {
-    /// Every kind, in the order `all` lists them.
-    pub const ALL: [FaultKind; 5] =
-        [FaultKind::Kill, FaultKind::Restart, FaultKind::Pause, FaultKind::Partition, FaultKind::Wipe];
+    /// Every kind, in the order `all` lists them (`disk` only in a build that
+    /// can inject it).
+    pub const ALL: [FaultKind; 6] =
+        [FaultKind::Kill, FaultKind::Restart, FaultKind::Pause, FaultKind::Partition, FaultKind::Wipe, FaultKind::Disk];
 
     /// Its name on the command line and in the history.
     pub fn name(self) -> &'static str {
@@ -34,6 +40,7 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Wipe => "wipe",
+            FaultKind::Disk => "disk",
         }
     }
 }
@@ -52,17 +59,27 @@ impl FromStr for FaultList {
     type Err = String;
 
     fn from_str(text: &str) -> Result<FaultList, String> {
+        FaultList::parse(text, conclave_server::disk_fault::ENABLED)
+    }
+}
+
+impl FaultList {
+    /// Parses a `--faults` list; `disk_faults`: whether this build can inject
+    /// disk faults. Without it `disk` is refused, and `all` leaves it out.
+    pub fn parse(text: &str, disk_faults: bool) -> Result<FaultList, String> {
         let mut kinds = Vec::new();
         for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
             match name {
-                "all" => kinds.extend(FaultKind::ALL),
+                "all" => {
+                    kinds.extend(FaultKind::ALL.into_iter().filter(|kind| disk_faults || *kind != FaultKind::Disk))
+                }
                 "none" => {}
-                "disk" => return Err("the disk fault is not built yet (see the nemesis decision record)".into()),
+                "disk" if !disk_faults => return Err(DISK_NOT_BUILT.into()),
                 _ => match FaultKind::ALL.iter().find(|kind| kind.name() == name) {
                     Some(kind) => kinds.push(*kind),
                     None => {
                         return Err(format!(
-                            "unknown fault {name:?}: choose from kill, restart, pause, partition, wipe, all, none"
+                            "unknown fault {name:?}: choose from kill, restart, pause, partition, wipe, disk, all, none"
                         ))
                     }
                 },
@@ -73,6 +90,14 @@ impl FromStr for FaultList {
         Ok(FaultList(kinds))
     }
 }
+
+/// Why `disk` is refused by a build without the hook.
+pub const DISK_NOT_BUILT: &str = "the disk fault needs a conclave built with the test-only feature disk-faults \
+     (cargo build --release -p conclave --features disk-faults); this build cannot inject it";
+
+/// The disk faults the nemesis arms (an arming file's text, see
+/// `conclave_storage::fault`): each point with the error it most likely meets.
+pub const DISK_FAULTS: [&str; 4] = ["wal-fsync:eio", "wal-write:enospc", "state-apply:enospc", "state-flush:eio"];
 
 /// How nodes are grouped: two nodes are connected when some group holds both.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,10 +172,16 @@ mod tests {
     #[test]
     fn fault_lists_parse_and_bad_names_are_refused() {
         assert_eq!("kill,pause".parse(), Ok(FaultList(vec![FaultKind::Kill, FaultKind::Pause])));
-        assert_eq!("all".parse::<FaultList>().unwrap().0.len(), 5);
         assert_eq!("none".parse(), Ok(FaultList(vec![])));
         assert!("kill,fire".parse::<FaultList>().unwrap_err().contains("unknown fault \"fire\""));
-        assert!("disk".parse::<FaultList>().is_err());
+        // A build with the hook injects disk faults, also under `all`; one
+        // without refuses `disk` by name and leaves it out of `all`.
+        assert_eq!(FaultList::parse("all", true).unwrap().0.len(), 6);
+        assert_eq!(FaultList::parse("disk", true), Ok(FaultList(vec![FaultKind::Disk])));
+        assert_eq!(FaultList::parse("all", false).unwrap().0.len(), 5);
+        assert!(!FaultList::parse("all", false).unwrap().0.contains(&FaultKind::Disk));
+        assert_eq!(FaultList::parse("kill,disk", false), Err(DISK_NOT_BUILT.to_string()));
+        assert_eq!("disk".parse::<FaultList>().is_ok(), conclave_server::disk_fault::ENABLED);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `conclave nemesis`: a local cluster of real `conclave serve` processes,
 //! clients doing GET/SET/DEL/CAS on a few keys, faults injected (kill,
-//! restart, pause, partition, wipe), everything healed, every key read back,
+//! restart, pause, partition, wipe, and disk in a test build), everything healed, every key read back,
 //! and the recorded history checked for linearizability
 //! ([`conclave_lincheck`]). Exit 0: linearizable; 1: not; 2: unknown, or the
 //! run could not be made.
@@ -50,7 +50,9 @@ pub struct NemesisArgs {
     /// Seconds of load and faults (then everything heals and the keys are read back).
     #[arg(long, default_value_t = 60)]
     pub time: u64,
-    /// Faults to inject, comma-separated: kill, restart, pause, partition, wipe; `all`; `none`.
+    /// Faults to inject, comma-separated: kill, restart, pause, partition, wipe, disk; `all`; `none`.
+    /// `disk` needs a build with the test-only feature `disk-faults`; `all`
+    /// leaves it out of a build without it.
     #[arg(long, default_value = "kill,pause,partition")]
     pub faults: FaultList,
     /// Which node a node fault hits.
@@ -249,7 +251,10 @@ fn run_cluster(
             status = format!("{kind}: {description}");
             progress.suspend(|| println!("{:>7.1} s  {kind} {description}", started.elapsed().as_secs_f64()));
             wait((Instant::now() + Duration::from_millis(args.fault_ms)).min(deadline.max(Instant::now())), &status);
-            nemesis.heal(&mut cluster, kind, &description, &recorder)?;
+            let healed = nemesis.heal(&mut cluster, kind, &description, &recorder)?;
+            if kind == FaultKind::Disk {
+                progress.suspend(|| println!("{:>7.1} s  heal {healed}", started.elapsed().as_secs_f64()));
+            }
             status = "calm".into();
         }
         Ok(())
@@ -311,6 +316,11 @@ impl Nemesis {
                 cluster.wipe(victim)?;
                 who
             }
+            FaultKind::Disk => {
+                let fault = *faults::DISK_FAULTS.choose(rng).expect("there are disk faults");
+                cluster.arm_disk_fault(victim, fault)?;
+                format!("{who} {fault}")
+            }
             FaultKind::Partition => {
                 let partition = Partition::random(&ids, leader, rng);
                 cluster.links.set(|a, b| partition.connected(a, b));
@@ -327,14 +337,29 @@ impl Nemesis {
         kind: FaultKind,
         description: &str,
         recorder: &Recorder,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<String> {
+        // A disk fault stops its node by itself: say how it went.
+        let mut healed = format!("{kind} {description}");
+        if kind == FaultKind::Disk {
+            let mut stopped = Vec::new();
+            for id in cluster.ids() {
+                if let Some(status) = cluster.exited(id)? {
+                    stopped.push(format!("node {id} had stopped itself ({status})"));
+                }
+            }
+            healed += &match stopped.is_empty() {
+                true => ": no node had stopped (the armed point was not reached)".to_string(),
+                false => format!(": {}", stopped.join(", ")),
+            };
+        }
         match kind {
             FaultKind::Partition => cluster.links.heal(),
-            // Restart whatever was stopped, resume whatever was paused.
+            // Disarm every disk fault, restart whatever was stopped, resume
+            // whatever was paused.
             _ => cluster.heal()?,
         }
-        recorder.nemesis("heal", format!("{kind} {description}"));
-        Ok(())
+        recorder.nemesis("heal", healed.clone());
+        Ok(healed)
     }
 }
 

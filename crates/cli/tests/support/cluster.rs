@@ -89,18 +89,32 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, id: u64, extra: &[&str]) {
+        self.start_node_with_env(id, extra, &[]);
+    }
+
+    /// Starts node `id` with `env` added to its environment.
+    pub fn start_node_with_env(&mut self, id: u64, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) {
         assert!(self.children[id as usize - 1].is_none(), "node {id} already runs");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id)).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_conclave"))
             .args(["serve", "--exit-on-stdin-close", "--log-level", "debug", "--config"])
             .arg(self.dir.path().join(format!("node{id}.toml")))
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
         self.children[id as usize - 1] = Some(child);
+    }
+
+    /// Waits up to `timeout` for node `id` to exit on its own, and returns how.
+    pub fn wait_for_exit(&mut self, id: u64, timeout: Duration) -> std::process::ExitStatus {
+        let child = self.children[id as usize - 1].as_mut().expect("node runs");
+        let status = wait_until(&format!("node {id} to exit"), timeout, || child.try_wait().unwrap());
+        self.children[id as usize - 1] = None;
+        status
     }
 
     /// SIGKILL: no shutdown, no flush beyond what the WAL already synced.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use conclave_core::{Entry, LogIndex, NodeId, Payload};
 use tokio::sync::mpsc::UnboundedSender;
-use tracing::{error, warn};
+use tracing::warn;
 
 use crate::kv::{Envelope, KvCommand, KvReply, MachineError, StateMachine};
 
@@ -232,7 +232,9 @@ impl ApplyLoop {
     }
 
     fn fail(&self, failure: MachineError) {
-        error!(%failure, "the state machine failed; the node stops");
+        // The driver stops on the report, and the node's one error line
+        // (`stopped`) names the failure.
+        warn!(%failure, "the state machine failed; the node stops");
         self.report(ApplyReport::Failed(failure));
     }
 

@@ -29,6 +29,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use conclave_core::{ClusterId, LogIndex, NodeId};
+use conclave_storage::fault::{self, Point};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::command::{KvCommand, KvReply};
@@ -412,17 +413,30 @@ impl EngineStore {
     }
 
     /// Commits the open write transaction, durably or not; a no-op if none is open.
+    ///
+    /// A failed commit is fatal for the node, and leaves the durable index
+    /// (hence the WAL's compaction point) where it was: a restart replays
+    /// what the file lacks. The error names the commit and the index.
     fn commit_open(&mut self, durability: Durability) -> Result<bool, MachineError> {
         let Some(mut txn) = self.open.take() else { return Ok(false) };
         self.open_entries = 0;
         txn.set_durability(durability);
-        if !matches!(durability, Durability::None) {
+        let durable = !matches!(durability, Durability::None);
+        if durable {
             // The allocator state goes with a durable commit: reopening after
             // a crash then needs no walk of the whole file (restart time does
             // not grow with the data).
             txn.set_quick_repair(true);
         }
-        txn.commit().map_err(|error| self.error(error))?;
+        let (point, what) = match durable {
+            true => (Point::StateFlush, "durable flush (fsync)"),
+            false => (Point::StateApply, "commit of applied entries"),
+        };
+        let failed = |error: &dyn std::fmt::Display| {
+            self.error(format!("{what} up to index {} failed: {error}", self.applied_index))
+        };
+        fault::check(point).map_err(|error| failed(&error))?;
+        txn.commit().map_err(|error| failed(&error))?;
         Ok(true)
     }
 
@@ -491,6 +505,12 @@ impl StateMachine for EngineStore {
 
     fn apply_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<Vec<KvReply>, MachineError> {
         let Some(&(last, _)) = batch.last() else { return Ok(Vec::new()) };
+        // Writes into the open transaction meet a full or failing disk only
+        // when they commit, or when the engine spills pages; the test hook
+        // (docs/decisions/0069) fails them here as well, so that an armed
+        // fault is met at once rather than thousands of entries later.
+        fault::check(Point::StateApply)
+            .map_err(|error| self.error(format!("write of applied entries up to index {last} failed: {error}")))?;
         let mut previous = self.applied_index;
         let path = self.path.clone();
         let txn = self.open_transaction()?;

@@ -445,3 +445,40 @@ fn a_transfer_keeps_a_window_of_chunks_in_flight_not_one() {
     assert_eq!(offsets, (0..20).map(|chunk| chunk * 16).collect::<Vec<u64>>(), "each chunk once, in order");
     assert_eq!(cluster.node(3).log().committed(), applied);
 }
+
+#[test]
+fn snapshot_data_replaced_by_the_saved_copy_is_what_a_transfer_sends() {
+    // The driver hands back a saved snapshot's bytes from where they now
+    // live (`Node::replace_snapshot_data`): the core keeps those, also for a
+    // transfer already under way, and refuses a length or index that is not
+    // its snapshot's.
+    let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
+    cluster.isolated.insert(3);
+    for command in 0..20 {
+        cluster.propose(1, format!("while 3 is away {command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let applied = cluster.node(1).log().applied();
+    let data = state_bytes(100);
+    let snapshot = cluster.node_mut(1).compact(applied, data.clone()).expect("compact");
+    let leader = cluster.node_mut(1);
+    assert!(!leader.replace_snapshot_data(applied - 1, data.clone().into()), "not its snapshot's index");
+    let saved = bytes::Bytes::from(data.clone());
+    assert!(leader.replace_snapshot_data(applied, saved.clone()));
+    assert_eq!(leader.snapshot().map(|held| held.data.as_ptr()), Some(saved.as_ptr()), "the saved bytes are held");
+
+    cluster.isolated.clear();
+    let now = cluster.now_ms + 10 * HEARTBEAT_MS;
+    cluster.run_until(now, HEARTBEAT_MS / 5);
+    assert_eq!(cluster.installed[&3], vec![snapshot], "the same snapshot arrives");
+}
+
+#[test]
+#[should_panic(expected = "the bytes of the same snapshot")]
+fn snapshot_data_of_another_length_is_refused() {
+    let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
+    cluster.deliver_all();
+    let applied = cluster.node(1).log().applied();
+    cluster.node_mut(1).compact(applied, state_bytes(100)).expect("compact");
+    cluster.node_mut(1).replace_snapshot_data(applied, state_bytes(99).into());
+}

@@ -17,6 +17,9 @@
 //! directory synced, so `snapshot` is always a whole file; a damaged one is
 //! refused (it cannot be a torn write).
 
+use std::fs::File;
+use std::io::Read;
+use std::ops::Range;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -125,6 +128,24 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
 
 /// Decodes a snapshot file; on failure, the offset and what is wrong there.
 pub fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, String)> {
+    let (mut snapshot, data) = decode_layout(bytes, true)?;
+    snapshot.data = Bytes::copy_from_slice(&bytes[data]);
+    Ok(snapshot)
+}
+
+/// [`decode`] of a file held as shared bytes (a mapped file): the snapshot's
+/// data is a slice of them, not a copy. With `verify_checksum` false the
+/// body is not read at all (the caller checked it, or wrote it).
+fn decode_shared(file: &Bytes, verify_checksum: bool) -> Result<Snapshot, (u64, String)> {
+    let (mut snapshot, data) = decode_layout(file, verify_checksum)?;
+    snapshot.data = file.slice(data);
+    Ok(snapshot)
+}
+
+/// Checks the header (and the body's checksum if asked) and reads what the
+/// snapshot covers; the data comes back as its range in `bytes`, and the
+/// returned snapshot's own data is empty.
+fn decode_layout(bytes: &[u8], verify_checksum: bool) -> Result<(Snapshot, Range<usize>), (u64, String)> {
     let mut reader = FieldReader::new(bytes);
     if reader.take(MAGIC.len(), "magic")? != MAGIC {
         return Err((0, "bad magic: not a Conclave snapshot file".into()));
@@ -147,17 +168,25 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, String)> {
         ));
     }
     let body = reader.take(reader.remaining(), "body")?;
-    let computed_checksum = crc32c::crc32c(body);
-    if computed_checksum != stored_checksum {
-        return Err((
-            HEADER_BYTES as u64,
-            format!("checksum mismatch: stored {stored_checksum:#010x}, computed {computed_checksum:#010x}"),
-        ));
+    if verify_checksum {
+        check_sum(stored_checksum, crc32c::crc32c(body))?;
     }
-    decode_body(body, version).map_err(|(offset, reason)| (offset + HEADER_BYTES as u64, reason))
+    let (snapshot, data) =
+        decode_body(body, version).map_err(|(offset, reason)| (offset + HEADER_BYTES as u64, reason))?;
+    Ok((snapshot, data.start + HEADER_BYTES..data.end + HEADER_BYTES))
 }
 
-fn decode_body(body: &[u8], version: u32) -> Result<Snapshot, (u64, String)> {
+fn check_sum(stored: u32, computed: u32) -> Result<(), (u64, String)> {
+    if computed != stored {
+        return Err((
+            HEADER_BYTES as u64,
+            format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"),
+        ));
+    }
+    Ok(())
+}
+
+fn decode_body(body: &[u8], version: u32) -> Result<(Snapshot, Range<usize>), (u64, String)> {
     let mut reader = FieldReader::new(body);
     let last_included_index = reader.u64("last_included_index")?;
     let last_included_term = reader.u64("last_included_term")?;
@@ -185,14 +214,64 @@ fn decode_body(body: &[u8], version: u32) -> Result<Snapshot, (u64, String)> {
     if data_len != reader.remaining() as u64 {
         return Err((reader.position(), format!("data length {data_len} but {} bytes remain", reader.remaining())));
     }
-    let data = Bytes::copy_from_slice(reader.take(reader.remaining(), "data")?);
-    Ok(Snapshot { last_included_index, last_included_term, voters, last_leader_term, data })
+    let start = reader.position() as usize;
+    let snapshot = Snapshot { last_included_index, last_included_term, voters, last_leader_term, data: Bytes::new() };
+    Ok((snapshot, start..start + data_len as usize))
+}
+
+/// The body's checksum, read through a small buffer: a large file is checked
+/// without being held in memory, or mapped pages being made resident.
+fn file_checksum(path: &Path) -> Result<Option<(u32, u32)>, StorageError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StorageError::io(path, source)),
+    };
+    let mut header = [0u8; HEADER_BYTES];
+    match file.read_exact(&mut header) {
+        Ok(()) => {}
+        // Too short for a header: the decode names what is missing.
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Some((0, 0))),
+        Err(source) => return Err(StorageError::io(path, source)),
+    }
+    let stored = u32::from_le_bytes(header[20..24].try_into().expect("4 bytes"));
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut computed = 0u32;
+    loop {
+        let read = file.read(&mut buffer).map_err(|source| StorageError::io(path, source))?;
+        if read == 0 {
+            break;
+        }
+        computed = crc32c::crc32c_append(computed, &buffer[..read]);
+    }
+    Ok(Some((stored, computed)))
+}
+
+/// The snapshot file at `path`, mapped into memory: its pages are the page
+/// cache's, read on demand and dropped under memory pressure, so a snapshot as
+/// large as the state machine costs no memory of its own.
+#[allow(unsafe_code)]
+fn map_file(path: &Path) -> Result<Bytes, StorageError> {
+    let file = File::open(path).map_err(|source| StorageError::io(path, source))?;
+    if file.metadata().map_err(|source| StorageError::io(path, source))?.len() == 0 {
+        return Ok(Bytes::new()); // An empty file cannot be mapped; the decode refuses it.
+    }
+    // SAFETY: a mapping is sound while nobody changes the file under it. The
+    // snapshot file is never written in place: a new one is written under a
+    // temporary name, synced and renamed over it (`fs_util::write_atomically`),
+    // which leaves the mapped inode as it was, and the data directory's lock
+    // (`dir_lock`) keeps a second node process out of it. Anything else
+    // writing to a node's data files is outside what a node can defend
+    // against, as with every other file it reads.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| StorageError::io(path, source))?;
+    Ok(Bytes::from_owner(map))
 }
 
 /// Durably replaces the snapshot file in `dir` (temporary file, sync, rename,
 /// directory sync).
 pub fn save(dir: &Path, snapshot: &Snapshot) -> Result<(), StorageError> {
-    fs_util::write_atomically(dir, SNAPSHOT_FILE, &encode(snapshot))
+    let head = file_parts(&snapshot.meta(), &snapshot.data);
+    fs_util::write_parts_atomically(dir, SNAPSHOT_FILE, &[&head, &snapshot.data])
 }
 
 /// [`save`] of a core snapshot, its data written from where it is: no copy of
@@ -204,15 +283,60 @@ pub fn save_core(dir: &Path, snapshot: &conclave_core::Snapshot) -> Result<(), S
 
 /// Loads the snapshot file in `dir`, if there is one; a damaged file is
 /// [`StorageError::Corrupt`].
+///
+/// The body's checksum is verified reading the file through a small buffer,
+/// and the data is then mapped, not read: it is as large as the state machine.
 pub fn load(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
     let path = dir.join(SNAPSHOT_FILE);
-    let Some(bytes) = fs_util::read_if_exists(&path)? else { return Ok(None) };
-    decode(&bytes).map(Some).map_err(|(offset, reason)| StorageError::corrupt(&path, offset, reason))
+    let Some((stored, computed)) = file_checksum(&path)? else { return Ok(None) };
+    let file = map_file(&path)?;
+    let corrupt = |(offset, reason): (u64, String)| StorageError::corrupt(&path, offset, reason);
+    // The header's own checks come first: they say more than a checksum would.
+    decode_layout(&file, false).map_err(corrupt)?;
+    check_sum(stored, computed).map_err(corrupt)?;
+    decode_shared(&file, false).map(Some).map_err(corrupt)
+}
+
+/// The snapshot file this process has just saved in `dir`, mapped: the same
+/// snapshot as the one saved, its data now held by the page cache rather than
+/// by the process. The checksum is not read again.
+pub fn map_saved(dir: &Path) -> Result<Snapshot, StorageError> {
+    let path = dir.join(SNAPSHOT_FILE);
+    let file = map_file(&path)?;
+    decode_shared(&file, false).map_err(|(offset, reason)| StorageError::corrupt(&path, offset, reason))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_snapshot_loads_and_maps_as_saved_and_a_flipped_data_byte_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SnapshotMeta {
+            last_included_index: 5,
+            last_included_term: 2,
+            voters: vec![1, 2, 3],
+            last_leader_term: None,
+        };
+        let data: Vec<u8> = (0..=255u8).cycle().take(3 << 20).collect();
+        save_core(dir.path(), &conclave_core::Snapshot::new(meta.clone(), data.clone())).unwrap();
+        let loaded = load(dir.path()).unwrap().unwrap();
+        assert_eq!((loaded.meta(), &loaded.data[..]), (meta.clone(), &data[..]));
+        let mapped = map_saved(dir.path()).unwrap();
+        assert_eq!(mapped, loaded);
+        // The checksum is read through a buffer, not the mapping: a flipped
+        // byte deep in the data is still found.
+        let path = dir.path().join(SNAPSHOT_FILE);
+        let mut file = std::fs::read(&path).unwrap();
+        let last = file.len() - 1;
+        file[last] ^= 0x40;
+        std::fs::write(&path, &file).unwrap();
+        match load(dir.path()) {
+            Err(StorageError::Corrupt { reason, .. }) => assert!(reason.contains("checksum mismatch"), "{reason}"),
+            other => panic!("a flipped byte was not refused: {other:?}"),
+        }
+    }
 
     #[test]
     fn a_core_snapshot_is_saved_as_the_same_file() {

@@ -177,7 +177,13 @@ impl Wal {
         codec::encode_record(&marker, &mut self.buffer).map_err(StorageError::invalid_write)?;
         self.append_buffer(1, 0)?;
         self.state.apply_snapshot_marker(index, term, log_discarded);
-        self.snapshot = Some(snapshot);
+        // The file holds this snapshot now: keep its data as the mapped file
+        // rather than in the process's memory. Should the mapping fail, the
+        // bytes at hand are the same.
+        let mapped = snapshot::map_saved(&self.dir)
+            .ok()
+            .filter(|mapped| mapped.last_included_index == index && mapped.data.len() == snapshot.data.len());
+        self.snapshot = Some(mapped.unwrap_or(snapshot));
         Ok(())
     }
 

@@ -324,6 +324,25 @@ impl Node {
         Ok(Proposal { index, term: self.term, output: self.finish() })
     }
 
+    /// The driver saved the snapshot up to `index` and hands its bytes back
+    /// from where they now live (the mapped file): the same bytes, held once
+    /// instead of in memory too. False, and nothing changes, if the core's
+    /// snapshot is another one by now. The core never reads the bytes, so
+    /// only their length is checked.
+    pub fn replace_snapshot_data(&mut self, index: LogIndex, data: bytes::Bytes) -> bool {
+        let Some(snapshot) = self.snapshot.as_mut().filter(|held| held.meta.last_included_index == index) else {
+            return false;
+        };
+        assert_eq!(snapshot.data.len(), data.len(), "the bytes of the same snapshot");
+        snapshot.data = data.clone();
+        for outgoing in self.outgoing_snapshots.values_mut() {
+            if outgoing.meta.last_included_index == index && outgoing.data.len() == data.len() {
+                outgoing.data = data.clone();
+            }
+        }
+        true
+    }
+
     /// Compaction (Raft §7): the driver snapshotted its state machine after
     /// applying every entry up to `upto_index`, into `data`. The core drops those
     /// entries from memory and keeps the snapshot to send to followers that need

@@ -239,6 +239,10 @@ impl Driver {
                         self.release(output);
                     }
                     self.report_persisted();
+                    if let Some((index, data)) = self.group_commit.take_saved_snapshot_data() {
+                        // The same bytes, now the page cache's rather than the process's.
+                        self.node.replace_snapshot_data(index, data);
+                    }
                 }
                 Some(input) = peers.recv() => {
                     self.on_peer(input);

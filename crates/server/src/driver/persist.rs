@@ -69,6 +69,8 @@ pub(crate) struct GroupCommit {
     /// file's write and sync must not hold up the small persists behind it
     /// (and the messages they release, heartbeats among them).
     side_write: Option<JoinHandle<SideWrite>>,
+    /// The data of the snapshot saved last, for the core (`take_saved_snapshot_data`).
+    saved_data: Option<(LogIndex, bytes::Bytes)>,
     dir: std::path::PathBuf,
     /// Jobs waiting behind the persist in flight, in order.
     queued: Vec<Job>,
@@ -90,6 +92,7 @@ impl GroupCommit {
             in_flight: None,
             in_flight_installs: false,
             side_write: None,
+            saved_data: None,
             dir,
             queued: Vec::new(),
             syncs: 0,
@@ -137,6 +140,12 @@ impl GroupCommit {
         result?;
         self.queued.push(Job::Record(snapshot));
         Ok(())
+    }
+
+    /// The data of the snapshot saved last, as the storage now holds it (the
+    /// mapped file), once per saved snapshot.
+    pub(crate) fn take_saved_snapshot_data(&mut self) -> Option<(LogIndex, bytes::Bytes)> {
+        self.saved_data.take()
     }
 
     /// True if nothing is in flight or queued.
@@ -203,8 +212,13 @@ impl GroupCommit {
         let outputs = outputs_of(jobs, &mut saved);
         self.snapshots_saved += saved.len() as u64;
         self.observe.metrics.snapshots_taken.fetch_add(saved.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        if let Some(index) = self.wal.as_ref().and_then(|wal| wal.snapshot()).map(|s| s.last_included_index) {
-            self.durable_snapshot_index = index;
+        if let Some(saved) = self.wal.as_ref().and_then(|wal| wal.snapshot()) {
+            if saved.last_included_index > self.durable_snapshot_index {
+                // The core may hold the same snapshot in memory: it gets the
+                // saved (mapped) bytes instead (`take_saved_snapshot_data`).
+                self.saved_data = Some((saved.last_included_index, saved.data.clone()));
+            }
+            self.durable_snapshot_index = saved.last_included_index;
         }
         Ok(outputs)
     }

@@ -95,6 +95,9 @@ pub(crate) struct Driver {
     triggers: snapshot::Triggers,
     /// A refused snapshot doomed the core: drop its outputs, restart it from the WAL.
     reload_pending: bool,
+    /// A snapshot from the leader being checked off this task, with the
+    /// outputs waiting behind it ([`snapshot::Screening`]).
+    screening: Option<snapshot::Screening>,
     /// Core restarts after refused snapshots.
     reloads: u64,
     core_config: conclave_core::Config,
@@ -152,6 +155,7 @@ impl Driver {
             unreported_mark: None,
             triggers: snapshot::Triggers::new(config),
             reload_pending: false,
+            screening: None,
             reloads: 0,
             core_config: config.core_config(),
             snapshots_installed: 0,
@@ -255,6 +259,9 @@ impl Driver {
                     }
                 }
                 Some(peer) = process_gone.recv() => self.on_process_gone(peer),
+                checked = async { self.screening.as_mut().expect("checked").wait().await }, if self.screening.is_some() => {
+                    self.on_screened(checked);
+                }
                 Some(request) = clients.recv() => {
                     self.on_client(request);
                     for _ in 0..1024 {
@@ -321,7 +328,7 @@ impl Driver {
     /// Queues an output behind every earlier one: nothing of it happens before
     /// the persists ahead of it completed.
     fn enqueue(&mut self, output: Output) {
-        if output.is_empty() || self.reload_pending || !self.screen_installed_snapshot(&output) {
+        if output.is_empty() || self.reload_pending {
             return;
         }
         let mut output = output;
@@ -330,6 +337,20 @@ impl Driver {
         // itself only once `persisted` reports them (docs/decisions/0068).
         for message in std::mem::take(&mut output.early_messages) {
             self.transport.send(message.to, &PeerFrame::Raft(message));
+        }
+        self.enqueue_durable(output);
+    }
+
+    /// Queues the part of an output that waits for persists: behind a snapshot
+    /// being checked, if one is (`snapshot::Screening`), else in the group commit.
+    fn enqueue_durable(&mut self, output: Output) {
+        if let Some(screening) = &mut self.screening {
+            screening.held.push_back(output);
+            return;
+        }
+        if output.snapshot.is_some() {
+            self.screening = Some(snapshot::Screening::start(output));
+            return;
         }
         if let Some(output) = self.group_commit.push(output) {
             self.release(output);

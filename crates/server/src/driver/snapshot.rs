@@ -8,7 +8,8 @@
 //!   any WAL segment it covers is deleted ([`super::persist`]). That index is
 //!   durable in the store, so the WAL is never compacted beyond it;
 //! * a snapshot the core installed from its leader (`Output::snapshot`) is
-//!   checked (format and checksum) before anything of its batch is persisted:
+//!   checked (format and checksum) before anything of its batch is persisted,
+//!   on a blocking thread while later outputs wait behind it ([`Screening`]):
 //!   a snapshot that does not decode is never saved or applied — its batch is
 //!   dropped, as a crash before its sync would, the error is logged and
 //!   counted, and the core is restarted from the WAL once the persists ahead
@@ -55,6 +56,51 @@ pub(crate) fn restore_store(saved: Option<(LogIndex, &[u8])>) -> Result<(KvStore
         )));
     }
     Ok((store, index))
+}
+
+/// A snapshot from the leader (`Output::snapshot`) is checked — format,
+/// checksum, the index it holds — before anything of its output is persisted,
+/// on a blocking thread: the check reads the whole snapshot, which is as large
+/// as the state machine, and must not hold up the task that ticks the core.
+/// Outputs the core produces meanwhile wait behind it, in order.
+pub(crate) struct Screening {
+    check: tokio::task::JoinHandle<Result<(), String>>,
+    /// The output that installs the snapshot.
+    output: Output,
+    /// Outputs produced after it, to queue once it is checked.
+    pub(crate) held: std::collections::VecDeque<Output>,
+    /// The snapshot's last index.
+    covered: LogIndex,
+}
+
+impl Screening {
+    /// Starts checking the snapshot `output` installs.
+    pub(crate) fn start(output: Output) -> Screening {
+        let snapshot = output.snapshot.as_ref().expect("an output that installs a snapshot");
+        let covered = snapshot.meta.last_included_index;
+        let data = snapshot.data.clone();
+        let check = tokio::task::spawn_blocking(move || check_installed_snapshot(&data, covered));
+        Screening { check, output, held: std::collections::VecDeque::new(), covered }
+    }
+
+    /// The check's verdict.
+    pub(crate) async fn wait(&mut self) -> Result<(), String> {
+        match (&mut self.check).await {
+            Ok(verdict) => verdict,
+            Err(error) => Err(format!("the check did not finish: {error}")),
+        }
+    }
+}
+
+/// Whether `data` is a KV snapshot holding the state at `covered`.
+fn check_installed_snapshot(data: &[u8], covered: LogIndex) -> Result<(), String> {
+    let checked =
+        crate::kv::snapshot::visit_snapshot(data, |_, _| Ok::<_, crate::kv::SnapshotDecodeError>(()), |_| Ok(()));
+    match checked {
+        Ok((index, _)) if index == covered => Ok(()),
+        Ok((index, _)) => Err(format!("it holds the KV state at index {index}")),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// When to snapshot: any trigger that is set and due fires.
@@ -143,33 +189,33 @@ impl Driver {
         }
     }
 
-    /// Checks the snapshot an output installs, before anything of it is
-    /// persisted. False if it must not be: the output is then dropped and the
-    /// core restarted from the WAL (the rejection is logged and counted).
-    pub(super) fn screen_installed_snapshot(&mut self, output: &Output) -> bool {
-        let Some(snapshot) = &output.snapshot else { return true };
-        let covered = snapshot.meta.last_included_index;
-        let checked = crate::kv::snapshot::visit_snapshot(
-            &snapshot.data,
-            |_, _| Ok::<_, crate::kv::SnapshotDecodeError>(()),
-            |_| Ok(()),
-        );
-        let problem = match checked {
-            Ok((index, _)) if index == covered => return true,
-            Ok((index, _)) => format!("it holds the KV state at index {index}"),
-            Err(error) => error.to_string(),
-        };
-        self.snapshots_rejected += 1;
-        increment(&self.observe.metrics.snapshots_rejected);
-        error!(
-            node = self.node.id(),
-            index = covered,
-            leader = ?self.node.leader(),
-            %problem,
-            "refused a snapshot from the leader; restarting the core from the WAL"
-        );
-        self.reload_pending = true;
-        false
+    /// A snapshot check finished: its output and those behind it go on to
+    /// the group commit, or, if the snapshot was refused, are dropped and the
+    /// core is restarted from the WAL once the persists ahead are done (the
+    /// rejection is logged and counted; the leader sends the snapshot again).
+    pub(super) fn on_screened(&mut self, checked: Result<(), String>) {
+        let Screening { output, held, covered, .. } = self.screening.take().expect("a check was in flight");
+        if let Err(problem) = checked {
+            self.snapshots_rejected += 1;
+            increment(&self.observe.metrics.snapshots_rejected);
+            error!(
+                node = self.node.id(),
+                index = covered,
+                leader = ?self.node.leader(),
+                %problem,
+                "refused a snapshot from the leader; restarting the core from the WAL"
+            );
+            self.reload_pending = true;
+            return;
+        }
+        if let Some(output) = self.group_commit.push(output) {
+            self.release(output);
+        }
+        // Those behind it go on in order; another snapshot among them is
+        // checked in turn, and holds the rest again.
+        for output in held {
+            self.enqueue_durable(output);
+        }
     }
 
     /// Sends an installed snapshot (durable by now) into the apply stream.

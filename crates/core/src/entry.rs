@@ -21,8 +21,10 @@ pub enum Payload {
     /// Appended by every new leader so that it can commit entries of earlier terms
     /// (Raft §5.4.2 forbids counting replicas of those directly).
     Noop,
-    /// An opaque client command for the state machine.
-    Command(Vec<u8>),
+    /// An opaque client command for the state machine. Shared bytes: the log,
+    /// the storage's copy of it, the messages that carry it and the apply
+    /// stream all hold the same buffer.
+    Command(bytes::Bytes),
     /// `gapless` and `conclave` modes (docs/design/leader-terms.md): the entry a leader-elect
     /// appends first, in place of `Noop`. The entry's own `term` is the ballot
     /// that elected it; `leader_term` is the gapless term it leads: one above the

@@ -63,7 +63,7 @@
 //!         // 3. Apply what is committed, in index order.
 //!         for entry in output.committed_entries {
 //!             if let Payload::Command(command) = entry.payload {
-//!                 self.applied.push(command);
+//!                 self.applied.push(command.to_vec());
 //!             }
 //!         }
 //!     }

@@ -794,7 +794,7 @@ fn leader_commits_an_entry_of_its_term_once_a_majority_stores_it() {
     assert_eq!(cluster.node(1).status().commit, 1);
 
     let proposal = cluster.node_mut(1).propose(b"x".to_vec()).unwrap();
-    let e2 = conclave_core::Entry { term: 1, index: 2, payload: conclave_core::Payload::Command(b"x".to_vec()) };
+    let e2 = conclave_core::Entry { term: 1, index: 2, payload: conclave_core::Payload::Command(b"x".to_vec().into()) };
     assert_eq!((proposal.index, proposal.term), (2, 1));
     assert_eq!(
         proposal.output,

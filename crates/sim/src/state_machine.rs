@@ -111,7 +111,7 @@ mod tests {
         let mut machine = SimStateMachine::default();
         machine.apply(&[
             Entry { term: 1, index: 1, payload: Payload::Noop },
-            Entry { term: 1, index: 2, payload: Payload::Command(7u64.to_le_bytes().to_vec()) },
+            Entry { term: 1, index: 2, payload: Payload::Command(7u64.to_le_bytes().to_vec().into()) },
         ]);
         assert_eq!(machine.commands, vec![7]);
         assert_eq!(SimStateMachine::decode(&machine.encode()), Ok(machine.clone()));
@@ -120,7 +120,8 @@ mod tests {
 
     #[test]
     fn a_command_id_applied_before_takes_no_effect_unless_the_bug_is_injected() {
-        let command = |index, id: u64| Entry { term: 1, index, payload: Payload::Command(id.to_le_bytes().to_vec()) };
+        let command =
+            |index, id: u64| Entry { term: 1, index, payload: Payload::Command(id.to_le_bytes().to_vec().into()) };
         let entries = [command(1, 7), command(2, 8), command(3, 7)];
         let mut machine = SimStateMachine::default();
         machine.apply(&entries);

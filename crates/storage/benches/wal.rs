@@ -17,7 +17,7 @@ fn write_of(first_index: u64, entries: u64) -> LogWrite {
     LogWrite {
         first_index,
         entries: (first_index..first_index + entries)
-            .map(|index| Entry { term: 1, index, payload: Payload::Command(vec![7; COMMAND_BYTES]) })
+            .map(|index| Entry { term: 1, index, payload: Payload::Command(vec![7; COMMAND_BYTES].into()) })
             .collect(),
     }
 }

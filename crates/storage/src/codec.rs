@@ -228,7 +228,7 @@ pub fn decode_body(body: &[u8]) -> Result<Record, String> {
                 let payload = match payload_kind {
                     PAYLOAD_NOOP if len == 0 => Payload::Noop,
                     PAYLOAD_NOOP => return Err(format!("noop entry {index} has a payload of {len} bytes")),
-                    PAYLOAD_COMMAND => Payload::Command(reader.bytes(len, "command")?.to_vec()),
+                    PAYLOAD_COMMAND => Payload::Command(reader.bytes(len, "command")?.to_vec().into()),
                     PAYLOAD_BECOME_LEADER if len == BECOME_LEADER_BYTES => {
                         let leader_term = reader.u64("leader term")?;
                         let leader = reader.u64("leader id")?;
@@ -323,7 +323,7 @@ mod tests {
                 first_index: 5,
                 entries: vec![
                     Entry { term: 3, index: 5, payload: Payload::Noop },
-                    Entry { term: 3, index: 6, payload: Payload::Command(b"set x 1".to_vec()) },
+                    Entry { term: 3, index: 6, payload: Payload::Command(b"set x 1".to_vec().into()) },
                     Entry { term: 4, index: 7, payload: Payload::BecomeLeader { leader_term: 2, leader: 3 } },
                 ],
             }),

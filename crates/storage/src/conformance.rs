@@ -36,7 +36,7 @@ pub fn entry(term: Term, index: LogIndex) -> Entry {
     let payload = match index % 5 {
         1 => Payload::Noop,
         3 => Payload::BecomeLeader { leader_term: index, leader: term.max(1) },
-        _ => Payload::Command(format!("{index}@{term}").into_bytes()),
+        _ => Payload::Command(format!("{index}@{term}").into_bytes().into()),
     };
     Entry { term, index, payload }
 }
@@ -155,7 +155,7 @@ pub fn restore_snapshot_and_suffix<S: LogStore>(make: impl Fn() -> S, reopen: im
     let payload = |index: LogIndex| match index {
         1 => Payload::BecomeLeader { leader_term: 1, leader: 1 },
         6 => Payload::BecomeLeader { leader_term: 2, leader: 2 },
-        _ => Payload::Command(format!("c{index}").into_bytes()),
+        _ => Payload::Command(format!("c{index}").into_bytes().into()),
     };
     let log: Vec<Entry> =
         (1..=10).map(|index| Entry { term: if index < 6 { 1 } else { 2 }, index, payload: payload(index) }).collect();
@@ -190,7 +190,7 @@ pub fn restore_snapshot_and_suffix<S: LogStore>(make: impl Fn() -> S, reopen: im
     let mut store = store;
     let more = LogWrite {
         first_index: 11,
-        entries: vec![Entry { term: 2, index: 11, payload: Payload::Command(b"c11".to_vec()) }],
+        entries: vec![Entry { term: 2, index: 11, payload: Payload::Command(b"c11".to_vec().into()) }],
     };
     persist_one(&mut store, None, Some(&more));
     let store = reopen(store);

@@ -12,7 +12,10 @@ use conclave_storage::fault::{self, Point};
 use conclave_storage::{LogStore, PersistRequest, StorageError, Wal, WalOptions};
 
 fn write(index: u64) -> LogWrite {
-    LogWrite { first_index: index, entries: vec![Entry { term: 1, index, payload: Payload::Command(vec![7; 64]) }] }
+    LogWrite {
+        first_index: index,
+        entries: vec![Entry { term: 1, index, payload: Payload::Command(vec![7; 64].into()) }],
+    }
 }
 
 fn persist(wal: &mut Wal, index: u64) -> Result<(), StorageError> {

@@ -310,7 +310,8 @@ impl Node {
     }
 
     /// Appends `command` to the log if this node leads.
-    pub fn propose(&mut self, command: Vec<u8>) -> Result<Proposal, ProposeError> {
+    pub fn propose(&mut self, command: impl Into<bytes::Bytes>) -> Result<Proposal, ProposeError> {
+        let command: bytes::Bytes = command.into();
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader { leader: self.leader });
         }

@@ -60,7 +60,7 @@ pub fn hard_state(term: Term, voted_for: Option<NodeId>, commit: LogIndex) -> Ha
 /// A command entry whose payload names its position, so that two entries at the
 /// same index but from different terms differ.
 pub fn entry(term: Term, index: LogIndex) -> Entry {
-    Entry { term, index, payload: Payload::Command(format!("{index}@{term}").into_bytes()) }
+    Entry { term, index, payload: Payload::Command(format!("{index}@{term}").into_bytes().into()) }
 }
 
 pub fn noop(term: Term, index: LogIndex) -> Entry {

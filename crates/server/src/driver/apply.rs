@@ -352,7 +352,7 @@ mod tests {
     fn set_entry(index: LogIndex, value: &str) -> Entry {
         let command = KvCommand::Set { key: b"k".to_vec(), value: value.into(), condition: SetCondition::Always };
         let envelope = Envelope { origin: 1, incarnation: 9, request_id: index, command, settled_below: 0 };
-        Entry { term: 1, index, payload: Payload::Command(envelope.encode()) }
+        Entry { term: 1, index, payload: Payload::Command(envelope.encode().into()) }
     }
 
     fn get() -> KvCommand {

@@ -323,7 +323,7 @@ mod tests {
 
     fn append(first: u64, count: u64) -> Output {
         let entries = (first..first + count)
-            .map(|index| Entry { term: 1, index, payload: Payload::Command(vec![7; 100]) })
+            .map(|index| Entry { term: 1, index, payload: Payload::Command(vec![7; 100].into()) })
             .collect();
         Output {
             hard_state: Some(HardState { term: 1, voted_for: Some(1), commit: first + count - 1 }),

@@ -119,7 +119,7 @@ mod tests {
     }
 
     fn command(term: Term, index: LogIndex) -> Entry {
-        Entry { term, index, payload: Payload::Command(vec![index as u8]) }
+        Entry { term, index, payload: Payload::Command(vec![index as u8].into()) }
     }
 
     #[test]

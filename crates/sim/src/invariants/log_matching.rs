@@ -100,7 +100,7 @@ mod tests {
     use conclave_core::Payload;
 
     fn entry(term: Term, index: LogIndex, byte: u8) -> Entry {
-        Entry { term, index, payload: Payload::Command(vec![byte]) }
+        Entry { term, index, payload: Payload::Command(vec![byte].into()) }
     }
 
     #[test]

@@ -98,7 +98,7 @@ mod tests {
     use conclave_core::Payload;
 
     fn entry(term: u64, index: LogIndex, byte: u8) -> Entry {
-        Entry { term, index, payload: Payload::Command(vec![byte]) }
+        Entry { term, index, payload: Payload::Command(vec![byte].into()) }
     }
 
     #[test]

@@ -29,8 +29,8 @@ pub struct CheckArgs {
     /// Client commands per execution, at most.
     #[arg(long, default_value_t = 1)]
     proposals: u32,
-    /// Timer firings per execution (all nodes together), at most; unbounded if
-    /// left out.
+    /// Timer firings per execution (all nodes together; a refused redial acted
+    /// on counts as one), at most; unbounded if left out.
     #[arg(long)]
     max_timers: Option<u32>,
     /// Crashes per execution, at most (a crashed node may restart).
@@ -52,10 +52,11 @@ pub struct CheckArgs {
     /// A crashed node stays down (crash-stop): no restart action.
     #[arg(long)]
     no_restart: bool,
-    /// Add the transport's evidence to the environment: while a node is down,
-    /// any live node may be told its process is gone (a refused redial).
+    /// Leave the transport's evidence out of the environment. By default, while
+    /// a node is down, each live node may be told once per crash that its
+    /// process is gone (a refused redial), at any moment.
     #[arg(long)]
-    process_gone: bool,
+    no_process_gone: bool,
     /// Leaders persist before sending their appends (the library default)
     /// instead of in parallel, as the server runs (docs/decisions/0068).
     #[arg(long)]
@@ -179,7 +180,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
     options.initial_leader = args.initial_leader;
     options.crash_leaders_only = args.crash_leaders_only;
     options.restart = !args.no_restart;
-    options.process_gone_action = args.process_gone;
+    options.process_gone_action = !args.no_process_gone;
     options.parallel_persist = !args.no_parallel_persist;
     options.max_states = args.max_states;
     options.max_seconds = args.max_seconds;

@@ -136,3 +136,16 @@ fn a_bad_initial_leader_is_refused_with_a_clear_error() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_process_gone_input_is_on_by_default_and_can_be_left_out() {
+    // Reference: docs/decisions/0073-the-model-checker-offers-the-evidence-by-default.md.
+    let (code, report) = check_json(&["check", "--mode", "conclave", "--depth", "6", "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["process_gone"], true, "{report}");
+    assert_eq!(report["complete"], true, "{report}");
+    assert_eq!(report["violations"], 0, "{report}");
+    let (code, report) = check_json(&["check", "--mode", "conclave", "--depth", "6", "--no-process-gone", "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["process_gone"], false, "{report}");
+}

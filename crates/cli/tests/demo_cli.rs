@@ -1,6 +1,7 @@
 //! `conclave demo` end to end with small timings: the
 //! JSON fields, no lost writes, the newest data winning, consecutive leader
-//! terms; and the HTML report rendered by headless Chromium when installed.
+//! terms, the detector named for each failover (SIGKILL and SIGSTOP); and the
+//! HTML report rendered by headless Chromium when installed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -52,11 +53,82 @@ fn demo_json_reports_three_correct_failovers_and_no_lost_write() {
             "{detail}"
         );
         assert_ne!(detail["elected_node"], detail["killed_node"], "{detail}");
+        assert_eq!(detail["kill"], "process", "{detail}");
+        assert_known_detectors(detail);
     }
+    assert_eq!(result["kill"], "process", "{result}");
+    assert_eq!(result["fast_detection"], true, "{result}");
+    // A SIGKILLed leader's connections are reset and its port refuses: that
+    // evidence reaches some survivor in some failover (the SIGKILL test of
+    // failure_detection.rs pins it down for one node).
+    let gone = details.iter().filter(|detail| detail["detectors"].get("process_gone").is_some()).count();
+    assert!(gone > 0, "no failover detected by process_gone: {result}");
     let report = PathBuf::from(result["report"].as_str().unwrap());
     assert_eq!(report, dir.path().join("report.html"));
     let html = std::fs::read_to_string(&report).unwrap();
     assert_eq!(html.matches("<svg").count(), 3, "one timeline per failover");
+    assert_eq!(html.matches("Detected by:").count(), 3, "each failover names its detectors");
+}
+
+/// Every failover names which detector told each survivor, from the known set,
+/// and where its time went.
+fn assert_known_detectors(detail: &serde_json::Value) {
+    let detections = detail["detections"].as_array().unwrap_or_else(|| panic!("no detections: {detail}"));
+    assert!(!detections.is_empty(), "some survivor detected the loss: {detail}");
+    for detection in detections {
+        let detector = detection["detector"].as_str().unwrap();
+        assert!(["process_gone", "misses", "report"].contains(&detector), "{detection}");
+    }
+    assert!(detail["first_detector"].is_string(), "{detail}");
+    for phase in ["detected", "objectively_down", "serving", "first_write"] {
+        assert!(detail["phases_ms"][phase].is_u64(), "{phase} missing from {detail}");
+    }
+}
+
+#[test]
+fn a_stopped_leader_is_detected_by_misses_only() {
+    // SIGSTOP: the leader's sockets stay open and silent, so no redial is
+    // refused, and only the counted misses (or peers' reports) may tell.
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_demo(
+        dir.path(),
+        &["--json", "--failovers", "2", "--heartbeat-ms", "20", "--kill", "host"],
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}\nstdout: {stdout}\nstderr: {stderr}", output.status);
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|error| panic!("{error}: {stdout}"));
+    assert_eq!(result["kill"], "host", "{result}");
+    assert_eq!(result["lost_writes"], 0, "{result}");
+    assert_eq!(result["elections_correct"], true, "{result}");
+    for detail in result["failover_details"].as_array().unwrap() {
+        assert_eq!(detail["kill"], "host", "{detail}");
+        assert_known_detectors(detail);
+        assert!(detail["detectors"].get("process_gone").is_none(), "a stopped process is not gone: {detail}");
+    }
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("SIGSTOP"), "the timeline names the signal");
+}
+
+#[test]
+fn without_fast_detection_no_failover_is_detected_by_process_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_demo(
+        dir.path(),
+        &["--json", "--failovers", "1", "--heartbeat-ms", "20", "--no-fast-detection"],
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}\nstdout: {stdout}", String::from_utf8_lossy(&output.stderr));
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|error| panic!("{error}: {stdout}"));
+    assert_eq!(result["fast_detection"], false, "{result}");
+    for detail in result["failover_details"].as_array().unwrap() {
+        assert_known_detectors(detail);
+        assert!(detail["detectors"].get("process_gone").is_none(), "{detail}");
+    }
 }
 
 fn chromium() -> Option<PathBuf> {

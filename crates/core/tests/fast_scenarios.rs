@@ -848,7 +848,13 @@ fn votes_are_ordered_by_last_log_term_then_last_log_index_then_node_id() {
     let output = node.step(vote_msg(4, 2, 1, 2, vote_choice(4, 0, 0)));
     assert_eq!(output.events, vec![Event::VoteChanged { ballot: 2, candidate: 4 }]);
     assert_eq!(output.messages, broadcast_vote(2, 1, 2, vote_choice(4, 0, 0)));
-    // A worse one: recorded, not adopted, nothing sent.
+    // A worse one: recorded, not adopted. It is n3's first vote in the round,
+    // so n3 gets n2's vote back, to n3 alone (it may have dropped n2's
+    // broadcast: `a_vote_dropped_while_still_following_reaches_its_peer_at_once`).
+    let output = node.step(vote_msg(3, 2, 1, 2, vote_choice(3, 0, 0)));
+    assert!(output.events.is_empty(), "{output:?}");
+    assert_eq!(output.messages, vec![vote_msg(2, 3, 1, 2, vote_choice(4, 0, 0))]);
+    // Again: recorded, nothing sent.
     let output = node.step(vote_msg(3, 2, 1, 2, vote_choice(3, 0, 0)));
     assert!(output.is_empty(), "{output:?}");
     // More data beats a higher id.
@@ -1157,4 +1163,22 @@ fn a_node_never_takes_a_vote_for_itself_with_another_data_version() {
     let output = node.step(vote_msg(5, 2, 1, 2, stale_about_me));
     assert!(!output.events.iter().any(|event| matches!(event, Event::VoteFinalized { .. })), "{output:?}");
     assert_eq!(node.role(), Role::Looking);
+}
+
+#[test]
+fn a_vote_dropped_while_still_following_reaches_its_peer_at_once() {
+    // Regression (docs/decisions/0072): nodes learn that their leader is gone
+    // a millisecond or two apart. n2 broadcast its vote while n3 still followed
+    // the lost leader; n3 answered with that leader and dropped the vote. When
+    // n3 starts the same round and its vote reaches n2 — n3's first in this
+    // round — n2 sends its own vote back to n3 at once. Before, n3 learned it
+    // only from n2's resend a heartbeat timeout later, and until then could
+    // not see every member agree: a 50 ms stall in a 10 ms failover.
+    let mut node = looking_n2();
+    let own = vote_choice(2, 0, 0);
+    let output = node.step(vote_msg(3, 2, 1, 2, own));
+    assert_eq!(output.messages, vec![vote_msg(2, 3, 1, 2, own)], "n2's vote, to n3 alone");
+    // Once per sender and round: n3's next vote is only recorded.
+    let output = node.step(vote_msg(3, 2, 1, 2, own));
+    assert!(output.messages.is_empty(), "{output:?}");
 }

@@ -140,6 +140,51 @@ fn conclave_holds_after_a_failover_in_the_cycle_environment() {
 
 #[test]
 #[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn conclave_fails_over_on_the_evidence_of_a_refused_redial_in_fourteen_actions() {
+    // Reference: docs/decisions/0073 — the transport's evidence is part of the
+    // environment by default. Told that the crashed leader's process is gone, a
+    // follower goes SDOWN at once; a peer one miss from its own limit joins on
+    // the report (ODOWN), and the round, the grant, BecomeLeader(2) and its
+    // acknowledgement follow: 14 actions instead of 16, within two firings.
+    let options = conclave_cycle_options(14, 2);
+    assert!(options.process_gone_action, "on by default");
+    let report = run(options);
+    assert_all_hold(&report);
+    assert!(report.complete);
+    assert_eq!(report.milestones.get("leader_crashed_and_replaced"), Some(&14));
+    let cycle = report.cycle_trace.as_ref().expect("the path to the cycle");
+    assert!(cycle.iter().any(|line| line.contains("is refused (its process is gone)")), "{}", cycle.join("\n"));
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn without_the_evidence_two_firings_reach_no_failover() {
+    // The same bounds without the input: two firings are not enough for the
+    // counted misses (one node's two, and a peer's one), so no cycle is reached;
+    // the evidence is what makes the failover above fit.
+    let mut options = conclave_cycle_options(12, 2);
+    options.process_gone_action = false;
+    let report = run(options);
+    assert_all_hold(&report);
+    assert!(report.complete);
+    assert_eq!(report.milestones.get("leader_crashed_and_replaced"), None);
+}
+
+#[test]
+fn the_evidence_is_offered_only_to_followers_of_the_crashed_node_and_spends_the_budget() {
+    // With no firing left the evidence is not offered, so a budget of 0 explores
+    // the same states with or without it.
+    let with = run(conclave_cycle_options(12, 0));
+    let mut options = conclave_cycle_options(12, 0);
+    options.process_gone_action = false;
+    let without = run(options);
+    assert_eq!(with.states, without.states);
+    assert_eq!(with.states_per_depth, without.states_per_depth);
+    assert!(with.process_gone && !without.process_gone);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
 fn gapless_goes_through_a_full_cycle_in_twelve_actions() {
     // Reference: docs/design/leader-terms.md — a leader counts once its BecomeLeader commits.
     // Elect (3), commit (2), crash and restart of the leader, the second

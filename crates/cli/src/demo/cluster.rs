@@ -1,6 +1,7 @@
 //! The demo's cluster (also `conclave bench`'s): `conclave serve` child
 //! processes on loopback, configured and started by `conclave local`'s launcher
-//! code, which the demo can kill (SIGKILL), restart, and query over HTTP.
+//! code, which the demo can kill (SIGKILL), pause (SIGSTOP) and resume, restart,
+//! and query over HTTP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,8 @@ pub struct DemoCluster {
     timing: Timing,
     executable: PathBuf,
     children: Vec<Option<Child>>,
+    /// Stopped with SIGSTOP: running, but silent (and left out of `live`).
+    paused: Vec<bool>,
 }
 
 impl DemoCluster {
@@ -93,6 +96,7 @@ impl DemoCluster {
             timing,
             executable,
             children: (0..nodes).map(|_| None).collect(),
+            paused: vec![false; nodes as usize],
         };
         for id in 1..=nodes {
             cluster.write_config(id, Some(1))?;
@@ -122,11 +126,41 @@ impl DemoCluster {
 
     /// SIGKILL (`Child::kill` on Unix): no shutdown, no final sync.
     pub fn kill(&mut self, id: u64) -> std::io::Result<()> {
+        self.paused[id as usize - 1] = false;
         if let Some(mut child) = self.children[id as usize - 1].take() {
             child.kill()?;
             child.wait()?;
         }
         Ok(())
+    }
+
+    /// SIGSTOP: the process keeps its sockets open and says nothing more, as a
+    /// host that hangs or loses power looks to its peers (no refused redial).
+    pub fn pause(&mut self, id: u64) -> std::io::Result<()> {
+        self.signal(id, "-STOP")?;
+        self.paused[id as usize - 1] = true;
+        Ok(())
+    }
+
+    /// SIGCONT after [`DemoCluster::pause`].
+    pub fn resume(&mut self, id: u64) -> std::io::Result<()> {
+        if self.paused[id as usize - 1] {
+            self.signal(id, "-CONT")?;
+            self.paused[id as usize - 1] = false;
+        }
+        Ok(())
+    }
+
+    fn signal(&self, id: u64, signal: &str) -> std::io::Result<()> {
+        let Some(child) = &self.children[id as usize - 1] else {
+            return Err(std::io::Error::other(format!("node {id} is not running")));
+        };
+        let status = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!("kill {signal} node {id}: {status}")))
+        }
     }
 
     /// Starts a killed node again from its data dir.
@@ -145,9 +179,11 @@ impl DemoCluster {
         self.spawn(id)
     }
 
-    /// Ids of the nodes running.
+    /// Ids of the nodes running and not paused.
     pub fn live(&self) -> Vec<u64> {
-        (1..=self.members.len() as u64).filter(|&id| self.children[id as usize - 1].is_some()).collect()
+        (1..=self.members.len() as u64)
+            .filter(|&id| self.children[id as usize - 1].is_some() && !self.paused[id as usize - 1])
+            .collect()
     }
 
     /// Node `id`'s member entry.
@@ -189,6 +225,9 @@ impl DemoCluster {
 
     /// Stops every node: closes stdins (graceful), then kills what lingers.
     pub fn stop(&mut self) {
+        for id in 1..=self.members.len() as u64 {
+            let _ = self.resume(id);
+        }
         for child in self.children.iter_mut().flatten() {
             drop(child.stdin.take());
         }

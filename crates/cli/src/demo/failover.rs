@@ -1,6 +1,7 @@
-//! One failover scene: kill the leader, watch the survivors elect a new one
-//! from their own event logs, wait for the first acknowledged write, restart
-//! the killed node and watch it rejoin.
+//! One failover scene: kill the leader (SIGKILL) or stop it (SIGSTOP), watch
+//! the survivors detect it and elect a new one from their own event logs, wait
+//! for the first acknowledged write, restart or resume the old leader and watch
+//! it rejoin.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,6 +15,75 @@ use super::DemoError;
 
 /// How long any one step of a scene may take before the demo gives up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How the leader is taken down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KillKind {
+    /// SIGKILL: the process is gone, its host's kernel resets its connections
+    /// and refuses redials: the `process_gone` detector's case.
+    Process,
+    /// SIGSTOP: the process keeps its sockets open and falls silent, like a hung
+    /// or powered-off host: only the counted misses can tell. Resumed with
+    /// SIGCONT after the failover (it rejoins as a follower).
+    Host,
+}
+
+impl KillKind {
+    /// `process` or `host`, as `--kill` and the JSON name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KillKind::Process => "process",
+            KillKind::Host => "host",
+        }
+    }
+
+    fn signal(self) -> &'static str {
+        match self {
+            KillKind::Process => "SIGKILL",
+            KillKind::Host => "SIGSTOP",
+        }
+    }
+}
+
+/// What one scene does.
+#[derive(Clone, Copy, Debug)]
+pub struct SceneOptions {
+    /// How the leader is taken down.
+    pub kill: KillKind,
+    /// Restart the old leader as the stale-leader scene (empty data dir).
+    pub stale_leader: bool,
+    /// The kill comes no earlier than this: the previous election's vote leases
+    /// have run out by then (see `run`).
+    pub not_before: Option<Instant>,
+}
+
+/// Which detector told one survivor that the leader was lost, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Detection {
+    /// The survivor.
+    pub node: u64,
+    /// `process_gone` or `misses` (the core's `Detector::name`), or `report`
+    /// when the node went down on its peers' reports (SDOWN without a
+    /// detector of its own firing first).
+    pub detector: String,
+    /// Milliseconds after the kill.
+    pub after_kill_ms: i64,
+}
+
+/// Where a failover's time went: the first survivor to reach each step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// The first detector fired.
+    pub detected_ms: Option<i64>,
+    /// The first node saw its leader objectively down.
+    pub objectively_down_ms: Option<i64>,
+    /// The first vote became binding.
+    pub first_final_vote_ms: Option<i64>,
+    /// The winner won its ballot (leader-elect).
+    pub elected_ms: Option<i64>,
+    /// The winner's `BecomeLeader` committed: it serves.
+    pub serving_ms: Option<i64>,
+}
 
 /// One event on a node's timeline, relative to the kill.
 #[derive(Clone, Debug)]
@@ -53,6 +123,8 @@ pub struct FailoverRecord {
     pub number: usize,
     /// The leader killed.
     pub killed: u64,
+    /// How.
+    pub kill: KillKind,
     /// Its leader term.
     pub old_leader_term: u64,
     /// Every live node's data version (last log term, last index) at the kill.
@@ -71,6 +143,10 @@ pub struct FailoverRecord {
     pub timeline: Vec<TimelineEvent>,
     /// Set when this failover's restart was the stale-leader scene.
     pub stale_leader: Option<StaleLeaderScene>,
+    /// The last binding vote of this failover's election, or when the demo saw
+    /// the new leader serve if later: the next kill waits out the vote leases
+    /// from then on.
+    pub leases_from: Instant,
 }
 
 impl FailoverRecord {
@@ -87,6 +163,91 @@ impl FailoverRecord {
     /// Whether the winner had the newest data.
     pub fn winner_had_newest_data(&self) -> bool {
         self.elected_data_version() == self.best_data_version()
+    }
+
+    /// Each survivor's first detection of the lost leader, earliest first:
+    /// its `FailureDetected` (naming the detector), or an SDOWN on its peers'
+    /// reports if that came first.
+    pub fn detections(&self) -> Vec<Detection> {
+        let mut first: BTreeMap<u64, Detection> = BTreeMap::new();
+        for event in self.survivor_events() {
+            let detector = match event.kind.as_str() {
+                "FailureDetected" => detector_name(&event.detail),
+                "SubjectivelyDown" => "report".to_string(),
+                _ => continue,
+            };
+            first.entry(event.node).or_insert(Detection {
+                node: event.node,
+                detector,
+                after_kill_ms: event.after_kill_ms,
+            });
+        }
+        let mut detections: Vec<Detection> = first.into_values().collect();
+        detections.sort_by_key(|detection| (detection.after_kill_ms, detection.node));
+        detections
+    }
+
+    /// How many survivors each detector told first, by detector name.
+    pub fn detector_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for detection in self.detections() {
+            *counts.entry(detection.detector).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The detector that fired first among the survivors, if any did.
+    pub fn first_detector(&self) -> Option<String> {
+        self.detections().into_iter().next().map(|detection| detection.detector)
+    }
+
+    /// Where the time went, from the survivors' events.
+    pub fn phases(&self) -> Phases {
+        let first =
+            |kind: &str| self.survivor_events().find(|event| event.kind == kind).map(|event| event.after_kill_ms);
+        let new_term = format!("\"leader_term\":{}", self.new_leader_term);
+        let by_winner = |kind: &str| {
+            self.timeline
+                .iter()
+                .find(|event| event.kind == kind && event.node == self.elected_node && event.detail.contains(&new_term))
+                .map(|event| event.after_kill_ms)
+        };
+        Phases {
+            detected_ms: self.detections().first().map(|detection| detection.after_kill_ms),
+            objectively_down_ms: first("ObjectivelyDown"),
+            first_final_vote_ms: first("VoteFinalized"),
+            elected_ms: by_winner("LeaderElect"),
+            serving_ms: by_winner("LeaderTermCommitted"),
+        }
+    }
+
+    /// Events of the nodes that stayed up (the old leader's own come from
+    /// after its restart or resume).
+    fn survivor_events(&self) -> impl Iterator<Item = &TimelineEvent> {
+        self.timeline.iter().filter(|event| event.node != self.killed)
+    }
+}
+
+/// The detector a `FailureDetected` event names, as the core's `Detector::name`.
+fn detector_name(detail: &str) -> String {
+    let detector = serde_json::from_str::<Value>(detail)
+        .ok()
+        .and_then(|fields| fields["detector"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    match detector.as_str() {
+        "ProcessGone" => "process_gone".to_string(),
+        "Misses" => "misses".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// How a detector reads in the narration.
+pub fn describe_detector(detector: &str) -> &'static str {
+    match detector {
+        "process_gone" => "process gone (connection reset, redial refused)",
+        "misses" => "missed heartbeats",
+        "report" => "peers' reports",
+        _ => "unknown",
     }
 }
 
@@ -107,14 +268,21 @@ pub fn wait_for_stable_leader(cluster: &DemoCluster) -> Result<NodeView, DemoErr
 }
 
 /// Runs one failover. `narrate` gets each line of the story as it happens.
+///
+/// The kill waits until `options.not_before`: a leader killed within the vote
+/// lease of its own election (docs/design/leader-terms.md) is replaced only once
+/// its voters' leases run out, since a voter bound to it binds no other vote
+/// before then; that is the lease's purpose, and a failover measured across it
+/// measures the lease, not detection.
 pub fn run(
     cluster: &mut DemoCluster,
     ledger: &Ledger,
     number: usize,
-    stale_leader_scene: bool,
+    options: SceneOptions,
     narrate: &mut dyn FnMut(String),
 ) -> Result<FailoverRecord, DemoError> {
-    let leader = wait_for_stable_leader(cluster)?;
+    let stale_leader_scene = options.stale_leader;
+    wait_for_stable_leader(cluster)?;
     // Kill under load: wait for writes to flow to this leader.
     let before = ledger.count();
     let deadline = Instant::now() + STEP_TIMEOUT;
@@ -124,13 +292,27 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    if let Some(wait) = options.not_before.and_then(|at| at.checked_duration_since(Instant::now())) {
+        std::thread::sleep(wait);
+    }
+    let leader = wait_for_stable_leader(cluster)?;
     let old_leader_term = leader.leader_term.unwrap_or(0);
     let killed = leader.id;
-    let kill_wall_ms = wall_clock_ms();
-    let kill_at = Instant::now();
-    cluster.kill(killed).map_err(|source| DemoError::Process { node: killed, source })?;
+    let mut kill_wall_ms = wall_clock_ms();
+    let mut kill_at = Instant::now();
+    let taken_down = match options.kill {
+        KillKind::Process => cluster.kill(killed),
+        KillKind::Host => cluster.pause(killed).map(|()| {
+            // SIGSTOP is sent by a `kill` child process, which takes a few
+            // milliseconds to start: the leader runs until it returns.
+            kill_wall_ms = wall_clock_ms();
+            kill_at = Instant::now();
+        }),
+    };
+    taken_down.map_err(|source| DemoError::Process { node: killed, source })?;
     narrate(format!(
-        "── failover {number}: SIGKILL to leader node {killed} (leader term {old_leader_term}, ballot {}) ──",
+        "── failover {number}: {} to leader node {killed} (leader term {old_leader_term}, ballot {}) ──",
+        options.kill.signal(),
         leader.term
     ));
 
@@ -146,6 +328,7 @@ pub fn run(
             views.iter().find(|view| view.is_serving_leader() && view.leader_term > Some(old_leader_term)).cloned()
         })
         .ok_or_else(|| timed_out(format!("a new serving leader after killing node {killed}")))?;
+    let serving_seen_at = Instant::now();
     let deadline = Instant::now() + STEP_TIMEOUT;
     let first_write = loop {
         if let Some(write) = ledger.first_sent_after(kill_at) {
@@ -161,7 +344,12 @@ pub fn run(
     // Restart the killed node and watch it rejoin.
     let restart_at = Instant::now();
     let restart_after_kill_ms = restart_at.duration_since(kill_at).as_millis() as u64;
-    let restarted = if stale_leader_scene { cluster.restart_as_stale_leader(killed) } else { cluster.restart(killed) };
+    let restarted = match (stale_leader_scene, options.kill) {
+        (true, KillKind::Process) => cluster.restart_as_stale_leader(killed),
+        (true, KillKind::Host) => cluster.kill(killed).and_then(|()| cluster.restart_as_stale_leader(killed)),
+        (false, KillKind::Process) => cluster.restart(killed),
+        (false, KillKind::Host) => cluster.resume(killed),
+    };
     restarted.map_err(|source| DemoError::Process { node: killed, source })?;
     let new_leader_term = elected.leader_term.unwrap_or(0);
     let rejoined = cluster.wait_for(STEP_TIMEOUT, |views| {
@@ -178,6 +366,15 @@ pub fn run(
     let rejoin_ms = rejoined.map(|()| restart_at.elapsed().as_millis() as u64);
 
     let timeline = collect_timeline(cluster, kill_wall_ms);
+    // A voter's lease runs from its own binding vote, which may come after the
+    // winner already serves: the old leader's too, resumed after SIGSTOP into
+    // the round it missed.
+    let last_binding_vote_ms = timeline
+        .iter()
+        .filter(|event| event.kind == "VoteFinalized")
+        .map(|event| event.after_kill_ms.max(0) as u64)
+        .max()
+        .unwrap_or(0);
     let stale_leader = stale_leader_scene.then(|| {
         let after_restart = |kind: &str| {
             timeline.iter().find(|event| {
@@ -206,6 +403,7 @@ pub fn run(
     let record = FailoverRecord {
         number,
         killed,
+        kill: options.kill,
         old_leader_term,
         versions,
         elected_node: elected.id,
@@ -215,11 +413,19 @@ pub fn run(
         restart_after_kill_ms,
         timeline,
         stale_leader,
+        leases_from: serving_seen_at.max(kill_at + Duration::from_millis(last_binding_vote_ms)),
     };
     for line in story(&record, first_write.key.as_str()) {
         narrate(line);
     }
     Ok(record)
+}
+
+fn restarted_or_resumed(kill: KillKind) -> &'static str {
+    match kill {
+        KillKind::Process => "restarted",
+        KillKind::Host => "resumed (SIGCONT)",
+    }
 }
 
 fn read_versions(cluster: &DemoCluster) -> BTreeMap<u64, (u64, u64)> {
@@ -277,6 +483,7 @@ fn collect_timeline(cluster: &DemoCluster, kill_wall_ms: u64) -> Vec<TimelineEve
 fn label(kind: &str, fields: &Value) -> String {
     let field = |name: &str| fields[name].as_u64().map_or_else(|| "none".to_string(), |value| value.to_string());
     match kind {
+        "FailureDetected" => format!("{} {}", detector_label(&fields.to_string()), field("leader")),
         "SubjectivelyDown" => format!("SDOWN {}", field("leader")),
         "ObjectivelyDown" => format!("ODOWN {}", field("leader")),
         "ElectionStarted" => format!("election b{}", field("term")),
@@ -291,6 +498,15 @@ fn label(kind: &str, fields: &Value) -> String {
         "LeaderChanged" => format!("leader {}", field("leader")),
         "QuorumLost" => "quorum lost".to_string(),
         other => other.to_string(),
+    }
+}
+
+/// A detector's short name on the timeline.
+fn detector_label(detail: &str) -> &'static str {
+    match detector_name(detail).as_str() {
+        "process_gone" => "gone",
+        "misses" => "misses",
+        _ => "detected",
     }
 }
 
@@ -314,6 +530,20 @@ fn story(record: &FailoverRecord, first_key: &str) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let detections = record.detections();
+    let detected = detections
+        .iter()
+        .map(|detection| {
+            format!(
+                "node {} +{} ms by {}",
+                detection.node,
+                detection.after_kill_ms,
+                describe_detector(&detection.detector)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    lines.push(format!("   detected: {detected}"));
     let subjective = first("SubjectivelyDown");
     lines.push(format!("   subjectively down (lost the leader): {}", who(&subjective)));
     let objective = first("ObjectivelyDown");
@@ -355,6 +585,19 @@ fn story(record: &FailoverRecord, first_key: &str) -> Vec<String> {
         if record.winner_had_newest_data() { "the newest data won" } else { "NOT the newest" }
     ));
     lines.push(format!("   +{} ms first acknowledged write sent after the kill ({first_key})", record.failover_ms));
+    let phases = record.phases();
+    let at = |ms: Option<i64>| ms.map_or_else(|| "-".to_string(), |ms| format!("+{ms}"));
+    lines.push(format!(
+        "   where the time went (ms after the kill): detected {} ({}), objectively down {}, first binding vote {}, \
+         won {}, serving {}, first write +{}",
+        at(phases.detected_ms),
+        record.first_detector().as_deref().map_or("none", describe_detector),
+        at(phases.objectively_down_ms),
+        at(phases.first_final_vote_ms),
+        at(phases.elected_ms),
+        at(phases.serving_ms),
+        record.failover_ms
+    ));
     match (&record.stale_leader, record.rejoin_ms) {
         (Some(scene), rejoin_ms) => {
             lines.push(format!(
@@ -384,10 +627,17 @@ fn story(record: &FailoverRecord, first_key: &str) -> Vec<String> {
             }
         }
         (None, Some(ms)) => lines.push(format!(
-            "   node {} restarted: follower of node {} in leader term {} after {ms} ms",
-            record.killed, record.elected_node, record.new_leader_term
+            "   node {} {}: follower of node {} in leader term {} after {ms} ms",
+            record.killed,
+            restarted_or_resumed(record.kill),
+            record.elected_node,
+            record.new_leader_term
         )),
-        (None, None) => lines.push(format!("   node {} restarted but did not rejoin in time", record.killed)),
+        (None, None) => lines.push(format!(
+            "   node {} {} but did not rejoin in time",
+            record.killed,
+            restarted_or_resumed(record.kill)
+        )),
     }
     lines
 }

@@ -1,7 +1,7 @@
 //! `conclave demo`: a 5-node cluster of real `conclave serve` processes under a
-//! write load; the leader is killed (SIGKILL) several times, each failover
-//! narrated from the nodes' own `/events`; at the end every acknowledged write
-//! is read back. Prints a summary table (or `--json`) and writes an HTML report
+//! write load; the leader is killed (SIGKILL, or SIGSTOP with `--kill host`)
+//! several times, each failover narrated from the nodes' own `/events`, naming
+//! the detector that fired; at the end every acknowledged write is read back. Prints a summary table (or `--json`) and writes an HTML report
 //! with one SVG timeline per failover.
 
 pub(crate) mod client;
@@ -20,6 +20,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use client::{Reply, RespClient};
 use cluster::DemoCluster;
+pub use failover::KillKind;
+use failover::SceneOptions;
 use load::{Acknowledged, Load};
 use report::DemoResult;
 
@@ -46,6 +48,16 @@ pub struct DemoArgs {
     /// Skip the stale-leader scene (the last restart with an emptied data dir).
     #[arg(long)]
     pub no_stale_leader: bool,
+    /// How the leader is taken down: `process` (SIGKILL: its connections are
+    /// reset and redials refused, so the survivors know at once) or `host`
+    /// (SIGSTOP: its sockets stay open and silent, as when a host hangs or
+    /// loses power, so only the counted misses tell; resumed afterwards).
+    #[arg(long, value_enum, default_value_t = KillKind::Process)]
+    pub kill: KillKind,
+    /// Run the nodes with `timing.fast_detection = false`: a refused redial is
+    /// no evidence, only the counted misses detect (for comparison).
+    #[arg(long)]
+    pub no_fast_detection: bool,
 }
 
 /// Why the demo could not run to the end.
@@ -121,7 +133,10 @@ fn run_in(args: &DemoArgs, dir: PathBuf) -> Result<DemoResult, DemoError> {
         timing.heartbeat_interval_ms = heartbeat_ms;
         timing.heartbeat_timeout_ms = heartbeat_ms;
     }
+    timing.fast_detection = !args.no_fast_detection;
     let election_timeout_ms = timing.heartbeat_timeout_ms * u64::from(timing.miss_limit);
+    let vote_lease_ms = timing.vote_lease_ms.unwrap_or(election_timeout_ms * 4 / 5);
+    let fast_detection = timing.fast_detection;
     let request_timeout = Duration::from_millis(timing.request_timeout_ms);
     let progress = if args.json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
     if !args.json {
@@ -136,9 +151,18 @@ fn run_in(args: &DemoArgs, dir: PathBuf) -> Result<DemoResult, DemoError> {
         }
     };
     narrate(format!(
-        "starting {NODES} nodes in {} (heartbeat {} ms, election timeout {election_timeout_ms} ms)",
+        "starting {NODES} nodes in {} (heartbeat {} ms, election timeout {election_timeout_ms} ms, fast detection {})",
         dir.display(),
-        timing.heartbeat_interval_ms
+        timing.heartbeat_interval_ms,
+        if fast_detection { "on" } else { "off" }
+    ));
+    narrate(format!(
+        "each kill ({}) comes at least the vote lease ({vote_lease_ms} ms) after the last election: a voter \
+         binds no other vote sooner (docs/design/leader-terms.md)",
+        match args.kill {
+            KillKind::Process => "SIGKILL",
+            KillKind::Host => "SIGSTOP",
+        }
     ));
     let heartbeat_ms = timing.heartbeat_interval_ms;
     let mut cluster =
@@ -149,15 +173,22 @@ fn run_in(args: &DemoArgs, dir: PathBuf) -> Result<DemoResult, DemoError> {
     // Two writers per node: a writer whose write waits on the dead leader does
     // not hold up the measurement of the first new write.
     let load = Load::start(addresses.iter().chain(&addresses).copied().collect(), request_timeout);
-    let mut failovers = Vec::new();
+    let mut failovers: Vec<failover::FailoverRecord> = Vec::new();
     for number in 1..=args.failovers {
         progress.set_message(format!(
             "failover {number}/{}: {} writes acknowledged",
             args.failovers,
             load.ledger.count()
         ));
-        let stale = number == args.failovers && !args.no_stale_leader;
-        failovers.push(failover::run(&mut cluster, &load.ledger, number, stale, &mut narrate)?);
+        let options = SceneOptions {
+            kill: args.kill,
+            stale_leader: number == args.failovers && !args.no_stale_leader,
+            // Past the vote leases of the last election, and one heartbeat more.
+            not_before: failovers
+                .last()
+                .map(|last| last.leases_from + Duration::from_millis(vote_lease_ms + heartbeat_ms)),
+        };
+        failovers.push(failover::run(&mut cluster, &load.ledger, number, options, &mut narrate)?);
     }
     progress.set_message("reading back every acknowledged write");
     let ledger = load.stop();
@@ -174,6 +205,8 @@ fn run_in(args: &DemoArgs, dir: PathBuf) -> Result<DemoResult, DemoError> {
         lost_writes,
         heartbeat_ms,
         election_timeout_ms,
+        kill: args.kill,
+        fast_detection,
     })
 }
 

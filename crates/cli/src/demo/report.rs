@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 
-use super::failover::{FailoverRecord, TimelineEvent};
+use super::failover::{describe_detector, FailoverRecord, KillKind, Phases, TimelineEvent};
 
 /// The outcome of a whole demo run.
 pub struct DemoResult {
@@ -22,6 +22,10 @@ pub struct DemoResult {
     pub heartbeat_ms: u64,
     /// The election timeout (miss limit × heartbeat timeout).
     pub election_timeout_ms: u64,
+    /// How each leader was taken down.
+    pub kill: KillKind,
+    /// `timing.fast_detection` of the nodes.
+    pub fast_detection: bool,
 }
 
 /// The median (lower of the two middle values) and the maximum.
@@ -44,6 +48,15 @@ impl DemoResult {
         self.failovers.iter().map(|record| record.failover_ms).collect()
     }
 
+    /// Over the failovers: how often each detector was the first to fire.
+    fn first_detector_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for record in &self.failovers {
+            *counts.entry(record.first_detector().unwrap_or_else(|| "none".to_string())).or_insert(0) += 1;
+        }
+        counts
+    }
+
     /// The `--json` object.
     pub fn to_json(&self) -> Value {
         let (p50, max) = p50_max(&self.failover_times());
@@ -61,6 +74,15 @@ impl DemoResult {
                     "old_leader_term": record.old_leader_term,
                     "new_leader_term": record.new_leader_term,
                     "failover_ms": record.failover_ms,
+                    "kill": record.kill.name(),
+                    "first_detector": record.first_detector(),
+                    "detectors": record.detector_counts(),
+                    "detections": record.detections().iter().map(|detection| json!({
+                        "node": detection.node,
+                        "detector": detection.detector,
+                        "after_kill_ms": detection.after_kill_ms,
+                    })).collect::<Vec<_>>(),
+                    "phases_ms": phases_json(&record.phases(), record.failover_ms),
                     "rejoin_ms": record.rejoin_ms,
                     "stale_leader_scene": record.stale_leader.as_ref().map(|scene| json!({
                         "node": scene.node,
@@ -79,7 +101,10 @@ impl DemoResult {
             "lost_keys": self.lost_writes,
             "heartbeat_ms": self.heartbeat_ms,
             "election_timeout_ms": self.election_timeout_ms,
+            "kill": self.kill.name(),
+            "fast_detection": self.fast_detection,
             "failover_ms": { "p50": p50, "max": max },
+            "first_detectors": self.first_detector_counts(),
             "failover_details": details,
             "elections_correct": self.elections_correct(),
         })
@@ -90,10 +115,11 @@ impl DemoResult {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<3} {:<7} {:<8} {:<12} {:<16} {:<16} {:<8} {:>12} {:>10}",
+            "{:<3} {:<7} {:<8} {:<13} {:<12} {:<16} {:<16} {:<8} {:>12} {:>10}",
             "#",
             "killed",
             "elected",
+            "detector",
             "leader term",
             "winner data",
             "newest live",
@@ -104,10 +130,11 @@ impl DemoResult {
         for record in &self.failovers {
             let _ = writeln!(
                 out,
-                "{:<3} {:<7} {:<8} {:<12} {:<16} {:<16} {:<8} {:>12} {:>10}",
+                "{:<3} {:<7} {:<8} {:<13} {:<12} {:<16} {:<16} {:<8} {:>12} {:>10}",
                 record.number,
                 record.killed,
                 record.elected_node,
+                record.first_detector().unwrap_or_else(|| "none".to_string()),
                 format!("{} → {}", record.old_leader_term, record.new_leader_term),
                 format!("{:?}", record.elected_data_version()),
                 format!("{:?}", record.best_data_version()),
@@ -119,9 +146,12 @@ impl DemoResult {
         let (p50, max) = p50_max(&self.failover_times());
         let _ = writeln!(
             out,
-            "failover (kill → first acknowledged new write): p50 {p50} ms, max {max} ms \
-             (heartbeat {} ms, election timeout {} ms)",
-            self.heartbeat_ms, self.election_timeout_ms
+            "failover ({} → first acknowledged new write): p50 {p50} ms, max {max} ms \
+             (heartbeat {} ms, election timeout {} ms, fast detection {})",
+            kill_signal(self.kill),
+            self.heartbeat_ms,
+            self.election_timeout_ms,
+            if self.fast_detection { "on" } else { "off" }
         );
         let _ = writeln!(
             out,
@@ -148,14 +178,53 @@ impl DemoResult {
         for record in &self.failovers {
             let _ = writeln!(
                 out,
-                "<h2>Failover {}: node {} killed, node {} elected, leader term {} → {}</h2>",
-                record.number, record.killed, record.elected_node, record.old_leader_term, record.new_leader_term
+                "<h2>Failover {}: node {} {}, node {} elected, leader term {} → {}</h2>",
+                record.number,
+                record.killed,
+                match record.kill {
+                    KillKind::Process => "killed (SIGKILL)",
+                    KillKind::Host => "stopped (SIGSTOP)",
+                },
+                record.elected_node,
+                record.old_leader_term,
+                record.new_leader_term
             );
+            let detections: Vec<String> = record
+                .detections()
+                .iter()
+                .map(|detection| {
+                    format!(
+                        "node {} +{} ms: {}",
+                        detection.node,
+                        detection.after_kill_ms,
+                        describe_detector(&detection.detector)
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "<p>Detected by: {}</p>", escape(&detections.join("; ")));
             out.push_str(&timeline_svg(record));
         }
         out.push_str("</body></html>\n");
         out
     }
+}
+
+fn kill_signal(kill: KillKind) -> &'static str {
+    match kill {
+        KillKind::Process => "SIGKILL",
+        KillKind::Host => "SIGSTOP",
+    }
+}
+
+fn phases_json(phases: &Phases, failover_ms: u64) -> Value {
+    json!({
+        "detected": phases.detected_ms,
+        "objectively_down": phases.objectively_down_ms,
+        "first_final_vote": phases.first_final_vote_ms,
+        "elected": phases.elected_ms,
+        "serving": phases.serving_ms,
+        "first_write": failover_ms,
+    })
 }
 
 fn version_json((term, index): (u64, u64)) -> Value {
@@ -168,6 +237,7 @@ fn escape(text: &str) -> String {
 
 fn colour(kind: &str) -> &'static str {
     match kind {
+        "FailureDetected" => "#c00000",
         "SubjectivelyDown" => "#e69f00",
         "ObjectivelyDown" => "#d55e00",
         "ElectionStarted" => "#999999",
@@ -184,7 +254,8 @@ fn colour(kind: &str) -> &'static str {
 fn labelled(kind: &str) -> bool {
     matches!(
         kind,
-        "SubjectivelyDown"
+        "FailureDetected"
+            | "SubjectivelyDown"
             | "ObjectivelyDown"
             | "VoteChanged"
             | "VoteFinalized"
@@ -270,9 +341,10 @@ pub fn timeline_svg(record: &FailoverRecord) -> String {
     }
     let _ = writeln!(
         svg,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">milliseconds after the SIGKILL</text>",
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">milliseconds after the {}</text>",
         (LEFT + WIDTH - RIGHT) / 2.0,
-        axis_y + 34.0
+        axis_y + 34.0,
+        kill_signal(record.kill)
     );
     let marker = |svg: &mut String, ms: f64, colour: &str, text: &str, row: f64| {
         let _ = writeln!(
@@ -286,9 +358,14 @@ pub fn timeline_svg(record: &FailoverRecord) -> String {
         );
     };
     // Three rows, so that markers close in time keep their labels apart.
-    marker(&mut svg, 0.0, "#c00000", &format!("kill node {}", record.killed), 0.0);
+    marker(&mut svg, 0.0, "#c00000", &format!("{} node {}", kill_signal(record.kill), record.killed), 0.0);
     marker(&mut svg, record.failover_ms as f64, "#008000", &format!("first write +{} ms", record.failover_ms), 1.0);
-    let restart = format!("restart node {} +{} ms", record.killed, record.restart_after_kill_ms);
+    let restart = format!(
+        "{} node {} +{} ms",
+        if record.kill == KillKind::Host && record.stale_leader.is_none() { "SIGCONT" } else { "restart" },
+        record.killed,
+        record.restart_after_kill_ms
+    );
     marker(&mut svg, record.restart_after_kill_ms as f64, "#7040a0", &restart, 2.0);
     // Per lane and label row, where the last label ends: a label takes the first
     // row it fits in, so events a few milliseconds apart stay legible.
@@ -300,6 +377,7 @@ pub fn timeline_svg(record: &FailoverRecord) -> String {
     let mut legend_x = LEFT;
     let legend_y = height - 8.0;
     for kind in [
+        "FailureDetected",
         "SubjectivelyDown",
         "ObjectivelyDown",
         "VoteChanged",

@@ -2,10 +2,10 @@
 //! queue in batches; on any error, redial with exponential backoff.
 //!
 //! A connection that was up and is lost (closed or reset) is redialled at once.
-//! If that redial is *refused* — or, when the first one raced the peer's
-//! listener going away, a second quick one is — the peer's host answered and
-//! nothing listens on its port: its process is gone, and the driver is told
-//! (docs/decisions/0050). A timeout, an unreachable host, or a redial that
+//! If that redial is *refused* — or, when it raced the peer's listener going
+//! away, one of the quick redials that follow it is — the peer's host answered
+//! and nothing listens on its port: its process is gone, and the driver is told
+//! (docs/decisions/0050, 0072). A timeout, an unreachable host, or a redial that
 //! succeeds is no such evidence: the counted misses judge those.
 //!
 //! A connection on which the peer stays silent for two election timeouts while
@@ -32,9 +32,14 @@ use super::{PeerSettings, HANDSHAKE_LIMIT};
 
 /// Bytes gathered into one write.
 const BATCH_BYTES: usize = 256 * 1024;
-/// Pause before the second redial after a lost connection, when the first one
-/// connected but was reset (the peer's listener was closing).
-const SECOND_REDIAL_DELAY: Duration = Duration::from_millis(5);
+/// Pause between the redials after a lost connection while each one connects
+/// but is reset before its handshake reply (the peer's listener is closing: a
+/// dying process's sockets close one by one). Short, since each pause is part
+/// of the failover (docs/decisions/0072).
+const QUICK_REDIAL_PAUSE: Duration = Duration::from_millis(1);
+/// Redials after a lost connection, at most; they end at the first that is
+/// refused, connects, or fails otherwise.
+const QUICK_REDIALS: u32 = 20;
 
 /// Why a connection ended.
 #[derive(Debug)]
@@ -123,17 +128,18 @@ pub(crate) async fn run(
 
 /// The redial right after a lost connection: refused means the peer's process
 /// is gone. A redial that connected but was reset before its handshake reply
-/// raced the peer's listener closing: a second one, a moment later, decides.
+/// raced the peer's listener closing: another one, a millisecond later,
+/// decides (at most `QUICK_REDIALS` in all).
 async fn redial_after_loss(settings: &PeerSettings, peer: NodeId, address: SocketAddr) -> Redial {
-    for attempt in 0..2 {
+    for attempt in 1..=QUICK_REDIALS {
         match connect(settings, peer, address).await {
             Ok(stream) => return Redial::Connected(stream),
             Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => return Redial::Refused,
-            Err(error) if attempt == 0 && is_reset(&error) => tokio::time::sleep(SECOND_REDIAL_DELAY).await,
+            Err(error) if attempt < QUICK_REDIALS && is_reset(&error) => tokio::time::sleep(QUICK_REDIAL_PAUSE).await,
             Err(error) => return Redial::Failed(error),
         }
     }
-    Redial::Failed(io::Error::new(io::ErrorKind::ConnectionReset, "reset twice"))
+    Redial::Failed(io::Error::new(io::ErrorKind::ConnectionReset, "every quick redial was reset"))
 }
 
 fn is_reset(error: &io::Error) -> bool {
@@ -273,5 +279,83 @@ impl Silence {
             return false;
         }
         settings.heard.now_ms() >= spoken_at_ms + settings.silence_limit().as_millis() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> PeerSettings {
+        PeerSettings {
+            cluster_id: 1,
+            node_id: 1,
+            members: vec![1, 2],
+            own_ip: IpAddr::from([127, 0, 0, 1]),
+            max_frame_bytes: 1 << 20,
+            handshake_timeout: Duration::from_secs(2),
+            reconnect_min: Duration::from_millis(10),
+            reconnect_max: Duration::from_millis(100),
+            election_timeout: Duration::from_secs(2),
+            heard: super::super::HeardFrom::new([1, 2]),
+            process_gone: None,
+        }
+    }
+
+    /// A dying process's listener can take several connections into its
+    /// backlog and reset them before it closes. The redials go on, a
+    /// millisecond apart, until one is refused: evidence. (With one quick
+    /// redial after the first, three resets ended as no evidence at all.)
+    #[test]
+    fn a_listener_that_resets_several_redials_before_closing_is_found_gone() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let closer = std::thread::spawn({
+            let done = done.clone();
+            move || {
+                let mut resets = 0;
+                // Ends once the redials are over, whatever they found.
+                while resets < 3 && !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
+                            drop(stream); // A reset, before any handshake reply.
+                            resets += 1;
+                        }
+                        Err(_) => std::thread::park_timeout(Duration::from_micros(200)),
+                    }
+                }
+                // Dropping the listener resets what its backlog still holds.
+            }
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let redial = runtime.block_on(redial_after_loss(&settings(), 2, address));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        closer.join().unwrap();
+        assert!(matches!(redial, Redial::Refused), "{redial:?}");
+    }
+
+    /// A peer that answers its handshake is alive: no evidence.
+    #[test]
+    fn a_redial_that_is_answered_is_no_evidence() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let acceptor = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut length = [0u8; 4];
+            stream.read_exact(&mut length).unwrap();
+            let mut handshake = vec![0u8; u32::from_be_bytes(length) as usize];
+            stream.read_exact(&mut handshake).unwrap();
+            let reply = frame::encode(&HandshakeReply::Accepted, HANDSHAKE_LIMIT).unwrap();
+            stream.write_all(&reply).unwrap();
+            stream
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let redial = runtime.block_on(redial_after_loss(&settings(), 2, address));
+        drop(acceptor.join().unwrap());
+        assert!(matches!(redial, Redial::Connected(_)), "{redial:?}");
     }
 }

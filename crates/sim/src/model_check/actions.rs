@@ -180,7 +180,19 @@ impl Model {
         }
         if self.options.process_gone_action {
             for gone in (0..state.nodes.len()).filter(|index| state.nodes[*index].core.is_none()) {
-                for observer in (0..state.nodes.len()).filter(|index| state.nodes[*index].core.is_some()) {
+                // The evidence stands for the timer that would have found the
+                // node gone: under a timer budget it spends one firing.
+                let affordable = self.options.max_timers.is_none_or(|limit| state.timers < limit);
+                // Only a follower of the gone node acts on it (`peer_process_gone`):
+                // told anyone else, nothing changes.
+                let gone_id = self.configs[gone].id;
+                let follows_gone = |index: &usize| {
+                    state.nodes[*index]
+                        .core
+                        .as_ref()
+                        .is_some_and(|core| core.role() == Role::Follower && core.leader() == Some(gone_id))
+                };
+                for observer in (0..state.nodes.len()).filter(follows_gone).filter(|_| affordable) {
                     actions.push(Action::ProcessGone { observer, gone });
                 }
             }
@@ -239,6 +251,13 @@ impl Model {
             Action::ProcessGone { observer, gone } => {
                 let gone_id = self.configs[gone].id;
                 self.input(&mut next, observer, |core, _| core.peer_process_gone(gone_id));
+                // Told again, a node that already acted on it changes nothing: the
+                // same state, not one that merely spent more of the budget.
+                let changed = next.nodes[observer].fingerprint != state.nodes[observer].fingerprint
+                    || !Rc::ptr_eq(&next.network, &state.network);
+                if self.options.max_timers.is_some() && changed {
+                    next.timers += 1;
+                }
             }
             Action::Sync { node } => self.sync(&mut next, node),
             Action::Restart { node } => self.start(&mut next, node),

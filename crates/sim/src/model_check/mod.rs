@@ -46,7 +46,8 @@ pub struct CheckOptions {
     /// Client commands proposed in one execution, at most.
     pub max_proposals: u32,
     /// Timer firings (`Timer` and `Advance`, all nodes together) in one
-    /// execution, at most; `None` leaves time unbounded.
+    /// execution, at most; a `ProcessGone` that changes its observer spends one,
+    /// as the timer it stands for. `None` leaves time unbounded.
     pub max_timers: Option<u32>,
     /// Crashes in one execution, at most (each crashed node may restart).
     pub max_crashes: u32,
@@ -65,11 +66,11 @@ pub struct CheckOptions {
     pub crash_leaders_only: bool,
     /// A crashed node may restart from its disk. Off, crashes are crash-stop.
     pub restart: bool,
-    /// While a node is down, any live node may be handed the evidence that its
-    /// process is gone (a refused redial: `Node::peer_process_gone`), any
-    /// number of times. Off (the default, which keeps the bounds' figures as
-    /// they were), the environment has no such input; `conclave check
-    /// --process-gone` turns it on.
+    /// While a node is down, each live node may be handed the evidence that its
+    /// process is gone (a refused redial: `Node::peer_process_gone`), at any
+    /// moment and at most once per crash, as the transport redials a lost
+    /// connection once. On by default; `conclave check --no-process-gone`
+    /// leaves the input out (docs/decisions/0073).
     pub process_gone_action: bool,
     /// Leaders send their appends before their own write is durable
     /// (`Config::parallel_persist`); the write waits for a `Sync` action or is
@@ -114,7 +115,7 @@ impl CheckOptions {
             consuming_delivery: false,
             crash_leaders_only: false,
             restart: true,
-            process_gone_action: false,
+            process_gone_action: true,
             parallel_persist: true,
             max_states: 8_000_000,
             max_seconds: 600.0,
@@ -143,6 +144,9 @@ pub struct Counterexample {
 pub struct CheckReport {
     /// The mode checked.
     pub mode: ElectionMode,
+    /// Whether the environment had the `ProcessGone` input
+    /// ([`CheckOptions::process_gone_action`]).
+    pub process_gone: bool,
     /// Distinct states reached (the initial one included).
     pub states: u64,
     /// Deepest level at which new states were found.
@@ -177,7 +181,7 @@ impl CheckReport {
         self.counterexamples.len()
     }
 
-    /// `{"mode","states","depth","complete","violations","properties"}`, plus the
+    /// `{"mode","process_gone","states","depth","complete","violations","properties"}`, plus the
     /// depth at which each milestone was first reached (`"milestones"`), a
     /// `"trace"` (the first counterexample's lines) when a property is violated,
     /// and `"cycle_trace"` (the path to the first full cycle) when one was reached.
@@ -189,6 +193,7 @@ impl CheckReport {
             .collect();
         let mut value = json!({
             "mode": self.mode.name(),
+            "process_gone": self.process_gone,
             "states": self.states,
             "depth": self.depth,
             "complete": self.complete,

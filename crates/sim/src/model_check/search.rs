@@ -108,6 +108,7 @@ pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
         .collect();
     Ok(CheckReport {
         mode: options.mode,
+        process_gone: options.process_gone_action,
         states: parents.len() as u64,
         depth: states_per_depth.len() - 1,
         complete: !stopped_early,

@@ -119,7 +119,11 @@ pub(super) fn on_vote(
     }
     let own = own_vote(node);
     let round = node.fast.round.as_mut().expect("looking");
-    round.received.insert(from, vote);
+    // The sender's first vote in this round: it may have dropped ours, sent
+    // while it still followed the lost leader a moment longer (it answered
+    // with that leader instead). Ours goes back to it once, below, rather than
+    // at the next resend a heartbeat timeout later.
+    let first_from_sender = round.received.insert(from, vote).is_none();
     // A vote naming this node with another data version than its own comes from
     // a stale report (its log changed since): this node knows its own version.
     let stale_about_me = vote.candidate == node.config.id && vote != own;
@@ -135,6 +139,9 @@ pub(super) fn on_vote(
         let ballot = round.ballot;
         node.emit(Event::VoteChanged { ballot, candidate: vote.candidate });
         broadcast_vote(node);
+    } else if first_from_sender {
+        let body = Body::Vote { ballot: round.ballot, vote: round.vote, state: PeerState::Looking };
+        node.send(from, body);
     }
     evaluate(node);
 }

@@ -20,82 +20,15 @@ mod support;
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::cluster::Cluster;
 use support::resp::{info_field, wait_until, Client, Reply};
+use support::writers::Writers;
 
 /// Frequent durable flushes of the state machine, so the flush fault is
 /// reached within a few milliseconds of being armed.
 const SETTINGS: [&str; 2] = ["--set", "state_machine.flush_interval_ms=20"];
-
-/// Writer threads that `SET` fresh keys (value = key) through every node in
-/// turn, keeping the keys acknowledged with when.
-struct Writers {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<(String, Instant)>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Writers {
-    fn start(addresses: Vec<SocketAddr>, threads: usize) -> Writers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..threads)
-            .map(|thread| {
-                let (stop, acked, addresses) = (stop.clone(), acked.clone(), addresses.clone());
-                std::thread::spawn(move || {
-                    let deadline = Instant::now() + Duration::from_secs(120);
-                    let mut client: Option<Client> = None;
-                    for attempt in 0..200_000usize {
-                        if stop.load(Ordering::SeqCst) || Instant::now() >= deadline {
-                            break;
-                        }
-                        if client.is_none() {
-                            client = Client::connect(addresses[(thread + attempt) % addresses.len()]).ok();
-                            if client.is_none() {
-                                // A node that is down refuses at once: pace the redials.
-                                std::thread::park_timeout(Duration::from_millis(10));
-                                continue;
-                            }
-                        }
-                        let connection = client.as_mut().expect("connected");
-                        let key = format!("d{thread}-{attempt}");
-                        match connection.command(&["SET", &key, &key]) {
-                            Ok(Reply::Simple(ok)) if ok == "OK" => acked.lock().unwrap().push((key, Instant::now())),
-                            Ok(_) => {}
-                            Err(_) => client = None,
-                        }
-                    }
-                })
-            })
-            .collect();
-        Writers { stop, acked, threads }
-    }
-
-    fn count(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    fn acked_after(&self, instant: Instant) -> usize {
-        self.acked.lock().unwrap().iter().filter(|(_, at)| *at > instant).count()
-    }
-
-    fn wait_for(&self, what: &str, count: impl Fn(&Writers) -> usize, target: usize) {
-        wait_until(&format!("{target} {what}"), Duration::from_secs(60), || (count(self) >= target).then_some(()));
-    }
-
-    fn stop(self) -> Vec<String> {
-        self.stop.store(true, Ordering::SeqCst);
-        for thread in self.threads {
-            thread.join().unwrap();
-        }
-        let acked = self.acked.lock().unwrap();
-        acked.iter().map(|(key, _)| key.clone()).collect()
-    }
-}
 
 fn number(address: SocketAddr, field: &str) -> Option<u64> {
     info_field(address, field)?.parse().ok()
@@ -148,7 +81,7 @@ fn a_disk_fault_stops_the_node_and_loses_nothing(victim: Victim, fault: &str, ex
         Victim::Follower => (1..=3).find(|id| *id != leader).unwrap(),
     };
     let others: Vec<u64> = (1..=3).filter(|id| *id != victim).collect();
-    let writers = Writers::start((1..=3).map(|id| cluster.address(id)).collect(), 4);
+    let writers = Writers::start((1..=3).map(|id| cluster.address(id)).collect(), 4, "d");
     writers.wait_for("acknowledged writes before the fault", Writers::count, 300);
 
     let armed_at = Instant::now();
@@ -176,7 +109,7 @@ fn a_disk_fault_stops_the_node_and_loses_nothing(victim: Victim, fault: &str, ex
     let stopped_at = Instant::now();
     let new_leader = cluster.wait_for_leader(&others);
     writers.wait_for("acknowledged writes after the stop", |w| w.acked_after(stopped_at), 300);
-    let first_after = writers.acked.lock().unwrap().iter().find(|(_, at)| *at > stopped_at).map(|(_, at)| *at);
+    let first_after = writers.first_after(stopped_at);
     println!(
         "nodes {others:?} serve on (leader {new_leader}); first write acknowledged {:?} after the victim exited",
         first_after.map(|at| at - stopped_at)
@@ -186,7 +119,7 @@ fn a_disk_fault_stops_the_node_and_loses_nothing(victim: Victim, fault: &str, ex
     std::fs::remove_file(&arming_files[victim as usize - 1]).unwrap();
     cluster.start_node(victim, &SETTINGS);
     writers.wait_for("acknowledged writes with the victim back", |w| w.acked_after(stopped_at), 600);
-    let acked = writers.stop();
+    let acked: Vec<String> = writers.stop().into_iter().map(|(key, _)| key).collect();
     let leader = cluster.wait_for_leader(&[1, 2, 3]);
     let target = number(cluster.address(leader), "applied_index").unwrap();
     wait_until(&format!("node {victim} to apply up to {target}"), Duration::from_secs(30), || {

@@ -14,72 +14,12 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::cluster::Cluster;
 use support::proxy::Proxy;
-use support::resp::{wait_until, Client, Reply};
-
-/// Writer threads that `SET` fresh keys through the given nodes, each keeping
-/// the keys acknowledged and when.
-struct Writers {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<(String, Instant)>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Writers {
-    fn start(addresses: Vec<SocketAddr>, threads: usize) -> Writers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..threads)
-            .map(|thread| {
-                let (stop, acked, addresses) = (stop.clone(), acked.clone(), addresses.clone());
-                std::thread::spawn(move || {
-                    let deadline = Instant::now() + Duration::from_secs(60);
-                    let mut client: Option<Client> = None;
-                    for attempt in 0..100_000usize {
-                        if stop.load(Ordering::SeqCst) || Instant::now() >= deadline {
-                            break;
-                        }
-                        if client.is_none() {
-                            client = Client::connect(addresses[(thread + attempt) % addresses.len()]).ok();
-                        }
-                        let Some(connection) = client.as_mut() else { continue };
-                        let key = format!("w{thread}-{attempt}");
-                        match connection.command(&["SET", &key, &key]) {
-                            Ok(Reply::Simple(ok)) if ok == "OK" => acked.lock().unwrap().push((key, Instant::now())),
-                            Ok(_) => {}
-                            Err(_) => client = None,
-                        }
-                    }
-                })
-            })
-            .collect();
-        Writers { stop, acked, threads }
-    }
-
-    fn count(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    fn wait_for(&self, count: usize) {
-        wait_until(&format!("{count} acknowledged writes"), Duration::from_secs(30), || {
-            (self.count() >= count).then_some(())
-        });
-    }
-
-    fn stop(self) -> Vec<(String, Instant)> {
-        self.stop.store(true, Ordering::SeqCst);
-        for thread in self.threads {
-            thread.join().unwrap();
-        }
-        Arc::try_unwrap(self.acked).unwrap().into_inner().unwrap()
-    }
-}
+use support::resp::wait_until;
+use support::writers::Writers;
 
 fn others(nodes: u64, but: u64) -> Vec<u64> {
     (1..=nodes).filter(|id| *id != but).collect()
@@ -113,10 +53,10 @@ fn field(cluster: &Cluster, id: u64, name: &str) -> u64 {
 fn a_killed_leader_is_found_gone_by_the_refused_redial() {
     let mut cluster = Cluster::start(3);
     cluster.wait_for_leader(&[1, 2, 3]);
-    let writers = Writers::start((1..=3).map(|id| cluster.address(id)).collect(), 4);
+    let writers = Writers::start((1..=3).map(|id| cluster.address(id)).collect(), 4, "w");
     // Long enough for the vote lease of the first election to have ended, so
     // that the figure printed is that of a settled cluster.
-    writers.wait_for(300);
+    writers.wait_for("acknowledged writes", Writers::count, 300);
     // The leader now (a loaded machine may have changed it since the start).
     let leader = cluster.wait_for_leader(&[1, 2, 3]);
     let followers = others(3, leader);
@@ -124,7 +64,7 @@ fn a_killed_leader_is_found_gone_by_the_refused_redial() {
     let killed_at = Instant::now();
     cluster.kill(leader);
     let at_kill = writers.count();
-    writers.wait_for(at_kill + 100);
+    writers.wait_for("acknowledged writes", Writers::count, at_kill + 100);
     let acked = writers.stop();
     let first_after = acked.iter().map(|(_, at)| *at).filter(|at| *at > killed_at).min().expect("writes after");
     println!("first acknowledged write {} ms after SIGKILL", (first_after - killed_at).as_millis());
@@ -200,8 +140,8 @@ fn a_paused_leader_is_found_by_misses_only_and_rejoins_as_a_follower() {
     }
     cluster.signal(leader, "STOP");
     let new_leader = cluster.wait_for_leader(&followers);
-    let writers = Writers::start(followers.iter().map(|id| cluster.address(*id)).collect(), 2);
-    writers.wait_for(30);
+    let writers = Writers::start(followers.iter().map(|id| cluster.address(*id)).collect(), 2, "w");
+    writers.wait_for("acknowledged writes", Writers::count, 30);
     let acked = writers.stop();
     for id in &followers {
         assert!(!detected(&cluster, *id, "ProcessGone"), "node {id}: a paused process refuses nothing");

@@ -4,3 +4,4 @@ pub mod cluster;
 pub mod proxy;
 #[path = "../../../server/tests/support/resp.rs"]
 pub mod resp;
+pub mod writers;

@@ -234,12 +234,25 @@ impl Cluster {
     }
 }
 
+/// Lines of each node's log shown when a test fails.
+const LOG_TAIL_LINES: usize = 80;
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for child in self.children.iter_mut().filter_map(Option::take) {
             let mut child = child;
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // A failing test's nodes are gone with their temp dir: their logs'
+        // ends go into the test's output, where CI keeps them.
+        if std::thread::panicking() {
+            for member in &self.members {
+                let log = std::fs::read_to_string(self.log_path(member.id)).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+                eprintln!("---- node {} log, last {} lines ----\n{}", member.id, tail.len(), tail.join("\n"));
+            }
         }
     }
 }

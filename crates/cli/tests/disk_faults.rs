@@ -23,8 +23,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use support::cluster::Cluster;
-use support::resp::{info_field, wait_until, Client, Reply};
-use support::writers::Writers;
+use support::resp::{info_field, wait_until};
+use support::writers::{read_all, Writers};
 
 /// Frequent durable flushes of the state machine, so the flush fault is
 /// reached within a few milliseconds of being armed.
@@ -32,28 +32,6 @@ const SETTINGS: [&str; 2] = ["--set", "state_machine.flush_interval_ms=20"];
 
 fn number(address: SocketAddr, field: &str) -> Option<u64> {
     info_field(address, field)?.parse().ok()
-}
-
-/// `MGET keys` through `address`, in chunks; `local` reads the node's own
-/// store (`READONLY`) rather than through the leader.
-fn read_all(address: SocketAddr, keys: &[String], local: bool) -> Vec<Option<String>> {
-    let mut client = Client::connect(address).unwrap();
-    if local {
-        assert_eq!(client.command(&["READONLY"]).unwrap(), Reply::Simple("OK".into()));
-    }
-    let mut values = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(500) {
-        let mut arguments = vec!["MGET"];
-        arguments.extend(chunk.iter().map(String::as_str));
-        match client.command(&arguments).unwrap() {
-            Reply::Array(Some(items)) => values.extend(items.into_iter().map(|item| match item {
-                Reply::Bulk(value) => value.map(|bytes| String::from_utf8(bytes).unwrap()),
-                other => panic!("MGET item {other:?}"),
-            })),
-            other => panic!("MGET answered {other:?}"),
-        }
-    }
-    values
 }
 
 /// Which node the fault hits.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use support::cluster::Cluster;
 use support::resp::{info_field, wait_until, Client, Reply};
+use support::writers::read_all;
 
 /// Small thresholds, so that in a few seconds of writes every step happens
 /// many times: durable commits every few batches, snapshots every few hundred
@@ -88,22 +89,8 @@ fn number(address: SocketAddr, field: &str) -> Option<u64> {
 
 /// Every key this node holds, read from its own store (`READONLY`).
 fn local_data(address: SocketAddr) -> Vec<Option<String>> {
-    let mut client = Client::connect(address).unwrap();
-    assert_eq!(client.command(&["READONLY"]).unwrap(), Reply::Simple("OK".into()));
     let keys: Vec<String> = (0..3_000).map(|n| format!("key{n}")).collect();
-    let mut values = Vec::new();
-    for chunk in keys.chunks(500) {
-        let mut arguments = vec!["MGET"];
-        arguments.extend(chunk.iter().map(String::as_str));
-        match client.command(&arguments).unwrap() {
-            Reply::Array(Some(items)) => values.extend(items.into_iter().map(|item| match item {
-                Reply::Bulk(value) => value.map(|bytes| String::from_utf8(bytes).unwrap()),
-                other => panic!("MGET item {other:?}"),
-            })),
-            other => panic!("MGET answered {other:?}"),
-        }
-    }
-    values
+    read_all(address, &keys, true)
 }
 
 #[test]

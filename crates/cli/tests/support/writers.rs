@@ -90,3 +90,25 @@ impl Writers {
         Arc::try_unwrap(self.acked).unwrap().into_inner().unwrap()
     }
 }
+
+/// `MGET keys` through `address`, in chunks; `local` reads the node's own
+/// store (`READONLY`) rather than through the leader.
+pub fn read_all(address: SocketAddr, keys: &[String], local: bool) -> Vec<Option<String>> {
+    let mut client = Client::connect(address).unwrap();
+    if local {
+        assert_eq!(client.command(&["READONLY"]).unwrap(), Reply::Simple("OK".into()));
+    }
+    let mut values = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(500) {
+        let mut arguments = vec!["MGET"];
+        arguments.extend(chunk.iter().map(String::as_str));
+        match client.command(&arguments).unwrap() {
+            Reply::Array(Some(items)) => values.extend(items.into_iter().map(|item| match item {
+                Reply::Bulk(value) => value.map(|bytes| String::from_utf8(bytes).unwrap()),
+                other => panic!("MGET item {other:?}"),
+            })),
+            other => panic!("MGET answered {other:?}"),
+        }
+    }
+    values
+}

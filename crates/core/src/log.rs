@@ -283,6 +283,18 @@ impl RaftLog {
             .or_else(|| self.snapshot.as_ref().and_then(|meta| meta.last_leader_term))
     }
 
+    /// What a snapshot of the state machine at `index` covers: `index` must
+    /// be in the log or its base (the leader offering a snapshot made at
+    /// its applied index, which may be above the base).
+    pub fn meta_at(&self, index: LogIndex, voters: Vec<crate::types::NodeId>) -> Option<SnapshotMeta> {
+        let last_included_term = self.term_at(index)?;
+        if index == 0 || index > self.applied {
+            return None;
+        }
+        let last_leader_term = self.leader_term_record_at_or_below(index);
+        Some(SnapshotMeta { last_included_index: index, last_included_term, voters, last_leader_term })
+    }
+
     /// The newest `BecomeLeader` in the log, committed or not (docs/design/leader-terms.md: a
     /// candidate's leader term is one above it); the snapshot's record if no
     /// `BecomeLeader` follows it. Found through `leader_term_indexes`, in

@@ -251,6 +251,13 @@ pub struct Output {
     /// as the core did), and, once the batch is durable, replace the state
     /// machine with its data before applying `committed_entries`.
     pub snapshot: Option<Snapshot>,
+    /// The leader must send a follower entries its log compacted without
+    /// snapshot bytes (`Node::compact_log`) and holds no snapshot that
+    /// reaches its log's base: make one of the state machine at its applied
+    /// index, off the task that drives the node, and hand it to
+    /// `Node::offer_snapshot`. Asked again while the need lasts; one snapshot
+    /// in the making answers every ask.
+    pub snapshot_wanted: bool,
     /// Linearizable reads confirmed by a quorum (see `Node::read_index`).
     pub read_states: Vec<ReadState>,
     /// Contexts of reads this node held when it stopped leading: they will not
@@ -266,6 +273,7 @@ impl Output {
         self.hard_state.is_none()
             && self.log_write.is_none()
             && self.snapshot.is_none()
+            && !self.snapshot_wanted
             && self.messages.is_empty()
             && self.early_messages.is_empty()
             && self.committed_entries.is_empty()

@@ -482,3 +482,112 @@ fn snapshot_data_of_another_length_is_refused() {
     cluster.node_mut(1).compact(applied, state_bytes(100)).expect("compact");
     cluster.node_mut(1).replace_snapshot_data(applied, state_bytes(99).into());
 }
+
+/// Ticks the leader at each heartbeat for `beats` heartbeats, delivering every
+/// message, and says whether any of its outputs asked for a snapshot.
+fn heartbeats_asking(cluster: &mut Cluster, leader: NodeId, beats: u64) -> bool {
+    let mut asked = false;
+    for _ in 0..beats {
+        let now = cluster.now_ms + HEARTBEAT_MS;
+        asked |= cluster.tick(leader, now).snapshot_wanted;
+        cluster.tick_all(now);
+        while let Some((_, output)) = cluster.deliver_one() {
+            asked |= output.is_some_and(|output| output.snapshot_wanted);
+        }
+    }
+    asked
+}
+
+#[test]
+fn a_log_compacted_without_bytes_asks_for_a_snapshot_and_sends_the_one_offered() {
+    // Reference: docs/decisions/0086 — a state machine durable on its own
+    // compacts the log without encoding anything; a follower that needs the
+    // compacted entries gets a snapshot made on demand, at the applied index
+    // of its making, above the log's base.
+    let mut cluster = cluster_with(ElectionMode::Gapless, 16, 2);
+    cluster.isolated.insert(3);
+    for command in 0..20 {
+        cluster.propose(1, format!("while 3 is away {command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let base = cluster.node(1).log().applied();
+    let compacted = cluster.node_mut(1).compact_log(base).expect("compact");
+    assert!(compacted.data.is_empty(), "nothing is encoded");
+    assert_eq!(cluster.node(1).snapshot(), None, "no bytes to send are held");
+    assert_eq!(cluster.node(1).log().first_index(), base + 1);
+    assert!(cluster.node_mut(1).offer_snapshot(base - 1, state_bytes(10)).is_none(), "below the base: cannot serve");
+    assert!(cluster.node_mut(1).offer_snapshot(base, Vec::new()).is_none(), "a snapshot has bytes");
+
+    cluster.isolated.clear();
+    assert!(heartbeats_asking(&mut cluster, 1, 3), "the leader asks its driver for a snapshot");
+    assert!(cluster.node(3).log().last_index() < base, "node 3 waits for it");
+    assert!(heartbeats_asking(&mut cluster, 1, 1), "and asks again while the need lasts");
+
+    // Meanwhile the cluster commits more; the driver's snapshot holds the state
+    // at a later applied index than the base.
+    let later = cluster.propose(1, b"while the snapshot is made");
+    cluster.deliver_all();
+    assert_eq!(cluster.node(1).log().applied(), later);
+    assert!(cluster.node_mut(1).offer_snapshot(later + 1, state_bytes(10)).is_none(), "beyond the applied index");
+    let data = state_bytes(100);
+    let output = cluster.node_mut(1).offer_snapshot(later, data.clone()).expect("offered");
+    assert!(
+        output.messages.iter().any(|message| message.to == 3 && matches!(message.body, Body::InstallSnapshot { .. })),
+        "the transfer starts at once"
+    );
+    let _ = cluster.absorb(1, output);
+    let kept = cluster.node(1).snapshot().expect("kept to send").clone();
+    let record = cluster.node(1).committed_leader_term();
+    assert_eq!(kept.meta.last_leader_term, record, "the leader term as of that index");
+    assert_eq!(kept.meta.last_included_term, cluster.node(1).log().term_at(later).unwrap());
+    assert!(cluster.node_mut(1).offer_snapshot(later, data.clone()).is_none(), "one as new is held");
+    cluster.deliver_all();
+
+    let installed = &cluster.installed[&3];
+    assert_eq!(installed.len(), 1, "installed once");
+    assert_eq!(installed[0], kept, "the offered snapshot, byte for byte");
+    assert_eq!(cluster.node(3).log().committed(), later);
+    let index = cluster.propose(1, b"after the snapshot");
+    cluster.deliver_all();
+    assert_eq!(cluster.node(3).log().entry(index), cluster.node(1).log().entry(index));
+    assert!(!heartbeats_asking(&mut cluster, 1, 2), "no more asking once the follower caught up");
+    for id in VOTERS {
+        cluster.node(id).validate().expect("invariants hold");
+    }
+}
+
+#[test]
+fn compacting_without_bytes_past_an_offered_snapshot_drops_it() {
+    let mut cluster = cluster_with(ElectionMode::Raft, 16, 6);
+    let leader = cluster.node_mut(1);
+    let applied = leader.log().applied();
+    leader.compact_log(3).expect("compact");
+    assert!(leader.offer_snapshot(5, state_bytes(40)).is_some());
+    leader.compact_log(4).expect("compact below the offered snapshot");
+    assert_eq!(leader.snapshot().map(|kept| kept.meta.last_included_index), Some(5), "still reaches the base");
+    leader.compact_log(applied).expect("compact past it");
+    assert_eq!(leader.snapshot(), None, "it no longer continues the log");
+    leader.validate().expect("invariants hold");
+}
+
+#[test]
+fn a_node_restarts_from_a_snapshot_without_bytes() {
+    // The storage holds only the log's base; the state machine holds the data.
+    let suffix: Vec<Entry> = (6..=8).map(|index| entry(2, index)).collect();
+    let restored = RestoredState {
+        hard_state: hard_state(2, None, 8),
+        entries: suffix.clone(),
+        snapshot: Some(Snapshot::new(meta(5, 2, None), Vec::new())),
+    };
+    let mut node = node_from(config(1, &VOTERS), restored, 1);
+    assert_eq!(node.snapshot(), None, "nothing to send");
+    assert_eq!(node.snapshot_meta(), Some(&meta(5, 2, None)));
+    assert_eq!((node.log().first_index(), node.log().last_index()), (6, 8));
+    let _ = elect_alone(&mut node);
+    // A follower that has nothing: the leader asks for a snapshot.
+    let term = node.term();
+    // Its first append to node 2 went after index 8; node 2 has nothing.
+    let output = node.step(msg(2, 1, term, rejected(8, 0)));
+    assert!(output.snapshot_wanted, "{output:?}");
+    node.validate().expect("invariants hold");
+}

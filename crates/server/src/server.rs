@@ -112,6 +112,17 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     // KV store, stops the start before anything listens.
     let saved = restored.snapshot.as_ref().map(|snapshot| (snapshot.meta.last_included_index, &snapshot.data[..]));
     let (machine, applied_index) = open_machine(&config, saved, &observe)?;
+    let mut restored = restored;
+    if config.state_machine.engine == EngineKind::Redb {
+        // The engine holds the state at or beyond the saved snapshot: the
+        // core keeps none of its bytes, and makes a fresh snapshot from the
+        // engine when a follower needs one (docs/decisions/0086). Start-up
+        // reads nothing that grows with the data.
+        if let Some(snapshot) = restored.snapshot.as_mut() {
+            snapshot.data = bytes::Bytes::new();
+        }
+        conclave_storage::snapshot::remove_outgoing(&config.data_dir)?;
+    }
     let node = Node::new(config.core_config(), restored, rng, 0)?;
     let restored = Restored { node, machine, applied_index };
 
@@ -167,10 +178,22 @@ fn open_machine(
             observe.metrics.state_machine_cache_bytes.store(cache_bytes, std::sync::atomic::Ordering::Relaxed);
             let mut engine = EngineStore::open(&path, identity, cache_bytes)?;
             if let Some((covered, data)) = saved {
-                // The saved snapshot is what this node sends a lagging follower:
-                // one that is not a KV state stops the start (one pass, no copy).
-                check_saved_snapshot(covered, data)?;
+                if engine.applied_index() < covered && data.is_empty() {
+                    // The log was compacted behind the engine's durable index,
+                    // so the engine cannot be behind it unless its file was
+                    // replaced or lost: the entries between are gone.
+                    return Err(ServerError::Snapshot(format!(
+                        "the state machine file {} holds the state at index {}, behind the log, which begins after \
+                         index {covered}; the entries between are gone (restore the file, or wipe the data \
+                         directory to rejoin as a new node)",
+                        path.display(),
+                        engine.applied_index()
+                    )));
+                }
                 if engine.applied_index() < covered {
+                    // A leader's snapshot saved before the engine switched to
+                    // it: one that is not a KV state stops the start.
+                    check_saved_snapshot(covered, data)?;
                     warn!(
                         node = config.node_id,
                         engine_index = engine.applied_index(),

@@ -267,6 +267,58 @@ fn map_file(path: &Path) -> Result<Bytes, StorageError> {
     Ok(Bytes::from_owner(map))
 }
 
+/// Name of the scratch file a snapshot made to send is written to; unlinked
+/// as soon as it is mapped, so only a crash in between leaves one behind
+/// ([`remove_outgoing`] clears it at start).
+pub const OUTGOING_FILE: &str = "snapshot.outgoing";
+
+/// Writes a snapshot's bytes made to send a follower (`write` produces them)
+/// to a scratch file in `dir`, maps it and unlinks it: the bytes then live in
+/// the page cache, not in the process's memory, and the disk space goes with
+/// the last clone of the returned bytes. Not synced: nothing reads it after a
+/// crash.
+#[allow(unsafe_code)]
+pub fn write_outgoing<E: From<StorageError>>(
+    dir: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<(), E>,
+) -> Result<Bytes, E> {
+    let path = dir.join(OUTGOING_FILE);
+    // Read too: the mapping below reads through this descriptor.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|source| StorageError::io(&path, source))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    write(&mut out)?;
+    let file = out.into_inner().map_err(|error| StorageError::io(&path, error.into_error()))?;
+    let len = file.metadata().map_err(|source| StorageError::io(&path, source))?.len();
+    let bytes = if len == 0 {
+        Bytes::new()
+    } else {
+        // SAFETY: a mapping is sound while nobody changes the file under it.
+        // This file was written above through `file` and is unlinked below
+        // before the bytes are handed out: no name leads to it any more, the
+        // only descriptor is dropped at the end of this function, and the data
+        // directory's lock (`dir_lock`) keeps other node processes out.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| StorageError::io(&path, source))?;
+        Bytes::from_owner(map)
+    };
+    std::fs::remove_file(&path).map_err(|source| StorageError::io(&path, source))?;
+    Ok(bytes)
+}
+
+/// Removes a scratch file a crash left behind ([`write_outgoing`]).
+pub fn remove_outgoing(dir: &Path) -> Result<(), StorageError> {
+    let path = dir.join(OUTGOING_FILE);
+    match std::fs::remove_file(&path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(StorageError::io(&path, error)),
+        _ => Ok(()),
+    }
+}
+
 /// Durably replaces the snapshot file in `dir` (temporary file, sync, rename,
 /// directory sync).
 pub fn save(dir: &Path, snapshot: &Snapshot) -> Result<(), StorageError> {

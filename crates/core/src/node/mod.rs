@@ -29,7 +29,7 @@ use crate::entry::{Entry, Payload};
 use crate::log::RaftLog;
 use crate::message::{Body, Message};
 use crate::output::{DurableMark, Event, HardState, Output};
-use crate::progress::Progress;
+use crate::progress::{Progress, ProgressState};
 use crate::quorum::VoteTally;
 use crate::snapshot::{Snapshot, SnapshotMeta};
 use crate::status::{DropCounters, FollowerStatus, Role, Status};
@@ -187,6 +187,9 @@ impl Node {
         if let Some(snapshot) = &snapshot {
             snapshot::check_restored(&config, &hard_state, snapshot, &entries).map_err(StartError::Restore)?;
         }
+        // A snapshot without bytes records only where the log begins
+        // (`Node::compact_log`): there is nothing of it to send.
+        let sendable = snapshot.clone().filter(|snapshot| !snapshot.data.is_empty());
         // The commit index is advisory: a crash between a batch's hard-state write
         // and its log write can leave it past the log's end. Lower it; the leader
         // tells the node again. A snapshot only covers committed entries, so the
@@ -235,7 +238,7 @@ impl Node {
             fast: Default::default(),
             serving: false,
             terms: crate::election::leader_terms::LeaderTermsState { restored_commit: commit, ..Default::default() },
-            snapshot,
+            snapshot: sendable,
             outgoing_snapshots: BTreeMap::new(),
             incoming_snapshot: None,
             reads: Default::default(),
@@ -354,6 +357,24 @@ impl Node {
     /// `upto_index` must have been handed out in `committed_entries` (and
     /// applied by the driver), and be above the current snapshot's last index.
     pub fn compact(&mut self, upto_index: LogIndex, data: impl Into<bytes::Bytes>) -> Result<Snapshot, CompactError> {
+        // Empty bytes compact as `Node::compact_log` does.
+        self.compact_with(upto_index, data.into())
+    }
+
+    /// Compaction without snapshot bytes, for a driver whose state machine is
+    /// durable on its own (an embedded engine that records its applied index
+    /// with the data): the entries up to `upto_index`, which the state machine
+    /// holds durably, leave the log and nothing is encoded. Returns the
+    /// snapshot to persist, whose `data` is empty: it records only the log's
+    /// new base. A follower that later needs those entries gets a snapshot the
+    /// driver makes on demand (`Output::snapshot_wanted`,
+    /// [`Node::offer_snapshot`]), so compacting costs nothing that grows with
+    /// the data. Same preconditions as [`Node::compact`].
+    pub fn compact_log(&mut self, upto_index: LogIndex) -> Result<Snapshot, CompactError> {
+        self.compact_with(upto_index, bytes::Bytes::new())
+    }
+
+    fn compact_with(&mut self, upto_index: LogIndex, data: bytes::Bytes) -> Result<Snapshot, CompactError> {
         if upto_index > self.log.applied() {
             return Err(CompactError::BeyondApplied { upto_index, applied: self.log.applied() });
         }
@@ -361,10 +382,52 @@ impl Node {
             return Err(CompactError::NotNewer { upto_index, snapshot_index: self.log.snapshot_index() });
         }
         let meta = self.log.compact(upto_index, self.config.voters.clone());
-        let snapshot = Snapshot { meta, data: data.into() };
-        self.snapshot = Some(snapshot.clone());
+        let snapshot = Snapshot { meta, data };
+        // The bytes kept to send are these, or, without bytes, a snapshot
+        // offered earlier that still reaches the new base.
+        if !snapshot.data.is_empty() {
+            self.snapshot = Some(snapshot.clone());
+        } else if self.snapshot.as_ref().is_some_and(|kept| kept.meta.last_included_index < upto_index) {
+            self.snapshot = None;
+        }
         self.assert_valid();
         Ok(snapshot)
+    }
+
+    /// The driver made the snapshot `Output::snapshot_wanted` asked for: `data`
+    /// holds the state machine's state at `index`, an applied index at or
+    /// above the log's base. The core keeps it to send to followers whose
+    /// entries were compacted away, and starts those transfers now: the output
+    /// sends their first chunks. `None`, and nothing changes, if it can no
+    /// longer serve (the log was compacted beyond `index` meanwhile, or
+    /// `index` is not an applied index of this log), has no bytes, or a
+    /// snapshot as new is already held; the driver makes another when asked
+    /// again.
+    pub fn offer_snapshot(&mut self, index: LogIndex, data: impl Into<bytes::Bytes>) -> Option<Output> {
+        let data = data.into();
+        if data.is_empty()
+            || index < self.log.snapshot_index()
+            || self.snapshot.as_ref().is_some_and(|kept| kept.meta.last_included_index >= index)
+        {
+            return None;
+        }
+        let meta = self.log.meta_at(index, self.config.voters.clone())?;
+        self.snapshot = Some(Snapshot { meta, data });
+        if self.role == Role::Leader {
+            let first_index = self.log.first_index();
+            let waiting: Vec<NodeId> = self
+                .progress
+                .iter()
+                .filter(|(_, progress)| {
+                    !matches!(progress.state, ProgressState::Snapshot { .. }) && progress.next_index < first_index
+                })
+                .map(|(peer, _)| *peer)
+                .collect();
+            for peer in waiting {
+                self.start_snapshot_transfer(peer);
+            }
+        }
+        Some(self.finish())
     }
 
     /// The latest snapshot (made by [`Node::compact`], installed from a leader,

@@ -83,9 +83,17 @@ impl Node {
     /// the snapshot from byte 0. The transfer keeps that snapshot (its bytes are
     /// shared) even if the leader compacts again meanwhile: starting over with
     /// every newer snapshot could keep a slow follower from ever finishing.
+    ///
+    /// Without a snapshot whose bytes reach the log's base (the log was
+    /// compacted without bytes, `Node::compact_log`), the driver is asked for
+    /// one (`Output::snapshot_wanted`) and `to` stays in probe: the transfer
+    /// starts when the snapshot is offered, or at a later heartbeat.
     pub(crate) fn start_snapshot_transfer(&mut self, to: NodeId) {
-        let snapshot = self.snapshot.clone().expect("a compacted log has its snapshot");
-        debug_assert_eq!(Some(&snapshot.meta), self.log.snapshot(), "the snapshot kept is the log's base");
+        let usable = self.snapshot.as_ref().filter(|kept| kept.meta.last_included_index >= self.log.snapshot_index());
+        let Some(snapshot) = usable.cloned() else {
+            self.out.snapshot_wanted = true;
+            return;
+        };
         let last_included_index = snapshot.meta.last_included_index;
         let progress = self.progress.get_mut(&to).expect("a leader tracks every peer");
         progress.state =
@@ -217,7 +225,9 @@ impl Node {
             self.dropped.record(DropReason::ImpossibleFields);
             return;
         }
-        if chunk.meta.check(&self.config.voters).is_err() {
+        // A snapshot has bytes: one without them records a log's base only
+        // (`Node::compact_log`) and is never sent.
+        if chunk.meta.check(&self.config.voters).is_err() || chunk.total_bytes == 0 {
             self.dropped.record(DropReason::ImpossibleFields);
             return;
         }

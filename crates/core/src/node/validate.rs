@@ -9,12 +9,24 @@ impl Node {
     pub fn validate(&self) -> Result<(), String> {
         self.log.validate()?;
         self.validate_reads()?;
-        if self.snapshot.as_ref().map(|snapshot| &snapshot.meta) != self.log.snapshot() {
-            return Err(format!(
-                "the snapshot kept ({:?}) is not the log's base ({:?})",
-                self.snapshot.as_ref().map(|snapshot| &snapshot.meta),
-                self.log.snapshot()
-            ));
+        if let Some(kept) = &self.snapshot {
+            // The bytes kept to send: the log's base, or a snapshot offered
+            // at an applied index above a base compacted without bytes.
+            let index = kept.meta.last_included_index;
+            let reaches_base = match self.log.snapshot() {
+                Some(base) if base.last_included_index == index => *base == kept.meta,
+                Some(base) => index > base.last_included_index,
+                None => true,
+            };
+            if !reaches_base || index > self.log.committed() || kept.data.is_empty() {
+                return Err(format!(
+                    "the snapshot kept ({:?}, {} bytes) does not continue the log (base {:?}, commit {})",
+                    kept.meta,
+                    kept.data.len(),
+                    self.log.snapshot(),
+                    self.log.committed()
+                ));
+            }
         }
         if self.log.last_term() > self.term {
             return Err(format!("last log term {} beyond current term {}", self.log.last_term(), self.term));

@@ -47,8 +47,13 @@ pub(crate) enum ApplyItem {
         /// Its bytes.
         data: bytes::Bytes,
     },
-    /// Make everything applied durable, then snapshot the state at this point.
-    TakeSnapshot,
+    /// Make everything applied durable, then snapshot the state at this point:
+    /// into memory, or, with `outgoing_dir`, into a scratch file there that is
+    /// mapped (a snapshot made to send, as large as the data: never in memory).
+    TakeSnapshot {
+        /// Where to write the snapshot's scratch file.
+        outgoing_dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// Where a read's answer goes.
@@ -220,7 +225,7 @@ impl ApplyLoop {
                 }
                 ApplyItem::ServeRead { target, command } => self.serve_read(target, &command),
                 ApplyItem::InstallSnapshot { index, data } => self.install(index, &data),
-                ApplyItem::TakeSnapshot => self.take_snapshot(),
+                ApplyItem::TakeSnapshot { outgoing_dir } => self.take_snapshot(outgoing_dir),
             };
             if let Err(failure) = result.and_then(|()| self.flush_if_due()) {
                 return self.fail(failure);
@@ -322,15 +327,19 @@ impl ApplyLoop {
         Ok(())
     }
 
-    fn take_snapshot(&mut self) -> Result<(), MachineError> {
+    fn take_snapshot(&mut self, outgoing_dir: Option<std::path::PathBuf>) -> Result<(), MachineError> {
         self.flush()?;
         let index = self.machine.applied_index();
         let job = self.machine.snapshot_job()?;
         let reports = self.reports.clone();
         // The view holds the state at `index` while the next batches commit.
         let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
-            let report = match job() {
-                Ok(data) => ApplyReport::SnapshotTaken { index, data: data.into() },
+            let made = match outgoing_dir {
+                Some(dir) => conclave_storage::snapshot::write_outgoing(&dir, job),
+                None => super::super::kv::machine::run_to_vec(job).map(bytes::Bytes::from),
+            };
+            let report = match made {
+                Ok(data) => ApplyReport::SnapshotTaken { index, data },
                 Err(failure) => ApplyReport::Failed(failure),
             };
             let _ = reports.send(report);
@@ -416,7 +425,7 @@ mod tests {
         let engine = crate::kv::EngineStore::open(&dir.path().join("state.redb"), identity, 1 << 20).unwrap();
         let mut applier = Applier::start(1, Box::new(engine), policy, sender);
         applier.send(ApplyItem::Apply(vec![set_entry(1, "one"), set_entry(2, "two")]));
-        applier.send(ApplyItem::TakeSnapshot);
+        applier.send(ApplyItem::TakeSnapshot { outgoing_dir: None });
         applier.send(ApplyItem::Apply(vec![set_entry(3, "three")]));
         let (mut snapshot, mut durable) = (None, 0);
         while snapshot.is_none() {

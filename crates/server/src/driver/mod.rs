@@ -67,6 +67,12 @@ pub(crate) struct Driver {
     keys: u64,
     /// The store's durable applied index, as last reported.
     durable_applied_index: u64,
+    /// With a state machine durable on its own (the engine), where a snapshot
+    /// made to send is written: the log is compacted without one
+    /// (docs/decisions/0086). `None` for the in-memory store.
+    outgoing_dir: Option<std::path::PathBuf>,
+    /// A snapshot to send is being made.
+    outgoing_in_flight: bool,
     group_commit: GroupCommit,
     transport: Transport,
     requests: Requests,
@@ -135,6 +141,9 @@ impl Driver {
             submitted_index: applied_index,
             keys: 0,
             durable_applied_index: applied_index,
+            outgoing_dir: (config.state_machine.engine == crate::config::EngineKind::Redb)
+                .then(|| config.data_dir.clone()),
+            outgoing_in_flight: false,
             group_commit: GroupCommit::new(wal, observe.clone()),
             transport,
             requests: Requests::new(
@@ -244,8 +253,12 @@ impl Driver {
                     }
                     self.report_persisted();
                     if let Some((index, data)) = self.group_commit.take_saved_snapshot_data() {
-                        // The same bytes, now the page cache's rather than the process's.
-                        self.node.replace_snapshot_data(index, data);
+                        // The same bytes, now the page cache's rather than the
+                        // process's; a marker of a log compacted without a
+                        // snapshot has none.
+                        if !data.is_empty() {
+                            self.node.replace_snapshot_data(index, data);
+                        }
                     }
                 }
                 Some(input) = peers.recv() => {
@@ -332,6 +345,9 @@ impl Driver {
             return;
         }
         let mut output = output;
+        if std::mem::take(&mut output.snapshot_wanted) {
+            self.make_outgoing_snapshot();
+        }
         // A leader's appends and heartbeats leave at once, while its own
         // persist (and any earlier one) runs: the core counts those entries for
         // itself only once `persisted` reports them (docs/decisions/0068).
@@ -485,7 +501,11 @@ impl Driver {
                 info!(node = self.node.id(), index, keys, "installed the leader's snapshot");
             }
             ApplyReport::SnapshotTaken { index, data } => self.on_snapshot_taken(index, data),
-            ApplyReport::Durable { index } => self.durable_applied_index = index,
+            ApplyReport::Durable { index } => {
+                self.durable_applied_index = index;
+                // More of the log may be compacted behind the store now.
+                self.maybe_snapshot();
+            }
             ApplyReport::Failed(failure) => return Err(ServerError::Machine(failure)),
         }
         Ok(())

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use conclave_core::{Entry, LogIndex, Node, Output, Payload};
 use conclave_storage::LogStore;
 use rand::SeedableRng;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::apply::ApplyItem;
 use super::Driver;
@@ -48,6 +48,12 @@ pub(crate) struct Restored {
 /// it covers, is an error: the node must not start from it.
 pub(crate) fn restore_store(saved: Option<(LogIndex, &[u8])>) -> Result<(KvStore, LogIndex), ServerError> {
     let Some((covered, data)) = saved else { return Ok((KvStore::default(), 0)) };
+    if data.is_empty() {
+        return Err(ServerError::Snapshot(format!(
+            "the saved snapshot up to index {covered} holds no data: the data directory was written with the \
+             engine state machine (state_machine.engine = \"redb\"), which holds the state itself; start with it"
+        )));
+    }
     let (store, index) = KvStore::decode_snapshot(data)
         .map_err(|error| ServerError::Snapshot(format!("the saved snapshot up to index {covered}: {error}")))?;
     if index != covered {
@@ -164,22 +170,70 @@ impl Triggers {
 }
 
 impl Driver {
-    /// Asks the apply thread for a snapshot if a trigger is due.
+    /// Compacts when a trigger is due. With a state machine durable on its
+    /// own, the log is compacted up to the store's durable applied index at
+    /// once, encoding nothing (docs/decisions/0086); with the in-memory store
+    /// the apply thread is asked for a snapshot to compact behind.
     pub(super) fn maybe_snapshot(&mut self) {
-        if self.reload_pending || !self.triggers.due(self.node.log().snapshot_index(), self.submitted_index) {
+        let base = self.node.log().snapshot_index();
+        if self.reload_pending || !self.triggers.due(base, self.submitted_index) {
+            return;
+        }
+        if self.outgoing_dir.is_some() {
+            let upto = self.durable_applied_index.min(self.node.log().applied());
+            if upto <= base {
+                return; // Due once the store's next flush makes more durable.
+            }
+            self.triggers.bytes_since = 0;
+            self.triggers.last_snapshot_at = Instant::now();
+            match self.node.compact_log(upto) {
+                Ok(marker) => {
+                    debug!(node = self.node.id(), index = upto, "log compacted behind the durable store");
+                    self.group_commit.save_snapshot(marker);
+                }
+                Err(error) => warn!(node = self.node.id(), %error, "log not compacted"),
+            }
             return;
         }
         self.triggers.in_flight = true;
         self.triggers.bytes_since = 0;
-        self.applier.send(ApplyItem::TakeSnapshot);
+        self.applier.send(ApplyItem::TakeSnapshot { outgoing_dir: None });
     }
 
-    /// The apply thread's snapshot, at `index`: compact the log behind it.
+    /// The core needs a snapshot to send a follower (`Output::snapshot_wanted`):
+    /// one is made from a read view of the store, into a scratch file, off
+    /// this task; one in the making answers every ask.
+    pub(super) fn make_outgoing_snapshot(&mut self) {
+        if self.outgoing_in_flight || self.reload_pending {
+            return;
+        }
+        let Some(dir) = self.outgoing_dir.clone() else {
+            warn!(node = self.node.id(), "a snapshot to send was asked for, but the log is compacted with one");
+            return;
+        };
+        self.outgoing_in_flight = true;
+        info!(node = self.node.id(), "making a snapshot to send a follower");
+        self.applier.send(ApplyItem::TakeSnapshot { outgoing_dir: Some(dir) });
+    }
+
+    /// The apply thread's snapshot, at `index`: offered to the core to send
+    /// (a store durable on its own), or the log compacted behind it.
     pub(super) fn on_snapshot_taken(&mut self, index: LogIndex, data: bytes::Bytes) {
+        let bytes = data.len();
+        if self.outgoing_dir.is_some() {
+            self.outgoing_in_flight = false;
+            match self.node.offer_snapshot(index, data) {
+                Some(output) => {
+                    info!(node = self.node.id(), index, bytes, "snapshot made to send");
+                    self.enqueue(output);
+                }
+                None => info!(node = self.node.id(), index, bytes, "snapshot made to send is no longer needed"),
+            }
+            return;
+        }
         self.triggers.in_flight = false;
         self.triggers.last_snapshot_at = Instant::now();
         self.triggers.last_snapshot_bytes = data.len() as u64;
-        let bytes = data.len();
         match self.node.compact(index, data) {
             Ok(snapshot) => {
                 info!(node = self.node.id(), index, bytes, "snapshot taken; log compacted");

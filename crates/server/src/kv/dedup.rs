@@ -215,6 +215,7 @@ impl DedupTable for DedupMap {
 mod tests {
     use super::*;
     use crate::kv::engine::ENGINE_FILE;
+    use crate::kv::machine::run_to_vec;
     use crate::kv::{EngineIdentity, EngineStore, KvCommand, KvStore, StateMachine};
 
     const ME: EngineIdentity = EngineIdentity { cluster_id: 3, node_id: 1 };
@@ -295,7 +296,10 @@ mod tests {
         let (mut map, mut engine) = (KvStore::default(), engine(&dir));
         applies_each_id_once(&mut map);
         applies_each_id_once(&mut engine);
-        assert_eq!(engine.snapshot_job().unwrap()().unwrap(), map.snapshot_job().unwrap()().unwrap());
+        assert_eq!(
+            run_to_vec(engine.snapshot_job().unwrap()).unwrap(),
+            run_to_vec(map.snapshot_job().unwrap()).unwrap()
+        );
     }
 
     /// Three writes applied on `from`, then the state moved to `to` by a
@@ -304,7 +308,7 @@ mod tests {
         for id in 1..=3 {
             apply(from, &incr(2, 7, id, 1));
         }
-        let bytes = from.snapshot_job().unwrap()().unwrap();
+        let bytes = run_to_vec(from.snapshot_job().unwrap()).unwrap();
         assert_eq!(to.install_snapshot(&bytes).unwrap(), 3);
         assert_eq!(apply(to, &incr(2, 7, 2, 1)), KvReply::Integer(2), "the saved result, not 4");
         assert_eq!(apply(to, &incr(2, 7, 4, 1)), KvReply::Integer(4));
@@ -333,7 +337,7 @@ mod tests {
         assert_eq!(apply(&mut store, &incr(2, 7, 3, 1)), KvReply::Integer(3), "the saved result after a restart");
         assert_eq!(counter(&store), KvReply::Bulk(b"3".to_vec()));
         // And after installing a snapshot, then a restart.
-        let bytes = store.snapshot_job().unwrap()().unwrap();
+        let bytes = run_to_vec(store.snapshot_job().unwrap()).unwrap();
         let other = tempfile::tempdir().unwrap();
         let mut installed = engine(&other);
         installed.install_snapshot(&bytes).unwrap();

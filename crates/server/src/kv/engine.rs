@@ -479,18 +479,26 @@ impl SnapshotView {
         self.applied_index
     }
 
-    /// The snapshot bytes of the view.
+    /// The snapshot bytes of the view, in memory.
     pub fn encode(&self) -> Result<Vec<u8>, MachineError> {
+        let mut bytes = Vec::new();
+        self.encode_into(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Writes the snapshot bytes of the view to `out` as the table is read:
+    /// memory does not grow with the data (docs/decisions/0086).
+    pub fn encode_into(&self, out: &mut dyn std::io::Write) -> Result<(), MachineError> {
         let error = |error: redb::Error| engine_error(&self.path, error);
         let table = self.txn.open_table(DATA).map_err(|e| error(e.into()))?;
         let count = table.len().map_err(|e| error(e.into()))?;
-        let hint = table.stats().map_or(0, |stats| stats.stored_bytes() as usize);
-        let mut writer = SnapshotWriter::new(self.applied_index, count, hint);
+        let mut writer = SnapshotWriter::new(out, self.applied_index, count).map_err(MachineError::SnapshotOutput)?;
         for pair in table.iter().map_err(|e| error(e.into()))? {
             let (key, value) = pair.map_err(|e| error(e.into()))?;
-            writer.pair(key.value(), value.value());
+            writer.pair(key.value(), value.value()).map_err(MachineError::SnapshotOutput)?;
         }
-        Ok(writer.finish(&read_origins(&self.txn, &self.path)?))
+        writer.finish(&read_origins(&self.txn, &self.path)?).map_err(MachineError::SnapshotOutput)?;
+        Ok(())
     }
 }
 
@@ -566,7 +574,7 @@ impl StateMachine for EngineStore {
 
     fn snapshot_job(&mut self) -> Result<SnapshotJob, MachineError> {
         let view = self.snapshot_view()?;
-        Ok(Box::new(move || view.encode()))
+        Ok(Box::new(move |out: &mut dyn std::io::Write| view.encode_into(out)))
     }
 
     fn install_snapshot(&mut self, bytes: &[u8]) -> Result<LogIndex, MachineError> {
@@ -666,6 +674,7 @@ fn sync_parent(path: &Path) -> Result<(), MachineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::machine::run_to_vec;
     use crate::kv::SetCondition;
 
     const ME: EngineIdentity = EngineIdentity { cluster_id: 7, node_id: 1 };
@@ -736,7 +745,7 @@ mod tests {
         }
         assert!(map.saved_results() > 0, "the snapshots hold a deduplication table");
         let job = store.snapshot_job().unwrap();
-        assert_eq!(job().unwrap(), map.encode_snapshot(40));
+        assert_eq!(run_to_vec(job).unwrap(), map.encode_snapshot(40));
     }
 
     // A crash mid-install leaves the old file whole; bad bytes change nothing.

@@ -30,14 +30,27 @@ pub enum MachineError {
     /// Snapshot bytes that are not a KV state (checked before anything changed).
     #[error("snapshot: {0}")]
     Snapshot(#[from] super::SnapshotDecodeError),
+    /// Writing a snapshot's bytes out failed.
+    #[error("writing a snapshot: {0}")]
+    SnapshotOutput(std::io::Error),
+    /// The scratch file of a snapshot made to send failed.
+    #[error("the snapshot to send: {0}")]
+    Outgoing(#[from] conclave_storage::StorageError),
 }
 
 /// One entry for [`StateMachine::apply_batch`]: its index and, for commands,
 /// the envelope (other payloads only take up their index).
 pub type BatchEntry<'a> = (LogIndex, Option<&'a Envelope>);
 
-/// Makes snapshot bytes; see [`StateMachine::snapshot_job`].
-pub type SnapshotJob = Box<dyn FnOnce() -> Result<Vec<u8>, MachineError> + Send>;
+/// Writes snapshot bytes to its argument; see [`StateMachine::snapshot_job`].
+pub type SnapshotJob = Box<dyn FnOnce(&mut dyn std::io::Write) -> Result<(), MachineError> + Send>;
+
+/// Runs `job` into memory.
+pub fn run_to_vec(job: SnapshotJob) -> Result<Vec<u8>, MachineError> {
+    let mut bytes = Vec::new();
+    job(&mut bytes)?;
+    Ok(bytes)
+}
 
 /// What a node's apply loop drives. Every method that changes the data also
 /// records the applied index, atomically with it.

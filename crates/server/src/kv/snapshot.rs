@@ -83,54 +83,72 @@ pub enum SnapshotDecodeError {
 /// Writes the snapshot bytes of a state at one applied index, pair by pair, in
 /// strictly ascending key order (any store's view: a map's sorted entries, or
 /// an engine's read transaction).
-pub(crate) struct SnapshotWriter {
-    bytes: Vec<u8>,
+pub(crate) struct SnapshotWriter<W: std::io::Write> {
+    out: W,
+    /// Checksum of every byte written so far.
+    crc: u32,
     key_count: u64,
     written: u64,
 }
 
-impl SnapshotWriter {
-    /// A snapshot at `applied_index` of `key_count` pairs; `size_hint`: their bytes.
-    pub(crate) fn new(applied_index: LogIndex, key_count: u64, size_hint: usize) -> SnapshotWriter {
-        let mut bytes = Vec::with_capacity(HEADER_BYTES + size_hint + CHECKSUM_BYTES);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&VERSION.to_le_bytes());
-        bytes.extend_from_slice(&applied_index.to_le_bytes());
-        bytes.extend_from_slice(&key_count.to_le_bytes());
-        SnapshotWriter { bytes, key_count, written: 0 }
+impl SnapshotWriter<Vec<u8>> {
+    /// A snapshot in memory; `size_hint`: the pairs' bytes.
+    pub(crate) fn in_memory(applied_index: LogIndex, key_count: u64, size_hint: usize) -> SnapshotWriter<Vec<u8>> {
+        let bytes = Vec::with_capacity(HEADER_BYTES + size_hint + CHECKSUM_BYTES);
+        SnapshotWriter::new(bytes, applied_index, key_count).expect("writing to memory cannot fail")
+    }
+}
+
+impl<W: std::io::Write> SnapshotWriter<W> {
+    /// A snapshot at `applied_index` of `key_count` pairs, written to `out` as
+    /// it goes: the whole snapshot is never held in memory unless `out` is.
+    pub(crate) fn new(out: W, applied_index: LogIndex, key_count: u64) -> std::io::Result<SnapshotWriter<W>> {
+        let mut writer = SnapshotWriter { out, crc: 0, key_count, written: 0 };
+        writer.put(MAGIC)?;
+        writer.put(&VERSION.to_le_bytes())?;
+        writer.put(&applied_index.to_le_bytes())?;
+        writer.put(&key_count.to_le_bytes())?;
+        Ok(writer)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.out.write_all(bytes)
     }
 
     /// The next pair.
-    pub(crate) fn pair(&mut self, key: &[u8], value: &[u8]) {
+    pub(crate) fn pair(&mut self, key: &[u8], value: &[u8]) -> std::io::Result<()> {
         // Keys and values are bounded by the command size limit, far below 4 GiB.
-        self.bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        self.bytes.extend_from_slice(key);
-        self.bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        self.bytes.extend_from_slice(value);
+        self.put(&(key.len() as u32).to_le_bytes())?;
+        self.put(key)?;
+        self.put(&(value.len() as u32).to_le_bytes())?;
+        self.put(value)?;
         self.written += 1;
+        Ok(())
     }
 
-    /// The bytes, with the deduplication table (`origins` ascending by node,
-    /// each's results ascending by id), sealed with their checksum.
-    pub(crate) fn finish(mut self, origins: &[OriginRecord]) -> Vec<u8> {
+    /// The deduplication table (`origins` ascending by node, each's results
+    /// ascending by id) and the checksum that seals the bytes; returns the
+    /// output.
+    pub(crate) fn finish(mut self, origins: &[OriginRecord]) -> std::io::Result<W> {
         assert_eq!(self.written, self.key_count, "a snapshot's key count matches its pairs");
-        self.bytes.extend_from_slice(&(origins.len() as u64).to_le_bytes());
+        self.put(&(origins.len() as u64).to_le_bytes())?;
         for record in origins {
             let Session { incarnation, floor, results } = record.session;
             debug_assert_eq!(results, record.results.len() as u64, "a session counts its results");
             for field in [record.node, incarnation, floor, record.results.len() as u64] {
-                self.bytes.extend_from_slice(&field.to_le_bytes());
+                self.put(&field.to_le_bytes())?;
             }
             for (id, reply) in &record.results {
                 let reply = encode_reply(reply);
-                self.bytes.extend_from_slice(&id.to_le_bytes());
-                self.bytes.extend_from_slice(&(reply.len() as u32).to_le_bytes());
-                self.bytes.extend_from_slice(&reply);
+                self.put(&id.to_le_bytes())?;
+                self.put(&(reply.len() as u32).to_le_bytes())?;
+                self.put(&reply)?;
             }
         }
-        let checksum = crc32c::crc32c(&self.bytes);
-        self.bytes.extend_from_slice(&checksum.to_le_bytes());
-        self.bytes
+        let checksum = self.crc;
+        self.out.write_all(&checksum.to_le_bytes())?;
+        Ok(self.out)
     }
 }
 
@@ -253,11 +271,12 @@ impl KvStore {
         let mut pairs: Vec<(&Vec<u8>, &Vec<u8>)> = self.data.iter().collect();
         pairs.sort_unstable_by(|left, right| left.0.cmp(right.0));
         let content: usize = pairs.iter().map(|(key, value)| 8 + key.len() + value.len()).sum();
-        let mut writer = SnapshotWriter::new(applied_index, pairs.len() as u64, content);
+        let mut writer = SnapshotWriter::in_memory(applied_index, pairs.len() as u64, content);
+        let memory = "writing to memory cannot fail";
         for (key, value) in pairs {
-            writer.pair(key, value);
+            writer.pair(key, value).expect(memory);
         }
-        writer.finish(&self.dedup.records())
+        writer.finish(&self.dedup.records()).expect(memory)
     }
 
     /// The store and its applied index from snapshot bytes; damaged, truncated or

@@ -110,7 +110,7 @@ impl StateMachine for KvStore {
     /// Encoded at once (a copy of the map would cost as much).
     fn snapshot_job(&mut self) -> Result<SnapshotJob, MachineError> {
         let bytes = self.encode_snapshot(self.applied_index);
-        Ok(Box::new(move || Ok(bytes)))
+        Ok(Box::new(move |out: &mut dyn std::io::Write| out.write_all(&bytes).map_err(MachineError::SnapshotOutput)))
     }
 
     fn install_snapshot(&mut self, bytes: &[u8]) -> Result<LogIndex, MachineError> {

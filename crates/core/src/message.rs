@@ -86,8 +86,10 @@ pub enum Body {
         total_bytes: u64,
         /// Where `data` starts in it.
         offset: u64,
-        /// The chunk.
-        data: Vec<u8>,
+        /// The chunk: a slice of the leader's snapshot bytes, shared, so that
+        /// reading them (a mapped file's pages) happens where the message is
+        /// encoded, not on the task that drives the node.
+        data: bytes::Bytes,
         /// True for the last chunk (`offset + data.len() == total_bytes`).
         done: bool,
     },

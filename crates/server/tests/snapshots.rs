@@ -238,7 +238,8 @@ mod fake_leader {
             voters: vec![1, 2],
             last_leader_term: None,
         };
-        let body = Body::InstallSnapshot { meta, total_bytes: data.len() as u64, offset: 0, data, done: true };
+        let body =
+            Body::InstallSnapshot { meta, total_bytes: data.len() as u64, offset: 0, data: data.into(), done: true };
         let message = Message { cluster_id: 7, from: 1, to: 2, term: 5, body };
         stream.write_all(&frame::encode(&PeerFrame::Raft(message), 1 << 20).unwrap()).unwrap();
     }

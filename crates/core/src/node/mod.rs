@@ -419,7 +419,9 @@ impl Node {
                 .progress
                 .iter()
                 .filter(|(_, progress)| {
-                    !matches!(progress.state, ProgressState::Snapshot { .. }) && progress.next_index < first_index
+                    progress.recent_active
+                        && !matches!(progress.state, ProgressState::Snapshot { .. })
+                        && progress.next_index < first_index
                 })
                 .map(|(peer, _)| *peer)
                 .collect();

@@ -45,7 +45,7 @@ pub(crate) struct Chunk {
     pub meta: SnapshotMeta,
     pub total_bytes: u64,
     pub offset: u64,
-    pub data: Vec<u8>,
+    pub data: bytes::Bytes,
     pub done: bool,
 }
 
@@ -86,12 +86,18 @@ impl Node {
     ///
     /// Without a snapshot whose bytes reach the log's base (the log was
     /// compacted without bytes, `Node::compact_log`), the driver is asked for
-    /// one (`Output::snapshot_wanted`) and `to` stays in probe: the transfer
-    /// starts when the snapshot is offered, or at a later heartbeat.
+    /// one (`Output::snapshot_wanted`) if `to` answered recently, and `to`
+    /// stays in probe: the transfer starts when the snapshot is offered, or
+    /// at a later heartbeat.
     pub(crate) fn start_snapshot_transfer(&mut self, to: NodeId) {
         let usable = self.snapshot.as_ref().filter(|kept| kept.meta.last_included_index >= self.log.snapshot_index());
         let Some(snapshot) = usable.cloned() else {
-            self.out.snapshot_wanted = true;
+            // Only for a follower that answers: a snapshot as large as the
+            // data is not made for one that is down (it asks again once it
+            // answers a probe).
+            if self.progress.get(&to).is_some_and(|progress| progress.recent_active) {
+                self.out.snapshot_wanted = true;
+            }
             return;
         };
         let last_included_index = snapshot.meta.last_included_index;
@@ -126,7 +132,7 @@ impl Node {
                 meta: snapshot.meta.clone(),
                 total_bytes,
                 offset: start,
-                data: snapshot.data[start as usize..end as usize].to_vec(),
+                data: snapshot.data.slice(start as usize..end as usize),
                 done: end == total_bytes,
             };
             let in_flight = in_flight + 1;
@@ -260,7 +266,12 @@ impl Node {
         if chunk.offset == 0 && !self.incoming_snapshot.as_ref().is_some_and(same_transfer) {
             // A new transfer supersedes any partial one.
             let (meta, total_bytes) = (chunk.meta.clone(), chunk.total_bytes);
-            self.incoming_snapshot = Some(IncomingSnapshot { from, term, meta, total_bytes, data: Vec::new() });
+            // Room for the whole snapshot at once, if the size is plausible:
+            // growing by doubling would copy it over and over, on the task
+            // that drives the node (pages are only touched as chunks land).
+            let mut data = Vec::new();
+            let _ = data.try_reserve_exact(usize::try_from(total_bytes).unwrap_or(usize::MAX));
+            self.incoming_snapshot = Some(IncomingSnapshot { from, term, meta, total_bytes, data });
         }
         let held = match &self.incoming_snapshot {
             Some(incoming) if same_transfer(incoming) => incoming.data.len() as u64,

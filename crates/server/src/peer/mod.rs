@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use conclave_core::{ClusterId, NodeId};
+use conclave_core::{Body, ClusterId, Message, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
@@ -157,6 +157,18 @@ impl Transport {
             warn!(to, "no such peer; frame dropped");
             return;
         };
+        if let PeerFrame::Raft(Message { body: Body::InstallSnapshot { .. }, .. }) = frame {
+            // A snapshot chunk is a slice of a mapped file whose pages may
+            // have to come from disk: encoding it reads them, so it happens on
+            // a blocking thread, not on the task that drives the node. Chunks
+            // may overtake other frames: the protocol takes any order.
+            let (queue, frame, limit) = (queue.clone(), frame.clone(), self.max_frame_bytes);
+            tokio::task::spawn_blocking(move || match frame::encode(&frame, limit) {
+                Ok(bytes) => queue.push_bulk(bytes, None),
+                Err(error) => warn!(to, %error, "frame not sent"),
+            });
+            return;
+        }
         let bytes = match frame::encode(frame, self.max_frame_bytes) {
             Ok(bytes) => bytes,
             Err(error) => return warn!(to, %error, "frame not sent"),

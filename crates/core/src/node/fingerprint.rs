@@ -168,6 +168,7 @@ fn hash_fast_state<H: Hasher>(fast: &FastState, clock: &RelativeClock, expiry_ms
     fast.final_vote.hash(hasher);
     clock.optional(fast.candidate_deadline_ms, hasher);
     fast.cold_start_candidate.hash(hasher);
+    clock.optional(fast.cold_start_wait_until_ms, hasher);
     clock.optional(fast.grant_resend_at_ms, hasher);
     fast.established.hash(hasher);
     fast.corrections.hash(hasher);

@@ -6,10 +6,14 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 
-use super::failover::{describe_detector, FailoverRecord, KillKind, Phases, TimelineEvent};
+use super::failover::{describe_detector, describe_version, FailoverRecord, KillKind, Phases, TimelineEvent};
 
 /// The outcome of a whole demo run.
 pub struct DemoResult {
+    /// The election mode the cluster ran.
+    pub mode: String,
+    /// The same scenario on a cluster of another mode (`--compare`).
+    pub comparison: Option<Box<DemoResult>>,
     /// Every failover, in order.
     pub failovers: Vec<FailoverRecord>,
     /// Acknowledged writes.
@@ -37,6 +41,11 @@ pub fn p50_max(values: &[u64]) -> (u64, u64) {
 }
 
 impl DemoResult {
+    /// Failovers whose survivors held different data versions at the kill.
+    pub fn failovers_with_differing_versions(&self) -> usize {
+        self.failovers.iter().filter(|record| record.versions_differ()).count()
+    }
+
     /// Every winner had the newest data, and every leader term was the old one + 1.
     pub fn elections_correct(&self) -> bool {
         self.failovers
@@ -70,6 +79,19 @@ impl DemoResult {
                     "elected_data_version": version_json(record.elected_data_version()),
                     "best_data_version": version_json(record.best_data_version()),
                     "data_versions": record.versions.iter().map(|(id, version)| (id.to_string(), version_json(*version))).collect::<serde_json::Map<_, _>>(),
+                    "survivor_data_versions": record.versions.iter().map(|(id, version)| json!({
+                        "node": id,
+                        "last_term": version.0,
+                        "last_index": version.1,
+                        "newest": *version == record.best_data_version(),
+                        "elected": *id == record.elected_node,
+                    })).collect::<Vec<_>>(),
+                    "versions_differ": record.versions_differ(),
+                    "lagging_nodes": record.lag.held,
+                    "kept_up_node": record.lag.kept_up,
+                    "entries_thrown_away": record.entries_thrown_away(),
+                    "old_term": record.old_term,
+                    "new_term": record.new_term,
                     "winner_had_newest_data": record.winner_had_newest_data(),
                     "old_leader_term": record.old_leader_term,
                     "new_leader_term": record.new_leader_term,
@@ -93,7 +115,9 @@ impl DemoResult {
                 })
             })
             .collect();
-        json!({
+        let mut object = json!({
+            "mode": self.mode,
+            "failovers_with_differing_versions": self.failovers_with_differing_versions(),
             "failovers": self.failovers.len(),
             "acknowledged_writes": self.acknowledged_writes,
             "failed_writes": self.failed_writes,
@@ -107,7 +131,11 @@ impl DemoResult {
             "first_detectors": self.first_detector_counts(),
             "failover_details": details,
             "elections_correct": self.elections_correct(),
-        })
+        });
+        if let Some(comparison) = &self.comparison {
+            object["comparison"] = comparison.to_json();
+        }
+        object
     }
 
     /// The table printed at the end.
@@ -136,8 +164,8 @@ impl DemoResult {
                 record.elected_node,
                 record.first_detector().unwrap_or_else(|| "none".to_string()),
                 format!("{} → {}", record.old_leader_term, record.new_leader_term),
-                format!("{:?}", record.elected_data_version()),
-                format!("{:?}", record.best_data_version()),
+                describe_version(record.elected_data_version()),
+                describe_version(record.best_data_version()),
                 if record.winner_had_newest_data() { "yes" } else { "NO" },
                 record.failover_ms,
                 record.rejoin_ms.map_or_else(|| "-".to_string(), |ms| ms.to_string()),
@@ -162,6 +190,80 @@ impl DemoResult {
             self.failed_writes
         );
         out
+    }
+
+    /// The term sequence across the failovers: leader terms where the mode has
+    /// them (consecutive in `conclave`), else Raft's terms (which may skip).
+    fn term_sequence(&self) -> (String, Vec<u64>) {
+        let leader_terms = self.failovers.first().is_some_and(|record| record.old_leader_term > 0);
+        let (name, first, rest): (&str, Option<u64>, Vec<u64>) = if leader_terms {
+            (
+                "leader terms",
+                self.failovers.first().map(|record| record.old_leader_term),
+                self.failovers.iter().map(|record| record.new_leader_term).collect(),
+            )
+        } else {
+            (
+                "terms",
+                self.failovers.first().map(|record| record.old_term),
+                self.failovers.iter().map(|record| record.new_term).collect(),
+            )
+        };
+        (name.to_string(), first.into_iter().chain(rest).collect())
+    }
+
+    /// The side-by-side table of this run and its comparison, if there is one.
+    pub fn comparison_table(&self) -> Option<String> {
+        let other = self.comparison.as_deref()?;
+        let mut out = String::new();
+        let _ = writeln!(out, "the same scenario on `{}` and `{}`, side by side:", self.mode, other.mode);
+        let header = |mode: &str| format!("{mode}: winner  newest?  failover ms  thrown away  term");
+        let _ = writeln!(out, "{:<3} | {:<56} | {}", "#", header(&self.mode), header(&other.mode));
+        let cell = |record: Option<&FailoverRecord>| match record {
+            None => "-".to_string(),
+            Some(record) => {
+                let (old, new) = if record.old_leader_term > 0 {
+                    (format!("LT{}", record.old_leader_term), format!("LT{}", record.new_leader_term))
+                } else {
+                    (format!("T{}", record.old_term), format!("T{}", record.new_term))
+                };
+                format!(
+                    "node {:<3} {:<8} {:>11}  {:>11}  {old} → {new}",
+                    record.elected_node,
+                    if record.winner_had_newest_data() { "yes" } else { "NO" },
+                    record.failover_ms,
+                    record.entries_thrown_away(),
+                )
+            }
+        };
+        for number in 0..self.failovers.len().max(other.failovers.len()) {
+            let _ = writeln!(
+                out,
+                "{:<3} | {:<56} | {}",
+                number + 1,
+                cell(self.failovers.get(number)),
+                cell(other.failovers.get(number))
+            );
+        }
+        for run in [self, other] {
+            let (name, sequence) = run.term_sequence();
+            let consecutive = sequence.windows(2).all(|pair| pair[1] == pair[0] + 1);
+            let (p50, max) = p50_max(&run.failover_times());
+            let newest = run.failovers.iter().filter(|record| record.winner_had_newest_data()).count();
+            let thrown: u64 = run.failovers.iter().map(FailoverRecord::entries_thrown_away).sum();
+            let _ = writeln!(
+                out,
+                "{:<9} {name} {} ({}); newest data won {newest} of {}; uncommitted entries thrown away {thrown}; \
+                 failover p50 {p50} ms, max {max} ms; acknowledged writes {}, lost {}",
+                run.mode,
+                sequence.iter().map(u64::to_string).collect::<Vec<_>>().join(" → "),
+                if consecutive { "consecutive" } else { "skips" },
+                run.failovers.len(),
+                run.acknowledged_writes,
+                run.lost_writes.len(),
+            );
+        }
+        Some(out)
     }
 
     /// The HTML report: the summary and one SVG timeline per failover.

@@ -58,6 +58,8 @@ pub struct SceneOptions {
     pub not_before: Option<Instant>,
     /// Make followers fall behind before the kill ([`lag::fall_behind`]).
     pub lag: bool,
+    /// The nodes' heartbeat interval.
+    pub heartbeat: Duration,
 }
 
 /// Which detector told one survivor that the leader was lost, and when.
@@ -332,7 +334,8 @@ pub fn run(
     let leader = wait_for_stable_leader(cluster)?;
     let old_leader_term = leader.leader_term.unwrap_or(0);
     let killed = leader.id;
-    let lag = if options.lag { lag::fall_behind(cluster, ledger, killed, number) } else { Lag::default() };
+    let lag =
+        if options.lag { lag::fall_behind(cluster, ledger, killed, number, options.heartbeat) } else { Lag::default() };
     // Every link from the leader is held now: what the followers hold is what
     // they will hold at the kill.
     let held_versions = lag.kept_up.map(|_| read_versions(cluster, killed));

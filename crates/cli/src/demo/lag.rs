@@ -25,9 +25,6 @@ use super::load::Ledger;
 const WRITES_BETWEEN_HOLDS: usize = 20;
 /// The longest the demo waits for writes between holds.
 const HOLD_STEP_TIMEOUT: Duration = Duration::from_millis(500);
-/// The longest the leader keeps only one follower: far below an election
-/// timeout, so that it does not step down for want of a quorum.
-const ONE_FOLLOWER_TIMEOUT: Duration = Duration::from_millis(60);
 
 /// Who was made to fall behind.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,7 +40,11 @@ pub struct Lag {
 /// Holds the links from `leader` to three of its followers, one after another
 /// (which three turns with `number`), and returns who lags. Does nothing
 /// without the demo's proxies or with fewer than four followers.
-pub fn fall_behind(cluster: &DemoCluster, ledger: &Ledger, leader: u64, number: usize) -> Lag {
+///
+/// The leader keeps only one follower for at most one heartbeat interval
+/// (`heartbeat`): far below an election timeout, so that neither it steps down
+/// for want of a quorum nor a held follower suspects it.
+pub fn fall_behind(cluster: &DemoCluster, ledger: &Ledger, leader: u64, number: usize, heartbeat: Duration) -> Lag {
     let Some(links) = &cluster.links else { return Lag::default() };
     let mut followers: Vec<u64> = cluster.live().into_iter().filter(|id| *id != leader).collect();
     if followers.len() < 4 {
@@ -63,7 +64,7 @@ pub fn fall_behind(cluster: &DemoCluster, ledger: &Ledger, leader: u64, number: 
     // The last hold leaves the leader one follower: what it appends now stays
     // uncommitted, on the kept-up follower only.
     links.hold(leader, held[2]);
-    let deadline = Instant::now() + ONE_FOLLOWER_TIMEOUT;
+    let deadline = Instant::now() + heartbeat;
     let mut uncommitted_tail = false;
     while !uncommitted_tail && Instant::now() < deadline {
         uncommitted_tail = match (cluster.view(kept_up), cluster.view(held[2])) {

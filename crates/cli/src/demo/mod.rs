@@ -8,6 +8,7 @@
 //! (`--compare raft`, the default). Prints a summary table (or `--json`) and
 //! writes an HTML report with one SVG timeline per failover.
 
+mod chart;
 pub(crate) mod client;
 pub(crate) mod cluster;
 pub(crate) mod failover;
@@ -15,6 +16,7 @@ mod lag;
 mod links;
 mod load;
 mod report;
+mod timeline;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -229,6 +231,7 @@ fn run_in(args: &DemoArgs, dir: PathBuf, mode: Option<&str>) -> Result<DemoResul
             kill: args.kill,
             stale_leader: number == args.failovers && !args.no_stale_leader && mode.is_none(),
             lag: !args.no_lag,
+            heartbeat: Duration::from_millis(heartbeat_ms),
             // Past the vote leases of the last election, and one heartbeat more.
             not_before: failovers
                 .last()

@@ -185,6 +185,12 @@ impl FailoverRecord {
         }
     }
 
+    /// Survivors whose data was older than the newest at the kill.
+    pub fn survivors_behind(&self) -> usize {
+        let best = self.best_data_version();
+        self.versions.values().filter(|version| **version < best).count()
+    }
+
     /// Whether the survivors held different data versions at the kill.
     pub fn versions_differ(&self) -> bool {
         let mut versions = self.versions.values();

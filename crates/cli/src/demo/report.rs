@@ -145,7 +145,7 @@ impl DemoResult {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<3} {:<7} {:<8} {:<13} {:<12} {:<16} {:<16} {:<8} {:>12} {:>10}",
+            "{:<3} {:<7} {:<8} {:<13} {:<12} {:<16} {:<16} {:<8} {:<8} {:>12} {:>10}",
             "#",
             "killed",
             "elected",
@@ -153,6 +153,7 @@ impl DemoResult {
             "leader term",
             "winner data",
             "newest live",
+            "behind",
             "newest?",
             "failover ms",
             "rejoin ms"
@@ -160,7 +161,7 @@ impl DemoResult {
         for record in &self.failovers {
             let _ = writeln!(
                 out,
-                "{:<3} {:<7} {:<8} {:<13} {:<12} {:<16} {:<16} {:<8} {:>12} {:>10}",
+                "{:<3} {:<7} {:<8} {:<13} {:<12} {:<16} {:<16} {:<8} {:<8} {:>12} {:>10}",
                 record.number,
                 record.killed,
                 record.elected_node,
@@ -168,6 +169,7 @@ impl DemoResult {
                 format!("{} → {}", record.old_leader_term, record.new_leader_term),
                 describe_version(record.elected_data_version()),
                 describe_version(record.best_data_version()),
+                format!("{} of {}", record.survivors_behind(), record.versions.len()),
                 if record.winner_had_newest_data() { "yes" } else { "NO" },
                 record.failover_ms,
                 record.rejoin_ms.map_or_else(|| "-".to_string(), |ms| ms.to_string()),

@@ -113,7 +113,10 @@ fn a_stopped_leader_is_detected_by_misses_only() {
     let dir = tempfile::tempdir().unwrap();
     let output = run_demo(
         dir.path(),
-        &["--json", "--failovers", "2", "--heartbeat-ms", "20", "--kill", "host", "--compare", "none"],
+        // Detection only, without the lag: with it, a stopped leader's
+        // successor sometimes serves a leader term later than the next (an
+        // open question of the election, not of detection: decision 0083).
+        &["--json", "--failovers", "2", "--heartbeat-ms", "20", "--kill", "host", "--compare", "none", "--no-lag"],
         Duration::from_secs(120),
     );
     let stdout = String::from_utf8_lossy(&output.stdout);

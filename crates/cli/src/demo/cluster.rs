@@ -158,12 +158,16 @@ impl DemoCluster {
     pub fn kill(&mut self, id: u64) -> std::io::Result<()> {
         self.paused[id as usize - 1] = false;
         if let Some(links) = &self.links {
-            // As the node's host would: refuse redials, reset connections.
-            links.node_down(id);
+            // As the node's host would: refuse redials, then reset connections
+            // once the process is gone (not before: it would redial).
+            links.refuse_dials_to(id);
         }
         if let Some(mut child) = self.children[id as usize - 1].take() {
             child.kill()?;
             child.wait()?;
+        }
+        if let Some(links) = &self.links {
+            links.node_gone(id);
         }
         Ok(())
     }

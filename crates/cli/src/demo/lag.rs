@@ -23,8 +23,6 @@ use super::load::Ledger;
 
 /// Writes acknowledged between two holds: the lag of the earlier held node.
 const WRITES_BETWEEN_HOLDS: usize = 20;
-/// The longest the demo waits for writes between holds.
-const HOLD_STEP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Who was made to fall behind.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,9 +39,11 @@ pub struct Lag {
 /// (which three turns with `number`), and returns who lags. Does nothing
 /// without the demo's proxies or with fewer than four followers.
 ///
-/// The leader keeps only one follower for at most one heartbeat interval
-/// (`heartbeat`): far below an election timeout, so that neither it steps down
-/// for want of a quorum nor a held follower suspects it.
+/// Each step lasts at most one heartbeat interval (`heartbeat`), also on a
+/// slow machine: the first held follower misses about three heartbeats before
+/// the kill, fewer than the miss limit, so no follower suspects the leader
+/// early, and the leader, which keeps only one follower for the last step,
+/// does not step down for want of a quorum.
 pub fn fall_behind(cluster: &DemoCluster, ledger: &Ledger, leader: u64, number: usize, heartbeat: Duration) -> Lag {
     let Some(links) = &cluster.links else { return Lag::default() };
     let mut followers: Vec<u64> = cluster.live().into_iter().filter(|id| *id != leader).collect();
@@ -56,7 +56,7 @@ pub fn fall_behind(cluster: &DemoCluster, ledger: &Ledger, leader: u64, number: 
     for &node in &held[..2] {
         links.hold(leader, node);
         let target = ledger.count() + WRITES_BETWEEN_HOLDS;
-        let deadline = Instant::now() + HOLD_STEP_TIMEOUT;
+        let deadline = Instant::now() + heartbeat;
         while ledger.count() < target && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }

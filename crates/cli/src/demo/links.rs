@@ -90,10 +90,11 @@ impl Links {
         }
     }
 
-    /// Node `node` goes down: its proxies stop listening (a redial is refused)
-    /// and every connection to or from it closes, held bytes included.
-    pub fn node_down(&self, node: u64) {
-        self.drop_held_from(node);
+    /// Node `node` is about to go down: its proxies stop listening, so a
+    /// peer's redial is refused as by the node's own host. Its connections stay
+    /// until [`Links::node_gone`]: a node still alive must not redial past a
+    /// hold and deliver what the hold kept back.
+    pub fn refuse_dials_to(&self, node: u64) {
         for (&(from, to), link) in &self.links {
             if to == node {
                 link.down.store(true, Ordering::SeqCst);
@@ -101,8 +102,7 @@ impl Links {
                 let _ = TcpStream::connect_timeout(&self.addresses[&(from, to)], Duration::from_millis(200));
             }
         }
-        // Listeners closed before connections: a peer redialling at once is
-        // refused. Bounded: each accept loop exits at its wake-up connection.
+        // Bounded: each accept loop exits at its wake-up connection.
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline
             && self
@@ -112,6 +112,12 @@ impl Links {
         {
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// Node `node` is down: every connection to or from it closes, and what
+    /// the links from it held is thrown away.
+    pub fn node_gone(&self, node: u64) {
+        self.drop_held_from(node);
         for (&(from, to), link) in &self.links {
             if to == node || from == node {
                 link.close_all();

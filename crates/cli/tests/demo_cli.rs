@@ -54,11 +54,9 @@ fn demo_json_reports_three_correct_failovers_and_no_lost_write() {
         assert_eq!(survivors.len(), 4, "{detail}");
         assert!(survivors.iter().any(|survivor| survivor["newest"] == false), "some survivor lags: {detail}");
         assert_eq!(detail["entries_thrown_away"], 0, "{detail}");
-        assert_eq!(
-            detail["new_leader_term"].as_u64().unwrap(),
-            detail["old_leader_term"].as_u64().unwrap() + 1,
-            "{detail}"
-        );
+        // Usually the old one + 1; a leader-elect that gave up and won again
+        // commits two leader terms, in order: no gap either way.
+        assert_eq!(detail["leader_terms_gapless"], true, "{detail}");
         assert_ne!(detail["elected_node"], detail["killed_node"], "{detail}");
         assert_eq!(detail["kill"], "process", "{detail}");
         assert_known_detectors(detail);
@@ -113,10 +111,7 @@ fn a_stopped_leader_is_detected_by_misses_only() {
     let dir = tempfile::tempdir().unwrap();
     let output = run_demo(
         dir.path(),
-        // Detection only, without the lag: with it, a stopped leader's
-        // successor sometimes serves a leader term later than the next (an
-        // open question of the election, not of detection: decision 0083).
-        &["--json", "--failovers", "2", "--heartbeat-ms", "20", "--kill", "host", "--compare", "none", "--no-lag"],
+        &["--json", "--failovers", "2", "--heartbeat-ms", "20", "--kill", "host", "--compare", "none"],
         Duration::from_secs(120),
     );
     let stdout = String::from_utf8_lossy(&output.stdout);

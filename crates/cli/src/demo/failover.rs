@@ -185,6 +185,20 @@ impl FailoverRecord {
         }
     }
 
+    /// Every leader term from the old one + 1 to the new one was committed, as
+    /// the winner's events tell: no gap. Usually the new one is the old one + 1;
+    /// a leader-elect that gave up and won again commits two, in order.
+    pub fn leader_terms_gapless(&self) -> bool {
+        let committed: std::collections::BTreeSet<u64> = self
+            .timeline
+            .iter()
+            .filter(|event| event.node == self.elected_node && event.kind == "LeaderTermCommitted")
+            .filter_map(|event| serde_json::from_str::<Value>(&event.detail).ok()?["leader_term"].as_u64())
+            .collect();
+        self.new_leader_term > self.old_leader_term
+            && (self.old_leader_term + 1..=self.new_leader_term).all(|term| committed.contains(&term))
+    }
+
     /// Survivors whose data was older than the newest at the kill.
     pub fn survivors_behind(&self) -> usize {
         let best = self.best_data_version();
@@ -661,7 +675,17 @@ fn story(record: &FailoverRecord, first_key: &str) -> Vec<String> {
             record.elected_node,
             record.new_leader_term,
             record.old_leader_term,
-            if record.new_leader_term == record.old_leader_term + 1 { "exactly +1" } else { "NOT +1" }
+            if record.new_leader_term == record.old_leader_term + 1 {
+                "exactly +1".to_string()
+            } else if record.leader_terms_gapless() {
+                // A leader-elect that gave up and won again: its first
+                // `BecomeLeader` commits with the second, in order.
+                let terms: Vec<String> =
+                    (record.old_leader_term + 1..=record.new_leader_term).map(|term| term.to_string()).collect();
+                format!("leader terms {} committed in order, no gap", terms.join(", "))
+            } else {
+                "A GAP".to_string()
+            }
         ));
     }
     if record.old_leader_term == 0 {

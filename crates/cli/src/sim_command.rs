@@ -147,12 +147,12 @@ fn replay(options: &SimOptions, seed: u64, json: bool) -> ExitCode {
         }
         drop(stdout);
         println!(
-            "seed {seed}: {} steps, {} ms simulated, {} elections, {} leaders, failovers {:?} ms, {} committed, {} disruptions, trace hash {:016x}",
+            "seed {seed}: {} steps, {} ms simulated, {} elections, {} leaders, failovers {} ms, {} committed, {} disruptions, trace hash {:016x}",
             report.steps,
             report.simulated_ms,
             report.elections,
             report.leader_changes,
-            report.failover_ms,
+            report.failover_ms.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
             report.committed_entries,
             report.disruptions,
             report.trace_hash

@@ -1,7 +1,8 @@
 //! `conclave demo` end to end with small timings: the
-//! JSON fields, no lost writes, the newest data winning, consecutive leader
-//! terms, the detector named for each failover (SIGKILL and SIGSTOP); and the
-//! HTML report rendered by headless Chromium when installed.
+//! JSON fields, no lost writes, survivors holding different data versions and
+//! the newest winning, consecutive leader terms, the detector named for each
+//! failover (SIGKILL and SIGSTOP), the Raft comparison; and the HTML report
+//! rendered by headless Chromium when installed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -30,6 +31,8 @@ fn demo_json_reports_three_correct_failovers_and_no_lost_write() {
     assert_eq!(result["failovers"], 3);
     assert!(result["acknowledged_writes"].as_u64().unwrap() > 0, "{result}");
     assert_eq!(result["lost_writes"], 0, "{result}");
+    assert_eq!(result["mode"], "conclave", "{result}");
+    assert_eq!(result["failovers_with_differing_versions"], 3, "every kill found the survivors apart: {result}");
     let p50 = result["failover_ms"]["p50"].as_u64().unwrap();
     let max = result["failover_ms"]["max"].as_u64().unwrap();
     assert!(0 < p50 && p50 <= max, "{result}");
@@ -47,11 +50,13 @@ fn demo_json_reports_three_correct_failovers_and_no_lost_write() {
             assert!(detail.get(field).is_some(), "{field} missing from {detail}");
         }
         assert_eq!(detail["elected_data_version"], detail["best_data_version"], "{detail}");
-        assert_eq!(
-            detail["new_leader_term"].as_u64().unwrap(),
-            detail["old_leader_term"].as_u64().unwrap() + 1,
-            "{detail}"
-        );
+        let survivors = detail["survivor_data_versions"].as_array().unwrap();
+        assert_eq!(survivors.len(), 4, "{detail}");
+        assert!(survivors.iter().any(|survivor| survivor["newest"] == false), "some survivor lags: {detail}");
+        assert_eq!(detail["entries_thrown_away"], 0, "{detail}");
+        // Usually the old one + 1; a leader-elect that gave up and won again
+        // commits two leader terms, in order: no gap either way.
+        assert_eq!(detail["leader_terms_gapless"], true, "{detail}");
         assert_ne!(detail["elected_node"], detail["killed_node"], "{detail}");
         assert_eq!(detail["kill"], "process", "{detail}");
         assert_known_detectors(detail);
@@ -65,9 +70,23 @@ fn demo_json_reports_three_correct_failovers_and_no_lost_write() {
     assert!(gone > 0, "no failover detected by process_gone: {result}");
     let report = PathBuf::from(result["report"].as_str().unwrap());
     assert_eq!(report, dir.path().join("report.html"));
+    // The same scenario on a raft cluster: its own figures, no write lost.
+    let raft = &result["comparison"];
+    assert_eq!(raft["mode"], "raft", "{result}");
+    assert_eq!(raft["lost_writes"], 0, "{raft}");
+    let raft_details = raft["failover_details"].as_array().unwrap();
+    assert_eq!(raft_details.len(), 3, "{raft}");
+    for detail in raft_details {
+        for field in ["winner_had_newest_data", "entries_thrown_away", "old_term", "new_term", "failover_ms"] {
+            assert!(detail.get(field).is_some(), "{field} missing from {detail}");
+        }
+        assert!(detail["new_term"].as_u64().unwrap() > detail["old_term"].as_u64().unwrap(), "{detail}");
+    }
     let html = std::fs::read_to_string(&report).unwrap();
-    assert_eq!(html.matches("<svg").count(), 3, "one timeline per failover");
-    assert_eq!(html.matches("Detected by:").count(), 3, "each failover names its detectors");
+    assert_eq!(html.matches("<svg class=\"whole\"").count(), 6, "one whole timeline per failover and mode");
+    assert_eq!(html.matches("<svg class=\"election\"").count(), 6, "one election zoom beside each");
+    assert_eq!(html.matches("<svg class=\"chart\"").count(), 1, "the failover-time chart");
+    assert_eq!(html.matches("Detected by:").count(), 6, "each failover names its detectors");
 }
 
 /// Every failover names which detector told each survivor, from the known set,
@@ -92,7 +111,7 @@ fn a_stopped_leader_is_detected_by_misses_only() {
     let dir = tempfile::tempdir().unwrap();
     let output = run_demo(
         dir.path(),
-        &["--json", "--failovers", "2", "--heartbeat-ms", "20", "--kill", "host"],
+        &["--json", "--failovers", "2", "--heartbeat-ms", "20", "--kill", "host", "--compare", "none"],
         Duration::from_secs(120),
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -117,7 +136,7 @@ fn without_fast_detection_no_failover_is_detected_by_process_gone() {
     let dir = tempfile::tempdir().unwrap();
     let output = run_demo(
         dir.path(),
-        &["--json", "--failovers", "1", "--heartbeat-ms", "20", "--no-fast-detection"],
+        &["--json", "--failovers", "1", "--heartbeat-ms", "20", "--no-fast-detection", "--compare", "none"],
         Duration::from_secs(120),
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -158,7 +177,7 @@ fn the_html_report_renders_in_headless_chromium() {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            "--window-size=1200,900",
+            "--window-size=1400,1600",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--screenshot={}", screenshot.display()))

@@ -32,6 +32,12 @@ pub struct Config {
     /// `fast` mode: the node that leads the first term of a brand-new cluster
     /// without an election (docs/design/cold-start.md). Ignored by a node with durable state.
     pub initial_leader: Option<NodeId>,
+    /// With `initial_leader`: for this long after a brand-new member starts, it
+    /// waits for the initial leader's cold start instead of campaigning, and
+    /// the initial leader keeps gathering every member's confirmation
+    /// (docs/design/cold-start.md). Covers members started some time apart;
+    /// past it, or once a member reports data, the first term is elected.
+    pub cold_start_wait_ms: u64,
     /// `gapless`/`conclave` modes: after granting a vote, no other vote for this
     /// long, whatever the ballot (docs/design/leader-terms.md). Must be below the election
     /// timeout, so that a node can campaign itself once it expired.
@@ -108,6 +114,7 @@ impl Config {
             miss_limit: 5,
             finalize_wait_ms: 100,
             initial_leader: None,
+            cold_start_wait_ms: 5_000,
             // 0.8 × the default election timeout of 250 ms (docs/operations.md).
             vote_lease_ms: 200,
             pre_vote: true,

@@ -43,6 +43,9 @@ pub struct Timing {
     /// Vote lease of the gapless rules (docs/design/leader-terms.md); must be below the election
     /// timeout. Default: 0.8 × election timeout.
     pub vote_lease_ms: Option<u64>,
+    /// With `initial_leader`: how long a brand-new member waits for the initial
+    /// leader's cold start before it may campaign (docs/design/cold-start.md).
+    pub cold_start_wait_ms: u64,
     /// Longest a client request waits for its answer before `-TRYAGAIN`.
     pub request_timeout_ms: u64,
     /// Longest a request waits for a leader to be known (during an election).
@@ -79,6 +82,7 @@ impl Default for Timing {
             miss_limit: 5,
             finalize_wait_ms: 100,
             vote_lease_ms: None,
+            cold_start_wait_ms: 5_000,
             request_timeout_ms: 5_000,
             leader_wait_ms: 3_000,
             reconnect_min_ms: 50,
@@ -568,6 +572,7 @@ impl ServerConfig {
         core.finalize_wait_ms = self.timing.finalize_wait_ms;
         core.vote_lease_ms = self.vote_lease_ms();
         core.initial_leader = self.initial_leader;
+        core.cold_start_wait_ms = self.timing.cold_start_wait_ms;
         core.max_entries_per_message = self.limits.max_entries_per_message;
         core.max_bytes_per_message = self.limits.max_append_bytes;
         core.max_command_bytes = self.limits.max_command_bytes;

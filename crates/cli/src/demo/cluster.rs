@@ -13,6 +13,7 @@ use conclave_server::Member;
 use serde_json::Value;
 
 use super::client::http_json;
+use super::links::Links;
 use crate::local_command::{self, LocalArgs};
 
 /// Longest wait for one HTTP answer.
@@ -72,22 +73,38 @@ pub struct DemoCluster {
     children: Vec<Option<Child>>,
     /// Stopped with SIGSTOP: running, but silent (and left out of `live`).
     paused: Vec<bool>,
+    /// Peer links through the demo's proxies, when it starts them.
+    pub links: Option<Links>,
 }
 
 impl DemoCluster {
     /// Writes the configs of `nodes` nodes into `dir` and starts them all.
     pub fn start(dir: &Path, nodes: u64, timing: Timing) -> std::io::Result<DemoCluster> {
+        DemoCluster::start_with(dir, nodes, timing, None, false)
+    }
+
+    /// As [`DemoCluster::start`], in election mode `election_mode` (the
+    /// shipped default if `None`), and with every peer link through a proxy
+    /// the demo controls if `proxied` (see [`Links`]).
+    pub fn start_with(
+        dir: &Path,
+        nodes: u64,
+        timing: Timing,
+        election_mode: Option<String>,
+        proxied: bool,
+    ) -> std::io::Result<DemoCluster> {
         std::fs::create_dir_all(dir)?;
         let args = LocalArgs {
             nodes,
             base_port: None,
             data_dir: Some(dir.to_path_buf()),
             distinct_addresses: false,
-            election_mode: None,
+            election_mode,
             password: None,
             cluster_id: 1,
         };
         let members = local_command::members(&args)?;
+        let links = if proxied { Some(Links::start(&members)?) } else { None };
         let executable = std::env::current_exe()?;
         let mut cluster = DemoCluster {
             dir: dir.to_path_buf(),
@@ -97,6 +114,7 @@ impl DemoCluster {
             executable,
             children: (0..nodes).map(|_| None).collect(),
             paused: vec![false; nodes as usize],
+            links,
         };
         for id in 1..=nodes {
             cluster.write_config(id, Some(1))?;
@@ -110,13 +128,25 @@ impl DemoCluster {
     }
 
     fn write_config(&self, id: u64, initial_leader: Option<u64>) -> std::io::Result<()> {
-        let mut config = local_command::node_config(&self.args, &self.members, id, &self.dir, self.timing.clone());
+        // Through the proxies, node `id` reaches node j at the link id → j.
+        let seen: Vec<Member> = self
+            .members
+            .iter()
+            .map(|other| match &self.links {
+                Some(links) if other.id != id => Member { peer_address: links.address(id, other.id), ..other.clone() },
+                _ => other.clone(),
+            })
+            .collect();
+        let mut config = local_command::node_config(&self.args, &seen, id, &self.dir, self.timing.clone());
         config.initial_leader = initial_leader;
         config.validate().map_err(std::io::Error::other)?;
         std::fs::write(self.config_path(id), config.to_toml())
     }
 
     fn spawn(&mut self, id: u64) -> std::io::Result<()> {
+        if let Some(links) = &self.links {
+            links.node_up(id)?;
+        }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("node{id}.log")))?;
         let mut command = local_command::serve_command(&self.executable, &self.config_path(id));
         command.stderr(log);
@@ -127,9 +157,17 @@ impl DemoCluster {
     /// SIGKILL (`Child::kill` on Unix): no shutdown, no final sync.
     pub fn kill(&mut self, id: u64) -> std::io::Result<()> {
         self.paused[id as usize - 1] = false;
+        if let Some(links) = &self.links {
+            // As the node's host would: refuse redials, then reset connections
+            // once the process is gone (not before: it would redial).
+            links.refuse_dials_to(id);
+        }
         if let Some(mut child) = self.children[id as usize - 1].take() {
             child.kill()?;
             child.wait()?;
+        }
+        if let Some(links) = &self.links {
+            links.node_gone(id);
         }
         Ok(())
     }
@@ -139,6 +177,10 @@ impl DemoCluster {
     pub fn pause(&mut self, id: u64) -> std::io::Result<()> {
         self.signal(id, "-STOP")?;
         self.paused[id as usize - 1] = true;
+        if let Some(links) = &self.links {
+            // What a held link kept back never arrives.
+            links.drop_held_from(id);
+        }
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use conclave_server::observe::wall_clock_ms;
 use serde_json::Value;
 
 use super::cluster::{DemoCluster, NodeView};
+use super::lag::{self, Lag};
 use super::load::Ledger;
 use super::DemoError;
 
@@ -55,6 +56,10 @@ pub struct SceneOptions {
     /// The kill comes no earlier than this: the previous election's vote leases
     /// have run out by then (see `run`).
     pub not_before: Option<Instant>,
+    /// Make followers fall behind before the kill ([`lag::fall_behind`]).
+    pub lag: bool,
+    /// The nodes' heartbeat interval.
+    pub heartbeat: Duration,
 }
 
 /// Which detector told one survivor that the leader was lost, and when.
@@ -125,14 +130,20 @@ pub struct FailoverRecord {
     pub killed: u64,
     /// How.
     pub kill: KillKind,
-    /// Its leader term.
+    /// Its leader term (0 in `raft` mode, which has none).
     pub old_leader_term: u64,
+    /// Its ballot (Raft's term).
+    pub old_term: u64,
+    /// Who was made to fall behind before the kill.
+    pub lag: Lag,
     /// Every live node's data version (last log term, last index) at the kill.
     pub versions: BTreeMap<u64, (u64, u64)>,
     /// The new leader.
     pub elected_node: u64,
     /// Its leader term.
     pub new_leader_term: u64,
+    /// Its ballot (Raft's term).
+    pub new_term: u64,
     /// From the kill to the first acknowledged write sent after it.
     pub failover_ms: u64,
     /// From the restart to the killed node following the new leader.
@@ -163,6 +174,51 @@ impl FailoverRecord {
     /// Whether the winner had the newest data.
     pub fn winner_had_newest_data(&self) -> bool {
         self.elected_data_version() == self.best_data_version()
+    }
+
+    /// The new leader's term as the narration names it: its leader term, or in
+    /// `raft` mode (no leader terms) its term.
+    pub fn new_term_name(&self) -> String {
+        match self.new_leader_term {
+            0 => format!("term {}", self.new_term),
+            leader_term => format!("leader term {leader_term}"),
+        }
+    }
+
+    /// Every leader term from the old one + 1 to the new one was committed, as
+    /// the winner's events tell: no gap. Usually the new one is the old one + 1;
+    /// a leader-elect that gave up and won again commits two, in order.
+    pub fn leader_terms_gapless(&self) -> bool {
+        let committed: std::collections::BTreeSet<u64> = self
+            .timeline
+            .iter()
+            .filter(|event| event.node == self.elected_node && event.kind == "LeaderTermCommitted")
+            .filter_map(|event| serde_json::from_str::<Value>(&event.detail).ok()?["leader_term"].as_u64())
+            .collect();
+        self.new_leader_term > self.old_leader_term
+            && (self.old_leader_term + 1..=self.new_leader_term).all(|term| committed.contains(&term))
+    }
+
+    /// Survivors whose data was older than the newest at the kill.
+    pub fn survivors_behind(&self) -> usize {
+        let best = self.best_data_version();
+        self.versions.values().filter(|version| **version < best).count()
+    }
+
+    /// Whether the survivors held different data versions at the kill.
+    pub fn versions_differ(&self) -> bool {
+        let mut versions = self.versions.values();
+        versions.next().is_some_and(|first| versions.any(|version| version != first))
+    }
+
+    /// Entries the newest survivor held past the winner's log: a winner with
+    /// older data overwrites them (never committed, so never acknowledged).
+    pub fn entries_thrown_away(&self) -> u64 {
+        if self.winner_had_newest_data() {
+            0
+        } else {
+            self.best_data_version().1.saturating_sub(self.elected_data_version().1).max(1)
+        }
     }
 
     /// Each survivor's first detection of the lost leader, earliest first:
@@ -298,6 +354,11 @@ pub fn run(
     let leader = wait_for_stable_leader(cluster)?;
     let old_leader_term = leader.leader_term.unwrap_or(0);
     let killed = leader.id;
+    let lag =
+        if options.lag { lag::fall_behind(cluster, ledger, killed, number, options.heartbeat) } else { Lag::default() };
+    // Every link from the leader is held now: what the followers hold is what
+    // they will hold at the kill.
+    let held_versions = lag.kept_up.map(|_| read_versions(cluster, killed));
     let mut kill_wall_ms = wall_clock_ms();
     let mut kill_at = Instant::now();
     let taken_down = match options.kill {
@@ -310,22 +371,34 @@ pub fn run(
         }),
     };
     taken_down.map_err(|source| DemoError::Process { node: killed, source })?;
-    narrate(format!(
-        "── failover {number}: {} to leader node {killed} (leader term {old_leader_term}, ballot {}) ──",
-        options.kill.signal(),
-        leader.term
-    ));
+    let terms = match leader.leader_term {
+        Some(leader_term) => format!("leader term {leader_term}, ballot {}", leader.term),
+        None => format!("term {}", leader.term),
+    };
+    narrate(format!("── failover {number}: {} to leader node {killed} ({terms}) ──", options.kill.signal()));
 
     // No leader now appends, so the survivors' logs stay as they are until the new
     // leader's BecomeLeader: read them now, before anyone can win (the election
     // cannot end before the miss limit runs out), and until two reads agree, so
     // that appends already in flight from the dead leader have landed.
-    let versions = read_versions(cluster);
+    let versions = held_versions.unwrap_or_else(|| read_versions(cluster, killed));
+    if !lag.held.is_empty() {
+        let held: Vec<String> = lag.held.iter().map(|node| format!("node {node}")).collect();
+        narrate(format!(
+            "   before the kill the links from node {killed} to {} were held in turn, so they fell behind{}",
+            held.join(", then "),
+            match (lag.kept_up, lag.uncommitted_tail) {
+                (Some(node), true) => format!("; node {node} alone got the last, uncommitted entries"),
+                _ => String::new(),
+            }
+        ));
+    }
     narrate(format!("   data versions at the kill (last log term, last index): {}", describe_versions(&versions)));
 
+    // A later ballot: `raft` mode has no leader terms to compare.
     let elected = cluster
         .wait_for(STEP_TIMEOUT, |views| {
-            views.iter().find(|view| view.is_serving_leader() && view.leader_term > Some(old_leader_term)).cloned()
+            views.iter().find(|view| view.is_serving_leader() && view.term > leader.term).cloned()
         })
         .ok_or_else(|| timed_out(format!("a new serving leader after killing node {killed}")))?;
     let serving_seen_at = Instant::now();
@@ -359,7 +432,8 @@ pub fn run(
                 view.id == killed
                     && view.role == "Follower"
                     && view.leader == Some(elected.id)
-                    && view.leader_term >= Some(new_leader_term)
+                    && view.leader_term.unwrap_or(0) >= new_leader_term
+                    && view.term >= elected.term
             })
             .then_some(())
     });
@@ -405,9 +479,12 @@ pub fn run(
         killed,
         kill: options.kill,
         old_leader_term,
+        old_term: leader.term,
+        lag,
         versions,
         elected_node: elected.id,
         new_leader_term,
+        new_term: elected.term,
         failover_ms,
         rejoin_ms,
         restart_after_kill_ms,
@@ -428,9 +505,16 @@ fn restarted_or_resumed(kill: KillKind) -> &'static str {
     }
 }
 
-fn read_versions(cluster: &DemoCluster) -> BTreeMap<u64, (u64, u64)> {
+/// The data versions of the live nodes but `killed`, once two reads agree.
+fn read_versions(cluster: &DemoCluster, killed: u64) -> BTreeMap<u64, (u64, u64)> {
     let read = || -> BTreeMap<u64, (u64, u64)> {
-        cluster.live().into_iter().filter_map(|id| cluster.view(id)).map(|view| (view.id, view.data_version)).collect()
+        cluster
+            .live()
+            .into_iter()
+            .filter(|id| *id != killed)
+            .filter_map(|id| cluster.view(id))
+            .map(|view| (view.id, view.data_version))
+            .collect()
     };
     let mut previous = read();
     for _ in 0..20 {
@@ -448,11 +532,20 @@ fn describe_versions(versions: &BTreeMap<u64, (u64, u64)>) -> String {
     versions
         .iter()
         .map(|(id, version)| {
-            let mark = if *version == best { " ★newest" } else { "" };
-            format!("node {id} {version:?}{mark}")
+            let mark = if *version == best {
+                " ★newest".to_string()
+            } else {
+                format!(" ({} behind)", best.1.saturating_sub(version.1))
+            };
+            format!("node {id} {}{mark}", describe_version(*version))
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A data version as the narration shows it: (last log term, last index).
+pub fn describe_version((term, index): (u64, u64)) -> String {
+    format!("({term}, {index})")
 }
 
 /// Election events of every live node from just before the kill on.
@@ -544,10 +637,15 @@ fn story(record: &FailoverRecord, first_key: &str) -> Vec<String> {
         .collect::<Vec<_>>()
         .join(", ");
     lines.push(format!("   detected: {detected}"));
+    // `raft` mode has no SDOWN or ODOWN: its timers just run out.
     let subjective = first("SubjectivelyDown");
-    lines.push(format!("   subjectively down (lost the leader): {}", who(&subjective)));
+    if !subjective.is_empty() {
+        lines.push(format!("   subjectively down (lost the leader): {}", who(&subjective)));
+    }
     let objective = first("ObjectivelyDown");
-    lines.push(format!("   objectively down (a majority agrees): {}", who(&objective)));
+    if !objective.is_empty() {
+        lines.push(format!("   objectively down (a majority agrees): {}", who(&objective)));
+    }
     let mut votes: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for event in record.timeline.iter().filter(|event| event.node != record.killed) {
         match event.kind.as_str() {
@@ -558,7 +656,10 @@ fn story(record: &FailoverRecord, first_key: &str) -> Vec<String> {
         }
     }
     for (node, steps) in &votes {
-        let version = record.versions.get(node).map_or_else(String::new, |version| format!(" data {version:?}"));
+        let version = record
+            .versions
+            .get(node)
+            .map_or_else(String::new, |version| format!(" data {}", describe_version(*version)));
         lines.push(format!("   votes of node {node}{version}: {}", steps.join(", ")));
     }
     if let Some(won) = record.timeline.iter().find(|event| event.kind == "LeaderElect") {
@@ -574,16 +675,50 @@ fn story(record: &FailoverRecord, first_key: &str) -> Vec<String> {
             record.elected_node,
             record.new_leader_term,
             record.old_leader_term,
-            if record.new_leader_term == record.old_leader_term + 1 { "exactly +1" } else { "NOT +1" }
+            if record.new_leader_term == record.old_leader_term + 1 {
+                "exactly +1".to_string()
+            } else if record.leader_terms_gapless() {
+                // A leader-elect that gave up and won again: its first
+                // `BecomeLeader` commits with the second, in order.
+                let terms: Vec<String> =
+                    (record.old_leader_term + 1..=record.new_leader_term).map(|term| term.to_string()).collect();
+                format!("leader terms {} committed in order, no gap", terms.join(", "))
+            } else {
+                "A GAP".to_string()
+            }
+        ));
+    }
+    if record.old_leader_term == 0 {
+        // `raft` mode: no leader terms; its terms may skip.
+        lines.push(format!(
+            "   node {} leads term {} (was {}{})",
+            record.elected_node,
+            record.new_term,
+            record.old_term,
+            if record.new_term == record.old_term + 1 { "" } else { ": terms skipped" }
         ));
     }
     lines.push(format!(
-        "   winner node {} data {:?}, newest among the live nodes {:?}: {}",
+        "   winner node {} data {}, newest among the live nodes {}: {}",
         record.elected_node,
-        record.elected_data_version(),
-        record.best_data_version(),
-        if record.winner_had_newest_data() { "the newest data won" } else { "NOT the newest" }
+        describe_version(record.elected_data_version()),
+        describe_version(record.best_data_version()),
+        if record.winner_had_newest_data() {
+            "the newest data won".to_string()
+        } else {
+            format!("NOT the newest: {} uncommitted entries thrown away", record.entries_thrown_away())
+        }
     ));
+    let best = record.best_data_version();
+    let behind: Vec<String> = record
+        .versions
+        .iter()
+        .filter(|(node, version)| **version < best && **node != record.elected_node)
+        .map(|(node, version)| format!("node {node} {}", describe_version(*version)))
+        .collect();
+    if !behind.is_empty() {
+        lines.push(format!("   lagging survivors, not elected: {}", behind.join(", ")));
+    }
     lines.push(format!("   +{} ms first acknowledged write sent after the kill ({first_key})", record.failover_ms));
     let phases = record.phases();
     let at = |ms: Option<i64>| ms.map_or_else(|| "-".to_string(), |ms| format!("+{ms}"));
@@ -627,11 +762,11 @@ fn story(record: &FailoverRecord, first_key: &str) -> Vec<String> {
             }
         }
         (None, Some(ms)) => lines.push(format!(
-            "   node {} {}: follower of node {} in leader term {} after {ms} ms",
+            "   node {} {}: follower of node {} in {} after {ms} ms",
             record.killed,
             restarted_or_resumed(record.kill),
             record.elected_node,
-            record.new_leader_term
+            record.new_term_name()
         )),
         (None, None) => lines.push(format!(
             "   node {} {} but did not rejoin in time",

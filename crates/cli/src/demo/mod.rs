@@ -1,14 +1,22 @@
 //! `conclave demo`: a 5-node cluster of real `conclave serve` processes under a
 //! write load; the leader is killed (SIGKILL, or SIGSTOP with `--kill host`)
 //! several times, each failover narrated from the nodes' own `/events`, naming
-//! the detector that fired; at the end every acknowledged write is read back. Prints a summary table (or `--json`) and writes an HTML report
-//! with one SVG timeline per failover.
+//! the detector that fired. Before each kill three followers fall behind by
+//! different amounts (their links from the leader held in turn), so the
+//! survivors' data versions differ. At the end every acknowledged write is read
+//! back. The same scenario then runs on a `raft`-mode cluster for comparison
+//! (`--compare raft`, the default). Prints a summary table (or `--json`) and
+//! writes an HTML report with one SVG timeline per failover.
 
+mod chart;
 pub(crate) mod client;
 pub(crate) mod cluster;
 pub(crate) mod failover;
+mod lag;
+mod links;
 mod load;
 mod report;
+mod timeline;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +66,23 @@ pub struct DemoArgs {
     /// no evidence, only the counted misses detect (for comparison).
     #[arg(long)]
     pub no_fast_detection: bool,
+    /// Run the same scenario on a cluster of this election mode afterwards and
+    /// print both side by side (`none`: no comparison).
+    #[arg(long, value_enum, default_value_t = Compare::Raft)]
+    pub compare: Compare,
+    /// Let no follower fall behind before a kill (every survivor then holds
+    /// about the same data).
+    #[arg(long)]
+    pub no_lag: bool,
+}
+
+/// The cluster the demo compares against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compare {
+    /// A `raft`-mode cluster: Raft's randomized election timeouts.
+    Raft,
+    /// No comparison.
+    None,
 }
 
 /// Why the demo could not run to the end.
@@ -95,7 +120,15 @@ pub fn run(args: DemoArgs) -> ExitCode {
         .data_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("conclave-demo-{}", std::process::id())));
-    match run_in(&args, dir.clone()) {
+    let outcome = run_in(&args, dir.join("conclave"), None).and_then(|mut result| {
+        if args.compare == Compare::Raft {
+            // The same scenario (no stale-leader scene: `raft` has no cold start).
+            let raft = run_in(&args, dir.join("raft"), Some("raft"))?;
+            result.comparison = Some(Box::new(raft));
+        }
+        Ok(result)
+    });
+    match outcome {
         Ok(result) => {
             let report = dir.join("report.html");
             if let Err(error) = std::fs::write(&report, result.html()) {
@@ -108,9 +141,17 @@ pub fn run(args: DemoArgs) -> ExitCode {
                 println!("{object}");
             } else {
                 println!("\n{}", result.summary_table());
+                if let Some(table) = result.comparison_table() {
+                    println!("{table}");
+                }
                 println!("report: {}", report.display());
             }
-            let failed = !result.lost_writes.is_empty() || !result.elections_correct();
+            // Raft's own figures are shown, not judged: its winner need not
+            // hold the newest data, and its terms may skip. Lost writes count
+            // in both.
+            let lost = !result.lost_writes.is_empty()
+                || result.comparison.as_ref().is_some_and(|raft| !raft.lost_writes.is_empty());
+            let failed = lost || !result.elections_correct();
             if failed {
                 eprintln!("conclave demo: FAILED: lost writes or an election that did not pick the newest data");
             }
@@ -127,7 +168,9 @@ pub fn run(args: DemoArgs) -> ExitCode {
     }
 }
 
-fn run_in(args: &DemoArgs, dir: PathBuf) -> Result<DemoResult, DemoError> {
+/// One run of the scenario, in election mode `mode` (the shipped default if `None`).
+fn run_in(args: &DemoArgs, dir: PathBuf, mode: Option<&str>) -> Result<DemoResult, DemoError> {
+    let mode_name = mode.unwrap_or(conclave_core::ElectionMode::default().name()).to_string();
     let mut timing = Timing::default();
     if let Some(heartbeat_ms) = args.heartbeat_ms {
         timing.heartbeat_interval_ms = heartbeat_ms;
@@ -151,7 +194,7 @@ fn run_in(args: &DemoArgs, dir: PathBuf) -> Result<DemoResult, DemoError> {
         }
     };
     narrate(format!(
-        "starting {NODES} nodes in {} (heartbeat {} ms, election timeout {election_timeout_ms} ms, fast detection {})",
+        "starting {NODES} nodes in `{mode_name}` mode in {} (heartbeat {} ms, election timeout {election_timeout_ms} ms, fast detection {})",
         dir.display(),
         timing.heartbeat_interval_ms,
         if fast_detection { "on" } else { "off" }
@@ -165,10 +208,14 @@ fn run_in(args: &DemoArgs, dir: PathBuf) -> Result<DemoResult, DemoError> {
         }
     ));
     let heartbeat_ms = timing.heartbeat_interval_ms;
-    let mut cluster =
-        DemoCluster::start(&dir, NODES, timing).map_err(|source| DemoError::Prepare { path: dir.clone(), source })?;
+    let mut cluster = DemoCluster::start_with(&dir, NODES, timing, mode.map(str::to_string), !args.no_lag)
+        .map_err(|source| DemoError::Prepare { path: dir.clone(), source })?;
     let leader = failover::wait_for_stable_leader(&cluster)?;
-    narrate(format!("node {} leads (leader term {:?}); starting the write load", leader.id, leader.leader_term));
+    let terms = match leader.leader_term {
+        Some(leader_term) => format!("leader term {leader_term}"),
+        None => format!("term {}", leader.term),
+    };
+    narrate(format!("node {} leads ({terms}); starting the write load", leader.id));
     let addresses: Vec<_> = cluster.members.iter().map(|member| member.client_address).collect();
     // Two writers per node: a writer whose write waits on the dead leader does
     // not hold up the measurement of the first new write.
@@ -182,7 +229,9 @@ fn run_in(args: &DemoArgs, dir: PathBuf) -> Result<DemoResult, DemoError> {
         ));
         let options = SceneOptions {
             kill: args.kill,
-            stale_leader: number == args.failovers && !args.no_stale_leader,
+            stale_leader: number == args.failovers && !args.no_stale_leader && mode.is_none(),
+            lag: !args.no_lag,
+            heartbeat: Duration::from_millis(heartbeat_ms),
             // Past the vote leases of the last election, and one heartbeat more.
             not_before: failovers
                 .last()
@@ -199,6 +248,8 @@ fn run_in(args: &DemoArgs, dir: PathBuf) -> Result<DemoResult, DemoError> {
     progress.finish_and_clear();
     cluster.stop();
     Ok(DemoResult {
+        mode: mode_name,
+        comparison: None,
         failovers,
         acknowledged_writes: acknowledged.len(),
         failed_writes,

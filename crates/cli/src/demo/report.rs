@@ -6,10 +6,16 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 
-use super::failover::{describe_detector, FailoverRecord, KillKind, Phases, TimelineEvent};
+use super::chart;
+use super::failover::{describe_detector, describe_version, FailoverRecord, KillKind, Phases};
+use super::timeline::{escape, timeline_svg, View};
 
 /// The outcome of a whole demo run.
 pub struct DemoResult {
+    /// The election mode the cluster ran.
+    pub mode: String,
+    /// The same scenario on a cluster of another mode (`--compare`).
+    pub comparison: Option<Box<DemoResult>>,
     /// Every failover, in order.
     pub failovers: Vec<FailoverRecord>,
     /// Acknowledged writes.
@@ -37,11 +43,15 @@ pub fn p50_max(values: &[u64]) -> (u64, u64) {
 }
 
 impl DemoResult {
-    /// Every winner had the newest data, and every leader term was the old one + 1.
+    /// Failovers whose survivors held different data versions at the kill.
+    pub fn failovers_with_differing_versions(&self) -> usize {
+        self.failovers.iter().filter(|record| record.versions_differ()).count()
+    }
+
+    /// Every winner had the newest data, and every leader term after the old
+    /// one was committed, in order (usually just the old one + 1).
     pub fn elections_correct(&self) -> bool {
-        self.failovers
-            .iter()
-            .all(|record| record.winner_had_newest_data() && record.new_leader_term == record.old_leader_term + 1)
+        self.failovers.iter().all(|record| record.winner_had_newest_data() && record.leader_terms_gapless())
     }
 
     fn failover_times(&self) -> Vec<u64> {
@@ -70,9 +80,23 @@ impl DemoResult {
                     "elected_data_version": version_json(record.elected_data_version()),
                     "best_data_version": version_json(record.best_data_version()),
                     "data_versions": record.versions.iter().map(|(id, version)| (id.to_string(), version_json(*version))).collect::<serde_json::Map<_, _>>(),
+                    "survivor_data_versions": record.versions.iter().map(|(id, version)| json!({
+                        "node": id,
+                        "last_term": version.0,
+                        "last_index": version.1,
+                        "newest": *version == record.best_data_version(),
+                        "elected": *id == record.elected_node,
+                    })).collect::<Vec<_>>(),
+                    "versions_differ": record.versions_differ(),
+                    "lagging_nodes": record.lag.held,
+                    "kept_up_node": record.lag.kept_up,
+                    "entries_thrown_away": record.entries_thrown_away(),
+                    "old_term": record.old_term,
+                    "new_term": record.new_term,
                     "winner_had_newest_data": record.winner_had_newest_data(),
                     "old_leader_term": record.old_leader_term,
                     "new_leader_term": record.new_leader_term,
+                    "leader_terms_gapless": record.leader_terms_gapless(),
                     "failover_ms": record.failover_ms,
                     "kill": record.kill.name(),
                     "first_detector": record.first_detector(),
@@ -93,7 +117,9 @@ impl DemoResult {
                 })
             })
             .collect();
-        json!({
+        let mut object = json!({
+            "mode": self.mode,
+            "failovers_with_differing_versions": self.failovers_with_differing_versions(),
             "failovers": self.failovers.len(),
             "acknowledged_writes": self.acknowledged_writes,
             "failed_writes": self.failed_writes,
@@ -107,7 +133,11 @@ impl DemoResult {
             "first_detectors": self.first_detector_counts(),
             "failover_details": details,
             "elections_correct": self.elections_correct(),
-        })
+        });
+        if let Some(comparison) = &self.comparison {
+            object["comparison"] = comparison.to_json();
+        }
+        object
     }
 
     /// The table printed at the end.
@@ -115,7 +145,7 @@ impl DemoResult {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<3} {:<7} {:<8} {:<13} {:<12} {:<16} {:<16} {:<8} {:>12} {:>10}",
+            "{:<3} {:<7} {:<8} {:<13} {:<12} {:<16} {:<16} {:<8} {:<8} {:>12} {:>10}",
             "#",
             "killed",
             "elected",
@@ -123,6 +153,7 @@ impl DemoResult {
             "leader term",
             "winner data",
             "newest live",
+            "behind",
             "newest?",
             "failover ms",
             "rejoin ms"
@@ -130,14 +161,15 @@ impl DemoResult {
         for record in &self.failovers {
             let _ = writeln!(
                 out,
-                "{:<3} {:<7} {:<8} {:<13} {:<12} {:<16} {:<16} {:<8} {:>12} {:>10}",
+                "{:<3} {:<7} {:<8} {:<13} {:<12} {:<16} {:<16} {:<8} {:<8} {:>12} {:>10}",
                 record.number,
                 record.killed,
                 record.elected_node,
                 record.first_detector().unwrap_or_else(|| "none".to_string()),
                 format!("{} → {}", record.old_leader_term, record.new_leader_term),
-                format!("{:?}", record.elected_data_version()),
-                format!("{:?}", record.best_data_version()),
+                describe_version(record.elected_data_version()),
+                describe_version(record.best_data_version()),
+                format!("{} of {}", record.survivors_behind(), record.versions.len()),
                 if record.winner_had_newest_data() { "yes" } else { "NO" },
                 record.failover_ms,
                 record.rejoin_ms.map_or_else(|| "-".to_string(), |ms| ms.to_string()),
@@ -164,21 +196,116 @@ impl DemoResult {
         out
     }
 
-    /// The HTML report: the summary and one SVG timeline per failover.
+    /// The term sequence across the failovers: leader terms where the mode has
+    /// them (consecutive in `conclave`), else Raft's terms (which may skip).
+    fn term_sequence(&self) -> (String, Vec<u64>) {
+        let leader_terms = self.failovers.first().is_some_and(|record| record.old_leader_term > 0);
+        let (name, first, rest): (&str, Option<u64>, Vec<u64>) = if leader_terms {
+            (
+                "leader terms",
+                self.failovers.first().map(|record| record.old_leader_term),
+                self.failovers.iter().map(|record| record.new_leader_term).collect(),
+            )
+        } else {
+            (
+                "terms",
+                self.failovers.first().map(|record| record.old_term),
+                self.failovers.iter().map(|record| record.new_term).collect(),
+            )
+        };
+        (name.to_string(), first.into_iter().chain(rest).collect())
+    }
+
+    /// The side-by-side table of this run and its comparison, if there is one.
+    pub fn comparison_table(&self) -> Option<String> {
+        let other = self.comparison.as_deref()?;
+        let mut out = String::new();
+        let _ = writeln!(out, "the same scenario on `{}` and `{}`, side by side:", self.mode, other.mode);
+        let header = |mode: &str| format!("{mode}: winner  newest?  failover ms  thrown away  term");
+        let _ = writeln!(out, "{:<3} | {:<56} | {}", "#", header(&self.mode), header(&other.mode));
+        let cell = |record: Option<&FailoverRecord>| match record {
+            None => "-".to_string(),
+            Some(record) => {
+                let (old, new) = if record.old_leader_term > 0 {
+                    (format!("LT{}", record.old_leader_term), format!("LT{}", record.new_leader_term))
+                } else {
+                    (format!("T{}", record.old_term), format!("T{}", record.new_term))
+                };
+                format!(
+                    "node {:<3} {:<8} {:>11}  {:>11}  {old} → {new}",
+                    record.elected_node,
+                    if record.winner_had_newest_data() { "yes" } else { "NO" },
+                    record.failover_ms,
+                    record.entries_thrown_away(),
+                )
+            }
+        };
+        for number in 0..self.failovers.len().max(other.failovers.len()) {
+            let _ = writeln!(
+                out,
+                "{:<3} | {:<56} | {}",
+                number + 1,
+                cell(self.failovers.get(number)),
+                cell(other.failovers.get(number))
+            );
+        }
+        for run in [self, other] {
+            let (name, sequence) = run.term_sequence();
+            let consecutive = sequence.windows(2).all(|pair| pair[1] == pair[0] + 1);
+            let (p50, max) = p50_max(&run.failover_times());
+            let newest = run.failovers.iter().filter(|record| record.winner_had_newest_data()).count();
+            let thrown: u64 = run.failovers.iter().map(FailoverRecord::entries_thrown_away).sum();
+            let _ = writeln!(
+                out,
+                "{:<9} {name} {} ({}); newest data won {newest} of {}; uncommitted entries thrown away {thrown}; \
+                 failover p50 {p50} ms, max {max} ms; acknowledged writes {}, lost {}",
+                run.mode,
+                sequence.iter().map(u64::to_string).collect::<Vec<_>>().join(" → "),
+                if consecutive { "consecutive" } else { "skips" },
+                run.failovers.len(),
+                run.acknowledged_writes,
+                run.lost_writes.len(),
+            );
+        }
+        Some(out)
+    }
+
+    /// The HTML report: the summary tables, the failover-time chart, and per
+    /// failover the whole timeline beside the election zoomed in; then the
+    /// comparison's failovers the same way.
     pub fn html(&self) -> String {
         let mut out = String::new();
         out.push_str(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Conclave failover demo</title>\n\
-             <style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}\
-             td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}th{background:#eee}\
-             svg{border:1px solid #ccc;background:#fff;margin:0.5em 0 2em 0}</style></head><body>\n\
+             <style>body{font-family:sans-serif;margin:2em;color:#222}\
+             .pair{display:flex;flex-wrap:wrap;gap:1em}\
+             svg{border:1px solid #ccc;background:#fff;margin:0.5em 0 1.5em 0}</style></head><body>\n\
              <h1>Conclave failover demo</h1>\n",
         );
         let _ = writeln!(out, "<pre>{}</pre>", escape(&self.summary_table()));
+        if let Some(table) = self.comparison_table() {
+            let _ = writeln!(out, "<pre>{}</pre>", escape(&table));
+        }
+        let mut series = vec![(self.mode.as_str(), self.failover_times())];
+        if let Some(other) = &self.comparison {
+            series.push((other.mode.as_str(), other.failover_times()));
+        }
+        out.push_str(&chart::failover_chart(&series));
+        self.failover_sections(&mut out);
+        if let Some(other) = &self.comparison {
+            let _ = writeln!(out, "<h1>The same scenario in `{}` mode</h1>", escape(&other.mode));
+            other.failover_sections(&mut out);
+        }
+        out.push_str("</body></html>\n");
+        out
+    }
+
+    fn failover_sections(&self, out: &mut String) {
         for record in &self.failovers {
             let _ = writeln!(
                 out,
-                "<h2>Failover {}: node {} {}, node {} elected, leader term {} → {}</h2>",
+                "<h2>{}, failover {}: node {} {}, node {} elected, {} → {}</h2>",
+                escape(&self.mode),
                 record.number,
                 record.killed,
                 match record.kill {
@@ -186,8 +313,34 @@ impl DemoResult {
                     KillKind::Host => "stopped (SIGSTOP)",
                 },
                 record.elected_node,
-                record.old_leader_term,
-                record.new_leader_term
+                if record.old_leader_term > 0 {
+                    format!("leader term {}", record.old_leader_term)
+                } else {
+                    format!("term {}", record.old_term)
+                },
+                record.new_term_name()
+            );
+            let versions: Vec<String> = record
+                .versions
+                .iter()
+                .map(|(node, version)| {
+                    let mark = if *version == record.best_data_version() { " (newest)" } else { "" };
+                    format!("node {node} {}{mark}", describe_version(*version))
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "<p>Data versions at the kill: {}. Winner: node {} {}.</p>",
+                escape(&versions.join(", ")),
+                record.elected_node,
+                if record.winner_had_newest_data() {
+                    "with the newest data".to_string()
+                } else {
+                    format!(
+                        "NOT with the newest data ({} uncommitted entries thrown away)",
+                        record.entries_thrown_away()
+                    )
+                }
             );
             let detections: Vec<String> = record
                 .detections()
@@ -202,10 +355,11 @@ impl DemoResult {
                 })
                 .collect();
             let _ = writeln!(out, "<p>Detected by: {}</p>", escape(&detections.join("; ")));
-            out.push_str(&timeline_svg(record));
+            out.push_str("<div class=\"pair\">\n");
+            out.push_str(&timeline_svg(record, View::Whole));
+            out.push_str(&timeline_svg(record, View::Election));
+            out.push_str("</div>\n");
         }
-        out.push_str("</body></html>\n");
-        out
     }
 }
 
@@ -229,195 +383,6 @@ fn phases_json(phases: &Phases, failover_ms: u64) -> Value {
 
 fn version_json((term, index): (u64, u64)) -> Value {
     json!({ "last_term": term, "last_index": index })
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-fn colour(kind: &str) -> &'static str {
-    match kind {
-        "FailureDetected" => "#c00000",
-        "SubjectivelyDown" => "#e69f00",
-        "ObjectivelyDown" => "#d55e00",
-        "ElectionStarted" => "#999999",
-        "VoteChanged" => "#56b4e9",
-        "VoteFinalized" => "#0072b2",
-        "LeaderElect" => "#009e73",
-        "LeaderTermCommitted" => "#006400",
-        "Corrected" => "#cc79a7",
-        _ => "#bbbbbb",
-    }
-}
-
-/// Events drawn with a label (the rest are dots with a tooltip).
-fn labelled(kind: &str) -> bool {
-    matches!(
-        kind,
-        "FailureDetected"
-            | "SubjectivelyDown"
-            | "ObjectivelyDown"
-            | "VoteChanged"
-            | "VoteFinalized"
-            | "LeaderElect"
-            | "LeaderTermCommitted"
-            | "Corrected"
-            | "AbstainedAfterDataLoss"
-    )
-}
-
-const WIDTH: f64 = 1100.0;
-const LEFT: f64 = 80.0;
-const RIGHT: f64 = 30.0;
-const TOP: f64 = 56.0;
-const LANE: f64 = 104.0;
-/// Label rows around a lane: offsets from the lane's line, nearest first.
-const LABEL_ROWS: [f64; 6] = [-9.0, 19.0, -23.0, 33.0, -37.0, 47.0];
-/// Roughly the width of one character of an 11 px label.
-const CHARACTER_WIDTH: f64 = 6.5;
-
-/// One failover's timeline: a lane per node, milliseconds after the kill across.
-pub fn timeline_svg(record: &FailoverRecord) -> String {
-    let nodes: Vec<u64> = {
-        let mut nodes: Vec<u64> = record.versions.keys().copied().chain([record.killed]).collect();
-        nodes.extend(record.timeline.iter().map(|event| event.node));
-        nodes.sort_unstable();
-        nodes.dedup();
-        nodes
-    };
-    let end_ms = record
-        .timeline
-        .iter()
-        .map(|event| event.after_kill_ms)
-        .chain([record.failover_ms as i64, record.restart_after_kill_ms as i64 + 1])
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        * 1.05;
-    let start_ms = -0.03 * end_ms;
-    let x = |ms: f64| LEFT + (ms - start_ms) / (end_ms - start_ms) * (WIDTH - LEFT - RIGHT);
-    let height = TOP + LANE * nodes.len() as f64 + 70.0;
-    let lane_y = |node: u64| TOP + LANE * nodes.iter().position(|&id| id == node).unwrap_or(0) as f64 + LANE / 2.0;
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">"
-    );
-    for &node in &nodes {
-        let y = lane_y(node);
-        let mut name = format!("node {node}");
-        if node == record.killed {
-            name.push_str(" ✝");
-        } else if node == record.elected_node {
-            name.push_str(" ★");
-        }
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{LEFT}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#ddd\"/><text x=\"8\" y=\"{}\" font-size=\"13\">{}</text>",
-            WIDTH - RIGHT,
-            y + 4.0,
-            escape(&name)
-        );
-    }
-    // The time axis with about ten ticks at a round step.
-    let axis_y = TOP + LANE * nodes.len() as f64 + 10.0;
-    let step = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0]
-        .into_iter()
-        .find(|step| end_ms / step <= 12.0)
-        .unwrap_or(10_000.0);
-    let _ =
-        writeln!(svg, "<line x1=\"{LEFT}\" y1=\"{axis_y}\" x2=\"{}\" y2=\"{axis_y}\" stroke=\"#444\"/>", WIDTH - RIGHT);
-    let mut tick = 0.0;
-    while tick <= end_ms {
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{0}\" y1=\"{axis_y}\" x2=\"{0}\" y2=\"{1}\" stroke=\"#444\"/><text x=\"{0}\" y=\"{2}\" text-anchor=\"middle\">{3}</text>",
-            x(tick),
-            axis_y + 5.0,
-            axis_y + 18.0,
-            tick
-        );
-        tick += step;
-    }
-    let _ = writeln!(
-        svg,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">milliseconds after the {}</text>",
-        (LEFT + WIDTH - RIGHT) / 2.0,
-        axis_y + 34.0,
-        kill_signal(record.kill)
-    );
-    let marker = |svg: &mut String, ms: f64, colour: &str, text: &str, row: f64| {
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{axis_y}\" stroke=\"{colour}\" stroke-width=\"2\" stroke-dasharray=\"4 3\"/>\
-             <text x=\"{0}\" y=\"{2}\" fill=\"{colour}\" text-anchor=\"middle\" font-weight=\"bold\">{3}</text>",
-            x(ms),
-            TOP - 30.0 + 14.0 * row,
-            TOP - 34.0 + 14.0 * row,
-            escape(text)
-        );
-    };
-    // Three rows, so that markers close in time keep their labels apart.
-    marker(&mut svg, 0.0, "#c00000", &format!("{} node {}", kill_signal(record.kill), record.killed), 0.0);
-    marker(&mut svg, record.failover_ms as f64, "#008000", &format!("first write +{} ms", record.failover_ms), 1.0);
-    let restart = format!(
-        "{} node {} +{} ms",
-        if record.kill == KillKind::Host && record.stale_leader.is_none() { "SIGCONT" } else { "restart" },
-        record.killed,
-        record.restart_after_kill_ms
-    );
-    marker(&mut svg, record.restart_after_kill_ms as f64, "#7040a0", &restart, 2.0);
-    // Per lane and label row, where the last label ends: a label takes the first
-    // row it fits in, so events a few milliseconds apart stay legible.
-    let mut row_ends = std::collections::BTreeMap::<u64, [f64; LABEL_ROWS.len()]>::new();
-    for event in &record.timeline {
-        let ends = row_ends.entry(event.node).or_insert([f64::MIN; LABEL_ROWS.len()]);
-        svg.push_str(&event_mark(event, x(event.after_kill_ms as f64), lane_y(event.node), ends));
-    }
-    let mut legend_x = LEFT;
-    let legend_y = height - 8.0;
-    for kind in [
-        "FailureDetected",
-        "SubjectivelyDown",
-        "ObjectivelyDown",
-        "VoteChanged",
-        "VoteFinalized",
-        "LeaderElect",
-        "LeaderTermCommitted",
-        "Corrected",
-    ] {
-        let _ = writeln!(
-            svg,
-            "<circle cx=\"{legend_x}\" cy=\"{}\" r=\"5\" fill=\"{}\"/><text x=\"{}\" y=\"{legend_y}\">{kind}</text>",
-            legend_y - 4.0,
-            colour(kind),
-            legend_x + 8.0
-        );
-        legend_x += 8.0 + 7.0 * kind.len() as f64 + 16.0;
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-fn event_mark(event: &TimelineEvent, x: f64, y: f64, row_ends: &mut [f64; LABEL_ROWS.len()]) -> String {
-    let title = escape(&format!("node {} +{} ms {} {}", event.node, event.after_kill_ms, event.kind, event.detail));
-    let mut mark = format!(
-        "<circle cx=\"{x}\" cy=\"{y}\" r=\"5\" fill=\"{}\" stroke=\"#333\" stroke-width=\"0.5\"><title>{title}</title></circle>",
-        colour(&event.kind)
-    );
-    if labelled(&event.kind) {
-        let width = CHARACTER_WIDTH * event.label.chars().count() as f64;
-        let start = x - width / 2.0;
-        // When every row is taken, the row that frees up first.
-        let row = (0..LABEL_ROWS.len())
-            .find(|&row| row_ends[row] + 4.0 <= start)
-            .unwrap_or_else(|| (0..LABEL_ROWS.len()).min_by(|&a, &b| row_ends[a].total_cmp(&row_ends[b])).unwrap_or(0));
-        row_ends[row] = start + width;
-        let label_y = y + LABEL_ROWS[row];
-        let _ = write!(mark, "<text x=\"{x}\" y=\"{label_y}\" text-anchor=\"middle\">{}</text>", escape(&event.label));
-    }
-    mark.push('\n');
-    mark
 }
 
 #[cfg(test)]

@@ -129,11 +129,12 @@ pub fn run(args: NemesisArgs) -> ExitCode {
     watch_for_signals(interrupted.clone());
     let faults: Vec<&str> = args.faults.0.iter().map(|kind| kind.name()).collect();
     println!(
-        "conclave nemesis: {} nodes, {} s, faults {}, target {:?}, {} workers, {} keys, seed {seed}",
+        "conclave nemesis: {} nodes, {} s, faults {}, target {}, {} workers, {} keys, seed {seed}",
         args.nodes,
         args.time,
         if faults.is_empty() { "none".to_string() } else { faults.join(",") },
-        args.target,
+        // As `--target` spells it.
+        clap::ValueEnum::to_possible_value(&args.target).map_or_else(String::new, |value| value.get_name().to_string()),
         args.workers,
         args.keys
     );

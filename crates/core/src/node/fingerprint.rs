@@ -168,6 +168,8 @@ fn hash_fast_state<H: Hasher>(fast: &FastState, clock: &RelativeClock, expiry_ms
     fast.final_vote.hash(hasher);
     clock.optional(fast.candidate_deadline_ms, hasher);
     fast.cold_start_candidate.hash(hasher);
+    // Only compared as `now < until`; all past values, and `None`, behave alike.
+    fast.cold_start_wait_until_ms.map_or(0, |until_ms| clock.offset_not_after(until_ms)).hash(hasher);
     clock.optional(fast.grant_resend_at_ms, hasher);
     fast.established.hash(hasher);
     fast.corrections.hash(hasher);

@@ -428,6 +428,16 @@ impl TimedCluster {
     /// Members `1..=size`, all started at time 0 from empty data dirs, with
     /// configs from [`config`] adjusted by `tweak`.
     pub fn new(size: u64, seed: u64, delay_ms: (u64, u64), tweak: impl Fn(&mut Config)) -> TimedCluster {
+        let mut cluster = TimedCluster::unstarted(size, seed, delay_ms, tweak);
+        for id in 1..=size {
+            cluster.start(id, RestoredState::default());
+        }
+        cluster
+    }
+
+    /// Members `1..=size` configured but none started: start each with
+    /// [`TimedCluster::start_empty`] (brand new) or [`TimedCluster::restart`].
+    pub fn unstarted(size: u64, seed: u64, delay_ms: (u64, u64), tweak: impl Fn(&mut Config)) -> TimedCluster {
         assert!(delay_ms.0 <= delay_ms.1, "delay range");
         let voters: Vec<NodeId> = (1..=size).collect();
         let configs: BTreeMap<NodeId, Config> = voters
@@ -438,7 +448,7 @@ impl TimedCluster {
                 (*id, config)
             })
             .collect();
-        let mut cluster = TimedCluster {
+        TimedCluster {
             nodes: BTreeMap::new(),
             configs,
             now_ms: 0,
@@ -458,11 +468,7 @@ impl TimedCluster {
             delivered: Vec::new(),
             lost: Vec::new(),
             applied: BTreeMap::new(),
-        };
-        for id in voters {
-            cluster.start(id, RestoredState::default());
         }
-        cluster
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -510,6 +516,11 @@ impl TimedCluster {
     /// Restarts a crashed node from `restored`.
     pub fn restart(&mut self, id: NodeId, restored: RestoredState) {
         self.start(id, restored);
+    }
+
+    /// Starts node `id` now with an empty data dir (a brand-new member).
+    pub fn start_empty(&mut self, id: NodeId) {
+        self.start(id, RestoredState::default());
     }
 
     /// Restarts a crashed node with an empty data dir (its disk was replaced).

@@ -106,6 +106,9 @@ impl Model {
                 config.vote_lease_ms = 1;
                 config.pre_vote = options.pre_vote;
                 config.initial_leader = options.initial_leader;
+                // Members wait for the cold start as long as an election timeout:
+                // the wait's end stays within the fingerprint's horizon.
+                config.cold_start_wait_ms = 2;
                 config.parallel_persist = options.parallel_persist;
                 if let Some(hook) = options.config_hook {
                     hook(&mut config);

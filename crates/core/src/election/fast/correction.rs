@@ -23,8 +23,13 @@ pub(super) const INITIAL_TERM: Term = 1;
 /// disk was replaced cannot tell itself from a fresh one; if it led term 1 again,
 /// its new entries could share (index, term) with different entries its earlier
 /// incarnation left on some follower, breaking log matching. Unanimity rules that
-/// out: a member that holds anything does not confirm. If confirmation does not
-/// come within an election timeout, the first term is elected instead.
+/// out: a member that holds anything does not confirm.
+///
+/// Members are rarely started at the same instant, so for `cold_start_wait_ms`
+/// after it starts a brand-new member does not campaign: it waits for the
+/// initial leader, which gathers confirmations as long (at least an election
+/// timeout). Past that bound, or once some member reports data (no unanimous
+/// confirmation can come then), the first term is elected instead.
 pub(crate) fn cold_start(node: &mut Node, restored_empty: bool) {
     node.fast.started_empty = restored_empty;
     detector::restart_watch(node);
@@ -37,12 +42,14 @@ pub(crate) fn cold_start(node: &mut Node, restored_empty: bool) {
     }
     node.term = INITIAL_TERM;
     node.voted_for = Some(initial_leader);
+    let wait_until_ms = node.now_ms + node.config.cold_start_wait_ms;
+    node.fast.cold_start_wait_until_ms = Some(wait_until_ms);
     if initial_leader == node.config.id {
         node.set_role(Role::Candidate);
         node.votes = VoteTally::default();
         node.votes.record(node.config.id, true);
         node.fast.cold_start_candidate = true;
-        node.fast.candidate_deadline_ms = Some(node.now_ms + node.config.election_timeout_ms());
+        node.fast.candidate_deadline_ms = Some(wait_until_ms.max(node.now_ms + node.config.election_timeout_ms()));
         if node.config.voters.len() == 1 {
             node.fast.cold_start_candidate = false;
             node.fast.candidate_deadline_ms = None;
@@ -52,6 +59,29 @@ pub(crate) fn cold_start(node: &mut Node, restored_empty: bool) {
         // Confirm the empty data dir to the initial leader (resent until it leads).
         node.send(initial_leader, Body::VoteResponse { pre_vote: false, granted: true });
         node.fast.grant_resend_at_ms = Some(node.now_ms + node.config.heartbeat_timeout_ms);
+    }
+}
+
+/// Whether this brand-new member still waits for the initial leader's cold
+/// start: within its bound, in term 1, with no leader heard and no member known
+/// to hold data. Meanwhile it counts no misses, so it does not campaign; it
+/// still answers and joins what others do (a majority past their own bounds
+/// elects as usual).
+pub(super) fn waits_for_initial_leader(node: &Node) -> bool {
+    node.fast.cold_start_wait_until_ms.is_some_and(|until_ms| node.now_ms < until_ms)
+        && node.term == INITIAL_TERM
+        && node.leader.is_none()
+}
+
+/// A member reported holding data: the cluster is not brand new, so no
+/// unanimous confirmation of empty data dirs can come. Stop waiting; the
+/// initial leader gives up its claim on term 1 at once.
+pub(super) fn on_member_has_data(node: &mut Node) {
+    node.fast.cold_start_wait_until_ms = None;
+    if node.fast.cold_start_candidate && node.role == Role::Candidate {
+        node.fast.cold_start_candidate = false;
+        node.fast.candidate_deadline_ms = None;
+        node.become_follower(node.term, None);
     }
 }
 

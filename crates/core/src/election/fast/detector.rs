@@ -32,6 +32,12 @@ pub(super) fn on_heard_from_leader(node: &mut Node, heartbeat: bool) {
 }
 
 pub(super) fn on_tick(node: &mut Node) {
+    if super::correction::waits_for_initial_leader(node) {
+        // A brand-new member does not count the initial leader's absence
+        // against it while the cold start may still come (cold-start.md).
+        restart_watch(node);
+        return;
+    }
     let timeout_ms = node.config.heartbeat_timeout_ms;
     if node.now_ms >= node.fast.miss_deadline_ms {
         // Count every whole heartbeat timeout that passed without the leader.
@@ -115,6 +121,9 @@ pub(super) fn on_report(
     version: VoteChoice,
 ) {
     node.fast.heard_alive.insert(from, (version, node.now_ms));
+    if version.last_log_index > 0 {
+        super::correction::on_member_has_data(node);
+    }
     if !down {
         if node.fast.fail_table.get(&from).is_some_and(|report| report.leader_term == leader_term) {
             node.fast.fail_table.remove(&from);

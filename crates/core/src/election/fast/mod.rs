@@ -87,6 +87,9 @@ pub(crate) struct FastState {
     pub candidate_deadline_ms: Option<u64>,
     /// The initial leader waiting for every member to confirm a fresh cluster.
     pub cold_start_candidate: bool,
+    /// A brand-new member waits for the initial leader's cold start until then
+    /// and does not campaign (`correction::waits_for_initial_leader`).
+    pub cold_start_wait_until_ms: Option<u64>,
     /// A follower that voted resends its binding vote until the leader appears.
     pub grant_resend_at_ms: Option<u64>,
     /// While looking: peers that report an established leader: node -> (leader, term).
@@ -221,6 +224,8 @@ fn adopt_newer_term(node: &mut Node, message: &Message) {
 pub(super) fn on_heard_from_leader(node: &mut Node, heartbeat: bool) {
     detector::on_heard_from_leader(node, heartbeat);
     node.fast.grant_resend_at_ms = None;
+    // A leader is heard: from now on its loss is detected as any other's.
+    node.fast.cold_start_wait_until_ms = None;
     if node.term == correction::INITIAL_TERM {
         node.fast.started_empty = false;
     }

@@ -345,6 +345,7 @@ pub(super) fn on_grant(node: &mut Node, from: NodeId, term: Term, granted: bool)
                     // not a replaced disk.
                     node.fast.started_empty = false;
                 }
+                node.fast.cold_start_wait_until_ms = None;
                 node.fast.cold_start_candidate = false;
                 node.fast.candidate_deadline_ms = None;
                 node.become_leader();

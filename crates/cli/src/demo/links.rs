@@ -1,0 +1,189 @@
+//! The demo's peer links, each through a small TCP proxy the demo controls, so
+//! that it can make a follower fall behind: holding the link `leader → node`
+//! stops the leader's appends from reaching that node while its connection
+//! stays open and silent. At the kill the held bytes are thrown away, so the
+//! node keeps the data version it had (a paused process would instead read the
+//! dead leader's last appends from its socket when resumed).
+//!
+//! Each node dials every other node and sends on that connection only, so the
+//! link `from → to` is one proxy (as in the nemesis, docs/decisions/0056). A
+//! proxy listens on `127.0.0.(100 + to)`, an address nothing else binds: while
+//! node `to` is down its proxies stop listening, so a redial is refused as it
+//! would be by the node's own host, and the `process_gone` detector still works.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use conclave_server::Member;
+
+/// The longest a held byte waits: the demo always releases or drops a hold
+/// well within this; past it the connection is closed rather than left hanging.
+const LONGEST_HOLD: Duration = Duration::from_secs(30);
+
+struct Link {
+    /// Node `to` is down: no connection is accepted or kept.
+    down: AtomicBool,
+    /// Bytes from `from` are read but not forwarded.
+    held: AtomicBool,
+    target: SocketAddr,
+    /// Open connections (both sides of each).
+    connections: Mutex<Vec<TcpStream>>,
+}
+
+impl Link {
+    fn close_all(&self) {
+        for stream in self.connections.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Every peer link of the demo's cluster.
+pub struct Links {
+    links: HashMap<(u64, u64), Arc<Link>>,
+    addresses: HashMap<(u64, u64), SocketAddr>,
+}
+
+impl Links {
+    /// Starts one proxy for each ordered pair of members.
+    pub fn start(members: &[Member]) -> io::Result<Links> {
+        let mut links = Links { links: HashMap::new(), addresses: HashMap::new() };
+        for from in members {
+            for to in members.iter().filter(|to| to.id != from.id) {
+                let link = Arc::new(Link {
+                    down: AtomicBool::new(false),
+                    held: AtomicBool::new(false),
+                    target: to.peer_address,
+                    connections: Mutex::new(Vec::new()),
+                });
+                let listener = TcpListener::bind((proxy_ip(to.id), 0))?;
+                links.addresses.insert((from.id, to.id), listener.local_addr()?);
+                links.links.insert((from.id, to.id), link.clone());
+                spawn_accept(listener, link)?;
+            }
+        }
+        Ok(links)
+    }
+
+    /// Where node `from` dials node `to`.
+    pub fn address(&self, from: u64, to: u64) -> SocketAddr {
+        self.addresses[&(from, to)]
+    }
+
+    /// Holds the link `from → to`: what `from` sends is kept back.
+    pub fn hold(&self, from: u64, to: u64) {
+        self.links[&(from, to)].held.store(true, Ordering::SeqCst);
+    }
+
+    /// Drops what the links from `from` hold: their connections close (the held
+    /// bytes with them) and the links carry new connections again.
+    pub fn drop_held_from(&self, from: u64) {
+        for (&(sender, _), link) in &self.links {
+            if sender == from && link.held.load(Ordering::SeqCst) {
+                link.close_all();
+                link.held.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Node `node` is about to go down: its proxies stop listening, so a
+    /// peer's redial is refused as by the node's own host. Its connections stay
+    /// until [`Links::node_gone`]: a node still alive must not redial past a
+    /// hold and deliver what the hold kept back.
+    pub fn refuse_dials_to(&self, node: u64) {
+        for (&(from, to), link) in &self.links {
+            if to == node {
+                link.down.store(true, Ordering::SeqCst);
+                // Wake the accept loop, which then closes its listener.
+                let _ = TcpStream::connect_timeout(&self.addresses[&(from, to)], Duration::from_millis(200));
+            }
+        }
+        // Bounded: each accept loop exits at its wake-up connection.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline
+            && self
+                .links
+                .keys()
+                .any(|&(from, to)| to == node && TcpStream::connect(self.addresses[&(from, to)]).is_ok())
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Node `node` is down: every connection to or from it closes, and what
+    /// the links from it held is thrown away.
+    pub fn node_gone(&self, node: u64) {
+        self.drop_held_from(node);
+        for (&(from, to), link) in &self.links {
+            if to == node || from == node {
+                link.close_all();
+            }
+        }
+    }
+
+    /// Node `node` comes back: its proxies listen again on the same addresses.
+    pub fn node_up(&self, node: u64) -> io::Result<()> {
+        for (&(from, to), link) in &self.links {
+            if to == node && link.down.swap(false, Ordering::SeqCst) {
+                let listener = TcpListener::bind(self.addresses[&(from, to)])?;
+                spawn_accept(listener, link.clone())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The loopback address node `id`'s proxies listen on.
+fn proxy_ip(id: u64) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, 100 + id as u8)
+}
+
+fn spawn_accept(listener: TcpListener, link: Arc<Link>) -> io::Result<()> {
+    std::thread::Builder::new().name("demo link".into()).spawn(move || accept(listener, link)).map(drop)
+}
+
+/// Accepts until the link goes down; the listener closes with the loop.
+fn accept(listener: TcpListener, link: Arc<Link>) {
+    for incoming in listener.incoming() {
+        if link.down.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(inbound) = incoming else { continue };
+        let Ok(outbound) = TcpStream::connect_timeout(&link.target, Duration::from_secs(1)) else { continue };
+        let streams = (|| -> io::Result<_> {
+            inbound.set_nodelay(true)?;
+            outbound.set_nodelay(true)?;
+            Ok((inbound.try_clone()?, outbound.try_clone()?, inbound.try_clone()?, outbound.try_clone()?))
+        })();
+        let Ok((inbound_reader, outbound_reader, inbound_kept, outbound_kept)) = streams else { continue };
+        {
+            let mut connections = link.connections.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            connections.push(inbound_kept);
+            connections.push(outbound_kept);
+        }
+        let forward = link.clone();
+        let _ = std::thread::Builder::new().spawn(move || pump(inbound_reader, outbound, Some(&forward)));
+        let _ = std::thread::Builder::new().spawn(move || pump(outbound_reader, inbound, None));
+    }
+}
+
+/// Copies until either side closes, then closes both. The forward direction
+/// (`from`'s messages) waits while its link is held.
+fn pump(mut from: TcpStream, mut to: TcpStream, link: Option<&Link>) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    while let Ok(read @ 1..) = from.read(&mut buffer) {
+        let held_since = Instant::now();
+        while link.is_some_and(|link| link.held.load(Ordering::SeqCst)) && held_since.elapsed() < LONGEST_HOLD {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if held_since.elapsed() >= LONGEST_HOLD || to.write_all(&buffer[..read]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}

@@ -58,8 +58,10 @@ pub struct RunReport {
     pub single_fault_failover_ms_by_crash_kind: BTreeMap<String, Vec<u64>>,
     /// Entries committed (applied by at least one node).
     pub committed_entries: u64,
-    /// Terms bound while the leader could still reach a majority: a raft
-    /// campaign, or a finalized fast-mode vote (docs/design/simulator.md).
+    /// New terms bound while the leader of an older term could still reach a
+    /// majority, once per term, the same event in every mode: a Raft
+    /// candidate raising its term, or the first finalized vote for a ballot
+    /// (docs/design/simulator.md).
     pub disruptions: u64,
     /// Faults injected, by kind.
     pub faults: FaultCounts,
@@ -160,7 +162,8 @@ pub struct SweepReport {
     pub single_fault_failover_ms_by_crash_kind: BTreeMap<String, Percentiles>,
     /// Entries committed.
     pub committed_entries: u64,
-    /// Elections started while the leader could still reach a majority.
+    /// New terms bound while the leader of an older term could still reach a
+    /// majority (once per term; a Raft campaign or a finalized vote alike).
     pub disruptions: u64,
     /// Elections that ended with a leader.
     pub elections_won: u64,

@@ -203,6 +203,8 @@ pub struct Simulation {
     election: Option<ElectionAudit>,
     /// When a leader last committed an entry: the cluster worked then.
     leader_committed_at_ms: u64,
+    /// The highest term any node has held: a node that goes above it binds a new term.
+    highest_term: Term,
     elections_won: u64,
     up_to_date_wins: u64,
     up_to_date_electable_wins: u64,
@@ -272,6 +274,7 @@ impl Simulation {
             liveness_commands: Vec::new(),
             election: None,
             leader_committed_at_ms: 0,
+            highest_term: 0,
             elections_won: 0,
             up_to_date_wins: 0,
             up_to_date_electable_wins: 0,
@@ -531,6 +534,7 @@ impl Simulation {
     /// Feeds the checkers what the node's in-memory state now shows.
     fn observe(&mut self, index: usize, output: &Output) {
         let id = self.nodes[index].id;
+        self.note_new_term(index);
         for event in &output.events {
             match event {
                 Event::RoleChanged { to, term, .. } => {
@@ -558,13 +562,6 @@ impl Simulation {
                     if let Some(audit) = &mut self.election {
                         audit.on_looking(id);
                     }
-                    // A raft campaign raises the term at once; a fast-mode round
-                    // changes nothing until a vote is finalized (counted below).
-                    if !self.options.mode.exchanges_votes() && self.leader_reaches_majority() {
-                        self.disruptions += 1;
-                        let event = "disruption: campaigns while a majority hears the leader".to_string();
-                        self.trace.record(self.now_ms, TraceEvent::Node { node: id, event });
-                    }
                     self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") });
                 }
                 Event::LeaderChanged { .. } => {}
@@ -574,16 +571,9 @@ impl Simulation {
                     }
                     self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") });
                 }
-                Event::VoteFinalized { ballot, .. } => {
+                Event::VoteFinalized { .. } => {
                     if let Some(audit) = &mut self.election {
                         audit.on_bound(id);
-                    }
-                    // Binding a later term than a leader that a majority still hears.
-                    let leader_term = self.current_leader().map(|(_, term)| term);
-                    if leader_term.is_some_and(|term| term < *ballot) && self.leader_reaches_majority() {
-                        self.disruptions += 1;
-                        let event = format!("disruption: binds ballot {ballot} while a majority hears the leader");
-                        self.trace.record(self.now_ms, TraceEvent::Node { node: id, event });
                     }
                     self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") });
                 }
@@ -1140,6 +1130,29 @@ impl Simulation {
             })
             .count();
         reachable >= conclave_core::quorum::majority(self.nodes.len())
+    }
+
+    /// A disruption is the same event in every mode: a term above every term
+    /// any node held becomes binding (a Raft candidate raises its term, or a
+    /// vote-exchange node finalizes its vote for a ballot) while the leader of
+    /// an older term can still exchange messages with a majority. Counted
+    /// once per term, at the first node that binds it
+    /// (docs/decisions/0079-a-disruption-is-a-term-bound-beside-a-working-leader.md).
+    fn note_new_term(&mut self, index: usize) {
+        let term = self.nodes[index].core.as_ref().expect("a live node produced this output").term();
+        if term <= self.highest_term {
+            return;
+        }
+        self.highest_term = term;
+        let Some((leader, leader_term)) = self.current_leader() else { return };
+        if leader_term < term && leader != index && self.leader_reaches_majority() {
+            self.disruptions += 1;
+            let event = format!(
+                "disruption: binds term {term} while leader n{} of term {leader_term} still reaches a majority",
+                self.nodes[leader].id
+            );
+            self.trace.record(self.now_ms, TraceEvent::Node { node: self.nodes[index].id, event });
+        }
     }
 
     /// The live nodes that can all reach each other and form a majority (every

@@ -8,6 +8,22 @@ use conclave_core::ElectionMode;
 use conclave_sim::{run_seed, run_sweep, FaultSet, RunParams, SimOptions, SweepReport};
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// What two of the measures count, printed after the options (the rest are in
+/// docs/design/simulator.md).
+pub const MEASURES_HELP: &str = "\
+Measures (docs/design/simulator.md):
+  disruptions              new terms bound while the leader of an older term could still
+                           exchange messages with a majority, once per term, the same event
+                           in every mode: a Raft candidate raising its term, or the first
+                           finalized vote of the vote exchange for a ballot
+  up_to_date_winner_ratio  won elections whose winner held the newest data among the nodes
+                           alive on the majority side from the election's start to its end,
+                           each node's data taken as it held it until it bound its vote;
+                           `up_to_date_electable_winner_ratio` leaves out the nodes that
+                           abstained after losing their data or crashed during the election
+  not_newest_by_cause      every other won election, by why the newest node lost
+                           (docs/decisions/0078)";
+
 /// Options of `conclave sim`.
 #[derive(Debug, Args)]
 pub struct SimArgs {

@@ -193,7 +193,6 @@ fn hash_round<H: Hasher>(round: &Round, clock: &RelativeClock, hasher: &mut H) {
     round.lost_leader.hash(hasher);
     round.early_grants.hash(hasher);
     round.shunned.hash(hasher);
-    round.asked.hash(hasher);
 }
 
 #[cfg(test)]

@@ -60,9 +60,6 @@ pub(crate) struct Round {
     /// Votes taken from reports and given up on: their candidates did not
     /// confirm them within the quiet window.
     pub shunned: BTreeSet<VoteChoice>,
-    /// Leaders of this node's term whose append reached it during the round,
-    /// and that it sent its vote to (once) to learn whether they still lead.
-    pub asked: BTreeSet<NodeId>,
 }
 
 /// State of the `fast` mode; idle in other modes.

@@ -42,7 +42,6 @@ pub(super) fn start_with_hint(node: &mut Node, ballot: Term, lost_leader: Option
         give_up_at_ms: node.now_ms + 2 * node.config.election_timeout_ms(),
         lost_leader,
         early_grants: BTreeSet::new(),
-        asked: BTreeSet::new(),
     });
     node.emit(Event::ElectionStarted { term: ballot, pre_vote: false });
     broadcast_vote(node);
@@ -157,7 +156,7 @@ fn on_established(node: &mut Node, from: NodeId, leader: NodeId, term: Term) {
     node.fast.established.insert(from, (leader, term));
     if from == leader && term == node.term {
         hear_leader_again(node, leader);
-    } else if term == node.term {
+    } else if term == node.term && !node.fast.established.contains_key(&node.config.id) {
         // A peer still hears the leader of this node's term: ask that leader
         // whether it leads, as after one of its appends.
         on_append_while_looking(node, leader);
@@ -203,12 +202,10 @@ fn hear_leader_again(node: &mut Node, leader: NodeId) {
 /// A looking node got an append from the leader of its own term: maybe in
 /// flight since before that leader was lost, maybe sent now. Its vote goes to
 /// that leader, whose answer (`PeerState::Leading`) proves which; the append
-/// itself is not taken (docs/decisions/0080).
+/// itself is not taken (docs/decisions/0080). One vote per append: the
+/// leader's appends pace it, and no state is kept for it.
 pub(super) fn on_append_while_looking(node: &mut Node, leader: NodeId) {
-    let round = node.fast.round.as_mut().expect("looking");
-    if !round.asked.insert(leader) {
-        return;
-    }
+    let round = node.fast.round.as_ref().expect("looking");
     let body = Body::Vote { ballot: round.ballot, vote: round.vote, state: PeerState::Looking };
     node.send(leader, body);
 }

@@ -102,7 +102,9 @@ fn seed_271_a_snapshot_sent_one_chunk_per_round_trip_never_caught_a_follower_up(
 /// (docs/decisions/0080-a-round-yields-to-a-leader-a-majority-hears-again.md).
 #[test]
 fn seed_500000_a_round_yields_to_the_isolated_leader_a_majority_hears_again() {
-    let options = SimOptions::new(ElectionMode::Conclave, 5, FaultSet::parse("isolate").expect("known fault kinds"));
+    let mut options =
+        SimOptions::new(ElectionMode::Conclave, 5, FaultSet::parse("isolate").expect("known fault kinds"));
+    options.keep_full_trace = true;
     let (report, trace) = run_seed(&options, 500_000);
     assert!(report.violation.is_none(), "{:?}", report.violation);
     let abandoned = trace.iter().filter(|line| line.contains("RoundAbandoned { leader: 3, term: 6 }")).count();

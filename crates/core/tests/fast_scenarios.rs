@@ -1214,3 +1214,16 @@ fn a_round_yields_to_its_leader_once_a_quorum_hears_it_again() {
     assert!(output.events.is_empty() && output.messages.is_empty(), "{output:?}");
     assert_eq!((looking.role(), looking.leader()), (Role::Follower, Some(1)));
 }
+
+#[test]
+fn an_unconfirmed_hint_is_given_up_once_a_peer_that_backed_it_moves_down() {
+    // Reference: docs/decisions/0078-every-miss-of-the-newest-data-has-a-cause.md.
+    let mut looking = looking_n2();
+    let hint = vote_choice(4, 1, 3);
+    let output = looking.step(vote_msg(3, 2, 1, 2, hint));
+    assert!(output.events.contains(&Event::VoteChanged { ballot: 2, candidate: 4 }), "adopts n3's better vote");
+    // n3 gave the hint up (n4 never confirmed it) and backs a worse vote now.
+    let output = looking.step(vote_msg(3, 2, 1, 2, vote_choice(3, 0, 0)));
+    assert!(output.events.contains(&Event::VoteChanged { ballot: 2, candidate: 3 }), "{:?}", output.events);
+    assert_eq!(looking.role(), Role::Looking);
+}

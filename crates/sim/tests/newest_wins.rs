@@ -73,3 +73,19 @@ fn seed_531_the_newest_node_crashed_during_the_round() {
     assert_eq!(report.up_to_date_wins + 1, report.elections_won);
     assert_eq!(report.up_to_date_electable_wins, report.elections_won, "n2 was not electable while down");
 }
+
+/// Conclave, 1% loss. Everyone first voted for n4's reported (2, 22), a hint
+/// n4 (down) never confirmed; n3, which holds (2, 22) itself, had switched to
+/// that hint too. The others gave it up at the window's end and fell back to
+/// the best vote *confirmed* to them, n1's (2, 18): n3's own version was no
+/// longer among its latest votes, and n3, never seeing a quorum on its hint,
+/// held it alone. n1 won. Fixed by giving up an unconfirmed hint as soon as a
+/// peer that backed it moves to a worse vote (`round::on_vote`).
+#[test]
+fn seed_1796586595652913182_a_hint_given_up_by_the_others_is_given_up_by_its_last_holder() {
+    let mut options = crash_only(ElectionMode::Conclave);
+    options.loss_probability = Some(0.01);
+    let (report, trace) = run_seed(&options, 1_796_586_595_652_913_182);
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+    assert_eq!(report.up_to_date_wins, report.elections_won, "{}", wins(&trace));
+}

@@ -123,7 +123,16 @@ pub(super) fn on_vote(
     // while it still followed the lost leader a moment longer (it answered
     // with that leader instead). Ours goes back to it once, below, rather than
     // at the next resend a heartbeat timeout later.
-    let first_from_sender = round.received.insert(from, vote).is_none();
+    let previous = round.received.insert(from, vote);
+    let first_from_sender = previous.is_none();
+    if previous == Some(round.vote) && vote < round.vote && !confirmed(round, &round.vote) {
+        // The sender backed this node's vote, a hint not yet confirmed, and now
+        // backs a worse one: only falling back moves a vote down, so the hint's
+        // window ended there without its candidate. Give it up too, rather than
+        // hold it alone while the others settle on a vote that may be worse than
+        // this node's own data (docs/decisions/0078).
+        return fall_back(node);
+    }
     // A vote naming this node with another data version than its own comes from
     // a stale report (its log changed since): this node knows its own version.
     let stale_about_me = vote.candidate == node.config.id && vote != own;

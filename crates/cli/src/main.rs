@@ -24,6 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the deterministic cluster simulator over many seeds (or replay one).
+    #[command(after_help = sim_command::MEASURES_HELP)]
     Sim(sim_command::SimArgs),
     /// Model-check the real core exhaustively, to a bounded depth.
     Check(check_command::CheckArgs),

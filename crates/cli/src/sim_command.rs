@@ -8,6 +8,22 @@ use conclave_core::ElectionMode;
 use conclave_sim::{run_seed, run_sweep, FaultSet, RunParams, SimOptions, SweepReport};
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// What two of the measures count, printed after the options (the rest are in
+/// docs/design/simulator.md).
+pub const MEASURES_HELP: &str = "\
+Measures (docs/design/simulator.md):
+  disruptions              new terms bound while the leader of an older term could still
+                           exchange messages with a majority, once per term, the same event
+                           in every mode: a Raft candidate raising its term, or the first
+                           finalized vote of the vote exchange for a ballot
+  up_to_date_winner_ratio  won elections whose winner held the newest data among the nodes
+                           alive on the majority side from the election's start to its end,
+                           each node's data taken as it held it until it bound its vote;
+                           `up_to_date_electable_winner_ratio` leaves out the nodes that
+                           abstained after losing their data or crashed during the election
+  not_newest_by_cause      every other won election, by why the newest node lost
+                           (docs/decisions/0078)";
+
 /// Options of `conclave sim`.
 #[derive(Debug, Args)]
 pub struct SimArgs {
@@ -186,12 +202,16 @@ fn print_comparison(reports: &[SweepReport], json: bool) -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "modes": modes })).expect("serializes"));
     } else {
         let ratio = |report: &SweepReport| report.up_to_date_winner_ratio.map_or("n/a".into(), |r| format!("{r:.4}"));
+        let electable_ratio =
+            |report: &SweepReport| report.up_to_date_electable_winner_ratio.map_or("n/a".into(), |r| format!("{r:.4}"));
         let rows: Vec<(&str, Column)> = vec![
             ("runs", Box::new(|r| r.runs.to_string())),
             ("violations", Box::new(|r| r.violations.to_string())),
             ("elections started", Box::new(|r| r.elections.to_string())),
             ("elections won", Box::new(|r| r.elections_won.to_string())),
             ("up_to_date_winner_ratio", Box::new(ratio)),
+            ("  among electable", Box::new(electable_ratio)),
+            ("not newest, avoidable", Box::new(|r| r.not_newest_avoidable.to_string())),
             ("failover_ms p50", Box::new(|r| r.failover_ms.p50.to_string())),
             ("failover_ms p99", Box::new(|r| r.failover_ms.p99.to_string())),
             ("failover_ms max", Box::new(|r| r.failover_ms.max.to_string())),
@@ -228,6 +248,9 @@ fn print_comparison(reports: &[SweepReport], json: bool) -> ExitCode {
             println!();
         }
         for report in reports {
+            println!("{}: not newest, by cause: {}", report.mode, misses_by_cause(report));
+        }
+        for report in reports {
             for violation in &report.violation_details {
                 print_violation(&report.mode, report.nodes, &report.fault_set, violation);
             }
@@ -250,6 +273,7 @@ fn print_summary(report: &SweepReport) {
             failovers.p50, failovers.p99, failovers.max, failovers.count
         );
     }
+    println!("not newest, by cause: {}", misses_by_cause(report));
     for violation in &report.violation_details {
         print_violation(&report.mode, report.nodes, &report.fault_set, violation);
     }
@@ -258,6 +282,19 @@ fn print_summary(report: &SweepReport) {
     } else {
         println!("FAILED: {} of {} runs broke an invariant", report.violations, report.runs);
     }
+}
+
+/// `not_newest_by_cause` in one line: each cause that happened, and how many
+/// of them a rule of ours could avoid (docs/decisions/0078).
+fn misses_by_cause(report: &SweepReport) -> String {
+    let causes: Vec<String> = report
+        .not_newest_by_cause
+        .iter()
+        .filter(|(_, count)| **count > 0)
+        .map(|(cause, count)| format!("{cause}={count}"))
+        .collect();
+    let causes = if causes.is_empty() { "none".to_string() } else { causes.join(" ") };
+    format!("{causes} (avoidable: {})", report.not_newest_avoidable)
 }
 
 fn print_violation(mode: &str, nodes: usize, fault_set: &str, violation: &conclave_sim::Violation) {

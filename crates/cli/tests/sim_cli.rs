@@ -152,3 +152,37 @@ fn comparing_every_mode_shows_gapless_leader_terms_only_where_promised() {
         assert_eq!(count(&modes[mode], "leaders_per_term_max"), 0, "{mode} has no BecomeLeader entries");
     }
 }
+
+#[test]
+fn the_help_says_what_a_disruption_and_a_miss_of_the_newest_data_count() {
+    let output = conclave(&["sim", "--help"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let help = stdout(&output);
+    for phrase in ["disruptions", "once per term, the same event", "in every mode", "not_newest_by_cause"] {
+        assert!(help.contains(phrase), "`conclave sim --help` lacks {phrase:?}:\n{help}");
+    }
+}
+
+#[test]
+fn a_json_sweep_names_every_cause_of_a_miss_of_the_newest_data() {
+    let report = conclave_json(&[
+        "sim",
+        "--mode",
+        "fast",
+        "--nodes",
+        "5",
+        "--seeds",
+        "10",
+        "--first-seed",
+        "1",
+        "--faults",
+        "crash",
+        "--json",
+    ]);
+    let causes = report["not_newest_by_cause"].as_object().unwrap_or_else(|| panic!("no causes: {report}"));
+    for cause in conclave_sim::newest_wins::MissCause::ALL {
+        assert!(causes.contains_key(cause.name()), "`{}` missing from {causes:?}", cause.name());
+    }
+    count(&report, "not_newest_avoidable");
+    assert!(report["up_to_date_electable_winner_ratio"].is_f64(), "{report}");
+}

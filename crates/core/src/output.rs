@@ -136,6 +136,15 @@ pub enum Event {
         /// The term it joined.
         term: Term,
     },
+    /// `fast` mode: this node left its round and follows `leader` of `term`
+    /// again, since a quorum hears that leader before any vote bound
+    /// (docs/decisions/0080-a-round-yields-to-a-leader-a-majority-hears-again.md).
+    RoundAbandoned {
+        /// The leader it follows again.
+        leader: NodeId,
+        /// That leader's term (its ballot), unchanged.
+        term: Term,
+    },
     /// `gapless`/`conclave`: this node won `ballot` and appended its
     /// `BecomeLeader` for `leader_term`; it serves once that entry commits.
     LeaderElect {

@@ -1182,3 +1182,48 @@ fn a_vote_dropped_while_still_following_reaches_its_peer_at_once() {
     let output = node.step(vote_msg(3, 2, 1, 2, own));
     assert!(output.messages.is_empty(), "{output:?}");
 }
+
+#[test]
+fn a_round_yields_to_its_leader_once_a_quorum_hears_it_again() {
+    // Reference: docs/decisions/0080-a-round-yields-to-a-leader-a-majority-hears-again.md.
+    let mut looking = looking_n2();
+    // An append of the lost leader's own term: maybe in flight since before a
+    // crash. It is not taken; the round's vote goes to that leader instead.
+    let output = looking.step(msg(1, 2, 1, heartbeat(0, 0, 0)));
+    assert_eq!(looking.role(), Role::Looking);
+    assert_eq!(output.messages, vec![vote_msg(2, 1, 1, 2, vote_choice(2, 0, 0))], "asks n1 whether it leads");
+
+    // n1 answers that it leads: n2 hears it, and tells the others once.
+    let leading = Body::Vote { ballot: 1, vote: vote_choice(1, 1, 1), state: PeerState::Leading };
+    let output = looking.step(msg(1, 2, 1, leading.clone()));
+    let following = Body::Vote { ballot: 1, vote: vote_choice(2, 0, 0), state: PeerState::Following { leader: 1 } };
+    let told: Vec<Message> = [3, 4, 5].iter().map(|to| msg(2, *to, 1, following.clone())).collect();
+    assert_eq!(output.messages, told);
+    assert_eq!(looking.role(), Role::Looking, "n1 and n2 are two of five");
+    let output = looking.step(msg(1, 2, 1, leading));
+    assert!(output.messages.is_empty(), "told once");
+
+    // A third member hears n1: the round is given up, nothing was bound.
+    let heard = Body::Vote { ballot: 1, vote: vote_choice(3, 0, 0), state: PeerState::Following { leader: 1 } };
+    let output = looking.step(msg(3, 2, 1, heard));
+    assert!(output.events.contains(&Event::RoundAbandoned { leader: 1, term: 1 }), "{:?}", output.events);
+    assert_eq!((looking.role(), looking.term(), looking.leader()), (Role::Follower, 1, Some(1)));
+
+    // Verdicts about n1 sent before the quorum heard it are stale.
+    let output = looking.step(msg(4, 2, 1, Body::ObjectiveDown { leader: Some(1), leader_term: 1 }));
+    assert!(output.events.is_empty() && output.messages.is_empty(), "{output:?}");
+    assert_eq!((looking.role(), looking.leader()), (Role::Follower, Some(1)));
+}
+
+#[test]
+fn an_unconfirmed_hint_is_given_up_once_a_peer_that_backed_it_moves_down() {
+    // Reference: docs/decisions/0078-every-miss-of-the-newest-data-has-a-cause.md.
+    let mut looking = looking_n2();
+    let hint = vote_choice(4, 1, 3);
+    let output = looking.step(vote_msg(3, 2, 1, 2, hint));
+    assert!(output.events.contains(&Event::VoteChanged { ballot: 2, candidate: 4 }), "adopts n3's better vote");
+    // n3 gave the hint up (n4 never confirmed it) and backs a worse vote now.
+    let output = looking.step(vote_msg(3, 2, 1, 2, vote_choice(3, 0, 0)));
+    assert!(output.events.contains(&Event::VoteChanged { ballot: 2, candidate: 3 }), "{:?}", output.events);
+    assert_eq!(looking.role(), Role::Looking);
+}

@@ -22,6 +22,7 @@ pub mod faults;
 pub mod invariants;
 pub mod model_check;
 pub mod network;
+pub mod newest_wins;
 pub mod options;
 pub mod report;
 pub mod seed_rules;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::faults::FaultCounts;
+use crate::newest_wins::MissCause;
 
 /// A broken invariant, with where to look.
 #[derive(Clone, Debug, Serialize)]
@@ -57,8 +58,10 @@ pub struct RunReport {
     pub single_fault_failover_ms_by_crash_kind: BTreeMap<String, Vec<u64>>,
     /// Entries committed (applied by at least one node).
     pub committed_entries: u64,
-    /// Terms bound while the leader could still reach a majority: a raft
-    /// campaign, or a finalized fast-mode vote (docs/design/simulator.md).
+    /// New terms bound while the leader of an older term could still reach a
+    /// majority, once per term, the same event in every mode: a Raft
+    /// candidate raising its term, or the first finalized vote for a ballot
+    /// (docs/design/simulator.md).
     pub disruptions: u64,
     /// Faults injected, by kind.
     pub faults: FaultCounts,
@@ -74,6 +77,11 @@ pub struct RunReport {
     pub elections_won: u64,
     /// Of those, won by a node whose data was the newest among the eligible.
     pub up_to_date_wins: u64,
+    /// Of those, won by a node whose data was the newest among the electable
+    /// (the eligible minus nodes that abstained or crashed during the election).
+    pub up_to_date_electable_wins: u64,
+    /// Elections not won by the newest eligible data, by cause (`crate::newest_wins`).
+    pub not_newest_by_cause: BTreeMap<String, u64>,
     /// Uncommitted entries thrown away by log truncation.
     pub truncated_entries: u64,
     /// Holes in the committed leader-term sequence (docs/design/simulator.md).
@@ -154,7 +162,8 @@ pub struct SweepReport {
     pub single_fault_failover_ms_by_crash_kind: BTreeMap<String, Percentiles>,
     /// Entries committed.
     pub committed_entries: u64,
-    /// Elections started while the leader could still reach a majority.
+    /// New terms bound while the leader of an older term could still reach a
+    /// majority (once per term; a Raft campaign or a finalized vote alike).
     pub disruptions: u64,
     /// Elections that ended with a leader.
     pub elections_won: u64,
@@ -162,6 +171,15 @@ pub struct SweepReport {
     /// alive in the majority side from the election's start to its end (`null`
     /// if no election was won).
     pub up_to_date_winner_ratio: Option<f64>,
+    /// Share of won elections whose winner had the newest data among the
+    /// electable nodes: the eligible ones minus those that abstained after
+    /// losing their data or crashed during the election (`null` if none won).
+    pub up_to_date_electable_winner_ratio: Option<f64>,
+    /// Elections not won by the newest eligible data, by cause: every cause
+    /// of docs/decisions/0078 appears, with 0 if it never happened.
+    pub not_newest_by_cause: BTreeMap<String, u64>,
+    /// Of those, the elections whose cause a rule of ours could avoid.
+    pub not_newest_avoidable: u64,
     /// Uncommitted entries thrown away by log truncation.
     pub truncated_entries: u64,
     /// Holes in the committed leader-term sequences of all runs: `BecomeLeader`
@@ -210,6 +228,13 @@ impl SweepReport {
             single_fault_failovers.extend_from_slice(&run.single_fault_failover_ms);
         }
         let elections_won: u64 = runs.iter().map(|run| run.elections_won).sum();
+        let mut not_newest_by_cause: BTreeMap<String, u64> =
+            MissCause::ALL.iter().map(|cause| (cause.name().to_string(), 0)).collect();
+        for run in runs {
+            for (cause, count) in &run.not_newest_by_cause {
+                *not_newest_by_cause.entry(cause.clone()).or_default() += count;
+            }
+        }
         let broken: Vec<Violation> = runs.iter().filter_map(|run| run.violation.clone()).collect();
         SweepReport {
             mode,
@@ -237,6 +262,15 @@ impl SweepReport {
             elections_won,
             up_to_date_winner_ratio: (elections_won > 0)
                 .then(|| runs.iter().map(|run| run.up_to_date_wins).sum::<u64>() as f64 / elections_won as f64),
+            up_to_date_electable_winner_ratio: (elections_won > 0).then(|| {
+                runs.iter().map(|run| run.up_to_date_electable_wins).sum::<u64>() as f64 / elections_won as f64
+            }),
+            not_newest_avoidable: MissCause::ALL
+                .iter()
+                .filter(|cause| !cause.unavoidable())
+                .map(|cause| not_newest_by_cause[cause.name()])
+                .sum(),
+            not_newest_by_cause,
             truncated_entries: runs.iter().map(|run| run.truncated_entries).sum(),
             term_gaps: runs.iter().map(|run| run.term_gaps).sum(),
             leaders_per_term_max: runs.iter().map(|run| run.leaders_per_term_max).max().unwrap_or(0),
@@ -251,7 +285,7 @@ impl SweepReport {
     /// One line for logs and closing notes.
     pub fn summary_line(&self) -> String {
         format!(
-            "mode={} nodes={} runs={} violations={} elections={} leader_changes={} failover_ms p50={} p99={} max={} (n={}) committed={} disruptions={} up_to_date_winner_ratio={} truncated={} term_gaps={} leaders_per_term_max={} snapshots_taken={} installed_snapshots={} simulated={:.0}s wall={:.1}s",
+            "mode={} nodes={} runs={} violations={} elections={} leader_changes={} failover_ms p50={} p99={} max={} (n={}) committed={} disruptions={} up_to_date_winner_ratio={} up_to_date_electable_winner_ratio={} truncated={} term_gaps={} leaders_per_term_max={} snapshots_taken={} installed_snapshots={} simulated={:.0}s wall={:.1}s",
             self.mode,
             self.nodes,
             self.runs,
@@ -265,6 +299,7 @@ impl SweepReport {
             self.committed_entries,
             self.disruptions,
             self.up_to_date_winner_ratio.map_or("n/a".to_string(), |ratio| format!("{ratio:.4}")),
+            self.up_to_date_electable_winner_ratio.map_or("n/a".to_string(), |ratio| format!("{ratio:.4}")),
             self.truncated_entries,
             self.term_gaps,
             self.leaders_per_term_max,

@@ -10,8 +10,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use conclave_core::{
-    Config, DurableMark, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, ReadState, Role,
-    Snapshot, Term,
+    Body, Config, DurableMark, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, PeerState,
+    ReadState, Role, Snapshot, Term,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -21,6 +21,7 @@ use crate::disk::SimDisk;
 use crate::faults::{FaultCounts, FaultKind};
 use crate::invariants::{Broken, Invariants};
 use crate::network::{between, one_way, Fate, Network};
+use crate::newest_wins::ElectionAudit;
 use crate::options::{derive_seed, RunParams, SimOptions, SIM_CLUSTER_ID};
 use crate::report::{RunReport, Violation};
 use crate::state_machine::SimStateMachine;
@@ -139,14 +140,6 @@ enum Phase {
     Liveness { deadline_ms: u64 },
 }
 
-/// An election in progress, from its first start to the next leader: who could
-/// win and what data each had when it started (docs/design/simulator.md).
-#[derive(Clone, Debug)]
-struct ElectionEpoch {
-    /// (last log term, last log index) of each node alive in the majority side.
-    versions: BTreeMap<NodeId, (Term, LogIndex)>,
-}
-
 #[derive(Clone, Copy, Debug)]
 struct PendingFailover {
     started_at_ms: u64,
@@ -206,9 +199,16 @@ pub struct Simulation {
     /// to the next one (docs/decisions/0060-exactly-once-writes.md).
     unsettled: VecDeque<(u64, NodeId, u64)>,
     liveness_commands: Vec<(u64, Option<u64>)>,
-    election: Option<ElectionEpoch>,
+    /// The election in progress, watched for whether the newest data wins it.
+    election: Option<ElectionAudit>,
+    /// When a leader last committed an entry: the cluster worked then.
+    leader_committed_at_ms: u64,
+    /// The highest term any node has held: a node that goes above it binds a new term.
+    highest_term: Term,
     elections_won: u64,
     up_to_date_wins: u64,
+    up_to_date_electable_wins: u64,
+    not_newest_by_cause: BTreeMap<String, u64>,
     truncated_entries: u64,
     snapshots_taken: u64,
     installed_snapshots: u64,
@@ -273,8 +273,12 @@ impl Simulation {
             unsettled: VecDeque::new(),
             liveness_commands: Vec::new(),
             election: None,
+            leader_committed_at_ms: 0,
+            highest_term: 0,
             elections_won: 0,
             up_to_date_wins: 0,
+            up_to_date_electable_wins: 0,
+            not_newest_by_cause: BTreeMap::new(),
             truncated_entries: 0,
             snapshots_taken: 0,
             installed_snapshots: 0,
@@ -343,6 +347,8 @@ impl Simulation {
             reads_failed: self.invariants.linearizable_reads.failed(),
             elections_won: self.elections_won,
             up_to_date_wins: self.up_to_date_wins,
+            up_to_date_electable_wins: self.up_to_date_electable_wins,
+            not_newest_by_cause: self.not_newest_by_cause.clone(),
             truncated_entries: self.truncated_entries,
             term_gaps: self.invariants.gapless_terms.term_gaps(),
             leaders_per_term_max: self.invariants.gapless_terms.leaders_per_term_max(),
@@ -528,6 +534,7 @@ impl Simulation {
     /// Feeds the checkers what the node's in-memory state now shows.
     fn observe(&mut self, index: usize, output: &Output) {
         let id = self.nodes[index].id;
+        self.note_new_term(index);
         for event in &output.events {
             match event {
                 Event::RoleChanged { to, term, .. } => {
@@ -547,26 +554,26 @@ impl Simulation {
                 }
                 Event::ElectionStarted { pre_vote: false, .. } => {
                     self.elections += 1;
-                    if self.election.is_none() {
-                        self.election = Some(ElectionEpoch { versions: self.majority_side_versions() });
+                    // An audit open since before a leader last committed belongs to
+                    // a round that was given up: this is a new election.
+                    if self.election.as_ref().is_none_or(|audit| audit.started_at_ms < self.leader_committed_at_ms) {
+                        self.start_election_audit();
                     }
-                    // A raft campaign raises the term at once; a fast-mode round
-                    // changes nothing until a vote is finalized (counted below).
-                    if !self.options.mode.exchanges_votes() && self.leader_reaches_majority() {
-                        self.disruptions += 1;
-                        let event = "disruption: campaigns while a majority hears the leader".to_string();
-                        self.trace.record(self.now_ms, TraceEvent::Node { node: id, event });
+                    if let Some(audit) = &mut self.election {
+                        audit.on_looking(id);
                     }
                     self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") });
                 }
                 Event::LeaderChanged { .. } => {}
-                Event::VoteFinalized { ballot, .. } => {
-                    // Binding a later term than a leader that a majority still hears.
-                    let leader_term = self.current_leader().map(|(_, term)| term);
-                    if leader_term.is_some_and(|term| term < *ballot) && self.leader_reaches_majority() {
-                        self.disruptions += 1;
-                        let event = format!("disruption: binds ballot {ballot} while a majority hears the leader");
-                        self.trace.record(self.now_ms, TraceEvent::Node { node: id, event });
+                Event::AbstainedAfterDataLoss { .. } => {
+                    if let Some(audit) = &mut self.election {
+                        audit.on_abstain(id);
+                    }
+                    self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") });
+                }
+                Event::VoteFinalized { .. } => {
+                    if let Some(audit) = &mut self.election {
+                        audit.on_bound(id);
                     }
                     self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: format!("{event:?}") });
                 }
@@ -627,6 +634,7 @@ impl Simulation {
             self.nodes[index].known_commit = commit;
             self.trace.record(self.now_ms, TraceEvent::Commit { node: id, index: commit });
             if role == Role::Leader {
+                self.leader_committed_at_ms = self.now_ms;
                 let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
                 let entry_term = core.log().term_at(commit).expect("a commit is in the log");
                 let holders = self.nodes.iter().filter(|node| node.disk.holds(commit, entry_term)).count();
@@ -637,6 +645,9 @@ impl Simulation {
             }
         }
         let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
+        if let Some(audit) = &mut self.election {
+            audit.on_version(id, (core.log().last_term(), core.log().last_index()));
+        }
         if let Err(problem) = core.validate() {
             self.fail("node_invariant", format!("n{id}: {problem}"));
         }
@@ -797,6 +808,9 @@ impl Simulation {
         let id = node.id;
         self.faults.record(kind);
         self.trace.record(self.now_ms, TraceEvent::Crash { node: id });
+        if let Some(audit) = &mut self.election {
+            audit.on_crash(id);
+        }
         if kind != FaultKind::Crash && !pending.is_empty() {
             let event = format!("{} lost {} unsynced batch(es)", kind.name(), pending.len());
             self.trace.record(self.now_ms, TraceEvent::Node { node: id, event });
@@ -884,6 +898,21 @@ impl Simulation {
             return;
         }
         self.trace.record(self.now_ms, TraceEvent::Deliver { from, to, term: message.term, kind });
+        if let Body::Vote { ballot, vote, state } = &message.body {
+            let event = format!(
+                "got vote from n{from}: ballot {ballot}, n{} ({}, {}), {state:?}",
+                vote.candidate, vote.last_log_term, vote.last_log_index
+            );
+            self.trace.record(self.now_ms, TraceEvent::Node { node: to, event });
+        }
+        let own_vote = match &message.body {
+            Body::Vote { vote, state: PeerState::Looking, .. } => vote.candidate == from,
+            Body::RequestVote { pre_vote, .. } => !pre_vote,
+            _ => false,
+        };
+        if let (true, Some(audit)) = (own_vote, &mut self.election) {
+            audit.on_own_vote_delivered(from, to);
+        }
         // The core's clock is the time of its latest tick: bring it to now first,
         // as a real driver does, so that timers reset by this message start now.
         self.advance_clock(index);
@@ -1103,6 +1132,29 @@ impl Simulation {
         reachable >= conclave_core::quorum::majority(self.nodes.len())
     }
 
+    /// A disruption is the same event in every mode: a term above every term
+    /// any node held becomes binding (a Raft candidate raises its term, or a
+    /// vote-exchange node finalizes its vote for a ballot) while the leader of
+    /// an older term can still exchange messages with a majority. Counted
+    /// once per term, at the first node that binds it
+    /// (docs/decisions/0079-a-disruption-is-a-term-bound-beside-a-working-leader.md).
+    fn note_new_term(&mut self, index: usize) {
+        let term = self.nodes[index].core.as_ref().expect("a live node produced this output").term();
+        if term <= self.highest_term {
+            return;
+        }
+        self.highest_term = term;
+        let Some((leader, leader_term)) = self.current_leader() else { return };
+        if leader_term < term && leader != index && self.leader_reaches_majority() {
+            self.disruptions += 1;
+            let event = format!(
+                "disruption: binds term {term} while leader n{} of term {leader_term} still reaches a majority",
+                self.nodes[leader].id
+            );
+            self.trace.record(self.now_ms, TraceEvent::Node { node: self.nodes[index].id, event });
+        }
+    }
+
     /// The live nodes that can all reach each other and form a majority (every
     /// live node if no side has a majority), with their data versions.
     fn majority_side_versions(&self) -> BTreeMap<NodeId, (Term, LogIndex)> {
@@ -1139,34 +1191,62 @@ impl Simulation {
             .collect()
     }
 
-    /// A leader was elected: was its data the newest among the nodes alive in the
-    /// majority side when the election started (and still alive), docs/design/simulator.md?
-    /// A winner that restarted during the election is judged by its data now (no
-    /// leader means no new entries).
-    fn on_election_won(&mut self, winner: usize) {
-        let Some(epoch) = self.election.take() else { return };
-        let winner_id = self.nodes[winner].id;
-        let eligible: BTreeMap<NodeId, (Term, LogIndex)> = self
-            .majority_side_versions()
-            .into_iter()
-            .filter_map(|(id, now)| match epoch.versions.get(&id) {
-                Some(at_start) => Some((id, *at_start)),
-                None if id == winner_id => Some((id, now)),
-                None => None,
+    /// An election starts: what data each node on the majority side holds,
+    /// and whether it is durable (docs/design/simulator.md).
+    fn start_election_audit(&mut self) {
+        let versions = self.majority_side_versions();
+        let durable: BTreeSet<NodeId> = versions
+            .iter()
+            .filter(|(id, (term, index))| self.nodes[(**id - 1) as usize].disk.holds(*index, *term))
+            .map(|(id, _)| *id)
+            .collect();
+        let shown: Vec<String> = versions
+            .iter()
+            .map(|(id, (term, index))| {
+                format!("n{id} ({term}, {index}){}", if durable.contains(id) { "" } else { " not durable" })
             })
             .collect();
-        let best = eligible.values().copied().max();
+        let event = format!("election starts; data: {}", shown.join(", "));
+        self.trace.record(self.now_ms, TraceEvent::Phase { name: "election" });
+        self.trace.record(self.now_ms, TraceEvent::Node { node: 0, event });
+        self.election = Some(ElectionAudit::start(self.now_ms, versions, durable));
+    }
+
+    /// A leader was elected: was its data the newest among the nodes alive in
+    /// the majority side when the election started (and still alive), and if
+    /// not, why not (`crate::newest_wins`)?
+    fn on_election_won(&mut self, winner: usize) {
+        let Some(audit) = self.election.take() else { return };
+        let winner_id = self.nodes[winner].id;
+        let quorum = conclave_core::quorum::majority(self.nodes.len());
+        let verdict = audit.judge(winner_id, &self.majority_side_versions(), quorum);
         self.elections_won += 1;
-        let winner_version = eligible.get(&self.nodes[winner].id).copied();
-        let up_to_date = winner_version.is_some() && winner_version >= best;
-        if up_to_date {
+        if verdict.up_to_date() {
             self.up_to_date_wins += 1;
         }
+        if verdict.up_to_date_among_electable() {
+            self.up_to_date_electable_wins += 1;
+        }
+        if let Some(cause) = verdict.miss {
+            *self.not_newest_by_cause.entry(cause.name().to_string()).or_default() += 1;
+        }
+        let shown = |version: Option<(Term, LogIndex)>| {
+            version.map_or("none".to_string(), |(term, index)| format!("({term}, {index})"))
+        };
         let event = format!(
-            "won with data {winner_version:?}; newest eligible {best:?}{}",
-            if up_to_date { "" } else { " (NOT the newest)" }
+            "won with data {}; newest eligible {}{}",
+            shown(verdict.winner_version),
+            shown(verdict.newest),
+            match verdict.miss {
+                None => String::new(),
+                Some(cause) => format!(
+                    " (NOT the newest: {cause}, {}; newest electable {})",
+                    if cause.unavoidable() { "unavoidable" } else { "avoidable" },
+                    shown(verdict.newest_electable)
+                ),
+            }
         );
-        self.trace.record(self.now_ms, TraceEvent::Node { node: self.nodes[winner].id, event });
+        self.trace.record(self.now_ms, TraceEvent::Node { node: winner_id, event });
     }
 
     fn start_failover(&mut self, old_leader: NodeId, old_term: Term) {

@@ -48,6 +48,8 @@ pub fn run_seed(options: &SimOptions, seed: u64) -> (RunReport, Vec<String>) {
             reads_failed: 0,
             elections_won: 0,
             up_to_date_wins: 0,
+            up_to_date_electable_wins: 0,
+            not_newest_by_cause: Default::default(),
             term_gaps: 0,
             leaders_per_term_max: 0,
             truncated_entries: 0,

@@ -91,3 +91,28 @@ fn seed_271_a_snapshot_sent_one_chunk_per_round_trip_never_caught_a_follower_up(
     // 16.3 s, or (as it was) not within the 10 s bound at all.
     assert!(report.simulated_ms < 13_000, "caught up {} ms into the run", report.simulated_ms);
 }
+
+/// Conclave, 5 nodes, `--faults isolate`. The leader n3 was cut off, the
+/// others reached objective down and started a round for ballot 7; the cut
+/// healed at 9546 ms, and at 9595 ms n1 bound ballot 7 while a majority heard
+/// n3 again: the reason for the election was gone before any vote bound.
+/// Fixed by a round yielding to the leader of its term once a quorum hears it
+/// again (`round::hear_leader_again`), and by ignoring, for an election
+/// timeout, the down verdicts about that leader still in flight
+/// (docs/decisions/0080-a-round-yields-to-a-leader-a-majority-hears-again.md).
+#[test]
+fn seed_500000_a_round_yields_to_the_isolated_leader_a_majority_hears_again() {
+    let mut options =
+        SimOptions::new(ElectionMode::Conclave, 5, FaultSet::parse("isolate").expect("known fault kinds"));
+    options.keep_full_trace = true;
+    let (report, trace) = run_seed(&options, 500_000);
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+    let abandoned = trace.iter().filter(|line| line.contains("RoundAbandoned { leader: 3, term: 6 }")).count();
+    assert!(abandoned >= 3, "a quorum returned to n3 in term 6\n{}", trace.join("\n"));
+    assert_eq!(
+        report.disruptions,
+        0,
+        "{}",
+        trace.iter().filter(|line| line.contains("disruption")).cloned().collect::<Vec<_>>().join("\n")
+    );
+}

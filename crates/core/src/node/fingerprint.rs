@@ -175,6 +175,14 @@ fn hash_fast_state<H: Hasher>(fast: &FastState, clock: &RelativeClock, expiry_ms
     fast.corrections.hash(hasher);
     fast.started_empty.hash(hasher);
     fast.leader_view.hash(hasher);
+    match fast.returned_to {
+        None => 0u8.hash(hasher),
+        Some((leader, term, until_ms)) => {
+            1u8.hash(hasher);
+            (leader, term).hash(hasher);
+            clock.time(until_ms, hasher);
+        }
+    }
 }
 
 fn hash_round<H: Hasher>(round: &Round, clock: &RelativeClock, hasher: &mut H) {

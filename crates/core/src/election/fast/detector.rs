@@ -124,6 +124,9 @@ pub(super) fn on_report(
     if version.last_log_index > 0 {
         super::correction::on_member_has_data(node);
     }
+    if down && is_stale_verdict(node, leader, leader_term) {
+        return;
+    }
     if !down {
         if node.fast.fail_table.get(&from).is_some_and(|report| report.leader_term == leader_term) {
             node.fast.fail_table.remove(&from);
@@ -155,6 +158,15 @@ fn counts_against_my_leader(node: &Node, report: &FailReport) -> bool {
         // Reports from older terms are stale: those senders have not caught up.
         None => report.leader_term >= node.term,
     }
+}
+
+/// Whether a peer's verdict that `leader` of `leader_term` is down is known to
+/// be stale: this node just left a round because a quorum heard that very
+/// leader again, so the verdict was sent before (docs/decisions/0080).
+fn is_stale_verdict(node: &Node, leader: Option<NodeId>, leader_term: Term) -> bool {
+    node.fast.returned_to.is_some_and(|(returned_to, term, until_ms)| {
+        node.now_ms < until_ms && leader == Some(returned_to) && leader_term == term && node.term == term
+    })
 }
 
 /// Reports expire one election timeout after they arrive.
@@ -206,6 +218,9 @@ fn best_reported_version(node: &Node) -> Option<VoteChoice> {
 /// Another node saw the leader objectively down: join the election at once, even
 /// if this node's own link is fine (a majority has lost that leader).
 pub(super) fn on_objective_down(node: &mut Node, leader: Option<NodeId>, leader_term: Term) {
+    if is_stale_verdict(node, leader, leader_term) {
+        return;
+    }
     match node.role {
         // A node without a working leader joins any election of its term; a
         // follower joins one about its own leader, or about a later term.

@@ -102,6 +102,11 @@ pub(crate) struct FastState {
     /// The latest `Liveness` from this node's leader: (leader, its term, the
     /// members it heard from). Kept after the leader is lost: that is its use.
     pub leader_view: Option<(NodeId, Term, BTreeSet<NodeId>)>,
+    /// A round this node left because a quorum heard its leader again:
+    /// (leader, term, until when) reports and verdicts about that leader from
+    /// others count for nothing, as they may predate the quorum hearing it
+    /// (`detector::is_stale_verdict`). Its own misses still count.
+    pub returned_to: Option<(NodeId, Term, u64)>,
 }
 
 /// Whether this node has no working leader: none known, or its own link to it
@@ -180,9 +185,13 @@ pub(super) fn route(node: &mut Node, message: Message) -> Option<Message> {
                 return correction::answer_stale_leader(node, message)
             }
             // A majority declared this term's leader down: a looking node stays in
-            // the round rather than drifting back to the leader it lost.
+            // the round rather than drifting back to the leader it lost, unless a
+            // quorum hears that leader again (`round::on_append_while_looking`).
             Body::AppendEntries { .. } | Body::InstallSnapshot { .. }
-                if node.role == Role::Looking && message.term == node.term => {}
+                if node.role == Role::Looking && message.term == node.term =>
+            {
+                round::on_append_while_looking(node, message.from)
+            }
             _ => return Some(message),
         }
     }

@@ -123,7 +123,16 @@ pub(super) fn on_vote(
     // while it still followed the lost leader a moment longer (it answered
     // with that leader instead). Ours goes back to it once, below, rather than
     // at the next resend a heartbeat timeout later.
-    let first_from_sender = round.received.insert(from, vote).is_none();
+    let previous = round.received.insert(from, vote);
+    let first_from_sender = previous.is_none();
+    if previous == Some(round.vote) && vote < round.vote && !confirmed(round, &round.vote) {
+        // The sender backed this node's vote, a hint not yet confirmed, and now
+        // backs a worse one: only falling back moves a vote down, so the hint's
+        // window ended there without its candidate. Give it up too, rather than
+        // hold it alone while the others settle on a vote that may be worse than
+        // this node's own data (docs/decisions/0078).
+        return fall_back(node);
+    }
     // A vote naming this node with another data version than its own comes from
     // a stale report (its log changed since): this node knows its own version.
     let stale_about_me = vote.candidate == node.config.id && vote != own;
@@ -154,13 +163,60 @@ fn on_established(node: &mut Node, from: NodeId, leader: NodeId, term: Term) {
         return;
     }
     node.fast.established.insert(from, (leader, term));
+    if from == leader && term == node.term {
+        hear_leader_again(node, leader);
+    } else if term == node.term && !node.fast.established.contains_key(&node.config.id) {
+        // A peer still hears the leader of this node's term: ask that leader
+        // whether it leads, as after one of its appends.
+        on_append_while_looking(node, leader);
+    }
     let ballot = node.fast.round.as_ref().expect("looking").ballot;
     let agreeing = node.fast.established.values().filter(|named| **named == (leader, term)).count();
     // A leader of this round's term (or later) exists: follow it. An older leader
     // only if a majority still follows it (the down verdict was wrong).
-    if term >= ballot || agreeing >= node.config.quorum() {
+    if term >= ballot {
         node.become_follower(term, Some(leader));
+    } else if agreeing >= node.config.quorum() {
+        node.become_follower(term, Some(leader));
+        // Reports and ODOWN verdicts about that leader sent before the quorum
+        // heard it again may still be in flight: they are stale.
+        let until_ms = node.now_ms + node.config.election_timeout_ms();
+        node.fast.returned_to = Some((leader, term, until_ms));
+        node.emit(Event::RoundAbandoned { leader, term });
     }
+}
+
+/// The leader of this node's own term answered its vote: it leads, and this
+/// link to it works both ways, now. This node counts itself among those that
+/// hear it and tells the others once; a round in which a quorum hears the
+/// leader again before any vote binds is abandoned (`on_established`), and the
+/// leader keeps its ballot and its leader term
+/// (docs/decisions/0080-a-round-yields-to-a-leader-a-majority-hears-again.md).
+/// No committed newer leader term can have deposed that leader: committing one
+/// needs a majority at a later term, and none of those reports this term.
+fn hear_leader_again(node: &mut Node, leader: NodeId) {
+    let own_id = node.config.id;
+    let term = node.term;
+    if node.fast.established.insert(own_id, (leader, term)) == Some((leader, term)) {
+        return; // Already told the others in this round.
+    }
+    let body = Body::Vote { ballot: term, vote: own_vote(node), state: PeerState::Following { leader } };
+    for peer in node.peers() {
+        if peer != leader {
+            node.send(peer, body.clone());
+        }
+    }
+}
+
+/// A looking node got an append from the leader of its own term: maybe in
+/// flight since before that leader was lost, maybe sent now. Its vote goes to
+/// that leader, whose answer (`PeerState::Leading`) proves which; the append
+/// itself is not taken (docs/decisions/0080). One vote per append: the
+/// leader's appends pace it, and no state is kept for it.
+pub(super) fn on_append_while_looking(node: &mut Node, leader: NodeId) {
+    let round = node.fast.round.as_ref().expect("looking");
+    let body = Body::Vote { ballot: round.ballot, vote: round.vote, state: PeerState::Looking };
+    node.send(leader, body);
 }
 
 /// A node that is not looking answers a looking node with what it knows.
@@ -235,11 +291,24 @@ fn evaluate(node: &mut Node) {
     };
     let expected = node.config.voters.iter().filter(|member| can_vote(member)).count();
     debug_assert!(expected <= voters);
-    if agreeing >= expected && confirmed(round, &round.vote) {
+    // Proof that the leader of this term is alive: the quorum hearing it may
+    // form within the window, and the round then yields to it (`on_established`).
+    let leader_alive = leader_heard_in_round(&node.fast.established, round, term);
+    if agreeing >= expected && confirmed(round, &round.vote) && !leader_alive {
         finalize(node);
     } else if round.finalize_at_ms.is_none() {
         round.finalize_at_ms = Some(now_ms + finalize_wait_ms);
     }
+}
+
+/// Whether the leader of `term` (this node's own) was heard alive during the
+/// round: it answered this node, or a peer that voted in the round reports it
+/// hears that leader. A node that never looked reporting its leader proves
+/// nothing: it may not have noticed a crash yet.
+fn leader_heard_in_round(established: &BTreeMap<NodeId, (NodeId, Term)>, round: &Round, term: Term) -> bool {
+    established.iter().any(|(from, (leader, named_term))| {
+        *named_term == term && (from == leader || round.received.contains_key(from))
+    })
 }
 
 /// Gives up the current vote, taken from a report its candidate did not

@@ -297,7 +297,7 @@ fn vote_request_during_vote_lease_is_dropped() {
 }
 
 fn chunk(meta: SnapshotMeta, total_bytes: u64, offset: u64, data: &[u8], done: bool) -> Body {
-    Body::InstallSnapshot { meta, total_bytes, offset, data: data.to_vec(), done }
+    Body::InstallSnapshot { meta, total_bytes, offset, data: data.to_vec().into(), done }
 }
 
 fn snapshot_meta(index: u64, term: u64) -> SnapshotMeta {

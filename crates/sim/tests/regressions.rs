@@ -116,3 +116,17 @@ fn seed_500000_a_round_yields_to_the_isolated_leader_a_majority_hears_again() {
         trace.iter().filter(|line| line.contains("disruption")).cloned().collect::<Vec<_>>().join("\n")
     );
 }
+
+/// Seed 500064, `--faults isolate`, conclave, 5 nodes: after the cuts healed,
+/// three followers needed a snapshot whose transfer (64-byte chunks) took
+/// longer than an election timeout. Each leader-elect gave up before its
+/// `BecomeLeader` could commit, the next one started the transfers over, and
+/// no command was applied for the whole liveness bound (139 elections). Fixed
+/// by moving a leader-elect's deadline on while its followers make progress
+/// (`leader_elect_timer`).
+#[test]
+fn seed_500064_a_leader_elect_waits_while_its_followers_catch_up_by_snapshot() {
+    let options = SimOptions::new(ElectionMode::Conclave, 5, FaultSet::parse("isolate").expect("known fault kinds"));
+    let (report, _) = run_seed(&options, 500_064);
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+}

@@ -33,8 +33,12 @@ pub(crate) struct LeaderTermsState {
     /// Volatile on purpose: a restart forgets it, which is one of the ways a lease
     /// "expires early" that safety must (and does) survive.
     pub vote_lease: Option<(NodeId, u64)>,
-    /// A leader-elect gives up at this time if its `BecomeLeader` has not committed.
+    /// A leader-elect gives up at this time if its `BecomeLeader` has not
+    /// committed and its followers made no progress since it was set.
     pub leader_elect_deadline_ms: Option<u64>,
+    /// The followers' progress when the deadline was set
+    /// ([`Node::replication_progress`]).
+    pub leader_elect_progress: u64,
     /// The commit index restored at start: entries up to it committed before the
     /// restart, so re-applying them announces nothing new.
     pub restored_commit: LogIndex,
@@ -72,15 +76,46 @@ impl Node {
         let leader_term = self.log.last_leader_term_record().map_or(1, |last| last.leader_term + 1);
         self.serving = false;
         self.terms.leader_elect_deadline_ms = Some(self.now_ms + self.config.election_timeout_ms());
+        self.terms.leader_elect_progress = self.replication_progress();
         self.emit(Event::LeaderElect { ballot: self.term, leader_term });
         Payload::BecomeLeader { leader_term, leader: self.config.id }
     }
 
+    /// How far the followers got: their match indexes and the snapshot bytes
+    /// they acknowledged, summed. It grows while a leader-elect's followers
+    /// catch up.
+    pub(crate) fn replication_progress(&self) -> u64 {
+        self.progress
+            .values()
+            .map(|progress| {
+                let snapshot_bytes = match progress.state {
+                    crate::progress::ProgressState::Snapshot { offset, .. } => offset,
+                    _ => 0,
+                };
+                progress.match_index.saturating_add(snapshot_bytes)
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
     /// A leader-elect's timer: without its `BecomeLeader` committed in time it
     /// steps down, so that its voters are free again once their leases end.
+    /// While its followers make progress (entries or snapshot bytes
+    /// acknowledged since the deadline was set), the deadline moves one
+    /// election timeout on instead: followers catching up through a snapshot
+    /// that takes longer than an election timeout would otherwise make every
+    /// leader-elect give up and start the transfer over, forever (simulator
+    /// seed 500064 of `--faults isolate`). Progress is bounded, so it cannot
+    /// extend forever, and CheckQuorum still steps down a leader that no
+    /// majority answers.
     pub(crate) fn leader_elect_timer(&mut self) {
         let Some(deadline_ms) = self.terms.leader_elect_deadline_ms else { return };
         if self.role == Role::Leader && !self.serving && self.now_ms >= deadline_ms {
+            let progress = self.replication_progress();
+            if progress > self.terms.leader_elect_progress {
+                self.terms.leader_elect_progress = progress;
+                self.terms.leader_elect_deadline_ms = Some(self.now_ms + self.config.election_timeout_ms());
+                return;
+            }
             let leader_term = self.log.last_leader_term_record().map_or(0, |record| record.leader_term);
             self.emit(Event::LeaderElectGaveUp { ballot: self.term, leader_term });
             self.terms.leader_elect_deadline_ms = None;

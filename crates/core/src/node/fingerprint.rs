@@ -95,6 +95,7 @@ impl Node {
             lease.hash(hasher);
             if self.role == Role::Leader {
                 clock.optional(self.terms.leader_elect_deadline_ms, hasher);
+                self.terms.leader_elect_progress.hash(hasher);
             }
         }
     }

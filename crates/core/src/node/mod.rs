@@ -426,7 +426,8 @@ impl Node {
                 .map(|(peer, _)| *peer)
                 .collect();
             for peer in waiting {
-                self.start_snapshot_transfer(peer);
+                let started = self.start_snapshot_transfer(peer);
+                debug_assert!(started, "the snapshot just offered reaches the base");
             }
         }
         Some(self.finish())

@@ -57,7 +57,14 @@ impl Node {
             let Some(progress) = self.progress.get(&to) else { return };
             if progress.next_index < self.log.first_index() {
                 // The entries it needs were compacted: send the snapshot (Raft §7).
-                self.start_snapshot_transfer(to);
+                if !self.start_snapshot_transfer(to) && max_entries == 0 {
+                    // None at hand yet (it is being made): the heartbeat still
+                    // goes, at the log's base, to keep the follower's timers
+                    // quiet; its rejection shows the follower answers.
+                    let base = self.log.snapshot_index();
+                    let base_term = self.log.term_at(base).expect("the base has its term");
+                    self.send_empty_append(to, base, base_term, true);
+                }
                 return;
             }
             let streaming = progress.state == ProgressState::Replicate;

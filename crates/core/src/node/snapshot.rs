@@ -89,7 +89,9 @@ impl Node {
     /// one (`Output::snapshot_wanted`) if `to` answered recently, and `to`
     /// stays in probe: the transfer starts when the snapshot is offered, or
     /// at a later heartbeat.
-    pub(crate) fn start_snapshot_transfer(&mut self, to: NodeId) {
+    ///
+    /// Returns whether the transfer started.
+    pub(crate) fn start_snapshot_transfer(&mut self, to: NodeId) -> bool {
         let usable = self.snapshot.as_ref().filter(|kept| kept.meta.last_included_index >= self.log.snapshot_index());
         let Some(snapshot) = usable.cloned() else {
             // Only for a follower that answers: a snapshot as large as the
@@ -98,7 +100,7 @@ impl Node {
             if self.progress.get(&to).is_some_and(|progress| progress.recent_active) {
                 self.out.snapshot_wanted = true;
             }
-            return;
+            return false;
         };
         let last_included_index = snapshot.meta.last_included_index;
         let progress = self.progress.get_mut(&to).expect("a leader tracks every peer");
@@ -107,6 +109,7 @@ impl Node {
         progress.next_index = last_included_index + 1;
         self.outgoing_snapshots.insert(to, snapshot);
         self.send_snapshot_chunk(to);
+        true
     }
 
     /// Sends `to` the chunks after those in flight, from the offset it

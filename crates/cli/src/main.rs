@@ -7,6 +7,7 @@ mod local_command;
 mod nemesis;
 mod serve_command;
 mod sim_command;
+mod tcp_proxy;
 
 use std::process::ExitCode;
 

@@ -12,7 +12,7 @@
 //! would be by the node's own host, and the `process_gone` detector still works.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -153,37 +153,31 @@ fn accept(listener: TcpListener, link: Arc<Link>) {
             return;
         }
         let Ok(inbound) = incoming else { continue };
-        let Ok(outbound) = TcpStream::connect_timeout(&link.target, Duration::from_secs(1)) else { continue };
-        let streams = (|| -> io::Result<_> {
-            inbound.set_nodelay(true)?;
-            outbound.set_nodelay(true)?;
-            Ok((inbound.try_clone()?, outbound.try_clone()?, inbound.try_clone()?, outbound.try_clone()?))
-        })();
-        let Ok((inbound_reader, outbound_reader, inbound_kept, outbound_kept)) = streams else { continue };
+        let Some(proxied) = crate::tcp_proxy::connect(inbound, link.target) else { continue };
         {
             let mut connections = link.connections.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            connections.push(inbound_kept);
-            connections.push(outbound_kept);
+            connections.push(proxied.inbound_kept);
+            connections.push(proxied.outbound_kept);
         }
         let forward = link.clone();
-        let _ = std::thread::Builder::new().spawn(move || pump(inbound_reader, outbound, Some(&forward)));
-        let _ = std::thread::Builder::new().spawn(move || pump(outbound_reader, inbound, None));
+        let (inbound_reader, outbound) = (proxied.inbound_reader, proxied.outbound_writer);
+        let (outbound_reader, inbound) = (proxied.outbound_reader, proxied.inbound_writer);
+        let _ = std::thread::Builder::new()
+            .spawn(move || crate::tcp_proxy::pump(inbound_reader, outbound, || wait_while_held(&forward)));
+        let _ = std::thread::Builder::new().spawn(move || crate::tcp_proxy::pump(outbound_reader, inbound, || true));
     }
 }
 
-/// Copies until either side closes, then closes both. The forward direction
-/// (`from`'s messages) waits while its link is held.
-fn pump(mut from: TcpStream, mut to: TcpStream, link: Option<&Link>) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    while let Ok(read @ 1..) = from.read(&mut buffer) {
-        let held_since = Instant::now();
-        while link.is_some_and(|link| link.held.load(Ordering::SeqCst)) && held_since.elapsed() < LONGEST_HOLD {
-            std::thread::sleep(Duration::from_millis(1));
+/// The forward direction (`from`'s messages) waits while its link is held;
+/// false past [`LONGEST_HOLD`], which closes the connection rather than
+/// leave it hanging.
+fn wait_while_held(link: &Link) -> bool {
+    let held_since = Instant::now();
+    while link.held.load(Ordering::SeqCst) {
+        if held_since.elapsed() >= LONGEST_HOLD {
+            return false;
         }
-        if held_since.elapsed() >= LONGEST_HOLD || to.write_all(&buffer[..read]).is_err() {
-            break;
-        }
+        std::thread::sleep(Duration::from_millis(1));
     }
-    let _ = from.shutdown(Shutdown::Both);
-    let _ = to.shutdown(Shutdown::Both);
+    true
 }

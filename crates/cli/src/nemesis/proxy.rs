@@ -9,11 +9,10 @@
 //! and redials with backoff); healing lets connections through again.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use conclave_server::Member;
 
@@ -89,13 +88,7 @@ fn accept(listener: TcpListener, link: Arc<Link>) {
         if link.cut.load(Ordering::SeqCst) {
             continue; // Dropped: closed at once.
         }
-        let Ok(outbound) = TcpStream::connect_timeout(&link.target, Duration::from_secs(1)) else { continue };
-        let pair = (|| -> io::Result<_> {
-            inbound.set_nodelay(true)?;
-            outbound.set_nodelay(true)?;
-            Ok((inbound.try_clone()?, outbound.try_clone()?, inbound.try_clone()?, outbound.try_clone()?))
-        })();
-        let Ok((inbound_reader, outbound_reader, inbound_kept, outbound_kept)) = pair else { continue };
+        let Some(proxied) = crate::tcp_proxy::connect(inbound, link.target) else { continue };
         let closed = Arc::new(AtomicBool::new(false));
         {
             let mut connections = link.connections.lock().expect("no thread panics holding it");
@@ -104,31 +97,21 @@ fn accept(listener: TcpListener, link: Arc<Link>) {
                 continue;
             }
             connections.retain(|(closed, _)| !closed.load(Ordering::SeqCst));
-            connections.push((closed.clone(), inbound_kept));
-            connections.push((closed.clone(), outbound_kept));
+            connections.push((closed.clone(), proxied.inbound_kept));
+            connections.push((closed.clone(), proxied.outbound_kept));
         }
         let other = closed.clone();
-        let _ = std::thread::Builder::new().spawn(move || pump(inbound_reader, outbound, &closed));
-        let _ = std::thread::Builder::new().spawn(move || pump(outbound_reader, inbound, &other));
+        let (inbound_reader, outbound) = (proxied.inbound_reader, proxied.outbound_writer);
+        let (outbound_reader, inbound) = (proxied.outbound_reader, proxied.inbound_writer);
+        let _ = std::thread::Builder::new().spawn(move || {
+            crate::tcp_proxy::pump(inbound_reader, outbound, || true);
+            closed.store(true, Ordering::SeqCst);
+        });
+        let _ = std::thread::Builder::new().spawn(move || {
+            crate::tcp_proxy::pump(outbound_reader, inbound, || true);
+            other.store(true, Ordering::SeqCst);
+        });
     }
-}
-
-/// Copies until either side closes, then closes both.
-fn pump(mut from: TcpStream, mut to: TcpStream, closed: &AtomicBool) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        match from.read(&mut buffer) {
-            Ok(0) | Err(_) => break,
-            Ok(read) => {
-                if to.write_all(&buffer[..read]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    closed.store(true, Ordering::SeqCst);
-    let _ = from.shutdown(Shutdown::Both);
-    let _ = to.shutdown(Shutdown::Both);
 }
 
 #[cfg(test)]

@@ -73,6 +73,13 @@ pub struct Config {
     /// batch's persist and the leader counts its whole log
     /// (docs/decisions/0068-parallel-leader-persist.md).
     pub parallel_persist: bool,
+    /// A follower hands the bytes of a leader's snapshot to its driver chunk
+    /// by chunk, as they arrive ([`crate::Output::snapshot_chunks`]), instead
+    /// of holding them until the last one: the installed snapshot then comes
+    /// without bytes, and the driver installs the ones it staged. For a driver
+    /// whose state machine may be larger than memory; off (the library
+    /// default), the core holds them (docs/decisions/0090).
+    pub stage_snapshot_chunks: bool,
     /// Test-only: remove one safety rule so tests can prove the checkers fire.
     #[cfg(feature = "bug-injection")]
     pub injected_bug: Option<InjectedBug>,
@@ -125,6 +132,7 @@ impl Config {
             max_command_bytes: 1 << 20,
             snapshot_chunk_bytes: 64 << 10,
             parallel_persist: false,
+            stage_snapshot_chunks: false,
             #[cfg(feature = "bug-injection")]
             injected_bug: None,
         }

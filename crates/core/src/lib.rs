@@ -171,6 +171,6 @@ pub use entry::{Entry, LeaderTermRecord, Payload};
 pub use message::{AppendOutcome, Body, Message, PeerState, VoteChoice};
 pub use node::{CompactError, Node, Proposal, ProposeError, ReadIndexError, RestoredState, StartError};
 pub use output::{Detector, DurableMark, Event, HardState, LogWrite, Output, ReadState};
-pub use snapshot::{Snapshot, SnapshotMeta};
+pub use snapshot::{Snapshot, SnapshotChunk, SnapshotMeta};
 pub use status::{DropCounters, DropReason, FollowerStatus, Role, Status};
 pub use types::{ClusterId, LogIndex, NodeId, Term};

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entry::Entry;
 use crate::message::Message;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, SnapshotChunk};
 use crate::status::Role;
 use crate::types::{LogIndex, NodeId, Term};
 
@@ -209,6 +209,9 @@ impl Detector {
 ///
 /// # Contract: persist before send
 /// The driver handles the fields **in this order**:
+/// 0. `snapshot_chunks` (only with `Config::stage_snapshot_chunks`) are staged
+///    at once; the snapshot they make up is installed into the state machine,
+///    durably, before `snapshot` is persisted.
 /// 1. `snapshot` (if any) is made durable first, then `hard_state` and
 ///    `log_write` (one write and one sync may cover several batches: group
 ///    commit). A crash before that sync must lose the whole batch, including its
@@ -260,6 +263,15 @@ pub struct Output {
     /// as the core did), and, once the batch is durable, replace the state
     /// machine with its data before applying `committed_entries`.
     pub snapshot: Option<Snapshot>,
+    /// With `Config::stage_snapshot_chunks`: chunks of a leader's snapshot,
+    /// to stage at once, in order, before anything else of the batch (they
+    /// need no persist: a crash loses the transfer, and the follower answers
+    /// the leader from 0). When `snapshot` then comes, its data is empty: the
+    /// state to install is what the chunks of its transfer staged, and the
+    /// driver must install it durably before it persists `snapshot` (the log's
+    /// new base), or a crash in between would leave a base the state machine
+    /// does not reach.
+    pub snapshot_chunks: Vec<SnapshotChunk>,
     /// The leader must send a follower entries its log compacted without
     /// snapshot bytes (`Node::compact_log`) and holds no snapshot that
     /// reaches its log's base: make one of the state machine at its applied
@@ -282,6 +294,7 @@ impl Output {
         self.hard_state.is_none()
             && self.log_write.is_none()
             && self.snapshot.is_none()
+            && self.snapshot_chunks.is_empty()
             && !self.snapshot_wanted
             && self.messages.is_empty()
             && self.early_messages.is_empty()

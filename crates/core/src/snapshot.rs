@@ -85,3 +85,18 @@ impl Snapshot {
         Snapshot { meta, data: data.into() }
     }
 }
+
+/// A chunk of a leader's snapshot a follower received, handed to its driver to
+/// stage (`Config::stage_snapshot_chunks`). The core takes a chunk only if it
+/// continues what the follower holds, so the chunks of one transfer come in
+/// order and without gaps; one at offset 0 begins a new transfer and
+/// supersedes whatever was staged before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    /// The last index of the snapshot it belongs to.
+    pub last_included_index: LogIndex,
+    /// Where its bytes go in the snapshot's data.
+    pub offset: u64,
+    /// The bytes (shared with the message that carried them: no copy).
+    pub data: Bytes,
+}

@@ -591,3 +591,108 @@ fn a_node_restarts_from_a_snapshot_without_bytes() {
     assert!(output.snapshot_wanted, "{output:?}");
     node.validate().expect("invariants hold");
 }
+
+/// [`cluster_with`] in `raft` mode, every node staging the chunks of a
+/// leader's snapshot in its driver (`Config::stage_snapshot_chunks`).
+fn staging_cluster(chunk_bytes: usize, commands: u64) -> Cluster {
+    let mut cluster = Cluster::with_config(3, 1, |config| {
+        config.snapshot_chunk_bytes = chunk_bytes;
+        config.stage_snapshot_chunks = true;
+    });
+    cluster.elect(1);
+    for command in 0..commands {
+        cluster.propose(1, format!("c{command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let now = cluster.now_ms + HEARTBEAT_MS;
+    cluster.run_until(now, HEARTBEAT_MS);
+    cluster
+}
+
+#[test]
+fn a_follower_staging_chunks_hands_each_to_its_driver_once_and_installs_without_bytes() {
+    // docs/decisions/0090: a snapshot as large as the state machine never sits
+    // in the follower's memory; the core only counts what arrived.
+    let mut cluster = staging_cluster(16, 2);
+    cluster.isolated.insert(3);
+    for command in 0..10 {
+        cluster.propose(1, format!("c{command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let applied = cluster.node(1).log().applied();
+    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(100)).expect("compact");
+    cluster.isolated.clear();
+    // One chunk lost: the chunks behind it arrive out of order and again when
+    // the window is resent, and none reaches the driver twice or out of order.
+    let mut dropped = 0;
+    run_dropping(&mut cluster, 10 * HEARTBEAT_MS, |message| {
+        let lose = dropped == 0 && matches!(message.body, Body::InstallSnapshot { offset: 32, .. });
+        dropped += u32::from(lose);
+        lose
+    });
+    assert_eq!(dropped, 1);
+    // `Cluster::absorb` checks the order; the bytes staged are the leader's.
+    assert_eq!(cluster.installed[&3], vec![snapshot]);
+    let handed_out: usize = cluster
+        .trace
+        .iter()
+        .filter(|(message, _)| message.to == 3)
+        .flat_map(|(_, output)| output.snapshot_chunks.iter())
+        .map(|chunk| chunk.data.len())
+        .sum();
+    assert_eq!(handed_out, 100, "each byte handed out once");
+    let follower = cluster.node(3);
+    assert_eq!(follower.log().committed(), applied);
+    assert!(follower.snapshot().is_none(), "the follower keeps no bytes to send");
+    // The leader still counts it caught up, and it follows the log from there.
+    let index = cluster.propose(1, b"after the snapshot");
+    cluster.deliver_all();
+    assert_eq!(cluster.node(3).log().entry(index), cluster.node(1).log().entry(index));
+}
+
+#[test]
+fn a_staging_follower_that_restarts_mid_transfer_stages_the_snapshot_again_from_byte_0() {
+    let mut cluster = staging_cluster(16, 2);
+    cluster.isolated.insert(3);
+    for command in 0..10 {
+        cluster.propose(1, format!("c{command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let applied = cluster.node(1).log().applied();
+    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(256)).expect("compact");
+    cluster.isolated.clear();
+    let mut restarted = false;
+    let end_ms = cluster.now_ms + 10 * HEARTBEAT_MS;
+    while cluster.now_ms < end_ms {
+        let now = cluster.now_ms + HEARTBEAT_MS / 5;
+        cluster.tick_all(now);
+        while let Some(message) = cluster.queue.pop_front() {
+            let at_48 = message.to == 3 && matches!(message.body, Body::InstallSnapshot { offset: 48, .. });
+            let _ = cluster.deliver(message);
+            if at_48 && !restarted {
+                restarted = true;
+                let node = cluster.node(3);
+                let status = node.status();
+                let restored = RestoredState {
+                    hard_state: conclave_core::HardState {
+                        term: status.term,
+                        voted_for: status.voted_for,
+                        commit: status.commit,
+                    },
+                    entries: node.log().all().to_vec(),
+                    snapshot: node.snapshot().cloned(),
+                };
+                let config = node.config().clone();
+                cluster.nodes.insert(3, node_at(config, restored, 99, cluster.now_ms));
+                cluster.applied.remove(&3);
+                // What the driver staged is gone with the process.
+                cluster.staged.remove(&3);
+            }
+        }
+    }
+    assert!(restarted);
+    // Had the new core continued at 64, `Cluster::absorb` would have failed:
+    // its driver holds nothing.
+    assert_eq!(cluster.installed[&3], vec![snapshot]);
+    assert_eq!(cluster.node(3).log().committed(), applied);
+}

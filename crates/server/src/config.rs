@@ -579,6 +579,9 @@ impl ServerConfig {
         core.snapshot_chunk_bytes = self.snapshot.chunk_bytes;
         core.fast_detection = self.timing.fast_detection;
         core.parallel_persist = self.timing.parallel_persist;
+        // A state machine that may outgrow memory takes a leader's snapshot
+        // chunk by chunk, on disk (docs/decisions/0090).
+        core.stage_snapshot_chunks = self.state_machine.engine == EngineKind::Redb;
         #[cfg(feature = "bug-injection")]
         inject_bugs(&mut core);
         core

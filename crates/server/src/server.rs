@@ -123,8 +123,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         }
         conclave_storage::snapshot::remove_outgoing(&config.data_dir)?;
     }
+    let incoming = match config.state_machine.engine {
+        EngineKind::Redb => Some(conclave_storage::incoming::IncomingSnapshotFile::new(&config.data_dir)?),
+        EngineKind::Memory => None,
+    };
     let node = Node::new(config.core_config(), restored, rng, 0)?;
-    let restored = Restored { node, machine, applied_index };
+    let restored = Restored { node, machine, applied_index, incoming };
 
     let peer_listener = bind(me.peer_address, "peers").await?;
     let client_listener = bind(me.client_address, "clients").await?;
@@ -176,6 +180,15 @@ fn open_machine(
             let identity = EngineIdentity { cluster_id: config.cluster_id, node_id: config.node_id };
             let cache_bytes = config.state_machine.cache_bytes;
             observe.metrics.state_machine_cache_bytes.store(cache_bytes, std::sync::atomic::Ordering::Relaxed);
+            // A rebuild from a leader's snapshot that a crash cut short: the
+            // switch to it (a rename) never happened.
+            let installing = config.data_dir.join(crate::kv::engine::INSTALLING_FILE);
+            match std::fs::remove_file(&installing) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(ServerError::Storage(conclave_storage::StorageError::io(&installing, error)));
+                }
+                _ => {}
+            }
             let mut engine = EngineStore::open(&path, identity, cache_bytes)?;
             if let Some((covered, data)) = saved {
                 if engine.applied_index() < covered && data.is_empty() {

@@ -232,14 +232,21 @@ mod fake_leader {
 
     /// Sends a whole snapshot up to `index` in one chunk, as the leader of term 5.
     pub fn send_snapshot(stream: &mut TcpStream, index: u64, data: Vec<u8>) {
+        let total_bytes = data.len() as u64;
+        send_chunk(stream, index, total_bytes, 0, data);
+    }
+
+    /// Sends the chunk of the snapshot up to `index` (`total_bytes` long) at
+    /// `offset`, as the leader of term 5.
+    pub fn send_chunk(stream: &mut TcpStream, index: u64, total_bytes: u64, offset: u64, data: Vec<u8>) {
         let meta = SnapshotMeta {
             last_included_index: index,
             last_included_term: 5,
             voters: vec![1, 2],
             last_leader_term: None,
         };
-        let body =
-            Body::InstallSnapshot { meta, total_bytes: data.len() as u64, offset: 0, data: data.into(), done: true };
+        let done = offset + data.len() as u64 == total_bytes;
+        let body = Body::InstallSnapshot { meta, total_bytes, offset, data: data.into(), done };
         let message = Message { cluster_id: 7, from: 1, to: 2, term: 5, body };
         stream.write_all(&frame::encode(&PeerFrame::Raft(message), 1 << 20).unwrap()).unwrap();
     }
@@ -320,6 +327,66 @@ fn a_snapshot_from_the_leader_is_installed_and_a_corrupt_one_is_refused() {
     });
     assert_eq!(stale_get(node.client_address, "k"), Reply::bulk("v"));
     assert_eq!(stale_get(node.client_address, "n"), Reply::bulk("1"));
+}
+
+#[test]
+fn a_snapshot_stream_that_breaks_off_or_fails_its_checksum_is_discarded_and_the_old_state_kept() {
+    // docs/decisions/0090: the follower stages chunks on disk as they arrive.
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("node2");
+    let node = follower_of_a_fake_leader(data_dir.clone());
+    let mut leader = fake_leader::connect(node.peer_address);
+    let first = store_with(&[("k", "v"), ("n", "1")]).encode_snapshot(10);
+    let half = first.len() / 2;
+    fake_leader::send_chunk(&mut leader, 10, first.len() as u64, 0, first[..half].to_vec());
+    fake_leader::send_chunk(&mut leader, 10, first.len() as u64, half as u64, first[half..].to_vec());
+    wait_until("the snapshot sent in two chunks to be installed", Duration::from_secs(10), || {
+        (info_number(node.client_address, "snapshots_installed")? == 1).then_some(())
+    });
+    assert_eq!(stale_get(node.client_address, "n"), Reply::bulk("1"));
+    let incoming = data_dir.join(conclave_storage::incoming::INCOMING_FILE);
+    assert!(!incoming.exists(), "the staged bytes are gone once installed");
+
+    // A transfer that breaks off halfway, then one whose bytes are damaged.
+    let broken = store_with(&[("k", "broken")]).encode_snapshot(20);
+    fake_leader::send_chunk(&mut leader, 20, broken.len() as u64, 0, broken[..broken.len() / 2].to_vec());
+    wait_until("the first half to be staged", Duration::from_secs(10), || incoming.exists().then_some(()));
+    let mut damaged = store_with(&[("k", "bad")]).encode_snapshot(30);
+    let half = damaged.len() / 2;
+    damaged[half + 3] ^= 0x01;
+    fake_leader::send_chunk(&mut leader, 30, damaged.len() as u64, 0, damaged[..half].to_vec());
+    fake_leader::send_chunk(&mut leader, 30, damaged.len() as u64, half as u64, damaged[half..].to_vec());
+    wait_until("the damaged snapshot to be refused", Duration::from_secs(10), || {
+        (info_number(node.client_address, "snapshots_rejected")? == 1).then_some(())
+    });
+    assert_eq!(stale_get(node.client_address, "k"), Reply::bulk("v"), "the old state is kept");
+    assert_eq!(info_number(node.client_address, "snapshot_index"), Some(10));
+    assert!(!incoming.exists(), "the refused bytes are gone");
+
+    // The next whole transfer installs.
+    let good = store_with(&[("k", "new")]).encode_snapshot(40);
+    fake_leader::send_chunk(&mut leader, 40, good.len() as u64, 0, good[..7].to_vec());
+    fake_leader::send_chunk(&mut leader, 40, good.len() as u64, 7, good[7..].to_vec());
+    wait_until("the next snapshot to be installed", Duration::from_secs(10), || {
+        (info_number(node.client_address, "snapshots_installed")? == 2).then_some(())
+    });
+    assert_eq!(stale_get(node.client_address, "k"), Reply::bulk("new"));
+
+    // A restart starts from it, and a partial transfer left behind is cleared.
+    fake_leader::send_chunk(&mut leader, 50, broken.len() as u64, 0, broken[..5].to_vec());
+    wait_until("a partial transfer to be staged", Duration::from_secs(10), || incoming.exists().then_some(()));
+    drop(leader);
+    drop(node);
+    // As a crash during a rebuild of the state would leave it.
+    let installing = data_dir.join("state.redb.installing");
+    std::fs::write(&installing, b"half a state").unwrap();
+    let node = follower_of_a_fake_leader(data_dir);
+    wait_until("the restarted node to serve", Duration::from_secs(10), || {
+        (info_number(node.client_address, "snapshot_index")? == 40).then_some(())
+    });
+    assert_eq!(stale_get(node.client_address, "k"), Reply::bulk("new"));
+    assert!(!incoming.exists(), "a partial transfer is removed at start");
+    assert!(!installing.exists(), "so is a partial rebuild");
 }
 
 // ----- crashes between the steps of a snapshot -----------------------------------

@@ -36,6 +36,7 @@ pub mod dir_lock;
 pub mod error;
 pub mod fault;
 mod fs_util;
+pub mod incoming;
 pub mod log_state;
 pub mod memory;
 pub mod meta;

@@ -17,7 +17,7 @@ use crate::entry::Entry;
 use crate::message::Body;
 use crate::output::HardState;
 use crate::progress::{ProgressState, MAX_INFLIGHT_CHUNKS};
-use crate::snapshot::{Snapshot, SnapshotMeta};
+use crate::snapshot::{Snapshot, SnapshotChunk, SnapshotMeta};
 use crate::status::{DropReason, Role};
 use crate::types::{LogIndex, NodeId};
 
@@ -30,13 +30,16 @@ pub(crate) struct IncomingSnapshot {
     term: crate::types::Term,
     meta: SnapshotMeta,
     total_bytes: u64,
+    /// Bytes received so far, contiguous from 0.
+    received: u64,
+    /// Those bytes, unless the driver stages them (`Config::stage_snapshot_chunks`).
     data: Vec<u8>,
 }
 
 impl IncomingSnapshot {
     /// What the model checker must tell apart: sender, term, snapshot and progress.
-    pub(super) fn fingerprint_key(&self) -> (NodeId, crate::types::Term, crate::types::LogIndex, u64, usize) {
-        (self.from, self.term, self.meta.last_included_index, self.total_bytes, self.data.len())
+    pub(super) fn fingerprint_key(&self) -> (NodeId, crate::types::Term, crate::types::LogIndex, u64, u64) {
+        (self.from, self.term, self.meta.last_included_index, self.total_bytes, self.received)
     }
 }
 
@@ -272,12 +275,15 @@ impl Node {
             // Room for the whole snapshot at once, if the size is plausible:
             // growing by doubling would copy it over and over, on the task
             // that drives the node (pages are only touched as chunks land).
+            // Staged chunks are the driver's to keep.
             let mut data = Vec::new();
-            let _ = data.try_reserve_exact(usize::try_from(total_bytes).unwrap_or(usize::MAX));
-            self.incoming_snapshot = Some(IncomingSnapshot { from, term, meta, total_bytes, data });
+            if !self.config.stage_snapshot_chunks {
+                let _ = data.try_reserve_exact(usize::try_from(total_bytes).unwrap_or(usize::MAX));
+            }
+            self.incoming_snapshot = Some(IncomingSnapshot { from, term, meta, total_bytes, received: 0, data });
         }
         let held = match &self.incoming_snapshot {
-            Some(incoming) if same_transfer(incoming) => incoming.data.len() as u64,
+            Some(incoming) if same_transfer(incoming) => incoming.received,
             _ => 0,
         };
         if chunk.offset != held {
@@ -287,14 +293,25 @@ impl Node {
             return;
         }
         let incoming = self.incoming_snapshot.as_mut().expect("held bytes imply a transfer");
-        incoming.data.extend_from_slice(&chunk.data);
-        let received_bytes = incoming.data.len() as u64;
+        incoming.received += chunk.data.len() as u64;
+        let received_bytes = incoming.received;
+        if self.config.stage_snapshot_chunks {
+            self.out.snapshot_chunks.push(SnapshotChunk {
+                last_included_index,
+                offset: chunk.offset,
+                data: chunk.data,
+            });
+        } else {
+            incoming.data.extend_from_slice(&chunk.data);
+            debug_assert_eq!(incoming.data.len() as u64, incoming.received);
+        }
         if !chunk.done {
             self.send(from, Body::SnapshotResponse { last_included_index, received_bytes, installed: false });
             return;
         }
         let incoming = self.incoming_snapshot.take().expect("checked above");
-        debug_assert_eq!(received_bytes, incoming.total_bytes, "the last chunk ends the data");
+        assert_eq!(received_bytes, incoming.total_bytes, "the last chunk ends the data");
+        debug_assert!(self.config.stage_snapshot_chunks == incoming.data.is_empty());
         self.install_snapshot(Snapshot { meta: incoming.meta, data: incoming.data.into() });
         self.send(from, Body::SnapshotResponse { last_included_index, received_bytes, installed: true });
     }
@@ -305,7 +322,10 @@ impl Node {
         assert!(snapshot.meta.last_included_index > self.log.committed(), "only newer snapshots are installed");
         assert!(snapshot.meta.last_included_term <= self.term, "a snapshot's term is at most the leader's");
         self.log.install(snapshot.meta.clone());
-        self.snapshot = Some(snapshot.clone());
+        // Staged bytes are the driver's: this node keeps none to send, and a
+        // follower that later needs them from it gets a snapshot made on
+        // demand (`Output::snapshot_wanted`), as after `Node::compact_log`.
+        self.snapshot = (!snapshot.data.is_empty()).then(|| snapshot.clone());
         self.out.snapshot = Some(snapshot);
     }
 }

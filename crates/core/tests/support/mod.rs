@@ -161,8 +161,12 @@ pub struct Cluster {
     /// Committed entries each node handed out, in the order it handed them out
     /// (a snapshot installed in place of entries shows as `Noop`s of term 0).
     pub applied: BTreeMap<NodeId, Vec<Entry>>,
-    /// Snapshots each node installed from its leader (`Output::snapshot`).
+    /// Snapshots each node installed from its leader (`Output::snapshot`;
+    /// with `Config::stage_snapshot_chunks`, with the bytes it staged).
     pub installed: BTreeMap<NodeId, Vec<conclave_core::Snapshot>>,
+    /// Snapshot bytes each node staged (`Output::snapshot_chunks`), as a
+    /// driver would: a chunk at 0 starts over, every other continues.
+    pub staged: BTreeMap<NodeId, Vec<u8>>,
     /// Reads each node released (`Output::read_states`), in order.
     pub reads: BTreeMap<NodeId, Vec<conclave_core::ReadState>>,
     /// Reads each node failed (`Output::failed_reads`), in order.
@@ -203,6 +207,7 @@ impl Cluster {
             isolated: BTreeSet::new(),
             applied: BTreeMap::new(),
             installed: BTreeMap::new(),
+            staged: BTreeMap::new(),
             reads: BTreeMap::new(),
             failed_reads: BTreeMap::new(),
         }
@@ -237,6 +242,15 @@ impl Cluster {
     /// (in order, exactly once, equal to the node's log), then sends the messages.
     pub fn absorb(&mut self, id: NodeId, output: Output) -> Output {
         let node = &self.nodes[&id];
+        let staged = self.staged.entry(id).or_default();
+        for chunk in &output.snapshot_chunks {
+            assert!(node.config().stage_snapshot_chunks, "node {id} stages chunks only when told to");
+            if chunk.offset == 0 {
+                staged.clear();
+            }
+            assert_eq!(chunk.offset, staged.len() as u64, "node {id} hands out chunks in order, without gaps");
+            staged.extend_from_slice(&chunk.data);
+        }
         let applied = self.applied.entry(id).or_default();
         if let Some(snapshot) = &output.snapshot {
             let index = snapshot.meta.last_included_index;
@@ -245,7 +259,12 @@ impl Cluster {
                 let index = applied.len() as LogIndex + 1;
                 applied.push(Entry { term: 0, index, payload: conclave_core::Payload::Noop });
             }
-            self.installed.entry(id).or_default().push(snapshot.clone());
+            let mut snapshot = snapshot.clone();
+            if node.config().stage_snapshot_chunks {
+                assert!(snapshot.data.is_empty(), "node {id} installs staged bytes: the core holds none");
+                snapshot.data = std::mem::take(staged).into();
+            }
+            self.installed.entry(id).or_default().push(snapshot);
         }
         for entry in &output.committed_entries {
             assert_eq!(entry.index, applied.len() as LogIndex + 1, "node {id} applies in order, exactly once");

@@ -46,6 +46,9 @@ pub(crate) enum ApplyItem {
         index: LogIndex,
         /// Its bytes.
         data: bytes::Bytes,
+        /// Told once the state is installed, durably (a staged snapshot,
+        /// installed before the log's new base is persisted).
+        done: Option<tokio::sync::oneshot::Sender<()>>,
     },
     /// Make everything applied durable, then snapshot the state at this point:
     /// into memory, or, with `outgoing_dir`, into a scratch file there that is
@@ -155,6 +158,12 @@ impl Applier {
         }
     }
 
+    /// A sender into the stream, for a task that must queue an item once
+    /// something else is ready (a staged snapshot, checked); `None` once stopped.
+    pub(crate) fn sender(&self) -> Option<Sender<ApplyItem>> {
+        self.items.clone()
+    }
+
     /// Takes the thread's handle out of this one, which is left stopped.
     pub(crate) fn detach(&mut self) -> Applier {
         Applier { items: self.items.take(), thread: self.thread.take() }
@@ -224,7 +233,7 @@ impl ApplyLoop {
                     self.apply(entries)
                 }
                 ApplyItem::ServeRead { target, command } => self.serve_read(target, &command),
-                ApplyItem::InstallSnapshot { index, data } => self.install(index, &data),
+                ApplyItem::InstallSnapshot { index, data, done } => self.install(index, &data, done),
                 ApplyItem::TakeSnapshot { outgoing_dir } => self.take_snapshot(outgoing_dir),
             };
             if let Err(failure) = result.and_then(|()| self.flush_if_due()) {
@@ -316,7 +325,12 @@ impl ApplyLoop {
         Ok(())
     }
 
-    fn install(&mut self, index: LogIndex, data: &[u8]) -> Result<(), MachineError> {
+    fn install(
+        &mut self,
+        index: LogIndex,
+        data: &[u8],
+        done: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<(), MachineError> {
         let installed = self.machine.install_snapshot(data)?;
         assert_eq!(installed, index, "a screened snapshot holds the state at the index it covers");
         self.last_flush = Instant::now();
@@ -324,6 +338,9 @@ impl ApplyLoop {
         let keys = self.machine.key_count()?;
         self.report(ApplyReport::Installed { index, keys });
         self.report(ApplyReport::Durable { index: self.machine.durable_index() });
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
         Ok(())
     }
 

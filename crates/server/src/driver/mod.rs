@@ -9,6 +9,7 @@ mod persist;
 mod reads;
 pub mod requests;
 mod snapshot;
+mod staging;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -71,6 +72,9 @@ pub(crate) struct Driver {
     /// made to send is written: the log is compacted without one
     /// (docs/decisions/0086). `None` for the in-memory store.
     outgoing_dir: Option<std::path::PathBuf>,
+    /// Writes the chunks of a leader's snapshot to a scratch file as they
+    /// arrive, with a state machine durable on its own (docs/decisions/0090).
+    stager: Option<staging::Stager>,
     /// A snapshot to send is being made.
     outgoing_in_flight: bool,
     group_commit: GroupCommit,
@@ -128,7 +132,7 @@ impl Driver {
         observe: Arc<Observability>,
     ) -> Driver {
         let timing = &config.timing;
-        let Restored { node, machine, applied_index } = restored;
+        let Restored { node, machine, applied_index, incoming } = restored;
         let (report_sender, reports) = mpsc::unbounded_channel();
         let policy = FlushPolicy {
             interval: Duration::from_millis(config.state_machine.flush_interval_ms),
@@ -144,6 +148,7 @@ impl Driver {
             outgoing_dir: (config.state_machine.engine == crate::config::EngineKind::Redb)
                 .then(|| config.data_dir.clone()),
             outgoing_in_flight: false,
+            stager: incoming.map(|file| staging::Stager::start(config.node_id, file)),
             group_commit: GroupCommit::new(wal, observe.clone()),
             transport,
             requests: Requests::new(
@@ -345,6 +350,14 @@ impl Driver {
             return;
         }
         let mut output = output;
+        // Chunks of a leader's snapshot go to the staging thread at once, in
+        // order: they need no persist (a crash loses the transfer).
+        for chunk in std::mem::take(&mut output.snapshot_chunks) {
+            match &mut self.stager {
+                Some(stager) => stager.chunk(chunk),
+                None => unreachable!("the core stages chunks only when the driver stages them"),
+            }
+        }
         if std::mem::take(&mut output.snapshot_wanted) {
             self.make_outgoing_snapshot();
         }
@@ -365,7 +378,10 @@ impl Driver {
             return;
         }
         if output.snapshot.is_some() {
-            self.screening = Some(snapshot::Screening::start(output));
+            self.screening = Some(match &mut self.stager {
+                Some(stager) => snapshot::Screening::start_staged(output, stager, &self.applier),
+                None => snapshot::Screening::start(output),
+            });
             return;
         }
         if let Some(output) = self.group_commit.push(output) {

@@ -40,6 +40,9 @@ pub(crate) struct Restored {
     pub(crate) node: Node,
     pub(crate) machine: Box<dyn StateMachine>,
     pub(crate) applied_index: LogIndex,
+    /// Where a leader's snapshot is staged, with a state machine durable on
+    /// its own (docs/decisions/0090).
+    pub(crate) incoming: Option<conclave_storage::incoming::IncomingSnapshotFile>,
 }
 
 /// The KV store and its applied index as restored from a node's saved snapshot
@@ -86,6 +89,39 @@ impl Screening {
         let covered = snapshot.meta.last_included_index;
         let data = snapshot.data.clone();
         let check = tokio::task::spawn_blocking(move || check_installed_snapshot(&data, covered));
+        Screening { check, output, held: std::collections::VecDeque::new(), covered }
+    }
+
+    /// Starts installing the snapshot `output` installs, whose bytes the
+    /// chunks before it staged (`Config::stage_snapshot_chunks`): once every
+    /// chunk is written, they are checked as above, then installed into the
+    /// state machine, durably, all off this task. Only then is the output
+    /// persisted, with the log's new base (docs/decisions/0090): a crash
+    /// before leaves the old base and a state machine at or beyond it.
+    pub(crate) fn start_staged(
+        output: Output,
+        stager: &mut super::staging::Stager,
+        applier: &super::Applier,
+    ) -> Screening {
+        let snapshot = output.snapshot.as_ref().expect("an output that installs a snapshot");
+        assert!(snapshot.data.is_empty(), "a staged snapshot's bytes are the stager's");
+        let covered = snapshot.meta.last_included_index;
+        let staged = stager.finish(covered);
+        let installs = applier.sender();
+        let check = tokio::spawn(async move {
+            let data = staged.await.map_err(|_| "the staging thread stopped".to_string())??;
+            let data = tokio::task::spawn_blocking(move || check_installed_snapshot(&data, covered).map(|()| data))
+                .await
+                .map_err(|error| format!("the check did not finish: {error}"))??;
+            let (done, installed) = tokio::sync::oneshot::channel();
+            let install = ApplyItem::InstallSnapshot { index: covered, data, done: Some(done) };
+            installs
+                .ok_or(())
+                .and_then(|installs| installs.send(install).map_err(|_| ()))
+                .map_err(|()| "the state machine is stopped".to_string())?;
+            // The apply thread stops the node if the install fails.
+            installed.await.map_err(|_| "the state machine did not install it".to_string())
+        });
         Screening { check, output, held: std::collections::VecDeque::new(), covered }
     }
 
@@ -275,7 +311,10 @@ impl Driver {
     /// Sends an installed snapshot (durable by now) into the apply stream.
     pub(super) fn install_snapshot(&mut self, snapshot: &conclave_core::Snapshot) {
         let index = snapshot.meta.last_included_index;
-        self.applier.send(ApplyItem::InstallSnapshot { index, data: snapshot.data.clone() });
+        // A staged snapshot is installed already: this persisted its base.
+        if !snapshot.data.is_empty() {
+            self.applier.send(ApplyItem::InstallSnapshot { index, data: snapshot.data.clone(), done: None });
+        }
         self.submitted_index = index;
         self.triggers.bytes_since = 0;
         // What this node asked for at those indexes is answered by the leader

@@ -47,6 +47,8 @@ pub const OPEN_TRANSACTION_ENTRIES: u64 = 4096;
 pub const ENGINE_FILE: &str = "state.redb";
 /// Where a snapshot being installed is built, beside [`ENGINE_FILE`].
 pub const INSTALLING_FILE: &str = "state.redb.installing";
+/// Bytes of pairs per durable commit while a snapshot is installed.
+const INSTALL_STEP_BYTES: usize = 64 << 20;
 /// The layout of the tables below; a file of another layout is refused, but
 /// for format 1 (no deduplication tables), upgraded in place when opened.
 const FORMAT_VERSION: u64 = 2;
@@ -608,6 +610,13 @@ impl StateMachine for EngineStore {
 
 impl EngineStore {
     /// Builds a new engine file at `building` from snapshot bytes, durable.
+    ///
+    /// The pairs go in by steps of [`INSTALL_STEP_BYTES`], each a durable
+    /// commit: the file's dirty pages are flushed a step at a time, so no
+    /// single sync of the whole state stalls the disk (and the WAL syncs of
+    /// whatever shares it), and the write cache stays bounded. The applied
+    /// index goes in the last step only: the file is whole only then, and a
+    /// crash before leaves a partial file the next install removes.
     fn build_beside(&self, building: &Path, bytes: &[u8]) -> Result<LogIndex, MachineError> {
         match std::fs::remove_file(building) {
             Ok(()) => {}
@@ -628,29 +637,62 @@ impl EngineStore {
             open_entries: 0,
         };
         fresh.write_meta(0)?;
-        let mut txn = fresh.db.begin_write().map_err(|error| engine_error(building, error))?;
-        txn.set_quick_repair(true);
-        let index = {
-            let mut table = txn.open_table(DATA).map_err(|error| engine_error(building, error))?;
-            let mut sessions = txn.open_table(SESSIONS).map_err(|error| engine_error(building, error))?;
-            let mut results = txn.open_table(RESULTS).map_err(|error| engine_error(building, error))?;
-            let (index, _) = visit_snapshot(
-                bytes,
-                |key, value| table.insert(key, value).map(|_| ()).map_err(|error| engine_error(building, error)),
-                |record| {
-                    let mut dedup = WriteDedup { sessions: &mut sessions, results: &mut results, path: building };
-                    for (id, reply) in &record.results {
-                        dedup.put_result(record.node, record.session.incarnation, *id, reply)?;
-                    }
-                    dedup.set_session(record.node, record.session)
-                },
-            )?;
-            let mut meta = txn.open_table(META).map_err(|error| engine_error(building, error))?;
-            meta.insert(APPLIED_INDEX, index).map_err(|error| engine_error(building, error))?;
-            index
-        };
-        txn.commit().map_err(|error| engine_error(building, error))?;
+        let mut step: Vec<(&[u8], &[u8])> = Vec::new();
+        let mut step_bytes = 0;
+        let mut origins = Vec::new();
+        let (index, _) = visit_snapshot(
+            bytes,
+            |key, value| {
+                step.push((key, value));
+                step_bytes += key.len() + value.len();
+                if step_bytes >= INSTALL_STEP_BYTES {
+                    fresh.install_step(&std::mem::take(&mut step), &[], None)?;
+                    step_bytes = 0;
+                }
+                Ok::<_, MachineError>(())
+            },
+            |record| {
+                origins.push(record);
+                Ok(())
+            },
+        )?;
+        fresh.install_step(&step, &origins, Some(index))?;
         Ok(index)
+    }
+
+    /// One durable commit of an install: `pairs` into the data table, and,
+    /// in the last step, the sessions and results and the applied `index`.
+    fn install_step(
+        &mut self,
+        pairs: &[(&[u8], &[u8])],
+        origins: &[OriginRecord],
+        index: Option<LogIndex>,
+    ) -> Result<(), MachineError> {
+        let path = self.path.clone();
+        let failed = |error: &dyn std::fmt::Display| engine_error(&path, error);
+        let mut txn = self.db.begin_write().map_err(|error| failed(&error))?;
+        txn.set_quick_repair(true);
+        {
+            let mut table = txn.open_table(DATA).map_err(|error| failed(&error))?;
+            for (key, value) in pairs {
+                table.insert(*key, *value).map_err(|error| failed(&error))?;
+            }
+            let mut sessions = txn.open_table(SESSIONS).map_err(|error| failed(&error))?;
+            let mut results = txn.open_table(RESULTS).map_err(|error| failed(&error))?;
+            let mut dedup = WriteDedup { sessions: &mut sessions, results: &mut results, path: &path };
+            for record in origins {
+                for (id, reply) in &record.results {
+                    dedup.put_result(record.node, record.session.incarnation, *id, reply)?;
+                }
+                dedup.set_session(record.node, record.session)?;
+            }
+            if let Some(index) = index {
+                let mut meta = txn.open_table(META).map_err(|error| failed(&error))?;
+                meta.insert(APPLIED_INDEX, index).map_err(|error| failed(&error))?;
+            }
+        }
+        fault::check(Point::StateFlush).map_err(|error| failed(&error))?;
+        txn.commit().map_err(|error| failed(&error))
     }
 }
 

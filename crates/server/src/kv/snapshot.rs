@@ -158,9 +158,9 @@ impl<W: std::io::Write> SnapshotWriter<W> {
 /// Damaged, truncated or foreign bytes are an error that says what is wrong,
 /// found before `visit` sees anything but a structural error of a writer's
 /// bug behind a valid checksum (found as the pairs are read).
-pub(crate) fn visit_snapshot<E: From<SnapshotDecodeError>>(
-    bytes: &[u8],
-    mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+pub(crate) fn visit_snapshot<'b, E: From<SnapshotDecodeError>>(
+    bytes: &'b [u8],
+    mut visit: impl FnMut(&'b [u8], &'b [u8]) -> Result<(), E>,
     mut visit_origin: impl FnMut(OriginRecord) -> Result<(), E>,
 ) -> Result<(LogIndex, u64), E> {
     let min = HEADER_BYTES + CHECKSUM_BYTES;

@@ -41,7 +41,7 @@ use super::snapshot::{visit_snapshot, SnapshotWriter};
 /// fsync). Past about a thousand the cost per entry stops falling; the bound
 /// keeps the transaction's dirty pages (a page or two per key written) to
 /// tens of MiB.
-pub const OPEN_TRANSACTION_ENTRIES: u64 = 4096;
+pub const OPEN_TRANSACTION_ENTRIES: u64 = 1024;
 
 /// The engine file's name in the data dir.
 pub const ENGINE_FILE: &str = "state.redb";
@@ -87,6 +87,9 @@ pub struct EngineStore {
     open: Option<redb::WriteTransaction>,
     /// Entries applied in `open`.
     open_entries: u64,
+    /// Syncs the pages of commits without an fsync in the background, so
+    /// that the durable commit does not wait for them all at once.
+    writeback: Option<super::writeback::Writeback>,
 }
 
 impl std::fmt::Debug for EngineStore {
@@ -313,6 +316,7 @@ impl EngineStore {
             durable_index: 0,
             open: None,
             open_entries: 0,
+            writeback: None,
         };
         if exists {
             store.check_meta()?;
@@ -320,6 +324,7 @@ impl EngineStore {
             store.write_meta(0)?;
             sync_parent(path)?;
         }
+        store.writeback = Some(super::writeback::Writeback::start(path).map_err(|error| store.error(error))?);
         Ok(store)
     }
 
@@ -439,6 +444,11 @@ impl EngineStore {
         };
         fault::check(point).map_err(|error| failed(&error))?;
         txn.commit().map_err(|error| failed(&error))?;
+        if !durable {
+            if let Some(writeback) = &self.writeback {
+                writeback.nudge();
+            }
+        }
         Ok(true)
     }
 
@@ -598,6 +608,8 @@ impl StateMachine for EngineStore {
         let mut builder = redb::Builder::new();
         builder.set_cache_size(self.cache_bytes as usize);
         self.db = builder.open(&self.path).map_err(|error| self.error(error))?;
+        // The old descriptor syncs the replaced file: one of the new one.
+        self.writeback = Some(super::writeback::Writeback::start(&self.path).map_err(|error| self.error(error))?);
         self.applied_index = index;
         self.durable_index = index;
         Ok(index)
@@ -635,6 +647,7 @@ impl EngineStore {
             durable_index: 0,
             open: None,
             open_entries: 0,
+            writeback: None,
         };
         fresh.write_meta(0)?;
         let mut step: Vec<(&[u8], &[u8])> = Vec::new();

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod machine;
 pub mod snapshot;
 pub mod store;
+mod writeback;
 
 pub use command::{Envelope, KvCommand, KvReply, SetCondition};
 pub use engine::{EngineIdentity, EngineStore};

@@ -696,3 +696,42 @@ fn a_staging_follower_that_restarts_mid_transfer_stages_the_snapshot_again_from_
     assert_eq!(cluster.installed[&3], vec![snapshot]);
     assert_eq!(cluster.node(3).log().committed(), applied);
 }
+
+#[test]
+fn the_compaction_floor_holds_the_log_for_a_follower_being_sent_a_snapshot_and_then_its_match() {
+    let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
+    let caught_up = cluster.node(1).log().applied();
+    assert_eq!(cluster.node(1).compaction_floor(), Some(caught_up), "both followers hold everything");
+    assert_eq!(cluster.node(2).compaction_floor(), None, "only a leader has one");
+    cluster.isolated.insert(3);
+    for command in 0..10 {
+        cluster.propose(1, format!("c{command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let applied = cluster.node(1).log().applied();
+    assert_eq!(cluster.node(1).compaction_floor(), Some(caught_up), "node 3 answered recently");
+    // A CheckQuorum round without node 3: it no longer holds the log back.
+    let now = cluster.now_ms + 3 * ELECTION_TIMEOUT_MS;
+    cluster.run_until(now, HEARTBEAT_MS);
+    assert_eq!(cluster.node(1).compaction_floor(), Some(cluster.node(1).log().applied()));
+    cluster.node_mut(1).compact(applied, state_bytes(256)).expect("compact");
+    // Node 3 is back: while its snapshot travels, the floor is that snapshot.
+    cluster.isolated.clear();
+    let mut floors = Vec::new();
+    let end_ms = cluster.now_ms + 10 * HEARTBEAT_MS;
+    while cluster.now_ms < end_ms {
+        let now = cluster.now_ms + HEARTBEAT_MS / 5;
+        cluster.tick_all(now);
+        while let Some(message) = cluster.queue.pop_front() {
+            let _ = cluster.deliver(message);
+            if !cluster.installed.contains_key(&3) && cluster.node(3).status().commit < applied {
+                floors.push(cluster.node(1).compaction_floor());
+            }
+        }
+    }
+    assert!(floors.contains(&Some(applied)), "the floor was the snapshot's index during the transfer: {floors:?}");
+    assert!(floors.iter().all(|floor| *floor <= Some(applied)));
+    let last = cluster.node(1).log().last_index();
+    assert_eq!(cluster.node(3).log().committed(), last, "node 3 caught up");
+    assert_eq!(cluster.node(1).compaction_floor(), Some(last));
+}

@@ -433,6 +433,32 @@ impl Node {
         Some(self.finish())
     }
 
+    /// On a leader, the last index up to which compacting costs no follower
+    /// a snapshot: the lowest match index among followers that answered
+    /// recently, or the index of the snapshot being sent to one (which
+    /// continues from the log after it once installed); followers that need
+    /// compacted entries already do not count. `None` elsewhere, or if no
+    /// follower needs anything. A driver that compacts no further than
+    /// this (up to a bound of its own) does not send a follower that is
+    /// catching up a second snapshot because the first took longer to
+    /// install than the log was kept (docs/decisions/0090).
+    pub fn compaction_floor(&self) -> Option<LogIndex> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        self.progress
+            .iter()
+            .filter(|(id, _)| **id != self.id())
+            .filter_map(|(_, progress)| match progress.state {
+                ProgressState::Snapshot { last_included_index, .. } => Some(last_included_index),
+                _ if progress.recent_active => Some(progress.match_index),
+                _ => None,
+            })
+            // One that needs compacted entries gets a snapshot whatever happens.
+            .filter(|index| *index >= self.log.snapshot_index())
+            .min()
+    }
+
     /// The latest snapshot (made by [`Node::compact`], installed from a leader,
     /// or restored), if any.
     pub fn snapshot(&self) -> Option<&Snapshot> {

@@ -186,6 +186,12 @@ impl Triggers {
         }
     }
 
+    /// Command bytes the log may hold beyond the last compaction while it is
+    /// held back for a follower catching up: four times the size trigger.
+    pub(crate) fn hold_limit(&self) -> u64 {
+        self.log_bytes.saturating_mul(4)
+    }
+
     fn jittered(&self, value: u64) -> u64 {
         value.saturating_mul(100 + self.jitter_percent) / 100
     }
@@ -216,11 +222,32 @@ impl Driver {
             return;
         }
         if self.outgoing_dir.is_some() {
-            let upto = self.durable_applied_index.min(self.node.log().applied());
+            let mut upto = self.durable_applied_index.min(self.node.log().applied());
+            // Keep what a follower catching up still needs from the log (one
+            // installing a snapshot continues from the log after it), unless
+            // the log grew past its bound meanwhile: then that follower needs
+            // another snapshot (docs/decisions/0090).
+            let held = self.node.compaction_floor().filter(|floor| *floor >= base && *floor < upto);
+            if let Some(floor) = held {
+                if self.triggers.bytes_since < self.triggers.hold_limit() {
+                    upto = floor;
+                } else {
+                    warn!(
+                        node = self.node.id(),
+                        needed_from = floor + 1,
+                        compact_to = upto,
+                        "the log outgrew its bound while a follower catches up; it will need a snapshot"
+                    );
+                }
+            }
             if upto <= base {
                 return; // Due once the store's next flush makes more durable.
             }
-            self.triggers.bytes_since = 0;
+            // The size trigger keeps counting while the log is held back, so
+            // that its bound is met.
+            if upto == self.durable_applied_index.min(self.node.log().applied()) {
+                self.triggers.bytes_since = 0;
+            }
             self.triggers.last_snapshot_at = Instant::now();
             match self.node.compact_log(upto) {
                 Ok(marker) => {

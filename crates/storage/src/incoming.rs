@@ -105,7 +105,7 @@ impl IncomingSnapshotFile {
                     // to it any more, and the data directory's lock
                     // (`dir_lock`) keeps other node processes out of it.
                     unsafe { memmap2::Mmap::map(&file) }
-                        .map(Bytes::from_owner)
+                        .map(crate::unlinked_map::bytes_unmapped_off_thread)
                         .map_err(|error| format!("cannot map {}: {error}", self.path.display()))
                 }
             }

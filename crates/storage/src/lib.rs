@@ -44,6 +44,7 @@ pub mod recovery;
 pub mod segment;
 pub mod snapshot;
 pub mod store;
+mod unlinked_map;
 pub mod wal;
 
 pub use error::StorageError;

@@ -264,7 +264,9 @@ fn map_file(path: &Path) -> Result<Bytes, StorageError> {
     // writing to a node's data files is outside what a node can defend
     // against, as with every other file it reads.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| StorageError::io(path, source))?;
-    Ok(Bytes::from_owner(map))
+    // Once a newer snapshot is renamed over it, this mapping is the file's
+    // last reference: releasing it frees the file's blocks.
+    Ok(crate::unlinked_map::bytes_unmapped_off_thread(map))
 }
 
 /// Name of the scratch file a snapshot made to send is written to; unlinked
@@ -304,7 +306,7 @@ pub fn write_outgoing<E: From<StorageError>>(
         // only descriptor is dropped at the end of this function, and the data
         // directory's lock (`dir_lock`) keeps other node processes out.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| StorageError::io(&path, source))?;
-        Bytes::from_owner(map)
+        crate::unlinked_map::bytes_unmapped_off_thread(map)
     };
     std::fs::remove_file(&path).map_err(|source| StorageError::io(&path, source))?;
     Ok(bytes)

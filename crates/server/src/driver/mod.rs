@@ -75,8 +75,8 @@ pub(crate) struct Driver {
     /// Writes the chunks of a leader's snapshot to a scratch file as they
     /// arrive, with a state machine durable on its own (docs/decisions/0090).
     stager: Option<staging::Stager>,
-    /// A snapshot to send is being made.
-    outgoing_in_flight: bool,
+    /// A snapshot to send is being made, at this index.
+    outgoing_in_flight: Option<LogIndex>,
     group_commit: GroupCommit,
     transport: Transport,
     requests: Requests,
@@ -147,7 +147,7 @@ impl Driver {
             durable_applied_index: applied_index,
             outgoing_dir: (config.state_machine.engine == crate::config::EngineKind::Redb)
                 .then(|| config.data_dir.clone()),
-            outgoing_in_flight: false,
+            outgoing_in_flight: None,
             stager: incoming.map(|file| staging::Stager::start(config.node_id, file)),
             group_commit: GroupCommit::new(wal, observe.clone()),
             transport,

@@ -227,7 +227,13 @@ impl Driver {
             // installing a snapshot continues from the log after it), unless
             // the log grew past its bound meanwhile: then that follower needs
             // another snapshot (docs/decisions/0090).
-            let held = self.node.compaction_floor().filter(|floor| *floor >= base && *floor < upto);
+            // A snapshot being made to send is offered at its own index: the
+            // log must still reach it then.
+            let floor = match (self.node.compaction_floor(), self.outgoing_in_flight) {
+                (Some(floor), Some(making)) => Some(floor.min(making)),
+                (floor, making) => floor.or(making),
+            };
+            let held = floor.filter(|floor| *floor >= base && *floor < upto);
             if let Some(floor) = held {
                 if self.triggers.bytes_since < self.triggers.hold_limit() {
                     upto = floor;
@@ -267,14 +273,15 @@ impl Driver {
     /// one is made from a read view of the store, into a scratch file, off
     /// this task; one in the making answers every ask.
     pub(super) fn make_outgoing_snapshot(&mut self) {
-        if self.outgoing_in_flight || self.reload_pending {
+        if self.outgoing_in_flight.is_some() || self.reload_pending {
             return;
         }
         let Some(dir) = self.outgoing_dir.clone() else {
             warn!(node = self.node.id(), "a snapshot to send was asked for, but the log is compacted with one");
             return;
         };
-        self.outgoing_in_flight = true;
+        // The apply thread takes it after everything sent to it so far.
+        self.outgoing_in_flight = Some(self.submitted_index.max(self.applied_index));
         info!(node = self.node.id(), "making a snapshot to send a follower");
         self.applier.send(ApplyItem::TakeSnapshot { outgoing_dir: Some(dir) });
     }
@@ -284,7 +291,7 @@ impl Driver {
     pub(super) fn on_snapshot_taken(&mut self, index: LogIndex, data: bytes::Bytes) {
         let bytes = data.len();
         if self.outgoing_dir.is_some() {
-            self.outgoing_in_flight = false;
+            self.outgoing_in_flight = None;
             match self.node.offer_snapshot(index, data) {
                 Some(output) => {
                     info!(node = self.node.id(), index, bytes, "snapshot made to send");

@@ -11,11 +11,12 @@
 //! ```
 //! Records (framing and binary format in [`crate::codec`]) are numbered from 1
 //! across the WAL. A [`Wal::persist`] call encodes every batch's hard state then
-//! log write, appends them with one `write_all` and one `sync_data`, and only
-//! then reports success. When the active segment reaches
-//! [`WalOptions::segment_bytes`] a new one is created (the directory synced)
-//! starting with a copy of the hard state, so older segments can later be
-//! removed by [`Wal::compact`] without losing it.
+//! log write, writes them with one `write` (over zeros written ahead, so that
+//! the file does not grow: see [`crate::segment`]) and one `sync_data`, and
+//! only then reports success. When the active segment reaches
+//! [`WalOptions::segment_bytes`] it is cut to its last record and a new one is
+//! created (the directory synced) starting with a copy of the hard state, so
+//! older segments can later be removed by [`Wal::compact`] without losing it.
 //!
 //! Every entry is also kept in memory (the log is read from there); the files
 //! are read only by recovery ([`crate::recovery`]).
@@ -68,10 +69,13 @@ impl WalOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WalStats {
     /// `sync_data` calls on segments (one per non-empty persist, plus one per
-    /// segment roll and per snapshot marker).
+    /// snapshot marker, and one or two per segment roll: the closed segment's
+    /// zeros cut off, the new one's hard state).
     pub syncs: u64,
-    /// Bytes appended to segments.
+    /// Bytes of records appended to segments.
     pub bytes_written: u64,
+    /// Zeros written ahead of the records (see [`crate::segment`]).
+    pub zeros_written: u64,
     /// Records appended.
     pub records_written: u64,
     /// Persist requests (batches) made durable.
@@ -132,8 +136,13 @@ impl Wal {
         let recovered = recovery::recover(&dir)?;
         let mut closed_segments = recovered.segments;
         let active = match closed_segments.pop() {
-            Some(last) => ActiveSegment::reopen(last, recovered.last_segment_len)?,
-            None => ActiveSegment::create(&dir, 1)?,
+            Some(last) => ActiveSegment::reopen(
+                last,
+                recovered.last_segment_len,
+                recovered.last_segment_file_len,
+                options.segment_bytes,
+            )?,
+            None => ActiveSegment::create(&dir, 1, options.segment_bytes)?,
         };
         Ok(Wal {
             dir,
@@ -217,9 +226,12 @@ impl Wal {
     /// Appends `self.buffer` (holding `records` records) to the active segment
     /// and syncs it; a failure poisons the WAL.
     fn append_buffer(&mut self, records: u64, max_touched_index: LogIndex) -> Result<(), StorageError> {
-        if let Err(error) = self.active.append(&self.buffer, records, max_touched_index) {
-            self.poisoned = Some(error.to_string());
-            return Err(error);
+        match self.active.append(&self.buffer, records, max_touched_index) {
+            Ok(zeros) => self.stats.zeros_written += zeros,
+            Err(error) => {
+                self.poisoned = Some(error.to_string());
+                return Err(error);
+            }
         }
         self.stats.syncs += 1;
         self.stats.bytes_written += self.buffer.len() as u64;
@@ -227,10 +239,14 @@ impl Wal {
         Ok(())
     }
 
-    /// Closes the active segment and starts the next, beginning with the hard
-    /// state so that the older segments are never needed for it.
+    /// Closes the active segment (cut to its last record) and starts the next,
+    /// beginning with the hard state so that the older segments are never
+    /// needed for it.
     fn roll(&mut self) -> Result<(), StorageError> {
-        let next = match ActiveSegment::create(&self.dir, self.active.next_seq()) {
+        let next = match self.active.cut_zeros().and_then(|cut| {
+            self.stats.syncs += u64::from(cut);
+            ActiveSegment::create(&self.dir, self.active.next_seq(), self.options.segment_bytes)
+        }) {
             Ok(next) => next,
             Err(error) => {
                 self.poisoned = Some(error.to_string());

@@ -16,10 +16,21 @@
 //! from records: bytes after the last record that are all zero are this space
 //! (see [`scan`]). A segment is cut to its last record when it is closed, so
 //! only the last segment has them.
+//!
+//! Writing those zeros costs a write of their size and a sync. So that a group
+//! commit does not pay for them, the next segment is prepared off the write
+//! path: once the active segment is half full, a thread of its own fills a
+//! [`Spare`] file (`wal-spare.tmp`) with zeros to the segment size and syncs
+//! it; the roll renames it to the next segment's name (and syncs the
+//! directory). A roll that finds no spare ready creates an empty segment and
+//! appends to it as above. A spare left by a crash is removed when the WAL is
+//! opened: its name is not a segment's.
 
 use std::fs::{self, File, OpenOptions};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use conclave_core::{LogIndex, LogWrite};
 
@@ -177,6 +188,29 @@ impl ActiveSegment {
         })
     }
 
+    /// Makes the `spare` the segment starting at `first_seq` (renamed, and the
+    /// directory synced): `file` is the spare's, filled with `file_len` zeros
+    /// and synced.
+    pub fn from_spare(
+        dir: &Path,
+        first_seq: u64,
+        file: File,
+        file_len: u64,
+        zero_limit: u64,
+    ) -> Result<ActiveSegment, StorageError> {
+        let path = dir.join(segment_name(first_seq));
+        let spare = dir.join(SPARE_FILE);
+        fs::rename(&spare, &path).map_err(|source| StorageError::io(&path, source))?;
+        fs_util::sync_dir(dir)?;
+        Ok(ActiveSegment {
+            file,
+            info: SegmentInfo { path, first_seq, record_count: 0, max_touched_index: 0 },
+            len: 0,
+            file_len,
+            zero_limit,
+        })
+    }
+
     /// Reopens an existing segment for appending: `len` bytes of records
     /// followed by zeros up to `file_len` (recovery cut off any torn tail).
     pub fn reopen(info: SegmentInfo, len: u64, file_len: u64, zero_limit: u64) -> Result<ActiveSegment, StorageError> {
@@ -232,6 +266,48 @@ impl ActiveSegment {
     /// Sequence number the next segment starts at.
     pub fn next_seq(&self) -> u64 {
         self.info.first_seq + self.info.record_count
+    }
+}
+
+/// Name of the file prepared as the next segment.
+pub const SPARE_FILE: &str = "wal-spare.tmp";
+
+/// A file being filled with zeros and synced, on a thread of its own, to
+/// become the next segment.
+#[derive(Debug)]
+pub struct Spare {
+    filling: JoinHandle<io::Result<File>>,
+    /// Its length once filled.
+    pub len: u64,
+}
+
+impl Spare {
+    /// Creates `dir/wal-spare.tmp` (replacing any) and starts filling it with
+    /// `len` zeros.
+    pub fn prepare(dir: &Path, len: u64) -> io::Result<Spare> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.join(SPARE_FILE))?;
+        let filling = std::thread::Builder::new().name("wal-spare".into()).spawn(move || {
+            let zeros = vec![0; ZERO_AHEAD_BYTES as usize];
+            let mut offset = 0;
+            while offset < len {
+                let chunk = (len - offset).min(zeros.len() as u64);
+                file.write_all_at(&zeros[..chunk as usize], offset)?;
+                offset += chunk;
+            }
+            file.sync_all()?;
+            Ok(file)
+        })?;
+        Ok(Spare { filling, len })
+    }
+
+    /// Whether it is filled (or failed).
+    pub fn is_ready(&self) -> bool {
+        self.filling.is_finished()
+    }
+
+    /// The filled file; waits for it if not [`Spare::is_ready`].
+    pub fn take(self) -> io::Result<File> {
+        self.filling.join().unwrap_or_else(|_| Err(io::Error::other("the thread filling the spare segment panicked")))
     }
 }
 

@@ -8,6 +8,7 @@
 //! snapshot                      the latest snapshot (see crate::snapshot)
 //! wal-00000000000000000001.log  segments, named by their first record's sequence number
 //! wal-00000000000000000213.log
+//! wal-spare.tmp                 zeros, being prepared as the next segment (see crate::segment)
 //! ```
 //! Records (framing and binary format in [`crate::codec`]) are numbered from 1
 //! across the WAL. A [`Wal::persist`] call encodes every batch's hard state then
@@ -34,7 +35,7 @@ use crate::fs_util;
 use crate::log_state::LogState;
 use crate::meta::{Meta, META_FILE};
 use crate::recovery::{self, RecoveryReport};
-use crate::segment::{self, ActiveSegment, SegmentInfo};
+use crate::segment::{self, ActiveSegment, SegmentInfo, Spare, SPARE_FILE};
 use crate::snapshot::{self, Snapshot, SNAPSHOT_FILE};
 use crate::store::{LogStore, PersistRequest};
 
@@ -74,8 +75,10 @@ pub struct WalStats {
     pub syncs: u64,
     /// Bytes of records appended to segments.
     pub bytes_written: u64,
-    /// Zeros written ahead of the records (see [`crate::segment`]).
+    /// Zeros written ahead of the records by appends (see [`crate::segment`]).
     pub zeros_written: u64,
+    /// Segments that began as a spare filled with zeros off the write path.
+    pub spares_used: u64,
     /// Records appended.
     pub records_written: u64,
     /// Persist requests (batches) made durable.
@@ -98,6 +101,11 @@ pub struct Wal {
     /// Set after a failed write or sync: what is on disk is then unknown.
     poisoned: Option<String>,
     buffer: Vec<u8>,
+    /// The next segment, being filled with zeros off the write path.
+    spare: Option<Spare>,
+    /// Whether a spare was tried for the active segment (prepared, or failed
+    /// to start).
+    spare_tried: bool,
 }
 
 impl Wal {
@@ -127,7 +135,7 @@ impl Wal {
                 expected.save(&dir)?;
             }
         }
-        for leftover in [format!("{SNAPSHOT_FILE}.tmp"), format!("{META_FILE}.tmp")] {
+        for leftover in [format!("{SNAPSHOT_FILE}.tmp"), format!("{META_FILE}.tmp"), SPARE_FILE.to_string()] {
             let path = dir.join(leftover);
             if path.exists() {
                 fs::remove_file(&path).map_err(|source| StorageError::io(&path, source))?;
@@ -156,6 +164,8 @@ impl Wal {
             report: recovered.report,
             poisoned: None,
             buffer: Vec::new(),
+            spare: None,
+            spare_tried: false,
         })
     }
 
@@ -239,13 +249,44 @@ impl Wal {
         Ok(())
     }
 
+    /// Once the active segment is half full, starts preparing the next one (a
+    /// spare filled with zeros) on a thread of its own. A spare that cannot
+    /// be prepared is only a slower roll: warned about, never an error.
+    fn prepare_spare(&mut self) {
+        let segment_bytes = self.options.segment_bytes;
+        if self.spare_tried || self.spare.is_some() || self.active.len < segment_bytes / 2 {
+            return;
+        }
+        self.spare_tried = true;
+        match Spare::prepare(&self.dir, segment_bytes) {
+            Ok(spare) => self.spare = Some(spare),
+            Err(error) => tracing::warn!(%error, "could not start preparing the next WAL segment"),
+        }
+    }
+
+    /// The next segment: the spare if it is ready, else a new empty file.
+    fn next_segment(&mut self) -> Result<ActiveSegment, StorageError> {
+        let (first_seq, zero_limit) = (self.active.next_seq(), self.options.segment_bytes);
+        if let Some(spare) = self.spare.take_if(|spare| spare.is_ready()) {
+            let len = spare.len;
+            match spare.take() {
+                Ok(file) => {
+                    self.stats.spares_used += 1;
+                    return ActiveSegment::from_spare(&self.dir, first_seq, file, len, zero_limit);
+                }
+                Err(error) => tracing::warn!(%error, "could not prepare the next WAL segment"),
+            }
+        }
+        ActiveSegment::create(&self.dir, first_seq, zero_limit)
+    }
+
     /// Closes the active segment (cut to its last record) and starts the next,
     /// beginning with the hard state so that the older segments are never
     /// needed for it.
     fn roll(&mut self) -> Result<(), StorageError> {
         let next = match self.active.cut_zeros().and_then(|cut| {
             self.stats.syncs += u64::from(cut);
-            ActiveSegment::create(&self.dir, self.active.next_seq(), self.options.segment_bytes)
+            self.next_segment()
         }) {
             Ok(next) => next,
             Err(error) => {
@@ -255,6 +296,7 @@ impl Wal {
         };
         let closed = std::mem::replace(&mut self.active, next);
         self.closed_segments.push(closed.info);
+        self.spare_tried = false;
         self.buffer.clear();
         codec::encode_hard_state(&self.state.hard_state(), &mut self.buffer);
         self.append_buffer(1, 0)
@@ -297,6 +339,7 @@ impl LogStore for Wal {
         if self.active.len >= self.options.segment_bytes {
             self.roll()?;
         }
+        self.prepare_spare();
         Ok(())
     }
 

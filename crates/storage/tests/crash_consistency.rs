@@ -237,3 +237,27 @@ fn zeros_after_the_records_of_an_earlier_segment_are_refused() {
     fs::write(&first, &bytes).expect("write");
     assert_corrupt_at(fixture.open().map(|wal| state_of(&wal)), &first, end as u64);
 }
+
+#[test]
+fn a_last_segment_of_only_zeros_is_a_new_empty_segment() {
+    // A crash right after a spare was renamed to be the next segment, before
+    // its first record: the segment holds zeros only (and the one before it
+    // was cut to its last record).
+    let fixture = fixture(400, 40);
+    fs::write(&fixture.last_segment, &fixture.original).expect("write");
+    let name = fixture.last_segment.file_name().expect("name").to_string_lossy().into_owned();
+    let first_seq = conclave_storage::segment::parse_segment_name(&name).expect("a segment name");
+    let next =
+        fixture.root.join(conclave_storage::segment::segment_name(first_seq + fixture.record_starts.len() as u64));
+    fs::write(&next, vec![0; 4096]).expect("write");
+    let mut wal = fixture.open().expect("open");
+    let (hard_state, entries) = fixture.states.last().expect("states").clone();
+    assert_eq!(state_of(&wal), (hard_state, entries.clone()));
+    assert_eq!((wal.recovery_report().truncated_tail.clone(), wal.recovery_report().zero_tail), (None, 4096));
+    let more = conclave_storage::conformance::write(entries.len() as u64 + 1, 2, hard_state.term);
+    wal.persist(&[conclave_storage::PersistRequest { hard_state: None, log_write: Some(&more) }]).expect("persist");
+    drop(wal);
+    let wal = fixture.open().expect("reopen");
+    assert_eq!(wal.last_index(), entries.len() as u64 + 2);
+    assert_eq!(fs::metadata(&next).expect("metadata").len(), 4096, "written over its zeros");
+}

@@ -176,3 +176,54 @@ fn closed_segments_end_at_their_last_record_and_only_the_active_one_has_zeros() 
         }
     }
 }
+
+#[test]
+fn rolls_take_the_next_segment_prepared_with_zeros_off_the_write_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let segment_bytes = 16 << 10;
+    let mut wal = Wal::open(dir.path(), options().with_segment_bytes(segment_bytes)).expect("open");
+    let spare = dir.path().join("wal-spare.tmp");
+    let hard_state = HardState { term: 1, voted_for: Some(1), commit: 0 };
+    for index in 1..=200 {
+        let log_write = write(index, 1, 1);
+        let log_write = conclave_core::LogWrite {
+            first_index: index,
+            entries: vec![conclave_core::Entry {
+                payload: conclave_core::Payload::Command(vec![7; 400].into()),
+                ..log_write.entries[0].clone()
+            }],
+        };
+        wal.persist(&[PersistRequest { hard_state: Some(hard_state), log_write: Some(&log_write) }]).expect("persist");
+        if spare.exists() {
+            // Give the thread filling it time, so that the roll finds it ready.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let stats = wal.stats();
+    let segments = wal.segment_paths();
+    assert!(segments.len() >= 4, "{segments:?}");
+    assert!(stats.spares_used >= 1, "{stats:?}");
+    for path in &segments[..segments.len() - 1] {
+        let bytes = std::fs::read(path).expect("read");
+        assert_eq!(support::records_end(&bytes), bytes.len(), "{} is cut to its last record", path.display());
+    }
+    let state = state_of(&wal);
+    drop(wal);
+    let wal = Wal::open(dir.path(), options().with_segment_bytes(segment_bytes)).expect("reopen");
+    assert_eq!(state_of(&wal), state);
+    assert!(!spare.exists(), "a spare left behind is removed on open");
+}
+
+#[test]
+fn a_spare_left_by_a_crash_is_removed_on_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut wal = Wal::open(dir.path(), options()).expect("open");
+    persist_each(&mut wal, &batches(5));
+    let state = state_of(&wal);
+    drop(wal);
+    let spare = dir.path().join("wal-spare.tmp");
+    std::fs::write(&spare, [0, 0, 7, 7]).expect("a half-filled spare");
+    let wal = Wal::open(dir.path(), options()).expect("reopen");
+    assert_eq!(state_of(&wal), state);
+    assert!(!spare.exists());
+}

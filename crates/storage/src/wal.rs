@@ -152,7 +152,7 @@ impl Wal {
             )?,
             None => ActiveSegment::create(&dir, 1, options.segment_bytes)?,
         };
-        Ok(Wal {
+        let mut wal = Wal {
             dir,
             options,
             _lock: lock,
@@ -166,7 +166,14 @@ impl Wal {
             buffer: Vec::new(),
             spare: None,
             spare_tried: false,
-        })
+        };
+        if wal.active.info.record_count == 0 && !wal.closed_segments.is_empty() {
+            // A crash during a roll, after the new segment was created but
+            // before its copy of the hard state: write that copy now, so that
+            // compacting the older segments never loses it.
+            wal.write_hard_state_copy()?;
+        }
+        Ok(wal)
     }
 
     /// The data directory.
@@ -297,6 +304,11 @@ impl Wal {
         let closed = std::mem::replace(&mut self.active, next);
         self.closed_segments.push(closed.info);
         self.spare_tried = false;
+        self.write_hard_state_copy()
+    }
+
+    /// Appends the current hard state as the active segment's first record.
+    fn write_hard_state_copy(&mut self) -> Result<(), StorageError> {
         self.buffer.clear();
         codec::encode_hard_state(&self.state.hard_state(), &mut self.buffer);
         self.append_buffer(1, 0)

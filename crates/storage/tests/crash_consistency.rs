@@ -13,6 +13,7 @@ mod support;
 use std::fs;
 use std::path::Path;
 
+use conclave_storage::codec::Record;
 use conclave_storage::{LogStore, StorageError, Wal};
 use support::{
     assert_corrupt_at, batches, options, persist_each, records_of, state_of, states_after_each_record, State,
@@ -254,6 +255,10 @@ fn a_last_segment_of_only_zeros_is_a_new_empty_segment() {
     let (hard_state, entries) = fixture.states.last().expect("states").clone();
     assert_eq!(state_of(&wal), (hard_state, entries.clone()));
     assert_eq!((wal.recovery_report().truncated_tail.clone(), wal.recovery_report().zero_tail), (None, 4096));
+    // Opening wrote the copy of the hard state the roll did not get to, so
+    // that compacting the older segments cannot lose it.
+    let records = support::records_of(&fs::read(&next).expect("read"));
+    assert_eq!(records.iter().map(|(_, record)| record).collect::<Vec<_>>(), [&Record::HardState(hard_state)]);
     let more = conclave_storage::conformance::write(entries.len() as u64 + 1, 2, hard_state.term);
     wal.persist(&[conclave_storage::PersistRequest { hard_state: None, log_write: Some(&more) }]).expect("persist");
     drop(wal);

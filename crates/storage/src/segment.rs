@@ -20,8 +20,8 @@
 //! Writing those zeros costs a write of their size and a sync. So that a group
 //! commit does not pay for them, the next segment is prepared off the write
 //! path: once the active segment is half full, a thread of its own fills a
-//! [`Spare`] file (`wal-spare.tmp`) with zeros to the segment size and syncs
-//! it; the roll renames it to the next segment's name (and syncs the
+//! [`Spare`] file (`wal-spare.tmp`) with zeros to the segment size (256 MiB
+//! at most) and syncs it; the roll renames it to the next segment's name (and syncs the
 //! directory). A roll that finds no spare ready creates an empty segment and
 //! appends to it as above. A spare left by a crash is removed when the WAL is
 //! opened: its name is not a segment's.
@@ -272,6 +272,10 @@ impl ActiveSegment {
 /// Name of the file prepared as the next segment.
 pub const SPARE_FILE: &str = "wal-spare.tmp";
 
+/// A spare holds the segment size in zeros, or this much if less: a segment
+/// that outgrows its spare writes its own zeros ahead from there.
+pub const SPARE_MAX_BYTES: u64 = 256 << 20;
+
 /// A file being filled with zeros and synced, on a thread of its own, to
 /// become the next segment.
 #[derive(Debug)]
@@ -283,8 +287,9 @@ pub struct Spare {
 
 impl Spare {
     /// Creates `dir/wal-spare.tmp` (replacing any) and starts filling it with
-    /// `len` zeros.
-    pub fn prepare(dir: &Path, len: u64) -> io::Result<Spare> {
+    /// zeros for a segment of `segment_bytes` (at most [`SPARE_MAX_BYTES`]).
+    pub fn prepare(dir: &Path, segment_bytes: u64) -> io::Result<Spare> {
+        let len = segment_bytes.min(SPARE_MAX_BYTES);
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.join(SPARE_FILE))?;
         let filling = std::thread::Builder::new().name("wal-spare".into()).spawn(move || {
             let zeros = vec![0; ZERO_AHEAD_BYTES as usize];

@@ -10,6 +10,13 @@
 //!   record whose checksum matches but whose body is invalid — it cannot come
 //!   from a crash, and recovery refuses with [`StorageError::Corrupt`] naming
 //!   the file and offset. Nothing is ever skipped.
+//!
+//! Zeros from the end of the last record to the end of the **last** segment
+//! are not damage: they are the space the WAL writes ahead of its records
+//! ([`crate::segment`]), kept for the next appends. (A crash that extended the
+//! file before its data landed leaves the same picture, and nothing in it was
+//! synced.) Zeros after the records of an earlier segment are refused: a
+//! segment is cut to its last record before the next one is created.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,6 +51,9 @@ pub struct RecoveryReport {
     pub records: u64,
     /// The torn tail cut off, if there was one.
     pub truncated_tail: Option<TruncatedTail>,
+    /// Zeros after the last record of the last segment, kept as space written
+    /// ahead for the next records (not damage).
+    pub zero_tail: u64,
 }
 
 /// Everything recovery rebuilt.
@@ -55,8 +65,10 @@ pub struct Recovered {
     pub snapshot: Option<Snapshot>,
     /// Every segment, in order; the last one is appended to next.
     pub segments: Vec<SegmentInfo>,
-    /// Length of the last segment after any truncation.
+    /// Bytes of records in the last segment, after any truncation.
     pub last_segment_len: u64,
+    /// The last segment file's length: its records, then zeros written ahead.
+    pub last_segment_file_len: u64,
     /// What happened.
     pub report: RecoveryReport,
 }
@@ -81,6 +93,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, StorageError> {
     }
     let mut segments = Vec::with_capacity(listed.len());
     let mut last_segment_len = 0;
+    let mut last_segment_file_len = 0;
     let mut newest_marker: Option<(LogIndex, PathBuf, u64)> = None;
     // The term the replayed log holds at the snapshot file's last index (the
     // base hides it): needed if a crash came between the file and its marker.
@@ -98,6 +111,20 @@ pub fn recover(dir: &Path) -> Result<Recovered, StorageError> {
         }
         let bytes = fs::read(path).map_err(|source| StorageError::io(path, source))?;
         let scanned = segment::scan(path, &bytes)?;
+        let mut file_len = scanned.file_len;
+        if scanned.zero_tail > 0 {
+            if !is_last {
+                return Err(StorageError::corrupt(
+                    path,
+                    scanned.valid_len,
+                    format!(
+                        "{} zero bytes after the last record, in a segment that is not the last (a closed segment ends at its last record)",
+                        scanned.zero_tail
+                    ),
+                ));
+            }
+            report.zero_tail = scanned.zero_tail;
+        }
         if let Some(damage) = &scanned.damage {
             if !is_last {
                 return Err(StorageError::corrupt(
@@ -124,6 +151,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, StorageError> {
                 "cutting off a torn write at the tail of the WAL"
             );
             segment::truncate(path, scanned.valid_len)?;
+            file_len = scanned.valid_len;
             report.truncated_tail = Some(TruncatedTail {
                 file: path.clone(),
                 offset: damage.offset,
@@ -155,6 +183,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, StorageError> {
         report.records += info.record_count;
         expected_seq = info.first_seq + info.record_count;
         last_segment_len = scanned.valid_len;
+        last_segment_file_len = file_len;
         segments.push(info);
     }
     let snapshot_index = snapshot.as_ref().map_or(0, |snapshot| snapshot.last_included_index);
@@ -181,7 +210,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, StorageError> {
             state.apply_snapshot_marker(snapshot.last_included_index, snapshot.last_included_term, true);
         }
     }
-    Ok(Recovered { state, snapshot, segments, last_segment_len, report })
+    Ok(Recovered { state, snapshot, segments, last_segment_len, last_segment_file_len, report })
 }
 
 fn replay(state: &mut LogState, record: &Record) -> Result<(), String> {

@@ -8,14 +8,16 @@
 //! snapshot                      the latest snapshot (see crate::snapshot)
 //! wal-00000000000000000001.log  segments, named by their first record's sequence number
 //! wal-00000000000000000213.log
+//! wal-spare.tmp                 zeros, being prepared as the next segment (see crate::segment)
 //! ```
 //! Records (framing and binary format in [`crate::codec`]) are numbered from 1
 //! across the WAL. A [`Wal::persist`] call encodes every batch's hard state then
-//! log write, appends them with one `write_all` and one `sync_data`, and only
-//! then reports success. When the active segment reaches
-//! [`WalOptions::segment_bytes`] a new one is created (the directory synced)
-//! starting with a copy of the hard state, so older segments can later be
-//! removed by [`Wal::compact`] without losing it.
+//! log write, writes them with one `write` (over zeros written ahead, so that
+//! the file does not grow: see [`crate::segment`]) and one `sync_data`, and
+//! only then reports success. When the active segment reaches
+//! [`WalOptions::segment_bytes`] it is cut to its last record and a new one is
+//! created (the directory synced) starting with a copy of the hard state, so
+//! older segments can later be removed by [`Wal::compact`] without losing it.
 //!
 //! Every entry is also kept in memory (the log is read from there); the files
 //! are read only by recovery ([`crate::recovery`]).
@@ -33,7 +35,7 @@ use crate::fs_util;
 use crate::log_state::LogState;
 use crate::meta::{Meta, META_FILE};
 use crate::recovery::{self, RecoveryReport};
-use crate::segment::{self, ActiveSegment, SegmentInfo};
+use crate::segment::{self, ActiveSegment, SegmentInfo, Spare, SPARE_FILE};
 use crate::snapshot::{self, Snapshot, SNAPSHOT_FILE};
 use crate::store::{LogStore, PersistRequest};
 
@@ -68,10 +70,15 @@ impl WalOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WalStats {
     /// `sync_data` calls on segments (one per non-empty persist, plus one per
-    /// segment roll and per snapshot marker).
+    /// snapshot marker, and one or two per segment roll: the closed segment's
+    /// zeros cut off, the new one's hard state).
     pub syncs: u64,
-    /// Bytes appended to segments.
+    /// Bytes of records appended to segments.
     pub bytes_written: u64,
+    /// Zeros written ahead of the records by appends (see [`crate::segment`]).
+    pub zeros_written: u64,
+    /// Segments that began as a spare filled with zeros off the write path.
+    pub spares_used: u64,
     /// Records appended.
     pub records_written: u64,
     /// Persist requests (batches) made durable.
@@ -94,6 +101,11 @@ pub struct Wal {
     /// Set after a failed write or sync: what is on disk is then unknown.
     poisoned: Option<String>,
     buffer: Vec<u8>,
+    /// The next segment, being filled with zeros off the write path.
+    spare: Option<Spare>,
+    /// Whether a spare was tried for the active segment (prepared, or failed
+    /// to start).
+    spare_tried: bool,
 }
 
 impl Wal {
@@ -123,7 +135,7 @@ impl Wal {
                 expected.save(&dir)?;
             }
         }
-        for leftover in [format!("{SNAPSHOT_FILE}.tmp"), format!("{META_FILE}.tmp")] {
+        for leftover in [format!("{SNAPSHOT_FILE}.tmp"), format!("{META_FILE}.tmp"), SPARE_FILE.to_string()] {
             let path = dir.join(leftover);
             if path.exists() {
                 fs::remove_file(&path).map_err(|source| StorageError::io(&path, source))?;
@@ -132,10 +144,15 @@ impl Wal {
         let recovered = recovery::recover(&dir)?;
         let mut closed_segments = recovered.segments;
         let active = match closed_segments.pop() {
-            Some(last) => ActiveSegment::reopen(last, recovered.last_segment_len)?,
-            None => ActiveSegment::create(&dir, 1)?,
+            Some(last) => ActiveSegment::reopen(
+                last,
+                recovered.last_segment_len,
+                recovered.last_segment_file_len,
+                options.segment_bytes,
+            )?,
+            None => ActiveSegment::create(&dir, 1, options.segment_bytes)?,
         };
-        Ok(Wal {
+        let mut wal = Wal {
             dir,
             options,
             _lock: lock,
@@ -147,7 +164,16 @@ impl Wal {
             report: recovered.report,
             poisoned: None,
             buffer: Vec::new(),
-        })
+            spare: None,
+            spare_tried: false,
+        };
+        if wal.active.info.record_count == 0 && !wal.closed_segments.is_empty() {
+            // A crash during a roll, after the new segment was created but
+            // before its copy of the hard state: write that copy now, so that
+            // compacting the older segments never loses it.
+            wal.write_hard_state_copy()?;
+        }
+        Ok(wal)
     }
 
     /// The data directory.
@@ -217,9 +243,12 @@ impl Wal {
     /// Appends `self.buffer` (holding `records` records) to the active segment
     /// and syncs it; a failure poisons the WAL.
     fn append_buffer(&mut self, records: u64, max_touched_index: LogIndex) -> Result<(), StorageError> {
-        if let Err(error) = self.active.append(&self.buffer, records, max_touched_index) {
-            self.poisoned = Some(error.to_string());
-            return Err(error);
+        match self.active.append(&self.buffer, records, max_touched_index) {
+            Ok(zeros) => self.stats.zeros_written += zeros,
+            Err(error) => {
+                self.poisoned = Some(error.to_string());
+                return Err(error);
+            }
         }
         self.stats.syncs += 1;
         self.stats.bytes_written += self.buffer.len() as u64;
@@ -227,10 +256,45 @@ impl Wal {
         Ok(())
     }
 
-    /// Closes the active segment and starts the next, beginning with the hard
-    /// state so that the older segments are never needed for it.
+    /// Once the active segment is half full, starts preparing the next one (a
+    /// spare filled with zeros) on a thread of its own. A spare that cannot
+    /// be prepared is only a slower roll: warned about, never an error.
+    fn prepare_spare(&mut self) {
+        let segment_bytes = self.options.segment_bytes;
+        if self.spare_tried || self.spare.is_some() || self.active.len < segment_bytes / 2 {
+            return;
+        }
+        self.spare_tried = true;
+        match Spare::prepare(&self.dir, segment_bytes) {
+            Ok(spare) => self.spare = Some(spare),
+            Err(error) => tracing::warn!(%error, "could not start preparing the next WAL segment"),
+        }
+    }
+
+    /// The next segment: the spare if it is ready, else a new empty file.
+    fn next_segment(&mut self) -> Result<ActiveSegment, StorageError> {
+        let (first_seq, zero_limit) = (self.active.next_seq(), self.options.segment_bytes);
+        if let Some(spare) = self.spare.take_if(|spare| spare.is_ready()) {
+            let len = spare.len;
+            match spare.take() {
+                Ok(file) => {
+                    self.stats.spares_used += 1;
+                    return ActiveSegment::from_spare(&self.dir, first_seq, file, len, zero_limit);
+                }
+                Err(error) => tracing::warn!(%error, "could not prepare the next WAL segment"),
+            }
+        }
+        ActiveSegment::create(&self.dir, first_seq, zero_limit)
+    }
+
+    /// Closes the active segment (cut to its last record) and starts the next,
+    /// beginning with the hard state so that the older segments are never
+    /// needed for it.
     fn roll(&mut self) -> Result<(), StorageError> {
-        let next = match ActiveSegment::create(&self.dir, self.active.next_seq()) {
+        let next = match self.active.cut_zeros().and_then(|cut| {
+            self.stats.syncs += u64::from(cut);
+            self.next_segment()
+        }) {
             Ok(next) => next,
             Err(error) => {
                 self.poisoned = Some(error.to_string());
@@ -239,6 +303,12 @@ impl Wal {
         };
         let closed = std::mem::replace(&mut self.active, next);
         self.closed_segments.push(closed.info);
+        self.spare_tried = false;
+        self.write_hard_state_copy()
+    }
+
+    /// Appends the current hard state as the active segment's first record.
+    fn write_hard_state_copy(&mut self) -> Result<(), StorageError> {
         self.buffer.clear();
         codec::encode_hard_state(&self.state.hard_state(), &mut self.buffer);
         self.append_buffer(1, 0)
@@ -281,6 +351,7 @@ impl LogStore for Wal {
         if self.active.len >= self.options.segment_bytes {
             self.roll()?;
         }
+        self.prepare_spare();
         Ok(())
     }
 

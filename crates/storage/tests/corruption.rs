@@ -10,7 +10,7 @@ use std::fs;
 use conclave_core::HardState;
 use conclave_storage::conformance::write;
 use conclave_storage::{LogStore, PersistRequest, Snapshot, StorageError, Wal};
-use support::{assert_corrupt_at, batches, options, persist_each, records_of};
+use support::{assert_corrupt_at, batches, options, persist_each, records_end, records_of};
 
 fn open(root: &std::path::Path, segment_bytes: u64) -> Result<Wal, StorageError> {
     Wal::open(root, options().with_segment_bytes(segment_bytes))
@@ -86,11 +86,15 @@ fn a_valid_checksum_over_an_invalid_body_is_refused_even_at_the_tail() {
     let segment = wal.segment_paths()[0].clone();
     drop(wal);
     let mut bytes = fs::read(&segment).expect("read");
-    let offset = bytes.len();
+    let offset = records_end(&bytes);
+    let zeros_ahead = bytes.len() - offset;
+    bytes.truncate(offset);
     let body = [9u8, 1, 2, 3]; // record kind 9 does not exist
     bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
     bytes.extend_from_slice(&body);
+    // Written over the zeros ahead, as an append would.
+    bytes.resize(bytes.len().max(offset + zeros_ahead), 0);
     fs::write(&segment, &bytes).expect("write");
     assert_corrupt_at(open(dir.path(), u64::MAX), &segment, offset as u64);
 }

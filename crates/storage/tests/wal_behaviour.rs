@@ -21,8 +21,9 @@ fn a_group_commit_of_64_batches_is_one_sync() {
     wal.persist(&requests).expect("persist");
     let stats = wal.stats();
     assert_eq!((stats.syncs, stats.records_written, stats.batches_persisted), (1, 128, 64));
-    let segment_len = std::fs::metadata(&wal.segment_paths()[0]).expect("metadata").len();
-    assert_eq!(stats.bytes_written, segment_len);
+    let segment = std::fs::read(&wal.segment_paths()[0]).expect("read");
+    assert_eq!(stats.bytes_written, support::records_end(&segment) as u64);
+    assert_eq!(stats.bytes_written + stats.zeros_written, segment.len() as u64);
     assert_eq!(wal.last_index(), 64);
 }
 
@@ -121,4 +122,108 @@ fn a_snapshot_file_without_its_marker_still_discards_a_divergent_log() {
     conclave_storage::snapshot::save(dir.path(), &own).expect("the file alone");
     let wal = Wal::open(dir.path(), options()).expect("reopen");
     assert_eq!((wal.first_index(), wal.last_index()), (5, 6));
+}
+
+#[test]
+fn appends_write_over_zeros_ahead_so_the_file_grows_once_per_megabyte() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut wal = Wal::open(dir.path(), options()).expect("open");
+    let segment = wal.segment_paths()[0].clone();
+    let file_len = || std::fs::metadata(&segment).expect("metadata").len();
+    persist_each(&mut wal, &batches(1));
+    let after_first = file_len();
+    assert_eq!(after_first, wal.stats().bytes_written + (1 << 20), "one megabyte of zeros after the first records");
+    persist_each(&mut wal, &batches(60)[1..]);
+    let stats = wal.stats();
+    assert_eq!(file_len(), after_first, "the later appends wrote over the zeros");
+    assert_eq!(stats.zeros_written, 1 << 20, "zeros were written once");
+    let bytes = std::fs::read(&segment).expect("read");
+    assert_eq!(support::records_end(&bytes) as u64, stats.bytes_written);
+    assert!(bytes[stats.bytes_written as usize..].iter().all(|&byte| byte == 0));
+    let state = state_of(&wal);
+    drop(wal);
+    // A restart keeps the zeros (no torn tail) and appends over them.
+    let mut wal = Wal::open(dir.path(), options()).expect("reopen");
+    assert_eq!(state_of(&wal), state);
+    let report = wal.recovery_report();
+    assert_eq!((report.truncated_tail.clone(), report.zero_tail), (None, after_first - stats.bytes_written));
+    let next = write(state.1.len() as u64 + 1, 3, state.0.term);
+    wal.persist(&[PersistRequest { hard_state: None, log_write: Some(&next) }]).expect("persist");
+    assert_eq!((file_len(), wal.stats().zeros_written), (after_first, 0));
+    drop(wal);
+    let wal = Wal::open(dir.path(), options()).expect("reopen");
+    assert_eq!(wal.last_index(), state.1.len() as u64 + 3);
+}
+
+#[test]
+fn closed_segments_end_at_their_last_record_and_only_the_active_one_has_zeros() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut wal = Wal::open(dir.path(), options().with_segment_bytes(1000)).expect("open");
+    persist_each(&mut wal, &batches(60));
+    let segments = wal.segment_paths();
+    assert!(segments.len() > 3, "{segments:?}");
+    for (position, path) in segments.iter().enumerate() {
+        let bytes = std::fs::read(path).expect("read");
+        let end = support::records_end(&bytes);
+        if position + 1 < segments.len() {
+            assert_eq!(end, bytes.len(), "{} is cut to its last record", path.display());
+        } else {
+            assert!(
+                end < bytes.len() && bytes.len() <= 1000,
+                "zeros ahead up to the segment size: {end} of {}",
+                bytes.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn rolls_take_the_next_segment_prepared_with_zeros_off_the_write_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let segment_bytes = 16 << 10;
+    let mut wal = Wal::open(dir.path(), options().with_segment_bytes(segment_bytes)).expect("open");
+    let spare = dir.path().join("wal-spare.tmp");
+    let hard_state = HardState { term: 1, voted_for: Some(1), commit: 0 };
+    for index in 1..=200 {
+        let log_write = write(index, 1, 1);
+        let log_write = conclave_core::LogWrite {
+            first_index: index,
+            entries: vec![conclave_core::Entry {
+                payload: conclave_core::Payload::Command(vec![7; 400].into()),
+                ..log_write.entries[0].clone()
+            }],
+        };
+        wal.persist(&[PersistRequest { hard_state: Some(hard_state), log_write: Some(&log_write) }]).expect("persist");
+        if spare.exists() {
+            // Give the thread filling it time, so that the roll finds it ready.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let stats = wal.stats();
+    let segments = wal.segment_paths();
+    assert!(segments.len() >= 4, "{segments:?}");
+    assert!(stats.spares_used >= 1, "{stats:?}");
+    for path in &segments[..segments.len() - 1] {
+        let bytes = std::fs::read(path).expect("read");
+        assert_eq!(support::records_end(&bytes), bytes.len(), "{} is cut to its last record", path.display());
+    }
+    let state = state_of(&wal);
+    drop(wal);
+    let wal = Wal::open(dir.path(), options().with_segment_bytes(segment_bytes)).expect("reopen");
+    assert_eq!(state_of(&wal), state);
+    assert!(!spare.exists(), "a spare left behind is removed on open");
+}
+
+#[test]
+fn a_spare_left_by_a_crash_is_removed_on_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut wal = Wal::open(dir.path(), options()).expect("open");
+    persist_each(&mut wal, &batches(5));
+    let state = state_of(&wal);
+    drop(wal);
+    let spare = dir.path().join("wal-spare.tmp");
+    std::fs::write(&spare, [0, 0, 7, 7]).expect("a half-filled spare");
+    let wal = Wal::open(dir.path(), options()).expect("reopen");
+    assert_eq!(state_of(&wal), state);
+    assert!(!spare.exists());
 }

@@ -57,11 +57,18 @@ pub fn state_of(store: &impl LogStore) -> State {
     (restored.hard_state, restored.entries)
 }
 
-/// A segment's records with their start offsets.
+/// Where a segment's records end: the zeros after them, if any, are space
+/// written ahead.
+pub fn records_end(bytes: &[u8]) -> usize {
+    records_of(bytes).last().map_or(0, |(offset, _)| codec::decode_frame(bytes, *offset).expect("intact").1)
+}
+
+/// A segment's records with their start offsets (the zeros written ahead of
+/// them, if any, skipped).
 pub fn records_of(bytes: &[u8]) -> Vec<(usize, Record)> {
     let mut records = Vec::new();
     let mut offset = 0;
-    while offset < bytes.len() {
+    while offset < bytes.len() && bytes[offset..].iter().any(|&byte| byte != 0) {
         let (record, next) = codec::decode_frame(bytes, offset).expect("an intact segment");
         records.push((offset, record));
         offset = next;

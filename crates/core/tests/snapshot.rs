@@ -241,23 +241,11 @@ fn a_lost_chunk_is_resent_at_the_next_heartbeat() {
     assert_eq!(cluster.node(1).role(), Role::Leader);
 }
 
-#[test]
-fn a_follower_that_restarts_mid_transfer_gets_the_snapshot_from_the_start() {
-    // Reference: Raft §7 — the partial snapshot is volatile; the follower's
-    // answer (0 bytes held) makes the leader start over.
-    let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
-    cluster.isolated.insert(3);
-    for command in 0..10 {
-        cluster.propose(1, format!("c{command}").as_bytes());
-    }
-    cluster.deliver_all();
-    let applied = cluster.node(1).log().applied();
-    // 16 chunks: more than one window, so the transfer is still going when
-    // node 3 restarts.
-    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(256)).expect("compact");
-    cluster.isolated.clear();
-    // Deliver until node 3 took the chunk at 48, then restart it from its disk
-    // (in this harness every batch is durable at once: its log and hard state).
+/// Runs the cluster for ten heartbeats, delivering everything, and restarts
+/// node 3 from its disk once it took the snapshot chunk at offset 48 (in this
+/// harness every batch is durable at once: its log and hard state; what its
+/// driver staged is lost with the process). Returns whether it restarted.
+fn run_restarting_node_3_at_chunk_48(cluster: &mut Cluster) -> bool {
     let mut restarted = false;
     let end_ms = cluster.now_ms + 10 * HEARTBEAT_MS;
     while cluster.now_ms < end_ms {
@@ -281,12 +269,31 @@ fn a_follower_that_restarts_mid_transfer_gets_the_snapshot_from_the_start() {
                     snapshot: node.snapshot().cloned(),
                 };
                 let config = node.config().clone();
-                let restarted_node = node_at(config, restored, 99, cluster.now_ms);
-                cluster.nodes.insert(3, restarted_node);
+                cluster.nodes.insert(3, node_at(config, restored, 99, cluster.now_ms));
                 cluster.applied.remove(&3); // Its state machine starts over too.
+                cluster.staged.remove(&3);
             }
         }
     }
+    restarted
+}
+
+#[test]
+fn a_follower_that_restarts_mid_transfer_gets_the_snapshot_from_the_start() {
+    // Reference: Raft §7 — the partial snapshot is volatile; the follower's
+    // answer (0 bytes held) makes the leader start over.
+    let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
+    cluster.isolated.insert(3);
+    for command in 0..10 {
+        cluster.propose(1, format!("c{command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let applied = cluster.node(1).log().applied();
+    // 16 chunks: more than one window, so the transfer is still going when
+    // node 3 restarts.
+    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(256)).expect("compact");
+    cluster.isolated.clear();
+    let restarted = run_restarting_node_3_at_chunk_48(&mut cluster);
     assert!(restarted, "the transfer reached 48 bytes");
     assert_eq!(cluster.installed[&3], vec![snapshot], "installed whole, once");
     let offsets: Vec<u64> = install_chunks(&cluster, 3).iter().map(|(offset, _, _)| *offset).collect();
@@ -661,35 +668,7 @@ fn a_staging_follower_that_restarts_mid_transfer_stages_the_snapshot_again_from_
     let applied = cluster.node(1).log().applied();
     let snapshot = cluster.node_mut(1).compact(applied, state_bytes(256)).expect("compact");
     cluster.isolated.clear();
-    let mut restarted = false;
-    let end_ms = cluster.now_ms + 10 * HEARTBEAT_MS;
-    while cluster.now_ms < end_ms {
-        let now = cluster.now_ms + HEARTBEAT_MS / 5;
-        cluster.tick_all(now);
-        while let Some(message) = cluster.queue.pop_front() {
-            let at_48 = message.to == 3 && matches!(message.body, Body::InstallSnapshot { offset: 48, .. });
-            let _ = cluster.deliver(message);
-            if at_48 && !restarted {
-                restarted = true;
-                let node = cluster.node(3);
-                let status = node.status();
-                let restored = RestoredState {
-                    hard_state: conclave_core::HardState {
-                        term: status.term,
-                        voted_for: status.voted_for,
-                        commit: status.commit,
-                    },
-                    entries: node.log().all().to_vec(),
-                    snapshot: node.snapshot().cloned(),
-                };
-                let config = node.config().clone();
-                cluster.nodes.insert(3, node_at(config, restored, 99, cluster.now_ms));
-                cluster.applied.remove(&3);
-                // What the driver staged is gone with the process.
-                cluster.staged.remove(&3);
-            }
-        }
-    }
+    let restarted = run_restarting_node_3_at_chunk_48(&mut cluster);
     assert!(restarted);
     // Had the new core continued at 64, `Cluster::absorb` would have failed:
     // its driver holds nothing.

@@ -223,6 +223,12 @@ impl Wal {
         self.stats
     }
 
+    /// Whether the next segment is prepared (zeros written and synced) and
+    /// the next roll will take it.
+    pub fn spare_ready(&self) -> bool {
+        self.spare.as_ref().is_some_and(|spare| spare.is_ready())
+    }
+
     /// What recovery found when this WAL was opened.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.report

@@ -195,8 +195,12 @@ fn rolls_take_the_next_segment_prepared_with_zeros_off_the_write_path() {
         };
         wal.persist(&[PersistRequest { hard_state: Some(hard_state), log_write: Some(&log_write) }]).expect("persist");
         if spare.exists() {
-            // Give the thread filling it time, so that the roll finds it ready.
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            // The thread filling it finishes before the roll needs it.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !wal.spare_ready() {
+                assert!(std::time::Instant::now() < deadline, "the spare was not ready within 30 s");
+                std::thread::yield_now();
+            }
         }
     }
     let stats = wal.stats();

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use conclave_server::Member;
@@ -28,13 +28,19 @@ struct Link {
     /// Node `to` is down: no connection is accepted or kept.
     down: AtomicBool,
     /// Bytes from `from` are read but not forwarded.
-    held: AtomicBool,
+    held: Mutex<bool>,
+    /// Signalled when a hold ends.
+    released: Condvar,
     target: SocketAddr,
     /// Open connections (both sides of each).
     connections: Mutex<Vec<TcpStream>>,
 }
 
 impl Link {
+    fn held(&self) -> MutexGuard<'_, bool> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn close_all(&self) {
         for stream in self.connections.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
             let _ = stream.shutdown(Shutdown::Both);
@@ -56,7 +62,8 @@ impl Links {
             for to in members.iter().filter(|to| to.id != from.id) {
                 let link = Arc::new(Link {
                     down: AtomicBool::new(false),
-                    held: AtomicBool::new(false),
+                    held: Mutex::new(false),
+                    released: Condvar::new(),
                     target: to.peer_address,
                     connections: Mutex::new(Vec::new()),
                 });
@@ -76,16 +83,20 @@ impl Links {
 
     /// Holds the link `from → to`: what `from` sends is kept back.
     pub fn hold(&self, from: u64, to: u64) {
-        self.links[&(from, to)].held.store(true, Ordering::SeqCst);
+        *self.links[&(from, to)].held() = true;
     }
 
     /// Drops what the links from `from` hold: their connections close (the held
     /// bytes with them) and the links carry new connections again.
     pub fn drop_held_from(&self, from: u64) {
         for (&(sender, _), link) in &self.links {
-            if sender == from && link.held.load(Ordering::SeqCst) {
-                link.close_all();
-                link.held.store(false, Ordering::SeqCst);
+            if sender == from {
+                let mut held = link.held();
+                if *held {
+                    link.close_all();
+                    *held = false;
+                    link.released.notify_all();
+                }
             }
         }
     }
@@ -172,12 +183,8 @@ fn accept(listener: TcpListener, link: Arc<Link>) {
 /// false past [`LONGEST_HOLD`], which closes the connection rather than
 /// leave it hanging.
 fn wait_while_held(link: &Link) -> bool {
-    let held_since = Instant::now();
-    while link.held.load(Ordering::SeqCst) {
-        if held_since.elapsed() >= LONGEST_HOLD {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    true
+    let held = link.held();
+    let (held, _) =
+        link.released.wait_timeout_while(held, LONGEST_HOLD, |held| *held).unwrap_or_else(PoisonError::into_inner);
+    !*held
 }

@@ -222,7 +222,8 @@ impl Driver {
             return;
         }
         if self.outgoing_dir.is_some() {
-            let mut upto = self.durable_applied_index.min(self.node.log().applied());
+            let durable = self.durable_applied_index.min(self.node.log().applied());
+            let mut upto = durable;
             // Keep what a follower catching up still needs from the log (one
             // installing a snapshot continues from the log after it), unless
             // the log grew past its bound meanwhile: then that follower needs
@@ -251,7 +252,7 @@ impl Driver {
             }
             // The size trigger keeps counting while the log is held back, so
             // that its bound is met.
-            if upto == self.durable_applied_index.min(self.node.log().applied()) {
+            if upto == durable {
                 self.triggers.bytes_since = 0;
             }
             self.triggers.last_snapshot_at = Instant::now();

@@ -17,9 +17,14 @@ const VOTERS: [NodeId; 3] = [1, 2, 3];
 /// A three-node cluster in `mode` with small snapshot chunks, node 1 leading and
 /// `commands` committed everywhere.
 fn cluster_with(mode: ElectionMode, chunk_bytes: usize, commands: u64) -> Cluster {
+    cluster_configured(chunk_bytes, commands, |config| config.election_mode = mode)
+}
+
+/// [`cluster_with`] with every node's configuration given by `tweak`.
+fn cluster_configured(chunk_bytes: usize, commands: u64, tweak: impl Fn(&mut Config)) -> Cluster {
     let mut cluster = Cluster::with_config(3, 1, |config| {
-        config.election_mode = mode;
         config.snapshot_chunk_bytes = chunk_bytes;
+        tweak(config);
     });
     cluster.elect(1);
     for command in 0..commands {
@@ -51,6 +56,21 @@ fn install_chunks(cluster: &Cluster, to: NodeId) -> Vec<(u64, usize, bool)> {
             _ => None,
         })
         .collect()
+}
+
+/// Cuts node 3 off while node 1 commits `commands` more, then compacts node
+/// 1's log into a snapshot of `snapshot_bytes` bytes and reconnects node 3,
+/// which now needs that snapshot. Returns the snapshot and its index.
+fn leave_node_3_behind(cluster: &mut Cluster, commands: u64, snapshot_bytes: usize) -> (Snapshot, LogIndex) {
+    cluster.isolated.insert(3);
+    for command in 0..commands {
+        cluster.propose(1, format!("c{command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let applied = cluster.node(1).log().applied();
+    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(snapshot_bytes)).expect("compact");
+    cluster.isolated.clear();
+    (snapshot, applied)
 }
 
 /// Runs the cluster in heartbeat-sized steps for `duration_ms`, delivering every
@@ -217,14 +237,7 @@ fn a_lost_chunk_is_resent_at_the_next_heartbeat() {
     // Reference: Raft §7 with the heartbeat retransmission of docs/decisions/0033-snapshots-in-the-core.md: no
     // timer per message; the follower's answer says where to continue.
     let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
-    cluster.isolated.insert(3);
-    for command in 0..10 {
-        cluster.propose(1, format!("c{command}").as_bytes());
-    }
-    cluster.deliver_all();
-    let applied = cluster.node(1).log().applied();
-    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(64)).expect("compact");
-    cluster.isolated.clear();
+    let (snapshot, applied) = leave_node_3_behind(&mut cluster, 10, 64);
     let mut dropped = 0;
     run_dropping(&mut cluster, 10 * HEARTBEAT_MS, |message| {
         let lose = dropped == 0 && matches!(message.body, Body::InstallSnapshot { offset: 32, .. });
@@ -283,16 +296,9 @@ fn a_follower_that_restarts_mid_transfer_gets_the_snapshot_from_the_start() {
     // Reference: Raft §7 — the partial snapshot is volatile; the follower's
     // answer (0 bytes held) makes the leader start over.
     let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
-    cluster.isolated.insert(3);
-    for command in 0..10 {
-        cluster.propose(1, format!("c{command}").as_bytes());
-    }
-    cluster.deliver_all();
-    let applied = cluster.node(1).log().applied();
     // 16 chunks: more than one window, so the transfer is still going when
     // node 3 restarts.
-    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(256)).expect("compact");
-    cluster.isolated.clear();
+    let (snapshot, applied) = leave_node_3_behind(&mut cluster, 10, 256);
     let restarted = run_restarting_node_3_at_chunk_48(&mut cluster);
     assert!(restarted, "the transfer reached 48 bytes");
     assert_eq!(cluster.installed[&3], vec![snapshot], "installed whole, once");
@@ -396,15 +402,8 @@ fn a_transfer_keeps_a_window_of_chunks_in_flight_not_one() {
     // MAX_INFLIGHT_CHUNKS unanswered chunks, sends more as answers come, and
     // never more than the window.
     let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
-    cluster.isolated.insert(3);
-    for command in 0..10 {
-        cluster.propose(1, format!("c{command}").as_bytes());
-    }
-    cluster.deliver_all();
-    let applied = cluster.node(1).log().applied();
     // 20 chunks: two and a half windows.
-    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(320)).expect("compact");
-    cluster.isolated.clear();
+    let (snapshot, applied) = leave_node_3_behind(&mut cluster, 10, 320);
 
     // The next heartbeat finds node 3 behind the log's start: the transfer
     // starts with a whole window in one batch, before any answer; each answer
@@ -602,18 +601,7 @@ fn a_node_restarts_from_a_snapshot_without_bytes() {
 /// [`cluster_with`] in `raft` mode, every node staging the chunks of a
 /// leader's snapshot in its driver (`Config::stage_snapshot_chunks`).
 fn staging_cluster(chunk_bytes: usize, commands: u64) -> Cluster {
-    let mut cluster = Cluster::with_config(3, 1, |config| {
-        config.snapshot_chunk_bytes = chunk_bytes;
-        config.stage_snapshot_chunks = true;
-    });
-    cluster.elect(1);
-    for command in 0..commands {
-        cluster.propose(1, format!("c{command}").as_bytes());
-    }
-    cluster.deliver_all();
-    let now = cluster.now_ms + HEARTBEAT_MS;
-    cluster.run_until(now, HEARTBEAT_MS);
-    cluster
+    cluster_configured(chunk_bytes, commands, |config| config.stage_snapshot_chunks = true)
 }
 
 #[test]
@@ -621,14 +609,7 @@ fn a_follower_staging_chunks_hands_each_to_its_driver_once_and_installs_without_
     // docs/decisions/0090: a snapshot as large as the state machine never sits
     // in the follower's memory; the core only counts what arrived.
     let mut cluster = staging_cluster(16, 2);
-    cluster.isolated.insert(3);
-    for command in 0..10 {
-        cluster.propose(1, format!("c{command}").as_bytes());
-    }
-    cluster.deliver_all();
-    let applied = cluster.node(1).log().applied();
-    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(100)).expect("compact");
-    cluster.isolated.clear();
+    let (snapshot, applied) = leave_node_3_behind(&mut cluster, 10, 100);
     // One chunk lost: the chunks behind it arrive out of order and again when
     // the window is resent, and none reaches the driver twice or out of order.
     let mut dropped = 0;
@@ -660,14 +641,7 @@ fn a_follower_staging_chunks_hands_each_to_its_driver_once_and_installs_without_
 #[test]
 fn a_staging_follower_that_restarts_mid_transfer_stages_the_snapshot_again_from_byte_0() {
     let mut cluster = staging_cluster(16, 2);
-    cluster.isolated.insert(3);
-    for command in 0..10 {
-        cluster.propose(1, format!("c{command}").as_bytes());
-    }
-    cluster.deliver_all();
-    let applied = cluster.node(1).log().applied();
-    let snapshot = cluster.node_mut(1).compact(applied, state_bytes(256)).expect("compact");
-    cluster.isolated.clear();
+    let (snapshot, applied) = leave_node_3_behind(&mut cluster, 10, 256);
     let restarted = run_restarting_node_3_at_chunk_48(&mut cluster);
     assert!(restarted);
     // Had the new core continued at 64, `Cluster::absorb` would have failed:

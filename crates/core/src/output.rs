@@ -35,9 +35,11 @@ pub struct LogWrite {
     pub entries: Vec<Entry>,
 }
 
-/// What a batch made durable, as the core names it: the last entry it wrote
-/// (or its snapshot's), in the log as it stood between two rewrites. Opaque to
-/// the driver, which only hands it back to `Node::persisted`.
+/// What a batch made durable, as the core names it: the last entry of the log
+/// once the batch (and every earlier one) is on disk (its snapshot's, for a
+/// snapshot), in the log as it stood between two rewrites, and the term of
+/// the hard state written so far. Opaque to the driver, which only hands it
+/// back to `Node::persisted`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DurableMark {
     /// Index of the last entry written.
@@ -48,6 +50,9 @@ pub struct DurableMark {
     /// truncations, installed snapshots) when the batch was made: a report
     /// from before a later rewrite says nothing about the rewritten log.
     pub rewrites: u64,
+    /// The term of the newest hard state handed out with or before this batch:
+    /// durable once the batch is.
+    pub hard_state_term: Term,
 }
 
 /// A linearizable read the leader confirmed (ReadIndex, Raft thesis §6.4).
@@ -229,7 +234,12 @@ impl Detector {
 ///    of the current term was reported durable) and the leader counts its own
 ///    entries toward a commit only once the driver reports them durable: after
 ///    persisting a batch (and every earlier one) whose `durable_mark` is set,
-///    the driver calls `Node::persisted` with it.
+///    the driver calls `Node::persisted` with it. A follower's answer to a
+///    heartbeat goes there too, once its current term was reported durable: it
+///    claims only entries already reported durable (the full answer, if it
+///    claims more, follows in `messages`), so a slow sync or a snapshot being
+///    installed does not silence the follower to its leader
+///    (docs/decisions/0092).
 /// 3. Only then is the state machine replaced by `snapshot.data` (if any), and
 ///    then `committed_entries` applied to it, in order. They are always a prefix
 ///    of the persisted log, following the snapshot.
@@ -248,8 +258,9 @@ pub struct Output {
     /// Messages to send once the above is durable. Delivery may be lossy,
     /// duplicated and reordered: the protocol tolerates all three.
     pub messages: Vec<Message>,
-    /// Set when the batch writes log entries or a snapshot: once the batch is
-    /// durable, hand it to `Node::persisted` (required with
+    /// Set when the batch writes log entries or a snapshot (with
+    /// `Config::parallel_persist`, also when it writes only a hard state):
+    /// once the batch is durable, hand it to `Node::persisted` (required with
     /// `Config::parallel_persist`, harmless without).
     pub durable_mark: Option<DurableMark>,
     /// Messages that need not wait for any persist: send them at once (see the

@@ -73,11 +73,19 @@ impl Progress {
             }
             return false;
         }
-        // Also ends a snapshot transfer: an acknowledgement at or beyond its last
-        // index means the follower has it (or got there some other way).
         self.match_index = match_index;
         self.next_index = self.next_index.max(match_index + 1);
-        self.state = ProgressState::Replicate;
+        // Ends a snapshot transfer only at or beyond its last index: then the
+        // follower has it (or got there some other way). A smaller claim (a
+        // heartbeat answered from the durable prefix while the snapshot is
+        // being installed) leaves the transfer running.
+        let transfer_ends = match self.state {
+            ProgressState::Snapshot { last_included_index, .. } => match_index >= last_included_index,
+            _ => true,
+        };
+        if transfer_ends {
+            self.state = ProgressState::Replicate;
+        }
         true
     }
 
@@ -144,5 +152,19 @@ mod tests {
         assert!(progress.on_rejected(10, 2));
         assert_eq!(progress.next_index, 5, "never below match + 1");
         assert!(!progress.on_rejected(3, 0), "a rejection below the match is stale");
+    }
+
+    #[test]
+    fn a_claim_below_the_snapshot_being_sent_keeps_the_transfer() {
+        let mut progress = Progress::new(100);
+        let sending =
+            ProgressState::Snapshot { last_included_index: 90, offset: 0, in_flight: 1, offset_at_heartbeat: 0 };
+        progress.state = sending;
+        // A heartbeat answered from the follower's durable prefix while it
+        // installs the snapshot: it moves the match, not the state.
+        assert!(progress.on_accepted(40));
+        assert_eq!((progress.match_index, progress.state), (40, sending));
+        assert!(progress.on_accepted(90), "the snapshot installed");
+        assert_eq!(progress.state, ProgressState::Replicate);
     }
 }

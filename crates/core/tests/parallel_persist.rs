@@ -37,14 +37,14 @@ fn a_leader_counts_itself_only_once_its_write_is_reported_durable() {
     let output = proposal.output;
     assert_eq!(appends(&output.early_messages), 2, "the appends leave before the write: {output:?}");
     assert!(output.messages.is_empty(), "nothing else to send");
-    assert_eq!(output.durable_mark, Some(DurableMark { index, term, rewrites: 0 }));
+    assert_eq!(output.durable_mark, Some(DurableMark { index, term, rewrites: 0, hard_state_term: term }));
     // Follower 2 stores the entry; the leader's own copy is not durable yet:
     // one copy of three is no majority.
     let output = cluster.node_mut(1).step(msg(2, 1, term, accepted(index)));
     assert!(output.committed_entries.is_empty(), "counted its own unpersisted entry: {output:?}");
     assert_eq!(cluster.node(1).status().commit, before);
     // Its write completes: now two copies of three.
-    let mark = DurableMark { index, term, rewrites: 0 };
+    let mark = DurableMark { index, term, rewrites: 0, hard_state_term: term };
     let output = cluster.node_mut(1).persisted(mark);
     assert_eq!(output.committed_entries.last().map(|entry| entry.index), Some(index));
     assert_eq!(output.hard_state, None, "a commit advance alone is not written");
@@ -123,4 +123,71 @@ fn without_parallel_persist_every_message_waits_and_the_leader_counts_its_log() 
     let output: Output = cluster.node_mut(1).step(msg(2, 1, term, accepted(proposal.index)));
     assert_eq!(output.committed_entries.last().map(|entry| entry.index), Some(proposal.index));
     assert!(output.hard_state.is_some(), "the commit is written, as before");
+}
+
+fn append_responses(messages: &[conclave_core::Message]) -> Vec<Body> {
+    messages
+        .iter()
+        .filter(|message| matches!(message.body, Body::AppendResponse { .. }))
+        .map(|m| m.body.clone())
+        .collect()
+}
+
+/// A follower of term 2 holding entries 1..=2 durably, with parallel persist.
+fn durable_follower() -> Node {
+    let mut config = config(2, &VOTERS);
+    config.parallel_persist = true;
+    restored_node(config, hard_state(2, None, 0), &[1, 2], 1)
+}
+
+#[test]
+fn a_follower_answers_a_heartbeat_at_once_claiming_only_its_durable_prefix() {
+    let mut node = durable_follower();
+    // Entries 3 and 4 arrive; their write is in flight (not reported).
+    let output = node.step(msg(1, 2, 2, append(2, 2, vec![entry(2, 3), entry(2, 4)], 2)));
+    assert!(output.early_messages.is_empty(), "an append's answer waits for its write: {output:?}");
+    assert_eq!(append_responses(&output.messages), vec![accepted(4)]);
+    // A heartbeat at 4 is answered at once for the durable prefix (2), which
+    // renews the leader's contact without counting the unsynced entries, and
+    // again after the persist for all of it.
+    let output = node.step(msg(1, 2, 2, heartbeat(4, 2, 2)));
+    assert_eq!(append_responses(&output.early_messages), vec![accepted(2)], "{output:?}");
+    assert_eq!(append_responses(&output.messages), vec![accepted(4)]);
+    // Once the write is reported, one early answer says everything.
+    let mark = DurableMark { index: 4, term: 2, rewrites: 0, hard_state_term: 2 };
+    let _ = node.persisted(mark);
+    let output = node.step(msg(1, 2, 2, heartbeat(4, 2, 2)));
+    assert_eq!(append_responses(&output.early_messages), vec![accepted(4)], "{output:?}");
+    assert!(output.messages.is_empty(), "{output:?}");
+}
+
+#[test]
+fn a_follower_whose_new_term_is_not_yet_durable_answers_after_the_persist() {
+    let mut node = durable_follower();
+    // A leader of term 3: the follower writes the term; until that write is
+    // reported, a crash could make it forget the term of an early answer.
+    let output = node.step(msg(3, 2, 3, heartbeat(2, 2, 2)));
+    let mark = output.durable_mark.expect("a hard state alone is marked with parallel persist");
+    assert_eq!((mark.index, mark.term, mark.hard_state_term), (2, 2, 3));
+    assert!(output.early_messages.is_empty(), "{output:?}");
+    assert_eq!(append_responses(&output.messages), vec![accepted(2)]);
+    let output = node.step(msg(3, 2, 3, heartbeat(2, 2, 2)));
+    assert!(output.early_messages.is_empty(), "the term's write is not reported yet: {output:?}");
+    let _ = node.persisted(mark);
+    let output = node.step(msg(3, 2, 3, heartbeat(2, 2, 2)));
+    assert_eq!(append_responses(&output.early_messages), vec![accepted(2)], "{output:?}");
+}
+
+#[test]
+fn a_heartbeat_rejected_by_a_follower_is_answered_at_once() {
+    let mut node = durable_follower();
+    let output = node.step(msg(1, 2, 2, heartbeat(9, 2, 2)));
+    assert!(output.messages.is_empty(), "{output:?}");
+    assert!(
+        matches!(
+            append_responses(&output.early_messages)[..],
+            [Body::AppendResponse { outcome: conclave_core::AppendOutcome::Rejected { prev_log_index: 9, .. }, .. }]
+        ),
+        "{output:?}"
+    );
 }

@@ -23,7 +23,7 @@ fn restored(config: Config, hard: conclave_core::HardState, terms: &[u64], seed:
 
 /// What a batch that wrote up to `index` (of `term`) asks the driver to report.
 fn mark(index: u64, term: u64, rewrites: u64) -> Option<DurableMark> {
-    Some(DurableMark { index, term, rewrites })
+    Some(DurableMark { index, term, rewrites, hard_state_term: term })
 }
 
 /// Output of a node that only adopted `hard_state` and sent `messages`.

@@ -43,7 +43,7 @@ impl Node {
         self.leader.hash(hasher);
         self.persisted_hard_state.hash(hasher);
         if self.config.parallel_persist {
-            (self.durable_index, self.log_rewrites).hash(hasher);
+            (self.durable_index, self.durable_term, self.log_rewrites).hash(hasher);
         }
         self.votes.hash(hasher);
         // Only read as `now < contact + election timeout` (the CheckQuorum lease).

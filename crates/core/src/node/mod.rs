@@ -157,6 +157,9 @@ pub struct Node {
     /// ([`Node::persisted`]); what a leader counts for itself toward a commit
     /// with `parallel_persist`. Lowered when the log is rewritten below it.
     pub(crate) durable_index: LogIndex,
+    /// The newest term the driver reported durable (with a [`DurableMark`]):
+    /// a follower whose current term is durable answers heartbeats at once.
+    pub(crate) durable_term: Term,
     /// Rewrites of the log below its end so far (see [`DurableMark`]).
     pub(crate) log_rewrites: u64,
     /// State of the `fast` election mode (idle in other modes).
@@ -234,6 +237,7 @@ impl Node {
             persisted_hard_state: hard_state,
             persisted_last_index: log_last_index,
             durable_index: log_last_index,
+            durable_term: hard_state.term,
             log_rewrites: 0,
             fast: Default::default(),
             serving: false,
@@ -301,6 +305,8 @@ impl Node {
     /// batch of the rewrite brings its own. Without `parallel_persist` it is
     /// optional.
     pub fn persisted(&mut self, mark: DurableMark) -> Output {
+        debug_assert!(mark.hard_state_term <= self.term, "a reported term was handed out");
+        self.durable_term = self.durable_term.max(mark.hard_state_term);
         if mark.rewrites == self.log_rewrites && mark.index > self.durable_index && mark.index <= self.log.last_index()
         {
             debug_assert!(self.log.term_at(mark.index).is_none_or(|term| term == mark.term));
@@ -576,6 +582,15 @@ impl Node {
         }
     }
 
+    /// Queues a message that needs no persist (`Output::early_messages`): the
+    /// caller has checked why it may leave at once.
+    pub(crate) fn send_early(&mut self, to: NodeId, body: Body) {
+        debug_assert_ne!(to, self.config.id, "a node never messages itself");
+        debug_assert!(self.config.parallel_persist, "early messages exist only with parallel persist");
+        let message = Message { cluster_id: self.config.cluster_id, from: self.config.id, to, term: self.term, body };
+        self.out.early_messages.push(message);
+    }
+
     /// Whether `body` may leave before the persists in flight complete
     /// (docs/decisions/0068-parallel-leader-persist.md): a leader's replication
     /// traffic, once an entry of its own term is durable. That entry was
@@ -652,8 +667,6 @@ impl Node {
         let written = log_write.as_ref().and_then(|(_, entries)| entries.last()).map(|entry| (entry.index, entry.term));
         let snapshot_end =
             out.snapshot.as_ref().map(|snapshot| (snapshot.meta.last_included_index, snapshot.meta.last_included_term));
-        out.durable_mark =
-            written.or(snapshot_end).map(|(index, term)| DurableMark { index, term, rewrites: self.log_rewrites });
         self.persisted_last_index = self.log.last_index();
         // With `parallel_persist`, a commit advance alone costs no write: the
         // next term, vote or log change carries it (the commit index is
@@ -672,6 +685,19 @@ impl Node {
             out.hard_state = Some(hard_state);
             self.persisted_hard_state = hard_state;
         }
+        // With `parallel_persist` a batch that writes only a hard state is
+        // marked too, at the log's end (every entry before it was handed out
+        // earlier): its report tells the node its term is durable
+        // (`durable_term`), which lets a follower answer heartbeats at once.
+        let log_end = (self.log.last_index(), self.log.last_term());
+        let hard_state_only = out.hard_state.is_some() && self.config.parallel_persist;
+        let marked = written.or(snapshot_end).or(hard_state_only.then_some(log_end));
+        out.durable_mark = marked.map(|(index, term)| DurableMark {
+            index,
+            term,
+            rewrites: self.log_rewrites,
+            hard_state_term: self.persisted_hard_state.term,
+        });
         if let Some((first_index, entries)) = log_write {
             out.log_write = Some(crate::output::LogWrite { first_index, entries });
         }

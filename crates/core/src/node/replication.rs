@@ -222,7 +222,12 @@ impl Node {
         if !prev_matches {
             let hint_index = self.rejection_hint(prev_log_index, prev_log_term);
             let outcome = AppendOutcome::Rejected { prev_log_index, hint_index };
-            self.send(from, Body::AppendResponse { outcome, read_round });
+            if heartbeat && self.answers_heartbeats_early() {
+                // A rejection claims nothing stored: it needs no persist.
+                self.send_early(from, Body::AppendResponse { outcome, read_round });
+            } else {
+                self.send(from, Body::AppendResponse { outcome, read_round });
+            }
             return;
         }
         let last_new_index = prev_log_index + entries.len() as LogIndex;
@@ -235,8 +240,28 @@ impl Node {
         if commit_to > committed {
             self.log.commit_to(commit_to);
         }
+        if heartbeat && self.answers_heartbeats_early() {
+            // Answered at once, claiming only what is already on disk, so that a
+            // slow sync (or a snapshot being installed) does not silence this
+            // follower to its leader's CheckQuorum and read rounds. The full
+            // answer follows the persist if it claims more.
+            let durable_match = last_new_index.min(self.durable_index);
+            let outcome = AppendOutcome::Accepted { match_index: durable_match };
+            self.send_early(from, Body::AppendResponse { outcome, read_round });
+            if durable_match == last_new_index {
+                return;
+            }
+        }
         let outcome = AppendOutcome::Accepted { match_index: last_new_index };
         self.send(from, Body::AppendResponse { outcome, read_round });
+    }
+
+    /// Whether a follower answers heartbeats before its persists in flight
+    /// complete (docs/decisions/0092): with `parallel_persist`, once its
+    /// current term is durable, so that no crash can make it forget the term
+    /// of its answer. Its durable prefix is known from the same reports.
+    fn answers_heartbeats_early(&self) -> bool {
+        self.config.parallel_persist && self.durable_term == self.term
     }
 
     /// The highest index that may still match after a failed consistency check:

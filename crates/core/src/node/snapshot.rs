@@ -321,6 +321,10 @@ impl Node {
     fn install_snapshot(&mut self, snapshot: Snapshot) {
         assert!(snapshot.meta.last_included_index > self.log.committed(), "only newer snapshots are installed");
         assert!(snapshot.meta.last_included_term <= self.term, "a snapshot's term is at most the leader's");
+        // Of the durable prefix, only the committed part is surely the leader's
+        // (an uncommitted durable suffix may be replaced by the snapshot): it
+        // is all this node may still claim until the snapshot is durable.
+        self.durable_index = self.durable_index.min(self.log.committed());
         self.log.install(snapshot.meta.clone());
         // Staged bytes are the driver's: this node keeps none to send, and a
         // follower that later needs them from it gets a snapshot made on

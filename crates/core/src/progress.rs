@@ -47,19 +47,26 @@ pub struct Progress {
     pub state: ProgressState,
     /// Heard from since the last CheckQuorum round.
     pub recent_active: bool,
+    /// When the leader last heard this follower answer (an append or snapshot
+    /// response of its term); a new leader counts every follower heard at its
+    /// election. The vote exchange's leader steps down the moment fewer than a
+    /// majority were heard within an election timeout (`Node::quorum_contact_lost`).
+    pub heard_at_ms: u64,
     /// `match_index` at the previous heartbeat: unchanged while entries are
     /// outstanding means something was lost and must be sent again.
     pub match_at_last_heartbeat: LogIndex,
 }
 
 impl Progress {
-    /// A fresh follower as seen by a new leader whose last index is `last_index`.
-    pub fn new(last_index: LogIndex) -> Progress {
+    /// A fresh follower as seen by a new leader whose last index is `last_index`,
+    /// at `now_ms`.
+    pub fn new(last_index: LogIndex, now_ms: u64) -> Progress {
         Progress {
             match_index: 0,
             next_index: last_index + 1,
             state: ProgressState::Probe { in_flight: false },
             recent_active: false,
+            heard_at_ms: now_ms,
             match_at_last_heartbeat: 0,
         }
     }
@@ -133,7 +140,7 @@ mod tests {
 
     #[test]
     fn a_probe_waits_for_its_answer_then_streams() {
-        let mut progress = Progress::new(10);
+        let mut progress = Progress::new(10, 0);
         assert!(progress.can_send());
         progress.on_sent(10);
         assert!(!progress.can_send(), "one probe at a time");
@@ -146,7 +153,7 @@ mod tests {
 
     #[test]
     fn a_rejection_moves_next_back_but_never_below_match() {
-        let mut progress = Progress::new(10);
+        let mut progress = Progress::new(10, 0);
         assert!(progress.on_accepted(4));
         progress.on_sent(10);
         assert!(progress.on_rejected(10, 2));

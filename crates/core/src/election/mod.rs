@@ -133,10 +133,11 @@ impl Node {
 
     /// The node accepted an `AppendEntries` or `InstallSnapshot` from its leader
     /// of the current term; `heartbeat` says whether it was a heartbeat (an
-    /// `AppendEntries` without entries), the only kind that clears missed counts.
-    pub(crate) fn on_heard_from_leader(&mut self, heartbeat: bool) {
+    /// `AppendEntries` without entries), the only kind that clears missed counts;
+    /// `previous_contact_ms` when it last heard from that leader before.
+    pub(crate) fn on_heard_from_leader(&mut self, heartbeat: bool, previous_contact_ms: Option<u64>) {
         if self.config.election_mode.exchanges_votes() {
-            fast::on_heard_from_leader(self, heartbeat)
+            fast::on_heard_from_leader(self, heartbeat, previous_contact_ms)
         }
     }
 

@@ -64,6 +64,10 @@ impl Node {
                     }
                 }
                 progress.recent_active.hash(hasher);
+                if self.config.election_mode.exchanges_votes() {
+                    // Only read as `now >= heard + election timeout`.
+                    clock.time(clock.not_before(progress.heard_at_ms, lease_ms), hasher);
+                }
                 progress.match_at_last_heartbeat.hash(hasher);
             }
         }
@@ -176,6 +180,7 @@ fn hash_fast_state<H: Hasher>(fast: &FastState, clock: &RelativeClock, expiry_ms
     fast.corrections.hash(hasher);
     fast.started_empty.hash(hasher);
     fast.leader_view.hash(hasher);
+    fast.resumed_after_silence.hash(hasher);
     match fast.returned_to {
         None => 0u8.hash(hasher),
         Some((leader, term, until_ms)) => {
@@ -196,6 +201,9 @@ fn hash_round<H: Hasher>(round: &Round, clock: &RelativeClock, hasher: &mut H) {
     round.lost_leader.hash(hasher);
     round.early_grants.hash(hasher);
     round.shunned.hash(hasher);
+    round.withdrawn.hash(hasher);
+    // Only compared as `now < until`: every past value behaves alike.
+    round.awaiting_leader_until_ms.map(|until_ms| clock.offset_not_after(until_ms)).hash(hasher);
 }
 
 #[cfg(test)]

@@ -264,6 +264,9 @@ impl Node {
             if self.now_ms >= self.quorum_check_deadline_ms {
                 self.check_quorum();
             }
+            if self.role == Role::Leader {
+                self.check_quorum_contact();
+            }
             if self.role == Role::Leader && self.now_ms >= self.heartbeat_deadline_ms {
                 self.broadcast_heartbeat();
             }
@@ -482,7 +485,8 @@ impl Node {
             Role::Leader => self
                 .heartbeat_deadline_ms
                 .min(self.quorum_check_deadline_ms)
-                .min(self.terms.leader_elect_deadline_ms.unwrap_or(u64::MAX)),
+                .min(self.terms.leader_elect_deadline_ms.unwrap_or(u64::MAX))
+                .min(self.quorum_contact_deadline_ms().unwrap_or(u64::MAX)),
             _ => self.election_deadline_ms(),
         }
     }

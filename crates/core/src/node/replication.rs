@@ -212,12 +212,13 @@ impl Node {
             return;
         }
 
+        let previous_contact_ms = self.last_leader_contact_ms.filter(|_| self.leader == Some(from));
         if self.role != Role::Follower || self.leader != Some(from) {
             self.become_follower(self.term, Some(from));
         }
         self.last_leader_contact_ms = Some(self.now_ms);
         self.reset_election_timer();
-        self.on_heard_from_leader(heartbeat);
+        self.on_heard_from_leader(heartbeat, previous_contact_ms);
 
         if !prev_matches {
             let hint_index = self.rejection_hint(prev_log_index, prev_log_term);
@@ -299,7 +300,9 @@ impl Node {
         }
         // Any answer of this term, accepted or not, confirms the leadership.
         self.on_read_round_echo(from, read_round);
+        let now_ms = self.now_ms;
         let progress = self.progress.get_mut(&from).expect("members are screened");
+        progress.heard_at_ms = now_ms;
         match outcome {
             AppendOutcome::Accepted { match_index } => {
                 if progress.on_accepted(match_index) {

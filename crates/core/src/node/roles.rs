@@ -34,8 +34,8 @@ impl Node {
     pub(crate) fn become_leader(&mut self) {
         assert_eq!(self.role, Role::Candidate, "only a candidate becomes leader");
         assert_eq!(self.voted_for, Some(self.config.id), "a candidate votes for itself");
-        let last_index = self.log.last_index();
-        self.progress = self.peers().into_iter().map(|peer| (peer, Progress::new(last_index))).collect();
+        let (last_index, now_ms) = (self.log.last_index(), self.now_ms);
+        self.progress = self.peers().into_iter().map(|peer| (peer, Progress::new(last_index, now_ms))).collect();
         // Whom the election heard from: the first liveness view (docs/design/vote-exchange.md).
         let answered: Vec<NodeId> = self.votes.answered().filter(|voter| *voter != self.config.id).collect();
         self.votes = VoteTally::default();
@@ -74,6 +74,37 @@ impl Node {
             progress.recent_active = false;
         }
         if active < self.config.quorum() {
+            self.emit(Event::QuorumLost { term: self.term });
+            self.become_follower(self.term, None);
+        }
+    }
+
+    /// The vote exchange's CheckQuorum: when this leader will have heard fewer
+    /// than a majority (itself included) within the last election timeout, the
+    /// moment its followers' counted misses declare it down (one election
+    /// timeout after its last heartbeat reached them). Raft's CheckQuorum looks
+    /// once per election timeout, so an isolated leader lingers up to twice
+    /// that; the vote exchange elects within about one, and a leader still
+    /// serving when a cut heals would be deposed beside a working majority
+    /// (docs/decisions/0087). `None` in `raft`/`gapless`, without CheckQuorum,
+    /// or when not leading.
+    pub(crate) fn quorum_contact_deadline_ms(&self) -> Option<u64> {
+        if self.role != Role::Leader || !self.config.check_quorum || !self.config.election_mode.exchanges_votes() {
+            return None;
+        }
+        let needed = self.config.quorum() - 1;
+        if needed == 0 {
+            return None; // A single voter is its own majority.
+        }
+        let mut heard: Vec<u64> = self.progress.values().map(|progress| progress.heard_at_ms).collect();
+        heard.sort_unstable_by(|a, b| b.cmp(a));
+        Some(heard[needed - 1] + self.config.election_timeout_ms())
+    }
+
+    /// Steps down if a majority has not been heard within an election timeout
+    /// (`quorum_contact_deadline_ms`).
+    pub(crate) fn check_quorum_contact(&mut self) {
+        if self.quorum_contact_deadline_ms().is_some_and(|deadline| self.now_ms >= deadline) {
             self.emit(Event::QuorumLost { term: self.term });
             self.become_follower(self.term, None);
         }

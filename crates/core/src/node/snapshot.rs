@@ -181,12 +181,14 @@ impl Node {
             return; // An answer to a term this node no longer leads.
         }
         let total_bytes = self.outgoing_snapshots.get(&from).map(|snapshot| snapshot.data.len() as u64);
+        let now_ms = self.now_ms;
         let progress = self.progress.get_mut(&from).expect("members are screened");
         if installed {
             if last_included_index > self.log.last_index() {
                 self.dropped.record(DropReason::ImpossibleFields);
                 return;
             }
+            progress.heard_at_ms = now_ms;
             // The follower holds the snapshot: its log matches up to its last index.
             if progress.on_accepted(last_included_index) {
                 self.maybe_commit();
@@ -198,10 +200,12 @@ impl Node {
             progress.state
         else {
             progress.recent_active = true;
+            progress.heard_at_ms = now_ms;
             return; // A late answer about a transfer that is over.
         };
         if sending != last_included_index {
             progress.recent_active = true;
+            progress.heard_at_ms = now_ms;
             return; // About another snapshot than the one being sent.
         }
         if total_bytes.is_none_or(|total| received_bytes > total) {
@@ -209,6 +213,7 @@ impl Node {
             return;
         }
         progress.recent_active = true;
+        progress.heard_at_ms = now_ms;
         if received_bytes == offset {
             // No news (a duplicate, or the answer to a chunk after a lost one):
             // sending on it would let duplicates multiply the chunks in flight.
@@ -255,12 +260,13 @@ impl Node {
             self.send(from, Body::SnapshotResponse { last_included_index, received_bytes, installed: true });
             return;
         }
+        let previous_contact_ms = self.last_leader_contact_ms.filter(|_| self.leader == Some(from));
         if self.role != Role::Follower || self.leader != Some(from) {
             self.become_follower(self.term, Some(from));
         }
         self.last_leader_contact_ms = Some(self.now_ms);
         self.reset_election_timer();
-        self.on_heard_from_leader(false);
+        self.on_heard_from_leader(false, previous_contact_ms);
 
         let last_included_index = chunk.meta.last_included_index;
         let term = self.term;

@@ -146,9 +146,9 @@ pub(super) fn answer_stale_leader(node: &mut Node, message: Message) -> Option<M
 /// its rejections of appends at or below the old match index look stale and it
 /// never catches up.
 fn forget_progress(node: &mut Node, peer: NodeId) {
-    let last_index = node.log.last_index();
+    let (last_index, now_ms) = (node.log.last_index(), node.now_ms);
     if let Some(progress) = node.progress.get_mut(&peer) {
-        *progress = Progress { recent_active: true, ..Progress::new(last_index) };
+        *progress = Progress { recent_active: true, ..Progress::new(last_index, now_ms) };
     }
 }
 

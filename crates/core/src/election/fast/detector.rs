@@ -19,7 +19,10 @@ pub(super) fn restart_watch(node: &mut Node) {
 /// whatever else it sends, so the count, and the moment a crashed leader is
 /// suspected, does not depend on client load. Any contact still retracts an
 /// SDOWN: it proves the link works.
-pub(super) fn on_heard_from_leader(node: &mut Node, heartbeat: bool) {
+pub(super) fn on_heard_from_leader(node: &mut Node, heartbeat: bool, previous_contact_ms: Option<u64>) {
+    if previous_contact_ms.is_some_and(|at_ms| node.now_ms >= at_ms + silence_ms(node)) {
+        node.fast.resumed_after_silence = true;
+    }
     if heartbeat || node.fast.subjectively_down {
         restart_watch(node);
     }
@@ -43,6 +46,7 @@ pub(super) fn on_tick(node: &mut Node) {
         // Count every whole heartbeat timeout that passed without the leader.
         let windows = (node.now_ms - node.fast.miss_deadline_ms) / timeout_ms + 1;
         node.fast.misses = node.fast.misses.saturating_add(windows.min(u64::from(u32::MAX)) as u32);
+        node.fast.resumed_after_silence = false;
         node.fast.miss_deadline_ms += windows * timeout_ms;
         if node.fast.misses >= node.config.miss_limit && !node.fast.subjectively_down {
             declare_subjectively_down(node, Detector::Misses);
@@ -169,6 +173,25 @@ fn is_stale_verdict(node: &Node, leader: Option<NodeId>, leader_term: Term) -> b
     })
 }
 
+/// Whether this follower's link to `leader` of `leader_term` (its own) came
+/// back: a contact ended a long silence (`silence_ms`) and no miss was counted
+/// since. A verdict after a crash whose process evidence came at once
+/// (docs/decisions/0050) finds no silence, and is joined.
+fn hears_leader_again(node: &Node, leader: Option<NodeId>, leader_term: Term) -> bool {
+    node.role == Role::Follower
+        && leader.is_some()
+        && node.leader == leader
+        && node.term == leader_term
+        && !node.fast.subjectively_down
+        && node.fast.resumed_after_silence
+}
+
+/// A silence long enough that a peer may hold the leader down: two heartbeat
+/// timeouts short of the election timeout (at least one heartbeat timeout).
+pub(super) fn silence_ms(node: &Node) -> u64 {
+    node.config.heartbeat_timeout_ms * u64::from(node.config.miss_limit.max(3) - 2)
+}
+
 /// Reports expire one election timeout after they arrive.
 pub(super) fn heard_recently(node: &Node, at_ms: u64) -> bool {
     still_fresh(at_ms, node.now_ms, node.config.election_timeout_ms())
@@ -219,6 +242,16 @@ fn best_reported_version(node: &Node) -> Option<VoteChoice> {
 /// if this node's own link is fine (a majority has lost that leader).
 pub(super) fn on_objective_down(node: &mut Node, leader: Option<NodeId>, leader_term: Term) {
     if is_stale_verdict(node, leader, leader_term) {
+        return;
+    }
+    if hears_leader_again(node, leader, leader_term) {
+        // This node's link to that leader came back within the last heartbeat
+        // timeout, after a silence as long as the one the verdict is about:
+        // the verdict predates it. It stays out, as a Raft voter that heard its
+        // leader refuses a campaign; the round's votes get its answer
+        // (`Following`), and the voters ask that leader (docs/decisions/0087).
+        // A leader that lost the majority still retires by CheckQuorum, and
+        // the majority that lost it elects without this node.
         return;
     }
     match node.role {

@@ -60,6 +60,14 @@ pub(crate) struct Round {
     /// Votes taken from reports and given up on: their candidates did not
     /// confirm them within the quiet window.
     pub shunned: BTreeSet<VoteChoice>,
+    /// Peers that voted in this round, then reported that they hear the leader
+    /// of this node's term again: their votes count for nothing until they vote
+    /// again (docs/decisions/0087).
+    pub withdrawn: BTreeSet<NodeId>,
+    /// An append of the lost leader arrived and its answer to this node's vote
+    /// had not: this node binds nothing before then (one heartbeat timeout
+    /// later), once per round (docs/decisions/0087).
+    pub awaiting_leader_until_ms: Option<u64>,
 }
 
 /// State of the `fast` mode; idle in other modes.
@@ -107,6 +115,10 @@ pub(crate) struct FastState {
     /// others count for nothing, as they may predate the quorum hearing it
     /// (`detector::is_stale_verdict`). Its own misses still count.
     pub returned_to: Option<(NodeId, Term, u64)>,
+    /// The latest contact with the leader ended a silence long enough for
+    /// peers to hold it down (`detector::silence_ms`), and no miss has been
+    /// counted since (docs/decisions/0087).
+    pub resumed_after_silence: bool,
 }
 
 /// Whether this node has no working leader: none known, or its own link to it
@@ -145,7 +157,13 @@ pub(super) fn deadline(node: &Node) -> u64 {
     let mut deadline = match node.role {
         Role::Looking => {
             let round = fast.round.as_ref().expect("a looking node has a round");
-            round.finalize_at_ms.unwrap_or(u64::MAX).min(round.resend_at_ms).min(round.give_up_at_ms)
+            let awaiting = round.awaiting_leader_until_ms.filter(|until_ms| *until_ms > node.now_ms);
+            round
+                .finalize_at_ms
+                .unwrap_or(u64::MAX)
+                .min(round.resend_at_ms)
+                .min(round.give_up_at_ms)
+                .min(awaiting.unwrap_or(u64::MAX))
         }
         Role::Candidate => fast.candidate_deadline_ms.unwrap_or(u64::MAX),
         _ => {
@@ -190,7 +208,7 @@ pub(super) fn route(node: &mut Node, message: Message) -> Option<Message> {
             Body::AppendEntries { .. } | Body::InstallSnapshot { .. }
                 if node.role == Role::Looking && message.term == node.term =>
             {
-                round::on_append_while_looking(node, message.from)
+                round::on_leader_append_while_looking(node, message.from)
             }
             _ => return Some(message),
         }
@@ -230,8 +248,8 @@ fn adopt_newer_term(node: &mut Node, message: &Message) {
 }
 
 /// The node heard from its leader (an `AppendEntries` of the current term).
-pub(super) fn on_heard_from_leader(node: &mut Node, heartbeat: bool) {
-    detector::on_heard_from_leader(node, heartbeat);
+pub(super) fn on_heard_from_leader(node: &mut Node, heartbeat: bool, previous_contact_ms: Option<u64>) {
+    detector::on_heard_from_leader(node, heartbeat, previous_contact_ms);
     node.fast.grant_resend_at_ms = None;
     // A leader is heard: from now on its loss is detected as any other's.
     node.fast.cold_start_wait_until_ms = None;

@@ -42,6 +42,8 @@ pub(super) fn start_with_hint(node: &mut Node, ballot: Term, lost_leader: Option
         give_up_at_ms: node.now_ms + 2 * node.config.election_timeout_ms(),
         lost_leader,
         early_grants: BTreeSet::new(),
+        withdrawn: BTreeSet::new(),
+        awaiting_leader_until_ms: None,
     });
     node.emit(Event::ElectionStarted { term: ballot, pre_vote: false });
     broadcast_vote(node);
@@ -49,11 +51,45 @@ pub(super) fn start_with_hint(node: &mut Node, ballot: Term, lost_leader: Option
 }
 
 fn broadcast_vote(node: &mut Node) {
-    let round = node.fast.round.as_ref().expect("looking");
-    let body = Body::Vote { ballot: round.ballot, vote: round.vote, state: PeerState::Looking };
+    if let Some(leader) = hears_leader(node) {
+        // This node hears the leader it lost: it withholds its vote. It tells
+        // the others whom it hears, and asks that leader again, whose next
+        // answer renews the proof or, if it stepped down, voids it.
+        for peer in node.peers() {
+            if peer != leader {
+                let body = vote_body(node);
+                node.send(peer, body);
+            }
+        }
+        on_append_while_looking(node, leader);
+        return;
+    }
+    let body = vote_body(node);
     for peer in node.peers() {
         node.send(peer, body.clone());
     }
+}
+
+/// What this looking node tells a peer: its vote, or, while it hears the
+/// leader of its own term (`hears_leader`), that it follows that leader; a
+/// vote would count toward a round against a leader that works.
+fn vote_body(node: &Node) -> Body {
+    if let Some(leader) = hears_leader(node) {
+        return Body::Vote { ballot: node.term, vote: own_vote(node), state: PeerState::Following { leader } };
+    }
+    let round = node.fast.round.as_ref().expect("looking");
+    Body::Vote { ballot: round.ballot, vote: round.vote, state: PeerState::Looking }
+}
+
+/// The leader of this node's own term, if it answered this node during the
+/// round (`hear_leader_again`): proof that it leads and that the link to it
+/// works both ways. Such a node withholds its vote — it neither counts its own
+/// nor lets its votes reach others — like a Raft voter that heard its leader
+/// within an election timeout refuses votes
+/// (docs/decisions/0087-an-isolated-leader-retires-when-its-followers-hold-it-down.md).
+fn hears_leader(node: &Node) -> Option<NodeId> {
+    let own = node.fast.established.get(&node.config.id)?;
+    (own.1 == node.term).then_some(own.0)
 }
 
 pub(super) fn on_tick(node: &mut Node) {
@@ -70,6 +106,14 @@ pub(super) fn on_tick(node: &mut Node) {
         start(node, ballot + 1, lost_leader);
         return;
     }
+    if round.awaiting_leader_until_ms.is_some_and(|until_ms| now_ms >= until_ms) && round.finalize_at_ms.is_none() {
+        // The lost leader did not answer in time: its append was stale.
+        evaluate(node);
+        if node.role != Role::Looking {
+            return;
+        }
+    }
+    let round = node.fast.round.as_mut().expect("looking");
     if now_ms >= round.resend_at_ms {
         round.resend_at_ms = now_ms + node.config.heartbeat_timeout_ms;
         broadcast_vote(node);
@@ -85,6 +129,17 @@ pub(super) fn on_vote(
     vote: VoteChoice,
     state: PeerState,
 ) {
+    if node.role == Role::Leader && sender_term == node.term {
+        // A looking node of this leader's term asks whether it leads (after one
+        // of its appends): it is heard, and will hear the answer. Counted for
+        // the vote exchange's CheckQuorum, or a leader a quorum returns to
+        // would step down before their next acknowledgements
+        // (`Node::quorum_contact_deadline_ms`).
+        let now_ms = node.now_ms;
+        if let Some(progress) = node.progress.get_mut(&from) {
+            progress.heard_at_ms = now_ms;
+        }
+    }
     if node.role == Role::Follower && node.leader == Some(from) && state == PeerState::Looking {
         // Our own leader is looking: it no longer leads.
         node.become_follower(node.term, None);
@@ -108,10 +163,17 @@ pub(super) fn on_vote(
     }
     if ballot < round_ballot {
         // A latecomer: tell it where the round is.
-        let round = node.fast.round.as_ref().expect("looking");
-        let body = Body::Vote { ballot: round.ballot, vote: round.vote, state: PeerState::Looking };
+        let body = vote_body(node);
         node.send(from, body);
         return;
+    }
+    if hears_leader(node) == Some(from) && sender_term >= node.term {
+        // The leader this node heard again is looking itself: it stepped down.
+        // The proof is void, for this node and for the peers that reported it.
+        let named = (from, node.term);
+        node.fast.established.retain(|_, leader| *leader != named);
+        node.fast.round.as_mut().expect("looking").withdrawn.clear();
+        broadcast_vote(node);
     }
     if ballot > round_ballot {
         let lost_leader = node.fast.round.as_ref().and_then(|round| round.lost_leader);
@@ -124,6 +186,8 @@ pub(super) fn on_vote(
     // with that leader instead). Ours goes back to it once, below, rather than
     // at the next resend a heartbeat timeout later.
     let previous = round.received.insert(from, vote);
+    // A vote again, from a peer that had withdrawn its vote: it counts again.
+    round.withdrawn.remove(&from);
     let first_from_sender = previous.is_none();
     if previous == Some(round.vote) && vote < round.vote && !confirmed(round, &round.vote) {
         // The sender backed this node's vote, a hint not yet confirmed, and now
@@ -149,7 +213,7 @@ pub(super) fn on_vote(
         node.emit(Event::VoteChanged { ballot, candidate: vote.candidate });
         broadcast_vote(node);
     } else if first_from_sender {
-        let body = Body::Vote { ballot: round.ballot, vote: round.vote, state: PeerState::Looking };
+        let body = vote_body(node);
         node.send(from, body);
     }
     evaluate(node);
@@ -163,6 +227,12 @@ fn on_established(node: &mut Node, from: NodeId, leader: NodeId, term: Term) {
         return;
     }
     node.fast.established.insert(from, (leader, term));
+    let round = node.fast.round.as_mut().expect("looking");
+    if from != leader && term == node.term && round.received.contains_key(&from) {
+        // A peer that voted in this round hears the leader again: its vote is
+        // withdrawn (`hears_leader`).
+        round.withdrawn.insert(from);
+    }
     if from == leader && term == node.term {
         hear_leader_again(node, leader);
     } else if term == node.term && !node.fast.established.contains_key(&node.config.id) {
@@ -183,6 +253,9 @@ fn on_established(node: &mut Node, from: NodeId, leader: NodeId, term: Term) {
         let until_ms = node.now_ms + node.config.election_timeout_ms();
         node.fast.returned_to = Some((leader, term, until_ms));
         node.emit(Event::RoundAbandoned { leader, term });
+    } else {
+        // A withdrawn vote may leave no quorum agreeing.
+        evaluate(node);
     }
 }
 
@@ -200,6 +273,9 @@ fn hear_leader_again(node: &mut Node, leader: NodeId) {
     if node.fast.established.insert(own_id, (leader, term)) == Some((leader, term)) {
         return; // Already told the others in this round.
     }
+    // This node withholds its vote from now on (`hears_leader`).
+    let round = node.fast.round.as_mut().expect("looking");
+    round.finalize_at_ms = None;
     let body = Body::Vote { ballot: term, vote: own_vote(node), state: PeerState::Following { leader } };
     for peer in node.peers() {
         if peer != leader {
@@ -213,6 +289,28 @@ fn hear_leader_again(node: &mut Node, leader: NodeId) {
 /// that leader, whose answer (`PeerState::Leading`) proves which; the append
 /// itself is not taken (docs/decisions/0080). One vote per append: the
 /// leader's appends pace it, and no state is kept for it.
+/// An append of the leader of this node's own term arrived while looking: as
+/// `on_append_while_looking`, and this node binds nothing until that leader's
+/// answer (which makes it withhold its vote, `hears_leader`) or its next
+/// resend, a heartbeat timeout at most, whichever comes first. The append may
+/// be stale (in flight since before that leader was lost), so it proves
+/// nothing to others and holds this node only that long; but a round bound
+/// while the answer is on its way would depose a leader this node hears
+/// (docs/decisions/0087).
+pub(super) fn on_leader_append_while_looking(node: &mut Node, leader: NodeId) {
+    let until_ms = node.now_ms + node.config.heartbeat_timeout_ms;
+    // Only after a silence: appends in flight when a crash was found at once
+    // (its process gone) are expected, and say nothing of a link coming back.
+    let silent_ms = detector::silence_ms(node);
+    let after_silence = node.last_leader_contact_ms.is_none_or(|at_ms| node.now_ms >= at_ms + silent_ms);
+    let round = node.fast.round.as_mut().expect("looking");
+    if after_silence && round.awaiting_leader_until_ms.is_none() {
+        round.awaiting_leader_until_ms = Some(until_ms);
+        round.finalize_at_ms = None;
+    }
+    on_append_while_looking(node, leader);
+}
+
 pub(super) fn on_append_while_looking(node: &mut Node, leader: NodeId) {
     let round = node.fast.round.as_ref().expect("looking");
     let body = Body::Vote { ballot: round.ballot, vote: round.vote, state: PeerState::Looking };
@@ -262,8 +360,16 @@ fn evaluate(node: &mut Node) {
     let now_ms = node.now_ms;
     let finalize_wait_ms = node.config.finalize_wait_ms;
     let election_timeout_ms = node.config.election_timeout_ms();
+    let withholding = hears_leader(node).is_some();
     let round = node.fast.round.as_mut().expect("looking");
-    let agreeing = round.received.values().filter(|vote| **vote == round.vote).count();
+    let awaiting = round.awaiting_leader_until_ms.is_some_and(|until_ms| now_ms < until_ms);
+    if withholding || awaiting {
+        // This node hears the leader it lost: it binds no vote against it.
+        round.finalize_at_ms = None;
+        return;
+    }
+    let agreeing =
+        round.received.iter().filter(|(id, vote)| **vote == round.vote && !round.withdrawn.contains(id)).count();
     if agreeing < quorum {
         round.finalize_at_ms = None;
         return;

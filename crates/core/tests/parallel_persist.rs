@@ -191,3 +191,26 @@ fn a_heartbeat_rejected_by_a_follower_is_answered_at_once() {
         "{output:?}"
     );
 }
+
+#[test]
+fn a_heartbeat_answer_waits_when_its_input_writes_the_commit_of_a_leader_term() {
+    let mut config = config(2, &VOTERS);
+    config.parallel_persist = true;
+    config.election_mode = conclave_core::ElectionMode::Gapless;
+    let become_leader = conclave_core::Entry {
+        term: 2,
+        index: 3,
+        payload: conclave_core::Payload::BecomeLeader { leader_term: 1, leader: 1 },
+    };
+    let mut entries = log_with_terms(&[1, 1]);
+    entries.push(become_leader);
+    let restored = conclave_core::RestoredState { hard_state: hard_state(2, None, 2), entries, snapshot: None };
+    let mut node = node_from(config, restored, 1);
+    // The heartbeat commits the `BecomeLeader`: that commit is written (the
+    // committed leader term a node knows never falls), and the answer waits
+    // for the write, as the commit is acted on only once durable.
+    let output = node.step(msg(1, 2, 2, heartbeat(3, 2, 3)));
+    assert!(output.hard_state.is_some_and(|hard| hard.commit == 3), "{output:?}");
+    assert!(output.early_messages.is_empty(), "{output:?}");
+    assert_eq!(append_responses(&output.messages), vec![accepted(3)]);
+}

@@ -705,6 +705,13 @@ impl Node {
         if let Some((first_index, entries)) = log_write {
             out.log_write = Some(crate::output::LogWrite { first_index, entries });
         }
+        if self.role != Role::Leader && out.needs_persist() && !out.early_messages.is_empty() {
+            // A follower's early answers (docs/decisions/0092) never ride with a
+            // write: a batch that writes (say, the commit of a `BecomeLeader`)
+            // is acted on only once durable, and its answers wait with it.
+            let early = std::mem::take(&mut out.early_messages);
+            out.messages.splice(0..0, early);
+        }
         out.committed_entries = committed;
         if self.config.election_mode.has_leader_terms() {
             self.on_entries_committed(&out.committed_entries);

@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn a_claim_below_the_snapshot_being_sent_keeps_the_transfer() {
-        let mut progress = Progress::new(100);
+        let mut progress = Progress::new(100, 0);
         let sending =
             ProgressState::Snapshot { last_included_index: 90, offset: 0, in_flight: 1, offset_at_heartbeat: 0 };
         progress.state = sending;

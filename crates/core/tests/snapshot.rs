@@ -688,3 +688,37 @@ fn the_compaction_floor_holds_the_log_for_a_follower_being_sent_a_snapshot_and_t
     assert_eq!(cluster.node(3).log().committed(), last, "node 3 caught up");
     assert_eq!(cluster.node(1).compaction_floor(), Some(last));
 }
+
+/// A 3.2 GB catch-up on a real cluster needed a second snapshot: right after
+/// the first was installed the follower streamed the rest of the log, a
+/// CheckQuorum round cleared its recent-activity flag, and a compaction in
+/// the gap before its next answer cut the log it was reading.
+#[test]
+fn the_compaction_floor_holds_for_a_follower_heard_within_an_election_timeout_across_a_check_quorum_round() {
+    let mut cluster = cluster_with(ElectionMode::Raft, 16, 2);
+    cluster.isolated.insert(3);
+    for command in 0..10 {
+        cluster.propose(1, format!("c{command}").as_bytes());
+    }
+    cluster.deliver_all();
+    let behind = cluster.node(3).log().last_index();
+    assert!(behind < cluster.node(1).log().last_index(), "node 3 is behind");
+    cluster.isolated.clear();
+    // Node 3 answers one heartbeat and is heard; nothing else is delivered
+    // for an election timeout, across the leader's next CheckQuorum round.
+    let heard_at = cluster.now_ms + HEARTBEAT_MS;
+    cluster.tick_all(heard_at);
+    while let Some(message) = cluster.queue.pop_front() {
+        let carries_entries = matches!(&message.body, Body::AppendEntries { entries, .. } if !entries.is_empty());
+        if (message.to == 3 || message.from == 3) && !carries_entries {
+            let _ = cluster.deliver(message);
+        }
+    }
+    let floor = cluster.node(1).compaction_floor();
+    assert!(floor.is_some_and(|floor| floor < cluster.node(1).log().last_index()), "node 3 holds the log: {floor:?}");
+    for now in heard_at..=heard_at + ELECTION_TIMEOUT_MS {
+        let _ = cluster.node_mut(1).tick(now);
+        cluster.queue.clear();
+        assert_eq!(cluster.node(1).compaction_floor(), floor, "at {now} ms");
+    }
+}

@@ -444,7 +444,7 @@ impl Node {
 
     /// On a leader, the last index up to which compacting costs no follower
     /// a snapshot: the lowest match index among followers that answered
-    /// recently, or the index of the snapshot being sent to one (which
+    /// within an election timeout, or the index of the snapshot being sent to one (which
     /// continues from the log after it once installed); followers that need
     /// compacted entries already do not count. `None` elsewhere, or if no
     /// follower needs anything. A driver that compacts no further than
@@ -460,7 +460,13 @@ impl Node {
             .filter(|(id, _)| **id != self.id())
             .filter_map(|(_, progress)| match progress.state {
                 ProgressState::Snapshot { last_included_index, .. } => Some(last_included_index),
-                _ if progress.recent_active => Some(progress.match_index),
+                // Heard within an election timeout, not `recent_active`: that flag
+                // is cleared at every CheckQuorum round until the next answer, and
+                // a compaction in that gap cost a follower catching up after its
+                // snapshot a second one.
+                _ if self.now_ms.saturating_sub(progress.heard_at_ms) <= self.config.election_timeout_ms() => {
+                    Some(progress.match_index)
+                }
                 _ => None,
             })
             // One that needs compacted entries gets a snapshot whatever happens.

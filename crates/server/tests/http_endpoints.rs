@@ -5,7 +5,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use conclave_server::Member;
@@ -26,9 +26,7 @@ fn with_http(config: &mut conclave_server::ServerConfig) {
     config.members[0].http_address = Some("127.0.0.1:0".parse().unwrap());
 }
 
-fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
+use support::ports::free_address;
 
 fn is_metric_name(name: &str) -> bool {
     let mut chars = name.chars();

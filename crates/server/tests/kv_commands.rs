@@ -104,8 +104,7 @@ fn the_http_endpoint_serves_the_status_as_json() {
 
 #[test]
 fn without_a_leader_a_request_waits_then_fails_with_tryagain() {
-    use std::net::TcpListener;
-    let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let free = support::ports::free_address;
     // Node 1 of three whose peers never start: no quorum, no leader.
     let node = TestNode::start(|config| {
         config.members = (1..=3)

@@ -5,16 +5,14 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use conclave_server::config::{Limits, Timing};
 use conclave_server::{Member, RunningServer, ServerConfig};
 use support::resp::{info_field, wait_until, Client, Reply};
 
-fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
+use support::ports::free_address;
 
 struct TestCluster {
     runtime: tokio::runtime::Runtime,

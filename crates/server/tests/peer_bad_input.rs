@@ -5,7 +5,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use conclave_server::peer::frame::{self, Handshake, HandshakeReply, HANDSHAKE_MAGIC};
@@ -15,19 +15,35 @@ use support::resp::Reply;
 
 const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 
-fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
+use support::ports::free_address;
 
-/// Node 1 of a three-node cluster 7 whose other members never start.
+/// Node 1 of a three-node cluster 7 whose other members never start. A
+/// multi-node config needs its ports before the node binds them, and a port
+/// found free and released can be taken meanwhile by another test's
+/// connection ("Address already in use", seen in CI): then new ports are
+/// picked, a bounded number of times.
 fn lonely_node() -> TestNode {
-    TestNode::start(|config| {
-        config.members = (1..=3)
-            .map(|id| Member { id, peer_address: free_address(), client_address: free_address(), http_address: None })
-            .collect();
-        config.limits.max_frame_bytes = MAX_FRAME_BYTES;
-        config.limits.max_command_bytes = 64 * 1024;
-    })
+    for _ in 0..5 {
+        let started = TestNode::try_start(|config| {
+            config.members = (1..=3)
+                .map(|id| Member {
+                    id,
+                    peer_address: free_address(),
+                    client_address: free_address(),
+                    http_address: None,
+                })
+                .collect();
+            config.limits.max_frame_bytes = MAX_FRAME_BYTES;
+            config.limits.max_command_bytes = 64 * 1024;
+        });
+        match started {
+            Ok(node) => return node,
+            Err(conclave_server::ServerError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(error) => panic!("the node starts: {error:?}"),
+        }
+    }
+    panic!("no free ports after 5 tries");
 }
 
 fn connect(node: &TestNode) -> TcpStream {

@@ -12,9 +12,7 @@ use conclave_server::peer::frame::{self, Handshake, HANDSHAKE_MAGIC};
 use conclave_server::Member;
 use support::node::TestNode;
 
-fn free_address(ip: IpAddr) -> SocketAddr {
-    TcpListener::bind(SocketAddr::new(ip, 0)).unwrap().local_addr().unwrap()
-}
+use support::ports::free_address_on as free_address;
 
 #[test]
 fn outgoing_peer_connections_bind_to_the_own_peer_ip() {

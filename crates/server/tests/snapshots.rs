@@ -6,7 +6,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,9 +16,7 @@ use support::resp::{info, wait_until, Client, Reply};
 
 const EVERY_ENTRIES: u64 = 50;
 
-fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
+use support::ports::free_address;
 
 /// In-process nodes on one runtime, each with its own data dir, restartable.
 struct Cluster {

@@ -1,2 +1,3 @@
 pub mod node;
+pub mod ports;
 pub mod resp;

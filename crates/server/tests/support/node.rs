@@ -38,14 +38,19 @@ pub fn single_node_config(dir: &std::path::Path) -> ServerConfig {
 
 impl TestNode {
     pub fn start(tweak: impl FnOnce(&mut ServerConfig)) -> TestNode {
+        TestNode::try_start(tweak).expect("the node starts")
+    }
+
+    /// As `start`, with the error if the node does not start.
+    pub fn try_start(tweak: impl FnOnce(&mut ServerConfig)) -> Result<TestNode, conclave_server::ServerError> {
         let dir = tempfile::tempdir().unwrap();
         let mut config = single_node_config(dir.path());
         tweak(&mut config);
         let password = config.password.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let server = runtime.block_on(conclave_server::start(config)).expect("the node starts");
+        let server = runtime.block_on(conclave_server::start(config))?;
         let (client_address, peer_address) = (server.client_address, server.peer_address);
-        TestNode { runtime, server: Some(server), client_address, peer_address, password, _dir: dir }
+        Ok(TestNode { runtime, server: Some(server), client_address, peer_address, password, _dir: dir })
     }
 
     /// Starts a one-node cluster and waits until it leads.

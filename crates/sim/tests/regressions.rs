@@ -114,6 +114,17 @@ fn seed_500000_no_term_is_bound_beside_the_isolated_leader_once_the_cut_heals() 
     assert_eq!(report.disruptions, 0, "{}", disruptions(&trace));
 }
 
+/// Conclave, 5 nodes, all faults: each seed runs without a violation and
+/// binds no term beside a leader a majority reaches.
+fn no_disruption_with_all_faults(seeds: &[u64]) {
+    let options = SimOptions::new(ElectionMode::Conclave, 5, FaultSet::parse("all").expect("known fault kinds"));
+    for &seed in seeds {
+        let (report, trace) = run_seed(&options, seed);
+        assert!(report.violation.is_none(), "seed {seed}: {:?}", report.violation);
+        assert_eq!(report.disruptions, 0, "seed {seed}: {}", disruptions(&trace));
+    }
+}
+
 fn disruptions(trace: &[String]) -> String {
     trace.iter().filter(|line| line.contains("disruption")).cloned().collect::<Vec<_>>().join("\n")
 }
@@ -134,12 +145,7 @@ fn disruptions(trace: &[String]) -> String {
 ///   the rule.
 #[test]
 fn a_follower_that_hears_its_leader_again_stays_out_of_the_verdict() {
-    for seed in [7_000_197, 7_001_185, 7_001_456, 7_001_644] {
-        let options = SimOptions::new(ElectionMode::Conclave, 5, FaultSet::parse("all").expect("known fault kinds"));
-        let (report, trace) = run_seed(&options, seed);
-        assert!(report.violation.is_none(), "seed {seed}: {:?}", report.violation);
-        assert_eq!(report.disruptions, 0, "seed {seed}: {}", disruptions(&trace));
-    }
+    no_disruption_with_all_faults(&[7_000_197, 7_001_185, 7_001_456, 7_001_644]);
 }
 
 /// Conclave, 5 nodes, all faults: a looking node that gets its lost leader's
@@ -157,12 +163,7 @@ fn a_follower_that_hears_its_leader_again_stays_out_of_the_verdict() {
 ///   the rule n3 binds ballot 3 at 8929 ms while n4 reaches a majority.
 #[test]
 fn looking_nodes_that_get_the_leaders_append_wait_for_its_answer() {
-    for seed in [7_001_424, 7_000_629] {
-        let options = SimOptions::new(ElectionMode::Conclave, 5, FaultSet::parse("all").expect("known fault kinds"));
-        let (report, trace) = run_seed(&options, seed);
-        assert!(report.violation.is_none(), "seed {seed}: {:?}", report.violation);
-        assert_eq!(report.disruptions, 0, "seed {seed}: {}", disruptions(&trace));
-    }
+    no_disruption_with_all_faults(&[7_001_424, 7_000_629]);
 }
 
 /// Seed 500064, `--faults isolate`, conclave, 5 nodes: after the cuts healed,

@@ -223,12 +223,7 @@ impl Node {
         if !prev_matches {
             let hint_index = self.rejection_hint(prev_log_index, prev_log_term);
             let outcome = AppendOutcome::Rejected { prev_log_index, hint_index };
-            if heartbeat && self.answers_heartbeats_early() {
-                // A rejection claims nothing stored: it needs no persist.
-                self.send_early(from, Body::AppendResponse { outcome, read_round });
-            } else {
-                self.send(from, Body::AppendResponse { outcome, read_round });
-            }
+            self.answer_append(from, outcome, read_round, heartbeat);
             return;
         }
         let last_new_index = prev_log_index + entries.len() as LogIndex;
@@ -241,20 +236,30 @@ impl Node {
         if commit_to > committed {
             self.log.commit_to(commit_to);
         }
+        let outcome = AppendOutcome::Accepted { match_index: last_new_index };
+        self.answer_append(from, outcome, read_round, heartbeat);
+    }
+
+    /// Sends the answer to an append. A heartbeat's is answered at once when
+    /// it may be (`answers_heartbeats_early`), claiming only what is already on
+    /// disk (a rejection claims nothing stored), so that a slow sync or a
+    /// snapshot being installed does not silence this follower to its
+    /// leader's CheckQuorum and read rounds; the full answer follows the
+    /// persist if it claims more.
+    fn answer_append(&mut self, to: NodeId, outcome: AppendOutcome, read_round: u64, heartbeat: bool) {
         if heartbeat && self.answers_heartbeats_early() {
-            // Answered at once, claiming only what is already on disk, so that a
-            // slow sync (or a snapshot being installed) does not silence this
-            // follower to its leader's CheckQuorum and read rounds. The full
-            // answer follows the persist if it claims more.
-            let durable_match = last_new_index.min(self.durable_index);
-            let outcome = AppendOutcome::Accepted { match_index: durable_match };
-            self.send_early(from, Body::AppendResponse { outcome, read_round });
-            if durable_match == last_new_index {
+            let durable = match outcome {
+                AppendOutcome::Accepted { match_index } => {
+                    AppendOutcome::Accepted { match_index: match_index.min(self.durable_index) }
+                }
+                rejected @ AppendOutcome::Rejected { .. } => rejected,
+            };
+            self.send_early(to, Body::AppendResponse { outcome: durable, read_round });
+            if durable == outcome {
                 return;
             }
         }
-        let outcome = AppendOutcome::Accepted { match_index: last_new_index };
-        self.send(from, Body::AppendResponse { outcome, read_round });
+        self.send(to, Body::AppendResponse { outcome, read_round });
     }
 
     /// Whether a follower answers heartbeats before its persists in flight

@@ -211,7 +211,6 @@ impl GroupCommit {
         let mut saved = Vec::new();
         let outputs = outputs_of(jobs, &mut saved);
         self.snapshots_saved += saved.len() as u64;
-        self.observe.metrics.snapshots_taken.fetch_add(saved.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(saved) = self.wal.as_ref().and_then(|wal| wal.snapshot()) {
             if saved.last_included_index > self.durable_snapshot_index {
                 // The core may hold the same snapshot in memory: it gets the

@@ -10,6 +10,7 @@ mod reads;
 pub mod requests;
 mod snapshot;
 mod staging;
+mod steps;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use apply::{Applier, ApplyItem, ApplyReport, ReadTarget};
 use persist::GroupCommit;
 use requests::{ReplySender, RequestError, Requests};
 pub(crate) use snapshot::{restore_store, Restored};
+use steps::{StepWatch, Wake};
 
 /// The most forwards a leader-elect holds until it serves; more are turned away.
 const MAX_HELD_FORWARDS: usize = 65_536;
@@ -115,6 +117,8 @@ pub(crate) struct Driver {
     snapshots_rejected: u64,
     /// How late the driver loop's timers fire, worst so far (milliseconds).
     lateness_max_ms: u64,
+    /// The driver loop's steps, to explain a late timer.
+    steps: StepWatch,
     engine_name: &'static str,
     cache_bytes: u64,
     /// Linearizable reads this node's core holds as leader.
@@ -175,6 +179,7 @@ impl Driver {
             snapshots_installed: 0,
             snapshots_rejected: 0,
             lateness_max_ms: 0,
+            steps: StepWatch::default(),
             engine_name: config.state_machine.engine.name(),
             cache_bytes: config.state_machine.cache_bytes_bound(),
             reads: reads::Reads::default(),
@@ -231,6 +236,8 @@ impl Driver {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let first = self.node.tick(0);
         self.enqueue(first);
+        // The step that woke the loop last: what, when, how many inputs.
+        let mut last_step: Option<(Wake, Instant, usize)> = None;
         loop {
             if let Some(deadline) = drain_deadline {
                 if self.requests.len() == 0 || Instant::now() >= deadline {
@@ -243,16 +250,22 @@ impl Driver {
             self.report_persisted();
             self.reload_if_due()?;
             self.publish_status();
+            if let Some((wake, woke, inputs)) = last_step.take() {
+                self.steps.step(wake, woke.elapsed(), inputs);
+            }
             // A deadline at or before the last tick already fired: wait a millisecond
             // rather than spin on it.
             let deadline_ms = self.node.next_deadline_ms().max(self.last_tick_ms + 1);
             let deadline = self.start + Duration::from_millis(deadline_ms);
-            tokio::select! {
+            let step = tokio::select! {
                 _ = shutdown.changed(), if drain_deadline.is_none() => {
                     info!(node = self.node.id(), pending = self.requests.len(), "draining in-flight requests");
-                    drain_deadline = Some(Instant::now() + grace);
+                    let woke = Instant::now();
+                    drain_deadline = Some(woke + grace);
+                    (Wake::Shutdown, woke, 0)
                 }
                 done = self.group_commit.completion() => {
+                    let woke = Instant::now();
                     for output in done? {
                         self.release(output);
                     }
@@ -265,52 +278,76 @@ impl Driver {
                             self.node.replace_snapshot_data(index, data);
                         }
                     }
+                    (Wake::Persisted, woke, 1)
                 }
                 Some(input) = peers.recv() => {
+                    let woke = Instant::now();
                     self.on_peer(input);
                     // Take what else has arrived, so one persist covers it all.
+                    let mut inputs = 1;
                     for _ in 0..256 {
                         match peers.try_recv() {
                             Ok(input) => self.on_peer(input),
                             Err(_) => break,
                         }
+                        inputs += 1;
                     }
+                    (Wake::Peers, woke, inputs)
                 }
-                Some(peer) = process_gone.recv() => self.on_process_gone(peer),
+                Some(peer) = process_gone.recv() => {
+                    let woke = Instant::now();
+                    self.on_process_gone(peer);
+                    (Wake::ProcessGone, woke, 1)
+                }
                 checked = async { self.screening.as_mut().expect("checked").wait().await }, if self.screening.is_some() => {
+                    let woke = Instant::now();
                     self.on_screened(checked);
+                    (Wake::Screened, woke, 1)
                 }
                 Some(request) = clients.recv() => {
+                    let woke = Instant::now();
                     self.on_client(request);
+                    let mut inputs = 1;
                     for _ in 0..1024 {
                         match clients.try_recv() {
                             Ok(request) => self.on_client(request),
                             Err(_) => break,
                         }
+                        inputs += 1;
                     }
+                    (Wake::Clients, woke, inputs)
                 }
                 Some(report) = self.reports.recv() => {
+                    let woke = Instant::now();
                     self.on_report(report)?;
+                    let mut inputs = 1;
                     for _ in 0..256 {
                         match self.reports.try_recv() {
                             Ok(report) => self.on_report(report)?,
                             Err(_) => break,
                         }
+                        inputs += 1;
                     }
+                    (Wake::Applied, woke, inputs)
                 }
                 _ = tokio::time::sleep_until(deadline) => {
+                    let woke = Instant::now();
                     self.observe_lateness(deadline);
                     self.advance_clock();
+                    (Wake::Timer, woke, 1)
                 }
                 _ = sweep.tick() => {
+                    let woke = Instant::now();
                     // Forwards stuck in the queue of a node that is no longer the
                     // leader (it crashed, say) were never sent: send them anew.
                     let unsent = self.transport.take_unsent_forwards(self.node.leader());
                     self.requests.retry_all(unsent);
                     self.requests.sweep(Instant::now());
                     self.requests.forget_settled_writes(self.applied_index);
+                    (Wake::Sweep, woke, 1)
                 }
-            }
+            };
+            last_step = Some(step);
             self.propose_held_forwards();
             self.dispatch_waiting();
         }
@@ -540,7 +577,9 @@ impl Driver {
 
     /// Records how late a timer fired against its deadline.
     fn observe_lateness(&mut self, deadline: Instant) {
-        let late = Instant::now().saturating_duration_since(deadline);
+        let now = Instant::now();
+        let late = now.saturating_duration_since(deadline);
+        self.steps.timer_fired(self.node.id(), late, now);
         let late_ms = late.as_secs_f64() * 1000.0;
         self.observe.metrics.driver_lateness_ms.observe(late_ms);
         self.lateness_max_ms = self.lateness_max_ms.max(late.as_millis() as u64);

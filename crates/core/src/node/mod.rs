@@ -367,7 +367,7 @@ impl Node {
     /// applied by the driver), and be above the current snapshot's last index.
     pub fn compact(&mut self, upto_index: LogIndex, data: impl Into<bytes::Bytes>) -> Result<Snapshot, CompactError> {
         // Empty bytes compact as `Node::compact_log` does.
-        self.compact_with(upto_index, data.into())
+        self.compact_with(upto_index, data.into()).map(|(snapshot, _)| snapshot)
     }
 
     /// Compaction without snapshot bytes, for a driver whose state machine is
@@ -380,17 +380,27 @@ impl Node {
     /// [`Node::offer_snapshot`]), so compacting costs nothing that grows with
     /// the data. Same preconditions as [`Node::compact`].
     pub fn compact_log(&mut self, upto_index: LogIndex) -> Result<Snapshot, CompactError> {
+        self.compact_log_releasing(upto_index).map(|(snapshot, _)| snapshot)
+    }
+
+    /// [`Node::compact_log`], also returning the entries that left the log,
+    /// so that a driver frees them off the task that drives the node.
+    pub fn compact_log_releasing(&mut self, upto_index: LogIndex) -> Result<(Snapshot, Vec<Entry>), CompactError> {
         self.compact_with(upto_index, bytes::Bytes::new())
     }
 
-    fn compact_with(&mut self, upto_index: LogIndex, data: bytes::Bytes) -> Result<Snapshot, CompactError> {
+    fn compact_with(
+        &mut self,
+        upto_index: LogIndex,
+        data: bytes::Bytes,
+    ) -> Result<(Snapshot, Vec<Entry>), CompactError> {
         if upto_index > self.log.applied() {
             return Err(CompactError::BeyondApplied { upto_index, applied: self.log.applied() });
         }
         if upto_index <= self.log.snapshot_index() {
             return Err(CompactError::NotNewer { upto_index, snapshot_index: self.log.snapshot_index() });
         }
-        let meta = self.log.compact(upto_index, self.config.voters.clone());
+        let (meta, released) = self.log.compact(upto_index, self.config.voters.clone());
         let snapshot = Snapshot { meta, data };
         // The bytes kept to send are these, or, without bytes, a snapshot
         // offered earlier that still reaches the new base.
@@ -400,7 +410,7 @@ impl Node {
             self.snapshot = None;
         }
         self.assert_valid();
-        Ok(snapshot)
+        Ok((snapshot, released))
     }
 
     /// The driver made the snapshot `Output::snapshot_wanted` asked for: `data`

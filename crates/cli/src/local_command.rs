@@ -7,7 +7,7 @@ use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use clap::Args;
-use conclave_server::config::{Limits, Timing};
+use conclave_server::config::{EngineKind, Limits, StateMachineSettings, Timing};
 use conclave_server::{Member, ServerConfig};
 use tokio::process::{Child, Command};
 
@@ -38,6 +38,17 @@ pub struct LocalArgs {
     /// Cluster id.
     #[arg(long, default_value_t = 1)]
     pub cluster_id: u64,
+    /// Where every node keeps its KV data: `redb`, `fjall` or `memory`
+    /// (`state_machine.engine` in the config; default: the config's default).
+    #[arg(long, value_parser = parse_engine)]
+    pub engine: Option<EngineKind>,
+}
+
+fn parse_engine(name: &str) -> Result<EngineKind, String> {
+    [EngineKind::Redb, EngineKind::Fjall, EngineKind::Memory]
+        .into_iter()
+        .find(|kind| kind.name() == name)
+        .ok_or_else(|| format!("unknown engine {name:?}: redb, fjall or memory"))
 }
 
 /// A port that is free now, below the kernel's ephemeral range (32768 and up
@@ -117,7 +128,7 @@ pub fn node_config(args: &LocalArgs, members: &[Member], id: u64, dir: &Path, ti
         timing,
         limits: Limits::default(),
         snapshot: Default::default(),
-        state_machine: Default::default(),
+        state_machine: StateMachineSettings { engine: args.engine.unwrap_or_default(), ..Default::default() },
     }
 }
 
@@ -246,6 +257,7 @@ mod tests {
             election_mode: None,
             password: None,
             cluster_id: 1,
+            engine: None,
         };
         for _round in 0..5 {
             let members = members(&args).unwrap();

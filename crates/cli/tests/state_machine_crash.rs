@@ -95,9 +95,21 @@ fn local_data(address: SocketAddr) -> Vec<Option<String>> {
 
 #[test]
 fn a_node_killed_during_apply_flush_snapshot_or_install_restarts_with_the_leaders_data() {
+    killed_at_every_step_restarts_with_the_leaders_data("redb");
+}
+
+#[test]
+fn a_node_on_the_lsm_engine_killed_during_apply_flush_snapshot_or_install_restarts_with_the_leaders_data() {
+    killed_at_every_step_restarts_with_the_leaders_data("fjall");
+}
+
+fn killed_at_every_step_restarts_with_the_leaders_data(engine: &str) {
+    let engine = format!("state_machine.engine={engine}");
+    let settings: Vec<&str> = SETTINGS.iter().copied().chain(["--set", engine.as_str()]).collect();
+    let settings = &settings[..];
     let mut cluster = Cluster::new(3);
     for id in 1..=3 {
-        cluster.start_node(id, &SETTINGS);
+        cluster.start_node(id, settings);
     }
     let leader = cluster.wait_for_leader(&[1, 2, 3]);
     let victim = if leader == 1 { 2 } else { 1 };
@@ -123,14 +135,14 @@ fn a_node_killed_during_apply_flush_snapshot_or_install_restarts_with_the_leader
             wait_until("the leader to compact past the victim's log", Duration::from_secs(20), || {
                 (number(cluster.address(leader), "snapshot_index")? > victims_end).then_some(())
             });
-            cluster.start_node(victim, &SETTINGS);
+            cluster.start_node(victim, settings);
             wait_until("the victim to serve its port", Duration::from_secs(10), || {
                 Client::connect(cluster.address(victim)).ok()
             });
             std::thread::sleep(Duration::from_millis(30));
             cluster.kill(victim);
         }
-        cluster.start_node(victim, &SETTINGS);
+        cluster.start_node(victim, settings);
     }
     writer.wait_for_more(200);
     writer.stop();

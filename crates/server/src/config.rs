@@ -185,6 +185,9 @@ pub enum EngineKind {
     Redb,
     /// A map in memory, rebuilt from the snapshot file at every start.
     Memory,
+    /// The log-structured engine in the directory `state.fjall` of the data
+    /// dir: a write's cost barely grows with the data (docs/decisions/0093).
+    Fjall,
 }
 
 impl EngineKind {
@@ -193,7 +196,13 @@ impl EngineKind {
         match self {
             EngineKind::Redb => "redb",
             EngineKind::Memory => "memory",
+            EngineKind::Fjall => "fjall",
         }
+    }
+
+    /// True for the engines that keep the data on disk, beyond memory.
+    pub fn is_on_disk(self) -> bool {
+        matches!(self, EngineKind::Redb | EngineKind::Fjall)
     }
 }
 
@@ -202,7 +211,7 @@ impl StateMachineSettings {
     /// for the in-memory store.
     pub fn cache_bytes_bound(&self) -> u64 {
         match self.engine {
-            EngineKind::Redb => self.cache_bytes,
+            EngineKind::Redb | EngineKind::Fjall => self.cache_bytes,
             EngineKind::Memory => 0,
         }
     }
@@ -581,7 +590,7 @@ impl ServerConfig {
         core.parallel_persist = self.timing.parallel_persist;
         // A state machine that may outgrow memory takes a leader's snapshot
         // chunk by chunk, on disk (docs/decisions/0090).
-        core.stage_snapshot_chunks = self.state_machine.engine == EngineKind::Redb;
+        core.stage_snapshot_chunks = self.state_machine.engine.is_on_disk();
         #[cfg(feature = "bug-injection")]
         inject_bugs(&mut core);
         core

@@ -20,7 +20,7 @@ use crate::config::{EngineKind, ServerConfig};
 use crate::driver::{restore_store, Driver, Restored};
 use crate::error::ServerError;
 use crate::kv::engine::ENGINE_FILE;
-use crate::kv::{EngineIdentity, EngineStore, StateMachine};
+use crate::kv::{EngineIdentity, EngineStore, LsmStore, StateMachine};
 use crate::observe::Observability;
 use crate::peer::Transport;
 use crate::status::NodeStatus;
@@ -113,7 +113,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let saved = restored.snapshot.as_ref().map(|snapshot| (snapshot.meta.last_included_index, &snapshot.data[..]));
     let (machine, applied_index) = open_machine(&config, saved, &observe)?;
     let mut restored = restored;
-    if config.state_machine.engine == EngineKind::Redb {
+    if config.state_machine.engine.is_on_disk() {
         // The engine holds the state at or beyond the saved snapshot: the
         // core keeps none of its bytes, and makes a fresh snapshot from the
         // engine when a follower needs one (docs/decisions/0086). Start-up
@@ -124,7 +124,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         conclave_storage::snapshot::remove_outgoing(&config.data_dir)?;
     }
     let incoming = match config.state_machine.engine {
-        EngineKind::Redb => Some(conclave_storage::incoming::IncomingSnapshotFile::new(&config.data_dir)?),
+        EngineKind::Redb | EngineKind::Fjall => {
+            Some(conclave_storage::incoming::IncomingSnapshotFile::new(&config.data_dir)?)
+        }
         EngineKind::Memory => None,
     };
     let node = Node::new(config.core_config(), restored, rng, 0)?;
@@ -175,21 +177,30 @@ fn open_machine(
             let (store, applied_index) = restore_store(saved)?;
             Ok((Box::new(store), applied_index))
         }
-        EngineKind::Redb => {
-            let path = config.data_dir.join(ENGINE_FILE);
+        EngineKind::Redb | EngineKind::Fjall => {
             let identity = EngineIdentity { cluster_id: config.cluster_id, node_id: config.node_id };
             let cache_bytes = config.state_machine.cache_bytes;
             observe.metrics.state_machine_cache_bytes.store(cache_bytes, std::sync::atomic::Ordering::Relaxed);
-            // A rebuild from a leader's snapshot that a crash cut short: the
-            // switch to it (a rename) never happened.
-            let installing = config.data_dir.join(crate::kv::engine::INSTALLING_FILE);
-            match std::fs::remove_file(&installing) {
-                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(ServerError::Storage(conclave_storage::StorageError::io(&installing, error)));
+            let (mut engine, path): (Box<dyn StateMachine>, _) = match config.state_machine.engine {
+                EngineKind::Fjall => {
+                    // A rebuild cut short by a crash is removed when it opens.
+                    let path = config.data_dir.join(crate::kv::lsm::LSM_DIR);
+                    (Box::new(LsmStore::open(&path, identity, cache_bytes)?), path)
                 }
-                _ => {}
-            }
-            let mut engine = EngineStore::open(&path, identity, cache_bytes)?;
+                _ => {
+                    // A rebuild from a leader's snapshot that a crash cut
+                    // short: the switch to it (a rename) never happened.
+                    let installing = config.data_dir.join(crate::kv::engine::INSTALLING_FILE);
+                    match std::fs::remove_file(&installing) {
+                        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(ServerError::Storage(conclave_storage::StorageError::io(&installing, error)));
+                        }
+                        _ => {}
+                    }
+                    let path = config.data_dir.join(ENGINE_FILE);
+                    (Box::new(EngineStore::open(&path, identity, cache_bytes)?), path)
+                }
+            };
             if let Some((covered, data)) = saved {
                 if engine.applied_index() < covered && data.is_empty() {
                     // The log was compacted behind the engine's durable index,
@@ -226,7 +237,7 @@ fn open_machine(
             }
             let applied_index = engine.applied_index();
             info!(node = config.node_id, applied_index, path = %path.display(), "state machine opened");
-            Ok((Box::new(engine), applied_index))
+            Ok((engine, applied_index))
         }
     }
 }

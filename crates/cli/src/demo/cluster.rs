@@ -102,6 +102,7 @@ impl DemoCluster {
             election_mode,
             password: None,
             cluster_id: 1,
+            engine: None,
         };
         let members = local_command::members(&args)?;
         let links = if proxied { Some(Links::start(&members)?) } else { None };

@@ -46,6 +46,7 @@ impl Cluster {
             election_mode: None,
             password: None,
             cluster_id: 1,
+            engine: None,
         };
         let members = local_command::members(&args)?;
         let links = Links::start(&members)?;

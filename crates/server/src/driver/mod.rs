@@ -149,8 +149,7 @@ impl Driver {
             submitted_index: applied_index,
             keys: 0,
             durable_applied_index: applied_index,
-            outgoing_dir: (config.state_machine.engine == crate::config::EngineKind::Redb)
-                .then(|| config.data_dir.clone()),
+            outgoing_dir: config.state_machine.engine.is_on_disk().then(|| config.data_dir.clone()),
             outgoing_in_flight: None,
             stager: incoming.map(|file| staging::Stager::start(config.node_id, file)),
             group_commit: GroupCommit::new(wal, observe.clone()),

@@ -215,8 +215,9 @@ impl DedupTable for DedupMap {
 mod tests {
     use super::*;
     use crate::kv::engine::ENGINE_FILE;
+    use crate::kv::lsm::LSM_DIR;
     use crate::kv::machine::run_to_vec;
-    use crate::kv::{EngineIdentity, EngineStore, KvCommand, KvStore, StateMachine};
+    use crate::kv::{EngineIdentity, EngineStore, KvCommand, KvStore, LsmStore, StateMachine};
 
     const ME: EngineIdentity = EngineIdentity { cluster_id: 3, node_id: 1 };
 
@@ -237,6 +238,17 @@ mod tests {
     fn engine(dir: &tempfile::TempDir) -> EngineStore {
         EngineStore::open(&dir.path().join(ENGINE_FILE), ME, 1 << 20).unwrap()
     }
+
+    fn lsm(dir: &tempfile::TempDir) -> Box<dyn StateMachine> {
+        Box::new(LsmStore::open(&dir.path().join(LSM_DIR), ME, 1 << 20).unwrap())
+    }
+
+    fn redb(dir: &tempfile::TempDir) -> Box<dyn StateMachine> {
+        Box::new(engine(dir))
+    }
+
+    /// The stores that keep their data on disk.
+    const ON_DISK: [fn(&tempfile::TempDir) -> Box<dyn StateMachine>; 2] = [redb, lsm];
 
     fn expired() -> KvReply {
         KvReply::Error(EXPIRED.into())
@@ -285,21 +297,24 @@ mod tests {
     }
 
     #[test]
-    fn the_engine_applies_each_request_id_once() {
-        let dir = tempfile::tempdir().unwrap();
-        applies_each_id_once(&mut engine(&dir));
+    fn the_engines_apply_each_request_id_once() {
+        for open in ON_DISK {
+            let dir = tempfile::tempdir().unwrap();
+            applies_each_id_once(&mut *open(&dir));
+        }
     }
 
     #[test]
-    fn both_stores_keep_the_same_table_and_encode_the_same_snapshot() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut map, mut engine) = (KvStore::default(), engine(&dir));
+    fn every_store_keeps_the_same_table_and_encodes_the_same_snapshot() {
+        let mut map = KvStore::default();
         applies_each_id_once(&mut map);
-        applies_each_id_once(&mut engine);
-        assert_eq!(
-            run_to_vec(engine.snapshot_job().unwrap()).unwrap(),
-            run_to_vec(map.snapshot_job().unwrap()).unwrap()
-        );
+        let expected = run_to_vec(map.snapshot_job().unwrap()).unwrap();
+        for open in ON_DISK {
+            let dir = tempfile::tempdir().unwrap();
+            let mut engine = open(&dir);
+            applies_each_id_once(&mut *engine);
+            assert_eq!(run_to_vec(engine.snapshot_job().unwrap()).unwrap(), expected);
+        }
     }
 
     /// Three writes applied on `from`, then the state moved to `to` by a
@@ -317,34 +332,42 @@ mod tests {
 
     #[test]
     fn the_table_survives_a_snapshot_between_any_two_stores() {
-        let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-        survives_a_snapshot(&mut KvStore::default(), &mut KvStore::default());
-        survives_a_snapshot(&mut KvStore::default(), &mut engine(&dirs[0]));
-        survives_a_snapshot(&mut engine(&dirs[1]), &mut KvStore::default());
-        survives_a_snapshot(&mut engine(&dirs[2]), &mut engine(&dirs[3]));
+        let memory = || -> Box<dyn StateMachine> { Box::new(KvStore::default()) };
+        survives_a_snapshot(&mut *memory(), &mut *memory());
+        for open in ON_DISK {
+            let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+            survives_a_snapshot(&mut *memory(), &mut *open(&dirs[0]));
+            survives_a_snapshot(&mut *open(&dirs[1]), &mut *memory());
+            for other in ON_DISK {
+                let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+                survives_a_snapshot(&mut *open(&dirs[0]), &mut *other(&dirs[1]));
+            }
+        }
     }
 
     #[test]
-    fn the_engine_keeps_the_table_across_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = engine(&dir);
-        for id in 1..=3 {
-            apply(&mut store, &incr(2, 7, id, 1));
+    fn the_engines_keep_the_table_across_a_restart() {
+        for open in ON_DISK {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = open(&dir);
+            for id in 1..=3 {
+                apply(&mut *store, &incr(2, 7, id, 1));
+            }
+            store.flush().unwrap();
+            drop(store);
+            let mut store = open(&dir);
+            assert_eq!(apply(&mut *store, &incr(2, 7, 3, 1)), KvReply::Integer(3), "the saved result after a restart");
+            assert_eq!(counter(&*store), KvReply::Bulk(b"3".to_vec()));
+            // And after installing a snapshot, then a restart.
+            let bytes = run_to_vec(store.snapshot_job().unwrap()).unwrap();
+            let other = tempfile::tempdir().unwrap();
+            let mut installed = open(&other);
+            installed.install_snapshot(&bytes).unwrap();
+            drop(installed);
+            let mut installed = open(&other);
+            assert_eq!(apply(&mut *installed, &incr(2, 7, 1, 1)), KvReply::Integer(1));
+            assert_eq!(counter(&*installed), KvReply::Bulk(b"3".to_vec()));
         }
-        store.flush().unwrap();
-        drop(store);
-        let mut store = engine(&dir);
-        assert_eq!(apply(&mut store, &incr(2, 7, 3, 1)), KvReply::Integer(3), "the saved result after a restart");
-        assert_eq!(counter(&store), KvReply::Bulk(b"3".to_vec()));
-        // And after installing a snapshot, then a restart.
-        let bytes = run_to_vec(store.snapshot_job().unwrap()).unwrap();
-        let other = tempfile::tempdir().unwrap();
-        let mut installed = engine(&other);
-        installed.install_snapshot(&bytes).unwrap();
-        drop(installed);
-        let mut installed = engine(&other);
-        assert_eq!(apply(&mut installed, &incr(2, 7, 1, 1)), KvReply::Integer(1));
-        assert_eq!(counter(&installed), KvReply::Bulk(b"3".to_vec()));
     }
 
     #[test]

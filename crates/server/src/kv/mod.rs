@@ -3,6 +3,7 @@
 pub mod command;
 pub mod dedup;
 pub mod engine;
+pub mod lsm;
 pub mod machine;
 pub mod snapshot;
 pub mod store;
@@ -10,6 +11,7 @@ mod writeback;
 
 pub use command::{Envelope, KvCommand, KvReply, SetCondition};
 pub use engine::{EngineIdentity, EngineStore};
+pub use lsm::LsmStore;
 pub use machine::{MachineError, StateMachine};
 pub use snapshot::SnapshotDecodeError;
 pub use store::KvStore;

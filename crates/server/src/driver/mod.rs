@@ -35,7 +35,7 @@ use apply::{Applier, ApplyItem, ApplyReport, ReadTarget};
 use persist::GroupCommit;
 use requests::{ReplySender, RequestError, Requests};
 pub(crate) use snapshot::{restore_store, Restored};
-use steps::{StepWatch, Wake};
+use steps::{StepStart, StepWatch, Wake};
 
 /// The most forwards a leader-elect holds until it serves; more are turned away.
 const MAX_HELD_FORWARDS: usize = 65_536;
@@ -235,9 +235,8 @@ impl Driver {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let first = self.node.tick(0);
         self.enqueue(first);
-        // The step that woke the loop last: what, when, how many inputs.
-        let mut last_step: Option<(Wake, Instant, usize)> = None;
         loop {
+            let housekeeping = StepStart::now();
             if let Some(deadline) = drain_deadline {
                 if self.requests.len() == 0 || Instant::now() >= deadline {
                     break;
@@ -249,9 +248,7 @@ impl Driver {
             self.report_persisted();
             self.reload_if_due()?;
             self.publish_status();
-            if let Some((wake, woke, inputs)) = last_step.take() {
-                self.steps.step(wake, woke.elapsed(), inputs);
-            }
+            self.steps.step(housekeeping.finish(Wake::Housekeeping, 0));
             // A deadline at or before the last tick already fired: wait a millisecond
             // rather than spin on it.
             let deadline_ms = self.node.next_deadline_ms().max(self.last_tick_ms + 1);
@@ -259,12 +256,12 @@ impl Driver {
             let step = tokio::select! {
                 _ = shutdown.changed(), if drain_deadline.is_none() => {
                     info!(node = self.node.id(), pending = self.requests.len(), "draining in-flight requests");
-                    let woke = Instant::now();
-                    drain_deadline = Some(woke + grace);
+                    let woke = StepStart::now();
+                    drain_deadline = Some(Instant::now() + grace);
                     (Wake::Shutdown, woke, 0)
                 }
                 done = self.group_commit.completion() => {
-                    let woke = Instant::now();
+                    let woke = StepStart::now();
                     for output in done? {
                         self.release(output);
                     }
@@ -280,7 +277,7 @@ impl Driver {
                     (Wake::Persisted, woke, 1)
                 }
                 Some(input) = peers.recv() => {
-                    let woke = Instant::now();
+                    let woke = StepStart::now();
                     self.on_peer(input);
                     // Take what else has arrived, so one persist covers it all.
                     let mut inputs = 1;
@@ -294,17 +291,17 @@ impl Driver {
                     (Wake::Peers, woke, inputs)
                 }
                 Some(peer) = process_gone.recv() => {
-                    let woke = Instant::now();
+                    let woke = StepStart::now();
                     self.on_process_gone(peer);
                     (Wake::ProcessGone, woke, 1)
                 }
                 checked = async { self.screening.as_mut().expect("checked").wait().await }, if self.screening.is_some() => {
-                    let woke = Instant::now();
+                    let woke = StepStart::now();
                     self.on_screened(checked);
                     (Wake::Screened, woke, 1)
                 }
                 Some(request) = clients.recv() => {
-                    let woke = Instant::now();
+                    let woke = StepStart::now();
                     self.on_client(request);
                     let mut inputs = 1;
                     for _ in 0..1024 {
@@ -317,7 +314,7 @@ impl Driver {
                     (Wake::Clients, woke, inputs)
                 }
                 Some(report) = self.reports.recv() => {
-                    let woke = Instant::now();
+                    let woke = StepStart::now();
                     self.on_report(report)?;
                     let mut inputs = 1;
                     for _ in 0..256 {
@@ -330,13 +327,13 @@ impl Driver {
                     (Wake::Applied, woke, inputs)
                 }
                 _ = tokio::time::sleep_until(deadline) => {
-                    let woke = Instant::now();
+                    let woke = StepStart::now();
                     self.observe_lateness(deadline);
                     self.advance_clock();
                     (Wake::Timer, woke, 1)
                 }
                 _ = sweep.tick() => {
-                    let woke = Instant::now();
+                    let woke = StepStart::now();
                     // Forwards stuck in the queue of a node that is no longer the
                     // leader (it crashed, say) were never sent: send them anew.
                     let unsent = self.transport.take_unsent_forwards(self.node.leader());
@@ -346,9 +343,10 @@ impl Driver {
                     (Wake::Sweep, woke, 1)
                 }
             };
-            last_step = Some(step);
             self.propose_held_forwards();
             self.dispatch_waiting();
+            let (wake, woke, inputs) = step;
+            self.steps.step(woke.finish(wake, inputs));
         }
         // Finish the sync in flight so that what was acknowledged to peers is durable.
         if let Some(done) = self.group_commit.finish().await {

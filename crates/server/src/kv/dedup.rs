@@ -247,8 +247,11 @@ mod tests {
         Box::new(engine(dir))
     }
 
+    /// Opens a store in a directory.
+    type Opener = fn(&tempfile::TempDir) -> Box<dyn StateMachine>;
+
     /// The stores that keep their data on disk.
-    const ON_DISK: [fn(&tempfile::TempDir) -> Box<dyn StateMachine>; 2] = [redb, lsm];
+    const ON_DISK: [Opener; 2] = [redb, lsm];
 
     fn expired() -> KvReply {
         KvReply::Error(EXPIRED.into())

@@ -15,7 +15,7 @@
 //! The engine does not say whether an insert replaced a key: the key count is
 //! kept by looking the key up first (a lookup is a filter probe for a new
 //! key). The deduplication table is small and bounded: it is mirrored in
-//! memory ([`DedupMap`]) and every change goes to the engine in the same
+//! memory (`DedupMap`) and every change goes to the engine in the same
 //! batch as the data.
 //!
 //! On disk: the directory `state.fjall` in the data dir holds the file

@@ -69,8 +69,7 @@ struct Tables {
 }
 
 impl Tables {
-    fn open(dir: &Path, cache_bytes: u64) -> Result<Tables, MachineError> {
-        let error = |error: fjall::Error| lsm_error(dir, error);
+    fn open(dir: &Path, cache_bytes: u64) -> Result<Tables, fjall::Error> {
         // Batches reach the OS as they commit; durability is the flush's
         // sync. One flush and one compaction thread: the apply thread is the
         // writer, and the node shares its cores with its driver.
@@ -79,9 +78,8 @@ impl Tables {
             .manual_journal_persist(true)
             .flush_workers(1)
             .compaction_workers(1)
-            .open()
-            .map_err(error)?;
-        let open = |name: &str| keyspace.open_partition(name, PartitionCreateOptions::default()).map_err(error);
+            .open()?;
+        let open = |name: &str| keyspace.open_partition(name, PartitionCreateOptions::default());
         Ok(Tables {
             data: open("data")?,
             sessions: open("dedup_sessions")?,
@@ -331,7 +329,9 @@ impl LsmStore {
         // an error: that is a damaged directory too.
         let opened = std::panic::catch_unwind(|| Tables::open(path, cache_bytes));
         let tables = match opened {
-            Ok(tables) => tables.map_err(|error| lsm_error(path, format!("cannot open the engine: {error}")))?,
+            Ok(tables) => tables.map_err(|error| {
+                lsm_error(path, format!("cannot open the engine (its files are damaged or not an engine's): {error}"))
+            })?,
             Err(panic) => {
                 let reason = panic
                     .downcast_ref::<&str>()
@@ -833,5 +833,38 @@ mod tests {
         refuse(EngineIdentity { cluster_id: 8, node_id: 1 }, "another cluster's", &root.join("gen-1"));
         let store = LsmStore::open(&root, ME, 1 << 20).unwrap();
         assert_eq!((store.applied_index(), store.key_count().unwrap()), (200, 200));
+    }
+
+    /// The sorted-table files under `root`.
+    fn segments(root: &Path) -> Vec<PathBuf> {
+        let data = root.join("gen-1").join("partitions").join("data").join("segments");
+        std::fs::read_dir(data)
+            .map(|entries| entries.filter_map(|entry| entry.ok()).map(|entry| entry.path()).collect())
+            .unwrap_or_default()
+    }
+
+    // Bad input: a truncated sorted table is refused at start, naming the generation.
+    #[test]
+    fn a_truncated_table_file_is_refused_naming_the_engine_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(LSM_DIR);
+        let mut store = LsmStore::open(&root, ME, 1 << 20).unwrap();
+        // Enough data that a memtable fills and is written out as a table.
+        let value = "v".repeat(1024);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut round = 0;
+        while segments(&root).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no table was written");
+            apply_all(&mut store, (0..2000).map(|i| set(&format!("key-{round}-{i}"), &value)).collect());
+            round += 1;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        store.flush().unwrap();
+        drop(store);
+        let table = segments(&root).into_iter().next().unwrap();
+        let length = std::fs::metadata(&table).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&table).unwrap().set_len(length / 2).unwrap();
+        let error = LsmStore::open(&root, ME, 1 << 20).expect_err("a truncated table").to_string();
+        assert!(error.contains(&root.join("gen-1").display().to_string()) && error.contains("damaged"), "{error}");
     }
 }

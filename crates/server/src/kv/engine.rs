@@ -75,6 +75,28 @@ pub struct EngineIdentity {
     pub node_id: NodeId,
 }
 
+impl EngineIdentity {
+    /// Whether a store that records `found` is this one's.
+    pub(super) fn check(self, found: EngineIdentity) -> Result<(), String> {
+        if found == self {
+            return Ok(());
+        }
+        Err(format!(
+            "it holds the state of node {} of cluster {}, not of node {} of cluster {}",
+            found.node_id, found.cluster_id, self.node_id, self.cluster_id
+        ))
+    }
+}
+
+/// What an engine's assertion said, from the panic it raised.
+pub(super) fn panic_reason(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 /// The KV state machine in an engine file.
 pub struct EngineStore {
     db: Database,
@@ -104,7 +126,7 @@ impl std::fmt::Debug for EngineStore {
     }
 }
 
-fn engine_error(path: &Path, error: impl std::fmt::Display) -> MachineError {
+pub(super) fn engine_error(path: &Path, error: impl std::fmt::Display) -> MachineError {
     MachineError::Engine { path: path.to_path_buf(), message: error.to_string() }
 }
 
@@ -158,7 +180,8 @@ impl KvTable for ReadTable<'_> {
     }
 }
 
-fn result_key(node: NodeId, incarnation: u64, request_id: u64) -> [u8; 24] {
+/// A saved result's key: big-endian, so that keys sort as the tuples do.
+pub(super) fn result_key(node: NodeId, incarnation: u64, request_id: u64) -> [u8; 24] {
     let mut key = [0u8; 24];
     key[..8].copy_from_slice(&node.to_be_bytes());
     key[8..16].copy_from_slice(&incarnation.to_be_bytes());
@@ -166,7 +189,7 @@ fn result_key(node: NodeId, incarnation: u64, request_id: u64) -> [u8; 24] {
     key
 }
 
-fn encode_session(session: Session) -> [u8; 24] {
+pub(super) fn encode_session(session: Session) -> [u8; 24] {
     let mut bytes = [0u8; 24];
     bytes[..8].copy_from_slice(&session.incarnation.to_le_bytes());
     bytes[8..16].copy_from_slice(&session.floor.to_le_bytes());
@@ -174,7 +197,7 @@ fn encode_session(session: Session) -> [u8; 24] {
     bytes
 }
 
-fn decode_session(path: &Path, bytes: &[u8]) -> Result<Session, MachineError> {
+pub(super) fn decode_session(path: &Path, bytes: &[u8]) -> Result<Session, MachineError> {
     let word = |at: usize| bytes.get(at..at + 8).map(|word| u64::from_le_bytes(word.try_into().expect("8 bytes")));
     match (bytes.len(), word(0), word(8), word(16)) {
         (24, Some(incarnation), Some(floor), Some(results)) => Ok(Session { incarnation, floor, results }),
@@ -182,7 +205,7 @@ fn decode_session(path: &Path, bytes: &[u8]) -> Result<Session, MachineError> {
     }
 }
 
-fn decode_saved(path: &Path, bytes: &[u8]) -> Result<KvReply, MachineError> {
+pub(super) fn decode_saved(path: &Path, bytes: &[u8]) -> Result<KvReply, MachineError> {
     decode_reply(bytes).ok_or_else(|| engine_error(path, "a saved result in the deduplication table does not decode"))
 }
 
@@ -299,12 +322,10 @@ impl EngineStore {
             Ok(result) => result
                 .map_err(|error| engine_error(path, format!("cannot open it as a state machine file: {error}")))?,
             Err(panic) => {
-                let reason = panic
-                    .downcast_ref::<&str>()
-                    .map(|text| text.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                return Err(engine_error(path, format!("the file is damaged or truncated ({reason})")));
+                return Err(engine_error(
+                    path,
+                    format!("the file is damaged or truncated ({})", panic_reason(&*panic)),
+                ));
             }
         };
         let mut store = EngineStore {
@@ -378,12 +399,7 @@ impl EngineStore {
             return Err(self.error(format!("format {format} is not the 1 or {FORMAT_VERSION} this build reads")));
         }
         let found = EngineIdentity { cluster_id: read(CLUSTER_ID)?, node_id: read(NODE_ID)? };
-        if found != self.identity {
-            return Err(self.error(format!(
-                "it holds the state of node {} of cluster {}, not of node {} of cluster {}",
-                found.node_id, found.cluster_id, self.identity.node_id, self.identity.cluster_id
-            )));
-        }
+        self.identity.check(found).map_err(|problem| self.error(problem))?;
         txn.open_table(DATA).map_err(|error| self.error(format!("no data table: {error}")))?;
         self.applied_index = read(APPLIED_INDEX)?;
         self.durable_index = self.applied_index;

@@ -34,8 +34,10 @@ use conclave_storage::fault::{self, Point};
 use fjall::{Batch, Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
 use super::command::{KvCommand, KvReply};
-use super::dedup::{self, decode_reply, encode_reply, DedupMap, DedupTable, Session};
-use super::engine::EngineIdentity;
+use super::dedup::{self, encode_reply, DedupMap, DedupTable, Session};
+use super::engine::{
+    decode_saved, decode_session, encode_session, engine_error, panic_reason, result_key, EngineIdentity,
+};
 use super::machine::{self, BatchEntry, KvTable, MachineError, SnapshotJob, StateMachine};
 use super::snapshot::{visit_snapshot, SnapshotWriter};
 
@@ -53,10 +55,6 @@ const KEY_COUNT: &str = "key_count";
 const CLUSTER_ID: &str = "cluster_id";
 const NODE_ID: &str = "node_id";
 const FORMAT: &str = "format_version";
-
-fn lsm_error(path: &Path, error: impl std::fmt::Display) -> MachineError {
-    MachineError::Engine { path: path.to_path_buf(), message: error.to_string() }
-}
 
 /// The engine's tables.
 #[derive(Clone)]
@@ -91,24 +89,8 @@ impl Tables {
 }
 
 fn be_u64(path: &Path, bytes: &[u8], what: &str) -> Result<u64, MachineError> {
-    let bytes: [u8; 8] = bytes.try_into().map_err(|_| lsm_error(path, format!("{what} is not 8 bytes")))?;
+    let bytes: [u8; 8] = bytes.try_into().map_err(|_| engine_error(path, format!("{what} is not 8 bytes")))?;
     Ok(u64::from_be_bytes(bytes))
-}
-
-fn result_key(node: NodeId, incarnation: u64, request_id: u64) -> [u8; 24] {
-    let mut key = [0u8; 24];
-    key[..8].copy_from_slice(&node.to_be_bytes());
-    key[8..16].copy_from_slice(&incarnation.to_be_bytes());
-    key[16..].copy_from_slice(&request_id.to_be_bytes());
-    key
-}
-
-fn encode_session(session: Session) -> [u8; 24] {
-    let mut bytes = [0u8; 24];
-    bytes[..8].copy_from_slice(&session.incarnation.to_be_bytes());
-    bytes[8..16].copy_from_slice(&session.floor.to_be_bytes());
-    bytes[16..].copy_from_slice(&session.results.to_be_bytes());
-    bytes
 }
 
 /// The KV state machine in an LSM engine.
@@ -151,7 +133,7 @@ impl BatchData<'_> {
     fn exists(&self, key: &[u8]) -> Result<bool, MachineError> {
         match self.pending.get(key) {
             Some(value) => Ok(value.is_some()),
-            None => self.data.contains_key(key).map_err(|error| lsm_error(self.path, error)),
+            None => self.data.contains_key(key).map_err(|error| engine_error(self.path, error)),
         }
     }
 }
@@ -161,7 +143,7 @@ impl KvTable for BatchData<'_> {
         match self.pending.get(key) {
             Some(value) => Ok(value.as_deref().map(Cow::Borrowed)),
             None => {
-                let value = self.data.get(key).map_err(|error| lsm_error(self.path, error))?;
+                let value = self.data.get(key).map_err(|error| engine_error(self.path, error))?;
                 Ok(value.map(|value| Cow::Owned(value.to_vec())))
             }
         }
@@ -200,16 +182,16 @@ struct ReadData<'a> {
 
 impl KvTable for ReadData<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>, MachineError> {
-        let value = self.data.get(key).map_err(|error| lsm_error(self.path, error))?;
+        let value = self.data.get(key).map_err(|error| engine_error(self.path, error))?;
         Ok(value.map(|value| Cow::Owned(value.to_vec())))
     }
 
     fn put(&mut self, _key: &[u8], _value: &[u8]) -> Result<(), MachineError> {
-        Err(lsm_error(self.path, "internal: a write on a read view"))
+        Err(engine_error(self.path, "internal: a write on a read view"))
     }
 
     fn remove(&mut self, _key: &[u8]) -> Result<bool, MachineError> {
-        Err(lsm_error(self.path, "internal: a write on a read view"))
+        Err(engine_error(self.path, "internal: a write on a read view"))
     }
 
     fn count(&self) -> Result<u64, MachineError> {
@@ -219,25 +201,20 @@ impl KvTable for ReadData<'_> {
 
 /// Loads the deduplication table of `tables` into memory.
 fn load_dedup(tables: &Tables, path: &Path) -> Result<DedupMap, MachineError> {
-    let error = |error: fjall::Error| lsm_error(path, error);
+    let error = |error: fjall::Error| engine_error(path, error);
     let mut map = DedupMap::default();
     for pair in tables.sessions.iter() {
         let (node, session) = pair.map_err(error)?;
         let node = be_u64(path, &node, "a session's node")?;
-        if session.len() != 24 {
-            return Err(lsm_error(path, format!("a deduplication session of {} bytes, not 24", session.len())));
-        }
-        let word = |at: usize| u64::from_be_bytes(session[at..at + 8].try_into().expect("8 bytes"));
-        map.sessions.insert(node, Session { incarnation: word(0), floor: word(8), results: word(16) });
+        map.sessions.insert(node, decode_session(path, &session)?);
     }
     for pair in tables.results.iter() {
         let (key, value) = pair.map_err(error)?;
         if key.len() != 24 {
-            return Err(lsm_error(path, "a result key is not 24 bytes"));
+            return Err(engine_error(path, "a result key is not 24 bytes"));
         }
         let word = |at: usize| u64::from_be_bytes(key[at..at + 8].try_into().expect("8 bytes"));
-        let reply = decode_reply(&value)
-            .ok_or_else(|| lsm_error(path, "a saved result in the deduplication table does not decode"))?;
+        let reply = decode_saved(path, &value)?;
         map.results.insert((word(0), word(8), word(16)), reply);
     }
     Ok(map)
@@ -245,19 +222,19 @@ fn load_dedup(tables: &Tables, path: &Path) -> Result<DedupMap, MachineError> {
 
 /// Syncs directory `dir`, so a create or rename in it survives a crash.
 fn sync_dir(dir: &Path) -> Result<(), MachineError> {
-    std::fs::File::open(dir).and_then(|handle| handle.sync_all()).map_err(|error| lsm_error(dir, error))
+    std::fs::File::open(dir).and_then(|handle| handle.sync_all()).map_err(|error| engine_error(dir, error))
 }
 
 /// The generation `current` names, checked to be one of ours.
 fn read_current(root: &Path) -> Result<String, MachineError> {
     let file = root.join(CURRENT);
     let name = std::fs::read_to_string(&file).map_err(|error| {
-        lsm_error(&file, format!("cannot read the engine's generation file (damaged or not an engine dir): {error}"))
+        engine_error(&file, format!("cannot read the engine's generation file (damaged or not an engine dir): {error}"))
     })?;
     let name = name.trim_end_matches('\n');
     let valid = name.strip_prefix("gen-").is_some_and(|number| !number.is_empty() && number.parse::<u64>().is_ok());
     if !valid {
-        return Err(lsm_error(&file, format!("names {name:?}, not an engine generation (damaged?)")));
+        return Err(engine_error(&file, format!("names {name:?}, not an engine generation (damaged?)")));
     }
     Ok(name.to_string())
 }
@@ -271,19 +248,19 @@ fn write_current(root: &Path, name: &str) -> Result<(), MachineError> {
         file.sync_all()?;
         std::fs::rename(&temporary, root.join(CURRENT))
     };
-    write().map_err(|error| lsm_error(&root.join(CURRENT), error))?;
+    write().map_err(|error| engine_error(&root.join(CURRENT), error))?;
     sync_dir(root)
 }
 
 /// Removes every generation directory of `root` but `keep`.
 fn remove_other_generations(root: &Path, keep: &str) -> Result<(), MachineError> {
-    let entries = std::fs::read_dir(root).map_err(|error| lsm_error(root, error))?;
+    let entries = std::fs::read_dir(root).map_err(|error| engine_error(root, error))?;
     for entry in entries {
-        let entry = entry.map_err(|error| lsm_error(root, error))?;
+        let entry = entry.map_err(|error| engine_error(root, error))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with("gen-") && name != keep {
-            std::fs::remove_dir_all(entry.path()).map_err(|error| lsm_error(&entry.path(), error))?;
+            std::fs::remove_dir_all(entry.path()).map_err(|error| engine_error(&entry.path(), error))?;
         }
     }
     Ok(())
@@ -295,11 +272,11 @@ impl LsmStore {
     /// another node's, is an error naming it: it is never silently replaced
     /// by an empty state.
     pub fn open(root: &Path, identity: EngineIdentity, cache_bytes: u64) -> Result<LsmStore, MachineError> {
-        let exists = root.try_exists().map_err(|error| lsm_error(root, error))?;
+        let exists = root.try_exists().map_err(|error| engine_error(root, error))?;
         if !exists {
             let generation = "gen-1";
             let path = root.join(generation);
-            std::fs::create_dir_all(&path).map_err(|error| lsm_error(root, error))?;
+            std::fs::create_dir_all(&path).map_err(|error| engine_error(root, error))?;
             let mut store = LsmStore::open_generation(root, &path, identity, cache_bytes, true)?;
             store.write_meta(0)?;
             write_current(root, generation)?;
@@ -311,7 +288,7 @@ impl LsmStore {
         let generation = read_current(root)?;
         let path = root.join(&generation);
         if !path.is_dir() {
-            return Err(lsm_error(&path, "the generation the engine's `current` file names is missing"));
+            return Err(engine_error(&path, "the generation the engine's `current` file names is missing"));
         }
         // A snapshot being built when the node stopped: never switched to.
         remove_other_generations(root, &generation)?;
@@ -330,15 +307,13 @@ impl LsmStore {
         let opened = std::panic::catch_unwind(|| Tables::open(path, cache_bytes));
         let tables = match opened {
             Ok(tables) => tables.map_err(|error| {
-                lsm_error(path, format!("cannot open the engine (its files are damaged or not an engine's): {error}"))
+                engine_error(
+                    path,
+                    format!("cannot open the engine (its files are damaged or not an engine's): {error}"),
+                )
             })?,
             Err(panic) => {
-                let reason = panic
-                    .downcast_ref::<&str>()
-                    .map(|text| text.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                return Err(lsm_error(path, format!("the engine's files are damaged ({reason})")));
+                return Err(engine_error(path, format!("the engine's files are damaged ({})", panic_reason(&*panic))));
             }
         };
         let mut store = LsmStore {
@@ -360,7 +335,7 @@ impl LsmStore {
     }
 
     fn error(&self, error: impl std::fmt::Display) -> MachineError {
-        lsm_error(&self.path, error)
+        engine_error(&self.path, error)
     }
 
     fn meta_u64(&self, key: &str) -> Result<Option<u64>, MachineError> {
@@ -400,12 +375,7 @@ impl LsmStore {
             return Err(self.error(format!("format {format} is not the {FORMAT_VERSION} this build reads")));
         }
         let found = EngineIdentity { cluster_id: read(CLUSTER_ID)?, node_id: read(NODE_ID)? };
-        if found != self.identity {
-            return Err(self.error(format!(
-                "it holds the state of node {} of cluster {}, not of node {} of cluster {}",
-                found.node_id, found.cluster_id, self.identity.node_id, self.identity.cluster_id
-            )));
-        }
+        self.identity.check(found).map_err(|problem| self.error(problem))?;
         let (applied_index, keys) = (read(APPLIED_INDEX)?, read(KEY_COUNT)?);
         self.applied_index = applied_index;
         self.keys = keys;
@@ -428,13 +398,13 @@ impl LsmStore {
         match std::fs::remove_dir_all(&path) {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(lsm_error(&path, format!("cannot remove a leftover: {error}"))),
+            Err(error) => return Err(engine_error(&path, format!("cannot remove a leftover: {error}"))),
         }
-        std::fs::create_dir_all(&path).map_err(|error| lsm_error(&path, error))?;
+        std::fs::create_dir_all(&path).map_err(|error| engine_error(&path, error))?;
         let mut fresh = LsmStore::open_generation(&self.root, &path, self.identity, self.cache_bytes, true)?;
         fresh.write_meta(0)?;
         let tables = fresh.tables.clone();
-        let failed = |error: fjall::Error| lsm_error(&path, error);
+        let failed = |error: fjall::Error| engine_error(&path, error);
         let mut batch = tables.keyspace.batch();
         let mut keys = 0u64;
         let mut origins = Vec::new();
@@ -467,7 +437,7 @@ impl LsmStore {
         batch.insert(&tables.meta, APPLIED_INDEX, index.to_be_bytes());
         batch.insert(&tables.meta, KEY_COUNT, keys.to_be_bytes());
         batch.commit().map_err(failed)?;
-        fault::check(Point::StateFlush).map_err(|error| lsm_error(&path, error))?;
+        fault::check(Point::StateFlush).map_err(|error| engine_error(&path, error))?;
         tables.keyspace.persist(PersistMode::SyncAll).map_err(failed)?;
         drop(tables);
         drop(fresh);
@@ -487,7 +457,7 @@ impl StateMachine for LsmStore {
     fn apply_batch(&mut self, batch: &[BatchEntry<'_>]) -> Result<Vec<KvReply>, MachineError> {
         let Some(&(last, _)) = batch.last() else { return Ok(Vec::new()) };
         let failed = |path: &Path, error: &dyn std::fmt::Display| {
-            lsm_error(path, format!("write of applied entries up to index {last} failed: {error}"))
+            engine_error(path, format!("write of applied entries up to index {last} failed: {error}"))
         };
         fault::check(Point::StateApply).map_err(|error| failed(&self.path, &error))?;
         let mut previous = self.applied_index;
@@ -555,19 +525,19 @@ impl StateMachine for LsmStore {
         let path = self.path.clone();
         let (applied_index, dedup) = (self.applied_index, self.dedup.records());
         Ok(Box::new(move |out: &mut dyn std::io::Write| {
-            let count = match meta.get(KEY_COUNT).map_err(|error| lsm_error(&path, error))? {
+            let count = match meta.get(KEY_COUNT).map_err(|error| engine_error(&path, error))? {
                 Some(value) => be_u64(&path, &value, KEY_COUNT)?,
-                None => return Err(lsm_error(&path, "no key count in the metadata")),
+                None => return Err(engine_error(&path, "no key count in the metadata")),
             };
             let mut writer = SnapshotWriter::new(out, applied_index, count).map_err(MachineError::SnapshotOutput)?;
             let mut written = 0u64;
             for pair in data.iter() {
-                let (key, value) = pair.map_err(|error| lsm_error(&path, error))?;
+                let (key, value) = pair.map_err(|error| engine_error(&path, error))?;
                 writer.pair(&key, &value).map_err(MachineError::SnapshotOutput)?;
                 written += 1;
             }
             if written != count {
-                return Err(lsm_error(&path, format!("the engine holds {written} keys, its count says {count}")));
+                return Err(engine_error(&path, format!("the engine holds {written} keys, its count says {count}")));
             }
             writer.finish(&dedup).map_err(MachineError::SnapshotOutput)?;
             Ok(())

@@ -46,12 +46,22 @@ enum Victim {
 /// are fragments the victim's fatal error must hold (the operation, the file,
 /// the OS error).
 fn a_disk_fault_stops_the_node_and_loses_nothing(victim: Victim, fault: &str, expected: &[&str]) {
+    a_disk_fault_on_an_engine_stops_the_node_and_loses_nothing(victim, fault, expected, &SETTINGS);
+}
+
+/// [`a_disk_fault_stops_the_node_and_loses_nothing`] with `settings` for every node.
+fn a_disk_fault_on_an_engine_stops_the_node_and_loses_nothing(
+    victim: Victim,
+    fault: &str,
+    expected: &[&str],
+    settings: &[&str],
+) {
     let mut cluster = Cluster::new(3);
     let arming = |id: u64| -> PathBuf { cluster.dir.path().join(format!("node{id}.disk-faults")) };
     let arming_files: Vec<PathBuf> = (1..=3).map(arming).collect();
     for id in 1..=3u64 {
         let file = arming_files[id as usize - 1].clone();
-        cluster.start_node_with_env(id, &SETTINGS, &[("CONCLAVE_DISK_FAULTS", OsStr::new(&file))]);
+        cluster.start_node_with_env(id, settings, &[("CONCLAVE_DISK_FAULTS", OsStr::new(&file))]);
     }
     let leader = cluster.wait_for_leader(&[1, 2, 3]);
     let victim = match victim {
@@ -95,7 +105,7 @@ fn a_disk_fault_stops_the_node_and_loses_nothing(victim: Victim, fault: &str, ex
 
     // Disarmed and restarted, the victim rejoins.
     std::fs::remove_file(&arming_files[victim as usize - 1]).unwrap();
-    cluster.start_node(victim, &SETTINGS);
+    cluster.start_node(victim, settings);
     writers.wait_for("acknowledged writes with the victim back", |w| w.acked_after(stopped_at), 600);
     let acked: Vec<String> = writers.stop().into_iter().map(|(key, _)| key).collect();
     let leader = cluster.wait_for_leader(&[1, 2, 3]);
@@ -168,5 +178,22 @@ fn an_eio_in_the_state_machines_durable_flush_stops_the_node_and_loses_nothing_a
         Victim::Follower,
         "state-flush:eio",
         &["state machine file", "state.redb", "durable flush", "os error 5"],
+    );
+}
+
+#[test]
+fn on_the_lsm_engine_a_full_disk_or_an_eio_in_the_state_machine_stops_the_node_and_loses_nothing_acknowledged() {
+    let settings = ["--set", "state_machine.flush_interval_ms=20", "--set", "state_machine.engine=fjall"];
+    a_disk_fault_on_an_engine_stops_the_node_and_loses_nothing(
+        Victim::Leader,
+        "state-apply:enospc",
+        &["state machine file", "state.fjall", "applied entries up to index", "os error 28"],
+        &settings,
+    );
+    a_disk_fault_on_an_engine_stops_the_node_and_loses_nothing(
+        Victim::Follower,
+        "state-flush:eio",
+        &["state machine file", "state.fjall", "durable flush", "os error 5"],
+        &settings,
     );
 }

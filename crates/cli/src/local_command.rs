@@ -44,7 +44,8 @@ pub struct LocalArgs {
     pub engine: Option<EngineKind>,
 }
 
-fn parse_engine(name: &str) -> Result<EngineKind, String> {
+/// An engine by its config name.
+pub fn parse_engine(name: &str) -> Result<EngineKind, String> {
     [EngineKind::Redb, EngineKind::Fjall, EngineKind::Memory]
         .into_iter()
         .find(|kind| kind.name() == name)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use conclave_server::config::Timing;
+use conclave_server::config::{EngineKind, Timing};
 use conclave_server::disk_fault;
 use conclave_server::Member;
 
@@ -36,7 +36,7 @@ pub struct Cluster {
 
 impl Cluster {
     /// Writes the configs of `count` nodes into `dir` and starts them all.
-    pub fn start(dir: &Path, count: u64, timing: Timing) -> std::io::Result<Cluster> {
+    pub fn start(dir: &Path, count: u64, timing: Timing, engine: Option<EngineKind>) -> std::io::Result<Cluster> {
         std::fs::create_dir_all(dir)?;
         let args = LocalArgs {
             nodes: count,
@@ -46,7 +46,7 @@ impl Cluster {
             election_mode: None,
             password: None,
             cluster_id: 1,
-            engine: None,
+            engine,
         };
         let members = local_command::members(&args)?;
         let links = Links::start(&members)?;

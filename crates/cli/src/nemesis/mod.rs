@@ -90,6 +90,10 @@ pub struct NemesisArgs {
     /// print the verdict.
     #[arg(long, value_name = "PATH")]
     pub check_only: Option<PathBuf>,
+    /// The nodes' state machine engine: `redb`, `fjall` or `memory`
+    /// (default: the config's default).
+    #[arg(long, value_parser = crate::local_command::parse_engine)]
+    pub engine: Option<conclave_server::config::EngineKind>,
 }
 
 /// Runs `conclave nemesis`.
@@ -192,7 +196,7 @@ fn run_cluster(
         leader_wait_ms: args.op_timeout_ms / 2,
         ..Timing::default()
     };
-    let mut cluster = Cluster::start(dir, args.nodes, timing)?;
+    let mut cluster = Cluster::start(dir, args.nodes, timing, args.engine)?;
     let ready = Instant::now() + Duration::from_secs(30);
     while cluster.leader().is_none() {
         if Instant::now() > ready || interrupted.load(Ordering::SeqCst) {

@@ -1266,3 +1266,41 @@ fn a_catch_up_is_cut_into_appends_of_at_most_max_bytes_per_message() {
         "the oversized entry went alone"
     );
 }
+
+#[test]
+fn a_batch_of_proposals_goes_to_each_follower_in_one_append() {
+    // A pipelined client's burst: the entries of one batch leave together,
+    // not one AppendEntries per command.
+    let mut config = config(1, &VOTERS);
+    config.max_command_bytes = 8;
+    let mut node = node_from(config, RestoredState::default(), 1);
+    let _ = elect_alone(&mut node);
+    for follower in [2, 3] {
+        let _ = node.step(msg(follower, 1, 1, accepted(1)));
+    }
+    let base = node.log().last_index();
+    let commands: Vec<bytes::Bytes> =
+        vec![b"a".to_vec().into(), vec![0; 9].into(), b"b".to_vec().into(), b"c".to_vec().into()];
+    let batch = node.propose_batch(commands);
+    assert_eq!(
+        batch.results,
+        vec![Ok(base + 1), Err(ProposeError::TooLarge { size: 9, limit: 8 }), Ok(base + 2), Ok(base + 3)],
+        "the oversized command alone is refused"
+    );
+    let appends: Vec<(NodeId, usize)> = batch
+        .output
+        .early_messages
+        .iter()
+        .chain(&batch.output.messages)
+        .filter_map(|message| match &message.body {
+            Body::AppendEntries { entries, .. } if !entries.is_empty() => Some((message.to, entries.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(appends, vec![(2, 3), (3, 3)], "one append of three entries to each follower");
+    // A node that cannot take proposals refuses them all and appends nothing.
+    let mut follower = new_node(2, &VOTERS, 1);
+    let refused = follower.propose_batch(vec![bytes::Bytes::from_static(b"x"), bytes::Bytes::from_static(b"y")]);
+    assert_eq!(refused.results, vec![Err(ProposeError::NotLeader { leader: None }); 2]);
+    assert_eq!(follower.log().last_index(), 0);
+}

@@ -119,6 +119,18 @@ pub struct Proposal {
     pub output: Output,
 }
 
+/// What [`Node::propose_batch`] did with each command, and the one batch it
+/// produced for all of them.
+#[derive(Debug)]
+pub struct BatchProposal {
+    /// Term of the new entries.
+    pub term: Term,
+    /// Per command, in order: the index of its entry, or why it was refused.
+    pub results: Vec<Result<LogIndex, ProposeError>>,
+    /// The batch to persist and send.
+    pub output: Output,
+}
+
 /// One member of a cluster.
 ///
 /// `Clone` forks the state machine (a model checker explores both copies); a
@@ -335,6 +347,40 @@ impl Node {
         }
         let index = self.append_as_leader(Payload::Command(command));
         Ok(Proposal { index, term: self.term, output: self.finish() })
+    }
+
+    /// Proposes `commands` as consecutive entries, as [`Node::propose`] does
+    /// each, but with one output for all: each follower gets the new entries
+    /// in as few `AppendEntries` as the limits allow, not one message per
+    /// command (a pipelined client's burst is one batch). A command that is
+    /// too large is refused alone; when this node cannot take proposals,
+    /// every command is refused and nothing changes.
+    pub fn propose_batch(&mut self, commands: impl IntoIterator<Item = bytes::Bytes>) -> BatchProposal {
+        let refusal = if self.role != Role::Leader {
+            Some(ProposeError::NotLeader { leader: self.leader })
+        } else if !self.serving {
+            Some(ProposeError::NotYetServing { ballot: self.term })
+        } else {
+            None
+        };
+        let mut results = Vec::new();
+        let mut appended = false;
+        for command in commands {
+            if let Some(refusal) = &refusal {
+                results.push(Err(refusal.clone()));
+                continue;
+            }
+            if command.len() > self.config.max_command_bytes {
+                results.push(Err(ProposeError::TooLarge { size: command.len(), limit: self.config.max_command_bytes }));
+                continue;
+            }
+            results.push(Ok(self.append_entry_as_leader(Payload::Command(command))));
+            appended = true;
+        }
+        if appended {
+            self.replicate_new_entries();
+        }
+        BatchProposal { term: self.term, results, output: self.finish() }
     }
 
     /// The driver saved the snapshot up to `index` and hands its bytes back

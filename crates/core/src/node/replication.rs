@@ -17,18 +17,30 @@ impl Node {
     /// Appends a new entry of the current term to the leader's own log and
     /// starts replicating it. Returns its index.
     pub(crate) fn append_as_leader(&mut self, payload: Payload) -> LogIndex {
+        let index = self.append_entry_as_leader(payload);
+        self.replicate_new_entries();
+        index
+    }
+
+    /// Appends one entry of this leader's term; nothing is sent yet.
+    pub(crate) fn append_entry_as_leader(&mut self, payload: Payload) -> LogIndex {
         assert_eq!(self.role, Role::Leader, "only a leader appends new entries");
         let index = self.log.last_index() + 1;
         self.log.append(Entry { term: self.term, index, payload });
         // Reads that arrived before this entry are confirmed by the answers
         // that commit it (read_index.rs).
         self.piggyback_waiting_reads();
+        index
+    }
+
+    /// Commits what a single-node cluster can, and sends each follower the
+    /// entries it lacks.
+    pub(crate) fn replicate_new_entries(&mut self) {
         // A single-node cluster commits on its own; others wait for acknowledgements.
         self.maybe_commit();
         for peer in self.peers() {
             self.send_append(peer);
         }
-        index
     }
 
     /// Sends `to` the entries from its next index, if its progress allows. A

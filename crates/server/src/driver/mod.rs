@@ -717,6 +717,9 @@ impl Driver {
         }
         let mut kept = std::collections::VecDeque::new();
         let mut blocked = std::collections::HashSet::new();
+        // This leader's writes, proposed together: one append per follower
+        // for a pipelined burst, not one per command.
+        let mut writes: Vec<(u64, Vec<u8>)> = Vec::new();
         while let Some(id) = self.requests.needs_leader.pop_front() {
             let Some(connection) = self.requests.connection(id) else { continue };
             if blocked.contains(&connection) {
@@ -724,6 +727,14 @@ impl Driver {
                 continue;
             }
             if let Some(read) = self.requests.read(id).cloned() {
+                // The writes before it go first: a read waits for its
+                // connection's earlier write by that write's index.
+                if let Err(unplaced) = self.propose_writes(std::mem::take(&mut writes)) {
+                    kept.extend(unplaced);
+                    kept.push_back(id);
+                    kept.extend(self.requests.needs_leader.drain(..));
+                    break;
+                }
                 let min_index = match self.requests.read_after(id) {
                     requests::ReadAfter::Unplaced(_) => {
                         blocked.insert(connection);
@@ -748,23 +759,45 @@ impl Driver {
                 self.requests.mark_forwarded(id, leader);
                 continue;
             }
-            match self.node.propose(command) {
-                Ok(proposal) => {
-                    self.requests.mark_proposed(id, leader);
-                    self.requests.mark_placed(id, proposal.index, proposal.term, self.applied_index);
+            writes.push((id, command));
+        }
+        if let Err(unplaced) = self.propose_writes(writes) {
+            // Leader-elect not yet serving: they wait for the next event, in order.
+            let rest = std::mem::take(&mut kept);
+            kept.extend(unplaced);
+            kept.extend(rest);
+        }
+        self.requests.needs_leader = kept;
+    }
+
+    /// Proposes this leader's `writes` as one batch. The ids of a batch this
+    /// node cannot take now (a leader-elect not yet serving, or no longer the
+    /// leader) come back, in order, to wait for the next event.
+    fn propose_writes(&mut self, writes: Vec<(u64, Vec<u8>)>) -> Result<(), Vec<u64>> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let me = self.node.id();
+        let (ids, commands): (Vec<u64>, Vec<Vec<u8>>) = writes.into_iter().unzip();
+        let batch = self.node.propose_batch(commands.into_iter().map(bytes::Bytes::from));
+        let mut unplaced = Vec::new();
+        for (id, result) in ids.into_iter().zip(batch.results) {
+            match result {
+                Ok(index) => {
+                    self.requests.mark_proposed(id, me);
+                    self.requests.mark_placed(id, index, batch.term, self.applied_index);
                     increment(&self.observe.metrics.proposals);
-                    self.enqueue(proposal.output);
                 }
-                Err(ProposeError::NotLeader { .. } | ProposeError::NotYetServing { .. }) => {
-                    // Leader-elect not yet serving: wait for the next event.
-                    kept.push_back(id);
-                    kept.extend(self.requests.needs_leader.drain(..));
-                    break;
-                }
+                Err(ProposeError::NotLeader { .. } | ProposeError::NotYetServing { .. }) => unplaced.push(id),
                 Err(error) => self.requests.fail(id, RequestError::Refused(error.to_string())),
             }
         }
-        self.requests.needs_leader = kept;
+        self.enqueue(batch.output);
+        if unplaced.is_empty() {
+            Ok(())
+        } else {
+            Err(unplaced)
+        }
     }
 
     /// Serves the `READONLY` reads whose connection's earlier write is applied

@@ -235,8 +235,9 @@ impl Driver {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let first = self.node.tick(0);
         self.enqueue(first);
+        // One clock reading ends a step and starts the next housekeeping.
+        let mut housekeeping = StepStart::now();
         loop {
-            let housekeeping = StepStart::now();
             if let Some(deadline) = drain_deadline {
                 if self.requests.len() == 0 || Instant::now() >= deadline {
                     break;
@@ -248,7 +249,7 @@ impl Driver {
             self.report_persisted();
             self.reload_if_due()?;
             self.publish_status();
-            self.steps.step(housekeeping.finish(Wake::Housekeeping, 0));
+            self.steps.step(housekeeping.finish(Wake::Housekeeping, 0).0);
             // A deadline at or before the last tick already fired: wait a millisecond
             // rather than spin on it.
             let deadline_ms = self.node.next_deadline_ms().max(self.last_tick_ms + 1);
@@ -346,7 +347,9 @@ impl Driver {
             self.propose_held_forwards();
             self.dispatch_waiting();
             let (wake, woke, inputs) = step;
-            self.steps.step(woke.finish(wake, inputs));
+            let (step, now) = woke.finish(wake, inputs);
+            self.steps.step(step);
+            housekeeping = now;
         }
         // Finish the sync in flight so that what was acknowledged to peers is durable.
         if let Some(done) = self.group_commit.finish().await {

@@ -76,12 +76,14 @@ impl StepStart {
         StepStart { wall: Instant::now(), cpu: thread_cpu_time() }
     }
 
-    /// The step from this start until now. A step runs within one poll of
-    /// the driver (no await inside), so on one thread.
-    pub(crate) fn finish(self, wake: Wake, inputs: usize) -> Step {
-        let took = self.wall.elapsed();
-        let cpu = thread_cpu_time().saturating_sub(self.cpu);
-        Step { wake, took, cpu, inputs }
+    /// The step from this start until now, and now as the start of what
+    /// follows (one reading of the clocks, not two). A step runs within one
+    /// poll of the driver (no await inside), so on one thread.
+    pub(crate) fn finish(self, wake: Wake, inputs: usize) -> (Step, StepStart) {
+        let now = StepStart::now();
+        let took = now.wall.saturating_duration_since(self.wall);
+        let cpu = now.cpu.saturating_sub(self.cpu);
+        (Step { wake, took, cpu, inputs }, now)
     }
 }
 
@@ -179,11 +181,21 @@ mod tests {
         {
             spin = std::hint::black_box(spin.wrapping_add(1));
         }
-        let busy = start.finish(Wake::Timer, 1);
+        let (busy, _) = start.finish(Wake::Timer, 1);
         assert!(busy.cpu >= Duration::from_millis(5) && busy.took >= busy.cpu, "spinning uses CPU: {busy:?}");
+        // Blocked while another thread works: wall time passes, CPU does not.
         let start = StepStart::now();
-        std::thread::sleep(Duration::from_millis(20));
-        let idle = start.finish(Wake::Timer, 1);
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let own = thread_cpu_time();
+            let mut spin = 0u64;
+            while thread_cpu_time().saturating_sub(own) < Duration::from_millis(20) {
+                spin = std::hint::black_box(spin.wrapping_add(1));
+            }
+            let _ = done.send(spin);
+        });
+        finished.recv_timeout(Duration::from_secs(10)).expect("the worker used 20 ms of CPU");
+        let (idle, _) = start.finish(Wake::Timer, 1);
         assert!(idle.took >= Duration::from_millis(20) && idle.cpu < Duration::from_millis(5), "{idle:?}");
     }
 

@@ -39,17 +39,15 @@ pub struct LocalArgs {
     #[arg(long, default_value_t = 1)]
     pub cluster_id: u64,
     /// Where every node keeps its KV data: `redb`, `fjall` or `memory`
-    /// (`state_machine.engine` in the config; default: the config's default).
+    /// (`state_machine.engine` in the config; default: what each node's data
+    /// dir holds, `fjall` for a new one).
     #[arg(long, value_parser = parse_engine)]
     pub engine: Option<EngineKind>,
 }
 
 /// An engine by its config name.
 pub fn parse_engine(name: &str) -> Result<EngineKind, String> {
-    [EngineKind::Redb, EngineKind::Fjall, EngineKind::Memory]
-        .into_iter()
-        .find(|kind| kind.name() == name)
-        .ok_or_else(|| format!("unknown engine {name:?}: redb, fjall or memory"))
+    EngineKind::from_name(name).ok_or_else(|| format!("unknown engine {name:?}: redb, fjall or memory"))
 }
 
 /// A port that is free now, below the kernel's ephemeral range (32768 and up
@@ -129,7 +127,7 @@ pub fn node_config(args: &LocalArgs, members: &[Member], id: u64, dir: &Path, ti
         timing,
         limits: Limits::default(),
         snapshot: Default::default(),
-        state_machine: StateMachineSettings { engine: args.engine.unwrap_or_default(), ..Default::default() },
+        state_machine: StateMachineSettings { engine: args.engine, ..Default::default() },
     }
 }
 

@@ -28,7 +28,7 @@ use support::writers::{read_all, Writers};
 
 /// Frequent durable flushes of the state machine, so the flush fault is
 /// reached within a few milliseconds of being armed.
-const SETTINGS: [&str; 2] = ["--set", "state_machine.flush_interval_ms=20"];
+const SETTINGS: [&str; 4] = ["--set", "state_machine.flush_interval_ms=20", "--set", "state_machine.engine=redb"];
 
 fn number(address: SocketAddr, field: &str) -> Option<u64> {
     info_field(address, field)?.parse().ok()

@@ -271,7 +271,7 @@ fn retried_id_after_snapshot_and_restart(engine: EngineKind) {
     let mut cluster = Cluster::new(3);
     for node in 1..=2 {
         cluster.edit_config(node, |config| {
-            config.state_machine.engine = engine;
+            config.state_machine.engine = Some(engine);
             config.snapshot.every_entries = 5;
         });
         cluster.start_node(node, &[]);

@@ -176,21 +176,30 @@ impl Default for SnapshotSettings {
 }
 
 /// Which store holds the KV data.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
-    /// The embedded engine file `state.redb` in the data dir (the default):
-    /// restart and compaction costs do not grow with the data.
-    #[default]
+    /// The embedded B-tree file `state.redb` in the data dir: restart and
+    /// compaction costs do not grow with the data.
     Redb,
     /// A map in memory, rebuilt from the snapshot file at every start.
     Memory,
     /// The log-structured engine in the directory `state.fjall` of the data
-    /// dir: a write's cost barely grows with the data (docs/decisions/0093).
+    /// dir (the default for a new data dir): a write's cost barely grows with
+    /// the data (docs/decisions/0093, 0094).
     Fjall,
 }
 
 impl EngineKind {
+    /// The engine of a new data dir when `state_machine.engine` is unset
+    /// (docs/decisions/0094).
+    pub const FOR_NEW_DATA_DIR: EngineKind = EngineKind::Fjall;
+
+    /// The engine named `name` in the config.
+    pub fn from_name(name: &str) -> Option<EngineKind> {
+        [EngineKind::Redb, EngineKind::Fjall, EngineKind::Memory].into_iter().find(|kind| kind.name() == name)
+    }
+
     /// The name in the config file.
     pub fn name(self) -> &'static str {
         match self {
@@ -206,11 +215,31 @@ impl EngineKind {
     }
 }
 
+/// How the LSM engine compresses its tables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// LZ4 blocks: cheap, and values that repeat themselves shrink.
+    #[default]
+    Lz4,
+    /// Stored as written: for values that are already compressed or
+    /// encrypted, where LZ4 would spend CPU for nothing.
+    None,
+}
+
 impl StateMachineSettings {
+    /// The engine this node runs. The server settles an unset engine from
+    /// the data dir before it starts (`kv::engine_choice`); until then an
+    /// unset one reads as [`EngineKind::FOR_NEW_DATA_DIR`], which keeps its
+    /// data on disk like any engine a data dir can hold.
+    pub fn engine(&self) -> EngineKind {
+        self.engine.unwrap_or(EngineKind::FOR_NEW_DATA_DIR)
+    }
+
     /// The memory bound on the store's data: the cache for the engine, 0 (none)
     /// for the in-memory store.
     pub fn cache_bytes_bound(&self) -> u64 {
-        match self.engine {
+        match self.engine() {
             EngineKind::Redb | EngineKind::Fjall => self.cache_bytes,
             EngineKind::Memory => 0,
         }
@@ -221,8 +250,12 @@ impl StateMachineSettings {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateMachineSettings {
-    /// Where the data lives.
-    pub engine: EngineKind,
+    /// Where the data lives. Unset: the engine the data dir holds, or
+    /// [`EngineKind::FOR_NEW_DATA_DIR`] in a new one.
+    pub engine: Option<EngineKind>,
+    /// How the LSM engine (`fjall`) compresses a new store's tables; a
+    /// store keeps the choice it was made with. redb does not compress.
+    pub compression: Compression,
     /// The engine's page cache in bytes: the memory its data may take.
     pub cache_bytes: u64,
     /// Applied batches commit without an fsync; a durable commit follows at
@@ -235,7 +268,8 @@ pub struct StateMachineSettings {
 impl Default for StateMachineSettings {
     fn default() -> StateMachineSettings {
         StateMachineSettings {
-            engine: EngineKind::Redb,
+            engine: None,
+            compression: Compression::Lz4,
             cache_bytes: 256 << 20,
             flush_interval_ms: 1000,
             flush_bytes: 64 << 20,
@@ -590,7 +624,7 @@ impl ServerConfig {
         core.parallel_persist = self.timing.parallel_persist;
         // A state machine that may outgrow memory takes a leader's snapshot
         // chunk by chunk, on disk (docs/decisions/0090).
-        core.stage_snapshot_chunks = self.state_machine.engine.is_on_disk();
+        core.stage_snapshot_chunks = self.state_machine.engine().is_on_disk();
         #[cfg(feature = "bug-injection")]
         inject_bugs(&mut core);
         core
@@ -736,6 +770,25 @@ mod tests {
         assert!(error.contains("every"), "{error}");
         let error = ServerConfig::parse(&(three_nodes() + "[snapshot]\nevery_entries = -1\n")).unwrap_err();
         assert!(error.contains("every_entries") || error.contains("invalid value"), "{error}");
+    }
+
+    #[test]
+    fn the_engine_is_unset_by_default_and_engine_and_compression_take_their_names_only() {
+        let config = ServerConfig::parse(&three_nodes()).unwrap();
+        assert_eq!(config.state_machine.engine, None, "unset: the data dir decides");
+        assert_eq!(config.state_machine.engine(), EngineKind::FOR_NEW_DATA_DIR);
+        assert_eq!(config.state_machine.compression, Compression::Lz4);
+        let text = three_nodes() + "[state_machine]\nengine = \"redb\"\ncompression = \"none\"\n";
+        let config = ServerConfig::parse(&text).unwrap();
+        assert_eq!(
+            (config.state_machine.engine, config.state_machine.compression),
+            (Some(EngineKind::Redb), Compression::None)
+        );
+        for bad in ["engine = \"rocksdb\"", "compression = \"zstd\""] {
+            let error = ServerConfig::parse(&(three_nodes() + "[state_machine]\n" + bad + "\n")).unwrap_err();
+            let value = bad.split('"').nth(1).unwrap();
+            assert!(error.contains(value), "{error}");
+        }
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub enum ServerError {
     /// A saved snapshot holds no usable KV state.
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// The configured engine is not the one the data dir holds, or the data
+    /// dir holds two.
+    #[error("state machine engine: {0}")]
+    Engine(String),
     /// The state machine's store could not be opened, read or written.
     #[error("state machine: {0}")]
     Machine(#[from] crate::kv::MachineError),

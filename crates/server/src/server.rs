@@ -86,7 +86,7 @@ pub fn next_incarnation(data_dir: &std::path::Path) -> Result<u64, ServerError> 
 }
 
 /// Validates `config`, restores the node from its data dir and starts serving.
-pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerError> {
     config.validate()?;
     let me = config.me().expect("validated: the node is a member").clone();
     std::fs::create_dir_all(&config.data_dir)
@@ -104,6 +104,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         data_dir = %config.data_dir.display(),
         "restored from the WAL"
     );
+    // Settled once, before the state machine opens: everything after reads
+    // the one engine this node runs.
+    let log_base =
+        restored.snapshot.as_ref().map(|snapshot| (snapshot.meta.last_included_index, snapshot.data.is_empty()));
+    let (engine, choice) =
+        crate::kv::engine_choice::resolve_engine(&config.data_dir, config.state_machine.engine, log_base)
+            .map_err(ServerError::Engine)?;
+    config.state_machine.engine = Some(engine);
+    info!(node = config.node_id, engine = engine.name(), chosen = choice.describe(), "state machine engine");
     let observe = Observability::new(config.node_id);
     let incarnation = next_incarnation(&config.data_dir)?;
     // Elections need randomness; determinism is the simulator's business, not a live node's.
@@ -113,7 +122,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let saved = restored.snapshot.as_ref().map(|snapshot| (snapshot.meta.last_included_index, &snapshot.data[..]));
     let (machine, applied_index) = open_machine(&config, saved, &observe)?;
     let mut restored = restored;
-    if config.state_machine.engine.is_on_disk() {
+    if config.state_machine.engine().is_on_disk() {
         // The engine holds the state at or beyond the saved snapshot: the
         // core keeps none of its bytes, and makes a fresh snapshot from the
         // engine when a follower needs one (docs/decisions/0086). Start-up
@@ -123,7 +132,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         }
         conclave_storage::snapshot::remove_outgoing(&config.data_dir)?;
     }
-    let incoming = match config.state_machine.engine {
+    let incoming = match config.state_machine.engine() {
         EngineKind::Redb | EngineKind::Fjall => {
             Some(conclave_storage::incoming::IncomingSnapshotFile::new(&config.data_dir)?)
         }
@@ -172,7 +181,7 @@ fn open_machine(
     saved: Option<(LogIndex, &[u8])>,
     observe: &Observability,
 ) -> Result<(Box<dyn StateMachine>, LogIndex), ServerError> {
-    match config.state_machine.engine {
+    match config.state_machine.engine() {
         EngineKind::Memory => {
             let (store, applied_index) = restore_store(saved)?;
             Ok((Box::new(store), applied_index))
@@ -181,11 +190,15 @@ fn open_machine(
             let identity = EngineIdentity { cluster_id: config.cluster_id, node_id: config.node_id };
             let cache_bytes = config.state_machine.cache_bytes;
             observe.metrics.state_machine_cache_bytes.store(cache_bytes, std::sync::atomic::Ordering::Relaxed);
-            let (mut engine, path): (Box<dyn StateMachine>, _) = match config.state_machine.engine {
+            let (mut engine, path): (Box<dyn StateMachine>, _) = match config.state_machine.engine() {
                 EngineKind::Fjall => {
                     // A rebuild cut short by a crash is removed when it opens.
                     let path = config.data_dir.join(crate::kv::lsm::LSM_DIR);
-                    (Box::new(LsmStore::open(&path, identity, cache_bytes)?), path)
+                    {
+                        let compress = config.state_machine.compression == crate::config::Compression::Lz4;
+                        let options = crate::kv::lsm::LsmOptions { cache_bytes, compress };
+                        (Box::new(LsmStore::open_with(&path, identity, options)?), path)
+                    }
                 }
                 _ => {
                     // A rebuild from a leader's snapshot that a crash cut

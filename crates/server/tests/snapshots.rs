@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use conclave_server::config::EngineKind;
 use conclave_server::{Member, RunningServer, ServerConfig};
 use support::node::single_node_config;
 use support::resp::{info, wait_until, Client, Reply};
@@ -275,6 +276,11 @@ fn info_number(address: SocketAddr, name: &str) -> Option<u64> {
 
 /// Node 2 of a two-node cluster whose node 1 (never started) the test plays.
 fn follower_of_a_fake_leader(data_dir: PathBuf) -> support::node::TestNode {
+    follower_of_a_fake_leader_on(data_dir, None)
+}
+
+/// [`follower_of_a_fake_leader`] on `engine` (unset: the default's choice).
+fn follower_of_a_fake_leader_on(data_dir: PathBuf, engine: Option<EngineKind>) -> support::node::TestNode {
     let members: Vec<Member> = (1..=2)
         .map(|id| Member { id, peer_address: free_address(), client_address: free_address(), http_address: None })
         .collect();
@@ -282,6 +288,7 @@ fn follower_of_a_fake_leader(data_dir: PathBuf) -> support::node::TestNode {
         config.node_id = 2;
         config.members = members;
         config.data_dir = data_dir;
+        config.state_machine.engine = engine;
     })
 }
 
@@ -332,7 +339,7 @@ fn a_snapshot_stream_that_breaks_off_or_fails_its_checksum_is_discarded_and_the_
     // docs/decisions/0090: the follower stages chunks on disk as they arrive.
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("node2");
-    let node = follower_of_a_fake_leader(data_dir.clone());
+    let node = follower_of_a_fake_leader_on(data_dir.clone(), Some(EngineKind::Redb));
     let mut leader = fake_leader::connect(node.peer_address);
     let first = store_with(&[("k", "v"), ("n", "1")]).encode_snapshot(10);
     let half = first.len() / 2;
@@ -378,7 +385,7 @@ fn a_snapshot_stream_that_breaks_off_or_fails_its_checksum_is_discarded_and_the_
     // As a crash during a rebuild of the state would leave it.
     let installing = data_dir.join("state.redb.installing");
     std::fs::write(&installing, b"half a state").unwrap();
-    let node = follower_of_a_fake_leader(data_dir);
+    let node = follower_of_a_fake_leader_on(data_dir, Some(EngineKind::Redb));
     wait_until("the restarted node to serve", Duration::from_secs(10), || {
         (info_number(node.client_address, "snapshot_index")? == 40).then_some(())
     });
@@ -418,10 +425,16 @@ fn offline_snapshot(data_dir: &std::path::Path, upto: u64) -> conclave_storage::
 }
 
 fn single_node(data_dir: &std::path::Path) -> support::node::TestNode {
+    single_node_on(data_dir, None)
+}
+
+/// [`single_node`] on `engine` (unset: the default's choice).
+fn single_node_on(data_dir: &std::path::Path, engine: Option<EngineKind>) -> support::node::TestNode {
     let data_dir = data_dir.to_path_buf();
     support::node::TestNode::start_leader(move |config| {
         config.data_dir = data_dir;
         config.snapshot.every_entries = 0;
+        config.state_machine.engine = engine;
     })
 }
 
@@ -481,7 +494,7 @@ fn a_crash_between_the_steps_of_a_snapshot_loses_nothing() {
 fn a_saved_snapshot_whose_data_is_not_a_kv_store_stops_the_start_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("node1");
-    let node = single_node(&data_dir);
+    let node = single_node_on(&data_dir, Some(EngineKind::Redb));
     let mut client = node.client();
     assert_eq!(client.command(&["SET", "k", "v"]).unwrap(), Reply::Simple("OK".into()));
     let commit = info_number(node.client_address, "commit_index").unwrap();
@@ -510,35 +523,51 @@ fn a_saved_snapshot_whose_data_is_not_a_kv_store_stops_the_start_with_a_clear_er
 #[test]
 fn a_lost_engine_file_behind_a_log_compacted_without_a_snapshot_stops_the_start_with_a_clear_error() {
     // docs/decisions/0086: the log is compacted behind the engine's durable
-    // index without a snapshot; without the engine's file the entries
-    // between are gone, and the node must say so rather than start empty.
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("node1");
-    let settings = data_dir.clone();
-    let node = support::node::TestNode::start_leader(move |config| {
-        config.data_dir = settings;
-        config.snapshot.every_entries = 5;
-        config.state_machine.flush_interval_ms = 20;
-    });
-    let mut client = node.client();
-    for key in 0..20 {
-        assert_eq!(client.command(&["SET", &format!("k{key}"), "v"]).unwrap(), Reply::Simple("OK".into()));
-    }
-    wait_until("the log to be compacted", Duration::from_secs(10), || {
-        info_number(node.client_address, "snapshot_index").filter(|&index| index > 0)
-    });
-    drop(client);
-    drop(node);
-    let saved = conclave_storage::snapshot::load(&data_dir).unwrap().expect("the log's base is saved");
-    assert!(saved.data.is_empty(), "the base is recorded without a snapshot's data");
-    std::fs::remove_file(data_dir.join("state.redb")).unwrap();
+    // index without a snapshot; without the engine's files the entries
+    // between are gone, and the node must say so rather than start empty,
+    // and create no new engine in their place (docs/decisions/0094).
+    for (engine, files) in [(EngineKind::Redb, "state.redb"), (EngineKind::Fjall, "state.fjall")] {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("node1");
+        let settings = data_dir.clone();
+        let node = support::node::TestNode::start_leader(move |config| {
+            config.data_dir = settings;
+            config.snapshot.every_entries = 5;
+            config.state_machine.flush_interval_ms = 20;
+            config.state_machine.engine = Some(engine);
+        });
+        let mut client = node.client();
+        for key in 0..20 {
+            assert_eq!(client.command(&["SET", &format!("k{key}"), "v"]).unwrap(), Reply::Simple("OK".into()));
+        }
+        wait_until("the log to be compacted", Duration::from_secs(10), || {
+            info_number(node.client_address, "snapshot_index").filter(|&index| index > 0)
+        });
+        drop(client);
+        drop(node);
+        let saved = conclave_storage::snapshot::load(&data_dir).unwrap().expect("the log's base is saved");
+        assert!(saved.data.is_empty(), "the base is recorded without a snapshot's data");
+        let lost = data_dir.join(files);
+        if lost.is_dir() {
+            std::fs::remove_dir_all(&lost).unwrap();
+        } else {
+            std::fs::remove_file(&lost).unwrap();
+        }
 
-    let mut config = single_node_config(dir.path());
-    config.data_dir = data_dir.clone();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let error = match runtime.block_on(conclave_server::start(config)) {
-        Ok(_) => panic!("a node started without the state its log was compacted behind"),
-        Err(error) => error.to_string(),
-    };
-    assert!(error.contains("state.redb") && error.contains("behind the log"), "{error}");
+        // Unset, the engine would be the data dir's; set, the one named.
+        for configured in [None, Some(engine)] {
+            let mut config = single_node_config(dir.path());
+            config.data_dir = data_dir.clone();
+            config.state_machine.engine = configured;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let error = match runtime.block_on(conclave_server::start(config)) {
+                Ok(_) => panic!("a node started without the state its log was compacted behind"),
+                Err(error) => error.to_string(),
+            };
+            let base = saved.meta().last_included_index;
+            assert!(error.contains(&format!("the entries up to {base} are gone")), "{error}");
+            assert!(error.contains("neither state.redb nor state.fjall"), "{error}");
+            assert!(!data_dir.join("state.redb").exists() && !data_dir.join("state.fjall").exists(), "no engine made");
+        }
+    }
 }

@@ -149,7 +149,7 @@ impl Driver {
             submitted_index: applied_index,
             keys: 0,
             durable_applied_index: applied_index,
-            outgoing_dir: config.state_machine.engine.is_on_disk().then(|| config.data_dir.clone()),
+            outgoing_dir: config.state_machine.engine().is_on_disk().then(|| config.data_dir.clone()),
             outgoing_in_flight: None,
             stager: incoming.map(|file| staging::Stager::start(config.node_id, file)),
             group_commit: GroupCommit::new(wal, observe.clone()),
@@ -179,7 +179,7 @@ impl Driver {
             snapshots_rejected: 0,
             lateness_max_ms: 0,
             steps: StepWatch::default(),
-            engine_name: config.state_machine.engine.name(),
+            engine_name: config.state_machine.engine().name(),
             cache_bytes: config.state_machine.cache_bytes_bound(),
             reads: reads::Reads::default(),
         }
@@ -214,7 +214,7 @@ impl Driver {
             snapshots_rejected: 0,
             durable_applied_index: 0,
             driver_lateness_ms_max: 0,
-            state_machine_engine: config.state_machine.engine.name(),
+            state_machine_engine: config.state_machine.engine().name(),
             state_machine_cache_bytes: config.state_machine.cache_bytes_bound(),
         }
     }

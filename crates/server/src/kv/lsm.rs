@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use conclave_core::{LogIndex, NodeId};
 use conclave_storage::fault::{self, Point};
-use fjall::{Batch, Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+use fjall::{Batch, CompressionType, Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
 use super::command::{KvCommand, KvReply};
 use super::dedup::{self, encode_reply, DedupMap, DedupTable, Session};
@@ -49,6 +49,28 @@ const CURRENT: &str = "current";
 const FORMAT_VERSION: u64 = 1;
 /// Pairs per engine batch while a snapshot is installed.
 const INSTALL_STEP_PAIRS: usize = 4096;
+/// The most journal the engine keeps before it flushes the memtables that
+/// pin the oldest journal. A restart after a crash replays the journals, so
+/// this bounds the time to reopen at any data size (the engine's default,
+/// 512 MiB, took seconds to replay; 24 MiB is its smallest).
+const MAX_JOURNAL_BYTES: u64 = 32 << 20;
+
+/// How an [`LsmStore`] is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LsmOptions {
+    /// The engine's block cache: the memory its data may take.
+    pub cache_bytes: u64,
+    /// LZ4 for the tables of a new store (`state_machine.compression`); a
+    /// store keeps what it was created with.
+    pub compress: bool,
+}
+
+impl LsmOptions {
+    /// `cache_bytes` of cache, LZ4 tables.
+    pub fn new(cache_bytes: u64) -> LsmOptions {
+        LsmOptions { cache_bytes, compress: true }
+    }
+}
 
 const APPLIED_INDEX: &str = "applied_index";
 const KEY_COUNT: &str = "key_count";
@@ -67,17 +89,20 @@ struct Tables {
 }
 
 impl Tables {
-    fn open(dir: &Path, cache_bytes: u64) -> Result<Tables, fjall::Error> {
+    fn open(dir: &Path, options: LsmOptions) -> Result<Tables, fjall::Error> {
         // Batches reach the OS as they commit; durability is the flush's
         // sync. One flush and one compaction thread: the apply thread is the
         // writer, and the node shares its cores with its driver.
         let keyspace = Config::new(dir)
-            .cache_size(cache_bytes)
+            .cache_size(options.cache_bytes)
+            .max_journaling_size(MAX_JOURNAL_BYTES)
             .manual_journal_persist(true)
             .flush_workers(1)
             .compaction_workers(1)
             .open()?;
-        let open = |name: &str| keyspace.open_partition(name, PartitionCreateOptions::default());
+        let compression = if options.compress { CompressionType::Lz4 } else { CompressionType::None };
+        let open =
+            |name: &str| keyspace.open_partition(name, PartitionCreateOptions::default().compression(compression));
         Ok(Tables {
             data: open("data")?,
             sessions: open("dedup_sessions")?,
@@ -101,7 +126,7 @@ pub struct LsmStore {
     /// [`LSM_DIR`].
     root: PathBuf,
     identity: EngineIdentity,
-    cache_bytes: u64,
+    options: LsmOptions,
     applied_index: LogIndex,
     durable_index: LogIndex,
     keys: u64,
@@ -272,12 +297,17 @@ impl LsmStore {
     /// another node's, is an error naming it: it is never silently replaced
     /// by an empty state.
     pub fn open(root: &Path, identity: EngineIdentity, cache_bytes: u64) -> Result<LsmStore, MachineError> {
+        LsmStore::open_with(root, identity, LsmOptions::new(cache_bytes))
+    }
+
+    /// [`LsmStore::open`] with `options`.
+    pub fn open_with(root: &Path, identity: EngineIdentity, options: LsmOptions) -> Result<LsmStore, MachineError> {
         let exists = root.try_exists().map_err(|error| engine_error(root, error))?;
         if !exists {
             let generation = "gen-1";
             let path = root.join(generation);
             std::fs::create_dir_all(&path).map_err(|error| engine_error(root, error))?;
-            let mut store = LsmStore::open_generation(root, &path, identity, cache_bytes, true)?;
+            let mut store = LsmStore::open_generation(root, &path, identity, options, true)?;
             store.write_meta(0)?;
             write_current(root, generation)?;
             if let Some(parent) = root.parent().filter(|parent| !parent.as_os_str().is_empty()) {
@@ -292,19 +322,19 @@ impl LsmStore {
         }
         // A snapshot being built when the node stopped: never switched to.
         remove_other_generations(root, &generation)?;
-        LsmStore::open_generation(root, &path, identity, cache_bytes, false)
+        LsmStore::open_generation(root, &path, identity, options, false)
     }
 
     fn open_generation(
         root: &Path,
         path: &Path,
         identity: EngineIdentity,
-        cache_bytes: u64,
+        options: LsmOptions,
         fresh: bool,
     ) -> Result<LsmStore, MachineError> {
         // The engine asserts some of its files' invariants rather than return
         // an error: that is a damaged directory too.
-        let opened = std::panic::catch_unwind(|| Tables::open(path, cache_bytes));
+        let opened = std::panic::catch_unwind(|| Tables::open(path, options));
         let tables = match opened {
             Ok(tables) => tables.map_err(|error| {
                 engine_error(
@@ -321,7 +351,7 @@ impl LsmStore {
             path: path.to_path_buf(),
             root: root.to_path_buf(),
             identity,
-            cache_bytes,
+            options,
             applied_index: 0,
             durable_index: 0,
             keys: 0,
@@ -401,7 +431,7 @@ impl LsmStore {
             Err(error) => return Err(engine_error(&path, format!("cannot remove a leftover: {error}"))),
         }
         std::fs::create_dir_all(&path).map_err(|error| engine_error(&path, error))?;
-        let mut fresh = LsmStore::open_generation(&self.root, &path, self.identity, self.cache_bytes, true)?;
+        let mut fresh = LsmStore::open_generation(&self.root, &path, self.identity, self.options, true)?;
         fresh.write_meta(0)?;
         let tables = fresh.tables.clone();
         let failed = |error: fjall::Error| engine_error(&path, error);
@@ -558,13 +588,7 @@ impl StateMachine for LsmStore {
         write_current(&self.root, &generation)?;
         let old = std::mem::replace(
             self,
-            LsmStore::open_generation(
-                &self.root,
-                &self.root.join(&generation),
-                self.identity,
-                self.cache_bytes,
-                false,
-            )?,
+            LsmStore::open_generation(&self.root, &self.root.join(&generation), self.identity, self.options, false)?,
         );
         let old_path = old.path.clone();
         drop(old);
@@ -577,7 +601,7 @@ impl StateMachine for LsmStore {
     }
 
     fn cache_bytes(&self) -> Option<u64> {
-        Some(self.cache_bytes)
+        Some(self.options.cache_bytes)
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod command;
 pub mod dedup;
 pub mod engine;
+pub mod engine_choice;
 pub mod lsm;
 pub mod machine;
 pub mod snapshot;

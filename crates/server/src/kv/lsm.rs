@@ -9,7 +9,9 @@
 //! Each applied batch is one atomic engine batch across the tables (data,
 //! the deduplication table, and the metadata: applied index and key count),
 //! written to the engine's journal without an fsync; [`StateMachine::flush`]
-//! syncs the journal. A crash loses at most a suffix of whole batches, and
+//! syncs the journal. The tables share one partition, their keys prefixed by
+//! a byte per table (format 2), so the journals are released as the
+//! partition's memtables are flushed and a restart replays little. A crash loses at most a suffix of whole batches, and
 //! the metadata always matches the data: the WAL replays what is missing.
 //!
 //! The engine does not say whether an insert replaced a key: the key count is
@@ -45,15 +47,23 @@ use super::snapshot::{visit_snapshot, SnapshotWriter};
 pub const LSM_DIR: &str = "state.fjall";
 /// The file in [`LSM_DIR`] naming the generation in use.
 const CURRENT: &str = "current";
-/// The layout of the tables below; another is refused.
-const FORMAT_VERSION: u64 = 1;
+/// The layout of the tables: every table in one partition, each key
+/// prefixed by its table's byte ([`Tables`]). New stores are made in it.
+const FORMAT_VERSION: u64 = 2;
+/// The first layout: a partition per table, keys unprefixed. Still read and
+/// written; a snapshot installed from a leader rebuilds it in format 2.
+const FORMAT_SEPARATE_PARTITIONS: u64 = 1;
+/// The partition of format 2.
+const STATE_PARTITION: &str = "state";
 /// Pairs per engine batch while a snapshot is installed.
 const INSTALL_STEP_PAIRS: usize = 4096;
-/// The most journal the engine keeps before it flushes the memtables that
-/// pin the oldest journal. A restart after a crash replays the journals, so
-/// this bounds the time to reopen at any data size (the engine's default,
-/// 512 MiB, took seconds to replay; 24 MiB is its smallest).
-const MAX_JOURNAL_BYTES: u64 = 32 << 20;
+/// The most journal the engine keeps, a bound on what a restart after a
+/// crash replays at any data size (the engine's default is 512 MiB). With
+/// the tables in one partition the journals are released as its memtables
+/// (16 MiB) are flushed, so they stay far below this unless the flushes fall
+/// behind; past 90% of it the engine stalls each memtable switch for half a
+/// second, its brake on writers that outrun its flushes.
+const MAX_JOURNAL_BYTES: u64 = 64 << 20;
 
 /// How an [`LsmStore`] is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,14 +88,86 @@ const CLUSTER_ID: &str = "cluster_id";
 const NODE_ID: &str = "node_id";
 const FORMAT: &str = "format_version";
 
-/// The engine's tables.
+/// One table of the store: the partition it lives in and the prefix its
+/// keys carry there (none in format 1).
+#[derive(Clone)]
+struct Table {
+    partition: PartitionHandle,
+    prefix: &'static [u8],
+}
+
+impl Table {
+    fn key<'k>(&self, key: &'k [u8]) -> Cow<'k, [u8]> {
+        if self.prefix.is_empty() {
+            return Cow::Borrowed(key);
+        }
+        let mut full = Vec::with_capacity(self.prefix.len() + key.len());
+        full.extend_from_slice(self.prefix);
+        full.extend_from_slice(key);
+        Cow::Owned(full)
+    }
+
+    /// `full` without the table's prefix.
+    fn unprefixed<'k>(&self, full: &'k [u8]) -> &'k [u8] {
+        debug_assert!(full.starts_with(self.prefix), "a key of the table carries its prefix");
+        &full[self.prefix.len()..]
+    }
+
+    fn get(&self, key: &[u8]) -> fjall::Result<Option<fjall::Slice>> {
+        self.partition.get(self.key(key))
+    }
+
+    fn contains_key(&self, key: &[u8]) -> fjall::Result<bool> {
+        self.partition.contains_key(self.key(key))
+    }
+
+    fn insert(&self, batch: &mut Batch, key: &[u8], value: &[u8]) {
+        batch.insert(&self.partition, &*self.key(key), value);
+    }
+
+    fn remove(&self, batch: &mut Batch, key: &[u8]) {
+        batch.remove(&self.partition, &*self.key(key));
+    }
+
+    /// The table's pairs in key order, keys with their prefix.
+    fn iter(&self) -> impl Iterator<Item = fjall::Result<fjall::KvPair>> + 'static {
+        self.partition.prefix(self.prefix)
+    }
+
+    /// The table as it was at `instant`.
+    fn at(&self, instant: fjall::Instant) -> TableAt {
+        TableAt { snapshot: self.partition.snapshot_at(instant), prefix: self.prefix }
+    }
+}
+
+/// A [`Table`] at one instant.
+struct TableAt {
+    snapshot: fjall::Snapshot,
+    prefix: &'static [u8],
+}
+
+impl TableAt {
+    fn get(&self, key: &[u8]) -> fjall::Result<Option<fjall::Slice>> {
+        let mut full = Vec::with_capacity(self.prefix.len() + key.len());
+        full.extend_from_slice(self.prefix);
+        full.extend_from_slice(key);
+        Ok(self.snapshot.get(full)?)
+    }
+}
+
+/// The engine's tables. In format 2 all four share one partition, so the
+/// engine's journals are released as soon as that partition's memtable is
+/// flushed: with a partition each, the small tables' memtables (which never
+/// fill) kept the journals since their last flush alive, and a restart
+/// replayed them all (docs/decisions/0094).
 #[derive(Clone)]
 struct Tables {
     keyspace: Keyspace,
-    data: PartitionHandle,
-    sessions: PartitionHandle,
-    results: PartitionHandle,
-    meta: PartitionHandle,
+    format: u64,
+    data: Table,
+    sessions: Table,
+    results: Table,
+    meta: Table,
 }
 
 impl Tables {
@@ -103,11 +185,25 @@ impl Tables {
         let compression = if options.compress { CompressionType::Lz4 } else { CompressionType::None };
         let open =
             |name: &str| keyspace.open_partition(name, PartitionCreateOptions::default().compression(compression));
+        if keyspace.partition_exists("meta") {
+            let table = |name: &str| Ok::<_, fjall::Error>(Table { partition: open(name)?, prefix: b"" });
+            return Ok(Tables {
+                format: FORMAT_SEPARATE_PARTITIONS,
+                data: table("data")?,
+                sessions: table("dedup_sessions")?,
+                results: table("dedup_results")?,
+                meta: table("meta")?,
+                keyspace,
+            });
+        }
+        let state = open(STATE_PARTITION)?;
+        let table = |prefix: &'static [u8]| Table { partition: state.clone(), prefix };
         Ok(Tables {
-            data: open("data")?,
-            sessions: open("dedup_sessions")?,
-            results: open("dedup_results")?,
-            meta: open("meta")?,
+            format: FORMAT_VERSION,
+            data: table(b"d"),
+            sessions: table(b"s"),
+            results: table(b"r"),
+            meta: table(b"m"),
             keyspace,
         })
     }
@@ -147,7 +243,7 @@ impl std::fmt::Debug for LsmStore {
 
 /// The data table as a batch changes it: reads see the batch's own writes.
 struct BatchData<'a> {
-    data: &'a PartitionHandle,
+    data: &'a Table,
     batch: &'a mut Batch,
     pending: &'a mut HashMap<Vec<u8>, Option<Vec<u8>>>,
     keys: &'a mut u64,
@@ -178,7 +274,7 @@ impl KvTable for BatchData<'_> {
         if !self.exists(key)? {
             *self.keys += 1;
         }
-        self.batch.insert(self.data, key, value);
+        self.data.insert(self.batch, key, value);
         self.pending.insert(key.to_vec(), Some(value.to_vec()));
         Ok(())
     }
@@ -188,7 +284,7 @@ impl KvTable for BatchData<'_> {
             return Ok(false);
         }
         *self.keys -= 1;
-        self.batch.remove(self.data, key);
+        self.data.remove(self.batch, key);
         self.pending.insert(key.to_vec(), None);
         Ok(true)
     }
@@ -200,7 +296,7 @@ impl KvTable for BatchData<'_> {
 
 /// The committed data table, for reads.
 struct ReadData<'a> {
-    data: &'a PartitionHandle,
+    data: &'a Table,
     keys: u64,
     path: &'a Path,
 }
@@ -230,11 +326,12 @@ fn load_dedup(tables: &Tables, path: &Path) -> Result<DedupMap, MachineError> {
     let mut map = DedupMap::default();
     for pair in tables.sessions.iter() {
         let (node, session) = pair.map_err(error)?;
-        let node = be_u64(path, &node, "a session's node")?;
+        let node = be_u64(path, tables.sessions.unprefixed(&node), "a session's node")?;
         map.sessions.insert(node, decode_session(path, &session)?);
     }
     for pair in tables.results.iter() {
         let (key, value) = pair.map_err(error)?;
+        let key = tables.results.unprefixed(&key);
         if key.len() != 24 {
             return Err(engine_error(path, "a result key is not 24 bytes"));
         }
@@ -369,7 +466,7 @@ impl LsmStore {
     }
 
     fn meta_u64(&self, key: &str) -> Result<Option<u64>, MachineError> {
-        match self.tables.meta.get(key).map_err(|error| self.error(error))? {
+        match self.tables.meta.get(key.as_bytes()).map_err(|error| self.error(error))? {
             Some(value) => Ok(Some(be_u64(&self.path, &value, key)?)),
             None => Ok(None),
         }
@@ -379,13 +476,13 @@ impl LsmStore {
     fn write_meta(&mut self, applied_index: LogIndex) -> Result<(), MachineError> {
         let mut batch = self.tables.keyspace.batch();
         for (key, value) in [
-            (FORMAT, FORMAT_VERSION),
+            (FORMAT, self.tables.format),
             (CLUSTER_ID, self.identity.cluster_id),
             (NODE_ID, self.identity.node_id),
             (APPLIED_INDEX, applied_index),
             (KEY_COUNT, 0),
         ] {
-            batch.insert(&self.tables.meta, key, value.to_be_bytes());
+            self.tables.meta.insert(&mut batch, key.as_bytes(), &value.to_be_bytes());
         }
         batch.commit().map_err(|error| self.error(error))?;
         self.tables.keyspace.persist(PersistMode::SyncAll).map_err(|error| self.error(error))?;
@@ -401,8 +498,12 @@ impl LsmStore {
                 .ok_or_else(|| self.error(format!("not a state machine engine (no {key} in its metadata)")))
         };
         let format = read(FORMAT)?;
-        if format != FORMAT_VERSION {
-            return Err(self.error(format!("format {format} is not the {FORMAT_VERSION} this build reads")));
+        if format != self.tables.format {
+            return Err(self.error(format!(
+                "its metadata says format {format}, its tables are laid out in format {} (this build reads 1 and \
+                 2)",
+                self.tables.format
+            )));
         }
         let found = EngineIdentity { cluster_id: read(CLUSTER_ID)?, node_id: read(NODE_ID)? };
         self.identity.check(found).map_err(|problem| self.error(problem))?;
@@ -441,7 +542,7 @@ impl LsmStore {
         let (index, _) = visit_snapshot(
             bytes,
             |key, value| {
-                batch.insert(&tables.data, key, value);
+                tables.data.insert(&mut batch, key, value);
                 keys += 1;
                 if batch.len() >= INSTALL_STEP_PAIRS {
                     std::mem::replace(&mut batch, tables.keyspace.batch()).commit().map_err(failed)?;
@@ -464,8 +565,8 @@ impl LsmStore {
         table.write_into(&mut batch, &tables);
         // The index and count go in the last batch only: the generation is
         // whole only then (and is not switched to before).
-        batch.insert(&tables.meta, APPLIED_INDEX, index.to_be_bytes());
-        batch.insert(&tables.meta, KEY_COUNT, keys.to_be_bytes());
+        tables.meta.insert(&mut batch, APPLIED_INDEX.as_bytes(), &index.to_be_bytes());
+        tables.meta.insert(&mut batch, KEY_COUNT.as_bytes(), &keys.to_be_bytes());
         batch.commit().map_err(failed)?;
         fault::check(Point::StateFlush).map_err(|error| engine_error(&path, error))?;
         tables.keyspace.persist(PersistMode::SyncAll).map_err(failed)?;
@@ -517,8 +618,8 @@ impl StateMachine for LsmStore {
                 replies.push(reply);
             }
         }
-        engine_batch.insert(&self.tables.meta, APPLIED_INDEX, last.to_be_bytes());
-        engine_batch.insert(&self.tables.meta, KEY_COUNT, keys.to_be_bytes());
+        self.tables.meta.insert(&mut engine_batch, APPLIED_INDEX.as_bytes(), &last.to_be_bytes());
+        self.tables.meta.insert(&mut engine_batch, KEY_COUNT.as_bytes(), &keys.to_be_bytes());
         engine_batch.commit().map_err(|error| failed(&self.path, &error))?;
         self.applied_index = last;
         self.keys = keys;
@@ -550,20 +651,20 @@ impl StateMachine for LsmStore {
         // One instant across the tables: the data, the table and the count
         // the same batches left.
         let instant = self.tables.keyspace.instant();
-        let data = self.tables.data.snapshot_at(instant);
-        let meta = self.tables.meta.snapshot_at(instant);
+        let data = self.tables.data.at(instant);
+        let meta = self.tables.meta.at(instant);
         let path = self.path.clone();
         let (applied_index, dedup) = (self.applied_index, self.dedup.records());
         Ok(Box::new(move |out: &mut dyn std::io::Write| {
-            let count = match meta.get(KEY_COUNT).map_err(|error| engine_error(&path, error))? {
+            let count = match meta.get(KEY_COUNT.as_bytes()).map_err(|error| engine_error(&path, error))? {
                 Some(value) => be_u64(&path, &value, KEY_COUNT)?,
                 None => return Err(engine_error(&path, "no key count in the metadata")),
             };
             let mut writer = SnapshotWriter::new(out, applied_index, count).map_err(MachineError::SnapshotOutput)?;
             let mut written = 0u64;
-            for pair in data.iter() {
+            for pair in data.snapshot.prefix(data.prefix) {
                 let (key, value) = pair.map_err(|error| engine_error(&path, error))?;
-                writer.pair(&key, &value).map_err(MachineError::SnapshotOutput)?;
+                writer.pair(&key[data.prefix.len()..], &value).map_err(MachineError::SnapshotOutput)?;
                 written += 1;
             }
             if written != count {
@@ -623,13 +724,13 @@ impl DedupView<'_> {
         for change in self.changes {
             match change {
                 DedupChange::Session(node, session) => {
-                    batch.insert(&tables.sessions, node.to_be_bytes(), encode_session(session))
+                    tables.sessions.insert(batch, &node.to_be_bytes(), &encode_session(session))
                 }
                 DedupChange::Result(node, incarnation, id, bytes) => {
-                    batch.insert(&tables.results, result_key(node, incarnation, id), bytes)
+                    tables.results.insert(batch, &result_key(node, incarnation, id), &bytes)
                 }
                 DedupChange::Removed(node, incarnation, id) => {
-                    batch.remove(&tables.results, result_key(node, incarnation, id))
+                    tables.results.remove(batch, &result_key(node, incarnation, id))
                 }
             }
         }
@@ -831,7 +932,7 @@ mod tests {
 
     /// The sorted-table files under `root`.
     fn segments(root: &Path) -> Vec<PathBuf> {
-        let data = root.join("gen-1").join("partitions").join("data").join("segments");
+        let data = root.join("gen-1").join("partitions").join(STATE_PARTITION).join("segments");
         std::fs::read_dir(data)
             .map(|entries| entries.filter_map(|entry| entry.ok()).map(|entry| entry.path()).collect())
             .unwrap_or_default()
@@ -843,23 +944,98 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join(LSM_DIR);
         let mut store = LsmStore::open(&root, ME, 1 << 20).unwrap();
-        // Enough data that a memtable fills and is written out as a table.
-        let value = "v".repeat(1024);
-        // Bounded in time and in rounds (2 MB each): the flush happens in the
-        // background while writes go on.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let mut round = 0;
-        while segments(&root).is_empty() {
-            assert!(std::time::Instant::now() < deadline && round < 100, "no table was written");
-            apply_all(&mut store, (0..2000).map(|i| set(&format!("key-{round}-{i}"), &value)).collect());
-            round += 1;
-        }
-        store.flush().unwrap();
+        write_until_a_table_appears(&mut store, &root, &"v".repeat(1024));
         drop(store);
         let table = segments(&root).into_iter().next().unwrap();
         let length = std::fs::metadata(&table).unwrap().len();
         std::fs::OpenOptions::new().write(true).open(&table).unwrap().set_len(length / 2).unwrap();
         let error = LsmStore::open(&root, ME, 1 << 20).expect_err("a truncated table").to_string();
         assert!(error.contains(&root.join("gen-1").display().to_string()) && error.contains("damaged"), "{error}");
+    }
+
+    /// Writes 1 KiB values until a memtable fills and is written out as a
+    /// table; bounded in time and in rounds (2 MB each): the flush happens in
+    /// the background while writes go on.
+    fn write_until_a_table_appears(store: &mut LsmStore, root: &Path, value: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut round = 0;
+        while segments(root).is_empty() {
+            assert!(std::time::Instant::now() < deadline && round < 100, "no table was written");
+            apply_all(store, (0..2000).map(|i| set(&format!("key-{round}-{i}"), value)).collect());
+            round += 1;
+        }
+        store.flush().unwrap();
+    }
+
+    #[test]
+    fn compression_none_writes_values_as_they_are_and_lz4_compresses_them() {
+        let value = "v".repeat(1024);
+        for compress in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join(LSM_DIR);
+            let mut store = LsmStore::open_with(&root, ME, LsmOptions { cache_bytes: 1 << 20, compress }).unwrap();
+            write_until_a_table_appears(&mut store, &root, &value);
+            drop(store);
+            let table = std::fs::read(segments(&root).into_iter().next().unwrap()).unwrap();
+            let literal = table.windows(value.len()).any(|window| window == value.as_bytes());
+            assert_eq!(literal, !compress, "compress = {compress}: a value stored as written in the table");
+        }
+    }
+
+    /// A store as the first layout (format 1) wrote it: a partition per
+    /// table, unprefixed keys.
+    fn format_1_store(root: &Path, pairs: &[(&str, &str)], applied_index: u64) {
+        let path = root.join("gen-1");
+        std::fs::create_dir_all(&path).unwrap();
+        let keyspace = Config::new(&path).open().unwrap();
+        let partition = |name: &str| keyspace.open_partition(name, PartitionCreateOptions::default()).unwrap();
+        let (data, meta) = (partition("data"), partition("meta"));
+        partition("dedup_sessions");
+        partition("dedup_results");
+        for (key, value) in pairs {
+            data.insert(*key, *value).unwrap();
+        }
+        for (key, value) in [
+            (FORMAT, FORMAT_SEPARATE_PARTITIONS),
+            (CLUSTER_ID, ME.cluster_id),
+            (NODE_ID, ME.node_id),
+            (APPLIED_INDEX, applied_index),
+            (KEY_COUNT, pairs.len() as u64),
+        ] {
+            meta.insert(key, value.to_be_bytes()).unwrap();
+        }
+        keyspace.persist(PersistMode::SyncAll).unwrap();
+        drop((data, meta, keyspace));
+        write_current(root, "gen-1").unwrap();
+    }
+
+    // A store of the first layout is read and written as it is, and a
+    // leader's snapshot rebuilds it in the current one.
+    #[test]
+    fn a_format_1_store_is_read_and_written_and_a_snapshot_rebuilds_it_in_format_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(LSM_DIR);
+        format_1_store(&root, &[("old", "value"), ("other", "x")], 3);
+        let mut store = LsmStore::open(&root, ME, 1 << 20).unwrap();
+        assert_eq!((store.tables.format, store.applied_index(), store.key_count().unwrap()), (1, 3, 2));
+        assert_eq!(store.read(&KvCommand::Get("old".into())).unwrap(), KvReply::Bulk("value".into()));
+        apply_all(&mut store, vec![set("new", "1"), KvCommand::Del(vec![b"other".to_vec()])]);
+        store.flush().unwrap();
+        drop(store);
+        let mut store = LsmStore::open(&root, ME, 1 << 20).unwrap();
+        assert_eq!((store.tables.format, store.applied_index(), store.key_count().unwrap()), (1, 5, 2));
+        assert_eq!(store.read(&KvCommand::Get("new".into())).unwrap(), KvReply::Bulk("1".into()));
+        assert_eq!(store.read(&KvCommand::Get("other".into())).unwrap(), KvReply::Nil);
+        // Its snapshot is the map's, installed it is format 2.
+        let bytes = run_to_vec(store.snapshot_job().unwrap()).unwrap();
+        let mut map = crate::kv::KvStore::default();
+        assert_eq!(map.install_snapshot(&bytes).unwrap(), 5);
+        assert_eq!(store.install_snapshot(&bytes).unwrap(), 5);
+        assert_eq!(store.tables.format, FORMAT_VERSION);
+        assert!(root.join("gen-2").join("partitions").join(STATE_PARTITION).is_dir());
+        drop(store);
+        let store = LsmStore::open(&root, ME, 1 << 20).unwrap();
+        assert_eq!((store.tables.format, store.applied_index(), store.key_count().unwrap()), (2, 5, 2));
+        assert_eq!(store.read(&KvCommand::Get("old".into())).unwrap(), KvReply::Bulk("value".into()));
     }
 }

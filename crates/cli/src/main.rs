@@ -11,6 +11,12 @@ mod tcp_proxy;
 
 use std::process::ExitCode;
 
+/// A node allocates per request, per entry and per engine batch, from many
+/// threads; glibc's malloc took a quarter of the apply thread's CPU
+/// (docs/decisions/0095).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// Conclave: a consensus engine whose elections pick the newest data, never split

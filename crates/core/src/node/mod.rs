@@ -499,14 +499,15 @@ impl Node {
     }
 
     /// On a leader, the last index up to which compacting costs no follower
-    /// a snapshot: the lowest match index among followers that answered
-    /// within an election timeout, or the index of the snapshot being sent to one (which
-    /// continues from the log after it once installed); followers that need
-    /// compacted entries already do not count. `None` elsewhere, or if no
-    /// follower needs anything. A driver that compacts no further than
-    /// this (up to a bound of its own) does not send a follower that is
-    /// catching up a second snapshot because the first took longer to
-    /// install than the log was kept (docs/decisions/0090).
+    /// a snapshot: the lowest match index among followers it has heard
+    /// from, lately or not, or the index of the snapshot being sent to one (which continues
+    /// from the log after it once installed); followers that need compacted
+    /// entries already do not count. `None` elsewhere, or if no follower
+    /// needs anything. A driver that compacts no further than this (up to a
+    /// bound of its own) sends no snapshot to a follower that was down for a
+    /// moment (a restart, a rolling upgrade) and none twice to one catching
+    /// up because the first took longer to install than the log was kept
+    /// (docs/decisions/0090, 0097).
     pub fn compaction_floor(&self) -> Option<LogIndex> {
         if self.role != Role::Leader {
             return None;
@@ -516,14 +517,10 @@ impl Node {
             .filter(|(id, _)| **id != self.id())
             .filter_map(|(_, progress)| match progress.state {
                 ProgressState::Snapshot { last_included_index, .. } => Some(last_included_index),
-                // Heard within an election timeout, not `recent_active`: that flag
-                // is cleared at every CheckQuorum round until the next answer, and
-                // a compaction in that gap cost a follower catching up after its
-                // snapshot a second one.
-                _ if self.now_ms.saturating_sub(progress.heard_at_ms) <= self.config.election_timeout_ms() => {
-                    Some(progress.match_index)
-                }
-                _ => None,
+                // 0 for a follower this leader has not heard from: what it
+                // holds is unknown, and it holds nothing back.
+                _ if progress.match_index == 0 => None,
+                _ => Some(progress.match_index),
             })
             // One that needs compacted entries gets a snapshot whatever happens.
             .filter(|index| *index >= self.log.snapshot_index())

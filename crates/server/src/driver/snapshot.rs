@@ -186,10 +186,15 @@ impl Triggers {
         }
     }
 
-    /// Command bytes the log may hold beyond the last compaction while it is
-    /// held back for a follower catching up: four times the size trigger.
-    pub(crate) fn hold_limit(&self) -> u64 {
-        self.log_bytes.saturating_mul(4)
+    /// Whether the log may still be held back for a follower that is behind:
+    /// it holds less than four times each trigger's amount beyond the last
+    /// compaction (command bytes, and entries when that trigger is on), with
+    /// `base` the log's base and `submitted` the last index sent to apply.
+    pub(crate) fn may_hold(&self, base: LogIndex, submitted: LogIndex) -> bool {
+        let by_bytes = self.bytes_since < self.log_bytes.saturating_mul(4);
+        let by_entries =
+            self.every_entries == 0 || submitted.saturating_sub(base) < self.every_entries.saturating_mul(4);
+        by_bytes && by_entries
     }
 
     fn jittered(&self, value: u64) -> u64 {
@@ -224,10 +229,11 @@ impl Driver {
         if self.outgoing_dir.is_some() {
             let durable = self.durable_applied_index.min(self.node.log().applied());
             let mut upto = durable;
-            // Keep what a follower catching up still needs from the log (one
-            // installing a snapshot continues from the log after it), unless
-            // the log grew past its bound meanwhile: then that follower needs
-            // another snapshot (docs/decisions/0090).
+            // Keep what a follower behind still needs from the log (one
+            // installing a snapshot continues from the log after it, one
+            // restarting resumes from it), unless the log grew past its bound
+            // meanwhile: then that follower needs a snapshot
+            // (docs/decisions/0090, 0097).
             // A snapshot being made to send is offered at its own index: the
             // log must still reach it then.
             let floor = match (self.node.compaction_floor(), self.outgoing_in_flight) {
@@ -236,14 +242,14 @@ impl Driver {
             };
             let held = floor.filter(|floor| *floor >= base && *floor < upto);
             if let Some(floor) = held {
-                if self.triggers.bytes_since < self.triggers.hold_limit() {
+                if self.triggers.may_hold(base, self.submitted_index) {
                     upto = floor;
                 } else {
                     warn!(
                         node = self.node.id(),
                         needed_from = floor + 1,
                         compact_to = upto,
-                        "the log outgrew its bound while a follower catches up; it will need a snapshot"
+                        "the log outgrew its bound while a follower is behind; it will need a snapshot"
                     );
                 }
             }

@@ -17,10 +17,12 @@
 //! | [`resp`] | RESP2 parsing (with limits) and reply encoding |
 //! | `client` | client connections and what each command means |
 //! | [`status`] | the node status behind `INFO` and `GET /status` |
+//! | [`background`] | a lower CPU priority for the threads of bulk work |
 //! | [`observe`] | metrics (`GET /metrics`) and the election event log (`GET /events`) |
 //! | `http` | `GET /status`, `/health`, `/metrics`, `/events` |
 #![deny(missing_docs)]
 
+pub mod background;
 mod client;
 pub mod config;
 mod driver;

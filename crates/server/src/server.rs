@@ -7,12 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use conclave_core::{LogIndex, Node};
+use conclave_core::{LogIndex, Node, NodeId};
 use conclave_storage::{LogStore, Wal, WalOptions};
 use rand::SeedableRng;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::client::{self, ClientSettings};
@@ -38,7 +37,8 @@ pub struct RunningServer {
     drain: watch::Sender<bool>,
     /// Tells the peer transport to stop, once the driver is done.
     stop_peers: watch::Sender<bool>,
-    driver: JoinHandle<Result<(), ServerError>>,
+    /// The driver thread's result: dropped unsent if it panicked.
+    driver: oneshot::Receiver<Result<(), ServerError>>,
 }
 
 async fn bind(address: SocketAddr, purpose: &'static str) -> Result<TcpListener, ServerError> {
@@ -162,7 +162,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     let transport = Transport::start(&config, peer_listener, peer_tx, gone_tx, stop_peers_rx);
     let driver = Driver::new(&config, restored, wal, transport, status_tx, incarnation, observe.clone());
     let grace = Duration::from_millis(config.timing.shutdown_grace_ms);
-    let driver = tokio::spawn(driver.run(peer_rx, gone_rx, client_rx, drain_rx.clone(), grace));
+    let driver = spawn_driver(config.node_id, driver.run(peer_rx, gone_rx, client_rx, drain_rx.clone(), grace))?;
     let settings = Arc::new(ClientSettings::new(&config, client_tx, status.clone(), observe.clone()));
     tokio::spawn(client::run_listener(client_listener, settings, drain_rx.clone()));
     if let Some(listener) = http_listener {
@@ -196,7 +196,8 @@ fn open_machine(
                     let path = config.data_dir.join(crate::kv::lsm::LSM_DIR);
                     {
                         let compress = config.state_machine.compression == crate::config::Compression::Lz4;
-                        let options = crate::kv::lsm::LsmOptions { cache_bytes, compress };
+                        let options =
+                            crate::kv::lsm::LsmOptions { compress, ..crate::kv::lsm::LsmOptions::new(cache_bytes) };
                         (Box::new(LsmStore::open_with(&path, identity, options)?), path)
                     }
                 }
@@ -297,8 +298,28 @@ impl RunningServer {
     }
 }
 
-fn flatten(joined: Result<Result<(), ServerError>, tokio::task::JoinError>) -> Result<(), ServerError> {
-    joined.map_err(|error| ServerError::DriverTask(error.to_string()))?
+fn flatten(joined: Result<Result<(), ServerError>, oneshot::error::RecvError>) -> Result<(), ServerError> {
+    joined.map_err(|_| ServerError::DriverTask("the driver thread ended without a result (it panicked)".into()))?
+}
+
+/// Runs the driver on a thread of its own, in a single-threaded runtime: its
+/// timers and steps never wait behind client or peer connections' tasks for
+/// one of the shared workers, and its thread keeps the process's priority
+/// while the threads of bulk work run below it (docs/decisions/0096). The
+/// blocking work it starts (WAL writes) runs on its runtime's blocking pool.
+fn spawn_driver(
+    node: NodeId,
+    run: impl std::future::Future<Output = Result<(), ServerError>> + Send + 'static,
+) -> Result<oneshot::Receiver<Result<(), ServerError>>, ServerError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ServerError::Runtime)?;
+    let (done, result) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("driver-{node}"))
+        .spawn(move || {
+            let _ = done.send(runtime.block_on(run));
+        })
+        .map_err(ServerError::Runtime)?;
+    Ok(result)
 }
 
 #[cfg(test)]

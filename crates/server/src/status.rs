@@ -64,7 +64,7 @@ pub struct NodeStatus {
     /// How late the driver loop's timers fired at worst since the start, in
     /// milliseconds (a stall of the task that sends heartbeats shows here).
     pub driver_lateness_ms_max: u64,
-    /// The state machine's store: `redb` or `memory`.
+    /// The state machine's store: `fjall`, `redb` or `memory`.
     pub state_machine_engine: &'static str,
     /// The memory the store may use for its data (the engine's cache), in
     /// bytes; 0 for the in-memory store, which holds all of it.

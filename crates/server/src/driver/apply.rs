@@ -144,7 +144,10 @@ impl Applier {
         let (items, receiver) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("apply-{node}"))
-            .spawn(move || ApplyLoop::new(machine, policy, reports).run(receiver))
+            .spawn(move || {
+                crate::background::lower_this_thread();
+                ApplyLoop::new(machine, policy, reports).run(receiver)
+            })
             .expect("the apply thread starts");
         Applier { items: Some(items), thread: Some(thread) }
     }
@@ -351,6 +354,7 @@ impl ApplyLoop {
         let reports = self.reports.clone();
         // The view holds the state at `index` while the next batches commit.
         let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
+            crate::background::lower_this_thread();
             let made = match outgoing_dir {
                 Some(dir) => conclave_storage::snapshot::write_outgoing(&dir, job),
                 None => super::super::kv::machine::run_to_vec(job).map(bytes::Bytes::from),

@@ -32,7 +32,10 @@ impl Stager {
         let (items, receiver) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name(format!("stage-{node}"))
-            .spawn(move || run(file, receiver))
+            .spawn(move || {
+                crate::background::lower_this_thread();
+                run(file, receiver)
+            })
             .expect("the staging thread starts");
         Stager { items, staged: None }
     }

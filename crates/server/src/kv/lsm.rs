@@ -57,13 +57,26 @@ const FORMAT_SEPARATE_PARTITIONS: u64 = 1;
 const STATE_PARTITION: &str = "state";
 /// Pairs per engine batch while a snapshot is installed.
 const INSTALL_STEP_PAIRS: usize = 4096;
-/// The most journal the engine keeps, a bound on what a restart after a
-/// crash replays at any data size (the engine's default is 512 MiB). With
-/// the tables in one partition the journals are released as its memtables
-/// (16 MiB) are flushed, so they stay far below this unless the flushes fall
-/// behind; past 90% of it the engine stalls each memtable switch for half a
-/// second, its brake on writers that outrun its flushes.
-const MAX_JOURNAL_BYTES: u64 = 64 << 20;
+/// The size at which a memtable is sealed and flushed to a table (tests use
+/// smaller ones). Larger than the engine's 16 MiB: fewer, larger tables
+/// reach level 0, and each merge into level 1 moves more new data per byte
+/// it rewrites, which halved the merge thread's CPU once the tree had three
+/// levels (docs/decisions/0094). It is memory on top of the cache: the
+/// active memtable and those sealed and not yet flushed, at most
+/// [`WRITE_BUFFER_MEMTABLES`] of them.
+pub const MEMTABLE_BYTES: u32 = 64 << 20;
+/// The memtables' bound on memory (the engine's write buffer), in memtables:
+/// one filling, one flushing, one sealed behind it. Past it the engine halts
+/// writers until a flush ends (its default, 64 MiB, would halt them at every
+/// switch of a 64 MiB memtable).
+const WRITE_BUFFER_MEMTABLES: u64 = 3;
+/// The most journal the engine keeps, in memtables: a bound on what a
+/// restart after a crash replays at any data size (the engine's default is
+/// 512 MiB). With the tables in one partition the journals are released as
+/// its memtables are flushed, so they stay near one or two memtables unless
+/// the flushes fall behind; past 90% of it the engine stalls each memtable
+/// switch for half a second, its brake on writers that outrun its flushes.
+const JOURNAL_MEMTABLES: u64 = 4;
 
 /// How an [`LsmStore`] is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,12 +86,15 @@ pub struct LsmOptions {
     /// LZ4 for the tables of a new store (`state_machine.compression`); a
     /// store keeps what it was created with.
     pub compress: bool,
+    /// The memtable size ([`MEMTABLE_BYTES`]); the journals and the write
+    /// buffer are bounded in memtables.
+    pub memtable_bytes: u32,
 }
 
 impl LsmOptions {
     /// `cache_bytes` of cache, LZ4 tables.
     pub fn new(cache_bytes: u64) -> LsmOptions {
-        LsmOptions { cache_bytes, compress: true }
+        LsmOptions { cache_bytes, compress: true, memtable_bytes: MEMTABLE_BYTES }
     }
 }
 
@@ -177,14 +193,18 @@ impl Tables {
         // writer, and the node shares its cores with its driver.
         let keyspace = Config::new(dir)
             .cache_size(options.cache_bytes)
-            .max_journaling_size(MAX_JOURNAL_BYTES)
+            .max_journaling_size((JOURNAL_MEMTABLES * u64::from(options.memtable_bytes)).max(24 << 20))
+            .max_write_buffer_size(WRITE_BUFFER_MEMTABLES * u64::from(options.memtable_bytes))
             .manual_journal_persist(true)
             .flush_workers(1)
             .compaction_workers(1)
             .open()?;
         let compression = if options.compress { CompressionType::Lz4 } else { CompressionType::None };
-        let open =
-            |name: &str| keyspace.open_partition(name, PartitionCreateOptions::default().compression(compression));
+        let open = |name: &str| {
+            let options =
+                PartitionCreateOptions::default().compression(compression).max_memtable_size(options.memtable_bytes);
+            keyspace.open_partition(name, options)
+        };
         if keyspace.partition_exists("meta") {
             let table = |name: &str| Ok::<_, fjall::Error>(Table { partition: open(name)?, prefix: b"" });
             return Ok(Tables {
@@ -443,6 +463,8 @@ impl LsmStore {
                 return Err(engine_error(path, format!("the engine's files are damaged ({})", panic_reason(&*panic))));
             }
         };
+        // The engine's own flush, merge and monitor threads are bulk work.
+        crate::background::lower_threads_named(crate::background::LSM_ENGINE_THREADS);
         let mut store = LsmStore {
             tables,
             path: path.to_path_buf(),
@@ -973,7 +995,9 @@ mod tests {
         for compress in [false, true] {
             let dir = tempfile::tempdir().unwrap();
             let root = dir.path().join(LSM_DIR);
-            let mut store = LsmStore::open_with(&root, ME, LsmOptions { cache_bytes: 1 << 20, compress }).unwrap();
+            let mut store =
+                LsmStore::open_with(&root, ME, LsmOptions { cache_bytes: 1 << 20, compress, memtable_bytes: 1 << 20 })
+                    .unwrap();
             write_until_a_table_appears(&mut store, &root, &value);
             drop(store);
             let table = std::fs::read(segments(&root).into_iter().next().unwrap()).unwrap();

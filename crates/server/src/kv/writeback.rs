@@ -33,6 +33,7 @@ impl Writeback {
         let (nudge, nudged) = sync_channel::<()>(1);
         let shown = path.display().to_string();
         std::thread::Builder::new().name("writeback".into()).spawn(move || {
+            crate::background::lower_this_thread();
             while nudged.recv().is_ok() {
                 if let Err(error) = file.sync_data() {
                     // The next durable commit meets the same error and stops the node.

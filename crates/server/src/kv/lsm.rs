@@ -63,7 +63,7 @@ const INSTALL_STEP_PAIRS: usize = 4096;
 /// it rewrites, which halved the merge thread's CPU once the tree had three
 /// levels (docs/decisions/0094). It is memory on top of the cache: the
 /// active memtable and those sealed and not yet flushed, at most
-/// [`WRITE_BUFFER_MEMTABLES`] of them.
+/// three of them.
 pub const MEMTABLE_BYTES: u32 = 64 << 20;
 /// The memtables' bound on memory (the engine's write buffer), in memtables:
 /// one filling, one flushing, one sealed behind it. Past it the engine halts

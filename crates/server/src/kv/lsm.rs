@@ -11,8 +11,9 @@
 //! written to the engine's journal without an fsync; [`StateMachine::flush`]
 //! syncs the journal. The tables share one partition, their keys prefixed by
 //! a byte per table (format 2), so the journals are released as the
-//! partition's memtables are flushed and a restart replays little. A crash loses at most a suffix of whole batches, and
-//! the metadata always matches the data: the WAL replays what is missing.
+//! partition's memtables are flushed and a restart replays little. A crash
+//! loses at most a suffix of whole batches, and the metadata always matches
+//! the data: the WAL replays what is missing.
 //!
 //! The engine does not say whether an insert replaced a key: the key count is
 //! kept by looking the key up first (a lookup is a filter probe for a new
@@ -112,15 +113,20 @@ struct Table {
     prefix: &'static [u8],
 }
 
+/// `key` as stored in a partition whose table prefixes its keys with `prefix`.
+fn prefixed<'k>(prefix: &[u8], key: &'k [u8]) -> Cow<'k, [u8]> {
+    if prefix.is_empty() {
+        return Cow::Borrowed(key);
+    }
+    let mut full = Vec::with_capacity(prefix.len() + key.len());
+    full.extend_from_slice(prefix);
+    full.extend_from_slice(key);
+    Cow::Owned(full)
+}
+
 impl Table {
     fn key<'k>(&self, key: &'k [u8]) -> Cow<'k, [u8]> {
-        if self.prefix.is_empty() {
-            return Cow::Borrowed(key);
-        }
-        let mut full = Vec::with_capacity(self.prefix.len() + key.len());
-        full.extend_from_slice(self.prefix);
-        full.extend_from_slice(key);
-        Cow::Owned(full)
+        prefixed(self.prefix, key)
     }
 
     /// `full` without the table's prefix.
@@ -164,10 +170,7 @@ struct TableAt {
 
 impl TableAt {
     fn get(&self, key: &[u8]) -> fjall::Result<Option<fjall::Slice>> {
-        let mut full = Vec::with_capacity(self.prefix.len() + key.len());
-        full.extend_from_slice(self.prefix);
-        full.extend_from_slice(key);
-        Ok(self.snapshot.get(full)?)
+        Ok(self.snapshot.get(prefixed(self.prefix, key))?)
     }
 }
 

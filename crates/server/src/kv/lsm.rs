@@ -19,7 +19,8 @@
 //! kept by looking the key up first (a lookup is a filter probe for a new
 //! key). The deduplication table is small and bounded: it is mirrored in
 //! memory (`DedupMap`) and every change goes to the engine in the same
-//! batch as the data.
+//! batch as the data; its saved results sit in slots overwritten in place,
+//! so the writes leave no tombstones for the open to walk (`results`).
 //!
 //! On disk: the directory `state.fjall` in the data dir holds the file
 //! `current`, which names the generation directory the engine lives in. A
@@ -38,11 +39,12 @@ use fjall::{Batch, CompressionType, Config, Keyspace, PartitionCreateOptions, Pa
 
 use super::command::{KvCommand, KvReply};
 use super::dedup::{self, encode_reply, DedupMap, DedupTable, Session};
-use super::engine::{
-    decode_saved, decode_session, encode_session, engine_error, panic_reason, result_key, EngineIdentity,
-};
+use super::engine::{decode_session, encode_session, engine_error, panic_reason, EngineIdentity};
 use super::machine::{self, BatchEntry, KvTable, MachineError, SnapshotJob, StateMachine};
 use super::snapshot::{visit_snapshot, SnapshotWriter};
+
+mod results;
+use results::ResultSlots;
 
 /// The engine's directory in the data dir.
 pub const LSM_DIR: &str = "state.fjall";
@@ -250,6 +252,8 @@ pub struct LsmStore {
     durable_index: LogIndex,
     keys: u64,
     dedup: DedupMap,
+    /// Where `dedup`'s results are in the engine.
+    slots: ResultSlots,
 }
 
 impl std::fmt::Debug for LsmStore {
@@ -343,8 +347,9 @@ impl KvTable for ReadData<'_> {
     }
 }
 
-/// Loads the deduplication table of `tables` into memory.
-fn load_dedup(tables: &Tables, path: &Path) -> Result<DedupMap, MachineError> {
+/// Loads the deduplication table of `tables` into memory, and where its
+/// results are.
+fn load_dedup(tables: &Tables, path: &Path) -> Result<(DedupMap, ResultSlots), MachineError> {
     let error = |error: fjall::Error| engine_error(path, error);
     let mut map = DedupMap::default();
     for pair in tables.sessions.iter() {
@@ -352,17 +357,8 @@ fn load_dedup(tables: &Tables, path: &Path) -> Result<DedupMap, MachineError> {
         let node = be_u64(path, tables.sessions.unprefixed(&node), "a session's node")?;
         map.sessions.insert(node, decode_session(path, &session)?);
     }
-    for pair in tables.results.iter() {
-        let (key, value) = pair.map_err(error)?;
-        let key = tables.results.unprefixed(&key);
-        if key.len() != 24 {
-            return Err(engine_error(path, "a result key is not 24 bytes"));
-        }
-        let word = |at: usize| u64::from_be_bytes(key[at..at + 8].try_into().expect("8 bytes"));
-        let reply = decode_saved(path, &value)?;
-        map.results.insert((word(0), word(8), word(16)), reply);
-    }
-    Ok(map)
+    let slots = results::load(tables, path, &mut map)?;
+    Ok((map, slots))
 }
 
 /// Syncs directory `dir`, so a create or rename in it survives a crash.
@@ -478,10 +474,11 @@ impl LsmStore {
             durable_index: 0,
             keys: 0,
             dedup: DedupMap::default(),
+            slots: ResultSlots::default(),
         };
         if !fresh {
             store.check_meta()?;
-            store.dedup = load_dedup(&store.tables, path)?;
+            (store.dedup, store.slots) = load_dedup(&store.tables, path)?;
         }
         Ok(store)
     }
@@ -506,6 +503,7 @@ impl LsmStore {
             (NODE_ID, self.identity.node_id),
             (APPLIED_INDEX, applied_index),
             (KEY_COUNT, 0),
+            (results::LAYOUT, results::LAYOUT_SLOTS),
         ] {
             self.tables.meta.insert(&mut batch, key.as_bytes(), &value.to_be_bytes());
         }
@@ -587,7 +585,7 @@ impl LsmStore {
             }
             table.set_session(record.node, record.session)?;
         }
-        table.write_into(&mut batch, &tables);
+        table.write_into(&mut batch, &tables, &mut fresh.slots);
         // The index and count go in the last batch only: the generation is
         // whole only then (and is not switched to before).
         tables.meta.insert(&mut batch, APPLIED_INDEX.as_bytes(), &index.to_be_bytes());
@@ -639,7 +637,7 @@ impl StateMachine for LsmStore {
                 // and the table's go into the same engine batch.
                 let mut table = DedupView { map: &mut self.dedup, changes: Vec::new() };
                 let reply = dedup::apply_once(&mut data, &mut table, envelope)?;
-                table.write_into(data.batch, &self.tables);
+                table.write_into(data.batch, &self.tables, &mut self.slots);
                 replies.push(reply);
             }
         }
@@ -745,18 +743,16 @@ enum DedupChange {
 }
 
 impl DedupView<'_> {
-    fn write_into(self, batch: &mut Batch, tables: &Tables) {
+    fn write_into(self, batch: &mut Batch, tables: &Tables, slots: &mut ResultSlots) {
         for change in self.changes {
             match change {
                 DedupChange::Session(node, session) => {
                     tables.sessions.insert(batch, &node.to_be_bytes(), &encode_session(session))
                 }
                 DedupChange::Result(node, incarnation, id, bytes) => {
-                    tables.results.insert(batch, &result_key(node, incarnation, id), &bytes)
+                    slots.put(batch, tables, (node, incarnation, id), &bytes)
                 }
-                DedupChange::Removed(node, incarnation, id) => {
-                    tables.results.remove(batch, &result_key(node, incarnation, id))
-                }
+                DedupChange::Removed(node, incarnation, id) => slots.drop_result(node, incarnation, id),
             }
         }
     }
@@ -816,6 +812,7 @@ impl Drop for LsmStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::dedup::MAX_RESULTS_PER_ORIGIN;
     use crate::kv::machine::run_to_vec;
     use crate::kv::{Envelope, SetCondition};
 
@@ -1064,5 +1061,132 @@ mod tests {
         let store = LsmStore::open(&root, ME, 1 << 20).unwrap();
         assert_eq!((store.tables.format, store.applied_index(), store.key_count().unwrap()), (2, 5, 2));
         assert_eq!(store.read(&KvCommand::Get("old".into())).unwrap(), KvReply::Bulk("value".into()));
+    }
+
+    /// Applies `envelopes` to the store and the map, in batches of 100.
+    fn apply_both(store: &mut LsmStore, map: &mut crate::kv::KvStore, envelopes: &[Envelope]) {
+        for chunk in envelopes.chunks(100) {
+            let first = store.applied_index() + 1;
+            let batch: Vec<BatchEntry<'_>> =
+                chunk.iter().enumerate().map(|(at, envelope)| (first + at as u64, Some(envelope))).collect();
+            let replies = store.apply_batch(&batch).unwrap();
+            let expected: Vec<KvReply> = chunk.iter().map(|envelope| map.apply_envelope(envelope)).collect();
+            assert_eq!(replies, expected);
+        }
+    }
+
+    /// Writes as a cluster makes them, round `round` of them: origin 1's
+    /// ids settle right behind it (its clients wait), origin 2 restarts every
+    /// round (a new incarnation), origin 3 never settles (the table's bound
+    /// drops its oldest results).
+    fn writes_of_round(round: u64, count: u64) -> Vec<Envelope> {
+        (0..count)
+            .map(|at| {
+                let id = round * count + at + 1;
+                let command = KvCommand::IncrBy { key: format!("k{}", at % 7).into_bytes(), delta: 1 };
+                let (origin, incarnation, settled_below) = match at % 3 {
+                    0 => (1, 1, id.saturating_sub(2)),
+                    1 => (2, round + 1, 0),
+                    _ => (3, 1, 0),
+                };
+                Envelope { origin, incarnation, request_id: id, command, settled_below }
+            })
+            .collect()
+    }
+
+    fn result_keys(store: &LsmStore) -> Vec<Vec<u8>> {
+        store.tables.results.iter().map(|pair| pair.unwrap().0.to_vec()).collect()
+    }
+
+    // The results live in a bounded set of slots overwritten in place: the
+    // table reopens equal to the map's, dropped results stay dropped, and the
+    // key range does not grow with the number of writes.
+    #[test]
+    fn the_results_reopen_as_saved_in_a_bounded_number_of_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(LSM_DIR);
+        let mut map = crate::kv::KvStore::default();
+        let mut written = Vec::new();
+        for round in 0..3 {
+            let mut store = LsmStore::open(&root, ME, 1 << 20).unwrap();
+            assert_eq!(store.dedup, map.dedup, "round {round}: the table as saved");
+            apply_both(&mut store, &mut map, &writes_of_round(round, 3 * 4000));
+            store.flush().unwrap();
+            written.push(result_keys(&store).len());
+            assert_eq!(written[round as usize] as u64, store.slots.written());
+        }
+        let store = LsmStore::open(&root, ME, 1 << 20).unwrap();
+        assert_eq!(store.dedup, map.dedup);
+        // Origin 3 fills its slots; 1 and 2 use a few each.
+        let bound = MAX_RESULTS_PER_ORIGIN as usize + 1;
+        assert!(written.iter().all(|&keys| keys > bound && keys <= 3 * bound), "{written:?}");
+        assert_eq!(written[1], written[2], "the same slots, overwritten: {written:?}");
+    }
+
+    // A store that saved its results by id (before the slots) has them
+    // rewritten into slots at its first open, with nothing lost.
+    #[test]
+    fn results_saved_by_id_are_rewritten_into_slots_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(LSM_DIR);
+        let mut map = crate::kv::KvStore::default();
+        let mut store = LsmStore::open(&root, ME, 1 << 20).unwrap();
+        apply_both(&mut store, &mut map, &writes_of_round(0, 900));
+        // Back to the first layout: a key per result, no layout in the metadata.
+        let mut batch = store.tables.keyspace.batch();
+        for key in result_keys(&store) {
+            store.tables.results.remove(&mut batch, store.tables.results.unprefixed(&key));
+        }
+        for (&(node, incarnation, id), reply) in &store.dedup.results {
+            let key = super::super::engine::result_key(node, incarnation, id);
+            store.tables.results.insert(&mut batch, &key, &encode_reply(reply));
+        }
+        store.tables.meta.remove(&mut batch, results::LAYOUT.as_bytes());
+        batch.commit().unwrap();
+        store.flush().unwrap();
+        drop(store);
+        for _ in 0..2 {
+            let store = LsmStore::open(&root, ME, 1 << 20).unwrap();
+            assert_eq!(store.dedup, map.dedup);
+            assert_eq!(store.meta_u64(results::LAYOUT).unwrap(), Some(results::LAYOUT_SLOTS));
+            let keys = result_keys(&store);
+            assert!(!keys.is_empty() && keys.iter().all(|key| key.len() == 1 + 12), "slot keys only");
+        }
+        let mut store = LsmStore::open(&root, ME, 1 << 20).unwrap();
+        apply_both(&mut store, &mut map, &writes_of_round(1, 900));
+        assert_eq!(store.dedup, map.dedup);
+    }
+
+    // A damaged slot, or a missing one the sessions count, is refused at
+    // open, naming the engine's directory.
+    #[test]
+    fn a_damaged_or_missing_result_slot_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(LSM_DIR);
+        let mut map = crate::kv::KvStore::default();
+        let mut store = LsmStore::open(&root, ME, 1 << 20).unwrap();
+        apply_both(&mut store, &mut map, &writes_of_round(0, 30));
+        let keys = result_keys(&store);
+        let short = &keys[0];
+        let missing = keys.last().unwrap();
+        let mut batch = store.tables.keyspace.batch();
+        store.tables.results.insert(&mut batch, store.tables.results.unprefixed(short), b"short");
+        batch.commit().unwrap();
+        store.flush().unwrap();
+        drop(store);
+        let error = LsmStore::open(&root, ME, 1 << 20).unwrap_err().to_string();
+        assert!(error.contains("holds 5 bytes") && error.contains(LSM_DIR), "{error}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(LSM_DIR);
+        let mut store = LsmStore::open(&root, ME, 1 << 20).unwrap();
+        apply_both(&mut store, &mut crate::kv::KvStore::default(), &writes_of_round(0, 30));
+        let mut batch = store.tables.keyspace.batch();
+        store.tables.results.remove(&mut batch, store.tables.results.unprefixed(missing));
+        batch.commit().unwrap();
+        store.flush().unwrap();
+        drop(store);
+        let error = LsmStore::open(&root, ME, 1 << 20).unwrap_err().to_string();
+        assert!(error.contains("its session says") && error.contains(LSM_DIR), "{error}");
     }
 }

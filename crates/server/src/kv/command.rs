@@ -21,7 +21,7 @@ pub enum SetCondition {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvCommand {
     /// `GET key`.
-    Get(Vec<u8>),
+    Get(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `MGET key…`.
     MGet(Vec<Vec<u8>>),
     /// `EXISTS key…`: how many of them exist.
@@ -31,8 +31,10 @@ pub enum KvCommand {
     /// `SET key value [NX|XX]`.
     Set {
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// Value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         /// Condition.
         condition: SetCondition,
@@ -44,6 +46,7 @@ pub enum KvCommand {
     /// `INCRBY key delta` (INCR, DECR, DECRBY too).
     IncrBy {
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// Amount added.
         delta: i64,
@@ -51,10 +54,13 @@ pub enum KvCommand {
     /// `CAS key expected new`: set to `new` only if the value equals `expected`.
     Cas {
         /// Key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// Value it must hold.
+        #[serde(with = "serde_bytes")]
         expected: Vec<u8>,
         /// Value it gets.
+        #[serde(with = "serde_bytes")]
         new: Vec<u8>,
     },
     /// `MULTI … EXEC`: the queued commands, applied together as one log entry
@@ -169,5 +175,24 @@ mod tests {
         assert_eq!(Envelope::decode(&bytes), Some(Envelope { settled_below: 0, ..envelope.clone() }));
         assert_eq!(Envelope::decode(&envelope.encode()[..5]), None);
         assert_eq!(Envelope::decode(b"not an envelope at all"), None);
+    }
+
+    // The log's format: a command's bytes are raw bytes after their length
+    // (they are read as a byte buffer, not element by element, and must
+    // stay what earlier builds wrote).
+    #[test]
+    fn an_envelopes_bytes_are_the_logs_format() {
+        let envelope = Envelope {
+            origin: 2,
+            incarnation: 7,
+            request_id: 40,
+            command: KvCommand::Set { key: b"k".to_vec(), value: b"vv".to_vec(), condition: SetCondition::IfAbsent },
+            settled_below: 33,
+        };
+        assert_eq!(envelope.encode(), [2, 7, 40, 4, 1, b'k', 2, b'v', b'v', 1, 33]);
+        let cas = KvCommand::Cas { key: b"a".to_vec(), expected: b"b".to_vec(), new: b"c".to_vec() };
+        let bytes = Envelope { command: cas.clone(), ..envelope }.encode();
+        assert_eq!(bytes, [2, 7, 40, 8, 1, b'a', 1, b'b', 1, b'c', 33]);
+        assert_eq!(Envelope::decode(&bytes).map(|decoded| decoded.command), Some(cas));
     }
 }

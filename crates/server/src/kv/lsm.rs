@@ -287,6 +287,10 @@ impl BatchData<'_> {
 }
 
 impl KvTable for BatchData<'_> {
+    fn contains(&self, key: &[u8]) -> Result<bool, MachineError> {
+        self.exists(key)
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>, MachineError> {
         match self.pending.get(key) {
             Some(value) => Ok(value.as_deref().map(Cow::Borrowed)),
@@ -329,6 +333,10 @@ struct ReadData<'a> {
 }
 
 impl KvTable for ReadData<'_> {
+    fn contains(&self, key: &[u8]) -> Result<bool, MachineError> {
+        self.data.contains_key(key).map_err(|error| engine_error(self.path, error))
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>, MachineError> {
         let value = self.data.get(key).map_err(|error| engine_error(self.path, error))?;
         Ok(value.map(|value| Cow::Owned(value.to_vec())))
@@ -585,7 +593,9 @@ impl LsmStore {
             }
             table.set_session(record.node, record.session)?;
         }
-        table.write_into(&mut batch, &tables, &mut fresh.slots);
+        let mut touched = Vec::new();
+        table.write_into(&mut batch, &tables, &mut fresh.slots, &mut touched);
+        write_sessions(&mut batch, &tables, &dedup, &touched);
         // The index and count go in the last batch only: the generation is
         // whole only then (and is not switched to before).
         tables.meta.insert(&mut batch, APPLIED_INDEX.as_bytes(), &index.to_be_bytes());
@@ -621,6 +631,7 @@ impl StateMachine for LsmStore {
         // The mirror changes with the batch; a failed commit is fatal for the
         // node (it restarts from the engine), so no rollback is needed.
         let mut replies = Vec::with_capacity(batch.len());
+        let mut touched = Vec::new();
         {
             let mut data = BatchData {
                 data: &self.tables.data,
@@ -637,9 +648,10 @@ impl StateMachine for LsmStore {
                 // and the table's go into the same engine batch.
                 let mut table = DedupView { map: &mut self.dedup, changes: Vec::new() };
                 let reply = dedup::apply_once(&mut data, &mut table, envelope)?;
-                table.write_into(data.batch, &self.tables, &mut self.slots);
+                table.write_into(data.batch, &self.tables, &mut self.slots, &mut touched);
                 replies.push(reply);
             }
+            write_sessions(data.batch, &self.tables, &self.dedup, &touched);
         }
         self.tables.meta.insert(&mut engine_batch, APPLIED_INDEX.as_bytes(), &last.to_be_bytes());
         self.tables.meta.insert(&mut engine_batch, KEY_COUNT.as_bytes(), &keys.to_be_bytes());
@@ -737,17 +749,23 @@ struct DedupView<'a> {
 }
 
 enum DedupChange {
-    Session(NodeId, Session),
+    /// The origin's session changed (written once per batch).
+    Session(NodeId),
     Result(NodeId, u64, u64, Vec<u8>),
     Removed(NodeId, u64, u64),
 }
 
 impl DedupView<'_> {
-    fn write_into(self, batch: &mut Batch, tables: &Tables, slots: &mut ResultSlots) {
+    /// Writes the entry's results into `batch`, and notes the origins whose
+    /// session changed in `touched`: [`write_sessions`] writes each of them
+    /// once per batch, as the batch's last entry left it.
+    fn write_into(self, batch: &mut Batch, tables: &Tables, slots: &mut ResultSlots, touched: &mut Vec<NodeId>) {
         for change in self.changes {
             match change {
-                DedupChange::Session(node, session) => {
-                    tables.sessions.insert(batch, &node.to_be_bytes(), &encode_session(session))
+                DedupChange::Session(node) => {
+                    if !touched.contains(&node) {
+                        touched.push(node);
+                    }
                 }
                 DedupChange::Result(node, incarnation, id, bytes) => {
                     slots.put(batch, tables, (node, incarnation, id), &bytes)
@@ -758,13 +776,21 @@ impl DedupView<'_> {
     }
 }
 
+/// Writes the sessions of the `touched` origins as `map` holds them.
+fn write_sessions(batch: &mut Batch, tables: &Tables, map: &DedupMap, touched: &[NodeId]) {
+    for node in touched {
+        let session = map.sessions.get(node).expect("a touched origin has a session");
+        tables.sessions.insert(batch, &node.to_be_bytes(), &encode_session(*session));
+    }
+}
+
 impl DedupTable for DedupView<'_> {
     fn session(&self, node: NodeId) -> Result<Option<Session>, MachineError> {
         self.map.session(node)
     }
 
     fn set_session(&mut self, node: NodeId, session: Session) -> Result<(), MachineError> {
-        self.changes.push(DedupChange::Session(node, session));
+        self.changes.push(DedupChange::Session(node));
         self.map.set_session(node, session)
     }
 

@@ -87,6 +87,10 @@ pub trait StateMachine: Send {
 pub(crate) trait KvTable {
     /// The value of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Cow<'_, [u8]>>, MachineError>;
+    /// Whether `key` exists (an engine may answer without copying the value).
+    fn contains(&self, key: &[u8]) -> Result<bool, MachineError> {
+        Ok(self.get(key)?.is_some())
+    }
     /// Sets `key` to `value`.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), MachineError>;
     /// Removes `key`; true if it was there.
@@ -99,11 +103,12 @@ pub(crate) trait KvTable {
 pub(crate) fn execute(table: &mut impl KvTable, command: &KvCommand) -> Result<KvReply, MachineError> {
     match command {
         KvCommand::Set { key, value, condition } => {
-            let exists = table.get(key)?.is_some();
+            // An unconditional SET reads nothing: in an LSM engine a read
+            // costs more than the write.
             let allowed = match condition {
                 SetCondition::Always => true,
-                SetCondition::IfAbsent => !exists,
-                SetCondition::IfPresent => exists,
+                SetCondition::IfAbsent => !table.contains(key)?,
+                SetCondition::IfPresent => table.contains(key)?,
             };
             if !allowed {
                 return Ok(KvReply::Nil);
@@ -158,7 +163,7 @@ pub(crate) fn evaluate(table: &(impl KvTable + ?Sized), command: &KvCommand) -> 
         KvCommand::Exists(keys) => {
             let mut found = 0;
             for key in keys {
-                found += i64::from(table.get(key)?.is_some());
+                found += i64::from(table.contains(key)?);
             }
             KvReply::Integer(found)
         }
@@ -181,5 +186,53 @@ fn increment(table: &mut impl KvTable, key: &[u8], delta: i64) -> Result<KvReply
             Ok(KvReply::Integer(next))
         }
         None => Ok(KvReply::Error("increment or decrement would overflow".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table that counts its reads and keeps one key.
+    #[derive(Default)]
+    struct Counted {
+        value: Option<Vec<u8>>,
+        reads: std::cell::Cell<u32>,
+    }
+
+    impl KvTable for Counted {
+        fn get(&self, _key: &[u8]) -> Result<Option<Cow<'_, [u8]>>, MachineError> {
+            self.reads.set(self.reads.get() + 1);
+            Ok(self.value.as_deref().map(Cow::Borrowed))
+        }
+
+        fn put(&mut self, _key: &[u8], value: &[u8]) -> Result<(), MachineError> {
+            self.value = Some(value.to_vec());
+            Ok(())
+        }
+
+        fn remove(&mut self, _key: &[u8]) -> Result<bool, MachineError> {
+            Ok(self.value.take().is_some())
+        }
+
+        fn count(&self) -> Result<u64, MachineError> {
+            Ok(u64::from(self.value.is_some()))
+        }
+    }
+
+    fn set(value: &str, condition: SetCondition) -> KvCommand {
+        KvCommand::Set { key: b"k".to_vec(), value: value.into(), condition }
+    }
+
+    // An unconditional SET is a blind write (in an LSM engine a read costs
+    // more than the write); NX and XX read once.
+    #[test]
+    fn an_unconditional_set_reads_nothing_and_a_conditional_one_reads_once() {
+        let mut table = Counted::default();
+        assert_eq!(execute(&mut table, &set("a", SetCondition::Always)).unwrap(), KvReply::Ok);
+        assert_eq!(table.reads.get(), 0);
+        assert_eq!(execute(&mut table, &set("b", SetCondition::IfAbsent)).unwrap(), KvReply::Nil);
+        assert_eq!(execute(&mut table, &set("c", SetCondition::IfPresent)).unwrap(), KvReply::Ok);
+        assert_eq!((table.reads.get(), table.value.as_deref()), (2, Some(&b"c"[..])));
     }
 }

@@ -169,7 +169,10 @@ pub use config::{Config, ConfigError};
 pub use election::ElectionMode;
 pub use entry::{Entry, LeaderTermRecord, Payload};
 pub use message::{AppendOutcome, Body, Message, PeerState, VoteChoice};
-pub use node::{BatchProposal, CompactError, Node, Proposal, ProposeError, ReadIndexError, RestoredState, StartError};
+pub use node::{
+    BatchProposal, CompactError, Node, Proposal, ProposeError, ReadIndexError, RestoredState, StartError,
+    TransferError, TransferStarted,
+};
 pub use output::{Detector, DurableMark, Event, HardState, LogWrite, Output, ReadState};
 pub use snapshot::{Snapshot, SnapshotChunk, SnapshotMeta};
 pub use status::{DropCounters, DropReason, FollowerStatus, Role, Status};

@@ -36,6 +36,9 @@ pub enum Body {
         last_log_term: Term,
         /// Index of the candidate's last log entry.
         last_log_index: LogIndex,
+        /// The candidate campaigns because its leader handed over to it
+        /// (`TimeoutNow`): voters grant even while they hear that leader.
+        transfer: bool,
     },
     /// The answer to a `RequestVote`.
     VoteResponse {
@@ -146,6 +149,9 @@ pub enum Body {
         /// Members (the leader excluded) that answered the leader recently.
         active: Vec<NodeId>,
     },
+    /// Leader transfer (docs/decisions/0099): the leader of the message's term
+    /// hands over to the receiver, which holds its whole log: elect yourself now.
+    TimeoutNow,
     /// `fast` mode (docs/design/cold-start.md): "the leader is `leader` of `leader_term`",
     /// sent to a node that acts on another belief.
     Correction {
@@ -239,6 +245,7 @@ impl Body {
             Body::Vote { .. } => "Vote",
             Body::Correction { .. } => "Correction",
             Body::Liveness { .. } => "Liveness",
+            Body::TimeoutNow => "TimeoutNow",
         }
     }
 }

@@ -183,6 +183,32 @@ pub enum Event {
         /// Its term.
         term: Term,
     },
+    /// The leader of `term` began handing its leadership to `target`
+    /// (`Node::transfer_leadership`); it refuses proposals meanwhile.
+    TransferStarted {
+        /// The voter that is to lead.
+        target: NodeId,
+        /// The leader's term.
+        term: Term,
+    },
+    /// The target holds the leader's log: the leader sent it `TimeoutNow`.
+    TransferHandedOver {
+        /// The voter that is to lead.
+        target: NodeId,
+        /// The leader's term.
+        term: Term,
+    },
+    /// A transfer at this leader ended: it saw a newer term (`new_leader`, if
+    /// known), or it gave up after an election timeout (`None`, and it takes
+    /// proposals again).
+    TransferEnded {
+        /// The voter that was to lead.
+        target: NodeId,
+        /// This node's term now.
+        term: Term,
+        /// The leader of that term, if known.
+        new_leader: Option<NodeId>,
+    },
 }
 
 /// Which failure detector made a node give up on its leader.

@@ -50,11 +50,14 @@ pub enum DropReason {
     /// node's commit index: it already holds all of it (a late duplicate). It
     /// changes nothing but is answered "installed", so the leader moves on.
     StaleSnapshot,
+    /// Election gossip at a leader that just handed over: it stays out of the
+    /// election it started, for an election timeout (docs/decisions/0099).
+    HandedOver,
 }
 
 impl DropReason {
     /// Every reason, for reports.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::WrongCluster,
         DropReason::UnknownSender,
         DropReason::Misdirected,
@@ -65,6 +68,7 @@ impl DropReason {
         DropReason::WrongElectionMode,
         DropReason::VoteLease,
         DropReason::StaleSnapshot,
+        DropReason::HandedOver,
     ];
 
     /// The snake_case name used in metrics and JSON.
@@ -80,6 +84,7 @@ impl DropReason {
             DropReason::WrongElectionMode => "wrong_election_mode",
             DropReason::VoteLease => "vote_lease",
             DropReason::StaleSnapshot => "stale_snapshot",
+            DropReason::HandedOver => "handed_over",
         }
     }
 }

@@ -429,8 +429,9 @@ fn a_liveness_view_naming_a_stranger_or_its_sender_is_impossible() {
 
 #[test]
 fn every_drop_reason_is_covered() {
-    // Guards this file: a new DropReason needs a test above.
-    assert_eq!(DropReason::ALL.len(), 10);
+    // Guards this file: a new DropReason needs a test above (`HandedOver`:
+    // tests/leader_transfer.rs).
+    assert_eq!(DropReason::ALL.len(), 11);
 }
 
 // ---------------------------------------------------------------------------
@@ -567,6 +568,7 @@ fn garbage_never_panics() {
                     pre_vote: chaos.gen(),
                     last_log_term: chaos.gen_range(0..6),
                     last_log_index: chaos.gen_range(0..6),
+                    transfer: chaos.gen(),
                 },
                 1 => Body::VoteResponse { pre_vote: chaos.gen(), granted: chaos.gen() },
                 2 => {

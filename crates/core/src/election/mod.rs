@@ -86,6 +86,11 @@ impl FromStr for ElectionMode {
     }
 }
 
+/// Raft campaigns: the leader handed over to `node` (`TimeoutNow`).
+pub(crate) fn campaign_now(node: &mut Node) {
+    raft::start_campaign(node, true);
+}
+
 impl Node {
     /// Mode-specific start-up (cold start from `initial_leader` in `fast`).
     pub(crate) fn on_start(&mut self, restored_empty: bool) {
@@ -165,11 +170,12 @@ impl Node {
         pre_vote: bool,
         last_log_term: Term,
         last_log_index: LogIndex,
+        transfer: bool,
     ) {
         if self.config.election_mode.exchanges_votes() {
             self.dropped.record(DropReason::WrongElectionMode)
         } else {
-            raft::on_vote_request(self, from, term, pre_vote, last_log_term, last_log_index)
+            raft::on_vote_request(self, from, term, pre_vote, last_log_term, last_log_index, transfer)
         }
     }
 

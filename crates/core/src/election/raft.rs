@@ -24,7 +24,7 @@ pub(super) fn on_election_timeout(node: &mut Node) {
     if node.config.pre_vote {
         start_pre_vote(node);
     } else {
-        start_campaign(node);
+        start_campaign(node, false);
     }
 }
 
@@ -56,14 +56,16 @@ fn start_pre_vote(node: &mut Node) {
     let term = node.term + 1;
     node.emit(Event::ElectionStarted { term, pre_vote: true });
     if node.votes.result(node.config.voters.len()) == VoteResult::Won {
-        start_campaign(node);
+        start_campaign(node, false);
         return;
     }
-    request_votes(node, term, true);
+    request_votes(node, term, true, false);
 }
 
-/// Raft §5.2: increment the term, vote for yourself, ask everyone else.
-fn start_campaign(node: &mut Node) {
+/// Raft §5.2: increment the term, vote for yourself, ask everyone else;
+/// `transfer` when the leader handed over to this node (no PreVote, and the
+/// voters' leader lease does not hold the requests back).
+pub(super) fn start_campaign(node: &mut Node, transfer: bool) {
     node.term += 1;
     node.voted_for = Some(node.config.id);
     node.set_role(Role::Candidate);
@@ -76,14 +78,14 @@ fn start_campaign(node: &mut Node) {
         node.become_leader();
         return;
     }
-    request_votes(node, node.term, false);
+    request_votes(node, node.term, false, transfer);
 }
 
-fn request_votes(node: &mut Node, term: Term, pre_vote: bool) {
+fn request_votes(node: &mut Node, term: Term, pre_vote: bool, transfer: bool) {
     let last_log_term = node.log.last_term();
     let last_log_index = node.log.last_index();
     for peer in node.peers() {
-        node.send_with_term(peer, term, Body::RequestVote { pre_vote, last_log_term, last_log_index });
+        node.send_with_term(peer, term, Body::RequestVote { pre_vote, last_log_term, last_log_index, transfer });
     }
 }
 
@@ -95,6 +97,7 @@ pub(super) fn on_vote_request(
     pre_vote: bool,
     last_log_term: Term,
     last_log_index: LogIndex,
+    transfer: bool,
 ) {
     let up_to_date = node.log.is_up_to_date(last_log_term, last_log_index) || skips_up_to_date_check(node);
     if pre_vote {
@@ -109,7 +112,8 @@ pub(super) fn on_vote_request(
     let free_to_vote = node.voted_for == Some(from)
         || (node.voted_for.is_none() && node.leader.is_none())
         || (votes_more_than_once(node) && node.role == Role::Follower);
-    let granted = free_to_vote && up_to_date && !node.vote_lease_refuses(from);
+    // A hand-over's campaign passes the vote lease (`inbound::adopt_higher_term`).
+    let granted = free_to_vote && up_to_date && (transfer || !node.vote_lease_refuses(from));
     if granted {
         node.voted_for = Some(from);
         node.start_vote_lease(from);
@@ -131,7 +135,7 @@ pub(super) fn on_vote_response(node: &mut Node, from: NodeId, term: Term, pre_vo
     }
     node.votes.record(from, granted);
     match node.votes.result(node.config.voters.len()) {
-        VoteResult::Won if pre_vote => start_campaign(node),
+        VoteResult::Won if pre_vote => start_campaign(node, false),
         VoteResult::Won => node.become_leader(),
         VoteResult::Lost => node.become_follower(node.term, None),
         VoteResult::Pending => {}

@@ -70,6 +70,10 @@ impl Node {
                 }
                 progress.match_at_last_heartbeat.hash(hasher);
             }
+            if let Some(transfer) = &self.transfer {
+                (transfer.target, transfer.needed, transfer.marker, transfer.handed_over).hash(hasher);
+                clock.time(transfer.deadline_ms, hasher);
+            }
         }
         // Each mode's own state only: another mode's fields sit idle with stale
         // times that would tell apart states that behave alike.
@@ -181,6 +185,8 @@ fn hash_fast_state<H: Hasher>(fast: &FastState, clock: &RelativeClock, expiry_ms
     fast.started_empty.hash(hasher);
     fast.leader_view.hash(hasher);
     fast.resumed_after_silence.hash(hasher);
+    // Only compared as `now < until`.
+    fast.handed_over_until_ms.map_or(0, |until_ms| clock.offset_not_after(until_ms)).hash(hasher);
     match fast.returned_to {
         None => 0u8.hash(hasher),
         Some((leader, term, until_ms)) => {

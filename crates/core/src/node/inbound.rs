@@ -21,8 +21,8 @@ impl Node {
             return;
         }
         match message.body {
-            Body::RequestVote { pre_vote, last_log_term, last_log_index } => {
-                self.on_vote_request(message.from, message.term, pre_vote, last_log_term, last_log_index)
+            Body::RequestVote { pre_vote, last_log_term, last_log_index, transfer } => {
+                self.on_vote_request(message.from, message.term, pre_vote, last_log_term, last_log_index, transfer)
             }
             Body::VoteResponse { pre_vote, granted } => {
                 self.on_vote_response(message.from, message.term, pre_vote, granted)
@@ -45,6 +45,7 @@ impl Node {
             Body::SnapshotResponse { last_included_index, received_bytes, installed } => {
                 self.on_snapshot_response(message.from, last_included_index, received_bytes, installed)
             }
+            Body::TimeoutNow => self.on_timeout_now(message.from),
             Body::SubjectiveDown { .. }
             | Body::ObjectiveDown { .. }
             | Body::Vote { .. }
@@ -82,14 +83,17 @@ impl Node {
     fn adopt_higher_term(&mut self, message: &Message) -> bool {
         match message.body {
             // A node that hears from a live leader ignores campaigns: a node
-            // rejoining from a partition cannot depose a working leader.
-            Body::RequestVote { .. } if self.in_leader_lease() => {
+            // rejoining from a partition cannot depose a working leader. Not
+            // a campaign that leader asked for by handing over (`TimeoutNow`).
+            Body::RequestVote { transfer: false, .. } if self.in_leader_lease() => {
                 self.dropped.record(DropReason::LeaderLease);
                 false
             }
             // The vote lease (docs/design/leader-terms.md): no other vote, whatever the ballot,
             // and no term change that would shut out the candidate voted for.
-            Body::RequestVote { .. } if self.vote_lease_refuses(message.from) => {
+            // A hand-over comes from a leader that serves: its leader-elect
+            // phase, which the lease protects, is over.
+            Body::RequestVote { transfer: false, .. } if self.vote_lease_refuses(message.from) => {
                 self.dropped.record(DropReason::VoteLease);
                 false
             }
@@ -145,9 +149,11 @@ fn fields_are_possible(message: &Message) -> bool {
         return false;
     }
     match &message.body {
-        Body::RequestVote { last_log_term, last_log_index, .. } => {
-            *last_log_term <= term && (*last_log_index == 0) == (*last_log_term == 0)
+        Body::RequestVote { last_log_term, last_log_index, pre_vote, transfer } => {
+            // A hand-over's campaign skips PreVote.
+            *last_log_term <= term && (*last_log_index == 0) == (*last_log_term == 0) && !(*pre_vote && *transfer)
         }
+        Body::TimeoutNow => true,
         Body::VoteResponse { .. } => true,
         Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, heartbeat, .. } => {
             // A heartbeat never carries entries.

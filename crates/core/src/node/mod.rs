@@ -15,9 +15,11 @@ mod read_index;
 mod replication;
 mod roles;
 mod snapshot;
+mod transfer;
 mod validate;
 
 pub use read_index::ReadIndexError;
+pub use transfer::{TransferError, TransferStarted};
 
 use std::collections::BTreeMap;
 
@@ -97,6 +99,13 @@ pub enum ProposeError {
     NotYetServing {
         /// The ballot it won.
         ballot: Term,
+    },
+    /// The leader is handing over to `target` (`Node::transfer_leadership`):
+    /// retry shortly, at the new leader.
+    #[error("handing leadership over to node {target}")]
+    Transferring {
+        /// The voter that is to lead.
+        target: NodeId,
     },
     /// The command exceeds `max_command_bytes`.
     #[error("command of {size} bytes exceeds the limit of {limit} bytes")]
@@ -191,6 +200,8 @@ pub struct Node {
     pub(crate) incoming_snapshot: Option<snapshot::IncomingSnapshot>,
     /// Leader: linearizable reads waiting for confirmation (`read_index`).
     pub(crate) reads: read_index::ReadIndexState,
+    /// Leader: a hand-over in progress (`transfer`).
+    pub(crate) transfer: Option<transfer::Transfer>,
 }
 
 impl Node {
@@ -258,6 +269,7 @@ impl Node {
             outgoing_snapshots: BTreeMap::new(),
             incoming_snapshot: None,
             reads: Default::default(),
+            transfer: None,
         };
         node.reset_election_timer();
         node.on_start(restored_empty);
@@ -273,6 +285,7 @@ impl Node {
             self.leader_elect_timer();
         }
         if self.role == Role::Leader {
+            self.check_transfer_deadline();
             if self.now_ms >= self.quorum_check_deadline_ms {
                 self.check_quorum();
             }
@@ -342,6 +355,9 @@ impl Node {
         if !self.serving {
             return Err(ProposeError::NotYetServing { ballot: self.term });
         }
+        if let Some(transfer) = &self.transfer {
+            return Err(ProposeError::Transferring { target: transfer.target });
+        }
         if command.len() > self.config.max_command_bytes {
             return Err(ProposeError::TooLarge { size: command.len(), limit: self.config.max_command_bytes });
         }
@@ -361,7 +377,7 @@ impl Node {
         } else if !self.serving {
             Some(ProposeError::NotYetServing { ballot: self.term })
         } else {
-            None
+            self.transfer.as_ref().map(|transfer| ProposeError::Transferring { target: transfer.target })
         };
         let mut results = Vec::new();
         let mut appended = false;
@@ -545,7 +561,8 @@ impl Node {
                 .heartbeat_deadline_ms
                 .min(self.quorum_check_deadline_ms)
                 .min(self.terms.leader_elect_deadline_ms.unwrap_or(u64::MAX))
-                .min(self.quorum_contact_deadline_ms().unwrap_or(u64::MAX)),
+                .min(self.quorum_contact_deadline_ms().unwrap_or(u64::MAX))
+                .min(self.transfer_deadline_ms().unwrap_or(u64::MAX)),
             _ => self.election_deadline_ms(),
         }
     }

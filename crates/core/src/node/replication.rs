@@ -85,8 +85,17 @@ impl Node {
                 return; // Wait for acknowledgements before sending more.
             }
             let prev_log_index = progress.next_index - 1;
-            let entries = self.log.entries_from(progress.next_index, max_entries);
-            let entries = entries[..within_bytes(entries, self.config.max_bytes_per_message)].to_vec();
+            let mut entries = self.log.entries_from(progress.next_index, max_entries);
+            if let Some(limit) = self.transfer_send_limit(to) {
+                // A hand-over's marker goes to its target alone (transfer.rs).
+                let allowed = limit.saturating_sub(prev_log_index) as usize;
+                entries = &entries[..entries.len().min(allowed)];
+            }
+            let entries = if entries.is_empty() {
+                Vec::new()
+            } else {
+                entries[..within_bytes(entries, self.config.max_bytes_per_message)].to_vec()
+            };
             if entries.is_empty() && streaming {
                 return; // Nothing new; heartbeats keep the follower informed.
             }
@@ -102,7 +111,7 @@ impl Node {
                 Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round, heartbeat },
             );
             self.progress.get_mut(&to).expect("checked above").on_sent(last_sent);
-            if !streaming || last_sent >= self.log.last_index() {
+            if !streaming || last_sent >= self.transfer_send_limit(to).unwrap_or(self.log.last_index()) {
                 return;
             }
         }
@@ -333,6 +342,7 @@ impl Node {
             }
         }
         self.send_append(from);
+        self.maybe_hand_over();
     }
 
     /// Raft §5.3/§5.4.2: commit the highest index stored on a majority, but only

@@ -16,6 +16,9 @@ impl Node {
             self.term = term;
             self.voted_for = None;
         }
+        if let Some(transfer) = self.transfer.take() {
+            self.emit(Event::TransferEnded { target: transfer.target, term, new_leader: leader });
+        }
         self.progress.clear();
         self.outgoing_snapshots.clear();
         self.votes = VoteTally::default();
@@ -39,6 +42,7 @@ impl Node {
         // Whom the election heard from: the first liveness view (docs/design/vote-exchange.md).
         let answered: Vec<NodeId> = self.votes.answered().filter(|voter| *voter != self.config.id).collect();
         self.votes = VoteTally::default();
+        self.transfer = None;
         self.fast.round = None;
         self.fast.candidate_deadline_ms = None;
         self.fast.grant_resend_at_ms = None;

@@ -89,11 +89,11 @@ pub fn heartbeat(prev_log_index: LogIndex, prev_log_term: Term, leader_commit: L
 }
 
 pub fn vote_request(last_log_term: Term, last_log_index: LogIndex) -> Body {
-    Body::RequestVote { pre_vote: false, last_log_term, last_log_index }
+    Body::RequestVote { pre_vote: false, last_log_term, last_log_index, transfer: false }
 }
 
 pub fn pre_vote_request(last_log_term: Term, last_log_index: LogIndex) -> Body {
-    Body::RequestVote { pre_vote: true, last_log_term, last_log_index }
+    Body::RequestVote { pre_vote: true, last_log_term, last_log_index, transfer: false }
 }
 
 pub fn vote(granted: bool) -> Body {
@@ -586,6 +586,14 @@ impl TimedCluster {
         let proposal = self.nodes.get_mut(&id).expect("up").propose(command.to_vec()).expect("leader accepts");
         self.absorb(id, proposal.output);
         proposal.index
+    }
+
+    /// Asks node `id` to hand its leadership over; returns the target.
+    pub fn transfer(&mut self, id: NodeId, target: Option<NodeId>) -> Result<NodeId, conclave_core::TransferError> {
+        self.sync(id);
+        let started = self.nodes.get_mut(&id).expect("up").transfer_leadership(target)?;
+        self.absorb(id, started.output);
+        Ok(started.target)
     }
 
     /// Runs until `end_ms` (inclusive), handling every timer and message due.

@@ -640,8 +640,9 @@ impl Driver {
                 outcome
             }
             Err(ProposeError::NotLeader { leader }) => ForwardOutcome::NotLeader { leader },
-            // A leader-elect serves once its BecomeLeader commits: held until then.
-            Err(ProposeError::NotYetServing { .. }) => {
+            // A leader-elect serves once its BecomeLeader commits, a leader
+            // handing over stops: held until then (the next leader gets them).
+            Err(ProposeError::NotYetServing { .. } | ProposeError::Transferring { .. }) => {
                 return self.hold_forward(from, incarnation, request_id, command)
             }
             Err(error) => ForwardOutcome::Refused(error.to_string()),
@@ -672,7 +673,7 @@ impl Driver {
                     self.enqueue(proposal.output);
                     ForwardOutcome::Accepted { index: proposal.index, term: proposal.term }
                 }
-                Err(ProposeError::NotYetServing { .. }) => {
+                Err(ProposeError::NotYetServing { .. } | ProposeError::Transferring { .. }) => {
                     self.held_forwards.push_front((from, incarnation, request_id, command));
                     return;
                 }
@@ -791,7 +792,11 @@ impl Driver {
                     self.requests.mark_placed(id, index, batch.term, self.applied_index);
                     increment(&self.observe.metrics.proposals);
                 }
-                Err(ProposeError::NotLeader { .. } | ProposeError::NotYetServing { .. }) => unplaced.push(id),
+                Err(
+                    ProposeError::NotLeader { .. }
+                    | ProposeError::NotYetServing { .. }
+                    | ProposeError::Transferring { .. },
+                ) => unplaced.push(id),
                 Err(error) => self.requests.fail(id, RequestError::Refused(error.to_string())),
             }
         }

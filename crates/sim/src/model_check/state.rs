@@ -37,8 +37,8 @@ fn hash_message(message: &Message, hasher: &mut Fingerprinter) {
     std::mem::discriminant(&message.body).hash(hasher);
     #[allow(unreachable_patterns)]
     match &message.body {
-        Body::RequestVote { pre_vote, last_log_term, last_log_index } => {
-            (pre_vote, last_log_term, last_log_index).hash(hasher)
+        Body::RequestVote { pre_vote, last_log_term, last_log_index, transfer } => {
+            (pre_vote, last_log_term, last_log_index, transfer).hash(hasher)
         }
         Body::VoteResponse { pre_vote, granted } => (pre_vote, granted).hash(hasher),
         Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, read_round, heartbeat } => {

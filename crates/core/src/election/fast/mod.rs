@@ -19,7 +19,7 @@ mod round;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::message::{Body, Message, VoteChoice};
+use crate::message::{Body, Message, PeerState, VoteChoice};
 use crate::node::Node;
 use crate::status::{DropReason, Role};
 use crate::types::{NodeId, Term};
@@ -119,6 +119,29 @@ pub(crate) struct FastState {
     /// peers to hold it down (`detector::silence_ms`), and no miss has been
     /// counted since (docs/decisions/0087).
     pub resumed_after_silence: bool,
+    /// This node led and handed over (`TimeoutNow`): until then it stays out
+    /// of elections, which its log, equal to its target's, could win
+    /// (docs/decisions/0099).
+    pub handed_over_until_ms: Option<u64>,
+}
+
+/// Whether this node handed its leadership over within the last election
+/// timeout and still knows no leader: it stays out of elections.
+pub(crate) fn handed_over(node: &Node) -> bool {
+    node.leader.is_none() && node.fast.handed_over_until_ms.is_some_and(|until_ms| node.now_ms < until_ms)
+}
+
+/// The leader handed over to this node (`TimeoutNow`; it holds the leader's
+/// whole log, and more than any other voter): the leader is down by its own
+/// word, so this node declares it objectively down, as a majority of reports
+/// would, and opens the round at once.
+pub(crate) fn on_handed_over(node: &mut Node, leader: NodeId) {
+    let term = node.term;
+    node.emit(crate::output::Event::ObjectivelyDown { leader: Some(leader), term });
+    for peer in node.peers() {
+        node.send(peer, Body::ObjectiveDown { leader: Some(leader), leader_term: term });
+    }
+    round::start(node, term + 1, Some(leader));
 }
 
 /// Whether this node has no working leader: none known, or its own link to it
@@ -134,6 +157,11 @@ pub(crate) fn own_vote(node: &Node) -> VoteChoice {
 
 /// Timers of a non-leader.
 pub(super) fn on_tick(node: &mut Node) {
+    if handed_over(node) {
+        // Counts no misses of the leader it was: nobody leads yet.
+        detector::restart_watch(node);
+        return;
+    }
     round::resend_grant_if_due(node);
     match node.role {
         Role::Looking => round::on_tick(node),
@@ -180,6 +208,14 @@ pub(super) fn deadline(node: &Node) -> u64 {
 /// Messages the fast mode handles before (and instead of) the shared term rules.
 /// Returns the message back if the shared path should handle it.
 pub(super) fn route(node: &mut Node, message: Message) -> Option<Message> {
+    let gossip = matches!(
+        message.body,
+        Body::SubjectiveDown { .. } | Body::ObjectiveDown { .. } | Body::Vote { state: PeerState::Looking, .. }
+    );
+    if gossip && handed_over(node) {
+        node.dropped.record(DropReason::HandedOver);
+        return None;
+    }
     if let Some(message) = correction::screen_started_empty(node, message) {
         adopt_newer_term(node, &message);
         match message.body {

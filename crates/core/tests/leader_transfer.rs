@@ -151,3 +151,27 @@ fn bad_transfer_requests_are_refused_with_the_reason() {
     let done = |cluster: &TimedCluster| serving_leader(cluster) == Some(target);
     assert!(cluster.run_until_or(started_ms + ELECTION_TIMEOUT_MS, 1, done), "two voters hand over by campaign");
 }
+
+// Two hand-overs in a row, the second within the first's stay-out window:
+// the first leader follows the second by then, and joins the round of the
+// second hand-over like any follower (a window left over once stalled that
+// round's timers: simulator seed 1796601575068014060).
+#[test]
+fn a_second_hand_over_right_after_the_first_elects_its_target_too() {
+    for election_mode in ElectionMode::ALL {
+        let (mut cluster, first) = serving_cluster(3, election_mode, 16);
+        let second = first % 3 + 1;
+        let third = second % 3 + 1;
+        assert_eq!(cluster.transfer(first, Some(second)), Ok(second));
+        let started_ms = cluster.now_ms;
+        let leads = |id| move |cluster: &TimedCluster| serving_leader(cluster) == Some(id);
+        assert!(cluster.run_until_or(started_ms + ELECTION_TIMEOUT_MS, 1, leads(second)), "{election_mode}");
+        let follows = |cluster: &TimedCluster| cluster.node(first).leader() == Some(second);
+        let now = cluster.now_ms;
+        assert!(cluster.run_until_or(now + 20, 1, follows), "{election_mode}: the first leader follows the second");
+        assert_eq!(cluster.transfer(second, Some(third)), Ok(third), "{election_mode}");
+        let started_ms = cluster.now_ms;
+        assert!(cluster.run_until_or(started_ms + ELECTION_TIMEOUT_MS, 1, leads(third)), "{election_mode}");
+        assert!(cluster.now_ms - started_ms < ELECTION_TIMEOUT_MS / 2, "{election_mode}: no timeout waited out");
+    }
+}

@@ -45,11 +45,15 @@ pub enum FaultKind {
     /// A connection between two nodes resets and its redial succeeds at once:
     /// the messages in flight on it are lost, nothing else (no evidence either).
     LinkFlap,
+    /// Not a fault: an operator asks the leader to hand over, to a named
+    /// member or to the most up-to-date one (a rolling restart's step). Only
+    /// by name: `all` keeps meaning every fault, and its sweeps their seeds.
+    Transfer,
 }
 
 impl FaultKind {
     /// Every kind, in report order.
-    pub const ALL: [FaultKind; 14] = [
+    pub const ALL: [FaultKind; 15] = [
         FaultKind::Crash,
         FaultKind::Restart,
         FaultKind::Partition,
@@ -64,6 +68,7 @@ impl FaultKind {
         FaultKind::TornWrite,
         FaultKind::HostCrash,
         FaultKind::LinkFlap,
+        FaultKind::Transfer,
     ];
 
     /// Name in reports, JSON and on the command line.
@@ -83,6 +88,7 @@ impl FaultKind {
             FaultKind::TornWrite => "torn_write",
             FaultKind::HostCrash => "host_crash",
             FaultKind::LinkFlap => "link_flap",
+            FaultKind::Transfer => "transfer",
         }
     }
 }
@@ -97,9 +103,10 @@ impl FaultSet {
     /// No faults at all.
     pub const NONE: FaultSet = FaultSet { bits: 0 };
 
-    /// Every fault this simulator knows.
+    /// Every fault this simulator knows (leader transfers, an operator's
+    /// action, only by name).
     pub fn all() -> FaultSet {
-        FaultKind::ALL.into_iter().fold(FaultSet::NONE, FaultSet::with)
+        FaultKind::ALL.into_iter().filter(|kind| *kind != FaultKind::Transfer).fold(FaultSet::NONE, FaultSet::with)
     }
 
     /// This set plus `kind`.

@@ -961,6 +961,29 @@ impl Simulation {
         self.last_fault_at_ms = Some(self.now_ms);
     }
 
+    /// The leader is asked to hand over: half the time to a random member,
+    /// else to the most up-to-date one. A refusal (not serving yet, a transfer
+    /// in progress) changes nothing.
+    fn inject_transfer(&mut self) {
+        let Some((leader, _)) = self.current_leader() else { return };
+        let leader_id = self.nodes[leader].id;
+        let others: Vec<NodeId> = self.nodes.iter().map(|node| node.id).filter(|id| *id != leader_id).collect();
+        let target = if self.fault_rng.gen_bool(0.5) { others.choose(&mut self.fault_rng).copied() } else { None };
+        self.advance_clock(leader);
+        let Some(core) = self.nodes[leader].core.as_mut() else { return };
+        let event = match core.transfer_leadership(target) {
+            Ok(started) => {
+                let target = started.target;
+                self.absorb(leader, started.output);
+                self.faults.record(FaultKind::Transfer);
+                self.last_fault_at_ms = Some(self.now_ms);
+                format!("asked to hand over to n{target}")
+            }
+            Err(error) => format!("asked to hand over ({target:?}), refused: {error}"),
+        };
+        self.trace.record(self.now_ms, TraceEvent::Node { node: leader_id, event });
+    }
+
     // ----- faults ---------------------------------------------------------------
 
     fn fault_gap_ms(&mut self) -> u64 {
@@ -985,22 +1008,35 @@ impl Simulation {
             FaultKind::LinkBreak,
             FaultKind::OneWayLink,
             FaultKind::Isolate,
+            FaultKind::Transfer,
         ]
         .into_iter()
-        .filter(|kind| faults.contains(*kind) && (is_crash(*kind) || *kind == FaultKind::LinkFlap || cuts_allowed))
+        .filter(|kind| {
+            faults.contains(*kind)
+                && (is_crash(*kind) || matches!(kind, FaultKind::LinkFlap | FaultKind::Transfer) || cuts_allowed)
+        })
         .collect();
         if let Some(kind) = kinds.choose(&mut self.fault_rng).copied() {
             if is_crash(kind) {
                 self.inject_crash(kind);
             } else if kind == FaultKind::LinkFlap {
                 self.inject_flap();
+            } else if kind == FaultKind::Transfer {
+                self.inject_transfer();
             } else {
                 self.inject_cut(kind);
             }
         }
-        if ![FaultKind::Crash, FaultKind::HostCrash, FaultKind::UnsyncedLoss, FaultKind::TornWrite, FaultKind::LinkFlap]
-            .into_iter()
-            .any(|kind| faults.contains(kind))
+        if ![
+            FaultKind::Crash,
+            FaultKind::HostCrash,
+            FaultKind::UnsyncedLoss,
+            FaultKind::TornWrite,
+            FaultKind::LinkFlap,
+            FaultKind::Transfer,
+        ]
+        .into_iter()
+        .any(|kind| faults.contains(kind))
             && ![
                 FaultKind::Partition,
                 FaultKind::AsymmetricPartition,

@@ -179,3 +179,17 @@ fn seed_500064_a_leader_elect_waits_while_its_followers_catch_up_by_snapshot() {
     let (report, _) = run_seed(&options, 500_064);
     assert!(report.violation.is_none(), "{:?}", report.violation);
 }
+
+// A node that handed its leadership over kept its "stay out" window after it
+// followed the next leader; when that leader handed over in turn, the node
+// joined the round, and the stale window made it skip the round's timers: it
+// was ticked at one instant over and over (20 M trace lines, no progress).
+// The window ends once the node follows a leader, and covers followers only.
+#[test]
+fn seed_1796601575068014060_a_window_left_from_an_earlier_hand_over_stalled_a_round() {
+    let options = SimOptions::new(ElectionMode::Fast, 3, FaultSet::parse("transfer").expect("known fault kinds"));
+    let (report, trace) = run_seed(&options, 1_796_601_575_068_014_060);
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+    assert!(report.elections_won > 3, "leadership moved from hand-over to hand-over");
+    assert!(trace.len() < 200_000, "the run made progress: {} trace lines", trace.len());
+}

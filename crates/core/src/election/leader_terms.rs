@@ -132,6 +132,13 @@ impl Node {
         for record in fresh.filter_map(Entry::leader_term_record) {
             let LeaderTermRecord { leader_term, leader, ballot, .. } = record;
             self.emit(Event::LeaderTermCommitted { leader_term, leader, ballot });
+            if self.terms.vote_lease.is_some_and(|(holder, _)| holder == leader) && ballot == self.term {
+                // The leader-elect the lease protected serves: its job is done.
+                // Kept, it would hold back the next election for nothing (a
+                // hand-over right after this one, say). Safety never rests on
+                // the lease (docs/design/leader-terms.md).
+                self.terms.vote_lease = None;
+            }
             if self.role == Role::Leader && leader == self.config.id && ballot == self.term && !self.serving {
                 self.serving = true;
                 self.terms.leader_elect_deadline_ms = None;

@@ -174,6 +174,7 @@ impl Node {
             // The target opens the round; this node, whose log equals the
             // target's, stays out of it for an election timeout.
             let until_ms = self.now_ms + self.config.election_timeout_ms();
+            self.transfer = None; // Handed over, not ended: `TransferEnded` is for the others' news.
             self.become_follower(self.term, None);
             self.fast.handed_over_until_ms = Some(until_ms);
         } else {

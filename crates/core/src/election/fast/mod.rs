@@ -126,9 +126,11 @@ pub(crate) struct FastState {
 }
 
 /// Whether this node handed its leadership over within the last election
-/// timeout and still knows no leader: it stays out of elections.
+/// timeout and follows nobody since: it stays out of elections.
 pub(crate) fn handed_over(node: &Node) -> bool {
-    node.leader.is_none() && node.fast.handed_over_until_ms.is_some_and(|until_ms| node.now_ms < until_ms)
+    node.role == Role::Follower
+        && node.leader.is_none()
+        && node.fast.handed_over_until_ms.is_some_and(|until_ms| node.now_ms < until_ms)
 }
 
 /// The leader handed over to this node (`TimeoutNow`; it holds the leader's
@@ -302,6 +304,7 @@ pub(super) fn on_peer_process_gone(node: &mut Node, peer: NodeId) {
 /// The node (re)started following, or stopped looking, in its current term.
 pub(super) fn on_follow(node: &mut Node) {
     node.fast.round = None;
+    node.fast.handed_over_until_ms = None;
     node.fast.candidate_deadline_ms = None;
     node.fast.established.clear();
     node.fast.corrections.clear();

@@ -1,5 +1,6 @@
 //! `conclave`: run, simulate and check Conclave clusters.
 
+mod admin_command;
 mod bench;
 mod check_command;
 mod demo;
@@ -48,6 +49,8 @@ enum Command {
     /// Run a local cluster under client load while injecting faults (kill,
     /// pause, partition, …), then check the recorded history for linearizability.
     Nemesis(nemesis::NemesisArgs),
+    /// An operator's commands to a running node (leader transfer), over its client port.
+    Admin(admin_command::AdminArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,5 +63,6 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Nemesis(args) => nemesis::run(args),
+        Command::Admin(args) => admin_command::run(args),
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use conclave_server::{logging, ServerConfig, ServerError};
 use tracing::level_filters::LevelFilter;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Flags of `conclave serve`. Every flag also reads the environment variable
 /// named beside it; `--set` reaches any key of the config file.
@@ -121,11 +121,31 @@ async fn serve(config: ServerConfig, exit_on_stdin_close: bool) -> Result<(), Se
     let mut server = conclave_server::start(config).await?;
     let stdin_closed = stdin_closed(exit_on_stdin_close);
     tokio::select! {
-        signal = shutdown_signal() => info!(signal, "signal received"),
+        signal = shutdown_signal() => {
+            info!(signal, "signal received");
+            if signal == "SIGTERM" {
+                hand_over_if_leading(&server).await;
+            }
+        }
         _ = stdin_closed => info!("standard input closed"),
         result = server.stopped() => return result,
     }
     server.shutdown().await
+}
+
+/// A leader stopped by SIGTERM (a service manager, a rolling restart) hands
+/// its leadership to the most up-to-date member first: the cluster waits out
+/// no election timeout (docs/decisions/0099). Bounded by two election
+/// timeouts; on failure it stops anyway and the others elect as after a crash.
+async fn hand_over_if_leading(server: &conclave_server::RunningServer) {
+    let status = server.status();
+    if status.role != conclave_core::Role::Leader {
+        return;
+    }
+    match server.hand_over(None).await {
+        Ok(done) => info!(leader = done.leader, term = done.term, "leadership handed over before stopping"),
+        Err(error) => warn!(%error, "leadership not handed over before stopping; the others elect a leader"),
+    }
 }
 
 /// Completes when standard input reaches its end, if asked to watch it.

@@ -39,6 +39,7 @@ pub mod status;
 /// Injected disk faults (test builds only, feature `disk-faults`).
 pub use conclave_storage::fault as disk_fault;
 pub use config::{ConfigError, Member, ServerConfig};
+pub use driver::admin::{AdminCommand, HandOverError, HandedOver};
 pub use driver::requests::RequestError;
 pub use error::ServerError;
 pub use server::{start, RunningServer};

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::client::{self, ClientSettings};
 use crate::config::{EngineKind, ServerConfig};
+use crate::driver::admin::{self, AdminRequest, HandOverError, HandedOver};
 use crate::driver::{restore_store, Driver, Restored};
 use crate::error::ServerError;
 use crate::kv::engine::ENGINE_FILE;
@@ -39,6 +40,10 @@ pub struct RunningServer {
     stop_peers: watch::Sender<bool>,
     /// The driver thread's result: dropped unsent if it panicked.
     driver: oneshot::Receiver<Result<(), ServerError>>,
+    /// Operator requests to the driver.
+    admin: mpsc::Sender<AdminRequest>,
+    /// How long a hand-over may take: two election timeouts.
+    hand_over_wait: Duration,
 }
 
 async fn bind(address: SocketAddr, purpose: &'static str) -> Result<TcpListener, ServerError> {
@@ -158,18 +163,31 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     let (peer_tx, peer_rx) = mpsc::channel(8192);
     let (gone_tx, gone_rx) = mpsc::channel(64);
     let (client_tx, client_rx) = mpsc::channel(65_536);
+    let (admin_tx, admin_rx) = mpsc::channel(16);
 
     let transport = Transport::start(&config, peer_listener, peer_tx, gone_tx, stop_peers_rx);
     let driver = Driver::new(&config, restored, wal, transport, status_tx, incarnation, observe.clone());
     let grace = Duration::from_millis(config.timing.shutdown_grace_ms);
-    let driver = spawn_driver(config.node_id, driver.run(peer_rx, gone_rx, client_rx, drain_rx.clone(), grace))?;
-    let settings = Arc::new(ClientSettings::new(&config, client_tx, status.clone(), observe.clone()));
+    let driver =
+        spawn_driver(config.node_id, driver.run(peer_rx, gone_rx, client_rx, admin_rx, drain_rx.clone(), grace))?;
+    let hand_over_wait = Duration::from_millis(2 * config.election_timeout_ms());
+    let settings = Arc::new(ClientSettings::new(&config, client_tx, admin_tx.clone(), status.clone(), observe.clone()));
     tokio::spawn(client::run_listener(client_listener, settings, drain_rx.clone()));
     if let Some(listener) = http_listener {
         tokio::spawn(crate::http::run(listener, status.clone(), observe, drain_rx));
     }
     info!(node = config.node_id, %client_address, %peer_address, ?http_address, "serving");
-    Ok(RunningServer { client_address, peer_address, http_address, status, drain, stop_peers, driver })
+    Ok(RunningServer {
+        client_address,
+        peer_address,
+        http_address,
+        status,
+        drain,
+        stop_peers,
+        driver,
+        admin: admin_tx,
+        hand_over_wait,
+    })
 }
 
 /// The state machine of `config`, at its applied index. The engine opens at
@@ -277,6 +295,14 @@ impl RunningServer {
     /// A receiver of status updates.
     pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
         self.status.clone()
+    }
+
+    /// Hands leadership over to `target` (or the most up-to-date member) and
+    /// waits, at most two election timeouts, until another member leads a
+    /// later term. `conclave serve` does this on SIGTERM when it leads, so a
+    /// rolling restart waits out no election timeout (docs/decisions/0099).
+    pub async fn hand_over(&self, target: Option<NodeId>) -> Result<HandedOver, HandOverError> {
+        admin::hand_over(&self.admin, self.status.clone(), target, self.hand_over_wait).await
     }
 
     /// Completes if the driver stops on its own (a fatal storage error).

@@ -211,6 +211,13 @@ fn client_errors() -> BTreeSet<String> {
             errors.insert(shown(&format!("ERR {message}")));
         }
     }
+    // Operator commands' errors (`ADMIN …`): `HandOverError`'s texts.
+    let admin = source_without_tests("src/driver/admin.rs");
+    for (marker, _) in admin.match_indices("write!(") {
+        let quote = marker + admin[marker..].find('"').expect("a format string");
+        let (message, _) = string_literal(&admin, quote);
+        errors.insert(shown(&message));
+    }
     // The core's proposal errors, relayed the same way.
     let core = read(&crate_dir().join("../core/src/node/mod.rs"));
     for message in error_attributes(enum_body(&core, "ProposeError")) {

@@ -1,6 +1,7 @@
 //! What each client command means: answered at once (PING, INFO, AUTH, …) or a
 //! [`KvCommand`] for the replicated store.
 
+use crate::driver::admin::AdminCommand;
 use crate::kv::{KvCommand, SetCondition};
 use crate::resp::reply;
 use crate::status::NodeStatus;
@@ -42,6 +43,8 @@ pub enum Action {
     Kv(KvCommand),
     /// Send these reply bytes, then close the connection.
     Close(Vec<u8>),
+    /// An operator's command for the node (`ADMIN …`).
+    Admin(AdminCommand),
 }
 
 /// What commands need from the server.
@@ -125,6 +128,7 @@ pub fn interpret(arguments: &[Vec<u8>], session: &mut Session, context: &Context
         "command" => command(rest),
         "config" => config(rest),
         "client" => client(rest, session),
+        "admin" => admin(rest),
         _ => kv(&name, rest).unwrap_or_else(|| unknown(&name, rest)),
     }
 }
@@ -195,7 +199,28 @@ fn is_direct(name: &str) -> bool {
             | "config"
             | "client"
             | "unwatch"
+            | "admin"
     )
+}
+
+/// `ADMIN TRANSFER [ID]`: hand leadership over to member `ID`, or to the
+/// most up-to-date member (docs/operations.md, "Leader transfer").
+fn admin(rest: &[Vec<u8>]) -> Action {
+    let Some(subcommand) = rest.first().map(|word| String::from_utf8_lossy(word).to_ascii_lowercase()) else {
+        return wrong_arity("admin");
+    };
+    match (subcommand.as_str(), &rest[1..]) {
+        ("transfer", []) => Action::Admin(AdminCommand::Transfer { target: None }),
+        ("transfer", [id]) => match std::str::from_utf8(id).ok().and_then(|id| id.parse::<u64>().ok()) {
+            Some(id) if id > 0 => Action::Admin(AdminCommand::Transfer { target: Some(id) }),
+            _ => error(&format!(
+                "ERR ADMIN TRANSFER: '{}' is not a member id (a positive integer)",
+                String::from_utf8_lossy(id)
+            )),
+        },
+        ("transfer", _) => error("ERR wrong number of arguments for 'admin transfer': ADMIN TRANSFER [ID]"),
+        (other, _) => error(&format!("ERR unknown ADMIN subcommand '{other}' (known: TRANSFER)")),
+    }
 }
 
 fn unknown(name: &str, rest: &[Vec<u8>]) -> Action {
@@ -394,7 +419,27 @@ mod tests {
         match action {
             Action::Reply(bytes) | Action::Close(bytes) => String::from_utf8(bytes).unwrap(),
             Action::Kv(command) => format!("{command:?}"),
+            Action::Admin(command) => format!("{command:?}"),
         }
+    }
+
+    #[test]
+    fn admin_commands_parse_or_are_refused_with_the_reason() {
+        let mut session = Session { authenticated: true, ..Session::default() };
+        assert_eq!(run("ADMIN transfer", None, &mut session), Action::Admin(AdminCommand::Transfer { target: None }));
+        assert_eq!(
+            run("admin TRANSFER 3", None, &mut session),
+            Action::Admin(AdminCommand::Transfer { target: Some(3) })
+        );
+        assert!(reply_text(run("ADMIN", None, &mut session)).contains("wrong number of arguments"));
+        assert!(reply_text(run("ADMIN transfer x", None, &mut session)).contains("'x' is not a member id"));
+        assert!(reply_text(run("ADMIN transfer -1", None, &mut session)).contains("'-1' is not a member id"));
+        assert!(reply_text(run("ADMIN members now", None, &mut session)).contains("unknown ADMIN subcommand"));
+        // Not queued in a transaction, and not before AUTH.
+        assert_eq!(reply_text(run("MULTI", None, &mut session)), "+OK\r\n");
+        assert!(reply_text(run("ADMIN transfer", None, &mut session)).contains("cannot be queued"));
+        let mut stranger = Session::default();
+        assert!(reply_text(run("ADMIN transfer", Some("secret"), &mut stranger)).contains("NOAUTH"));
     }
 
     #[test]

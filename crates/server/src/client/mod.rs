@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{debug, warn};
 
 use crate::config::ServerConfig;
+use crate::driver::admin::{self, AdminCommand, AdminRequest};
 use crate::driver::requests::RequestError;
 use crate::driver::ClientRequest;
 use crate::kv::KvReply;
@@ -38,6 +39,10 @@ pub(crate) struct ClientSettings {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_clients: usize,
     pub(crate) to_driver: mpsc::Sender<ClientRequest>,
+    /// `ADMIN …` requests.
+    pub(crate) admin: mpsc::Sender<AdminRequest>,
+    /// How long `ADMIN TRANSFER` waits for the new leader: two election timeouts.
+    pub(crate) hand_over_wait: Duration,
     pub(crate) status: watch::Receiver<NodeStatus>,
     pub(crate) observe: Arc<Observability>,
 }
@@ -46,6 +51,7 @@ impl ClientSettings {
     pub(crate) fn new(
         config: &ServerConfig,
         to_driver: mpsc::Sender<ClientRequest>,
+        admin: mpsc::Sender<AdminRequest>,
         status: watch::Receiver<NodeStatus>,
         observe: Arc<Observability>,
     ) -> ClientSettings {
@@ -65,6 +71,8 @@ impl ClientSettings {
             },
             max_clients: limits.max_clients,
             to_driver,
+            admin,
+            hand_over_wait: Duration::from_millis(2 * config.election_timeout_ms()),
             status,
             observe,
         }
@@ -150,6 +158,22 @@ async fn serve(
                             pending.push(Pending::Ready(bytes));
                             close = true;
                             break;
+                        }
+                        Action::Admin(AdminCommand::Transfer { target }) => {
+                            // Waits here: an operator's command, one at a time.
+                            let outcome = admin::hand_over(
+                                &settings.admin,
+                                settings.status.clone(),
+                                target,
+                                settings.hand_over_wait,
+                            )
+                            .await;
+                            let mut bytes = Vec::new();
+                            match outcome {
+                                Ok(done) => reply::simple(&mut bytes, &transfer_done(&done)),
+                                Err(error) => reply::error(&mut bytes, &error.to_string()),
+                            }
+                            pending.push(Pending::Ready(bytes));
                         }
                         Action::Kv(command) => {
                             let (reply, answer) = oneshot::channel();
@@ -246,6 +270,14 @@ async fn read_with_timeout(
     match timeout {
         Some(timeout) => tokio::time::timeout(timeout, reader.read_buf(buffer)).await.ok(),
         None => Some(reader.read_buf(buffer).await),
+    }
+}
+
+/// The answer to a finished `ADMIN TRANSFER`.
+fn transfer_done(done: &admin::HandedOver) -> String {
+    match done.leader_term {
+        Some(leader_term) => format!("OK node {} leads term {} (leader term {leader_term})", done.leader, done.term),
+        None => format!("OK node {} leads term {}", done.leader, done.term),
     }
 }
 

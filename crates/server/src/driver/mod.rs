@@ -4,6 +4,7 @@
 //! then send, then apply to the KV store. Linearizable reads skip the log
 //! ([`reads`]: ReadIndex through the leader).
 
+pub mod admin;
 mod apply;
 mod persist;
 mod reads;
@@ -226,6 +227,7 @@ impl Driver {
         mut peers: mpsc::Receiver<PeerInput>,
         mut process_gone: mpsc::Receiver<NodeId>,
         mut clients: mpsc::Receiver<ClientRequest>,
+        mut admin: mpsc::Receiver<admin::AdminRequest>,
         mut shutdown: watch::Receiver<bool>,
         grace: Duration,
     ) -> Result<(), ServerError> {
@@ -295,6 +297,11 @@ impl Driver {
                     let woke = StepStart::now();
                     self.on_process_gone(peer);
                     (Wake::ProcessGone, woke, 1)
+                }
+                Some(request) = admin.recv() => {
+                    let woke = StepStart::now();
+                    self.on_admin(request);
+                    (Wake::Clients, woke, 1)
                 }
                 checked = async { self.screening.as_mut().expect("checked").wait().await }, if self.screening.is_some() => {
                     let woke = StepStart::now();
@@ -623,6 +630,27 @@ impl Driver {
         self.advance_clock();
         let output = self.node.peer_process_gone(peer);
         self.enqueue(output);
+    }
+
+    /// An operator's request: started here, its outcome watched by the caller
+    /// on the published status (`admin::hand_over`).
+    fn on_admin(&mut self, request: admin::AdminRequest) {
+        self.advance_clock();
+        let admin::AdminCommand::Transfer { target } = request.command;
+        let (term, leader_term) = (self.node.term(), self.node.status().leader_term);
+        let answer = match self.node.transfer_leadership(target) {
+            Ok(started) => {
+                let target = started.target;
+                info!(node = self.node.id(), target, term, "handing leadership over");
+                self.enqueue(started.output);
+                Ok(admin::TransferAccepted { target, term, leader_term })
+            }
+            Err(error) => {
+                info!(node = self.node.id(), %error, "leader transfer refused");
+                Err(error)
+            }
+        };
+        let _ = request.reply.send(answer);
     }
 
     /// A follower's client command: propose it if we lead, and say where it went.

@@ -12,7 +12,9 @@
 //! Version 4: the log envelopes inside appends and forwards carry
 //! `settled_below` (exactly-once writes, docs/decisions/0060-exactly-once-writes.md),
 //! which a version 3 node cannot decode: it would skip those entries and its
-//! state would part from the others'. A node
+//! state would part from the others'.
+//! Version 5: leader transfer (docs/decisions/0099): a `TimeoutNow` message,
+//! and vote requests that say whether they come from a hand-over. A node
 //! refuses frames of another version with a message naming both; the cluster
 //! is upgraded as a whole.
 
@@ -24,7 +26,7 @@ use thiserror::Error;
 use crate::kv::{KvCommand, KvReply};
 
 /// The only frame version this build speaks.
-pub const FRAME_VERSION: u8 = 4;
+pub const FRAME_VERSION: u8 = 5;
 
 /// Marks a Conclave peer handshake ("CNCL").
 pub const HANDSHAKE_MAGIC: u32 = 0x434E_434C;

@@ -1,0 +1,129 @@
+//! Operator requests to the driver (`ADMIN …` on the client port, and the
+//! hand-over on SIGTERM): the driver starts them on its node; the caller
+//! waits for their outcome on the node's published status, so the driver
+//! never waits for anything (docs/operations.md, "Leader transfer").
+
+use std::time::Duration;
+
+use conclave_core::{NodeId, Term, TransferError};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::status::NodeStatus;
+
+/// What an operator asks of the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminCommand {
+    /// Hand leadership over to `target`, or to the most up-to-date member.
+    Transfer {
+        /// The member that is to lead; `None` for the most up-to-date one.
+        target: Option<NodeId>,
+    },
+}
+
+/// A started transfer: where the caller's wait begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransferAccepted {
+    /// The member that is to lead.
+    pub target: NodeId,
+    /// The handing-over leader's term: the new leader's is above it.
+    pub term: Term,
+    /// Its committed leader term, in modes with leader terms: the new
+    /// leader's is above it.
+    pub leader_term: Option<u64>,
+}
+
+/// One request, with where its answer goes.
+pub struct AdminRequest {
+    /// The request.
+    pub command: AdminCommand,
+    /// The answer: the transfer started, or why not.
+    pub reply: oneshot::Sender<Result<TransferAccepted, TransferError>>,
+}
+
+/// The end of a hand-over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandOverError {
+    /// The node refused to start it.
+    Refused(TransferError),
+    /// The node is stopping.
+    ShuttingDown,
+    /// No new leader within the wait; `status` says where things stand.
+    TimedOut {
+        /// The target.
+        target: NodeId,
+        /// How long it waited.
+        waited_ms: u64,
+        /// The leader this node knows now, if any.
+        leader: Option<NodeId>,
+    },
+}
+
+impl std::fmt::Display for HandOverError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandOverError::Refused(TransferError::NotLeader { leader: Some(leader) }) => {
+                write!(formatter, "NOTLEADER this node does not lead; node {leader} does: send it there")
+            }
+            HandOverError::Refused(TransferError::NotLeader { leader: None }) => {
+                write!(formatter, "NOTLEADER this node does not lead and knows no leader now; retry shortly")
+            }
+            HandOverError::Refused(error) => write!(formatter, "ERR leader transfer refused: {error}"),
+            HandOverError::ShuttingDown => write!(formatter, "TRYAGAIN server is shutting down"),
+            HandOverError::TimedOut { target, waited_ms, leader } => write!(
+                formatter,
+                "TRYAGAIN no new leader within {waited_ms} ms of the hand-over to node {target} (leader now: {})",
+                leader.map_or("none known".to_string(), |leader| format!("node {leader}"))
+            ),
+        }
+    }
+}
+
+/// Where a finished hand-over left the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandedOver {
+    /// The new leader.
+    pub leader: NodeId,
+    /// Its term.
+    pub term: Term,
+    /// Its committed leader term, in modes with leader terms.
+    pub leader_term: Option<u64>,
+}
+
+/// Asks the driver to hand over to `target` and waits, at most `wait`, until
+/// this node knows another leader of a later term (in modes with leader terms,
+/// one whose `BecomeLeader` committed: it serves).
+pub async fn hand_over(
+    admin: &mpsc::Sender<AdminRequest>,
+    mut status: watch::Receiver<NodeStatus>,
+    target: Option<NodeId>,
+    wait: Duration,
+) -> Result<HandedOver, HandOverError> {
+    let (reply, answer) = oneshot::channel();
+    let request = AdminRequest { command: AdminCommand::Transfer { target }, reply };
+    admin.send(request).await.map_err(|_| HandOverError::ShuttingDown)?;
+    let accepted = answer.await.map_err(|_| HandOverError::ShuttingDown)?.map_err(HandOverError::Refused)?;
+    let done = |status: &NodeStatus| {
+        let new_leader = status.leader.filter(|leader| *leader != status.node_id)?;
+        let established = status.term > accepted.term && status.leader_term >= accepted.leader_term.map(|t| t + 1);
+        established.then_some(HandedOver { leader: new_leader, term: status.term, leader_term: status.leader_term })
+    };
+    let waited = tokio::time::timeout(wait, async {
+        loop {
+            if let Some(done) = done(&status.borrow_and_update()) {
+                return Ok(done);
+            }
+            if status.changed().await.is_err() {
+                return Err(HandOverError::ShuttingDown);
+            }
+        }
+    })
+    .await;
+    match waited {
+        Ok(outcome) => outcome,
+        Err(_) => Err(HandOverError::TimedOut {
+            target: accepted.target,
+            waited_ms: wait.as_millis() as u64,
+            leader: status.borrow().leader,
+        }),
+    }
+}

@@ -232,11 +232,11 @@ mod tests {
 
     #[test]
     fn a_frame_of_the_previous_version_is_refused_naming_both_versions() {
-        // Version 3 predates the envelope's `settled_below`: its node would skip
-        // this build's entries, so the version byte refuses them first.
-        let error = decode::<PeerFrame>(&[3, 0, 0], 1024).unwrap_err();
-        assert_eq!(error, FrameError::Version(3));
-        assert_eq!(error.to_string(), "frame version 3 is not supported (this build speaks version 4)");
+        // Version 4 predates leader transfer: its node would misread this
+        // build's vote requests, so the version byte refuses them first.
+        let error = decode::<PeerFrame>(&[4, 0, 0], 1024).unwrap_err();
+        assert_eq!(error, FrameError::Version(4));
+        assert_eq!(error.to_string(), "frame version 4 is not supported (this build speaks version 5)");
     }
 
     #[test]

@@ -28,6 +28,13 @@ pub struct AdminArgs {
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
+    /// The members as the leader sees them: id, role, addresses, match index,
+    /// lag, last heard (ask the leader).
+    Members {
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Hand leadership over to member ID, or to the most up-to-date member;
     /// waits until the new leader serves.
     Transfer {
@@ -62,6 +69,7 @@ fn execute(args: &AdminArgs) -> Result<String, String> {
     }
     let id;
     let command: Vec<&str> = match &args.command {
+        AdminCommand::Members { .. } => vec!["ADMIN", "MEMBERS"],
         AdminCommand::Transfer { id: None } => vec!["ADMIN", "TRANSFER"],
         AdminCommand::Transfer { id: Some(target) } => {
             id = target.to_string();
@@ -70,9 +78,52 @@ fn execute(args: &AdminArgs) -> Result<String, String> {
     };
     match client.command(&command).map_err(|error| format!("{address}: {error}"))? {
         Reply::Simple(answer) => Ok(answer),
+        Reply::Bulk(Some(json)) if matches!(args.command, AdminCommand::Members { json: true }) => {
+            Ok(String::from_utf8_lossy(&json).into_owned())
+        }
+        Reply::Bulk(Some(json)) => members_table(&json),
         Reply::Error(error) => Err(error),
         other => Err(format!("unexpected answer: {other:?}")),
     }
+}
+
+/// `ADMIN MEMBERS`' JSON as a table.
+fn members_table(json: &[u8]) -> Result<String, String> {
+    let answer: serde_json::Value =
+        serde_json::from_slice(json).map_err(|error| format!("unexpected answer to ADMIN MEMBERS: {error}"))?;
+    let field = |row: &serde_json::Value, key: &str| match &row[key] {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let mut lines = vec![format!(
+        "leader {} term {} leader term {} last index {} commit index {}",
+        field(&answer, "leader"),
+        field(&answer, "term"),
+        field(&answer, "leader_term"),
+        field(&answer, "last_index"),
+        field(&answer, "commit_index")
+    )];
+    lines.push(format!(
+        "{:>4}  {:<6}  {:<21}  {:<21}  {:<21}  {:>10}  {:>8}  {:>8}",
+        "ID", "ROLE", "PEER", "CLIENT", "HTTP", "MATCH", "LAG", "HEARD_MS"
+    ));
+    for row in answer["members"].as_array().into_iter().flatten() {
+        let role =
+            if row["leader"] == serde_json::Value::Bool(true) { "leader".to_string() } else { field(row, "role") };
+        lines.push(format!(
+            "{:>4}  {:<6}  {:<21}  {:<21}  {:<21}  {:>10}  {:>8}  {:>8}",
+            field(row, "id"),
+            role,
+            field(row, "peer_address"),
+            field(row, "client_address"),
+            field(row, "http_address"),
+            field(row, "match_index"),
+            field(row, "lag"),
+            field(row, "heard_ms_ago")
+        ));
+    }
+    Ok(lines.join("\n"))
 }
 
 fn resolve(endpoint: &str) -> Result<SocketAddr, String> {

@@ -44,6 +44,21 @@ fn admin_transfer_moves_leadership_and_bad_requests_are_refused_with_the_reason(
     assert_eq!(cluster.mget(target, &["before".to_string()]), vec![Some("the transfer".to_string())]);
     cluster.write_acked(&[target], "after", "the transfer");
 
+    // The members as the new leader sees them.
+    let output = admin(&cluster, target, &["members"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let table = text(&output.stdout);
+    assert_eq!(table.lines().count(), 2 + 3, "a head, a header and a row per member:\n{table}");
+    assert!(table.contains("leader") && table.contains(&cluster.address(leader).to_string()), "{table}");
+    let output = admin(&cluster, target, &["members", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["leader"], target);
+    let members = json["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().all(|member| member["role"] == "voter" && member["match_index"].as_u64() > Some(0)));
+    let output = admin(&cluster, leader, &["members"]);
+    assert!(!output.status.success() && text(&output.stderr).contains("NOTLEADER"), "{}", text(&output.stderr));
+
     // Asked of a follower: refused, naming the leader; the CLI exits non-zero.
     let output = admin(&cluster, leader, &["transfer"]);
     assert!(!output.status.success());

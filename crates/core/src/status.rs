@@ -119,6 +119,9 @@ pub struct FollowerStatus {
     pub match_index: LogIndex,
     /// Next index the leader will send.
     pub next_index: LogIndex,
+    /// Milliseconds since the leader last heard from it (its clock; from the
+    /// leader's start in this term if never).
+    pub heard_ms_ago: u64,
 }
 
 /// A snapshot of a node's state.

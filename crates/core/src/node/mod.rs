@@ -635,7 +635,9 @@ impl Node {
                 .progress
                 .iter()
                 .map(|(id, progress)| {
-                    (*id, FollowerStatus { match_index: progress.match_index, next_index: progress.next_index })
+                    let heard_ms_ago = self.now_ms.saturating_sub(progress.heard_at_ms);
+                    let (match_index, next_index) = (progress.match_index, progress.next_index);
+                    (*id, FollowerStatus { match_index, next_index, heard_ms_ago })
                 })
                 .collect(),
             dropped: self.dropped.clone(),

@@ -204,12 +204,15 @@ fn is_direct(name: &str) -> bool {
 }
 
 /// `ADMIN TRANSFER [ID]`: hand leadership over to member `ID`, or to the
-/// most up-to-date member (docs/operations.md, "Leader transfer").
+/// most up-to-date member (docs/operations.md, "Leader transfer");
+/// `ADMIN MEMBERS`: the members as the leader sees them.
 fn admin(rest: &[Vec<u8>]) -> Action {
     let Some(subcommand) = rest.first().map(|word| String::from_utf8_lossy(word).to_ascii_lowercase()) else {
         return wrong_arity("admin");
     };
     match (subcommand.as_str(), &rest[1..]) {
+        ("members", []) => Action::Admin(AdminCommand::Members),
+        ("members", _) => error("ERR wrong number of arguments for 'admin members': ADMIN MEMBERS"),
         ("transfer", []) => Action::Admin(AdminCommand::Transfer { target: None }),
         ("transfer", [id]) => match std::str::from_utf8(id).ok().and_then(|id| id.parse::<u64>().ok()) {
             Some(id) if id > 0 => Action::Admin(AdminCommand::Transfer { target: Some(id) }),
@@ -219,7 +222,7 @@ fn admin(rest: &[Vec<u8>]) -> Action {
             )),
         },
         ("transfer", _) => error("ERR wrong number of arguments for 'admin transfer': ADMIN TRANSFER [ID]"),
-        (other, _) => error(&format!("ERR unknown ADMIN subcommand '{other}' (known: TRANSFER)")),
+        (other, _) => error(&format!("ERR unknown ADMIN subcommand '{other}' (known: MEMBERS, TRANSFER)")),
     }
 }
 
@@ -434,7 +437,9 @@ mod tests {
         assert!(reply_text(run("ADMIN", None, &mut session)).contains("wrong number of arguments"));
         assert!(reply_text(run("ADMIN transfer x", None, &mut session)).contains("'x' is not a member id"));
         assert!(reply_text(run("ADMIN transfer -1", None, &mut session)).contains("'-1' is not a member id"));
-        assert!(reply_text(run("ADMIN members now", None, &mut session)).contains("unknown ADMIN subcommand"));
+        assert_eq!(run("admin Members", None, &mut session), Action::Admin(AdminCommand::Members));
+        assert!(reply_text(run("ADMIN members now", None, &mut session)).contains("ADMIN MEMBERS"));
+        assert!(reply_text(run("ADMIN remove 2", None, &mut session)).contains("unknown ADMIN subcommand 'remove'"));
         // Not queued in a transaction, and not before AUTH.
         assert_eq!(reply_text(run("MULTI", None, &mut session)), "+OK\r\n");
         assert!(reply_text(run("ADMIN transfer", None, &mut session)).contains("cannot be queued"));

@@ -43,6 +43,8 @@ pub(crate) struct ClientSettings {
     pub(crate) admin: mpsc::Sender<AdminRequest>,
     /// How long `ADMIN TRANSFER` waits for the new leader: two election timeouts.
     pub(crate) hand_over_wait: Duration,
+    /// The members, for `ADMIN MEMBERS`.
+    pub(crate) members: Vec<crate::config::Member>,
     pub(crate) status: watch::Receiver<NodeStatus>,
     pub(crate) observe: Arc<Observability>,
 }
@@ -73,6 +75,7 @@ impl ClientSettings {
             to_driver,
             admin,
             hand_over_wait: Duration::from_millis(2 * config.election_timeout_ms()),
+            members: config.members.clone(),
             status,
             observe,
         }
@@ -158,6 +161,21 @@ async fn serve(
                             pending.push(Pending::Ready(bytes));
                             close = true;
                             break;
+                        }
+                        Action::Admin(AdminCommand::Members) => {
+                            let status = settings.status.borrow().clone();
+                            let mut bytes = Vec::new();
+                            match admin::members_json(&status, &settings.members) {
+                                Some(json) => reply::bulk(&mut bytes, json.as_bytes()),
+                                None => {
+                                    let refused =
+                                        admin::HandOverError::Refused(conclave_core::TransferError::NotLeader {
+                                            leader: status.leader,
+                                        });
+                                    reply::error(&mut bytes, &refused.to_string())
+                                }
+                            }
+                            pending.push(Pending::Ready(bytes));
                         }
                         Action::Admin(AdminCommand::Transfer { target }) => {
                             // Waits here: an operator's command, one at a time.

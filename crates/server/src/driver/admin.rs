@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::status::NodeStatus;
 
-/// What an operator asks of the driver.
+/// What an operator asks of the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AdminCommand {
     /// Hand leadership over to `target`, or to the most up-to-date member.
@@ -18,6 +18,46 @@ pub enum AdminCommand {
         /// The member that is to lead; `None` for the most up-to-date one.
         target: Option<NodeId>,
     },
+    /// The members as the leader sees them (answered from its status).
+    Members,
+}
+
+/// `ADMIN MEMBERS` at the leader: every member with its addresses and, as
+/// the leader sees it, how far its log is and when it was last heard; JSON.
+/// `None` on a node that does not lead (only the leader knows the followers).
+pub fn members_json(status: &NodeStatus, members: &[crate::config::Member]) -> Option<String> {
+    if status.role != conclave_core::Role::Leader {
+        return None;
+    }
+    let rows: Vec<serde_json::Value> = members
+        .iter()
+        .map(|member| {
+            let (match_index, heard_ms_ago) = match status.followers.get(&member.id) {
+                Some(follower) => (follower.match_index, follower.heard_ms_ago),
+                None => (status.last_index, 0), // The leader itself.
+            };
+            serde_json::json!({
+                "id": member.id,
+                "role": "voter",
+                "leader": member.id == status.node_id,
+                "peer_address": member.peer_address.to_string(),
+                "client_address": member.client_address.to_string(),
+                "http_address": member.http_address.map(|address| address.to_string()),
+                "match_index": match_index,
+                "lag": status.last_index.saturating_sub(match_index),
+                "heard_ms_ago": heard_ms_ago,
+            })
+        })
+        .collect();
+    let answer = serde_json::json!({
+        "leader": status.node_id,
+        "term": status.term,
+        "leader_term": status.leader_term,
+        "last_index": status.last_index,
+        "commit_index": status.commit_index,
+        "members": rows,
+    });
+    Some(answer.to_string())
 }
 
 /// A started transfer: where the caller's wait begins.
@@ -32,10 +72,10 @@ pub struct TransferAccepted {
     pub leader_term: Option<u64>,
 }
 
-/// One request, with where its answer goes.
+/// A transfer for the driver to start, with where its answer goes.
 pub struct AdminRequest {
-    /// The request.
-    pub command: AdminCommand,
+    /// The member that is to lead; `None` for the most up-to-date one.
+    pub target: Option<NodeId>,
     /// The answer: the transfer started, or why not.
     pub reply: oneshot::Sender<Result<TransferAccepted, TransferError>>,
 }
@@ -99,7 +139,7 @@ pub async fn hand_over(
     wait: Duration,
 ) -> Result<HandedOver, HandOverError> {
     let (reply, answer) = oneshot::channel();
-    let request = AdminRequest { command: AdminCommand::Transfer { target }, reply };
+    let request = AdminRequest { target, reply };
     admin.send(request).await.map_err(|_| HandOverError::ShuttingDown)?;
     let accepted = answer.await.map_err(|_| HandOverError::ShuttingDown)?.map_err(HandOverError::Refused)?;
     let done = |status: &NodeStatus| {

@@ -636,7 +636,7 @@ impl Driver {
     /// on the published status (`admin::hand_over`).
     fn on_admin(&mut self, request: admin::AdminRequest) {
         self.advance_clock();
-        let admin::AdminCommand::Transfer { target } = request.command;
+        let target = request.target;
         let (term, leader_term) = (self.node.term(), self.node.status().leader_term);
         let answer = match self.node.transfer_leadership(target) {
             Ok(started) => {

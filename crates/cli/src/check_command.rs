@@ -29,6 +29,10 @@ pub struct CheckArgs {
     /// Client commands per execution, at most.
     #[arg(long, default_value_t = 1)]
     proposals: u32,
+    /// Leader transfers asked of a serving leader per execution, at most
+    /// (docs/decisions/0099).
+    #[arg(long, default_value_t = 0)]
+    transfers: u32,
     /// Timer firings per execution (all nodes together; a refused redial acted
     /// on counts as one), at most; unbounded if left out.
     #[arg(long)]
@@ -172,6 +176,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
     options.max_term = args.max_term;
     options.max_log_length = args.max_log;
     options.max_proposals = args.proposals;
+    options.max_transfers = args.transfers;
     options.max_crashes = args.crashes;
     options.max_timers = args.max_timers;
     options.drop_action = !args.no_drop;

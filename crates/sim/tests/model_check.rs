@@ -347,3 +347,43 @@ fn raft_with_parallel_persist_keeps_commits_durable_through_a_crash() {
     assert_all_hold(&report);
     assert!(report.complete, "{}", report.to_text());
 }
+
+// Leader transfer (docs/decisions/0099), in the conclave cycle environment
+// with no crash: the serving leader may be asked at any point to hand over to
+// either follower, and the only way to a second leader is that hand-over. It
+// is reached, and every property holds in every interleaving.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn a_leader_transfer_elects_its_target_and_every_property_holds_in_conclave_mode() {
+    let transfers = |max_transfers| {
+        let mut options = conclave_cycle_options(14, 2);
+        options.max_crashes = 0;
+        options.max_log_length = 3;
+        options.max_transfers = max_transfers;
+        run(options)
+    };
+    let report = transfers(1);
+    assert_all_hold(&report);
+    assert!(report.complete, "{}", report.to_text());
+    assert_eq!(report.milestones.get("reelected_after_commit"), Some(&13), "{:?}", report.milestones);
+    let without = transfers(0);
+    assert_eq!(without.milestones.get("reelected_after_commit"), None, "only the hand-over re-elects here");
+}
+
+// The same in gapless mode: Raft campaigns, the hand-over's vote requests
+// passing the leases, with a crash and restart anywhere too.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn a_leader_transfer_keeps_every_property_in_gapless_mode() {
+    let mut options = CheckOptions::new(ElectionMode::Gapless, 3, 10);
+    options.drop_action = false;
+    options.advance_action = false;
+    options.max_proposals = 0;
+    options.max_term = 3;
+    options.max_log_length = 3;
+    options.max_timers = Some(3);
+    options.max_transfers = 1;
+    let report = run(options);
+    assert_all_hold(&report);
+    assert!(report.complete, "{}", report.to_text());
+}

@@ -209,6 +209,11 @@ impl Node {
         }
     }
 
+    /// The target of the hand-over this leader has in progress, if any.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer.as_ref().map(|transfer| transfer.target)
+    }
+
     /// When the transfer in progress gives up, if any.
     pub(crate) fn transfer_deadline_ms(&self) -> Option<u64> {
         self.transfer.as_ref().map(|transfer| transfer.deadline_ms)

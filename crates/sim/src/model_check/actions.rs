@@ -75,6 +75,14 @@ pub enum Action {
         /// Position of the node.
         node: usize,
     },
+    /// The node, a serving leader, is asked to hand over to `target`
+    /// (docs/decisions/0099).
+    Transfer {
+        /// Position of the leader.
+        node: usize,
+        /// Position of the member that is to lead.
+        target: usize,
+    },
 }
 
 /// One input to a core: what it is given, and its clock to move.
@@ -125,6 +133,7 @@ impl Model {
             nodes: Vec::new(),
             network: Rc::new(Vec::new()),
             proposals: 0,
+            transfers: 0,
             crashes: 0,
             timers: 0,
             history: Rc::new(History { committed_leader_term: vec![0; self.configs.len()], ..History::default() }),
@@ -168,6 +177,15 @@ impl Model {
                     if core.role() == Role::Leader && core.is_serving() && state.proposals < self.options.max_proposals
                     {
                         actions.push(Action::Propose { node: index });
+                    }
+                    let may_transfer = core.role() == Role::Leader
+                        && core.is_serving()
+                        && core.transfer_target().is_none()
+                        && state.transfers < self.options.max_transfers;
+                    if may_transfer {
+                        for target in (0..state.nodes.len()).filter(|target| *target != index) {
+                            actions.push(Action::Transfer { node: index, target });
+                        }
                     }
                     if !node.unsynced.is_empty() {
                         actions.push(Action::Sync { node: index });
@@ -264,6 +282,14 @@ impl Model {
             }
             Action::Sync { node } => self.sync(&mut next, node),
             Action::Restart { node } => self.start(&mut next, node),
+            Action::Transfer { node, target } => {
+                next.transfers += 1;
+                let target_id = self.configs[target].id;
+                self.input(&mut next, node, |core, _| match core.transfer_leadership(Some(target_id)) {
+                    Ok(started) => started.output,
+                    Err(error) => panic!("a transfer is only enabled at a serving leader without one: {error}"),
+                });
+            }
             Action::Propose { node } => {
                 let command = vec![b'a' + next.proposals as u8];
                 next.proposals += 1;
@@ -410,6 +436,7 @@ impl Model {
             Action::Sync { node } => format!("{}'s unsynced writes reach its disk", name(node)),
             Action::Restart { node } => format!("{} restarts from its disk", name(node)),
             Action::Propose { node } => format!("client proposes command #{} to {}", before.proposals + 1, name(node)),
+            Action::Transfer { node, target } => format!("{} is asked to hand over to {}", name(node), name(target)),
         };
         for (index, (old, new)) in before.nodes.iter().zip(&after.nodes).enumerate() {
             if Rc::ptr_eq(old, new) {

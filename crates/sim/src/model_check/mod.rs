@@ -45,6 +45,9 @@ pub struct CheckOptions {
     pub max_log_length: usize,
     /// Client commands proposed in one execution, at most.
     pub max_proposals: u32,
+    /// Leader transfers asked for in one execution, at most (each to every
+    /// other member in turn).
+    pub max_transfers: u32,
     /// Timer firings (`Timer` and `Advance`, all nodes together) in one
     /// execution, at most; a `ProcessGone` that changes its observer spends one,
     /// as the timer it stands for. `None` leaves time unbounded.
@@ -108,6 +111,7 @@ impl CheckOptions {
             max_term: 3,
             max_log_length: 4,
             max_proposals: 1,
+            max_transfers: 0,
             max_crashes: 1,
             max_timers: None,
             drop_action: true,

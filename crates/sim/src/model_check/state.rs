@@ -185,6 +185,8 @@ pub(crate) struct ModelState {
     /// is a delivery that keeps it.
     pub network: Rc<Vec<Packet>>,
     pub proposals: u32,
+    /// Leader transfers asked for so far.
+    pub transfers: u32,
     pub crashes: u32,
     /// Timer firings so far (counted only under `max_timers`).
     pub timers: u32,
@@ -200,7 +202,7 @@ impl ModelState {
         for packet in self.network.iter() {
             packet.key.hash(&mut hasher);
         }
-        (self.proposals, self.crashes, self.timers).hash(&mut hasher);
+        (self.proposals, self.transfers, self.crashes, self.timers).hash(&mut hasher);
         self.history.hash(&mut hasher);
         hasher.finish()
     }

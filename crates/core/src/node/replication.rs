@@ -91,11 +91,7 @@ impl Node {
                 let allowed = limit.saturating_sub(prev_log_index) as usize;
                 entries = &entries[..entries.len().min(allowed)];
             }
-            let entries = if entries.is_empty() {
-                Vec::new()
-            } else {
-                entries[..within_bytes(entries, self.config.max_bytes_per_message)].to_vec()
-            };
+            let entries = entries[..within_bytes(entries, self.config.max_bytes_per_message)].to_vec();
             if entries.is_empty() && streaming {
                 return; // Nothing new; heartbeats keep the follower informed.
             }

@@ -127,8 +127,9 @@ impl Node {
             return Err(TransferError::TooFewVoters);
         }
         let (needed, marker) = if exchanges_votes {
+            // Nothing commits on the leader's word alone here (three voters
+            // or more): the target's answer does the rest.
             let marker = self.append_entry_as_leader(Payload::Noop);
-            self.maybe_commit();
             (marker, Some(marker))
         } else {
             (self.log.last_index(), None)

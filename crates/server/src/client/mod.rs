@@ -167,13 +167,7 @@ async fn serve(
                             let mut bytes = Vec::new();
                             match admin::members_json(&status, &settings.members) {
                                 Some(json) => reply::bulk(&mut bytes, json.as_bytes()),
-                                None => {
-                                    let refused =
-                                        admin::HandOverError::Refused(conclave_core::TransferError::NotLeader {
-                                            leader: status.leader,
-                                        });
-                                    reply::error(&mut bytes, &refused.to_string())
-                                }
+                                None => reply::error(&mut bytes, &admin::not_leader(status.leader)),
                             }
                             pending.push(Pending::Ready(bytes));
                         }

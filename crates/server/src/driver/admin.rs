@@ -98,6 +98,12 @@ pub enum HandOverError {
     },
 }
 
+/// The refusal of an `ADMIN` command at a node that does not lead, naming the
+/// leader if it knows one.
+pub fn not_leader(leader: Option<NodeId>) -> String {
+    HandOverError::Refused(TransferError::NotLeader { leader }).to_string()
+}
+
 impl std::fmt::Display for HandOverError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -637,7 +637,8 @@ impl Driver {
     fn on_admin(&mut self, request: admin::AdminRequest) {
         self.advance_clock();
         let target = request.target;
-        let (term, leader_term) = (self.node.term(), self.node.status().leader_term);
+        let term = self.node.term();
+        let leader_term = self.node.committed_leader_term().map(|record| record.leader_term);
         let answer = match self.node.transfer_leadership(target) {
             Ok(started) => {
                 let target = started.target;

@@ -770,7 +770,7 @@ impl DedupView<'_> {
                 DedupChange::Result(node, incarnation, id, bytes) => {
                     slots.put(batch, tables, (node, incarnation, id), &bytes)
                 }
-                DedupChange::Removed(node, incarnation, id) => slots.drop_result(node, incarnation, id),
+                DedupChange::Removed(node, incarnation, id) => slots.release(node, incarnation, id),
             }
         }
     }

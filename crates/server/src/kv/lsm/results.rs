@@ -69,8 +69,8 @@ impl ResultSlots {
         slot
     }
 
-    /// Frees the slot of a dropped result.
-    fn release(&mut self, node: NodeId, incarnation: u64, id: u64) {
+    /// Drops a result: its slot is free; the bytes stay until it is reused.
+    pub(super) fn release(&mut self, node: NodeId, incarnation: u64, id: u64) {
         let slot = self.slot_of.remove(&(node, incarnation, id)).expect("a dropped result had a slot");
         self.origins.get_mut(&node).expect("an origin with a slot").free.push(slot);
     }
@@ -85,11 +85,6 @@ impl ResultSlots {
     ) {
         let slot = self.take(node, incarnation, id);
         tables.results.insert(batch, &slot_key(node, slot), &slot_value(incarnation, id, reply));
-    }
-
-    /// Drops a result: its slot is free; the bytes stay until it is reused.
-    pub(super) fn drop_result(&mut self, node: NodeId, incarnation: u64, id: u64) {
-        self.release(node, incarnation, id);
     }
 
     /// Slots written, over all origins (what the key range holds).

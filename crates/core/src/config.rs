@@ -9,12 +9,21 @@ use crate::types::{ClusterId, NodeId};
 /// milliseconds of the driver's clock (virtual in the simulator).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// This node's id; must be one of `voters`.
+    /// This node's id; must be one of `voters` unless `voters` is empty.
     pub id: NodeId,
     /// The cluster this node belongs to; messages from any other are dropped.
     pub cluster_id: ClusterId,
-    /// Every voting member, this node included.
+    /// The voters of a brand-new cluster, this node included: its membership
+    /// until the log names one (docs/design/membership.md). Empty for a node
+    /// that joins an existing cluster: it waits, never campaigning, until a
+    /// leader adds it.
     pub voters: Vec<NodeId>,
+    /// What a brand-new cluster's membership says of each of `voters` beyond
+    /// its id (addresses, priority); a voter missing here has the defaults.
+    pub bootstrap_members: std::collections::BTreeMap<NodeId, crate::membership::Member>,
+    /// A learner is promoted only when its match index is at most this many
+    /// entries behind the leader's last index.
+    pub max_promotion_lag: u64,
     /// Which election protocol runs (docs/design/elections.md).
     pub election_mode: ElectionMode,
     /// A leader sends a heartbeat at least this often.
@@ -105,6 +114,13 @@ pub enum InjectedBug {
     /// before the driver reported them durable (breaks thesis §10.2.1: a crash
     /// loses an entry that was counted as stored).
     CountUnpersistedOwnEntries,
+    /// Count learners toward a commit as if they voted (breaks
+    /// docs/design/membership.md: a commit needs a majority of the voters).
+    CountLearnersInQuorum,
+    /// Let a leader propose a membership change while the previous one has
+    /// not committed (breaks the single-server rule: two changes in flight
+    /// can move two voters, and two majorities need not meet).
+    ConcurrentMembershipChanges,
 }
 
 impl Config {
@@ -115,6 +131,8 @@ impl Config {
             id,
             cluster_id,
             voters,
+            bootstrap_members: Default::default(),
+            max_promotion_lag: 1_000,
             election_mode: ElectionMode::default(),
             heartbeat_interval_ms: 50,
             heartbeat_timeout_ms: 50,
@@ -143,9 +161,6 @@ impl Config {
         if self.id == 0 {
             return Err(ConfigError::Invalid { key: "id", reason: "0 is reserved for \"nobody\"".into() });
         }
-        if self.voters.is_empty() {
-            return Err(ConfigError::Invalid { key: "voters", reason: "must name at least one node".into() });
-        }
         let mut sorted = self.voters.clone();
         sorted.sort_unstable();
         if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -154,7 +169,7 @@ impl Config {
         if sorted.contains(&0) {
             return Err(ConfigError::Invalid { key: "voters", reason: "0 is reserved for \"nobody\"".into() });
         }
-        if !self.voters.contains(&self.id) {
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
             return Err(ConfigError::Invalid {
                 key: "id",
                 reason: format!("node {} is not among the voters {:?}", self.id, self.voters),
@@ -231,9 +246,10 @@ impl Config {
         self.heartbeat_timeout_ms * u64::from(self.miss_limit)
     }
 
-    /// Number of votes (or acknowledgements) that make a majority.
-    pub fn quorum(&self) -> usize {
-        crate::quorum::majority(self.voters.len())
+    /// Whether the node joins an existing cluster rather than bootstrapping
+    /// one (`voters` is empty).
+    pub fn joins(&self) -> bool {
+        self.voters.is_empty()
     }
 }
 

@@ -36,13 +36,16 @@ pub enum Payload {
         /// The node that leads it.
         leader: NodeId,
     },
+    /// The cluster's membership from this entry on (docs/design/membership.md):
+    /// every node acts on the latest one in its log, committed or not.
+    Membership(crate::membership::Membership),
 }
 
 impl Entry {
     /// Size of the payload in bytes, used for limits.
     pub fn payload_len(&self) -> usize {
         match &self.payload {
-            Payload::Noop | Payload::BecomeLeader { .. } => 0,
+            Payload::Noop | Payload::BecomeLeader { .. } | Payload::Membership(_) => 0,
             Payload::Command(bytes) => bytes.len(),
         }
     }

@@ -154,6 +154,7 @@ pub mod config;
 pub mod election;
 pub mod entry;
 pub mod log;
+pub mod membership;
 pub mod message;
 pub mod node;
 pub mod output;
@@ -168,9 +169,10 @@ pub use config::InjectedBug;
 pub use config::{Config, ConfigError};
 pub use election::ElectionMode;
 pub use entry::{Entry, LeaderTermRecord, Payload};
+pub use membership::{InvalidChange, Member, MemberAddresses, Membership, MembershipChange, DEFAULT_PRIORITY};
 pub use message::{AppendOutcome, Body, Message, PeerState, VoteChoice};
 pub use node::{
-    BatchProposal, CompactError, Node, Proposal, ProposeError, ReadIndexError, RestoredState, StartError,
+    BatchProposal, ChangeError, CompactError, Node, Proposal, ProposeError, ReadIndexError, RestoredState, StartError,
     TransferError, TransferStarted,
 };
 pub use output::{Detector, DurableMark, Event, HardState, LogWrite, Output, ReadState};

@@ -7,7 +7,8 @@
 //! Invariant: `snapshot index <= applied <= committed <= last_index()`, entries
 //! are contiguous after the snapshot base, and their terms never decrease.
 
-use crate::entry::{Entry, LeaderTermRecord};
+use crate::entry::{Entry, LeaderTermRecord, Payload};
+use crate::membership::Membership;
 use crate::snapshot::SnapshotMeta;
 use crate::types::{LogIndex, Term};
 
@@ -31,6 +32,14 @@ pub struct RaftLog {
     /// cost the whole retained log, and `Node::status` asks on every driver
     /// loop (it took three quarters of a leader's CPU under sustained load).
     leader_term_indexes: Vec<LogIndex>,
+    /// Indexes of the held entries that are `Membership`s, ascending: a node
+    /// acts on the latest one at every step (docs/design/membership.md).
+    membership_indexes: Vec<LogIndex>,
+}
+
+/// The indexes of `entries` that carry a membership.
+fn membership_indexes(entries: &[Entry]) -> Vec<LogIndex> {
+    entries.iter().filter(|entry| matches!(entry.payload, Payload::Membership(_))).map(|entry| entry.index).collect()
 }
 
 /// The indexes of `entries` that carry a leader term record.
@@ -43,7 +52,16 @@ impl RaftLog {
     /// index and `applied` how far the state machine already is.
     pub fn restore(entries: Vec<Entry>, committed: LogIndex, applied: LogIndex) -> RaftLog {
         let leader_term_indexes = leader_term_indexes(&entries);
-        RaftLog { snapshot: None, entries, committed, applied, dirty_from: None, leader_term_indexes }
+        let membership_indexes = membership_indexes(&entries);
+        RaftLog {
+            snapshot: None,
+            entries,
+            committed,
+            applied,
+            dirty_from: None,
+            leader_term_indexes,
+            membership_indexes,
+        }
     }
 
     /// A log restored on top of a snapshot: `entries` follow its last index, and
@@ -51,6 +69,7 @@ impl RaftLog {
     pub fn restore_with_snapshot(snapshot: SnapshotMeta, entries: Vec<Entry>, committed: LogIndex) -> RaftLog {
         let base = snapshot.last_included_index;
         let leader_term_indexes = leader_term_indexes(&entries);
+        let membership_indexes = membership_indexes(&entries);
         RaftLog {
             snapshot: Some(snapshot),
             entries,
@@ -58,6 +77,7 @@ impl RaftLog {
             applied: base,
             dirty_from: None,
             leader_term_indexes,
+            membership_indexes,
         }
     }
 
@@ -155,6 +175,9 @@ impl RaftLog {
         if entry.leader_term_record().is_some() {
             self.leader_term_indexes.push(entry.index);
         }
+        if matches!(entry.payload, Payload::Membership(_)) {
+            self.membership_indexes.push(entry.index);
+        }
         self.entries.push(entry);
     }
 
@@ -179,6 +202,7 @@ impl RaftLog {
                     let keep = (entry.index - self.first_index()) as usize;
                     self.entries.truncate(keep);
                     self.leader_term_indexes.retain(|index| *index < entry.index);
+                    self.membership_indexes.retain(|index| *index < entry.index);
                     self.mark_dirty(entry.index);
                     truncated_at.get_or_insert(entry.index);
                     self.append(entry.clone());
@@ -232,23 +256,26 @@ impl RaftLog {
 
     /// Compaction (Raft §7): the state machine was snapshotted at `upto`, an
     /// applied index above the current snapshot's; the entries up to it leave the
-    /// log. Returns the new snapshot's metadata (`voters` as given) and the
+    /// log. Returns the new snapshot's metadata (the membership as of `upto`,
+    /// `bootstrap` if the log names none) and the
     /// entries that left, for the caller to drop where that costs nothing:
     /// a log of hundreds of thousands of entries takes tens of milliseconds
     /// to free.
-    pub fn compact(&mut self, upto: LogIndex, voters: Vec<crate::types::NodeId>) -> (SnapshotMeta, Vec<Entry>) {
+    pub fn compact(&mut self, upto: LogIndex, bootstrap: &Membership) -> (SnapshotMeta, Vec<Entry>) {
         assert!(upto <= self.applied, "compacting {upto} beyond the applied index {}", self.applied);
         assert!(upto > self.snapshot_index(), "compacting {upto} at or below the snapshot {}", self.snapshot_index());
         assert!(self.dirty_from.is_none_or(|from| from > upto), "compacting entries not yet handed out for persisting");
         let last_included_term = self.term_at(upto).expect("an applied index is in the log");
         let last_leader_term = self.leader_term_record_at_or_below(upto);
-        let meta = SnapshotMeta { last_included_index: upto, last_included_term, voters, last_leader_term };
+        let membership = self.membership_at_or_below(upto).map_or_else(|| bootstrap.clone(), |(_, held)| held.clone());
+        let meta = SnapshotMeta { last_included_index: upto, last_included_term, membership, last_leader_term };
         let covered = (upto - self.snapshot_index()) as usize;
         // The kept suffix moves to a new vector; the compacted prefix keeps
         // the old one and is handed back whole, not freed entry by entry here.
         let kept = self.entries.split_off(covered);
         let released = std::mem::replace(&mut self.entries, kept);
         self.leader_term_indexes.retain(|index| *index > upto);
+        self.membership_indexes.retain(|index| *index > upto);
         self.snapshot = Some(meta.clone());
         (meta, released)
     }
@@ -265,9 +292,11 @@ impl RaftLog {
             let covered = (index - self.snapshot_index()) as usize;
             self.entries.drain(..covered);
             self.leader_term_indexes.retain(|held| *held > index);
+            self.membership_indexes.retain(|held| *held > index);
         } else {
             self.entries.clear();
             self.leader_term_indexes.clear();
+            self.membership_indexes.clear();
         }
         // Whatever was rewritten but not yet handed out is either gone or above
         // the new base; the snapshot itself is persisted through `Output::snapshot`.
@@ -292,13 +321,37 @@ impl RaftLog {
     /// What a snapshot of the state machine at `index` covers: `index` must
     /// be in the log or its base (the leader offering a snapshot made at
     /// its applied index, which may be above the base).
-    pub fn meta_at(&self, index: LogIndex, voters: Vec<crate::types::NodeId>) -> Option<SnapshotMeta> {
+    pub fn meta_at(&self, index: LogIndex, bootstrap: &Membership) -> Option<SnapshotMeta> {
         let last_included_term = self.term_at(index)?;
         if index == 0 || index > self.applied {
             return None;
         }
         let last_leader_term = self.leader_term_record_at_or_below(index);
-        Some(SnapshotMeta { last_included_index: index, last_included_term, voters, last_leader_term })
+        let membership = self.membership_at_or_below(index).map_or_else(|| bootstrap.clone(), |(_, held)| held.clone());
+        Some(SnapshotMeta { last_included_index: index, last_included_term, membership, last_leader_term })
+    }
+
+    /// The latest membership at or below `index`, with the index it took
+    /// effect at: a held `Membership` entry, or the snapshot's (at its last
+    /// index) if none is held there. `None` if the log names none (a cluster
+    /// still on its bootstrap membership).
+    pub fn membership_at_or_below(&self, index: LogIndex) -> Option<(LogIndex, &Membership)> {
+        let below = self.membership_indexes.partition_point(|held| *held <= index);
+        below
+            .checked_sub(1)
+            .map(|slot| {
+                let at = self.membership_indexes[slot];
+                match &self.entry(at).expect("an indexed membership is held").payload {
+                    Payload::Membership(membership) => (at, membership),
+                    _ => unreachable!("membership_indexes names only Membership entries"),
+                }
+            })
+            .or_else(|| self.snapshot.as_ref().map(|meta| (meta.last_included_index, &meta.membership)))
+    }
+
+    /// The latest membership in the log, committed or not, and its index.
+    pub fn latest_membership(&self) -> Option<(LogIndex, &Membership)> {
+        self.membership_at_or_below(self.last_index())
     }
 
     /// The newest `BecomeLeader` in the log, committed or not (docs/design/leader-terms.md: a
@@ -361,6 +414,12 @@ impl RaftLog {
             return Err(format!(
                 "leader term index {:?} does not match the held BecomeLeader entries",
                 self.leader_term_indexes
+            ));
+        }
+        if self.membership_indexes != membership_indexes(&self.entries) {
+            return Err(format!(
+                "membership index {:?} does not match the held Membership entries",
+                self.membership_indexes
             ));
         }
         self.validate_leader_terms()?;
@@ -455,7 +514,12 @@ mod tests {
     }
 
     fn snapshot_meta(index: LogIndex, term: Term, last_leader_term: Option<LeaderTermRecord>) -> SnapshotMeta {
-        SnapshotMeta { last_included_index: index, last_included_term: term, voters: vec![1, 2, 3], last_leader_term }
+        SnapshotMeta {
+            last_included_index: index,
+            last_included_term: term,
+            membership: Membership::bootstrap(&[1, 2, 3], &Default::default()),
+            last_leader_term,
+        }
     }
 
     #[test]
@@ -468,7 +532,7 @@ mod tests {
         log.take_unpersisted();
         log.commit_to(3);
         assert_eq!(log.take_committed_unapplied().len(), 3);
-        let (meta, released) = log.compact(3, vec![1, 2, 3]);
+        let (meta, released) = log.compact(3, &Membership::bootstrap(&[1, 2, 3], &Default::default()));
         assert_eq!(meta, snapshot_meta(3, 2, None));
         assert_eq!(released, vec![entry(1, 1), entry(1, 2), entry(2, 3)], "the entries that left, in order");
         assert_eq!((log.first_index(), log.last_index(), log.last_term()), (4, 4, 2));
@@ -482,7 +546,7 @@ mod tests {
         log.take_unpersisted();
         log.commit_to(5);
         log.take_committed_unapplied();
-        log.compact(5, vec![1, 2, 3]);
+        log.compact(5, &Membership::bootstrap(&[1, 2, 3], &Default::default()));
         assert_eq!((log.first_index(), log.last_index(), log.last_term(), log.all().len()), (6, 5, 2, 0));
     }
 
@@ -531,7 +595,7 @@ mod tests {
         log.commit_to(5);
         let _ = log.take_committed_unapplied();
         let _ = log.take_unpersisted();
-        let (meta, _) = log.compact(3, vec![1]);
+        let (meta, _) = log.compact(3, &Membership::bootstrap(&[1], &Default::default()));
         assert_eq!(meta.last_leader_term.map(|record| record.leader_term), Some(1));
         log.validate_entries().expect("valid after compaction");
         assert_eq!(log.committed_leader_term_record().map(|record| record.leader_term), Some(2));

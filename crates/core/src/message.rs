@@ -163,8 +163,10 @@ pub enum Body {
 }
 
 /// A candidate and its data version. Votes are ordered by
-/// (last log term, last log index, node id): ids are unique, so there is always
-/// exactly one best vote (docs/design/vote-exchange.md).
+/// (last log term, last log index, priority, node id): ids are unique, so
+/// there is always exactly one best vote (docs/design/vote-exchange.md);
+/// priority only breaks ties between equal data versions
+/// (docs/design/membership.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VoteChoice {
     /// The candidate.
@@ -173,11 +175,14 @@ pub struct VoteChoice {
     pub last_log_term: Term,
     /// Index of the candidate's last log entry.
     pub last_log_index: LogIndex,
+    /// The candidate's priority in its own membership: equal data versions
+    /// mean equal logs, so every node orders two candidates alike.
+    pub priority: u32,
 }
 
 impl VoteChoice {
-    fn key(&self) -> (Term, LogIndex, NodeId) {
-        (self.last_log_term, self.last_log_index, self.candidate)
+    fn key(&self) -> (Term, LogIndex, u32, NodeId) {
+        (self.last_log_term, self.last_log_index, self.priority, self.candidate)
     }
 }
 

@@ -209,6 +209,16 @@ pub enum Event {
         /// The leader of that term, if known.
         new_leader: Option<NodeId>,
     },
+    /// The membership this node acts on changed (docs/design/membership.md):
+    /// an entry appended or received, a truncation, or a snapshot.
+    MembershipChanged {
+        /// Where the membership sits in the log (0: the bootstrap membership).
+        index: LogIndex,
+        /// The voters now.
+        voters: Vec<NodeId>,
+        /// The learners now.
+        learners: Vec<NodeId>,
+    },
 }
 
 /// Which failure detector made a node give up on its leader.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::entry::LeaderTermRecord;
-use crate::types::{LogIndex, NodeId, Term};
+use crate::types::{LogIndex, Term};
 
 /// What a snapshot covers: the log up to `last_included_index`, replaced by the
 /// state machine's state at that index.
@@ -20,9 +20,8 @@ pub struct SnapshotMeta {
     pub last_included_index: LogIndex,
     /// Term of that entry: the log-matching check of the entry after it needs it.
     pub last_included_term: Term,
-    /// The voting members as of that entry (the membership; it cannot change yet,
-    /// so it equals the configuration's voters).
-    pub voters: Vec<NodeId>,
+    /// The membership as of that entry (docs/design/membership.md).
+    pub membership: crate::membership::Membership,
     /// The last `BecomeLeader` at or below `last_included_index` (`gapless`,
     /// `conclave`), so that leader terms survive compaction: the next leader
     /// term is one above it even when no `BecomeLeader` is left in the log
@@ -31,32 +30,25 @@ pub struct SnapshotMeta {
 }
 
 impl SnapshotMeta {
-    /// Checks what the metadata can say on its own, against `voters` (the
-    /// configured membership). The error says what is wrong.
-    pub fn check(&self, voters: &[NodeId]) -> Result<(), String> {
+    /// Checks what the metadata can say on its own. The error says what is
+    /// wrong.
+    pub fn check(&self) -> Result<(), String> {
         if self.last_included_index == 0 || self.last_included_term == 0 {
             return Err(format!(
                 "snapshot up to index {} term {}: a snapshot covers at least entry 1, whose term is at least 1",
                 self.last_included_index, self.last_included_term
             ));
         }
-        let mut own: Vec<NodeId> = self.voters.clone();
-        let mut configured: Vec<NodeId> = voters.to_vec();
-        own.sort_unstable();
-        configured.sort_unstable();
-        if own != configured {
-            return Err(format!(
-                "snapshot membership {:?} differs from the configured voters {:?} (membership changes do not exist)",
-                self.voters, voters
-            ));
-        }
+        self.membership
+            .check()
+            .map_err(|problem| format!("snapshot up to index {}: {problem}", self.last_included_index))?;
         if let Some(record) = self.last_leader_term {
             if record.index == 0
                 || record.index > self.last_included_index
                 || record.ballot == 0
                 || record.ballot > self.last_included_term
                 || record.leader_term == 0
-                || !voters.contains(&record.leader)
+                || record.leader == 0
             {
                 return Err(format!(
                     "snapshot up to index {} term {} names an impossible last BecomeLeader {record:?}",

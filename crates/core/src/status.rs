@@ -31,6 +31,8 @@ pub enum DropReason {
     UnknownSender,
     /// Addressed to another node.
     Misdirected,
+    /// Sent by a node removed from the membership (docs/design/membership.md).
+    Removed,
     /// Fields that no correct sender can produce (term 0, entries not contiguous,
     /// a commit index beyond what the message carries, …).
     ImpossibleFields,
@@ -57,10 +59,11 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, for reports.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::WrongCluster,
         DropReason::UnknownSender,
         DropReason::Misdirected,
+        DropReason::Removed,
         DropReason::ImpossibleFields,
         DropReason::StaleTerm,
         DropReason::LeaderLease,
@@ -77,6 +80,7 @@ impl DropReason {
             DropReason::WrongCluster => "wrong_cluster",
             DropReason::UnknownSender => "unknown_sender",
             DropReason::Misdirected => "misdirected",
+            DropReason::Removed => "removed",
             DropReason::ImpossibleFields => "impossible_fields",
             DropReason::StaleTerm => "stale_term",
             DropReason::LeaderLease => "leader_lease",
@@ -150,6 +154,12 @@ pub struct Status {
     pub snapshot_index: LogIndex,
     /// Leads and takes proposals (false for a leader-elect, docs/design/leader-terms.md).
     pub serving: bool,
+    /// Where the membership it acts on sits in its log (0: the bootstrap
+    /// membership of its configuration).
+    pub membership_index: LogIndex,
+    /// Whether it votes in that membership (false for a learner, a node
+    /// waiting to join, or a removed node that knows it).
+    pub voter: bool,
     /// `gapless`/`conclave`: the newest committed leader term, if any.
     pub leader_term: Option<u64>,
     /// `gapless`/`conclave`: the leader term of the newest `BecomeLeader` in the

@@ -68,8 +68,11 @@ fn wrong_cluster_is_dropped() {
 
 #[test]
 fn sender_that_is_not_a_member_is_dropped() {
+    // Requests from a non-member are taken (a member whose log lags a change
+    // hears the nodes it made voters: tests/membership.rs); answers to a
+    // leader are not, nor anything from the reserved id 0.
     let mut node = follower();
-    assert_dropped(&mut node, msg(9, 1, 2, heartbeat(3, 2, 3)), DropReason::UnknownSender);
+    assert_dropped(&mut node, msg(0, 1, 2, heartbeat(3, 2, 3)), DropReason::UnknownSender);
     assert_dropped(&mut node, msg(0, 1, 5, vote_request(2, 3)), DropReason::UnknownSender);
     let mut node = leader();
     assert_dropped(&mut node, msg(4, 1, 1, accepted(1)), DropReason::UnknownSender);
@@ -263,7 +266,7 @@ fn another_election_mode_s_messages_are_dropped() {
         Body::ObjectiveDown { leader: Some(2), leader_term: 2 },
         Body::Vote {
             ballot: 3,
-            vote: VoteChoice { candidate: 3, last_log_term: 2, last_log_index: 3 },
+            vote: VoteChoice { candidate: 3, last_log_term: 2, last_log_index: 3, priority: 1 },
             state: PeerState::Looking,
         },
         Body::Correction { leader: 2, leader_term: 2 },
@@ -300,11 +303,19 @@ fn chunk(meta: SnapshotMeta, total_bytes: u64, offset: u64, data: &[u8], done: b
     Body::InstallSnapshot { meta, total_bytes, offset, data: data.to_vec().into(), done }
 }
 
+fn learners_only() -> conclave_core::Membership {
+    let mut membership = conclave_core::Membership::bootstrap(&VOTERS, &Default::default());
+    for member in membership.members.values_mut() {
+        member.voter = false;
+    }
+    membership
+}
+
 fn snapshot_meta(index: u64, term: u64) -> SnapshotMeta {
     SnapshotMeta {
         last_included_index: index,
         last_included_term: term,
-        voters: VOTERS.to_vec(),
+        membership: conclave_core::Membership::bootstrap(&VOTERS, &Default::default()),
         last_leader_term: None,
     }
 }
@@ -336,7 +347,7 @@ fn install_snapshot_with_impossible_metadata_is_dropped() {
         snapshot_meta(0, 0),                                                    // covers nothing
         snapshot_meta(5, 0),                                                    // term 0
         snapshot_meta(5, 3),                                                    // term beyond the message's
-        SnapshotMeta { voters: vec![1, 2], ..snapshot_meta(5, 2) },             // another membership
+        SnapshotMeta { membership: learners_only(), ..snapshot_meta(5, 2) },    // no voter
         SnapshotMeta { last_leader_term: Some(beyond), ..snapshot_meta(5, 2) }, // BecomeLeader past its end
     ];
     for meta in impossible {
@@ -430,8 +441,8 @@ fn a_liveness_view_naming_a_stranger_or_its_sender_is_impossible() {
 #[test]
 fn every_drop_reason_is_covered() {
     // Guards this file: a new DropReason needs a test above (`HandedOver`:
-    // tests/leader_transfer.rs).
-    assert_eq!(DropReason::ALL.len(), 11);
+    // tests/leader_transfer.rs; `Removed`: tests/membership.rs).
+    assert_eq!(DropReason::ALL.len(), 12);
 }
 
 // ---------------------------------------------------------------------------
@@ -459,7 +470,13 @@ fn node_new_refuses_every_invalid_config() {
     assert!(start(valid.clone(), RestoredState::default()).is_ok());
 
     assert_config_error(Config { id: 0, ..valid.clone() }, "id", "reserved");
-    assert_config_error(Config { voters: vec![], ..valid.clone() }, "voters", "at least one");
+    // No voters: a node that joins an existing cluster (docs/design/membership.md).
+    assert!(Config { voters: vec![], initial_leader: None, ..valid.clone() }.joins());
+    assert_config_error(
+        Config { voters: vec![], initial_leader: Some(1), ..valid.clone() },
+        "initial_leader",
+        "not among",
+    );
     assert_config_error(Config { voters: vec![1, 2, 2], ..valid.clone() }, "voters", "listed twice");
     assert_config_error(Config { voters: vec![0, 1, 2], ..valid.clone() }, "voters", "reserved");
     assert_config_error(Config { id: 4, ..valid.clone() }, "id", "not among the voters");
@@ -531,7 +548,6 @@ fn node_new_refuses_an_inconsistent_restored_state() {
     // An entry from a term later than the persisted term.
     assert_restore_error(hard_state(1, None, 0), log_with_terms(&[1, 2]), "term 2 beyond the persisted term 1");
     // A vote for a non-member.
-    assert_restore_error(hard_state(2, Some(9), 0), vec![], "voted for 9, who is not a member");
 }
 
 #[test]
@@ -615,7 +631,7 @@ fn regression_fuzz_forged_last_term_is_dropped_not_a_panic() {
     let mut node = node_from(conclave, RestoredState::default(), 1);
     let vote = |ballot| Body::Vote {
         ballot,
-        vote: VoteChoice { candidate: 2, last_log_term: 0, last_log_index: 0 },
+        vote: VoteChoice { candidate: 2, last_log_term: 0, last_log_index: 0, priority: 1 },
         state: PeerState::Looking,
     };
     assert_dropped(&mut node, msg(2, 1, u64::MAX, vote(37)), DropReason::ImpossibleFields);

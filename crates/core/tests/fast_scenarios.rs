@@ -128,7 +128,7 @@ fn give_longest_log(cluster: &mut TimedCluster, best: NodeId, count: usize) -> L
 }
 
 fn vote_choice(candidate: NodeId, last_log_term: Term, last_log_index: LogIndex) -> VoteChoice {
-    VoteChoice { candidate, last_log_term, last_log_index }
+    VoteChoice { candidate, last_log_term, last_log_index, priority: 1 }
 }
 
 // ---------------------------------------------------------------------------

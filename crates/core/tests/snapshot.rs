@@ -44,7 +44,12 @@ fn state_bytes(len: usize) -> Vec<u8> {
 }
 
 fn meta(index: LogIndex, term: u64, last_leader_term: Option<LeaderTermRecord>) -> SnapshotMeta {
-    SnapshotMeta { last_included_index: index, last_included_term: term, voters: VOTERS.to_vec(), last_leader_term }
+    SnapshotMeta {
+        last_included_index: index,
+        last_included_term: term,
+        membership: conclave_core::Membership::bootstrap(&VOTERS, &Default::default()),
+        last_leader_term,
+    }
 }
 
 fn install_chunks(cluster: &Cluster, to: NodeId) -> Vec<(u64, usize, bool)> {
@@ -172,7 +177,9 @@ fn node_new_refuses_a_snapshot_inconsistent_with_the_rest() {
     refuse(RestoredState { entries: vec![entry(2, 7)], ..good() }, "starts at index 7 (it must start at 6)");
     refuse(RestoredState { entries: vec![entry(1, 6)], ..good() }, "entry 6 has term 1 after term 2");
     refuse(with_meta(meta(5, 4, None)), "beyond the persisted term 3");
-    refuse(with_meta(SnapshotMeta { voters: vec![1, 2], ..meta(5, 2, None) }), "differs from the configured voters");
+    let mut no_voter = conclave_core::Membership::bootstrap(&[1], &Default::default());
+    no_voter.members.get_mut(&1).unwrap().voter = false;
+    refuse(with_meta(SnapshotMeta { membership: no_voter, ..meta(5, 2, None) }), "has no voter");
     refuse(with_meta(meta(0, 0, None)), "covers at least entry 1");
     let beyond = LeaderTermRecord { leader_term: 1, leader: 2, ballot: 2, index: 6 };
     refuse(with_meta(meta(5, 2, Some(beyond))), "impossible last BecomeLeader");

@@ -241,7 +241,7 @@ mod fake_leader {
         let meta = SnapshotMeta {
             last_included_index: index,
             last_included_term: 5,
-            voters: vec![1, 2],
+            membership: conclave_core::Membership::bootstrap(&[1, 2], &Default::default()),
             last_leader_term: None,
         };
         let done = offset + data.len() as u64 == total_bytes;
@@ -418,7 +418,7 @@ fn offline_snapshot(data_dir: &std::path::Path, upto: u64) -> conclave_storage::
     conclave_storage::Snapshot {
         last_included_index: upto,
         last_included_term: term.expect("the WAL holds the entry at `upto`"),
-        voters: vec![1],
+        membership: conclave_core::Membership::bootstrap(&[1], &Default::default()),
         last_leader_term,
         data: store.encode_snapshot(upto).into(),
     }

@@ -49,11 +49,17 @@ pub enum FaultKind {
     /// member or to the most up-to-date one (a rolling restart's step). Only
     /// by name: `all` keeps meaning every fault, and its sweeps their seeds.
     Transfer,
+    /// Not a fault either: an operator changes the membership through the
+    /// leader (docs/design/membership.md): adds a removed node back as a
+    /// learner (its data wiped, as a replaced machine), promotes a learner,
+    /// removes a voter (keeping at least two, three from four nodes up), sets a
+    /// priority. Part of `all`.
+    Membership,
 }
 
 impl FaultKind {
     /// Every kind, in report order.
-    pub const ALL: [FaultKind; 15] = [
+    pub const ALL: [FaultKind; 16] = [
         FaultKind::Crash,
         FaultKind::Restart,
         FaultKind::Partition,
@@ -69,6 +75,7 @@ impl FaultKind {
         FaultKind::HostCrash,
         FaultKind::LinkFlap,
         FaultKind::Transfer,
+        FaultKind::Membership,
     ];
 
     /// Name in reports, JSON and on the command line.
@@ -89,6 +96,7 @@ impl FaultKind {
             FaultKind::HostCrash => "host_crash",
             FaultKind::LinkFlap => "link_flap",
             FaultKind::Transfer => "transfer",
+            FaultKind::Membership => "membership",
         }
     }
 }

@@ -10,8 +10,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use conclave_core::{
-    Body, Config, DurableMark, Entry, Event, HardState, LogIndex, LogWrite, Message, Node, NodeId, Output, PeerState,
-    ReadState, Role, Snapshot, Term,
+    Body, Config, DurableMark, Entry, Event, HardState, LogIndex, LogWrite, MemberAddresses, MembershipChange, Message,
+    Node, NodeId, Output, PeerState, ReadState, Role, Snapshot, Term,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -132,6 +132,16 @@ struct SimNode {
     /// Reads its core confirmed, waiting for the state machine to reach their
     /// index: (context, read index). Volatile, like the driver's.
     awaiting_reads: Vec<(u64, LogIndex)>,
+    /// Started empty to join a running cluster (its data wiped after a
+    /// removal): its configuration names no voters.
+    joins: bool,
+    /// Removed, and to be wiped once its removal committed (an operator
+    /// replaces a machine only after `remove` returned).
+    wipe_when_removed: bool,
+    /// When it was last wiped: it is added back only a while later, as an
+    /// operator would, once nothing its old process sent can still arrive
+    /// (docs/design/membership.md).
+    wiped_at_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,6 +245,9 @@ impl Simulation {
                 liveness_applied: BTreeSet::new(),
                 machine: SimStateMachine::new(options.apply_duplicates),
                 awaiting_reads: Vec::new(),
+                joins: false,
+                wipe_when_removed: false,
+                wiped_at_ms: 0,
             })
             .collect();
         Simulation {
@@ -412,7 +425,8 @@ impl Simulation {
     // ----- nodes ---------------------------------------------------------------
 
     fn node_config(&self, id: NodeId) -> Config {
-        let voters = self.nodes.iter().map(|node| node.id).collect();
+        let joins = self.nodes.iter().any(|node| node.id == id && node.joins);
+        let voters = if joins { Vec::new() } else { self.nodes.iter().map(|node| node.id).collect() };
         let mut config = Config::new(id, SIM_CLUSTER_ID, voters);
         config.election_mode = self.options.mode;
         config.max_entries_per_message = self.params.max_entries_per_message;
@@ -637,8 +651,15 @@ impl Simulation {
                 self.leader_committed_at_ms = self.now_ms;
                 let core = self.nodes[index].core.as_ref().expect("a live node produced this output");
                 let entry_term = core.log().term_at(commit).expect("a commit is in the log");
-                let holders = self.nodes.iter().filter(|node| node.disk.holds(commit, entry_term)).count();
-                let members = self.nodes.len();
+                // A majority of the voters the leader counts now (its latest
+                // membership, docs/design/membership.md).
+                let voters = core.membership().voters();
+                let holders = self
+                    .nodes
+                    .iter()
+                    .filter(|node| voters.contains(&node.id) && node.disk.holds(commit, entry_term))
+                    .count();
+                let members = voters.len();
                 let result = self.invariants.durable_commits.on_leader_commit(id, commit, entry_term, holders, members);
                 self.check(result);
                 self.on_leader_commit(term);
@@ -984,6 +1005,93 @@ impl Simulation {
         self.trace.record(self.now_ms, TraceEvent::Node { node: leader_id, event });
     }
 
+    /// An operator's membership change through the leader
+    /// (`FaultKind::Membership`): promote a learner if there is one, else add
+    /// back a node outside the membership (wiped first unless it already
+    /// waits to join), else remove a voter other than the leader or set a
+    /// priority. A refusal (a change in progress, a learner behind) changes
+    /// nothing.
+    fn inject_membership_change(&mut self) {
+        let Some((leader, _)) = self.current_leader() else { return };
+        let leader_id = self.nodes[leader].id;
+        let core = self.nodes[leader].core.as_ref().expect("a leader is up");
+        let membership = core.membership().clone();
+        // Wiping a node is safe only once its removal committed: until then
+        // it may still be a voter whose vote counts.
+        let removal_committed = core.membership_index().1;
+        if removal_committed {
+            for index in 0..self.nodes.len() {
+                if self.nodes[index].wipe_when_removed && !membership.contains(self.nodes[index].id) {
+                    self.nodes[index].wipe_when_removed = false;
+                    self.wipe(index);
+                }
+            }
+        }
+        let learners = membership.learners();
+        let voters = membership.voters();
+        let outsiders: Vec<usize> =
+            (0..self.nodes.len()).filter(|index| !membership.contains(self.nodes[*index].id)).collect();
+        let min_voters = if self.nodes.len() >= 4 { 3 } else { 2 };
+        let change = if let Some(id) = learners.choose(&mut self.fault_rng).copied() {
+            MembershipChange::Promote { id }
+        } else if let Some(index) = outsiders.choose(&mut self.fault_rng).copied() {
+            if !self.nodes[index].joins {
+                if removal_committed {
+                    self.wipe(index);
+                }
+                return; // Added back later.
+            }
+            if self.now_ms < self.nodes[index].wiped_at_ms + REJOIN_AFTER_WIPE_MS {
+                return;
+            }
+            let id = self.nodes[index].id;
+            let addresses = MemberAddresses { peer: format!("n{id}"), client: String::new(), http: String::new() };
+            MembershipChange::AddLearner { id, addresses }
+        } else if voters.len() > min_voters && self.fault_rng.gen_bool(0.7) {
+            let others: Vec<NodeId> = voters.iter().copied().filter(|id| *id != leader_id).collect();
+            MembershipChange::Remove { id: *others.choose(&mut self.fault_rng).expect("more than one voter") }
+        } else {
+            let id = *voters.choose(&mut self.fault_rng).expect("a voter");
+            MembershipChange::SetPriority { id, priority: self.fault_rng.gen_range(0..3) }
+        };
+        self.advance_clock(leader);
+        let Some(core) = self.nodes[leader].core.as_mut() else { return };
+        let (event, made) = match core.change_membership(change.clone()) {
+            Ok(proposal) => {
+                self.absorb(leader, proposal.output);
+                self.faults.record(FaultKind::Membership);
+                self.last_fault_at_ms = Some(self.now_ms);
+                (format!("membership change {change:?} at index {}", proposal.index), true)
+            }
+            Err(error) => (format!("membership change {change:?} refused: {error}"), false),
+        };
+        self.trace.record(self.now_ms, TraceEvent::Node { node: leader_id, event });
+        if let (MembershipChange::Remove { id }, true) = (&change, made) {
+            let id = *id;
+            // Half the removed nodes are replaced machines: wiped once the
+            // removal committed. The others keep running on their old data,
+            // unaware, until added back.
+            let index = (id - 1) as usize;
+            if !self.nodes[index].joins && self.fault_rng.gen_bool(0.5) {
+                self.nodes[index].wipe_when_removed = true;
+            }
+        }
+    }
+
+    /// A removed node's machine is replaced: its process stops, its disk is
+    /// wiped, and it starts empty, waiting to be added.
+    fn wipe(&mut self, index: usize) {
+        let id = self.nodes[index].id;
+        if self.nodes[index].core.is_some() {
+            self.crash(index, FaultKind::Crash);
+        }
+        self.nodes[index].disk = SimDisk::default();
+        self.nodes[index].joins = true;
+        self.nodes[index].wiped_at_ms = self.now_ms;
+        self.trace.record(self.now_ms, TraceEvent::Node { node: id, event: "wiped: starts empty to join".into() });
+        self.start_node(index);
+    }
+
     // ----- faults ---------------------------------------------------------------
 
     fn fault_gap_ms(&mut self) -> u64 {
@@ -1009,11 +1117,14 @@ impl Simulation {
             FaultKind::OneWayLink,
             FaultKind::Isolate,
             FaultKind::Transfer,
+            FaultKind::Membership,
         ]
         .into_iter()
         .filter(|kind| {
             faults.contains(*kind)
-                && (is_crash(*kind) || matches!(kind, FaultKind::LinkFlap | FaultKind::Transfer) || cuts_allowed)
+                && (is_crash(*kind)
+                    || matches!(kind, FaultKind::LinkFlap | FaultKind::Transfer | FaultKind::Membership)
+                    || cuts_allowed)
         })
         .collect();
         if let Some(kind) = kinds.choose(&mut self.fault_rng).copied() {
@@ -1023,6 +1134,8 @@ impl Simulation {
                 self.inject_flap();
             } else if kind == FaultKind::Transfer {
                 self.inject_transfer();
+            } else if kind == FaultKind::Membership {
+                self.inject_membership_change();
             } else {
                 self.inject_cut(kind);
             }
@@ -1034,6 +1147,7 @@ impl Simulation {
             FaultKind::TornWrite,
             FaultKind::LinkFlap,
             FaultKind::Transfer,
+            FaultKind::Membership,
         ]
         .into_iter()
         .any(|kind| faults.contains(kind))
@@ -1459,9 +1573,12 @@ impl Simulation {
         self.liveness_commands = (first..first + self.params.liveness_proposals).map(|id| (id, None)).collect();
     }
 
-    /// Every node is up and has applied every liveness-phase command.
+    /// Every member is up and has applied every liveness-phase command (a
+    /// node the leader's membership no longer names has nothing to apply).
     fn liveness_reached(&self) -> bool {
-        self.nodes.iter().all(|node| {
+        let Some((leader, _)) = self.current_leader() else { return false };
+        let membership = self.nodes[leader].core.as_ref().expect("a leader is up").membership();
+        self.nodes.iter().filter(|node| membership.contains(node.id)).all(|node| {
             node.core.is_some()
                 && self.liveness_commands.iter().all(|(command, _)| node.liveness_applied.contains(command))
         })
@@ -1495,6 +1612,10 @@ impl Simulation {
         )
     }
 }
+
+/// How long after a wipe a node may be added back: longer than any message
+/// of its old process can stay in flight.
+const REJOIN_AFTER_WIPE_MS: u64 = 2_000;
 
 /// Faults that stop a node (the rest cut links).
 fn is_crash(kind: FaultKind) -> bool {

@@ -86,3 +86,19 @@ fn counting_the_leaders_unpersisted_entries_is_caught() {
     });
     assert_eq!(violation.property, "durable_commits", "{}", violation.detail);
 }
+
+// Reference: docs/design/membership.md — a learner receives the log but never
+// counts toward a commit; counted, an entry commits on fewer disks than a
+// majority of the voters.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "a sweep: run with `cargo test --release`")]
+fn counting_a_learner_in_the_quorum_is_caught() {
+    let violation = first_violation(5, |config| config.injected_bug = Some(InjectedBug::CountLearnersInQuorum));
+    assert!(
+        ["durable_commits", "leader_completeness", "state_machine_safety", "log_matching"]
+            .contains(&violation.property.as_str()),
+        "unexpected property {}: {}",
+        violation.property,
+        violation.detail
+    );
+}

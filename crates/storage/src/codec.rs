@@ -17,8 +17,10 @@
 //! | 3 | snapshot marker | `last_included_index: u64`, `last_included_term: u64`, `log_discarded: u8` (0 or 1) |
 //!
 //! An entry of a log write is
-//! `term: u64, index: u64, payload_kind: u8 (0 noop, 1 command), len: u32, bytes[len]`;
-//! a noop has `len` 0, and the entries' indexes run contiguously from `first_index`.
+//! `term: u64, index: u64, payload_kind: u8 (0 noop, 1 command, 2 become-leader,
+//! 3 membership), len: u32, bytes[len]`; a noop has `len` 0, a membership's
+//! bytes are `membership_codec`'s, and the entries' indexes run contiguously
+//! from `first_index`.
 //! A body must be consumed exactly: trailing bytes are corruption.
 
 use conclave_core::{Entry, HardState, LogIndex, LogWrite, Payload, Term};
@@ -32,6 +34,7 @@ const KIND_SNAPSHOT_MARKER: u8 = 3;
 const PAYLOAD_NOOP: u8 = 0;
 const PAYLOAD_COMMAND: u8 = 1;
 const PAYLOAD_BECOME_LEADER: u8 = 2;
+const PAYLOAD_MEMBERSHIP: u8 = 3;
 /// A `BecomeLeader` payload: leader term and leader id.
 const BECOME_LEADER_BYTES: usize = 16;
 /// Smallest encoded entry: term, index, payload kind, length.
@@ -124,6 +127,13 @@ pub fn encode_log_write(write: &LogWrite, out: &mut Vec<u8>) -> Result<(), Strin
                 put_u32(out, BECOME_LEADER_BYTES as u32);
                 put_u64(out, *leader_term);
                 put_u64(out, *leader);
+            }
+            Payload::Membership(membership) => {
+                out.push(PAYLOAD_MEMBERSHIP);
+                let bytes = crate::membership_codec::to_bytes(membership);
+                let len = u32::try_from(bytes.len()).map_err(|_| "membership larger than 4 GiB")?;
+                put_u32(out, len);
+                out.extend_from_slice(&bytes);
             }
         }
     }
@@ -242,6 +252,10 @@ pub fn decode_body(body: &[u8]) -> Result<Record, String> {
                     PAYLOAD_BECOME_LEADER => {
                         return Err(format!("BecomeLeader entry {index} has a payload of {len} bytes"))
                     }
+                    PAYLOAD_MEMBERSHIP => Payload::Membership(
+                        crate::membership_codec::decode(reader.bytes(len, "membership")?)
+                            .map_err(|problem| format!("membership entry {index}: {problem}"))?,
+                    ),
                     other => return Err(format!("entry {index} has unknown payload kind {other}")),
                 };
                 entries.push(Entry { term, index, payload });
@@ -325,6 +339,14 @@ mod tests {
                     Entry { term: 3, index: 5, payload: Payload::Noop },
                     Entry { term: 3, index: 6, payload: Payload::Command(b"set x 1".to_vec().into()) },
                     Entry { term: 4, index: 7, payload: Payload::BecomeLeader { leader_term: 2, leader: 3 } },
+                    Entry {
+                        term: 4,
+                        index: 8,
+                        payload: Payload::Membership(conclave_core::Membership::bootstrap(
+                            &[1, 2, 3],
+                            &Default::default(),
+                        )),
+                    },
                 ],
             }),
             Record::LogWrite(LogWrite { first_index: 2, entries: vec![] }),

@@ -98,7 +98,7 @@ pub fn compact_prefix<S: LogStore>(make: impl Fn() -> S, reopen: impl Fn(S) -> S
     let snapshot = Snapshot {
         last_included_index: 5,
         last_included_term: 1,
-        voters: vec![1, 2, 3],
+        membership: conclave_core::Membership::bootstrap(&[1, 2, 3], &Default::default()),
         last_leader_term: None,
         data: b"state".to_vec().into(),
     };
@@ -129,7 +129,7 @@ pub fn snapshot_replaces_a_divergent_log<S: LogStore>(make: impl Fn() -> S, reop
     let snapshot = Snapshot {
         last_included_index: 3,
         last_included_term: 2,
-        voters: vec![1],
+        membership: conclave_core::Membership::bootstrap(&[1], &Default::default()),
         last_leader_term: None,
         data: Vec::new().into(),
     };
@@ -165,7 +165,7 @@ pub fn restore_snapshot_and_suffix<S: LogStore>(make: impl Fn() -> S, reopen: im
     let snapshot = Snapshot {
         last_included_index: 7,
         last_included_term: 2,
-        voters: vec![1, 2, 3],
+        membership: conclave_core::Membership::bootstrap(&[1, 2, 3], &Default::default()),
         last_leader_term: Some(record),
         data: b"state at 7".to_vec().into(),
     };
@@ -205,7 +205,7 @@ pub fn stale_snapshot_is_refused<S: LogStore>(make: impl Fn() -> S, reopen: impl
     let newer = Snapshot {
         last_included_index: 4,
         last_included_term: 1,
-        voters: vec![1],
+        membership: conclave_core::Membership::bootstrap(&[1], &Default::default()),
         last_leader_term: None,
         data: b"4".to_vec().into(),
     };
@@ -213,7 +213,7 @@ pub fn stale_snapshot_is_refused<S: LogStore>(make: impl Fn() -> S, reopen: impl
     let older = Snapshot {
         last_included_index: 2,
         last_included_term: 1,
-        voters: vec![1],
+        membership: conclave_core::Membership::bootstrap(&[1], &Default::default()),
         last_leader_term: None,
         data: b"2".to_vec().into(),
     };

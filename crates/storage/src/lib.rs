@@ -38,6 +38,7 @@ pub mod fault;
 mod fs_util;
 pub mod incoming;
 pub mod log_state;
+pub mod membership_codec;
 pub mod memory;
 pub mod meta;
 pub mod recovery;

@@ -4,12 +4,15 @@
 //! All integers little-endian:
 //! ```text
 //! offset  0  magic     8 bytes  "CNCLSNAP"
-//! offset  8  version   u32      2 (version 1, without the leader-term field, is still read)
+//! offset  8  version   u32      3 (versions 1 and 2 are still read)
 //! offset 12  body_len  u64
 //! offset 20  crc32c    u32      checksum of the body
 //! offset 24  body:     last_included_index u64, last_included_term u64,
-//!                      voter_count u32, voters u64 × voter_count,
-//!                      (version 2) has_leader_term u32 (0 or 1), and if 1:
+//!                      (version 3) membership_len u32, membership bytes
+//!                        (`membership_codec`);
+//!                      (versions 1, 2) voter_count u32, voters u64 × voter_count,
+//!                        read as a membership of those voters;
+//!                      (versions 2, 3) has_leader_term u32 (0 or 1), and if 1:
 //!                        leader_term u64, leader u64, ballot u64, index u64,
 //!                      data_len u64, data bytes
 //! ```
@@ -23,7 +26,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use bytes::Bytes;
-use conclave_core::{LeaderTermRecord, LogIndex, NodeId, SnapshotMeta, Term};
+use conclave_core::{LeaderTermRecord, LogIndex, Membership, NodeId, SnapshotMeta, Term};
 
 use crate::error::StorageError;
 use crate::fs_util::{self, FieldReader};
@@ -31,7 +34,7 @@ use crate::fs_util::{self, FieldReader};
 /// Name of the snapshot file in the data directory.
 pub const SNAPSHOT_FILE: &str = "snapshot";
 const MAGIC: &[u8; 8] = b"CNCLSNAP";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// The first format, without `last_leader_term`; still read.
 const VERSION_WITHOUT_LEADER_TERM: u32 = 1;
 const HEADER_BYTES: usize = 24;
@@ -43,8 +46,8 @@ pub struct Snapshot {
     pub last_included_index: LogIndex,
     /// Term of that entry.
     pub last_included_term: Term,
-    /// The voting members as of that entry.
-    pub voters: Vec<NodeId>,
+    /// The membership as of that entry.
+    pub membership: Membership,
     /// The last `BecomeLeader` the snapshot covers (`gapless`, `conclave`), so
     /// that the core's leader terms survive compaction.
     pub last_leader_term: Option<LeaderTermRecord>,
@@ -61,7 +64,7 @@ impl Snapshot {
         Snapshot {
             last_included_index: meta.last_included_index,
             last_included_term: meta.last_included_term,
-            voters: meta.voters.clone(),
+            membership: meta.membership.clone(),
             last_leader_term: meta.last_leader_term,
             data: snapshot.data.clone(),
         }
@@ -72,7 +75,7 @@ impl Snapshot {
         SnapshotMeta {
             last_included_index: self.last_included_index,
             last_included_term: self.last_included_term,
-            voters: self.voters.clone(),
+            membership: self.membership.clone(),
             last_leader_term: self.last_leader_term,
         }
     }
@@ -85,13 +88,12 @@ impl Snapshot {
 
 /// The body up to the data (what the snapshot covers, and the data's length).
 fn body_prefix(meta: &SnapshotMeta, data_len: usize) -> Vec<u8> {
-    let mut body = Vec::with_capacity(64 + 8 * meta.voters.len());
+    let membership = crate::membership_codec::to_bytes(&meta.membership);
+    let mut body = Vec::with_capacity(64 + membership.len());
     body.extend_from_slice(&meta.last_included_index.to_le_bytes());
     body.extend_from_slice(&meta.last_included_term.to_le_bytes());
-    body.extend_from_slice(&(meta.voters.len() as u32).to_le_bytes());
-    for voter in &meta.voters {
-        body.extend_from_slice(&voter.to_le_bytes());
-    }
+    body.extend_from_slice(&(membership.len() as u32).to_le_bytes());
+    body.extend_from_slice(&membership);
     match &meta.last_leader_term {
         None => body.extend_from_slice(&0u32.to_le_bytes()),
         Some(record) => {
@@ -151,11 +153,11 @@ fn decode_layout(bytes: &[u8], verify_checksum: bool) -> Result<(Snapshot, Range
         return Err((0, "bad magic: not a Conclave snapshot file".into()));
     }
     let version = reader.u32("version")?;
-    if version != VERSION && version != VERSION_WITHOUT_LEADER_TERM {
+    if !(VERSION_WITHOUT_LEADER_TERM..=VERSION).contains(&version) {
         return Err((
             8,
             format!(
-                "unsupported snapshot version {version} (this build reads {VERSION_WITHOUT_LEADER_TERM} and {VERSION})"
+                "unsupported snapshot version {version} (this build reads {VERSION_WITHOUT_LEADER_TERM} to {VERSION})"
             ),
         ));
     }
@@ -190,11 +192,19 @@ fn decode_body(body: &[u8], version: u32) -> Result<(Snapshot, Range<usize>), (u
     let mut reader = FieldReader::new(body);
     let last_included_index = reader.u64("last_included_index")?;
     let last_included_term = reader.u64("last_included_term")?;
-    let voter_count = reader.u32("voter count")? as usize;
-    let mut voters = Vec::with_capacity(voter_count.min(reader.remaining() / 8));
-    for _ in 0..voter_count {
-        voters.push(reader.u64("voter")?);
-    }
+    let membership = if version == VERSION {
+        let offset = reader.position();
+        let len = reader.u32("membership length")? as usize;
+        crate::membership_codec::decode(reader.take(len, "membership")?)
+            .map_err(|problem| (offset, format!("membership: {problem}")))?
+    } else {
+        let voter_count = reader.u32("voter count")? as usize;
+        let mut voters: Vec<NodeId> = Vec::with_capacity(voter_count.min(reader.remaining() / 8));
+        for _ in 0..voter_count {
+            voters.push(reader.u64("voter")?);
+        }
+        Membership::bootstrap(&voters, &Default::default())
+    };
     let last_leader_term = if version == VERSION_WITHOUT_LEADER_TERM {
         None
     } else {
@@ -215,7 +225,8 @@ fn decode_body(body: &[u8], version: u32) -> Result<(Snapshot, Range<usize>), (u
         return Err((reader.position(), format!("data length {data_len} but {} bytes remain", reader.remaining())));
     }
     let start = reader.position() as usize;
-    let snapshot = Snapshot { last_included_index, last_included_term, voters, last_leader_term, data: Bytes::new() };
+    let snapshot =
+        Snapshot { last_included_index, last_included_term, membership, last_leader_term, data: Bytes::new() };
     Ok((snapshot, start..start + data_len as usize))
 }
 
@@ -370,7 +381,7 @@ mod tests {
         let meta = SnapshotMeta {
             last_included_index: 5,
             last_included_term: 2,
-            voters: vec![1, 2, 3],
+            membership: Membership::bootstrap(&[1, 2, 3], &Default::default()),
             last_leader_term: None,
         };
         let data: Vec<u8> = (0..=255u8).cycle().take(3 << 20).collect();
@@ -399,7 +410,7 @@ mod tests {
         let meta = SnapshotMeta {
             last_included_index: 9,
             last_included_term: 3,
-            voters: vec![1, 2, 3],
+            membership: Membership::bootstrap(&[1, 2, 3], &Default::default()),
             last_leader_term: Some(record),
         };
         let core = conclave_core::Snapshot::new(meta, (0..=255u8).cycle().take(70_000).collect::<Vec<u8>>());
@@ -415,7 +426,7 @@ mod tests {
         let snapshot = Snapshot {
             last_included_index: 9,
             last_included_term: 3,
-            voters: vec![1, 2, 3],
+            membership: Membership::bootstrap(&[1, 2, 3], &Default::default()),
             last_leader_term: Some(record),
             data: Bytes::from_static(b"kv"),
         };
@@ -455,7 +466,7 @@ mod tests {
         let expected = Snapshot {
             last_included_index: 5,
             last_included_term: 2,
-            voters: vec![1],
+            membership: Membership::bootstrap(&[1], &Default::default()),
             last_leader_term: None,
             data: Bytes::from_static(b"ab"),
         };

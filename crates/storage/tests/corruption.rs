@@ -118,7 +118,7 @@ fn wal_with_snapshot(root: &std::path::Path) -> Wal {
     let snapshot = Snapshot {
         last_included_index: 4,
         last_included_term: 1,
-        voters: vec![1, 2, 3],
+        membership: conclave_core::Membership::bootstrap(&[1, 2, 3], &Default::default()),
         last_leader_term: None,
         data: vec![7; 100].into(),
     };

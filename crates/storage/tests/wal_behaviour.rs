@@ -69,7 +69,7 @@ fn compaction_removes_only_whole_segments_the_snapshot_covers() {
     wal.save_snapshot(Snapshot {
         last_included_index: snapshot_index,
         last_included_term: term,
-        voters: vec![1],
+        membership: conclave_core::Membership::bootstrap(&[1], &Default::default()),
         last_leader_term: None,
         data: Vec::new().into(),
     })
@@ -102,7 +102,7 @@ fn a_snapshot_file_without_its_marker_still_discards_a_divergent_log() {
     let installed = Snapshot {
         last_included_index: 4,
         last_included_term: 2,
-        voters: vec![1],
+        membership: conclave_core::Membership::bootstrap(&[1], &Default::default()),
         last_leader_term: None,
         data: Vec::new().into(),
     };

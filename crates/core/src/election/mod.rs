@@ -101,6 +101,11 @@ impl Node {
 
     /// A non-leader's timers are due.
     pub(crate) fn on_election_timer(&mut self) {
+        if !self.is_voter() {
+            // A learner, a node waiting to join, a removed node: never campaigns.
+            self.reset_election_timer();
+            return;
+        }
         if self.config.election_mode.exchanges_votes() {
             fast::on_tick(self)
         } else if self.now_ms >= self.election_deadline_ms {
@@ -110,7 +115,7 @@ impl Node {
 
     /// When a non-leader's next timer is due.
     pub(crate) fn election_deadline_ms(&self) -> u64 {
-        if self.config.election_mode.exchanges_votes() {
+        if self.config.election_mode.exchanges_votes() && self.is_voter() {
             fast::deadline(self)
         } else {
             self.election_deadline_ms
@@ -148,6 +153,9 @@ impl Node {
 
     /// The transport's evidence that `peer`'s process is gone (`Node::peer_process_gone`).
     pub(crate) fn on_peer_process_gone(&mut self, peer: NodeId) {
+        if !self.is_voter() {
+            return;
+        }
         if self.config.election_mode.exchanges_votes() {
             fast::on_peer_process_gone(self, peer)
         } else {

@@ -12,7 +12,14 @@ use crate::types::{LogIndex, NodeId, Term};
 /// Raft §5.2: timeouts drawn uniformly from `[T, 2T)` make split votes rare.
 pub(super) fn draw_election_timeout_ms(node: &mut Node) -> u64 {
     let base = node.config.election_timeout_ms();
-    base + node.rng.gen_range(0..base)
+    let drawn = base + node.rng.gen_range(0..base);
+    // Priority 0 (docs/design/membership.md): campaign only after every
+    // other member had a full timeout to, so it leads only when no one else can.
+    if node.membership.priority(node.config.id) == 0 {
+        drawn + base
+    } else {
+        drawn
+    }
 }
 
 pub(super) fn on_election_timeout(node: &mut Node) {
@@ -55,7 +62,7 @@ fn start_pre_vote(node: &mut Node) {
     node.votes.record(node.config.id, true);
     let term = node.term + 1;
     node.emit(Event::ElectionStarted { term, pre_vote: true });
-    if node.votes.result(node.config.voters.len()) == VoteResult::Won {
+    if node.votes.result(node.voters.len()) == VoteResult::Won {
         start_campaign(node, false);
         return;
     }
@@ -74,7 +81,7 @@ pub(super) fn start_campaign(node: &mut Node, transfer: bool) {
     node.votes = VoteTally::default();
     node.votes.record(node.config.id, true);
     node.emit(Event::ElectionStarted { term: node.term, pre_vote: false });
-    if node.votes.result(node.config.voters.len()) == VoteResult::Won {
+    if node.votes.result(node.voters.len()) == VoteResult::Won {
         node.become_leader();
         return;
     }
@@ -133,8 +140,11 @@ pub(super) fn on_vote_response(node: &mut Node, from: NodeId, term: Term, pre_vo
     if !expected {
         return; // An answer to a round that is over.
     }
-    node.votes.record(from, granted);
-    match node.votes.result(node.config.voters.len()) {
+    // Only the voters of this node's membership count (docs/design/membership.md).
+    if node.membership.is_voter(from) {
+        node.votes.record(from, granted);
+    }
+    match node.votes.result(node.voters.len()) {
         VoteResult::Won if pre_vote => start_campaign(node, false),
         VoteResult::Won => node.become_leader(),
         VoteResult::Lost => node.become_follower(node.term, None),

@@ -64,7 +64,26 @@ impl Node {
         if message.to != self.config.id {
             return Err(DropReason::Misdirected);
         }
-        if message.from == self.config.id || !self.config.voters.contains(&message.from) {
+        if message.from == self.config.id || message.from == 0 {
+            return Err(DropReason::UnknownSender);
+        }
+        // A removed node cannot disturb the members with its campaigns; its
+        // replication is still heard: it may have been added back and elected
+        // since, which this node, behind, does not know yet (and an old
+        // leader's traffic fails the term check anyway).
+        let replication = matches!(message.body, Body::AppendEntries { .. } | Body::InstallSnapshot { .. });
+        if !replication && self.removed_for_good(message.from) {
+            return Err(DropReason::Removed);
+        }
+        // Answers to a leader come from the members it tracks. Everything
+        // else is taken from any node not known removed, as Raft thesis §4.1
+        // says: a new member learns the membership from its leader, and a
+        // member whose log lags a change must still hear (and vote for) the
+        // nodes that change made voters. Only voters' votes and reports are
+        // counted (docs/design/membership.md).
+        if matches!(message.body, Body::AppendResponse { .. } | Body::SnapshotResponse { .. })
+            && !self.membership.contains(message.from)
+        {
             return Err(DropReason::UnknownSender);
         }
         // Election gossip carries the sender's own term, which is 0 before any leader.

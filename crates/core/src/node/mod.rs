@@ -11,6 +11,7 @@
 
 mod fingerprint;
 mod inbound;
+mod membership;
 mod read_index;
 mod replication;
 mod roles;
@@ -18,6 +19,7 @@ mod snapshot;
 mod transfer;
 mod validate;
 
+pub use membership::ChangeError;
 pub use read_index::ReadIndexError;
 pub use transfer::{TransferError, TransferStarted};
 
@@ -202,6 +204,18 @@ pub struct Node {
     pub(crate) reads: read_index::ReadIndexState,
     /// Leader: a hand-over in progress (`transfer`).
     pub(crate) transfer: Option<transfer::Transfer>,
+    /// The membership of a brand-new cluster, from the configuration: what
+    /// the node acts on until its log names one.
+    pub(crate) bootstrap: crate::membership::Membership,
+    /// The latest membership in the log (or `bootstrap`): the one acted on.
+    pub(crate) membership: crate::membership::Membership,
+    /// Where `membership` comes from: (index, term) of its entry, the
+    /// snapshot's last entry, or (0, 0) for the bootstrap.
+    pub(crate) membership_at: (LogIndex, Term),
+    /// `membership`'s voters, ascending: every quorum counts these.
+    pub(crate) voters: Vec<NodeId>,
+    /// A leader of priority 0 tries no hand-over before this time.
+    pub(crate) priority_handover_after_ms: u64,
 }
 
 impl Node {
@@ -234,10 +248,11 @@ impl Node {
                 hard_state.term
             )));
         }
-        if let Some(voted_for) = hard_state.voted_for {
-            if !config.voters.contains(&voted_for) {
-                return Err(StartError::Restore(format!("voted for {voted_for}, who is not a member")));
-            }
+        let bootstrap = crate::membership::Membership::bootstrap(&config.voters, &config.bootstrap_members);
+        if let Some((index, membership)) = log.latest_membership() {
+            membership
+                .check()
+                .map_err(|problem| StartError::Restore(format!("membership at index {index}: {problem}")))?;
         }
         let log_last_index = log.last_index();
         let mut node = Node {
@@ -270,7 +285,15 @@ impl Node {
             incoming_snapshot: None,
             reads: Default::default(),
             transfer: None,
+            membership: bootstrap.clone(),
+            voters: bootstrap.voters(),
+            bootstrap,
+            membership_at: (0, 0),
+            priority_handover_after_ms: 0,
         };
+        node.refresh_membership();
+        // Not a change: what the node starts with.
+        node.out.events.clear();
         node.reset_election_timer();
         node.on_start(restored_empty);
         node.assert_valid();
@@ -294,6 +317,7 @@ impl Node {
             }
             if self.role == Role::Leader && self.now_ms >= self.heartbeat_deadline_ms {
                 self.broadcast_heartbeat();
+                self.leave_priority_zero();
             }
         } else if self.now_ms >= self.election_deadline_ms() {
             self.on_election_timer();
@@ -462,7 +486,7 @@ impl Node {
         if upto_index <= self.log.snapshot_index() {
             return Err(CompactError::NotNewer { upto_index, snapshot_index: self.log.snapshot_index() });
         }
-        let (meta, released) = self.log.compact(upto_index, self.config.voters.clone());
+        let (meta, released) = self.log.compact(upto_index, &self.bootstrap);
         let snapshot = Snapshot { meta, data };
         // The bytes kept to send are these, or, without bytes, a snapshot
         // offered earlier that still reaches the new base.
@@ -492,7 +516,7 @@ impl Node {
         {
             return None;
         }
-        let meta = self.log.meta_at(index, self.config.voters.clone())?;
+        let meta = self.log.meta_at(index, &self.bootstrap)?;
         self.snapshot = Some(Snapshot { meta, data });
         if self.role == Role::Leader {
             let first_index = self.log.first_index();
@@ -629,6 +653,8 @@ impl Node {
             last_term: self.log.last_term(),
             snapshot_index: self.log.snapshot_index(),
             serving: self.serving,
+            membership_index: self.membership_at.0,
+            voter: self.is_voter(),
             leader_term: self.log.committed_leader_term_record().map(|record| record.leader_term),
             leader_term_in_log: self.log.last_leader_term_record().map(|record| record.leader_term),
             followers: self
@@ -710,9 +736,26 @@ impl Node {
         self.out.events.push(event);
     }
 
-    /// Every voter but this node.
+    /// Every voter but this node: whom elections talk to.
     pub(crate) fn peers(&self) -> Vec<NodeId> {
-        self.config.voters.iter().copied().filter(|id| *id != self.config.id).collect()
+        self.voters.iter().copied().filter(|id| *id != self.config.id).collect()
+    }
+
+    /// Every member but this node, learners included: whom a leader
+    /// replicates to.
+    pub(crate) fn replication_peers(&self) -> Vec<NodeId> {
+        self.membership.members.keys().copied().filter(|id| *id != self.config.id).collect()
+    }
+
+    /// Number of votes (or acknowledgements) that make a majority of the
+    /// current voters.
+    pub(crate) fn quorum(&self) -> usize {
+        crate::quorum::majority(self.voters.len())
+    }
+
+    /// Whether this node votes in its current membership.
+    pub(crate) fn is_voter(&self) -> bool {
+        self.membership.is_voter(self.config.id)
     }
 
     /// Closes the current input: collects what must be persisted and applied.

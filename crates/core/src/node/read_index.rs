@@ -158,7 +158,7 @@ impl Node {
             }
             read.round = Some(round);
         }
-        if self.config.quorum() == 1 || self.skips_read_confirmation() {
+        if self.quorum() == 1 || self.skips_read_confirmation() {
             self.reads.confirmed = round;
         }
         true
@@ -187,8 +187,7 @@ impl Node {
         }
         self.reads.acks.insert(from, read_round);
         let mut rounds: Vec<u64> =
-            self.config
-                .voters
+            self.voters
                 .iter()
                 .map(|id| {
                     if *id == self.config.id {

@@ -26,7 +26,11 @@ impl Node {
     pub(crate) fn append_entry_as_leader(&mut self, payload: Payload) -> LogIndex {
         assert_eq!(self.role, Role::Leader, "only a leader appends new entries");
         let index = self.log.last_index() + 1;
+        let changes_membership = matches!(payload, Payload::Membership(_));
         self.log.append(Entry { term: self.term, index, payload });
+        if changes_membership {
+            self.refresh_membership();
+        }
         // Reads that arrived before this entry are confirmed by the answers
         // that commit it (read_index.rs).
         self.piggyback_waiting_reads();
@@ -38,7 +42,7 @@ impl Node {
     pub(crate) fn replicate_new_entries(&mut self) {
         // A single-node cluster commits on its own; others wait for acknowledgements.
         self.maybe_commit();
-        for peer in self.peers() {
+        for peer in self.replication_peers() {
             self.send_append(peer);
         }
     }
@@ -123,7 +127,7 @@ impl Node {
     pub(crate) fn broadcast_heartbeat(&mut self) {
         self.heartbeat_deadline_ms = self.now_ms + self.config.heartbeat_interval_ms;
         let last_index = self.log.last_index();
-        for peer in self.peers() {
+        for peer in self.replication_peers() {
             let progress = self.progress.get_mut(&peer).expect("a leader tracks every peer");
             let stalled = progress.match_index < last_index && progress.match_index == progress.match_at_last_heartbeat;
             progress.match_at_last_heartbeat = progress.match_index;
@@ -245,6 +249,7 @@ impl Node {
         }
         let last_new_index = prev_log_index + entries.len() as LogIndex;
         let truncated_at = self.log.merge(&entries);
+        self.refresh_membership();
         // Entries that replace a suffix are not committed in the same batch: its
         // hard state could outlive its log write in a crash (see `Node::finish`).
         // The leader's next heartbeat carries the commit again.
@@ -344,9 +349,12 @@ impl Node {
     /// Raft §5.3/§5.4.2: commit the highest index stored on a majority, but only
     /// by counting replicas of an entry of the leader's own term.
     pub(crate) fn maybe_commit(&mut self) {
-        let mut match_indexes: Vec<LogIndex> = self
-            .config
-            .voters
+        let counted = if self.counts_learners() {
+            self.membership.members.keys().copied().collect()
+        } else {
+            self.voters.clone()
+        };
+        let mut match_indexes: Vec<LogIndex> = counted
             .iter()
             .map(|id| if *id == self.config.id { self.own_match_index() } else { self.progress[id].match_index })
             .collect();
@@ -358,6 +366,16 @@ impl Node {
         if own_term || self.commits_previous_terms() {
             self.log.commit_to(candidate);
         }
+    }
+
+    #[cfg(feature = "bug-injection")]
+    fn counts_learners(&self) -> bool {
+        self.config.injected_bug == Some(crate::config::InjectedBug::CountLearnersInQuorum)
+    }
+
+    #[cfg(not(feature = "bug-injection"))]
+    fn counts_learners(&self) -> bool {
+        false
     }
 
     #[cfg(feature = "bug-injection")]

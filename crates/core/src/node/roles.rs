@@ -36,9 +36,17 @@ impl Node {
     /// (docs/design/leader-terms.md).
     pub(crate) fn become_leader(&mut self) {
         assert_eq!(self.role, Role::Candidate, "only a candidate becomes leader");
+        if !self.is_voter() {
+            // Voters of a newer membership elected a node whose own log does
+            // not make it a voter yet: it cannot count a quorum. It follows
+            // and learns the membership from whoever leads next.
+            self.become_follower(self.term, None);
+            return;
+        }
         assert_eq!(self.voted_for, Some(self.config.id), "a candidate votes for itself");
         let (last_index, now_ms) = (self.log.last_index(), self.now_ms);
-        self.progress = self.peers().into_iter().map(|peer| (peer, Progress::new(last_index, now_ms))).collect();
+        self.progress =
+            self.replication_peers().into_iter().map(|peer| (peer, Progress::new(last_index, now_ms))).collect();
         // Whom the election heard from: the first liveness view (docs/design/vote-exchange.md).
         let answered: Vec<NodeId> = self.votes.answered().filter(|voter| *voter != self.config.id).collect();
         self.votes = VoteTally::default();
@@ -68,16 +76,24 @@ impl Node {
         if !self.config.check_quorum {
             return;
         }
-        let active = 1 + self.progress.values().filter(|progress| progress.recent_active).count();
+        let active = 1 + self
+            .progress
+            .iter()
+            .filter(|(id, progress)| progress.recent_active && self.membership.is_voter(**id))
+            .count();
         if self.config.election_mode.exchanges_votes() {
-            let heard: Vec<NodeId> =
-                self.progress.iter().filter(|(_, progress)| progress.recent_active).map(|(id, _)| *id).collect();
+            let heard: Vec<NodeId> = self
+                .progress
+                .iter()
+                .filter(|(id, progress)| progress.recent_active && self.membership.is_voter(**id))
+                .map(|(id, _)| *id)
+                .collect();
             crate::election::fast::broadcast_liveness(self, heard);
         }
         for progress in self.progress.values_mut() {
             progress.recent_active = false;
         }
-        if active < self.config.quorum() {
+        if active < self.quorum() {
             self.emit(Event::QuorumLost { term: self.term });
             self.become_follower(self.term, None);
         }
@@ -96,11 +112,16 @@ impl Node {
         if self.role != Role::Leader || !self.config.check_quorum || !self.config.election_mode.exchanges_votes() {
             return None;
         }
-        let needed = self.config.quorum() - 1;
+        let needed = self.quorum() - 1;
         if needed == 0 {
             return None; // A single voter is its own majority.
         }
-        let mut heard: Vec<u64> = self.progress.values().map(|progress| progress.heard_at_ms).collect();
+        let mut heard: Vec<u64> = self
+            .progress
+            .iter()
+            .filter(|(id, _)| self.membership.is_voter(**id))
+            .map(|(_, progress)| progress.heard_at_ms)
+            .collect();
         heard.sort_unstable_by(|a, b| b.cmp(a));
         Some(heard[needed - 1] + self.config.election_timeout_ms())
     }

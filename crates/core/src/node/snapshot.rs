@@ -61,7 +61,8 @@ pub(super) fn check_restored(
     entries: &[Entry],
 ) -> Result<(), String> {
     let meta = &snapshot.meta;
-    meta.check(&config.voters)?;
+    let _ = config;
+    meta.check()?;
     if meta.last_included_term > hard_state.term {
         return Err(format!(
             "snapshot up to index {} has term {} beyond the persisted term {}",
@@ -244,7 +245,7 @@ impl Node {
         }
         // A snapshot has bytes: one without them records a log's base only
         // (`Node::compact_log`) and is never sent.
-        if chunk.meta.check(&self.config.voters).is_err() || chunk.total_bytes == 0 {
+        if chunk.meta.check().is_err() || chunk.total_bytes == 0 {
             self.dropped.record(DropReason::ImpossibleFields);
             return;
         }
@@ -332,6 +333,7 @@ impl Node {
         // is all this node may still claim until the snapshot is durable.
         self.durable_index = self.durable_index.min(self.log.committed());
         self.log.install(snapshot.meta.clone());
+        self.refresh_membership();
         // Staged bytes are the driver's: this node keeps none to send, and a
         // follower that later needs them from it gets a snapshot made on
         // demand (`Output::snapshot_wanted`), as after `Node::compact_log`.

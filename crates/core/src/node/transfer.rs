@@ -105,6 +105,39 @@ impl Node {
     /// elected, or it gives up after an election timeout
     /// ([`Event::TransferEnded`]).
     pub fn transfer_leadership(&mut self, target: Option<NodeId>) -> Result<TransferStarted, TransferError> {
+        let target = self.start_transfer(target)?;
+        Ok(TransferStarted { target, output: self.finish() })
+    }
+
+    /// A leader of priority 0 (docs/design/membership.md) hands over to a
+    /// caught-up voter of higher priority, at most once per election timeout:
+    /// it led only because no one else could.
+    pub(crate) fn leave_priority_zero(&mut self) {
+        if self.role != Role::Leader
+            || !self.serving
+            || self.transfer.is_some()
+            || self.membership.priority(self.config.id) != 0
+            || self.now_ms < self.priority_handover_after_ms
+        {
+            return;
+        }
+        let last_index = self.log.last_index();
+        let caught_up = self.progress.iter().any(|(id, progress)| {
+            self.membership.is_voter(*id) && self.membership.priority(*id) > 0 && progress.match_index == last_index
+        });
+        if !caught_up {
+            return;
+        }
+        self.priority_handover_after_ms = self.now_ms + 2 * self.config.election_timeout_ms();
+        let best = self.most_complete_follower();
+        if best.is_some_and(|best| self.membership.priority(best) > 0) {
+            let _ = self.start_transfer(best);
+        }
+    }
+
+    /// `transfer_leadership` without closing the input: the target it started
+    /// handing over to.
+    fn start_transfer(&mut self, target: Option<NodeId>) -> Result<NodeId, TransferError> {
         if self.role != Role::Leader {
             return Err(TransferError::NotLeader { leader: self.leader });
         }
@@ -117,13 +150,11 @@ impl Node {
         let exchanges_votes = self.config.election_mode.exchanges_votes();
         let target = match target {
             Some(target) if target == self.config.id => return Err(TransferError::AlreadyLeader { target }),
-            Some(target) if !self.config.voters.contains(&target) => {
-                return Err(TransferError::UnknownTarget { target })
-            }
+            Some(target) if !self.voters.contains(&target) => return Err(TransferError::UnknownTarget { target }),
             Some(target) => target,
             None => self.most_complete_follower().ok_or(TransferError::NoOtherVoter)?,
         };
-        if exchanges_votes && self.config.voters.len() < 3 {
+        if exchanges_votes && self.voters.len() < 3 {
             return Err(TransferError::TooFewVoters);
         }
         let (needed, marker) = if exchanges_votes {
@@ -139,14 +170,18 @@ impl Node {
         self.emit(Event::TransferStarted { target, term: self.term });
         self.send_append(target);
         self.maybe_hand_over();
-        Ok(TransferStarted { target, output: self.finish() })
+        Ok(target)
     }
 
-    /// The follower with the highest match index, the lowest id among equals.
-    fn most_complete_follower(&self) -> Option<NodeId> {
+    /// The voter with the highest match index; among equals the highest
+    /// priority, then the lowest id.
+    pub(crate) fn most_complete_follower(&self) -> Option<NodeId> {
         self.progress
             .iter()
-            .max_by_key(|(id, progress)| (progress.match_index, std::cmp::Reverse(**id)))
+            .filter(|(id, _)| self.membership.is_voter(**id))
+            .max_by_key(|(id, progress)| {
+                (progress.match_index, self.membership.priority(**id), std::cmp::Reverse(**id))
+            })
             .map(|(id, _)| *id)
     }
 
@@ -193,7 +228,7 @@ impl Node {
         self.transfer = None;
         self.emit(Event::TransferEnded { target, term: self.term, new_leader: None });
         // The others get what was held back from them.
-        for peer in self.peers() {
+        for peer in self.replication_peers() {
             self.send_append(peer);
         }
     }

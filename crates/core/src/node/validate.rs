@@ -31,11 +31,6 @@ impl Node {
         if self.log.last_term() > self.term {
             return Err(format!("last log term {} beyond current term {}", self.log.last_term(), self.term));
         }
-        if let Some(voted_for) = self.voted_for {
-            if !self.config.voters.contains(&voted_for) {
-                return Err(format!("voted for non-member {voted_for}"));
-            }
-        }
         if self.durable_index > self.log.last_index() {
             return Err(format!(
                 "durable index {} beyond the last index {}",
@@ -51,7 +46,7 @@ impl Node {
                 if self.leader != Some(self.config.id) || self.voted_for != Some(self.config.id) {
                     return Err(format!("leader with leader {:?} and vote {:?}", self.leader, self.voted_for));
                 }
-                if self.progress.len() != self.config.voters.len() - 1 {
+                if !self.is_voter() || self.progress.len() != self.membership.members.len() - 1 {
                     return Err(format!("leader tracks {} followers", self.progress.len()));
                 }
                 if self.config.election_mode.has_leader_terms() {

@@ -588,6 +588,27 @@ impl TimedCluster {
         proposal.index
     }
 
+    /// Asks node `id` to change the membership; returns the entry's index.
+    pub fn change(
+        &mut self,
+        id: NodeId,
+        change: conclave_core::MembershipChange,
+    ) -> Result<LogIndex, conclave_core::ChangeError> {
+        self.sync(id);
+        let proposal = self.nodes.get_mut(&id).expect("up").change_membership(change)?;
+        self.absorb(id, proposal.output);
+        Ok(proposal.index)
+    }
+
+    /// Configures node `id` as a new, empty node that waits to be added
+    /// (no voters in its configuration), adjusted by `tweak`, and starts it.
+    pub fn start_joiner(&mut self, id: NodeId, tweak: impl Fn(&mut Config)) {
+        let mut joiner = config(id, &[]);
+        tweak(&mut joiner);
+        self.configs.insert(id, joiner);
+        self.start(id, RestoredState::default());
+    }
+
     /// Asks node `id` to hand its leadership over; returns the target.
     pub fn transfer(&mut self, id: NodeId, target: Option<NodeId>) -> Result<NodeId, conclave_core::TransferError> {
         self.sync(id);

@@ -335,7 +335,7 @@ mod tests {
         Snapshot {
             last_included_index: index,
             last_included_term: term,
-            voters: vec![1],
+            membership: conclave_core::Membership::bootstrap(&[1], &Default::default()),
             last_leader_term: None,
             data: format!("state at {index}").into_bytes().into(),
         }

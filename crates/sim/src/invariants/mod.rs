@@ -48,6 +48,17 @@ pub fn entry_fingerprint(entry: &Entry) -> u64 {
             hash.write_u64(*leader_term);
             hash.write_u64(*leader);
         }
+        Payload::Membership(membership) => {
+            hash.write_u64(3);
+            for (id, member) in &membership.members {
+                hash.write_u64(*id);
+                hash.write_u64(u64::from(member.voter));
+                hash.write_u64(u64::from(member.priority));
+            }
+            for id in &membership.removed {
+                hash.write_u64(u64::MAX - id);
+            }
+        }
     }
     hash.finish()
 }

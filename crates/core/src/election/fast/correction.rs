@@ -50,7 +50,7 @@ pub(crate) fn cold_start(node: &mut Node, restored_empty: bool) {
         node.votes.record(node.config.id, true);
         node.fast.cold_start_candidate = true;
         node.fast.candidate_deadline_ms = Some(wait_until_ms.max(node.now_ms + node.config.election_timeout_ms()));
-        if node.config.voters.len() == 1 {
+        if node.voters.len() == 1 {
             node.fast.cold_start_candidate = false;
             node.fast.candidate_deadline_ms = None;
             node.become_leader();
@@ -173,8 +173,13 @@ pub(super) fn on_correction(node: &mut Node, from: NodeId, leader: NodeId, leade
     // A later term. The named leader itself is authoritative; otherwise strictly
     // more than half of the cluster must name the same (leader, term).
     node.fast.corrections.insert(from, (leader, leader_term));
-    let agreeing = node.fast.corrections.values().filter(|named| **named == (leader, leader_term)).count();
-    if from == leader || agreeing >= node.config.quorum() {
+    let agreeing = node
+        .fast
+        .corrections
+        .iter()
+        .filter(|(id, named)| **named == (leader, leader_term) && node.membership.is_voter(**id))
+        .count();
+    if from == leader || agreeing >= node.quorum() {
         if node.fast.started_empty {
             abstain_in(node, leader_term);
         }

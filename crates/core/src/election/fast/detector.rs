@@ -211,8 +211,13 @@ fn check_objective_down(node: &mut Node) {
     let expiry_ms = node.config.election_timeout_ms();
     let now_ms = node.now_ms;
     node.fast.fail_table.retain(|_, report| still_fresh(report.reported_at_ms, now_ms, expiry_ms));
-    let agreeing = node.fast.fail_table.values().filter(|report| counts_against_my_leader(node, report)).count();
-    if agreeing >= node.config.quorum() {
+    let agreeing = node
+        .fast
+        .fail_table
+        .iter()
+        .filter(|(id, report)| node.membership.is_voter(**id) && counts_against_my_leader(node, report))
+        .count();
+    if agreeing >= node.quorum() {
         let (leader, term) = (node.leader, node.term);
         let newest_term = node.fast.fail_table.values().map(|report| report.leader_term).max().unwrap_or(term);
         node.emit(Event::ObjectivelyDown { leader, term });

@@ -154,7 +154,12 @@ pub(crate) fn lost_leader(node: &Node) -> bool {
 
 /// This node's own data version as a vote for itself.
 pub(crate) fn own_vote(node: &Node) -> VoteChoice {
-    VoteChoice { candidate: node.config.id, last_log_term: node.log.last_term(), last_log_index: node.log.last_index() }
+    VoteChoice {
+        candidate: node.config.id,
+        last_log_term: node.log.last_term(),
+        last_log_index: node.log.last_index(),
+        priority: node.membership.priority(node.config.id),
+    }
 }
 
 /// Timers of a non-leader.
@@ -222,7 +227,8 @@ pub(super) fn route(node: &mut Node, message: Message) -> Option<Message> {
         adopt_newer_term(node, &message);
         match message.body {
             Body::SubjectiveDown { leader, leader_term, down, last_log_term, last_log_index } => {
-                let version = VoteChoice { candidate: message.from, last_log_term, last_log_index };
+                let priority = node.membership.priority(message.from);
+                let version = VoteChoice { candidate: message.from, last_log_term, last_log_index, priority };
                 detector::on_report(node, message.from, leader, leader_term, down, version)
             }
             Body::ObjectiveDown { leader, leader_term } => detector::on_objective_down(node, leader, leader_term),
@@ -264,7 +270,7 @@ pub(crate) fn broadcast_liveness(node: &mut Node, active: Vec<NodeId>) {
 }
 
 fn on_liveness(node: &mut Node, from: NodeId, term: Term, active: Vec<NodeId>) {
-    if active.iter().any(|id| !node.config.voters.contains(id)) {
+    if active.iter().any(|id| !node.voters.contains(id)) {
         node.dropped.record(DropReason::ImpossibleFields);
         return;
     }

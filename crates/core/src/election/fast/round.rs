@@ -241,12 +241,17 @@ fn on_established(node: &mut Node, from: NodeId, leader: NodeId, term: Term) {
         on_append_while_looking(node, leader);
     }
     let ballot = node.fast.round.as_ref().expect("looking").ballot;
-    let agreeing = node.fast.established.values().filter(|named| **named == (leader, term)).count();
+    let agreeing = node
+        .fast
+        .established
+        .iter()
+        .filter(|(id, named)| **named == (leader, term) && node.membership.is_voter(**id))
+        .count();
     // A leader of this round's term (or later) exists: follow it. An older leader
     // only if a majority still follows it (the down verdict was wrong).
     if term >= ballot {
         node.become_follower(term, Some(leader));
-    } else if agreeing >= node.config.quorum() {
+    } else if agreeing >= node.quorum() {
         node.become_follower(term, Some(leader));
         // Reports and ODOWN verdicts about that leader sent before the quorum
         // heard it again may still be in flight: they are stale.
@@ -355,8 +360,8 @@ fn adoptable(round: &Round, vote: &VoteChoice) -> bool {
 /// its candidate has not confirmed never finalizes: at the window's end
 /// `finalize` falls back instead.
 fn evaluate(node: &mut Node) {
-    let voters = node.config.voters.len();
-    let quorum = node.config.quorum();
+    let voters = node.voters.len();
+    let quorum = node.quorum();
     let now_ms = node.now_ms;
     let finalize_wait_ms = node.config.finalize_wait_ms;
     let election_timeout_ms = node.config.election_timeout_ms();
@@ -368,8 +373,12 @@ fn evaluate(node: &mut Node) {
         round.finalize_at_ms = None;
         return;
     }
-    let agreeing =
-        round.received.iter().filter(|(id, vote)| **vote == round.vote && !round.withdrawn.contains(id)).count();
+    let membership = &node.membership;
+    let agreeing = round
+        .received
+        .iter()
+        .filter(|(id, vote)| **vote == round.vote && !round.withdrawn.contains(id) && membership.is_voter(**id))
+        .count();
     if agreeing < quorum {
         round.finalize_at_ms = None;
         return;
@@ -395,7 +404,7 @@ fn evaluate(node: &mut Node) {
             || reported(member)
             || (Some(*member) != round.lost_leader && view.is_none_or(|(_, _, active)| active.contains(member)))
     };
-    let expected = node.config.voters.iter().filter(|member| can_vote(member)).count();
+    let expected = node.voters.iter().filter(|member| can_vote(member)).count();
     debug_assert!(expected <= voters);
     // Proof that the leader of this term is alive: the quorum hearing it may
     // form within the window, and the round then yields to it (`on_established`).
@@ -474,7 +483,7 @@ fn finalize(node: &mut Node) {
             node.votes.record(*early, true);
         }
         node.fast.candidate_deadline_ms = Some(node.now_ms + node.config.election_timeout_ms());
-        if node.votes.result(node.config.voters.len()) == VoteResult::Won {
+        if node.votes.result(node.voters.len()) == VoteResult::Won {
             node.fast.candidate_deadline_ms = None;
             node.become_leader();
         }
@@ -506,8 +515,11 @@ pub(super) fn resend_grant_if_due(node: &mut Node) {
 pub(super) fn on_grant(node: &mut Node, from: NodeId, term: Term, granted: bool) {
     match node.role {
         Role::Candidate if term == node.term => {
-            node.votes.record(from, granted);
-            let voters = node.config.voters.len();
+            // Only the voters of this node's membership count.
+            if node.membership.is_voter(from) {
+                node.votes.record(from, granted);
+            }
+            let voters = node.voters.len();
             // The cold start needs every member (see `correction::cold_start`).
             let won = if node.fast.cold_start_candidate {
                 node.votes.granted() == voters
@@ -529,14 +541,14 @@ pub(super) fn on_grant(node: &mut Node, from: NodeId, term: Term, granted: bool)
         Role::Looking => {
             // The voter finalized before this node did: keep its vote for later.
             let round = node.fast.round.as_mut().expect("looking");
-            if term == round.ballot && granted {
+            if term == round.ballot && granted && node.membership.is_voter(from) {
                 round.early_grants.insert(from);
                 // A quorum already bound itself to this node for this ballot: no
                 // other node can win it, so waiting for the rest of the votes
                 // would only cost time. `finalize` still checks the lease and
                 // this node's own log.
                 let named_self = round.vote.candidate == node.config.id;
-                if named_self && round.early_grants.len() + 1 >= node.config.quorum() {
+                if named_self && round.early_grants.len() + 1 >= node.quorum() {
                     finalize(node);
                 }
             }

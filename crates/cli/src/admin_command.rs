@@ -13,7 +13,8 @@ use crate::demo::client::{Reply, RespClient};
 /// `conclave admin` arguments.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// A node's client address (HOST:PORT); `transfer` must reach the leader.
+    /// A node's client address (HOST:PORT). Every command but `members` is
+    /// the leader's to run: a follower's redirect is followed.
     #[arg(long)]
     endpoint: String,
     /// The cluster's password, if it has one (`AUTH` is sent first).
@@ -41,7 +42,44 @@ enum AdminCommand {
         /// The member that is to lead.
         id: Option<u64>,
     },
+    /// Add node ID as a learner: it receives the log and a snapshot, and
+    /// never votes until promoted. Start it first with `conclave serve --join`.
+    AddLearner {
+        /// Its id: new, or the id of a node removed earlier.
+        id: u64,
+        /// Its peer address (IP:PORT).
+        #[arg(long)]
+        peer: SocketAddr,
+        /// Its client address (IP:PORT).
+        #[arg(long)]
+        client: SocketAddr,
+        /// Its HTTP address (IP:PORT), if it serves one.
+        #[arg(long)]
+        http: Option<SocketAddr>,
+    },
+    /// Make learner ID a voter; refused until it has caught up.
+    Promote {
+        /// The learner.
+        id: u64,
+    },
+    /// Remove member ID (the leader hands over first if it is the one).
+    Remove {
+        /// The member.
+        id: u64,
+    },
+    /// Set member ID's priority: among members with equal data the highest
+    /// leads; 0 = only when no one else can.
+    SetPriority {
+        /// The member.
+        id: u64,
+        /// Its priority.
+        priority: u32,
+    },
 }
+
+/// Redirects followed before giving up (a leader that hands over as it is
+/// asked, then a second change of leader).
+const MAX_REDIRECTS: usize = 3;
 
 pub fn run(args: AdminArgs) -> ExitCode {
     match execute(&args) {
@@ -57,7 +95,52 @@ pub fn run(args: AdminArgs) -> ExitCode {
 }
 
 fn execute(args: &AdminArgs) -> Result<String, String> {
-    let address = resolve(&args.endpoint)?;
+    let command = resp_command(&args.command);
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let mut endpoint = args.endpoint.clone();
+    for _ in 0..=MAX_REDIRECTS {
+        match ask(args, &endpoint, &command)? {
+            Reply::Simple(answer) => return Ok(answer),
+            Reply::Bulk(Some(json)) if matches!(args.command, AdminCommand::Members { json: true }) => {
+                return Ok(String::from_utf8_lossy(&json).into_owned())
+            }
+            Reply::Bulk(Some(json)) => return members_table(&json),
+            // `members` is answered by the leader only, but a follower's
+            // answer names it: every command follows the redirect.
+            Reply::Error(error) => match redirect(&error) {
+                Some(leader) => {
+                    eprintln!("conclave admin: {endpoint} does not lead; asking {leader}");
+                    endpoint = leader;
+                }
+                None => return Err(error),
+            },
+            other => return Err(format!("unexpected answer: {other:?}")),
+        }
+    }
+    Err(format!("still redirected after {MAX_REDIRECTS} redirects; the leader keeps changing"))
+}
+
+/// The RESP command for `command`.
+fn resp_command(command: &AdminCommand) -> Vec<String> {
+    let words: Vec<String> = match command {
+        AdminCommand::Members { .. } => vec!["MEMBERS".into()],
+        AdminCommand::Transfer { id: None } => vec!["TRANSFER".into()],
+        AdminCommand::Transfer { id: Some(target) } => vec!["TRANSFER".into(), target.to_string()],
+        AdminCommand::AddLearner { id, peer, client, http } => {
+            let mut words = vec!["ADD-LEARNER".into(), id.to_string(), peer.to_string(), client.to_string()];
+            words.extend(http.map(|http| http.to_string()));
+            words
+        }
+        AdminCommand::Promote { id } => vec!["PROMOTE".into(), id.to_string()],
+        AdminCommand::Remove { id } => vec!["REMOVE".into(), id.to_string()],
+        AdminCommand::SetPriority { id, priority } => vec!["SET-PRIORITY".into(), id.to_string(), priority.to_string()],
+    };
+    std::iter::once("ADMIN".to_string()).chain(words).collect()
+}
+
+/// Sends `command` to `endpoint` (after `AUTH` if there is a password).
+fn ask(args: &AdminArgs, endpoint: &str, command: &[&str]) -> Result<Reply, String> {
+    let address = resolve(endpoint)?;
     let timeout = Duration::from_millis(args.timeout_ms.max(1));
     let mut client = RespClient::connect(address, timeout).map_err(|error| format!("{address}: {error}"))?;
     if let Some(password) = &args.password {
@@ -67,24 +150,16 @@ fn execute(args: &AdminArgs) -> Result<String, String> {
             other => return Err(format!("{address}: unexpected answer to AUTH: {other:?}")),
         }
     }
-    let id;
-    let command: Vec<&str> = match &args.command {
-        AdminCommand::Members { .. } => vec!["ADMIN", "MEMBERS"],
-        AdminCommand::Transfer { id: None } => vec!["ADMIN", "TRANSFER"],
-        AdminCommand::Transfer { id: Some(target) } => {
-            id = target.to_string();
-            vec!["ADMIN", "TRANSFER", &id]
-        }
-    };
-    match client.command(&command).map_err(|error| format!("{address}: {error}"))? {
-        Reply::Simple(answer) => Ok(answer),
-        Reply::Bulk(Some(json)) if matches!(args.command, AdminCommand::Members { json: true }) => {
-            Ok(String::from_utf8_lossy(&json).into_owned())
-        }
-        Reply::Bulk(Some(json)) => members_table(&json),
-        Reply::Error(error) => Err(error),
-        other => Err(format!("unexpected answer: {other:?}")),
-    }
+    client.command(command).map_err(|error| format!("{address}: {error}"))
+}
+
+/// The leader's client address in a `NOTLEADER … node N does at HOST:PORT: …`
+/// redirect.
+fn redirect(error: &str) -> Option<String> {
+    let rest = error.strip_prefix("NOTLEADER ")?;
+    let (_, after) = rest.split_once(" does at ")?;
+    let (address, _) = after.split_once(": ")?;
+    Some(address.to_string())
 }
 
 /// `ADMIN MEMBERS`' JSON as a table.
@@ -105,16 +180,17 @@ fn members_table(json: &[u8]) -> Result<String, String> {
         field(&answer, "commit_index")
     )];
     lines.push(format!(
-        "{:>4}  {:<6}  {:<21}  {:<21}  {:<21}  {:>10}  {:>8}  {:>8}",
-        "ID", "ROLE", "PEER", "CLIENT", "HTTP", "MATCH", "LAG", "HEARD_MS"
+        "{:>4}  {:<7}  {:>8}  {:<21}  {:<21}  {:<21}  {:>10}  {:>8}  {:>8}",
+        "ID", "ROLE", "PRIORITY", "PEER", "CLIENT", "HTTP", "MATCH", "LAG", "HEARD_MS"
     ));
     for row in answer["members"].as_array().into_iter().flatten() {
         let role =
             if row["leader"] == serde_json::Value::Bool(true) { "leader".to_string() } else { field(row, "role") };
         lines.push(format!(
-            "{:>4}  {:<6}  {:<21}  {:<21}  {:<21}  {:>10}  {:>8}  {:>8}",
+            "{:>4}  {:<7}  {:>8}  {:<21}  {:<21}  {:<21}  {:>10}  {:>8}  {:>8}",
             field(row, "id"),
             role,
+            field(row, "priority"),
             field(row, "peer_address"),
             field(row, "client_address"),
             field(row, "http_address"),
@@ -132,4 +208,17 @@ fn resolve(endpoint: &str) -> Result<SocketAddr, String> {
         .map_err(|error| format!("--endpoint {endpoint}: {error} (expected HOST:PORT)"))?
         .next()
         .ok_or_else(|| format!("--endpoint {endpoint}: no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redirect_names_the_leaders_address() {
+        let error = "NOTLEADER this node does not lead; node 2 does at 127.0.0.1:7001: send it there";
+        assert_eq!(redirect(error).as_deref(), Some("127.0.0.1:7001"));
+        assert_eq!(redirect("NOTLEADER this node does not lead; node 2 does: send it there"), None);
+        assert_eq!(redirect("ERR membership change refused: node 4 is already a member"), None);
+    }
 }

@@ -33,6 +33,14 @@ pub struct CheckArgs {
     /// (docs/decisions/0099).
     #[arg(long, default_value_t = 0)]
     transfers: u32,
+    /// Nodes besides `--nodes` that start empty and wait to be added
+    /// (docs/design/membership.md).
+    #[arg(long, default_value_t = 0)]
+    joiners: u8,
+    /// Membership changes a serving leader proposes per execution, at most
+    /// (add a joiner as a learner, promote a learner, remove a member).
+    #[arg(long, default_value_t = 0)]
+    membership_changes: u32,
     /// Timer firings per execution (all nodes together; a refused redial acted
     /// on counts as one), at most; unbounded if left out.
     #[arg(long)]
@@ -177,6 +185,8 @@ pub fn run(args: CheckArgs) -> ExitCode {
     options.max_log_length = args.max_log;
     options.max_proposals = args.proposals;
     options.max_transfers = args.transfers;
+    options.joiners = args.joiners as usize;
+    options.max_membership_changes = args.membership_changes;
     options.max_crashes = args.crashes;
     options.max_timers = args.max_timers;
     options.drop_action = !args.no_drop;

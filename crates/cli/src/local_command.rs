@@ -109,6 +109,7 @@ pub fn members(args: &LocalArgs) -> std::io::Result<Vec<Member>> {
                 client_address: address(ip, args.base_port, 0, id, &mut held)?,
                 peer_address: address(ip, args.base_port, 100, id, &mut held)?,
                 http_address: Some(address(ip, args.base_port, 200, id, &mut held)?),
+                priority: None,
             })
         })
         .collect()
@@ -124,6 +125,7 @@ pub fn node_config(args: &LocalArgs, members: &[Member], id: u64, dir: &Path, ti
         initial_leader: Some(1),
         password: args.password.clone(),
         members: members.to_vec(),
+        join: false,
         timing,
         limits: Limits::default(),
         snapshot: Default::default(),

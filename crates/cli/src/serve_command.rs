@@ -37,6 +37,11 @@ pub struct ServeArgs {
     /// Override `election_mode`.
     #[arg(long, env = "CONCLAVE_ELECTION_MODE")]
     pub election_mode: Option<String>,
+    /// Start as a new, empty node that waits for the cluster's leader to add
+    /// it (`conclave admin add-learner`) instead of bootstrapping a cluster
+    /// of the config's `members` (which then need list only this node).
+    #[arg(long, env = "CONCLAVE_JOIN")]
+    pub join: bool,
     /// Override `password` (clients must AUTH with it).
     #[arg(long, env = "CONCLAVE_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
@@ -73,6 +78,9 @@ pub fn load_config(args: &ServeArgs) -> Result<ServerConfig, ServerError> {
     }
     if let Some(password) = &args.password {
         config.password = Some(password.clone());
+    }
+    if args.join {
+        config.join = true;
     }
     let node_id = config.node_id;
     if let Some(me) = config.members.iter_mut().find(|member| member.id == node_id) {

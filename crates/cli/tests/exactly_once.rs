@@ -232,7 +232,7 @@ fn pose_as_peer(cluster: &Cluster, from: u64, to: u64) -> TcpStream {
     let address = cluster.members[to as usize - 1].peer_address;
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let handshake = Handshake { magic: HANDSHAKE_MAGIC, cluster_id: 7, from, to };
+    let handshake = Handshake { magic: HANDSHAKE_MAGIC, cluster_id: 7, from, to, reply_to: None };
     stream.write_all(&frame::encode(&handshake, 4096).unwrap()).unwrap();
     let mut length = [0u8; 4];
     stream.read_exact(&mut length).unwrap();

@@ -56,14 +56,17 @@ fn admin_transfer_moves_leadership_and_bad_requests_are_refused_with_the_reason(
     let members = json["members"].as_array().unwrap();
     assert_eq!(members.len(), 3);
     assert!(members.iter().all(|member| member["role"] == "voter" && member["match_index"].as_u64() > Some(0)));
+    // Asked of a follower, the CLI follows the redirect to the leader.
     let output = admin(&cluster, leader, &["members"]);
-    assert!(!output.status.success() && text(&output.stderr).contains("NOTLEADER"), "{}", text(&output.stderr));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("does not lead; asking"), "{}", text(&output.stderr));
 
-    // Asked of a follower: refused, naming the leader; the CLI exits non-zero.
-    let output = admin(&cluster, leader, &["transfer"]);
-    assert!(!output.status.success());
-    let stderr = text(&output.stderr);
-    assert!(stderr.contains("NOTLEADER") && stderr.contains(&format!("node {target}")), "{stderr}");
+    // Asked of a follower over RESP: refused, naming the leader and where
+    // it is (the CLI follows that).
+    let mut follower = Client::connect(cluster.address(leader)).unwrap();
+    let refusal = error_text(follower.command(&["ADMIN", "TRANSFER"]).unwrap());
+    let at = format!("node {target} does at {}", cluster.address(target));
+    assert!(refusal.starts_with("NOTLEADER") && refusal.contains(&at), "{refusal}");
 
     // Malformed or impossible requests, straight over RESP.
     let mut client = Client::connect(cluster.address(target)).unwrap();

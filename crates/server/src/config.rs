@@ -26,6 +26,10 @@ pub struct Member {
     /// Where its HTTP status endpoint listens (optional).
     #[serde(default)]
     pub http_address: Option<SocketAddr>,
+    /// Breaks ties between equal data in elections; 0 = lead only when no
+    /// one else can (docs/design/membership.md). Default 1.
+    #[serde(default)]
+    pub priority: Option<u32>,
 }
 
 /// Every timing, in milliseconds (docs/operations.md for the protocol ones).
@@ -302,8 +306,16 @@ pub struct ServerConfig {
     /// When set, clients must `AUTH` with it before any other command.
     #[serde(default)]
     pub password: Option<String>,
-    /// Every member, this node included.
+    /// The members of a brand-new cluster, this node included
+    /// (docs/design/membership.md): once the log holds a membership, the
+    /// log's is used and a disagreement here is only reported. With `join`,
+    /// only this node's own entry (its addresses).
     pub members: Vec<Member>,
+    /// Start as a new, empty node that waits for a leader to add it
+    /// (`conclave admin add-learner`), instead of bootstrapping a cluster of
+    /// `members` (`conclave serve --join`).
+    #[serde(default)]
+    pub join: bool,
     /// Timings.
     #[serde(default)]
     pub timing: Timing,
@@ -428,6 +440,9 @@ impl ServerConfig {
             return Err(invalid("node_id", format!("node {} is not among the members {ids:?}", self.node_id)));
         }
         self.election_mode()?;
+        if self.join && self.initial_leader.is_some() {
+            return Err(invalid("initial_leader", "a node that joins a cluster leads no first term"));
+        }
         if let Some(leader) = self.initial_leader {
             if !self.members.iter().any(|member| member.id == leader) {
                 return Err(invalid("initial_leader", format!("node {leader} is not a member")));
@@ -606,8 +621,22 @@ impl ServerConfig {
 
     /// The core's configuration derived from this one.
     pub fn core_config(&self) -> conclave_core::Config {
-        let voters = self.members.iter().map(|member| member.id).collect();
+        // A joining node knows no voter: it waits for a leader to add it.
+        let voters = if self.join { Vec::new() } else { self.members.iter().map(|member| member.id).collect() };
         let mut core = conclave_core::Config::new(self.node_id, self.cluster_id, voters);
+        core.bootstrap_members = self
+            .members
+            .iter()
+            .map(|member| {
+                let addresses = conclave_core::MemberAddresses {
+                    peer: member.peer_address.to_string(),
+                    client: member.client_address.to_string(),
+                    http: member.http_address.map(|address| address.to_string()).unwrap_or_default(),
+                };
+                let priority = member.priority.unwrap_or(conclave_core::DEFAULT_PRIORITY);
+                (member.id, conclave_core::Member { voter: true, priority, addresses })
+            })
+            .collect();
         core.election_mode = self.election_mode().unwrap_or_default();
         core.heartbeat_interval_ms = self.timing.heartbeat_interval_ms;
         core.heartbeat_timeout_ms = self.timing.heartbeat_timeout_ms;

@@ -30,6 +30,7 @@ pub mod error;
 mod http;
 pub mod kv;
 pub mod logging;
+pub mod membership;
 pub mod observe;
 pub mod peer;
 pub mod resp;

@@ -17,10 +17,11 @@ use tracing::{info, warn};
 use crate::client::{self, ClientSettings};
 use crate::config::{EngineKind, ServerConfig};
 use crate::driver::admin::{self, AdminRequest, HandOverError, HandedOver};
-use crate::driver::{restore_store, Driver, Restored};
+use crate::driver::{restore_store, Driver, Published, Restored};
 use crate::error::ServerError;
 use crate::kv::engine::ENGINE_FILE;
 use crate::kv::{EngineIdentity, EngineStore, LsmStore, StateMachine};
+use crate::membership::MemberTable;
 use crate::observe::Observability;
 use crate::peer::Transport;
 use crate::status::NodeStatus;
@@ -144,6 +145,13 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         EngineKind::Memory => None,
     };
     let node = Node::new(config.core_config(), restored, rng, 0)?;
+    let members = MemberTable::resolve(node.membership(), node.membership_index().0, &config);
+    if let Some(disagreement) = crate::membership::config_disagreement(&members, &config) {
+        warn!(node = config.node_id, "{disagreement}");
+    }
+    if config.join && !node.status().voter && members.members.is_empty() {
+        info!(node = config.node_id, "waiting to be added to a cluster (conclave admin add-learner)");
+    }
     let restored = Restored { node, machine, applied_index, incoming };
 
     let peer_listener = bind(me.peer_address, "peers").await?;
@@ -165,13 +173,22 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
     let (client_tx, client_rx) = mpsc::channel(65_536);
     let (admin_tx, admin_rx) = mpsc::channel(16);
 
-    let transport = Transport::start(&config, peer_listener, peer_tx, gone_tx, stop_peers_rx);
-    let driver = Driver::new(&config, restored, wal, transport, status_tx, incarnation, observe.clone());
+    let transport = Transport::start(&config, &members, peer_listener, peer_tx, gone_tx, stop_peers_rx);
+    let (members_tx, members_rx) = watch::channel(Arc::new(members));
+    let published = Published { status: status_tx, members: members_tx };
+    let driver = Driver::new(&config, restored, wal, transport, published, incarnation, observe.clone());
     let grace = Duration::from_millis(config.timing.shutdown_grace_ms);
     let driver =
         spawn_driver(config.node_id, driver.run(peer_rx, gone_rx, client_rx, admin_rx, drain_rx.clone(), grace))?;
     let hand_over_wait = Duration::from_millis(2 * config.election_timeout_ms());
-    let settings = Arc::new(ClientSettings::new(&config, client_tx, admin_tx.clone(), status.clone(), observe.clone()));
+    let settings = Arc::new(ClientSettings::new(
+        &config,
+        client_tx,
+        admin_tx.clone(),
+        status.clone(),
+        members_rx,
+        observe.clone(),
+    ));
     tokio::spawn(client::run_listener(client_listener, settings, drain_rx.clone()));
     if let Some(listener) = http_listener {
         tokio::spawn(crate::http::run(listener, status.clone(), observe, drain_rx));

@@ -178,6 +178,7 @@ fn health_is_503_without_a_leader() {
                 peer_address: free_address(),
                 client_address: free_address(),
                 http_address: None,
+                priority: None,
             });
         }
     });

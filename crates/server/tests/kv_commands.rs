@@ -108,7 +108,13 @@ fn without_a_leader_a_request_waits_then_fails_with_tryagain() {
     // Node 1 of three whose peers never start: no quorum, no leader.
     let node = TestNode::start(|config| {
         config.members = (1..=3)
-            .map(|id| conclave_server::Member { id, peer_address: free(), client_address: free(), http_address: None })
+            .map(|id| conclave_server::Member {
+                id,
+                peer_address: free(),
+                client_address: free(),
+                http_address: None,
+                priority: None,
+            })
             .collect();
         config.timing.leader_wait_ms = 300;
         config.timing.request_timeout_ms = 1_000;

@@ -24,7 +24,13 @@ impl TestCluster {
     fn start() -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let members: Vec<Member> = (1..=3)
-            .map(|id| Member { id, peer_address: free_address(), client_address: free_address(), http_address: None })
+            .map(|id| Member {
+                id,
+                peer_address: free_address(),
+                client_address: free_address(),
+                http_address: None,
+                priority: None,
+            })
             .collect();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let servers = (1..=3)
@@ -37,6 +43,7 @@ impl TestCluster {
                     initial_leader: Some(1),
                     password: None,
                     members: members.clone(),
+                    join: false,
                     timing: Timing::default(),
                     limits: Limits::default(),
                     snapshot: Default::default(),

@@ -211,12 +211,18 @@ fn client_errors() -> BTreeSet<String> {
             errors.insert(shown(&format!("ERR {message}")));
         }
     }
-    // Operator commands' errors (`ADMIN …`): `HandOverError`'s texts.
+    // Operator commands' errors (`ADMIN …`): `HandOverError`'s texts, and
+    // every literal that starts like an error (`ChangeFailure`, redirects).
     let admin = source_without_tests("src/driver/admin.rs");
     for (marker, _) in admin.match_indices("write!(") {
         let quote = marker + admin[marker..].find('"').expect("a format string");
         let (message, _) = string_literal(&admin, quote);
         errors.insert(shown(&message));
+    }
+    for literal in string_literals(&admin) {
+        if ["ERR ", "TRYAGAIN ", "NOTLEADER "].iter().any(|prefix| literal.starts_with(prefix)) {
+            errors.insert(shown(&literal));
+        }
     }
     // The core's proposal errors, relayed the same way.
     let core = read(&crate_dir().join("../core/src/node/mod.rs"));

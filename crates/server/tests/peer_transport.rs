@@ -36,16 +36,24 @@ fn outgoing_peer_connections_bind_to_the_own_peer_ip() {
     let _node = TestNode::start(|config| {
         config.node_id = 2;
         config.members = vec![
-            Member { id: 1, peer_address: fake_address, client_address: free_address(peer_ip), http_address: None },
+            Member {
+                id: 1,
+                peer_address: fake_address,
+                client_address: free_address(peer_ip),
+                http_address: None,
+                priority: None,
+            },
             Member {
                 id: 2,
                 peer_address: free_address(own_ip),
                 client_address: free_address(own_ip),
                 http_address: None,
+                priority: None,
             },
         ];
     });
     let (from, handshake) = on_accept.recv_timeout(Duration::from_secs(10)).expect("node 2 dials node 1");
     assert_eq!(from.ip(), own_ip, "the connection comes from the node's own peer IP");
-    assert_eq!(handshake, Handshake { magic: HANDSHAKE_MAGIC, cluster_id: 7, from: 2, to: 1 });
+    assert_eq!((handshake.magic, handshake.cluster_id, handshake.from, handshake.to), (HANDSHAKE_MAGIC, 7, 2, 1));
+    assert!(handshake.reply_to.is_some_and(|address| address.ip() == own_ip), "it says where to dial it back");
 }

@@ -31,7 +31,13 @@ impl Cluster {
     fn new(nodes: u64) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let members: Vec<Member> = (1..=nodes)
-            .map(|id| Member { id, peer_address: free_address(), client_address: free_address(), http_address: None })
+            .map(|id| Member {
+                id,
+                peer_address: free_address(),
+                client_address: free_address(),
+                http_address: None,
+                priority: None,
+            })
             .collect();
         let configs = members
             .iter()
@@ -219,7 +225,9 @@ mod fake_leader {
     pub fn connect(peer_address: std::net::SocketAddr) -> TcpStream {
         let mut stream = TcpStream::connect(peer_address).unwrap();
         stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-        let bytes = frame::encode(&Handshake { magic: HANDSHAKE_MAGIC, cluster_id: 7, from: 1, to: 2 }, 4096).unwrap();
+        let bytes =
+            frame::encode(&Handshake { magic: HANDSHAKE_MAGIC, cluster_id: 7, from: 1, to: 2, reply_to: None }, 4096)
+                .unwrap();
         stream.write_all(&bytes).unwrap();
         let mut length = [0u8; 4];
         stream.read_exact(&mut length).unwrap();
@@ -282,7 +290,13 @@ fn follower_of_a_fake_leader(data_dir: PathBuf) -> support::node::TestNode {
 /// [`follower_of_a_fake_leader`] on `engine` (unset: the default's choice).
 fn follower_of_a_fake_leader_on(data_dir: PathBuf, engine: Option<EngineKind>) -> support::node::TestNode {
     let members: Vec<Member> = (1..=2)
-        .map(|id| Member { id, peer_address: free_address(), client_address: free_address(), http_address: None })
+        .map(|id| Member {
+            id,
+            peer_address: free_address(),
+            client_address: free_address(),
+            http_address: None,
+            priority: None,
+        })
         .collect();
     support::node::TestNode::start(move |config| {
         config.node_id = 2;

@@ -387,3 +387,45 @@ fn a_leader_transfer_keeps_every_property_in_gapless_mode() {
     assert_all_hold(&report);
     assert!(report.complete, "{}", report.to_text());
 }
+
+/// The membership plan (docs/design/membership.md): three voters, a joiner
+/// added as a learner, promoted, then an original voter removed — 3 → 4 → 3.
+fn membership_options(mode: ElectionMode, depth: usize) -> CheckOptions {
+    let mut options = CheckOptions::new(mode, 3, depth);
+    options.joiners = 1;
+    options.max_membership_changes = 3;
+    options.max_timers = Some(1);
+    options.drop_action = false;
+    options.advance_action = false;
+    options.max_proposals = 0;
+    options.max_crashes = 0;
+    options.max_term = 1;
+    options.max_log_length = 5;
+    if mode.exchanges_votes() {
+        options.initial_leader = Some(1);
+    } else {
+        options.pre_vote = false;
+    }
+    options
+}
+
+// Every property holds while the cluster grows to four voters and shrinks
+// back to three, in every order of the changes' messages.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn raft_keeps_every_property_while_a_voter_is_added_and_another_removed() {
+    let report = run(membership_options(ElectionMode::Raft, 23));
+    assert_all_hold(&report);
+    assert!(report.complete, "{}", report.to_text());
+    assert!(report.milestones.contains_key("voter_added_then_removed"), "{}", report.to_text());
+    assert!(report.bounds.contains("joiners=1") && report.bounds.contains("membership_changes=3"), "{}", report.bounds);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "an exhaustive search: run with `cargo test --release`")]
+fn conclave_keeps_every_property_while_a_voter_is_added_and_another_removed() {
+    let report = run(membership_options(ElectionMode::Conclave, 22));
+    assert_all_hold(&report);
+    assert!(report.complete, "{}", report.to_text());
+    assert!(report.milestones.contains_key("voter_added_then_removed"), "{}", report.to_text());
+}

@@ -139,7 +139,7 @@ mod tests {
     }
 
     fn member(id: u64, peer_address: SocketAddr) -> Member {
-        Member { id, peer_address, client_address: peer_address, http_address: None }
+        Member { id, peer_address, client_address: peer_address, http_address: None, priority: None }
     }
 
     fn round_trip(address: SocketAddr) -> std::io::Result<Vec<u8>> {

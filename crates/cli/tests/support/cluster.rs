@@ -48,6 +48,7 @@ impl Cluster {
                 peer_address: free_address(&mut held),
                 client_address: free_address(&mut held),
                 http_address: None,
+                priority: None,
             })
             .collect();
         drop(held);
@@ -60,6 +61,7 @@ impl Cluster {
                 initial_leader: None,
                 password: None,
                 members: members.clone(),
+                join: false,
                 timing: Default::default(),
                 limits: Default::default(),
                 snapshot: Default::default(),
@@ -73,6 +75,36 @@ impl Cluster {
         }
         let children = (0..nodes).map(|_| None).collect();
         Cluster { dir, members, children }
+    }
+
+    /// Configs for a cluster of `voters` (bootstrapped from them) and
+    /// `joiners` more nodes, ids after them, each configured to wait to be
+    /// added (`join = true`, its own entry only). None started.
+    pub fn with_joiners(voters: u64, joiners: u64) -> Cluster {
+        let cluster = Cluster::new(voters + joiners);
+        let bootstrap: Vec<Member> = cluster.members[..voters as usize].to_vec();
+        for id in 1..=voters {
+            cluster.edit_config(id, |config| config.members = bootstrap.clone());
+        }
+        for id in voters + 1..=voters + joiners {
+            cluster.make_joiner(id);
+        }
+        cluster
+    }
+
+    /// Rewrites node `id`'s config to join an existing cluster (its own
+    /// entry only, `join = true`).
+    pub fn make_joiner(&self, id: u64) {
+        let own = self.members[id as usize - 1].clone();
+        self.edit_config(id, |config| {
+            config.members = vec![own];
+            config.join = true;
+        });
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}"))
     }
 
     /// Writes configs and starts every node.

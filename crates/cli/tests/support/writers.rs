@@ -19,6 +19,9 @@ const WRITER_ATTEMPTS: usize = 200_000;
 pub struct Writers {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<(String, Instant)>>>,
+    /// Error replies (not broken connections, whose writes are retried
+    /// under a new key elsewhere).
+    errors: Arc<Mutex<Vec<String>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -28,9 +31,11 @@ impl Writers {
     pub fn start(addresses: Vec<SocketAddr>, threads: usize, prefix: &str) -> Writers {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..threads)
             .map(|thread| {
                 let (stop, acked, addresses) = (stop.clone(), acked.clone(), addresses.clone());
+                let errors = errors.clone();
                 let prefix = prefix.to_string();
                 std::thread::spawn(move || {
                     let deadline = Instant::now() + WRITER_DEADLINE;
@@ -51,14 +56,19 @@ impl Writers {
                         let key = format!("{prefix}{thread}-{attempt}");
                         match connection.command(&["SET", &key, &key]) {
                             Ok(Reply::Simple(ok)) if ok == "OK" => acked.lock().unwrap().push((key, Instant::now())),
-                            Ok(_) => {}
+                            Ok(other) => errors.lock().unwrap().push(format!("SET {key}: {other:?}")),
                             Err(_) => client = None,
                         }
                     }
                 })
             })
             .collect();
-        Writers { stop, acked, threads }
+        Writers { stop, acked, errors, threads }
+    }
+
+    /// The error replies so far.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap().clone()
     }
 
     /// Writes acknowledged so far.

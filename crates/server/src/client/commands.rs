@@ -1,6 +1,8 @@
 //! What each client command means: answered at once (PING, INFO, AUTH, …) or a
 //! [`KvCommand`] for the replicated store.
 
+use conclave_core::{MemberAddresses, MembershipChange};
+
 use crate::driver::admin::AdminCommand;
 use crate::kv::{KvCommand, SetCondition};
 use crate::resp::reply;
@@ -203,26 +205,78 @@ fn is_direct(name: &str) -> bool {
     )
 }
 
-/// `ADMIN TRANSFER [ID]`: hand leadership over to member `ID`, or to the
-/// most up-to-date member (docs/operations.md, "Leader transfer");
-/// `ADMIN MEMBERS`: the members as the leader sees them.
+/// `ADMIN …` (docs/operations.md, "Leader transfer" and "Membership changes"):
+/// `MEMBERS`; `TRANSFER [ID]`; `ADD-LEARNER ID PEER CLIENT [HTTP]`;
+/// `PROMOTE ID`; `REMOVE ID`; `SET-PRIORITY ID P`.
 fn admin(rest: &[Vec<u8>]) -> Action {
     let Some(subcommand) = rest.first().map(|word| String::from_utf8_lossy(word).to_ascii_lowercase()) else {
         return wrong_arity("admin");
     };
-    match (subcommand.as_str(), &rest[1..]) {
-        ("members", []) => Action::Admin(AdminCommand::Members),
-        ("members", _) => error("ERR wrong number of arguments for 'admin members': ADMIN MEMBERS"),
-        ("transfer", []) => Action::Admin(AdminCommand::Transfer { target: None }),
-        ("transfer", [id]) => match std::str::from_utf8(id).ok().and_then(|id| id.parse::<u64>().ok()) {
-            Some(id) if id > 0 => Action::Admin(AdminCommand::Transfer { target: Some(id) }),
-            _ => error(&format!(
-                "ERR ADMIN TRANSFER: '{}' is not a member id (a positive integer)",
-                String::from_utf8_lossy(id)
-            )),
-        },
-        ("transfer", _) => error("ERR wrong number of arguments for 'admin transfer': ADMIN TRANSFER [ID]"),
-        (other, _) => error(&format!("ERR unknown ADMIN subcommand '{other}' (known: MEMBERS, TRANSFER)")),
+    let arguments = &rest[1..];
+    let parsed = match (subcommand.as_str(), arguments) {
+        ("members", []) => Ok(AdminCommand::Members),
+        ("transfer", []) => Ok(AdminCommand::Transfer { target: None }),
+        ("transfer", [id]) => member_id("TRANSFER", id).map(|id| AdminCommand::Transfer { target: Some(id) }),
+        ("add-learner", [id, peer, client, http @ ..]) if http.len() <= 1 => (|| {
+            let id = member_id("ADD-LEARNER", id)?;
+            let peer = address("ADD-LEARNER", peer)?;
+            let client = address("ADD-LEARNER", client)?;
+            let http = http.first().map(|http| address("ADD-LEARNER", http)).transpose()?.unwrap_or_default();
+            let addresses = MemberAddresses { peer, client, http };
+            Ok(AdminCommand::Change(MembershipChange::AddLearner { id, addresses }))
+        })(),
+        ("promote", [id]) => member_id("PROMOTE", id).map(|id| AdminCommand::Change(MembershipChange::Promote { id })),
+        ("remove", [id]) => member_id("REMOVE", id).map(|id| AdminCommand::Change(MembershipChange::Remove { id })),
+        ("set-priority", [id, priority]) => (|| {
+            let id = member_id("SET-PRIORITY", id)?;
+            let priority = std::str::from_utf8(priority).ok().and_then(|text| text.parse::<u32>().ok()).ok_or_else(
+                || {
+                    format!(
+                        "ERR ADMIN SET-PRIORITY: '{}' is not a priority (an integer from 0 to 4294967295)",
+                        String::from_utf8_lossy(priority)
+                    )
+                },
+            )?;
+            Ok(AdminCommand::Change(MembershipChange::SetPriority { id, priority }))
+        })(),
+        (known, _) if ADMIN_USAGE.iter().any(|(name, _)| *name == known) => {
+            let usage = ADMIN_USAGE.iter().find(|(name, _)| *name == known).map_or("", |(_, usage)| usage);
+            Err(format!("ERR wrong number of arguments for 'admin {known}': {usage}"))
+        }
+        (other, _) => Err(format!(
+            "ERR unknown ADMIN subcommand '{other}' (known: MEMBERS, TRANSFER, ADD-LEARNER, PROMOTE, REMOVE, SET-PRIORITY)"
+        )),
+    };
+    match parsed {
+        Ok(command) => Action::Admin(command),
+        Err(message) => error(&message),
+    }
+}
+
+/// Each `ADMIN` subcommand and its arguments, for arity errors.
+const ADMIN_USAGE: [(&str, &str); 6] = [
+    ("members", "ADMIN MEMBERS"),
+    ("transfer", "ADMIN TRANSFER [ID]"),
+    ("add-learner", "ADMIN ADD-LEARNER ID PEER_ADDRESS CLIENT_ADDRESS [HTTP_ADDRESS]"),
+    ("promote", "ADMIN PROMOTE ID"),
+    ("remove", "ADMIN REMOVE ID"),
+    ("set-priority", "ADMIN SET-PRIORITY ID PRIORITY"),
+];
+
+fn member_id(subcommand: &str, word: &[u8]) -> Result<u64, String> {
+    match std::str::from_utf8(word).ok().and_then(|id| id.parse::<u64>().ok()) {
+        Some(id) if id > 0 => Ok(id),
+        _ => Err(format!(
+            "ERR ADMIN {subcommand}: '{}' is not a member id (a positive integer)",
+            String::from_utf8_lossy(word)
+        )),
+    }
+}
+
+fn address(subcommand: &str, word: &[u8]) -> Result<String, String> {
+    match std::str::from_utf8(word).ok().and_then(|text| text.parse::<std::net::SocketAddr>().ok()) {
+        Some(address) => Ok(address.to_string()),
+        None => Err(format!("ERR ADMIN {subcommand}: '{}' is not an IP:PORT address", String::from_utf8_lossy(word))),
     }
 }
 
@@ -439,7 +493,38 @@ mod tests {
         assert!(reply_text(run("ADMIN transfer -1", None, &mut session)).contains("'-1' is not a member id"));
         assert_eq!(run("admin Members", None, &mut session), Action::Admin(AdminCommand::Members));
         assert!(reply_text(run("ADMIN members now", None, &mut session)).contains("ADMIN MEMBERS"));
-        assert!(reply_text(run("ADMIN remove 2", None, &mut session)).contains("unknown ADMIN subcommand 'remove'"));
+        assert!(reply_text(run("ADMIN evict 2", None, &mut session)).contains("unknown ADMIN subcommand 'evict'"));
+        // Membership changes.
+        let add = run("ADMIN add-learner 4 127.0.0.1:7103 127.0.0.1:7003", None, &mut session);
+        let addresses =
+            MemberAddresses { peer: "127.0.0.1:7103".into(), client: "127.0.0.1:7003".into(), http: String::new() };
+        assert_eq!(add, Action::Admin(AdminCommand::Change(MembershipChange::AddLearner { id: 4, addresses })));
+        let with_http = run("ADMIN ADD-LEARNER 4 127.0.0.1:7103 127.0.0.1:7003 127.0.0.1:7203", None, &mut session);
+        assert!(matches!(with_http, Action::Admin(AdminCommand::Change(MembershipChange::AddLearner { .. }))));
+        assert_eq!(
+            run("ADMIN promote 4", None, &mut session),
+            Action::Admin(AdminCommand::Change(MembershipChange::Promote { id: 4 }))
+        );
+        assert_eq!(
+            run("ADMIN remove 2", None, &mut session),
+            Action::Admin(AdminCommand::Change(MembershipChange::Remove { id: 2 }))
+        );
+        assert_eq!(
+            run("ADMIN set-priority 3 0", None, &mut session),
+            Action::Admin(AdminCommand::Change(MembershipChange::SetPriority { id: 3, priority: 0 }))
+        );
+        let refused = |line: &str, words: &str, session: &mut Session| {
+            let text = reply_text(run(line, None, session));
+            assert!(text.contains(words), "{line}: {text}");
+        };
+        refused("ADMIN add-learner 4 nowhere 127.0.0.1:7003", "'nowhere' is not an IP:PORT address", &mut session);
+        refused("ADMIN add-learner 0 127.0.0.1:1 127.0.0.1:2", "'0' is not a member id", &mut session);
+        refused("ADMIN add-learner 4 127.0.0.1:1", "ADMIN ADD-LEARNER ID PEER_ADDRESS", &mut session);
+        refused("ADMIN promote", "ADMIN PROMOTE ID", &mut session);
+        refused("ADMIN promote four", "'four' is not a member id", &mut session);
+        refused("ADMIN remove 1 2", "ADMIN REMOVE ID", &mut session);
+        refused("ADMIN set-priority 3 high", "'high' is not a priority", &mut session);
+        refused("ADMIN set-priority 3 -1", "'-1' is not a priority", &mut session);
         // Not queued in a transaction, and not before AUTH.
         assert_eq!(reply_text(run("MULTI", None, &mut session)), "+OK\r\n");
         assert!(reply_text(run("ADMIN transfer", None, &mut session)).contains("cannot be queued"));

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use conclave_core::{MembershipChange, NodeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
@@ -20,6 +21,7 @@ use crate::driver::admin::{self, AdminCommand, AdminRequest};
 use crate::driver::requests::RequestError;
 use crate::driver::ClientRequest;
 use crate::kv::KvReply;
+use crate::membership::MemberTable;
 use crate::observe::metrics::increment;
 use crate::observe::Observability;
 use crate::resp::{self, reply, ParseLimits, Request};
@@ -43,8 +45,10 @@ pub(crate) struct ClientSettings {
     pub(crate) admin: mpsc::Sender<AdminRequest>,
     /// How long `ADMIN TRANSFER` waits for the new leader: two election timeouts.
     pub(crate) hand_over_wait: Duration,
-    /// The members, for `ADMIN MEMBERS`.
-    pub(crate) members: Vec<crate::config::Member>,
+    /// How long a membership change may take to commit.
+    pub(crate) change_wait: Duration,
+    /// The membership, resolved, for `ADMIN MEMBERS` and redirects.
+    pub(crate) members: watch::Receiver<Arc<MemberTable>>,
     pub(crate) status: watch::Receiver<NodeStatus>,
     pub(crate) observe: Arc<Observability>,
 }
@@ -55,6 +59,7 @@ impl ClientSettings {
         to_driver: mpsc::Sender<ClientRequest>,
         admin: mpsc::Sender<AdminRequest>,
         status: watch::Receiver<NodeStatus>,
+        members: watch::Receiver<Arc<MemberTable>>,
         observe: Arc<Observability>,
     ) -> ClientSettings {
         let limits = &config.limits;
@@ -75,7 +80,10 @@ impl ClientSettings {
             to_driver,
             admin,
             hand_over_wait: Duration::from_millis(2 * config.election_timeout_ms()),
-            members: config.members.clone(),
+            // A change commits in a round trip; a slow disk or a catch-up
+            // may take longer, never an election timeout's worth of waits.
+            change_wait: Duration::from_millis((4 * config.election_timeout_ms()).max(5_000)),
+            members,
             status,
             observe,
         }
@@ -162,30 +170,17 @@ async fn serve(
                             close = true;
                             break;
                         }
-                        Action::Admin(AdminCommand::Members) => {
-                            let status = settings.status.borrow().clone();
-                            let mut bytes = Vec::new();
-                            match admin::members_json(&status, &settings.members) {
-                                Some(json) => reply::bulk(&mut bytes, json.as_bytes()),
-                                None => reply::error(&mut bytes, &admin::not_leader(status.leader)),
-                            }
-                            pending.push(Pending::Ready(bytes));
-                        }
-                        Action::Admin(AdminCommand::Transfer { target }) => {
+                        Action::Admin(command) => {
                             // Waits here: an operator's command, one at a time.
-                            let outcome = admin::hand_over(
-                                &settings.admin,
-                                settings.status.clone(),
-                                target,
-                                settings.hand_over_wait,
-                            )
-                            .await;
-                            let mut bytes = Vec::new();
-                            match outcome {
-                                Ok(done) => reply::simple(&mut bytes, &transfer_done(&done)),
-                                Err(error) => reply::error(&mut bytes, &error.to_string()),
-                            }
-                            pending.push(Pending::Ready(bytes));
+                            pending.push(Pending::Ready(run_admin(settings, command).await));
+                        }
+                        Action::Kv(_) if *shutdown.borrow() => {
+                            // Draining: requests read before it are answered;
+                            // this one is not taken, and the connection closes
+                            // without an answer, so the client sends it again
+                            // to another node (it never reached this one's log).
+                            close = true;
+                            break;
                         }
                         Action::Kv(command) => {
                             let (reply, answer) = oneshot::channel();
@@ -286,6 +281,74 @@ async fn read_with_timeout(
 }
 
 /// The answer to a finished `ADMIN TRANSFER`.
+/// Runs an `ADMIN` command and returns its reply.
+async fn run_admin(settings: &ClientSettings, command: AdminCommand) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let members = settings.members.borrow().clone();
+    match command {
+        AdminCommand::Members => {
+            let status = settings.status.borrow().clone();
+            match admin::members_json(&status, &members) {
+                Some(json) => reply::bulk(&mut bytes, json.as_bytes()),
+                None => reply::error(&mut bytes, &admin::not_leader_at(status.leader, &members)),
+            }
+        }
+        AdminCommand::Transfer { target } => {
+            let outcome =
+                admin::hand_over(&settings.admin, settings.status.clone(), target, settings.hand_over_wait).await;
+            match outcome {
+                Ok(done) => reply::simple(&mut bytes, &transfer_done(&done)),
+                Err(admin::HandOverError::Refused(conclave_core::TransferError::NotLeader { leader })) => {
+                    reply::error(&mut bytes, &admin::not_leader_at(leader, &members))
+                }
+                Err(error) => reply::error(&mut bytes, &error.to_string()),
+            }
+        }
+        AdminCommand::Change(MembershipChange::Remove { id })
+            if is_leading(settings, id)
+                && members.members.iter().filter(|member| member.role == "voter").count() == 1 =>
+        {
+            let error = conclave_core::ChangeError::Invalid(conclave_core::InvalidChange::LastVoter(id));
+            reply::error(&mut bytes, &admin::ChangeFailure::Refused(error).describe(&members));
+        }
+        AdminCommand::Change(MembershipChange::Remove { id }) if is_leading(settings, id) => {
+            // The leader hands over first (docs/design/membership.md); the
+            // new leader removes it, and the redirect says where that is.
+            let outcome =
+                admin::hand_over(&settings.admin, settings.status.clone(), None, settings.hand_over_wait).await;
+            match outcome {
+                Ok(done) => reply::error(&mut bytes, &admin::not_leader_at(Some(done.leader), &members)),
+                Err(error) => reply::error(&mut bytes, &error.to_string()),
+            }
+        }
+        AdminCommand::Change(change) => {
+            let summary = describe_change(&change);
+            let outcome =
+                admin::change_membership(&settings.admin, settings.status.clone(), change, settings.change_wait).await;
+            match outcome {
+                Ok(done) => reply::simple(&mut bytes, &format!("OK {summary}: committed at index {}", done.index)),
+                Err(failure) => reply::error(&mut bytes, &failure.describe(&settings.members.borrow())),
+            }
+        }
+    }
+    bytes
+}
+
+/// Whether this node leads and is member `id`.
+fn is_leading(settings: &ClientSettings, id: NodeId) -> bool {
+    let status = settings.status.borrow();
+    status.node_id == id && status.role == conclave_core::Role::Leader
+}
+
+fn describe_change(change: &MembershipChange) -> String {
+    match change {
+        MembershipChange::AddLearner { id, .. } => format!("node {id} added as a learner"),
+        MembershipChange::Promote { id } => format!("node {id} promoted to voter"),
+        MembershipChange::Remove { id } => format!("node {id} removed"),
+        MembershipChange::SetPriority { id, priority } => format!("node {id} has priority {priority}"),
+    }
+}
+
 fn transfer_done(done: &admin::HandedOver) -> String {
     match done.leader_term {
         Some(leader_term) => format!("OK node {} leads term {} (leader term {leader_term})", done.leader, done.term),

@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::kv::{Envelope, KvCommand};
+use crate::membership::MemberTable;
 use crate::observe::metrics::{increment, increment_by};
 use crate::observe::{wall_clock_ms, Observability};
 use crate::peer::frame::{ForwardOutcome, ForwardResult, PeerFrame};
@@ -124,6 +125,19 @@ pub(crate) struct Driver {
     cache_bytes: u64,
     /// Linearizable reads this node's core holds as leader.
     reads: reads::Reads,
+    /// The membership the core acts on, resolved, for the transport and the
+    /// client API (`membership::MemberTable`).
+    members: watch::Sender<Arc<MemberTable>>,
+    /// To resolve the members' addresses the log leaves empty.
+    server_config: ServerConfig,
+}
+
+/// What the driver publishes for the other tasks to read.
+pub(crate) struct Published {
+    /// The node's status, after every step.
+    pub(crate) status: watch::Sender<NodeStatus>,
+    /// The membership, resolved, when it changes.
+    pub(crate) members: watch::Sender<Arc<MemberTable>>,
 }
 
 impl Driver {
@@ -132,10 +146,11 @@ impl Driver {
         restored: Restored,
         wal: Wal,
         transport: Transport,
-        status: watch::Sender<NodeStatus>,
+        published: Published,
         incarnation: u64,
         observe: Arc<Observability>,
     ) -> Driver {
+        let Published { status, members } = published;
         let timing = &config.timing;
         let Restored { node, machine, applied_index, incoming } = restored;
         let (report_sender, reports) = mpsc::unbounded_channel();
@@ -183,7 +198,29 @@ impl Driver {
             engine_name: config.state_machine.engine().name(),
             cache_bytes: config.state_machine.cache_bytes_bound(),
             reads: reads::Reads::default(),
+            members,
+            server_config: config.clone(),
         }
+    }
+
+    /// The core's membership changed: dial the new members, stop dialling
+    /// the ones that left, and publish the table (docs/design/membership.md).
+    pub(crate) fn publish_members(&mut self) {
+        let (index, _) = self.node.membership_index();
+        let table = MemberTable::resolve(self.node.membership(), index, &self.server_config);
+        if **self.members.borrow() == table {
+            return;
+        }
+        info!(
+            node = self.node.id(),
+            index,
+            voters = ?self.node.membership().voters(),
+            learners = ?self.node.membership().learners(),
+            voter = self.node.status().voter,
+            "membership changed"
+        );
+        self.transport.set_members(&table);
+        self.members.send_replace(Arc::new(table));
     }
 
     /// The status a driver for `config` publishes before it starts.
@@ -241,7 +278,9 @@ impl Driver {
         let mut housekeeping = StepStart::now();
         loop {
             if let Some(deadline) = drain_deadline {
-                if self.requests.len() == 0 || Instant::now() >= deadline {
+                // Requests a connection handed over before the drain began are
+                // in flight too: they are answered, not failed.
+                if (self.requests.len() == 0 && clients.is_empty()) || Instant::now() >= deadline {
                     break;
                 }
             }
@@ -512,6 +551,7 @@ impl Driver {
                 self.election = Some(ElectionRound { ballot, candidate, finalized: true })
             }
             Event::LeaderTermCommitted { .. } => self.end_failover(),
+            Event::MembershipChanged { .. } => self.publish_members(),
             // Modes without leader terms have no BecomeLeader entry to wait for.
             Event::LeaderChanged { leader: Some(leader), .. } => {
                 // Writes sent to the lost leader go to the new one under the
@@ -636,22 +676,40 @@ impl Driver {
     /// on the published status (`admin::hand_over`).
     fn on_admin(&mut self, request: admin::AdminRequest) {
         self.advance_clock();
-        let target = request.target;
-        let term = self.node.term();
-        let leader_term = self.node.committed_leader_term().map(|record| record.leader_term);
-        let answer = match self.node.transfer_leadership(target) {
-            Ok(started) => {
-                let target = started.target;
-                info!(node = self.node.id(), target, term, "handing leadership over");
-                self.enqueue(started.output);
-                Ok(admin::TransferAccepted { target, term, leader_term })
+        match request {
+            admin::AdminRequest::Transfer { target, reply } => {
+                let term = self.node.term();
+                let leader_term = self.node.committed_leader_term().map(|record| record.leader_term);
+                let answer = match self.node.transfer_leadership(target) {
+                    Ok(started) => {
+                        let target = started.target;
+                        info!(node = self.node.id(), target, term, "handing leadership over");
+                        self.enqueue(started.output);
+                        Ok(admin::TransferAccepted { target, term, leader_term })
+                    }
+                    Err(error) => {
+                        info!(node = self.node.id(), %error, "leader transfer refused");
+                        Err(error)
+                    }
+                };
+                let _ = reply.send(answer);
             }
-            Err(error) => {
-                info!(node = self.node.id(), %error, "leader transfer refused");
-                Err(error)
+            admin::AdminRequest::Change { change, reply } => {
+                let answer = match self.node.change_membership(change.clone()) {
+                    Ok(proposal) => {
+                        info!(node = self.node.id(), ?change, index = proposal.index, "membership change proposed");
+                        let accepted = admin::ChangeAccepted { index: proposal.index, term: proposal.term };
+                        self.enqueue(proposal.output);
+                        Ok(accepted)
+                    }
+                    Err(error) => {
+                        info!(node = self.node.id(), ?change, %error, "membership change refused");
+                        Err(error)
+                    }
+                };
+                let _ = reply.send(answer);
             }
-        };
-        let _ = request.reply.send(answer);
+        }
     }
 
     /// A follower's client command: propose it if we lead, and say where it went.

@@ -385,6 +385,7 @@ impl Driver {
         self.node = Node::new(self.core_config.clone(), restored, rng, self.last_tick_ms)?;
         self.reload_pending = false;
         info!(node = self.node.id(), applied_index = self.applied_index, "core restarted from the WAL");
+        self.publish_members();
         let first = self.node.tick(self.last_tick_ms);
         self.enqueue(first);
         Ok(())

@@ -26,7 +26,7 @@ use thiserror::Error;
 use crate::kv::{KvCommand, KvReply};
 
 /// The only frame version this build speaks.
-pub const FRAME_VERSION: u8 = 5;
+pub const FRAME_VERSION: u8 = 6;
 
 /// Marks a Conclave peer handshake ("CNCL").
 pub const HANDSHAKE_MAGIC: u32 = 0x434E_434C;
@@ -42,6 +42,10 @@ pub struct Handshake {
     pub from: NodeId,
     /// The node it means to reach.
     pub to: NodeId,
+    /// Where the dialler's own peer transport listens: a node that does not
+    /// dial it yet (it joins, or it lags behind the change that added the
+    /// dialler) dials it back there to answer (docs/design/membership.md).
+    pub reply_to: Option<std::net::SocketAddr>,
 }
 
 /// The acceptor's answer to a [`Handshake`].
@@ -51,6 +55,9 @@ pub enum HandshakeReply {
     Accepted,
     /// Refused, and why; the acceptor closes the connection.
     Refused(String),
+    /// Refused because the dialler was removed from the membership
+    /// (docs/design/membership.md), and how to rejoin.
+    Removed(String),
 }
 
 /// Everything that follows the handshake.
@@ -232,11 +239,12 @@ mod tests {
 
     #[test]
     fn a_frame_of_the_previous_version_is_refused_naming_both_versions() {
-        // Version 4 predates leader transfer: its node would misread this
-        // build's vote requests, so the version byte refuses them first.
-        let error = decode::<PeerFrame>(&[4, 0, 0], 1024).unwrap_err();
-        assert_eq!(error, FrameError::Version(4));
-        assert_eq!(error.to_string(), "frame version 4 is not supported (this build speaks version 5)");
+        // Version 5 predates membership changes: its node would misread this
+        // build's votes (a priority) and entries (a membership), so the
+        // version byte refuses them first.
+        let error = decode::<PeerFrame>(&[5, 0, 0], 1024).unwrap_err();
+        assert_eq!(error, FrameError::Version(5));
+        assert_eq!(error.to_string(), "frame version 5 is not supported (this build speaks version 6)");
     }
 
     #[test]

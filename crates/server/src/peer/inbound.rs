@@ -21,6 +21,7 @@ pub(crate) async fn run_listener(
     settings: Arc<PeerSettings>,
     to_driver: mpsc::Sender<PeerInput>,
     mut shutdown: watch::Receiver<bool>,
+    transport: super::Transport,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -32,8 +33,9 @@ pub(crate) async fn run_listener(
                 let settings = settings.clone();
                 let to_driver = to_driver.clone();
                 let shutdown = shutdown.clone();
+                let transport = transport.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = serve(stream, address, settings, to_driver, shutdown).await {
+                    if let Err(error) = serve(stream, address, settings, to_driver, shutdown, transport).await {
                         debug!(%address, %error, "peer connection closed");
                     }
                 });
@@ -49,6 +51,7 @@ async fn serve(
     settings: Arc<PeerSettings>,
     to_driver: mpsc::Sender<PeerInput>,
     mut shutdown: watch::Receiver<bool>,
+    transport: super::Transport,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let handshake =
@@ -64,10 +67,20 @@ async fn serve(
     };
     let peer = match check(&handshake, &settings) {
         Ok(peer) => peer,
-        Err(reason) => {
-            warn!(%address, %reason, "refused peer");
-            let reply =
-                frame::encode(&HandshakeReply::Refused(reason.clone()), HANDSHAKE_LIMIT).map_err(io::Error::other)?;
+        Err(refusal) => {
+            let reason = match &refusal {
+                // Expected after a removal: the removed node says so itself.
+                HandshakeReply::Removed(reason) => {
+                    debug!(%address, %reason, "refused a removed peer");
+                    reason.clone()
+                }
+                HandshakeReply::Refused(reason) => {
+                    warn!(%address, %reason, "refused peer");
+                    reason.clone()
+                }
+                HandshakeReply::Accepted => unreachable!("a refusal"),
+            };
+            let reply = frame::encode(&refusal, HANDSHAKE_LIMIT).map_err(io::Error::other)?;
             stream.write_all(&reply).await?;
             return Err(io::Error::new(io::ErrorKind::PermissionDenied, reason));
         }
@@ -75,6 +88,9 @@ async fn serve(
     let reply = frame::encode(&HandshakeReply::Accepted, HANDSHAKE_LIMIT).map_err(io::Error::other)?;
     stream.write_all(&reply).await?;
     info!(peer, %address, "peer connected");
+    if let Some(reply_to) = handshake.reply_to {
+        transport.dial_back(peer, reply_to);
+    }
     let mut reader = BufReader::with_capacity(256 * 1024, stream);
     loop {
         let frame = tokio::select! {
@@ -104,19 +120,26 @@ async fn serve(
     }
 }
 
-/// Why a handshake is refused, or the peer's id.
-fn check(handshake: &Handshake, settings: &PeerSettings) -> Result<NodeId, String> {
+/// The peer's id, or the refusal to send back.
+fn check(handshake: &Handshake, settings: &PeerSettings) -> Result<NodeId, HandshakeReply> {
+    let refuse = |reason: String| Err(HandshakeReply::Refused(reason));
     if handshake.magic != HANDSHAKE_MAGIC {
-        return Err(format!("bad magic {:#x}", handshake.magic));
+        return refuse(format!("bad magic {:#x}", handshake.magic));
     }
     if handshake.cluster_id != settings.cluster_id {
-        return Err(format!("wrong cluster id {} (this is cluster {})", handshake.cluster_id, settings.cluster_id));
+        return refuse(format!("wrong cluster id {} (this is cluster {})", handshake.cluster_id, settings.cluster_id));
     }
     if handshake.to != settings.node_id {
-        return Err(format!("addressed to node {} but this is node {}", handshake.to, settings.node_id));
+        return refuse(format!("addressed to node {} but this is node {}", handshake.to, settings.node_id));
     }
-    if handshake.from == settings.node_id || !settings.members.contains(&handshake.from) {
-        return Err(format!("node {} is not a member of cluster {}", handshake.from, settings.cluster_id));
+    if handshake.from == 0 || handshake.from == settings.node_id {
+        return refuse(format!("node {} cannot be a peer of node {}", handshake.from, settings.node_id));
+    }
+    if settings.removed.read().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&handshake.from) {
+        return Err(HandshakeReply::Removed(format!(
+            "node {} was removed from cluster {}: add it back as a learner (conclave admin add-learner) to rejoin",
+            handshake.from, settings.cluster_id
+        )));
     }
     Ok(handshake.from)
 }

@@ -10,18 +10,19 @@ mod inbound;
 mod outbound;
 pub mod queue;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use conclave_core::{Body, ClusterId, Message, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::config::ServerConfig;
+use crate::membership::MemberTable;
 use frame::PeerFrame;
 use queue::PeerQueue;
 
@@ -42,8 +43,14 @@ pub struct PeerInput {
 pub(crate) struct PeerSettings {
     pub(crate) cluster_id: ClusterId,
     pub(crate) node_id: NodeId,
-    pub(crate) members: Vec<NodeId>,
+    /// Ids removed from the membership: their handshakes are refused, with
+    /// the reason, so a removed node says in its log that it was removed.
+    /// Any other id is accepted: a node behind a membership change must
+    /// still hear the members it does not know yet (docs/design/membership.md).
+    pub(crate) removed: RwLock<BTreeSet<NodeId>>,
     pub(crate) own_ip: IpAddr,
+    /// Where this node's peer transport listens (sent in each handshake).
+    pub(crate) own_address: SocketAddr,
     pub(crate) max_frame_bytes: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) reconnect_min: Duration,
@@ -81,12 +88,19 @@ impl PeerSettings {
 pub(crate) struct HeardFrom {
     start: Instant,
     /// Peer -> milliseconds after `start` of its latest frame (0: never).
-    at_ms: HashMap<NodeId, AtomicU64>,
+    at_ms: RwLock<HashMap<NodeId, AtomicU64>>,
 }
 
 impl HeardFrom {
-    fn new(peers: impl IntoIterator<Item = NodeId>) -> HeardFrom {
-        HeardFrom { start: Instant::now(), at_ms: peers.into_iter().map(|id| (id, AtomicU64::new(0))).collect() }
+    pub(crate) fn new(peers: impl IntoIterator<Item = NodeId>) -> HeardFrom {
+        let at_ms = peers.into_iter().map(|id| (id, AtomicU64::new(0))).collect();
+        HeardFrom { start: Instant::now(), at_ms: RwLock::new(at_ms) }
+    }
+
+    /// Starts tracking `peer` (a new member), if not yet.
+    fn track(&self, peer: NodeId) {
+        let mut at_ms = self.at_ms.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        at_ms.entry(peer).or_insert_with(|| AtomicU64::new(0));
     }
 
     /// Milliseconds since the transport started.
@@ -96,30 +110,46 @@ impl HeardFrom {
 
     /// A frame from `peer` arrived.
     pub(crate) fn note(&self, peer: NodeId) {
-        if let Some(at_ms) = self.at_ms.get(&peer) {
+        let at_ms = self.at_ms.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(at_ms) = at_ms.get(&peer) {
             at_ms.store(self.now_ms(), Ordering::Relaxed);
         }
     }
 
     /// When `peer` was last heard from (0: never).
     pub(crate) fn last_ms(&self, peer: NodeId) -> u64 {
-        self.at_ms.get(&peer).map_or(0, |at_ms| at_ms.load(Ordering::Relaxed))
+        let at_ms = self.at_ms.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        at_ms.get(&peer).map_or(0, |at_ms| at_ms.load(Ordering::Relaxed))
     }
+}
+
+/// One peer this node dials: its queue, where it listens, and how to stop
+/// the task that writes to it.
+#[derive(Debug)]
+struct PeerLink {
+    queue: Arc<PeerQueue>,
+    address: SocketAddr,
+    stop: watch::Sender<bool>,
 }
 
 /// The sending side, used by the driver.
 #[derive(Debug, Clone)]
 pub struct Transport {
-    queues: Arc<HashMap<NodeId, Arc<PeerQueue>>>,
+    links: Arc<RwLock<HashMap<NodeId, PeerLink>>>,
+    settings: Arc<PeerSettings>,
+    queue_frames: usize,
+    shutdown: watch::Receiver<bool>,
     max_frame_bytes: usize,
 }
 
 impl Transport {
-    /// Starts listening on `listener` and dialling every other member. A peer
-    /// whose process is found gone (a lost connection, then a refused redial) is
-    /// named on `process_gone`, if `timing.fast_detection` is on.
+    /// Starts listening on `listener` and dialling every other member of
+    /// `members`. A peer whose process is found gone (a lost connection, then
+    /// a refused redial) is named on `process_gone`, if `timing.fast_detection`
+    /// is on.
     pub(crate) fn start(
         config: &ServerConfig,
+        members: &MemberTable,
         listener: TcpListener,
         to_driver: mpsc::Sender<PeerInput>,
         process_gone: mpsc::Sender<NodeId>,
@@ -129,31 +159,99 @@ impl Transport {
         let settings = Arc::new(PeerSettings {
             cluster_id: config.cluster_id,
             node_id: config.node_id,
-            members: config.members.iter().map(|member| member.id).collect(),
+            removed: RwLock::new(BTreeSet::new()),
             own_ip: me.peer_address.ip(),
+            own_address: listener.local_addr().unwrap_or(me.peer_address),
             max_frame_bytes: config.limits.max_frame_bytes,
             handshake_timeout: Duration::from_millis(config.timing.peer_handshake_timeout_ms),
             reconnect_min: Duration::from_millis(config.timing.reconnect_min_ms),
             reconnect_max: Duration::from_millis(config.timing.reconnect_max_ms),
             election_timeout: Duration::from_millis(config.election_timeout_ms()),
-            heard: HeardFrom::new(config.members.iter().map(|member| member.id)),
+            heard: HeardFrom::new(std::iter::empty()),
             process_gone: config.timing.fast_detection.then_some(process_gone),
         });
-        let mut queues = HashMap::new();
-        for member in config.members.iter().filter(|member| member.id != config.node_id) {
-            let queue = Arc::new(PeerQueue::new(config.limits.peer_queue_frames));
-            queues.insert(member.id, queue.clone());
-            let address: SocketAddr = member.peer_address;
-            tokio::spawn(outbound::run(settings.clone(), member.id, address, queue, shutdown.clone()));
+        let transport = Transport {
+            links: Arc::new(RwLock::new(HashMap::new())),
+            settings: settings.clone(),
+            queue_frames: config.limits.peer_queue_frames,
+            shutdown: shutdown.clone(),
+            max_frame_bytes: config.limits.max_frame_bytes,
+        };
+        transport.set_members(members);
+        // On shutdown every peer task stops, those started later included
+        // (`set_members` starts none once it is set).
+        let (links, mut stopping) = (transport.links.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let _ = stopping.changed().await;
+            for link in links.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values() {
+                let _ = link.stop.send(true);
+            }
+        });
+        tokio::spawn(inbound::run_listener(listener, settings, to_driver, shutdown, transport.clone()));
+        transport
+    }
+
+    /// A peer this node does not dial reached it: dial it back at the
+    /// address its handshake gave, so that answers reach it. The next
+    /// membership change keeps the link or drops it.
+    pub(crate) fn dial_back(&self, peer: NodeId, address: SocketAddr) {
+        if self.links.read().unwrap_or_else(|poisoned| poisoned.into_inner()).contains_key(&peer) {
+            return;
         }
-        tokio::spawn(inbound::run_listener(listener, settings, to_driver, shutdown));
-        Transport { queues: Arc::new(queues), max_frame_bytes: config.limits.max_frame_bytes }
+        if *self.shutdown.borrow() {
+            return;
+        }
+        let mut links = self.links.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if links.contains_key(&peer) {
+            return;
+        }
+        info!(peer, %address, "dialling back a peer outside this node's membership");
+        self.settings.heard.track(peer);
+        let queue = Arc::new(PeerQueue::new(self.queue_frames));
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(outbound::run(self.settings.clone(), peer, address, queue.clone(), stopped));
+        links.insert(peer, PeerLink { queue, address, stop });
+    }
+
+    /// Dials the members of `members` it does not dial yet (or dials again
+    /// at a new address), stops dialling the ones that left, and refuses the
+    /// handshakes of the removed ones.
+    pub(crate) fn set_members(&self, members: &MemberTable) {
+        *self.settings.removed.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            members.removed.iter().copied().collect();
+        let wanted: HashMap<NodeId, SocketAddr> = members.peers(self.settings.node_id).into_iter().collect();
+        let mut links = self.links.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        links.retain(|id, link| {
+            let keep = wanted.get(id) == Some(&link.address);
+            if !keep {
+                info!(peer = id, address = %link.address, "no longer dialling peer");
+                let _ = link.stop.send(true);
+            }
+            keep
+        });
+        if *self.shutdown.borrow() {
+            return;
+        }
+        for (id, address) in wanted {
+            if links.contains_key(&id) {
+                continue;
+            }
+            self.settings.heard.track(id);
+            let queue = Arc::new(PeerQueue::new(self.queue_frames));
+            let (stop, stopped) = watch::channel(false);
+            tokio::spawn(outbound::run(self.settings.clone(), id, address, queue.clone(), stopped));
+            links.insert(id, PeerLink { queue, address, stop });
+        }
+    }
+
+    fn queue(&self, to: NodeId) -> Option<Arc<PeerQueue>> {
+        self.links.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&to).map(|link| link.queue.clone())
     }
 
     /// Queues `frame` for `to`. Never blocks; an unencodable frame is logged and dropped
     /// (the protocol re-sends, a forward times out into `-TRYAGAIN`).
     pub fn send(&self, to: NodeId, frame: &PeerFrame) {
-        let Some(queue) = self.queues.get(&to) else {
+        let Some(queue) = self.queue(to) else {
             warn!(to, "no such peer; frame dropped");
             return;
         };
@@ -185,15 +283,17 @@ impl Transport {
     /// Takes back the forwards queued for every peer but `keep` that were never
     /// written (the peer is down or no longer the leader): they can be re-sent.
     pub fn take_unsent_forwards(&self, keep: Option<NodeId>) -> Vec<u64> {
-        self.queues
+        let links = self.links.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        links
             .iter()
             .filter(|(id, _)| Some(**id) != keep)
-            .flat_map(|(_, queue)| queue.take_unsent_forwards())
+            .flat_map(|(_, link)| link.queue.take_unsent_forwards())
             .collect()
     }
 
     /// Frames dropped from full queues, over all peers.
     pub fn dropped_frames(&self) -> u64 {
-        self.queues.values().map(|queue| queue.dropped()).sum()
+        let links = self.links.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        links.values().map(|link| link.queue.dropped()).sum()
     }
 }

@@ -61,6 +61,25 @@ enum Redial {
     Failed(io::Error),
 }
 
+/// How often a removed node dials a peer that refused it as removed.
+const REMOVED_REDIAL: Duration = Duration::from_secs(2);
+
+/// A peer refused the handshake: this node was removed from the membership.
+#[derive(Debug)]
+struct Removed(String);
+
+impl std::fmt::Display for Removed {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Removed {}
+
+fn removed(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|inner| inner.is::<Removed>())
+}
+
 /// Keeps a connection to `peer` alive until shutdown, writing `queue` to it.
 pub(crate) async fn run(
     settings: Arc<PeerSettings>,
@@ -71,6 +90,7 @@ pub(crate) async fn run(
 ) {
     let mut backoff = settings.reconnect_min;
     let mut ready: Option<TcpStream> = None;
+    let mut told_removed = false;
     loop {
         let attempt = match ready.take() {
             Some(stream) => Ok(stream),
@@ -112,6 +132,19 @@ pub(crate) async fn run(
                     }
                 }
                 // A connection that was up: the next dial goes at once.
+                continue;
+            }
+            Err(error) if removed(&error) => {
+                // Told once per peer task; dialled again slowly, so that a
+                // node added back hears its peers again (docs/design/membership.md).
+                if !told_removed {
+                    warn!(peer, %address, %error, "this node was removed from the cluster: it takes no part until added back");
+                    told_removed = true;
+                }
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(REMOVED_REDIAL) => {}
+                }
                 continue;
             }
             Err(error) => {
@@ -171,8 +204,13 @@ async fn connect(settings: &PeerSettings, peer: NodeId, address: SocketAddr) -> 
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
     set_user_timeout(&stream, settings.election_timeout * 2);
-    let handshake =
-        Handshake { magic: HANDSHAKE_MAGIC, cluster_id: settings.cluster_id, from: settings.node_id, to: peer };
+    let handshake = Handshake {
+        magic: HANDSHAKE_MAGIC,
+        cluster_id: settings.cluster_id,
+        from: settings.node_id,
+        to: peer,
+        reply_to: Some(settings.own_address),
+    };
     let bytes = frame::encode(&handshake, HANDSHAKE_LIMIT).map_err(io::Error::other)?;
     stream.write_all(&bytes).await?;
     let reply = tokio::time::timeout(dial_timeout, read_reply(&mut stream))
@@ -184,6 +222,7 @@ async fn connect(settings: &PeerSettings, peer: NodeId, address: SocketAddr) -> 
             warn!(peer, %address, %reason, "peer refused our handshake");
             Err(io::Error::new(io::ErrorKind::PermissionDenied, reason))
         }
+        HandshakeReply::Removed(reason) => Err(io::Error::other(Removed(reason))),
     }
 }
 
@@ -290,8 +329,9 @@ mod tests {
         PeerSettings {
             cluster_id: 1,
             node_id: 1,
-            members: vec![1, 2],
+            removed: Default::default(),
             own_ip: IpAddr::from([127, 0, 0, 1]),
+            own_address: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_frame_bytes: 1 << 20,
             handshake_timeout: Duration::from_secs(2),
             reconnect_min: Duration::from_millis(10),

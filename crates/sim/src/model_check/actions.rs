@@ -6,7 +6,9 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use conclave_core::{Body, Config, Message, Node, NodeId, Output, RestoredState, Role};
+use conclave_core::{
+    Body, Config, MemberAddresses, MembershipChange, Message, Node, NodeId, Output, RestoredState, Role,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -75,6 +77,16 @@ pub enum Action {
         /// Position of the node.
         node: usize,
     },
+    /// The node, a serving leader, proposes a membership change about the
+    /// node at `target` (docs/design/membership.md).
+    Change {
+        /// Position of the leader.
+        node: usize,
+        /// What changes.
+        kind: ChangeKind,
+        /// Position of the member (or joiner) it is about.
+        target: usize,
+    },
     /// The node, a serving leader, is asked to hand over to `target`
     /// (docs/decisions/0099).
     Transfer {
@@ -83,6 +95,17 @@ pub enum Action {
         /// Position of the member that is to lead.
         target: usize,
     },
+}
+
+/// A membership change of the model (positions, not ids, so that actions stay `Copy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Add the node as a learner.
+    AddLearner,
+    /// Promote the learner.
+    Promote,
+    /// Remove the member.
+    Remove,
 }
 
 /// One input to a core: what it is given, and its clock to move.
@@ -97,10 +120,13 @@ pub(crate) struct Model {
 impl Model {
     pub fn new(options: CheckOptions) -> Model {
         let voters: Vec<NodeId> = (1..=options.nodes as NodeId).collect();
-        let configs = voters
+        let everyone: Vec<NodeId> = (1..=(options.nodes + options.joiners) as NodeId).collect();
+        let configs = everyone
             .iter()
             .map(|id| {
-                let mut config = Config::new(*id, MODEL_CLUSTER_ID, voters.clone());
+                // A joiner knows no voter: it waits to be added.
+                let joins = !voters.contains(id);
+                let mut config = Config::new(*id, MODEL_CLUSTER_ID, if joins { Vec::new() } else { voters.clone() });
                 config.election_mode = options.mode;
                 // Tiny timings keep every time relative to a node's clock within a
                 // few milliseconds, so relative times fit the fingerprint without
@@ -113,7 +139,7 @@ impl Model {
                 // any 1 ms step (`Advance`), the worst case for safety.
                 config.vote_lease_ms = 1;
                 config.pre_vote = options.pre_vote;
-                config.initial_leader = options.initial_leader;
+                config.initial_leader = if joins { None } else { options.initial_leader };
                 // Members wait for the cold start as long as an election timeout:
                 // the wait's end stays within the fingerprint's horizon.
                 config.cold_start_wait_ms = 2;
@@ -134,6 +160,7 @@ impl Model {
             network: Rc::new(Vec::new()),
             proposals: 0,
             transfers: 0,
+            changes: 0,
             crashes: 0,
             timers: 0,
             history: Rc::new(History { committed_leader_term: vec![0; self.configs.len()], ..History::default() }),
@@ -187,6 +214,12 @@ impl Model {
                             actions.push(Action::Transfer { node: index, target });
                         }
                     }
+                    if core.role() == Role::Leader
+                        && core.is_serving()
+                        && state.changes < self.options.max_membership_changes
+                    {
+                        self.membership_changes(core, index, &mut actions);
+                    }
                     if !node.unsynced.is_empty() {
                         actions.push(Action::Sync { node: index });
                     }
@@ -232,6 +265,49 @@ impl Model {
             }
         }
         actions
+    }
+
+    /// The next step of the membership plan that leader `core` (at `index`)
+    /// would accept now. The plan grows the cluster by the joiners and shrinks
+    /// it back: add each joiner as a learner, promote it, then remove the
+    /// lowest original voter other than the leader — 3 → 4 → 3 voters with one
+    /// joiner. One step at a time keeps the search on the changes an operator
+    /// makes; when and at which leader each happens is still explored.
+    fn membership_changes(&self, core: &Node, index: usize, actions: &mut Vec<Action>) {
+        let membership = core.membership();
+        let joiners = self.options.nodes..self.configs.len();
+        let step = joiners
+            .clone()
+            .find(|target| !membership.contains(self.configs[*target].id))
+            .map(|target| (ChangeKind::AddLearner, target))
+            .or_else(|| {
+                joiners
+                    .clone()
+                    .find(|target| !membership.is_voter(self.configs[*target].id))
+                    .map(|target| (ChangeKind::Promote, target))
+            })
+            .or_else(|| {
+                (0..self.options.nodes)
+                    .find(|target| *target != index && membership.is_voter(self.configs[*target].id))
+                    .map(|target| (ChangeKind::Remove, target))
+            });
+        if let Some((kind, target)) = step {
+            if core.clone().change_membership(self.change(kind, target)).is_ok() {
+                actions.push(Action::Change { node: index, kind, target });
+            }
+        }
+    }
+
+    fn change(&self, kind: ChangeKind, target: usize) -> MembershipChange {
+        let id = self.configs[target].id;
+        match kind {
+            ChangeKind::AddLearner => {
+                let addresses = MemberAddresses { peer: format!("n{id}"), client: String::new(), http: String::new() };
+                MembershipChange::AddLearner { id, addresses }
+            }
+            ChangeKind::Promote => MembershipChange::Promote { id },
+            ChangeKind::Remove => MembershipChange::Remove { id },
+        }
     }
 
     /// The state after `action`. The action must be enabled in `state`.
@@ -282,6 +358,14 @@ impl Model {
             }
             Action::Sync { node } => self.sync(&mut next, node),
             Action::Restart { node } => self.start(&mut next, node),
+            Action::Change { node, kind, target } => {
+                next.changes += 1;
+                let change = self.change(kind, target);
+                self.input(&mut next, node, |core, _| match core.change_membership(change) {
+                    Ok(proposal) => proposal.output,
+                    Err(error) => panic!("a change is only enabled where the leader accepts it: {error}"),
+                });
+            }
             Action::Transfer { node, target } => {
                 next.transfers += 1;
                 let target_id = self.configs[target].id;
@@ -437,6 +521,7 @@ impl Model {
             Action::Restart { node } => format!("{} restarts from its disk", name(node)),
             Action::Propose { node } => format!("client proposes command #{} to {}", before.proposals + 1, name(node)),
             Action::Transfer { node, target } => format!("{} is asked to hand over to {}", name(node), name(target)),
+            Action::Change { node, kind, target } => format!("{} proposes {kind:?} of {}", name(node), name(target)),
         };
         for (index, (old, new)) in before.nodes.iter().zip(&after.nodes).enumerate() {
             if Rc::ptr_eq(old, new) {

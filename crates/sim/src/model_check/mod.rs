@@ -48,6 +48,14 @@ pub struct CheckOptions {
     /// Leader transfers asked for in one execution, at most (each to every
     /// other member in turn).
     pub max_transfers: u32,
+    /// Nodes besides `nodes` that start empty and wait to be added
+    /// (`Config::voters` empty: docs/design/membership.md).
+    pub joiners: usize,
+    /// Membership changes a serving leader proposes in one execution, at
+    /// most, following the plan: add each joiner as a learner, promote it,
+    /// then remove the lowest original voter other than the leader (3 → 4 → 3
+    /// voters with one joiner), each step only when the leader accepts it.
+    pub max_membership_changes: u32,
     /// Timer firings (`Timer` and `Advance`, all nodes together) in one
     /// execution, at most; a `ProcessGone` that changes its observer spends one,
     /// as the timer it stands for. `None` leaves time unbounded.
@@ -102,6 +110,30 @@ pub struct CheckOptions {
 }
 
 impl CheckOptions {
+    /// The bounds as `key=value` words, for the report.
+    pub fn bounds(&self) -> String {
+        format!(
+            "nodes={} joiners={} depth={} max_term={} max_log={} proposals={} transfers={} membership_changes={} \
+             crashes={} timers={} drop={} advance={} consuming_delivery={} restart={} pre_vote={} initial_leader={}",
+            self.nodes,
+            self.joiners,
+            self.depth,
+            self.max_term,
+            self.max_log_length,
+            self.max_proposals,
+            self.max_transfers,
+            self.max_membership_changes,
+            self.max_crashes,
+            self.max_timers.map_or("unbounded".to_string(), |timers| timers.to_string()),
+            self.drop_action,
+            self.advance_action,
+            self.consuming_delivery,
+            self.restart,
+            self.pre_vote,
+            self.initial_leader.map_or("none".to_string(), |leader| leader.to_string()),
+        )
+    }
+
     /// Defaults for `mode` on `nodes` nodes, to depth `depth`.
     pub fn new(mode: ElectionMode, nodes: usize, depth: usize) -> CheckOptions {
         CheckOptions {
@@ -112,6 +144,8 @@ impl CheckOptions {
             max_log_length: 4,
             max_proposals: 1,
             max_transfers: 0,
+            joiners: 0,
+            max_membership_changes: 0,
             max_crashes: 1,
             max_timers: None,
             drop_action: true,
@@ -151,6 +185,8 @@ pub struct CheckReport {
     /// Whether the environment had the `ProcessGone` input
     /// ([`CheckOptions::process_gone_action`]).
     pub process_gone: bool,
+    /// The bounds the search ran within, as `key=value` words.
+    pub bounds: String,
     /// Distinct states reached (the initial one included).
     pub states: u64,
     /// Deepest level at which new states were found.
@@ -196,6 +232,7 @@ impl CheckReport {
             .map(|(name, holds)| (name.to_string(), json!(if *holds { "holds" } else { "violated" })))
             .collect();
         let mut value = json!({
+            "bounds": self.bounds,
             "mode": self.mode.name(),
             "process_gone": self.process_gone,
             "states": self.states,
@@ -228,6 +265,7 @@ impl CheckReport {
             rate,
             if self.complete { "complete" } else { "incomplete" }
         );
+        let _ = writeln!(text, "  bounds: {}", self.bounds);
         let levels: Vec<String> = self.states_per_depth.iter().map(u64::to_string).collect();
         let _ = writeln!(text, "  states per depth: {}", levels.join(" "));
         let reached: Vec<String> = self.milestones.iter().map(|(name, depth)| format!("{name} at {depth}")).collect();

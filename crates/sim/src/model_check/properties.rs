@@ -225,21 +225,47 @@ fn leader_completeness(state: &ModelState, _model: &Model) -> Result<(), String>
 }
 
 /// Raft §5.4 and thesis §10.2.1: every entry ever known committed is on the
-/// *disks* of a majority, not only in their memory. A leader that persists in
-/// parallel with replicating counts itself only once its write is durable;
-/// counting it earlier breaks this at once, before any crash shows it.
-fn committed_is_durable_on_a_majority(state: &ModelState, _model: &Model) -> Result<(), String> {
-    let majority = state.nodes.len() / 2 + 1;
+/// *disks* of enough voters that every majority meets one of them (with a
+/// fixed membership: a majority of disks), for the membership in force at its
+/// index and for the latest membership of each live node that holds it — the
+/// ones a leader counting it could have used (docs/design/membership.md). A
+/// node that lacks the entry may act on an older membership (a removed node
+/// never told); whether it could still be elected without the entry is what
+/// `leader_completeness` checks. A leader that persists in parallel with
+/// replicating counts itself only once its write is durable; counting it
+/// earlier breaks this at once, before any crash shows it.
+fn committed_is_durable_on_a_majority(state: &ModelState, model: &Model) -> Result<(), String> {
+    let everyone: Vec<NodeId> = (1..=model.options.nodes as NodeId).collect();
     for (index, known) in &state.history.committed {
         for (entry, _) in known {
-            let stored = state.nodes.iter().filter(|node| node.disk.entries.get(*index as usize - 1) == Some(entry));
-            let count = stored.count();
-            if count < majority {
-                return Err(format!(
-                    "index {index} (term {}) is committed but durable on {count} of {} disks",
-                    entry.term,
-                    state.nodes.len()
-                ));
+            let on_disk = |node: &Rc<ModelNode>| node.disk.entries.get(*index as usize - 1) == Some(entry);
+            let holders: Vec<NodeId> = state.nodes.iter().filter(|node| on_disk(node)).map(|node| node.id).collect();
+            let mut voter_sets: Vec<Vec<NodeId>> = Vec::new();
+            for node in &state.nodes {
+                let Some(core) = node.core.as_ref() else { continue };
+                if core.log().term_at(*index) != Some(entry.term) {
+                    continue;
+                }
+                voter_sets.push(core.membership().voters());
+                if let Some((_, at_index)) = core.log().membership_at_or_below(*index) {
+                    voter_sets.push(at_index.voters());
+                }
+            }
+            voter_sets.retain(|voters| !voters.is_empty());
+            if voter_sets.is_empty() {
+                voter_sets.push(everyone.clone());
+            }
+            for voters in &voter_sets {
+                let held = voters.iter().filter(|id| holders.contains(id)).count();
+                let needed = voters.len() - conclave_core::quorum::majority(voters.len()) + 1;
+                if held < needed {
+                    return Err(format!(
+                        "index {index} (term {}) is committed but durable on {held} of {} disks of the voters \
+                         {voters:?} (disks holding it: {holders:?})",
+                        entry.term,
+                        voters.len()
+                    ));
+                }
             }
         }
     }

@@ -18,8 +18,11 @@ const ROOT: u32 = u32::MAX;
 /// Explores every state reachable within `options.depth` actions and the
 /// bounds, checking every property on every new state.
 pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
-    if options.nodes == 0 || options.nodes > 7 {
-        return Err(format!("--nodes {} is out of range: the checker runs 1 to 7 nodes", options.nodes));
+    if options.nodes == 0 || options.nodes + options.joiners > 7 {
+        return Err(format!(
+            "--nodes {} with --joiners {} is out of range: the checker runs 1 to 7 nodes",
+            options.nodes, options.joiners
+        ));
     }
     if let Some(leader) = options.initial_leader {
         if !options.mode.exchanges_votes() {
@@ -107,6 +110,7 @@ pub fn check(options: CheckOptions) -> Result<CheckReport, String> {
         .map(|(position, property)| (property.name, !violated.iter().any(|(p, _, _)| *p == position)))
         .collect();
     Ok(CheckReport {
+        bounds: options.bounds(),
         mode: options.mode,
         process_gone: options.process_gone_action,
         states: parents.len() as u64,
@@ -135,7 +139,26 @@ fn note_milestones(state: &ModelState, depth: usize, milestones: &mut BTreeMap<&
     // A leader of a term above one in which an entry was known committed came
     // after that commit: with a crash on the way, that is a full cycle.
     let reelected = matches!((first_commit_term, last_leader_term), (Some(commit), Some(leader)) if leader > commit);
+    // Membership changes committed in some node's log, in order: the voter
+    // counts of its committed memberships, and whether a learner was in one.
+    let (mut learner_added, mut grew, mut grew_and_shrank) = (false, false, false);
+    for core in state.nodes.iter().filter_map(|node| node.core.as_ref()) {
+        let committed = core.log().committed();
+        let mut most = 0;
+        for entry in core.log().all().iter().filter(|entry| entry.index <= committed) {
+            if let conclave_core::Payload::Membership(membership) = &entry.payload {
+                let voters = membership.voters().len();
+                learner_added |= !membership.learners().is_empty();
+                grew |= most > 0 && voters > most;
+                grew_and_shrank |= grew && voters < most;
+                most = most.max(voters);
+            }
+        }
+    }
     let reached = [
+        ("learner_added", learner_added),
+        ("voter_added", grew),
+        ("voter_added_then_removed", grew_and_shrank),
         ("leader_elected", leader),
         ("entry_committed", first_commit_term.is_some()),
         ("reelected_after_commit", reelected),

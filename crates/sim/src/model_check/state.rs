@@ -187,6 +187,8 @@ pub(crate) struct ModelState {
     pub proposals: u32,
     /// Leader transfers asked for so far.
     pub transfers: u32,
+    /// Membership changes proposed so far.
+    pub changes: u32,
     pub crashes: u32,
     /// Timer firings so far (counted only under `max_timers`).
     pub timers: u32,
@@ -202,7 +204,7 @@ impl ModelState {
         for packet in self.network.iter() {
             packet.key.hash(&mut hasher);
         }
-        (self.proposals, self.transfers, self.crashes, self.timers).hash(&mut hasher);
+        (self.proposals, self.transfers, self.changes, self.crashes, self.timers).hash(&mut hasher);
         self.history.hash(&mut hasher);
         hasher.finish()
     }

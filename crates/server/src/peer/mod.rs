@@ -161,7 +161,12 @@ impl Transport {
             node_id: config.node_id,
             removed: RwLock::new(BTreeSet::new()),
             own_ip: me.peer_address.ip(),
-            own_address: listener.local_addr().unwrap_or(me.peer_address),
+            // The configured address is the one others can reach; port 0
+            // (tests) means "the port bound".
+            own_address: match me.peer_address.port() {
+                0 => listener.local_addr().unwrap_or(me.peer_address),
+                _ => me.peer_address,
+            },
             max_frame_bytes: config.limits.max_frame_bytes,
             handshake_timeout: Duration::from_millis(config.timing.peer_handshake_timeout_ms),
             reconnect_min: Duration::from_millis(config.timing.reconnect_min_ms),

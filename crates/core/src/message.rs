@@ -225,8 +225,10 @@ pub enum AppendOutcome {
         /// The `prev_log_index` of the rejected request, so that the leader can
         /// ignore stale rejections.
         prev_log_index: LogIndex,
-        /// The leader may retry from `hint_index + 1`: every index in
-        /// `(hint_index, prev_log_index]` is known not to match.
+        /// The leader may retry from `hint_index + 1`: the indexes in
+        /// `(hint_index, prev_log_index]` do not match, except maybe some of
+        /// the run of the follower's conflicting term, which the leader then
+        /// sends again (harmless: the follower keeps the entries it has).
         hint_index: LogIndex,
     },
 }

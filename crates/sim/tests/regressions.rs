@@ -193,3 +193,48 @@ fn seed_1796601575068014060_a_window_left_from_an_earlier_hand_over_stalled_a_ro
     assert!(report.elections_won > 3, "leadership moved from hand-over to hand-over");
     assert!(trace.len() < 200_000, "the run made progress: {} trace lines", trace.len());
 }
+
+// A removal left two voters; the follower among them held a divergent suffix
+// of tens of entries of older terms. Each leader-elect probed it back one
+// entry per round trip and gave up (its deadline: an election timeout) long
+// before the follower matched, so no leader term was ever established. The
+// follower's rejection now skips the whole run of its conflicting term.
+#[test]
+fn seed_1796714897970616882_a_divergent_follower_caught_up_too_slowly_for_any_leader_elect() {
+    let options = SimOptions::new(ElectionMode::Conclave, 3, FaultSet::all());
+    for seed in [1_796_714_897_970_616_882, 1_796_714_897_970_617_190] {
+        let (report, _) = run_seed(&options, seed);
+        assert!(report.violation.is_none(), "seed {seed}: {:?}", report.violation);
+    }
+}
+
+// A learner added back under a removed node's id, at once, got answers its
+// previous process had sent before it was wiped: the leader took their match
+// index, the learner's rejections below it looked stale, and it never caught
+// up. An operator adds a wiped node back long after; so does the simulator.
+#[test]
+fn seed_1796579139233922104_a_wiped_node_added_back_at_once_never_caught_up() {
+    let options = SimOptions::new(ElectionMode::Gapless, 3, FaultSet::parse("membership").expect("known fault kinds"));
+    let (report, _) = run_seed(&options, 1_796_579_139_233_922_104);
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+}
+
+// A node removed and wiped before its removal committed could still vote as a
+// voter with an empty log: the next leader lacked committed entries. The
+// simulator's operator wipes a removed node only once the removal committed.
+#[test]
+fn seed_1796588538597706946_a_node_wiped_before_its_removal_committed() {
+    let options = SimOptions::new(ElectionMode::Raft, 5, FaultSet::all());
+    let (report, _) = run_seed(&options, 1_796_588_538_597_706_946);
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+}
+
+// A member that knew a removal committed dropped every message of the removed
+// node, which a later leader had added back and elected: the member never
+// heard its new leader. A leader's replication is taken from anyone.
+#[test]
+fn seed_1796583621305493911_a_member_ignored_a_node_added_back_and_elected() {
+    let options = SimOptions::new(ElectionMode::Raft, 3, FaultSet::parse("membership").expect("known fault kinds"));
+    let (report, _) = run_seed(&options, 1_796_583_621_305_493_911);
+    assert!(report.violation.is_none(), "{:?}", report.violation);
+}

@@ -292,14 +292,26 @@ impl Node {
         self.config.parallel_persist && self.durable_term == self.term
     }
 
-    /// The highest index that may still match after a failed consistency check:
+    /// Where the leader should probe next after a failed consistency check:
     /// entries whose term exceeds `prev_log_term` cannot be in the leader's log at
-    /// those positions (terms never decrease along a log), so they are skipped.
+    /// those positions (terms never decrease along a log), so they are skipped;
+    /// and when this node holds another entry at `prev_log_index`, the whole run
+    /// of that entry's term before it is skipped too (Raft §5.3's optimization).
+    /// That run may partly match the leader's log: the leader then sends a few
+    /// entries the follower already has, instead of probing its way back one
+    /// round trip per entry — which, with a divergent suffix of tens of entries,
+    /// outlasted a leader-elect's deadline every time (a 2-voter cluster after
+    /// a removal, in the simulator).
     fn rejection_hint(&self, prev_log_index: LogIndex, prev_log_term: Term) -> LogIndex {
         let mut hint_index = prev_log_index.saturating_sub(1).min(self.log.last_index());
         while hint_index > self.log.committed() && self.log.term_at(hint_index).is_some_and(|term| term > prev_log_term)
         {
             hint_index -= 1;
+        }
+        if let Some(conflict_term) = self.log.term_at(prev_log_index).filter(|term| *term != prev_log_term) {
+            while hint_index > self.log.committed() && self.log.term_at(hint_index) == Some(conflict_term) {
+                hint_index -= 1;
+            }
         }
         hint_index
     }

@@ -54,7 +54,9 @@ pub struct SimArgs {
     seed: Option<u64>,
     /// Faults to inject: all, none, network, crash, or a comma-separated list of
     /// crash, host_crash, restart, partition, asymmetric_partition, link_break, oneway,
-    /// isolate, loss, duplicate, reorder, link_flap, unsynced_loss, torn_write.
+    /// isolate, loss, duplicate, reorder, link_flap, unsynced_loss, torn_write,
+    /// membership (an operator's membership changes; part of `all`), and
+    /// transfer (an operator's leader transfers; only by name).
     #[arg(long, default_value = "all", value_parser = FaultSet::parse)]
     faults: FaultSet,
     /// Print one JSON object instead of the readable summary.

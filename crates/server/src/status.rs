@@ -37,6 +37,12 @@ pub struct NodeStatus {
     pub wal_syncs: u64,
     /// Leads and takes proposals (a leader-elect does not yet, docs/design/leader-terms.md).
     pub serving: bool,
+    /// Where the membership this node acts on sits in its log (0: the
+    /// config file's bootstrap membership; docs/design/membership.md).
+    pub membership_index: u64,
+    /// Whether this node votes in that membership (false for a learner, a
+    /// node waiting to join, a removed node).
+    pub voter: bool,
     /// The newest committed gapless leader term, if the mode has them.
     pub leader_term: Option<u64>,
     /// The leader term of the newest `BecomeLeader` in the log, committed or not.

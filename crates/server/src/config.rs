@@ -123,6 +123,9 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Frames queued per peer and priority class before the oldest is dropped.
     pub peer_queue_frames: usize,
+    /// A learner is promoted only when it is at most this many entries
+    /// behind the leader's last index (docs/design/membership.md).
+    pub max_promotion_lag: u64,
 }
 
 impl Default for Limits {
@@ -137,6 +140,7 @@ impl Default for Limits {
             max_append_bytes: 1024 * 1024,
             max_frame_bytes: 80 * 1024 * 1024,
             peer_queue_frames: 4_096,
+            max_promotion_lag: 1_000,
         }
     }
 }
@@ -648,6 +652,7 @@ impl ServerConfig {
         core.max_entries_per_message = self.limits.max_entries_per_message;
         core.max_bytes_per_message = self.limits.max_append_bytes;
         core.max_command_bytes = self.limits.max_command_bytes;
+        core.max_promotion_lag = self.limits.max_promotion_lag;
         core.snapshot_chunk_bytes = self.snapshot.chunk_bytes;
         core.fast_detection = self.timing.fast_detection;
         core.parallel_persist = self.timing.parallel_persist;

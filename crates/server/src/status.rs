@@ -115,6 +115,8 @@ impl NodeStatus {
             dropped_peer_frames: 0,
             wal_syncs: 0,
             serving: false,
+            membership_index: 0,
+            voter: true,
             leader_term: Some(2),
             leader_term_in_log: Some(2),
             last_term: 3,

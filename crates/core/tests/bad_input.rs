@@ -422,20 +422,23 @@ fn snapshot_responses_with_impossible_fields_are_dropped() {
 }
 
 #[test]
-fn a_liveness_view_naming_a_stranger_or_its_sender_is_impossible() {
+fn a_liveness_view_naming_its_sender_is_impossible_and_strangers_are_left_out() {
     // Reference: docs/design/vote-exchange.md — the leader's view lists the members it heard
-    // from: never itself, never a non-member.
+    // from: never itself.
     let mut fast = config(1, &VOTERS);
     fast.election_mode = ElectionMode::Fast;
     let mut node = node_from(fast, RestoredState::default(), 1);
     let _ = node.step(msg(2, 1, 2, heartbeat(0, 0, 0)));
     assert_eq!(node.leader(), Some(2));
-    assert_dropped(&mut node, msg(2, 1, 2, Body::Liveness { active: vec![3, 9] }), DropReason::ImpossibleFields);
     assert_dropped(&mut node, msg(2, 1, 2, Body::Liveness { active: vec![2, 3] }), DropReason::ImpossibleFields);
-    // A well-formed view from the leader is taken without any output.
+    // A well-formed view from the leader is taken without any output; a
+    // member this node does not know as a voter (promoted by an entry it
+    // lacks yet: docs/design/membership.md) is left out of it.
+    let output = node.step(msg(2, 1, 2, Body::Liveness { active: vec![3, 9] }));
+    assert_eq!(output, Output::default());
     let output = node.step(msg(2, 1, 2, Body::Liveness { active: vec![3] }));
     assert_eq!(output, Output::default());
-    assert_eq!(node.status().dropped.total(), 2);
+    assert_eq!(node.status().dropped.total(), 1);
 }
 
 #[test]

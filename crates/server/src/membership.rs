@@ -32,6 +32,8 @@ pub struct MemberRow {
 pub struct MemberTable {
     /// Where it sits in the log (0: the configuration's bootstrap membership).
     pub index: LogIndex,
+    /// Whether this node knows it committed.
+    pub committed: bool,
     /// Every member, by id.
     pub members: Vec<MemberRow>,
     /// Ids removed and not added back.
@@ -42,7 +44,11 @@ impl MemberTable {
     /// Resolves `membership` (at `index`): an address the log leaves empty
     /// (a bootstrap member's) comes from the configuration file's
     /// `[[members]]`.
-    pub fn resolve(membership: &Membership, index: LogIndex, config: &ServerConfig) -> MemberTable {
+    pub fn resolve(
+        membership: &Membership,
+        (index, committed): (LogIndex, bool),
+        config: &ServerConfig,
+    ) -> MemberTable {
         let members = membership
             .members
             .iter()
@@ -66,7 +72,7 @@ impl MemberTable {
                 }
             })
             .collect();
-        MemberTable { index, members, removed: membership.removed.iter().copied().collect() }
+        MemberTable { index, committed, members, removed: membership.removed.iter().copied().collect() }
     }
 
     /// The member `id`, if it is one.

@@ -145,7 +145,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, ServerErro
         EngineKind::Memory => None,
     };
     let node = Node::new(config.core_config(), restored, rng, 0)?;
-    let members = MemberTable::resolve(node.membership(), node.membership_index().0, &config);
+    let members = MemberTable::resolve(node.membership(), node.membership_index(), &config);
     if let Some(disagreement) = crate::membership::config_disagreement(&members, &config) {
         warn!(node = config.node_id, "{disagreement}");
     }

@@ -130,6 +130,8 @@ pub(crate) struct Driver {
     members: watch::Sender<Arc<MemberTable>>,
     /// To resolve the members' addresses the log leaves empty.
     server_config: ServerConfig,
+    /// The membership last published: (index, committed).
+    published_membership: (LogIndex, bool),
 }
 
 /// What the driver publishes for the other tasks to read.
@@ -200,14 +202,17 @@ impl Driver {
             reads: reads::Reads::default(),
             members,
             server_config: config.clone(),
+            published_membership: (0, false),
         }
     }
 
     /// The core's membership changed: dial the new members, stop dialling
     /// the ones that left, and publish the table (docs/design/membership.md).
     pub(crate) fn publish_members(&mut self) {
-        let (index, _) = self.node.membership_index();
-        let table = MemberTable::resolve(self.node.membership(), index, &self.server_config);
+        let at = self.node.membership_index();
+        self.published_membership = at;
+        let index = at.0;
+        let table = MemberTable::resolve(self.node.membership(), at, &self.server_config);
         if **self.members.borrow() == table {
             return;
         }
@@ -554,6 +559,9 @@ impl Driver {
             }
             Event::LeaderTermCommitted { .. } => self.end_failover(),
             Event::MembershipChanged { .. } => self.publish_members(),
+            // Only a leader refuses a removed node's handshake: it knows
+            // whether the node was added back since (docs/design/membership.md).
+            Event::RoleChanged { to, .. } => self.transport.set_leading(to == conclave_core::Role::Leader),
             // Modes without leader terms have no BecomeLeader entry to wait for.
             Event::LeaderChanged { leader: Some(leader), .. } => {
                 // Writes sent to the lost leader go to the new one under the
@@ -921,7 +929,12 @@ impl Driver {
         }
     }
 
-    fn publish_status(&self) {
+    fn publish_status(&mut self) {
+        // A membership that committed since it was published: the transport
+        // acts on committed removals only.
+        if self.node.membership_index() != self.published_membership {
+            self.publish_members();
+        }
         let node = &self.node;
         let core = node.status();
         let dropped = conclave_core::DropReason::ALL

@@ -135,7 +135,8 @@ fn check(handshake: &Handshake, settings: &PeerSettings) -> Result<NodeId, Hands
     if handshake.from == 0 || handshake.from == settings.node_id {
         return refuse(format!("node {} cannot be a peer of node {}", handshake.from, settings.node_id));
     }
-    if settings.removed.read().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&handshake.from) {
+    let leading = settings.leading.load(std::sync::atomic::Ordering::Relaxed);
+    if leading && settings.removed.read().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(&handshake.from) {
         return Err(HandshakeReply::Removed(format!(
             "node {} was removed from cluster {}: add it back as a learner (conclave admin add-learner) to rejoin",
             handshake.from, settings.cluster_id

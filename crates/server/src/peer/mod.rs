@@ -43,11 +43,16 @@ pub struct PeerInput {
 pub(crate) struct PeerSettings {
     pub(crate) cluster_id: ClusterId,
     pub(crate) node_id: NodeId,
-    /// Ids removed from the membership: their handshakes are refused, with
-    /// the reason, so a removed node says in its log that it was removed.
-    /// Any other id is accepted: a node behind a membership change must
-    /// still hear the members it does not know yet (docs/design/membership.md).
+    /// Ids whose removal from the membership this node knows committed.
+    /// While this node leads, their handshakes are refused with the reason,
+    /// so a removed node says in its log that it was removed; a follower
+    /// takes them (it may be behind a change that added the node back, and
+    /// the core screens what it sends). Any other id is accepted: a node
+    /// behind a membership change must still hear the members it does not
+    /// know yet (docs/design/membership.md).
     pub(crate) removed: RwLock<BTreeSet<NodeId>>,
+    /// Whether this node leads (set by the driver on every role change).
+    pub(crate) leading: std::sync::atomic::AtomicBool,
     pub(crate) own_ip: IpAddr,
     /// Where this node's peer transport listens (sent in each handshake).
     pub(crate) own_address: SocketAddr,
@@ -160,6 +165,7 @@ impl Transport {
             cluster_id: config.cluster_id,
             node_id: config.node_id,
             removed: RwLock::new(BTreeSet::new()),
+            leading: std::sync::atomic::AtomicBool::new(false),
             own_ip: me.peer_address.ip(),
             // The configured address is the one others can reach; port 0
             // (tests) means "the port bound".
@@ -203,11 +209,10 @@ impl Transport {
         if self.links.read().unwrap_or_else(|poisoned| poisoned.into_inner()).contains_key(&peer) {
             return;
         }
-        if *self.shutdown.borrow() {
-            return;
-        }
         let mut links = self.links.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if links.contains_key(&peer) {
+        // Checked under the lock: the shutdown task stops the links it finds
+        // under it, so none is added after it ran.
+        if links.contains_key(&peer) || *self.shutdown.borrow() {
             return;
         }
         info!(peer, %address, "dialling back a peer outside this node's membership");
@@ -219,15 +224,25 @@ impl Transport {
     }
 
     /// Dials the members of `members` it does not dial yet (or dials again
-    /// at a new address), stops dialling the ones that left, and refuses the
-    /// handshakes of the removed ones.
+    /// at a new address), and stops dialling a peer that is no member and
+    /// has been silent for two election timeouts: a node dialled back (a
+    /// leader this node does not know as a member yet) stays reachable while
+    /// it talks to this node. Committed removals are refused at the handshake
+    /// while this node leads.
     pub(crate) fn set_members(&self, members: &MemberTable) {
-        *self.settings.removed.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            members.removed.iter().copied().collect();
+        if members.committed {
+            *self.settings.removed.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                members.removed.iter().copied().collect();
+        }
         let wanted: HashMap<NodeId, SocketAddr> = members.peers(self.settings.node_id).into_iter().collect();
+        let now_ms = self.settings.heard.now_ms();
+        let silence_ms = self.settings.silence_limit().as_millis() as u64;
         let mut links = self.links.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         links.retain(|id, link| {
-            let keep = wanted.get(id) == Some(&link.address);
+            let keep = match wanted.get(id) {
+                Some(address) => *address == link.address,
+                None => now_ms.saturating_sub(self.settings.heard.last_ms(*id)) < silence_ms,
+            };
             if !keep {
                 info!(peer = id, address = %link.address, "no longer dialling peer");
                 let _ = link.stop.send(true);
@@ -247,6 +262,11 @@ impl Transport {
             tokio::spawn(outbound::run(self.settings.clone(), id, address, queue.clone(), stopped));
             links.insert(id, PeerLink { queue, address, stop });
         }
+    }
+
+    /// Whether this node leads: only a leader refuses a removed node.
+    pub(crate) fn set_leading(&self, leading: bool) {
+        self.settings.leading.store(leading, Ordering::Relaxed);
     }
 
     fn queue(&self, to: NodeId) -> Option<Arc<PeerQueue>> {

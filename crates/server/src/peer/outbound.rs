@@ -330,6 +330,7 @@ mod tests {
             cluster_id: 1,
             node_id: 1,
             removed: Default::default(),
+            leading: Default::default(),
             own_ip: IpAddr::from([127, 0, 0, 1]),
             own_address: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_frame_bytes: 1 << 20,

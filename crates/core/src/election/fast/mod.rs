@@ -270,13 +270,12 @@ pub(crate) fn broadcast_liveness(node: &mut Node, active: Vec<NodeId>) {
 }
 
 fn on_liveness(node: &mut Node, from: NodeId, term: Term, active: Vec<NodeId>) {
-    if active.iter().any(|id| !node.voters.contains(id)) {
-        node.dropped.record(DropReason::ImpossibleFields);
-        return;
-    }
     // Only the view of the leader this node follows, in its term, is of use.
+    // A member it names that this node does not count as a voter (one
+    // promoted by an entry this node lacks yet) is left out of the view.
     if node.role == Role::Follower && node.leader == Some(from) && term == node.term {
-        node.fast.leader_view = Some((from, term, active.into_iter().collect()));
+        let active = active.into_iter().filter(|id| node.voters.contains(id)).collect();
+        node.fast.leader_view = Some((from, term, active));
     }
 }
 

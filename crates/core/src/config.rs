@@ -117,10 +117,6 @@ pub enum InjectedBug {
     /// Count learners toward a commit as if they voted (breaks
     /// docs/design/membership.md: a commit needs a majority of the voters).
     CountLearnersInQuorum,
-    /// Let a leader propose a membership change while the previous one has
-    /// not committed (breaks the single-server rule: two changes in flight
-    /// can move two voters, and two majorities need not meet).
-    ConcurrentMembershipChanges,
 }
 
 impl Config {

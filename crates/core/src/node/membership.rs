@@ -78,7 +78,7 @@ impl Node {
         if let Some(transfer) = &self.transfer {
             return Err(ChangeError::Transferring { target: transfer.target });
         }
-        if self.membership_at.0 > self.log.committed() && !self.allows_concurrent_changes() {
+        if self.membership_at.0 > self.log.committed() {
             return Err(ChangeError::InProgress { index: self.membership_at.0 });
         }
         if let MembershipChange::Remove { id } = change {
@@ -97,16 +97,6 @@ impl Node {
         }
         let index = self.append_as_leader(Payload::Membership(next));
         Ok(Proposal { index, term: self.term, output: self.finish() })
-    }
-
-    #[cfg(feature = "bug-injection")]
-    fn allows_concurrent_changes(&self) -> bool {
-        self.config.injected_bug == Some(crate::config::InjectedBug::ConcurrentMembershipChanges)
-    }
-
-    #[cfg(not(feature = "bug-injection"))]
-    fn allows_concurrent_changes(&self) -> bool {
-        false
     }
 
     /// The index of the latest membership in the log (0 for the bootstrap

@@ -100,6 +100,22 @@ impl Progress {
     /// `prev_log_index`; returns true if the leader should send again.
     pub fn on_rejected(&mut self, prev_log_index: LogIndex, hint_index: LogIndex) -> bool {
         self.recent_active = true;
+        // A follower that rejects the very index it acknowledged has lost its
+        // log (a replaced disk, restarted empty): what it acknowledged proves
+        // nothing any more, so it is probed again from its hint. Otherwise
+        // its rejections at or below the old match index look stale and it
+        // never catches up (docs/design/cold-start.md; a restarted node that
+        // heard of the leader from others never sends it a correction).
+        if self.state == ProgressState::Replicate
+            && prev_log_index > 0
+            && prev_log_index == self.match_index
+            && hint_index < prev_log_index
+        {
+            self.match_index = 0;
+            self.next_index = hint_index + 1;
+            self.state = ProgressState::Probe { in_flight: false };
+            return true;
+        }
         let stale = match self.state {
             ProgressState::Replicate => prev_log_index <= self.match_index,
             ProgressState::Probe { .. } => prev_log_index + 1 != self.next_index,

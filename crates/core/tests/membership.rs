@@ -275,3 +275,54 @@ fn a_cluster_whose_newest_members_all_have_priority_zero_still_elects() {
         assert!(cluster.run_until_or(cluster.now_ms + 5_000, 5, elected), "{election_mode}: someone leads");
     }
 }
+
+#[test]
+fn a_restarted_follower_whose_config_names_an_old_leader_is_corrected_across_a_membership_change() {
+    // Reference: docs/design/cold-start.md (a restarted follower whose config
+    // still names the initial leader is corrected by the current leader),
+    // with the membership changed since the config was written.
+    let election_mode = ElectionMode::Conclave;
+    let (mut cluster, leader) = serving_cluster(3, election_mode, 101);
+    assert_eq!(leader, 1, "the configured initial leader leads first");
+    cluster.start_joiner(4, mode(election_mode));
+    change(&mut cluster, MembershipChange::AddLearner { id: 4, addresses: addresses(4) }, "add");
+    let caught_up = |cluster: &TimedCluster| {
+        let leader = cluster.node(1);
+        leader.status().followers.get(&4).is_some_and(|follower| follower.match_index == leader.log().last_index())
+    };
+    assert!(cluster.run_until_or(cluster.now_ms + 2_000, 5, caught_up), "node 4 caught up");
+    change(&mut cluster, MembershipChange::Promote { id: 4 }, "promote");
+    assert_eq!(cluster.transfer(1, Some(4)), Ok(4));
+    let moved = |cluster: &TimedCluster| serving_leader(cluster) == Some(4);
+    assert!(cluster.run_until_or(cluster.now_ms + 2_000, 5, moved), "node 4 leads");
+    let term = cluster.node(4).term();
+
+    // Node 3's disk is replaced: its config names node 1 and voters 1..3.
+    cluster.crash(3);
+    cluster.restart_wiped(3);
+    let corrected = |cluster: &TimedCluster| {
+        let node = cluster.node(3);
+        node.leader() == Some(4) && node.log().last_index() == cluster.node(4).log().last_index()
+    };
+    let done = cluster.run_until_or(cluster.now_ms + 5_000, 5, corrected);
+    if !done {
+        let n3 = cluster.node(3).status();
+        let events: Vec<String> = cluster
+            .events
+            .iter()
+            .filter(|(_, id, _)| *id == 3)
+            .map(|(at, _, event)| format!("{at} {event:?}"))
+            .collect();
+        panic!(
+            "node 3 follows node 4 with its log: {n3:?}\n{}\nleader {:?}",
+            events.join("\n"),
+            cluster.node(4).status()
+        );
+    }
+    let events: Vec<&Event> = cluster.events.iter().filter(|(_, id, _)| *id == 3).map(|(_, _, event)| event).collect();
+    // It knew it lost its data: it abstained, then followed the leader it was
+    // told of (by the leader itself or by the others).
+    assert!(events.iter().any(|event| matches!(event, Event::AbstainedAfterDataLoss { .. })), "{events:?}");
+    assert_eq!(cluster.node(3).membership().voters(), vec![1, 2, 3, 4], "it learned the membership from the log");
+    assert_eq!((serving_leader(&cluster), cluster.node(4).term()), (Some(4), term), "the leader kept its term");
+}

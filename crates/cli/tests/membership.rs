@@ -257,11 +257,16 @@ fn bad_membership_requests_are_refused_with_the_reason() {
     }
     let address = cluster.address(leader);
     let peer4 = own(4).peer_address.to_string();
+    let last_index = |cluster: &Cluster| -> Option<u64> { cluster.info_field(leader, "last_index")?.parse().ok() };
+    let before = last_index(&cluster).expect("the leader answers INFO");
     let first = std::thread::spawn(move || {
         let mut client = Client::connect(address).unwrap();
         client.command(&["ADMIN", "ADD-LEARNER", "4", &peer4, &client4]).unwrap()
     });
-    std::thread::sleep(Duration::from_millis(50));
+    // The first change is in the leader's log (not committed: no quorum).
+    wait_until("the first change is proposed", Duration::from_secs(10), || {
+        (last_index(&cluster)? > before).then_some(())
+    });
     let mut second = Client::connect(cluster.address(leader)).unwrap();
     let refusal = second.command(&["ADMIN", "SET-PRIORITY", "1", "2"]).unwrap();
     assert!(

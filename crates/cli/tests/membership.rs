@@ -164,8 +164,11 @@ fn a_node_whose_data_was_wiped_is_removed_added_back_and_promoted() {
     let json = members(&cluster, others[0]);
     assert!(json["members"].as_array().unwrap().iter().all(|row| row["role"] == "voter"), "{json}");
     wait_caught_up(&cluster, others[0], lost);
-    let local = read_all(cluster.address(lost), &keys, true);
-    assert!(keys.iter().zip(&local).all(|(key, value)| value.as_ref() == Some(key)), "the replaced node's own store");
+    // Its own store: replicated is not yet applied, so wait for the apply.
+    wait_until("the replaced node's own store holds every key", Duration::from_secs(30), || {
+        let local = read_all(cluster.address(lost), &keys, true);
+        keys.iter().zip(&local).all(|(key, value)| value.as_ref() == Some(key)).then_some(())
+    });
     assert_all_read_back(&cluster, lost, &keys);
 }
 
